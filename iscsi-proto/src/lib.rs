@@ -1,0 +1,18 @@
+//! A sans-IO iSCSI protocol core (RFC 7143, which consolidates RFC 3720).
+//!
+//! This crate never reads a clock, opens a socket, spawns a thread or draws
+//! randomness: bytes and time enter through arguments, PDUs and events leave
+//! through `poll_*` calls. Drivers (`iscsi-std`, `iscsi-mio`, `iscsi-smol`)
+//! supply the I/O.
+//!
+//! Module map:
+//! - [`wire`]: zero-copy views and `Repr`s of every PDU, AHS, digests, the
+//!   streaming decoder, the text key=value codec and RFC 1982 serial numbers.
+//! - [`login`]: the RFC 7143 section 13 key table, the negotiation engine and CHAP.
+//! - [`scsi`]: CDB builders and sense-data decoding for the initiator.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod login;
+pub mod scsi;
+pub mod wire;

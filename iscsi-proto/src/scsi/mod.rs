@@ -1,0 +1,1 @@
+//! SCSI helpers for the initiator: CDB builders and sense-data decoding.
