@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod initiator;
 pub mod login;
 pub mod scsi;
 pub mod wire;
