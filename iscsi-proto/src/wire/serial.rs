@@ -155,6 +155,8 @@ mod tests {
     }
 
     #[test]
+    // The operators themselves are under test here.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn half_space_apart_is_undefined() {
         let a = Serial(0);
         let b = Serial(HALF);
