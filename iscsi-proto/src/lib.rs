@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod login;
 pub mod scsi;
 pub mod wire;
