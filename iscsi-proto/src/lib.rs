@@ -13,8 +13,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 pub mod login;
 pub mod scsi;
 pub mod wire;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -9,7 +9,7 @@
 //! - [`frame`]: PDU lengths, the zero-copy encoder ([`encode_header`],
 //!   [`data_trailer`]), [`Pdu`] and [`RawPdu`].
 //! - [`decoder`]: the streaming [`PduDecoder`].
-//! - [`error`]: [`WireError`].
+//! - [`error`]: the error type, [`WireError`].
 
 pub mod ahs;
 pub mod bhs;
