@@ -93,8 +93,10 @@ impl PduDecoder {
     }
 
     /// How many more bytes `buf` needs before the next call to
-    /// [`decode`](Self::decode) can return a PDU (or an error): 0 when it
-    /// can already.
+    /// [`decode`](Self::decode) returns a PDU: 0 when it can already (or
+    /// will report an oversize DataSegmentLength). An upper bound: with
+    /// header digests, a header digest error is reported as soon as the
+    /// digest itself is buffered.
     pub fn needed(&self, buf: &[u8]) -> usize {
         let Some(b) = buf.get(..BHS_LEN) else {
             return BHS_LEN - buf.len();

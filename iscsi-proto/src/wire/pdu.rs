@@ -5,7 +5,7 @@
 //! `emit(&self, &mut Bhs<T>)`. `emit` writes every byte of the BHS except
 //! TotalAHSLength and DataSegmentLength (bytes 4-7, the framing fields),
 //! which it leaves untouched: the PDU encoder
-//! ([`encode_header`](super::digest::encode_header)) writes them. Reserved
+//! ([`encode_header`](super::frame::encode_header)) writes them. Reserved
 //! fields are emitted as 0 and ignored by `parse` (RFC 7143 section 11.2.1:
 //! reserved fields "MUST be 0" when sent and are ignored on receipt).
 //!
@@ -373,6 +373,32 @@ impl Residual {
             (true, false) => Ok(Residual::Overflow(count)),
             (false, true) => Ok(Residual::Underflow(count)),
             (false, false) => Ok(Residual::None),
+        }
+    }
+
+    /// The overflow count, if the O (or o) bit was set.
+    pub const fn overflow(self) -> Option<u32> {
+        match self {
+            Residual::Overflow(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The underflow count, if the U (or u) bit was set.
+    pub const fn underflow(self) -> Option<u32> {
+        match self {
+            Residual::Underflow(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Bytes actually transferred given the Expected Data Transfer Length
+    /// (saturating: `expected - underflow`, or `expected` on overflow, where
+    /// the target transferred all it could fit).
+    pub const fn transferred(self, expected: u32) -> u32 {
+        match self {
+            Residual::Underflow(n) => expected.saturating_sub(n),
+            Residual::None | Residual::Overflow(_) => expected,
         }
     }
 
@@ -1805,5 +1831,14 @@ mod tests {
             split_sense_slice(&[0, 0, 9]).unwrap(),
             (&[][..], &[9u8][..])
         );
+    }
+
+    #[test]
+    fn residual_helpers() {
+        assert_eq!(Residual::Underflow(100).transferred(512), 412);
+        assert_eq!(Residual::Underflow(600).transferred(512), 0);
+        assert_eq!(Residual::Overflow(5).transferred(512), 512);
+        assert_eq!(Residual::Overflow(5).overflow(), Some(5));
+        assert_eq!(Residual::None.underflow(), None);
     }
 }
