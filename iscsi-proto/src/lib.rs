@@ -17,3 +17,6 @@ pub mod initiator;
 pub mod login;
 pub mod scsi;
 pub mod wire;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
