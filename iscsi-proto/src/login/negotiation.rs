@@ -534,12 +534,12 @@ impl Engine {
     }
 
     fn peer_may_send(&self, def: &KeyDef) -> bool {
-        match (def.senders, self.role) {
-            (Senders::Both, _) => true,
-            (Senders::Initiator, Role::Target) => true,
-            (Senders::Target, Role::Initiator) => true,
-            _ => false,
-        }
+        matches!(
+            (def.senders, self.role),
+            (Senders::Both, _)
+                | (Senders::Initiator, Role::Target)
+                | (Senders::Target, Role::Initiator)
+        )
     }
 
     /// Records a proposal of ours and returns the pair to send.
