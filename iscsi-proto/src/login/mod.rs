@@ -4,9 +4,11 @@
 //! - [`negotiation`]: the initiator and target negotiation engines driven by
 //!   that table, producing one [`negotiation::Negotiated`].
 //! - [`chap`]: CHAP (RFC 7143 section 12.1.3) for both sides, mutual included.
+//! - [`discovery`]: SendTargets responses (TargetName/TargetAddress groups).
 //! - [`status`]: Login Response status class/detail (RFC 7143 section 11.13.5).
 
 pub mod chap;
+pub mod discovery;
 pub mod keys;
 pub mod negotiation;
 pub mod status;

@@ -1051,9 +1051,9 @@ impl InitiatorNegotiator {
                 section: "13.5",
             })?;
         }
-        // RFC 7143 section 13.4: TargetName "MUST be provided by the
-        // initiator of the iSCSI connection ... in the first Login Request
-        // PDU" of a Normal session.
+        // RFC 7143 section 6.3.1: "For any connection within a session whose
+        // type is not Discovery, the first Login Request MUST also include
+        // the TargetName key=value pair."
         if cfg.session_type == SessionType::Normal && cfg.target_name.is_none() {
             return Err(NegotiationError::InvalidConfig {
                 key: "TargetName",
@@ -1077,8 +1077,10 @@ impl InitiatorNegotiator {
 
     /// Declarations for the first Login Request: InitiatorName,
     /// InitiatorAlias, SessionType and (Normal sessions) TargetName
-    /// (RFC 7143 section 6.3.1: "InitiatorName ... MUST be sent" in the
-    /// first Login Request, as must SessionType when it is Discovery).
+    /// (RFC 7143 section 6.3.1: "The initial Login Request of any connection
+    /// MUST include the InitiatorName key=value pair ... the first Login
+    /// Request MUST also include the TargetName key=value pair" for
+    /// sessions that are not Discovery).
     pub fn login_keys(&mut self) -> Vec<(String, String)> {
         let mut out = vec![self
             .engine
@@ -1213,12 +1215,13 @@ impl TargetNegotiator {
         })
     }
 
-    /// Answers one Login Request's pairs. The reply includes, once,
-    /// TargetPortalGroupTag (RFC 7143 section 13.9: "The
-    /// TargetPortalGroupTag key MUST also be returned by the target as a
-    /// result of a SendTargets ... [and] in the first Login Response") and,
-    /// in the operational stage, our MaxRecvDataSegmentLength declaration
-    /// and TargetAlias. `CHAP_*` keys are skipped.
+    /// Answers one Login Request's pairs (call it once per complete LTDS,
+    /// i.e. after the request with C=0). The reply includes, once,
+    /// TargetPortalGroupTag (RFC 7143 section 6.3.1: the target "MUST return
+    /// the TargetPortalGroupTag key with the first Login Response PDU with
+    /// which it is allowed to do so") and, in the operational stage, our
+    /// MaxRecvDataSegmentLength declaration and TargetAlias. `CHAP_*` keys
+    /// are skipped.
     pub fn handle_request(
         &mut self,
         pairs: &[(String, String)],
@@ -1284,11 +1287,12 @@ impl TargetNegotiator {
 
 /// Fuzzing entry point: runs `data` as text through both engines (as a
 /// target response to a default initiator offer and as an initiator request
-/// to a default target). Never panics.
+/// to a default target) and the SendTargets parser. Never panics.
 pub fn fuzz_negotiation(data: &[u8]) {
     let Ok(pairs) = text::parse_pairs(data) else {
         return;
     };
+    let _ = super::discovery::parse_send_targets(&pairs);
     let mut cfg = InitiatorConfig::new("iqn.2024-01.test:init", SessionType::Normal);
     cfg.target_name = Some("iqn.2024-01.test:tgt".to_owned());
     if let Ok(mut ini) = InitiatorNegotiator::new(cfg) {
