@@ -250,26 +250,48 @@ fn chap_reflected_challenge_refused_by_initiator_and_target() {
 }
 
 #[test]
-fn chap_reflected_response_refused_when_secrets_equal() {
-    // Same secret configured for both directions: a target reflecting our
-    // own computation back is refused (RFC 7143 section 9.2.1).
+fn chap_same_secret_both_directions_refused_in_config() {
     let creds = ChapCredentials::new("iqn.same", "samesecret12");
     let mut icfg = InitiatorChapConfig::new(creds.clone());
-    icfg.mutual = Some(creds.clone());
-    let mut ini = InitiatorChap::new(icfg).unwrap();
-    ini.offer();
-    ini.respond(
-        &[
-            p("CHAP_A", "5"),
-            p("CHAP_I", "1"),
-            p("CHAP_C", &encode_hex(&[1; 16])),
-        ],
-        Some((9, &[2; 16])),
-    )
-    .unwrap();
-    let r = ChapAlgorithm::Md5.response(9, &creds.secret, &[2; 16]);
-    let step4 = vec![p("CHAP_N", "iqn.same"), p("CHAP_R", &encode_hex(&r))];
+    icfg.mutual = Some(ChapCredentials::new("iqn.other", "samesecret12"));
+    assert!(matches!(
+        InitiatorChap::new(icfg),
+        Err(ChapError::SameSecretBothDirections)
+    ));
+    let mut tcfg = TargetChapConfig::new(creds);
+    tcfg.mutual = Some(ChapCredentials::new("iqn.t", "samesecret12"));
+    assert!(matches!(
+        TargetChap::new(tcfg),
+        Err(ChapError::SameSecretBothDirections)
+    ));
+    assert!(ChapSecret::new("samesecret12").is_at_least_96_bits());
+    assert!(!ChapSecret::new("short").is_at_least_96_bits());
+}
+
+#[test]
+fn chap_reflected_response_refused() {
+    // A rogue target obtains our own response to our challenge (e.g. by
+    // reflecting it to us on a second connection) and replays it: the
+    // response equals what we would generate, so it is refused (RFC 7143
+    // section 9.2.1).
+    let (mut ini, mut tgt) = mutual_pair(ChapAlgorithm::Md5);
+    let step2 = tgt.challenge(&ini.offer(), 1, &[1; 16]).unwrap();
+    ini.respond(&step2, Some((9, &[2; 16]))).unwrap();
+    let r = ChapAlgorithm::Md5.response(9, &ChapSecret::new("initiatorsecret1"), &[2; 16]);
+    let step4 = vec![p("CHAP_N", "iqn.target"), p("CHAP_R", &encode_hex(&r))];
     assert_eq!(ini.verify_target(&step4), Err(ChapError::ReflectedResponse));
+
+    // Target side: the initiator replays the target's own mutual response.
+    let (mut ini, mut tgt) = mutual_pair(ChapAlgorithm::Md5);
+    let step2 = tgt.challenge(&ini.offer(), 4, &[5; 16]).unwrap();
+    let mut step3 = ini.respond(&step2, Some((9, &[2; 16]))).unwrap();
+    let r = ChapAlgorithm::Md5.response(4, &ChapSecret::new("targetsecret1"), &[5; 16]);
+    for (k, v) in &mut step3 {
+        if k == "CHAP_R" {
+            *v = encode_hex(&r);
+        }
+    }
+    assert_eq!(tgt.verify(&step3), Err(ChapError::ReflectedResponse));
 }
 
 #[test]

@@ -103,6 +103,15 @@ impl ChapSecret {
         self.0.len()
     }
 
+    /// True if the secret has at least 96 bits. RFC 7143 section 9.2.1: an
+    /// implementation "SHOULD NOT continue with the login step in which it
+    /// should send a CHAP response ... unless it can verify that the CHAP
+    /// secret is at least 96 bits, or that IPsec encryption is being used";
+    /// the caller, who knows about IPsec, decides.
+    pub fn is_at_least_96_bits(&self) -> bool {
+        self.0.len() >= 12
+    }
+
     /// True for an empty secret (which [`InitiatorChap::new`] and
     /// [`TargetChap::new`] refuse: RFC 1994 section 2.2 "the length of the
     /// secret MUST be at least 1 octet").
@@ -179,10 +188,11 @@ pub enum ChapError {
         len: usize,
     },
     /// The challenge for the other direction equals the one received
-    /// ("Originators MUST NOT reuse the CHAP challenge sent by the Responder
-    /// for the other direction of a bidirectional authentication. Responders
-    /// MUST check for this condition").
-    #[error("RFC 7143 section 12.1.3: reflected CHAP challenge")]
+    /// (RFC 7143 section 9.2.1: "Originators MUST NOT reuse the CHAP
+    /// challenge sent by the Responder for the other direction of a
+    /// bidirectional authentication. Responders MUST check for this
+    /// condition").
+    #[error("RFC 7143 section 9.2.1: reflected CHAP challenge")]
     ReflectedChallenge,
     /// The peer's response equals what we would compute with our own secret
     /// (RFC 7143 section 9.2.1: such a response "MUST be treated as an
@@ -205,6 +215,11 @@ pub enum ChapError {
     /// A secret is empty (RFC 1994 section 2.2: at least 1 octet).
     #[error("RFC 1994 section 2.2: empty CHAP secret")]
     EmptySecret,
+    /// The same secret is configured for both directions (RFC 7143 section
+    /// 9.2.1: "Any CHAP secret used for initiator authentication MUST NOT be
+    /// configured for authentication of any target").
+    #[error("RFC 7143 section 9.2.1: same CHAP secret configured for both directions")]
+    SameSecretBothDirections,
     /// A step was called out of order.
     #[error("CHAP step called out of order")]
     OutOfOrder,
@@ -324,6 +339,13 @@ impl InitiatorChap {
         {
             return Err(ChapError::EmptySecret);
         }
+        if cfg
+            .mutual
+            .as_ref()
+            .is_some_and(|m| m.secret == cfg.credentials.secret)
+        {
+            return Err(ChapError::SameSecretBothDirections);
+        }
         // RFC 7143 section 12.1.3: "To guarantee interoperability, initiators
         // MUST always offer it [MD5] as one of the proposed algorithms."
         if !cfg.algorithms.contains(&ChapAlgorithm::Md5) {
@@ -391,7 +413,7 @@ impl InitiatorChap {
             (Some(_), None) => return Err(ChapError::MutualChallengeMissing),
             (Some(_), Some((mid, mc))) => {
                 check_challenge(mc, 1)?;
-                // RFC 7143 section 12.1.3: "Originators MUST NOT reuse the
+                // RFC 7143 section 9.2.1: "Originators MUST NOT reuse the
                 // CHAP challenge sent by the Responder for the other
                 // direction of a bidirectional authentication."
                 if constant_time_eq(mc, &challenge) {
@@ -501,6 +523,13 @@ impl TargetChap {
         {
             return Err(ChapError::EmptySecret);
         }
+        if cfg
+            .mutual
+            .as_ref()
+            .is_some_and(|m| m.secret == cfg.initiator.secret)
+        {
+            return Err(ChapError::SameSecretBothDirections);
+        }
         Ok(TargetChap {
             cfg,
             state: TState::Start,
@@ -588,7 +617,7 @@ impl TargetChap {
                 let mid = parse_id(mi)?;
                 let mc = parse_bin("CHAP_C", mc)?;
                 check_challenge(&mc, self.cfg.min_challenge_len)?;
-                // RFC 7143 section 12.1.3: "Responders MUST check for this
+                // RFC 7143 section 9.2.1: "Responders MUST check for this
                 // condition [a reused challenge] and close the iSCSI TCP
                 // connection if it occurs."
                 if constant_time_eq(&mc, challenge) {
