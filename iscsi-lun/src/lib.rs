@@ -1,0 +1,51 @@
+//! SCSI block-device emulation (SBC-3 / SPC-4) for the embedded iSCSI
+//! target.
+//!
+//! A [`LogicalUnit`] wraps a [`BlockDevice`] ([`RamDisk`], [`FileDisk`] or
+//! your own) and executes CDBs: [`LogicalUnit::execute`] takes the CDB, the
+//! Data-Out bytes and the I_T nexus the command came on, and returns a
+//! [`ScsiOutcome`] (status, sense, Data-In). It does no network I/O and
+//! knows nothing about iSCSI PDUs: the target session turns the outcome
+//! into Data-In / SCSI Response PDUs (RFC 7143 sections 11.4, 11.7) and
+//! computes residuals by comparing [`ScsiOutcome::data_in`] and
+//! [`LogicalUnit::expected_transfer`] with the Expected Data Transfer
+//! Length (RFC 7143 section 11.4.5).
+//!
+//! ```
+//! use iscsi_lun::{LogicalUnit, LuConfig, NexusId, RamDisk};
+//! use iscsi_proto::scsi::{cdb, ScsiStatus};
+//!
+//! let disk = RamDisk::new(64 << 20, 512).unwrap();
+//! let mut lu = LogicalUnit::new(disk, LuConfig::default());
+//! let nexus = NexusId(1);
+//! let out = lu.execute(nexus, &cdb::write10(0, 1, Default::default()), &[0xab; 512]);
+//! assert_eq!(out.status, ScsiStatus::Good);
+//! let out = lu.execute(nexus, &cdb::read10(0, 1, Default::default()), &[]);
+//! assert_eq!(&out.data_in[..], &[0xab; 512][..]);
+//! ```
+//!
+//! Every handler is bounded: Data-In never exceeds the MAXIMUM TRANSFER
+//! LENGTH advertised in the Block Limits VPD page (or the allocation
+//! length), and no CDB or Data-Out content can make `execute` panic.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod device;
+mod lu;
+mod outcome;
+mod pr;
+mod sbc;
+mod spc;
+mod util;
+
+pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
+pub use lu::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
+pub use outcome::{DataDirection, ScsiOutcome, Transfer};
+pub use pr::{pr_type, MAX_REGISTRATIONS};
+
+/// Identifies an I_T nexus (initiator port + target port) to the logical
+/// unit: persistent reservations and unit attentions are kept per nexus.
+/// The target assigns these (e.g. one per iSCSI session: ISID + TSIH +
+/// initiator name hashed or counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NexusId(pub u64);
