@@ -125,3 +125,11 @@ pub fn roundtrip(data: &[u8]) {
         }
     }
 }
+
+/// Fuzz entry point `text_kv`: arbitrary bytes through the text key=value
+/// codec (streaming assembly with the C bit, every value parser) and the
+/// negotiation engines of both sides. Nothing may panic.
+pub fn text_kv(data: &[u8]) {
+    crate::wire::text::fuzz_text_kv(data);
+    crate::login::negotiation::fuzz_negotiation(data);
+}

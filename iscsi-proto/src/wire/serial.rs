@@ -2,7 +2,7 @@
 //!
 //! RFC 7143 section 4.2.2.1 (and section 11 for each field): "comparisons and
 //! arithmetic on CmdSN, ExpCmdSN, MaxCmdSN, StatSN ... MUST use Serial Number
-//! Arithmetic as defined in [RFC1982] where SERIAL_BITS = 32". Raw `u32`
+//! Arithmetic as defined in RFC 1982 where SERIAL_BITS = 32". Raw `u32`
 //! sequence numbers are therefore never compared with `<` in this crate: they
 //! are wrapped in [`Serial`], whose [`PartialOrd`] implements RFC 1982.
 //!
