@@ -426,3 +426,64 @@ fn crc32c_b4_read_command_pdu_as_header_digest() {
     let pdu = dec.decode(&mut out).unwrap().unwrap();
     assert_eq!(pdu.header, Header::ScsiCommand(c));
 }
+
+/// The fuzz seed corpus (fuzz/corpus/*/seed-*) is made of these golden
+/// vectors. This test keeps the checked-in files equal to them; run it with
+/// `UPDATE_FUZZ_SEEDS=1` to (re)write them.
+#[test]
+fn fuzz_seed_corpus_matches_golden_vectors() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let seeds: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("pdu_decode", "seed-esx-initiator", initiator_stream()),
+        ("pdu_decode", "seed-esx-target", target_stream()),
+        (
+            "roundtrip",
+            "seed-login-request",
+            login_request_bhs().to_vec(),
+        ),
+        (
+            "roundtrip",
+            "seed-login-response",
+            login_response_bhs().to_vec(),
+        ),
+        (
+            "roundtrip",
+            "seed-text-request",
+            text_request_bhs().to_vec(),
+        ),
+        (
+            "roundtrip",
+            "seed-text-response",
+            text_response_bhs().to_vec(),
+        ),
+        (
+            "roundtrip",
+            "seed-logout-request",
+            logout_request_bhs().to_vec(),
+        ),
+        (
+            "roundtrip",
+            "seed-logout-response",
+            logout_response_bhs().to_vec(),
+        ),
+        ("roundtrip", "seed-b4-read", b4_read_command().to_vec()),
+        ("text_kv", "seed-login-request", unhex(LOGIN_REQ_DATA_HEX)),
+        ("text_kv", "seed-login-response", LOGIN_RESP_TEXT.to_vec()),
+        (
+            "text_kv",
+            "seed-sendtargets-response",
+            TEXT_RESP_TEXT.to_vec(),
+        ),
+    ];
+    let update = std::env::var_os("UPDATE_FUZZ_SEEDS").is_some();
+    for (target, name, bytes) in seeds {
+        let path = root.join(target).join(name);
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let on_disk = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_FUZZ_SEEDS=1)", path.display()));
+        assert_eq!(on_disk, bytes, "{} is stale", path.display());
+    }
+}
