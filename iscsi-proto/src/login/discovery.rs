@@ -38,7 +38,7 @@ fn bad(key: &str, value: &str) -> NegotiationError {
 }
 
 /// Parses a TargetAddress value (RFC 7143 section 13.8: "TargetAddress=
-/// domainname[:port][,portal-group-tag]"; "If the TCP port is not
+/// domainname\[:port\]\[,portal-group-tag\]"; "If the TCP port is not
 /// specified, it is assumed to be the IANA-assigned default port for iSCSI").
 pub fn parse_target_address(value: &str) -> Result<TargetAddress, NegotiationError> {
     let err = || bad("TargetAddress", value);
