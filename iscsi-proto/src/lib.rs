@@ -10,12 +10,14 @@
 //!   streaming decoder, the text key=value codec and RFC 1982 serial numbers.
 //! - [`login`]: the RFC 7143 section 13 key table, the negotiation engine and CHAP.
 //! - [`scsi`]: CDB builders and sense-data decoding for the initiator.
+//! - [`target`]: the target role: login, command window, tasks, R2T, Data-In.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod initiator;
 pub mod login;
 pub mod scsi;
+pub mod target;
 pub mod wire;
 
 #[cfg(feature = "fuzzing")]

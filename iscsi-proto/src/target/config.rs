@@ -1,0 +1,159 @@
+//! Configuration of a target session.
+
+use std::time::Duration;
+
+use crate::login::chap::ChapAlgorithm;
+use crate::login::{ChapCredentials, OperationalParams};
+
+/// One target node served on this portal (RFC 7143 section 4.2.7: an iSCSI
+/// name identifies the target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetNode {
+    /// TargetName (RFC 7143 section 13.4).
+    pub name: String,
+    /// TargetAlias (RFC 7143 section 13.6), sent in the operational stage.
+    pub alias: Option<String>,
+    /// The LUNs this node exposes, in their 8-byte wire form (see
+    /// [`crate::scsi::Lun`]). Used to answer task management requests
+    /// with "LUN does not exist" (RFC 7143 section 11.6.1); SCSI commands
+    /// to other LUNs are still handed to the application, which answers
+    /// them (e.g. LOGICAL UNIT NOT SUPPORTED).
+    pub luns: Vec<u64>,
+}
+
+impl TargetNode {
+    /// A node with LUN 0 only and no alias.
+    pub fn new(name: impl Into<String>) -> Self {
+        TargetNode {
+            name: name.into(),
+            alias: None,
+            luns: vec![0],
+        }
+    }
+}
+
+/// A portal reported by SendTargets (RFC 7143 section 13.8, TargetAddress:
+/// `domainname[:port][,portal-group-tag]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    /// `host:port`, IPv6 literals in brackets (`[::1]:3260`).
+    pub address: String,
+    /// The portal group tag.
+    pub portal_group_tag: u16,
+}
+
+/// How the target authenticates initiators (RFC 7143 section 12).
+#[derive(Debug, Clone, Default)]
+pub enum TargetAuth {
+    /// AuthMethod=None.
+    #[default]
+    None,
+    /// AuthMethod=CHAP (RFC 7143 section 12.1.3).
+    Chap {
+        /// The initiator's name and secret, to verify CHAP_N/CHAP_R.
+        initiator: ChapCredentials,
+        /// The target's name and secret for mutual CHAP, if offered.
+        mutual: Option<ChapCredentials>,
+        /// Accepted algorithms (default MD5 only).
+        algorithms: Vec<ChapAlgorithm>,
+    },
+}
+
+impl TargetAuth {
+    /// CHAP with MD5 and no mutual authentication.
+    pub fn chap(initiator: ChapCredentials) -> Self {
+        TargetAuth::Chap {
+            initiator,
+            mutual: None,
+            algorithms: vec![ChapAlgorithm::Md5],
+        }
+    }
+
+    /// CHAP with MD5, verifying the initiator and answering its challenge.
+    pub fn mutual_chap(initiator: ChapCredentials, target: ChapCredentials) -> Self {
+        TargetAuth::Chap {
+            initiator,
+            mutual: Some(target),
+            algorithms: vec![ChapAlgorithm::Md5],
+        }
+    }
+}
+
+/// Target-initiated NOP-In pings (RFC 7143 section 11.19: a NOP-In with a
+/// valid Target Transfer Tag asks the initiator for a NOP-Out answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NopConfig {
+    /// Time without any received PDU before a ping is sent.
+    pub interval: Duration,
+    /// Time to wait for the NOP-Out answer before dropping the connection.
+    pub timeout: Duration,
+}
+
+/// Everything a target session needs. The core draws no randomness: the
+/// CHAP identifiers and challenges, the initial StatSN and the Target
+/// Transfer Tags are derived from [`Config::seed`], and the TSIH is given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Target nodes served (at least one).
+    pub targets: Vec<TargetNode>,
+    /// Portals reported by SendTargets.
+    pub portals: Vec<Portal>,
+    /// TargetPortalGroupTag of the portal this connection arrived on
+    /// (RFC 7143 section 13.9).
+    pub portal_group_tag: u16,
+    /// Authentication of Normal sessions.
+    pub auth: TargetAuth,
+    /// Authentication of Discovery sessions.
+    pub discovery_auth: TargetAuth,
+    /// Whether SessionType=Discovery is accepted (else 0x0209).
+    pub allow_discovery: bool,
+    /// The target's operational limits and preferences (MaxRecvDataSegmentLength,
+    /// MaxBurstLength, FirstBurstLength, InitialR2T, ImmediateData,
+    /// MaxOutstandingR2T, digests accepted). ErrorRecoveryLevel is forced
+    /// to 0, DataPDUInOrder and DataSequenceInOrder to Yes and
+    /// MaxConnections to 1.
+    pub params: OperationalParams,
+    /// Command window depth: MaxCmdSN = ExpCmdSN + depth - 1 (at least 1).
+    pub cmd_window: u32,
+    /// Immediate SCSI commands accepted at the same time; more are
+    /// rejected with reason 0x06 (RFC 7143 section 11.17.1).
+    pub max_immediate_tasks: u32,
+    /// Largest Expected Data Transfer Length accepted; larger commands
+    /// end with CHECK CONDITION, ILLEGAL REQUEST.
+    pub max_transfer_length: u32,
+    /// NOP-In pings, if any.
+    pub nop: Option<NopConfig>,
+    /// The TSIH given to the session in the final Login Response (non-zero).
+    pub tsih: u16,
+    /// Seed for CHAP challenges, the initial StatSN and transfer tags.
+    pub seed: u64,
+    /// Length of the CHAP challenge issued (RFC 7143 section 12.1.3).
+    pub chap_challenge_len: usize,
+    /// High-water mark of the transmit queue: while more PDUs wait,
+    /// `handle_input` stops decoding (back-pressure on the initiator).
+    pub max_queued_transmits: usize,
+}
+
+impl Config {
+    /// A configuration serving one target node with LUN 0, no
+    /// authentication, RFC default operational values, window depth 32.
+    pub fn new(target_name: impl Into<String>) -> Self {
+        Config {
+            targets: vec![TargetNode::new(target_name)],
+            portals: Vec::new(),
+            portal_group_tag: 1,
+            auth: TargetAuth::None,
+            discovery_auth: TargetAuth::None,
+            allow_discovery: true,
+            params: OperationalParams::default(),
+            cmd_window: 32,
+            max_immediate_tasks: 8,
+            max_transfer_length: 16 * 1024 * 1024,
+            nop: None,
+            tsih: 1,
+            seed: 0,
+            chap_challenge_len: 16,
+            max_queued_transmits: 1024,
+        }
+    }
+}

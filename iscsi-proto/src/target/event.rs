@@ -1,0 +1,179 @@
+//! What the target session reports to the application, and its errors.
+
+use bytes::Bytes;
+
+use crate::login::negotiation::{Negotiated, NegotiationError};
+use crate::login::{LoginStatus, SessionType};
+use crate::wire::{Isid, RejectReason, Serial, TaskAttr, TmfFunction};
+
+/// Identifies one SCSI task for the application. Unique for the life of
+/// the session (never reused, unlike Initiator Task Tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u64);
+
+/// A SCSI command ready for execution: all its write data has arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiRequest {
+    /// The handle to pass to [`Session::complete`](super::Session::complete).
+    pub task: TaskId,
+    /// The LUN field, 8-byte wire form.
+    pub lun: u64,
+    /// The CDB: the 16 bytes of the BHS followed by any Extended CDB AHS.
+    pub cdb: Bytes,
+    /// Task attribute (RFC 7143 section 11.3.1).
+    pub attr: TaskAttr,
+    /// Initiator Task Tag (for logging).
+    pub itt: u32,
+    /// CmdSN of the command.
+    pub cmd_sn: Serial,
+    /// Whether the command was sent for immediate delivery.
+    pub immediate: bool,
+    /// The write data: a zero-copy slice of the receive buffer when it
+    /// arrived in one PDU, otherwise assembled into one buffer. Empty for
+    /// commands without the W bit.
+    pub data_out: Bytes,
+    /// Expected Data Transfer Length when the R bit is set, else 0.
+    pub expected_read_len: u32,
+    /// Expected Data Transfer Length when the W bit is set, else 0.
+    pub expected_write_len: u32,
+}
+
+/// An event for the application, from [`Session::poll_event`](super::Session::poll_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetEvent {
+    /// The login phase ended successfully; the session is in Full Feature Phase.
+    LoggedIn {
+        /// Normal or Discovery.
+        session_type: SessionType,
+        /// The InitiatorName.
+        initiator_name: String,
+        /// The TargetName (None for discovery sessions).
+        target_name: Option<String>,
+        /// The initiator's ISID.
+        isid: Isid,
+        /// The TSIH given to the session.
+        tsih: u16,
+        /// Every negotiated value.
+        negotiated: Box<Negotiated>,
+    },
+    /// The login was refused with this status; the connection closes.
+    LoginFailed {
+        /// The status sent in the Login Response.
+        status: LoginStatus,
+    },
+    /// A SCSI command to execute; answer with [`Session::complete`](super::Session::complete).
+    Command(ScsiRequest),
+    /// A task was aborted (task management, or the connection ended): it
+    /// must not be completed and will never be answered.
+    TaskAborted {
+        /// The task.
+        task: TaskId,
+    },
+    /// A task management function was performed (RFC 7143 section 11.5),
+    /// so the application can reset reservations, unit attentions, etc.
+    TaskManagement {
+        /// The function.
+        function: TmfFunction,
+        /// The LUN field of the request.
+        lun: u64,
+        /// Delivered tasks it aborted (each also reported as `TaskAborted`).
+        aborted: Vec<TaskId>,
+    },
+    /// The initiator logged out; the connection closes after the response.
+    LoggedOut,
+    /// The connection is over: flush the pending transmits, then close
+    /// the socket. Every live task is gone.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A protocol violation by the initiator, naming the RFC 7143 section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} (RFC 7143 section {section})")]
+pub struct ProtocolError {
+    /// The RFC 7143 section of the rule broken.
+    pub section: &'static str,
+    /// What happened.
+    pub what: String,
+    /// The Reject reason sent for it, if one was.
+    pub reject: Option<RejectReason>,
+}
+
+/// Why the connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The login was rejected with this status (RFC 7143 section 11.13.5:
+    /// after a non-zero Status-Class both sides close the connection).
+    #[error("login rejected: {0}")]
+    LoginFailed(LoginStatus),
+    /// Logout completed (RFC 7143 section 11.14).
+    #[error("logged out")]
+    LoggedOut,
+    /// No NOP-Out answered the NOP-In ping in time (RFC 7143 section 11.19).
+    #[error("NOP-In ping not answered in time (RFC 7143 section 11.19)")]
+    NopTimeout,
+    /// A header digest error: the stream cannot be trusted (RFC 7143 section 7.8).
+    #[error("header digest error (RFC 7143 section 7.8)")]
+    HeaderDigest,
+    /// The initiator broke the protocol in a way that ends the connection.
+    #[error(transparent)]
+    Protocol(ProtocolError),
+    /// TARGET COLD RESET (RFC 7143 section 11.5.1: the target "MUST ...
+    /// terminate all of its TCP connections").
+    #[error("target cold reset (RFC 7143 section 11.5.1)")]
+    ColdReset,
+    /// The application closed the connection.
+    #[error("closed by the application")]
+    Application,
+    /// The peer closed the TCP connection.
+    #[error("connection closed by the peer")]
+    PeerClosed,
+}
+
+/// The caller misused the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// No live, delivered task has this id (it was completed, aborted, or
+    /// never existed).
+    #[error("unknown or finished task {0:?}")]
+    UnknownTask(TaskId),
+    /// The session is not in Full Feature Phase.
+    #[error("the session is not in Full Feature Phase")]
+    NotInFullFeature,
+    /// The connection is closed.
+    #[error("the connection is closed")]
+    Closed,
+    /// Sense data longer than a SCSI Response can carry.
+    #[error("sense data longer than 65535 bytes (RFC 7143 section 11.4.7.1)")]
+    SenseTooLong,
+}
+
+/// The configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No target node configured.
+    #[error("no target node configured")]
+    NoTargets,
+    /// TSIH 0 is reserved (RFC 7143 section 11.12.6: the target sets a
+    /// non-zero TSIH in the final Login Response).
+    #[error("TSIH 0 is reserved (RFC 7143 section 11.12.6)")]
+    ZeroTsih,
+    /// Window depth 0.
+    #[error("command window depth must be at least 1")]
+    ZeroWindow,
+    /// CHAP settings are unusable.
+    #[error("CHAP configuration: {0}")]
+    Chap(#[from] crate::login::ChapError),
+    /// Operational values outside the RFC ranges.
+    #[error(transparent)]
+    Negotiation(#[from] NegotiationError),
+    /// A CHAP challenge length outside 1..=1024 (RFC 7143 section 12.1.3).
+    #[error("CHAP challenge length must be 1..=1024 (RFC 7143 section 12.1.3)")]
+    ChallengeLength,
+}

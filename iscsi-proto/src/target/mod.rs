@@ -1,0 +1,49 @@
+//! The target role of the sans-IO core: one iSCSI connection (and its
+//! session, one connection per session for now) as a state machine.
+//!
+//! # Driving a [`Session`]
+//!
+//! ```text
+//! let mut s = Session::new(config)?;
+//! loop {
+//!     // (B) input: bytes read from the socket, or a timer that fired
+//!     s.handle_input(now, &mut rx_buf);          // or s.handle_timeout(now)
+//!     // (D) outputs, in this order:
+//!     while let Some(t) = s.poll_transmit(now) { write_vectored(t.parts()) }
+//!     while let Some(ev) = s.poll_event() {
+//!         // TargetEvent::Command(req) -> run it, then (C):
+//!         // s.complete(req.task, status, sense, data_in)
+//!         // and drain poll_transmit again
+//!     }
+//!     if s.is_closed() { close the socket after flushing; break }
+//!     arm one timer at s.poll_timeout()
+//! }
+//! ```
+//!
+//! The core never reads a clock, draws no randomness (CHAP challenges,
+//! the initial StatSN and transfer tags come from [`Config::seed`]) and
+//! holds bounded state: tasks are bounded by the command window and
+//! [`Config::max_immediate_tasks`], write data by
+//! [`Config::max_transfer_length`], and decoding pauses while
+//! [`Config::max_queued_transmits`] PDUs wait.
+//!
+//! Ordering: non-immediate commands are accepted in CmdSN order (RFC 7143
+//! section 4.2.2.1); a read is reported as soon as it is accepted, a
+//! write once all its data has arrived, so two writes may be reported in
+//! a different order than their CmdSNs when their data arrives so.
+
+mod config;
+mod event;
+mod ffp;
+mod login;
+mod session;
+mod transmit;
+mod window;
+
+pub use config::{Config, NopConfig, Portal, TargetAuth, TargetNode};
+pub use event::{
+    CloseReason, ConfigError, ProtocolError, ScsiRequest, TargetEvent, TaskId, UsageError,
+};
+pub use session::{Phase, Session};
+pub use transmit::Transmit;
+pub use window::{Admit, TargetWindow};

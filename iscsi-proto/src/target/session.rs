@@ -1,0 +1,579 @@
+//! The target session state machine: plumbing, inputs and outputs.
+//!
+//! The login phase lives in [`super::login`], the Full Feature Phase in
+//! [`super::ffp`]; both are `impl Session` blocks over the state here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::config::{Config, TargetAuth};
+use super::event::{CloseReason, ConfigError, ProtocolError, TargetEvent, TaskId, UsageError};
+use super::ffp::{Held, Task, TextPhase};
+use super::login::LoginState;
+use super::transmit::Transmit;
+use super::window::TargetWindow;
+use crate::login::negotiation::Negotiated;
+use crate::login::SessionType;
+use crate::scsi::ScsiStatus;
+use crate::wire::frame::encode_header;
+use crate::wire::{
+    data_trailer, AsyncEvent, AsyncMessage, DecoderConfig, Digests, Header, Isid, PduDecoder,
+    Reject, RejectReason, Serial, WireError,
+};
+
+/// Largest data segment either side may send during the login phase
+/// (RFC 7143 section 13.12: MaxRecvDataSegmentLength defaults to 8192 and
+/// is only declared for the Full Feature Phase).
+pub(super) const LOGIN_MAX_SEGMENT: u32 = 8192;
+
+/// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
+pub(super) const NO_TAG: u32 = 0xffff_ffff;
+
+/// How many Initiator Task Tags of aborted or failed tasks are remembered,
+/// so that Data-Out PDUs still in flight for them are dropped silently.
+const DEAD_ITTS: usize = 64;
+
+/// The phase of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Login phase (RFC 7143 section 6.3).
+    Login,
+    /// Full Feature Phase.
+    FullFeature,
+    /// The connection is over; only pending transmits remain.
+    Closed,
+}
+
+/// A deterministic generator for the values the RFC wants unpredictable
+/// (CHAP challenges, the initial StatSN, transfer tags): SplitMix64 over
+/// the caller's seed. The core draws no randomness of its own.
+#[derive(Debug, Clone)]
+pub(super) struct SplitMix(u64);
+
+impl SplitMix {
+    pub(super) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub(super) fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(v.get(..chunk.len()).unwrap_or(&[]));
+        }
+    }
+}
+
+/// NOP-In ping state (RFC 7143 section 11.19).
+#[derive(Debug, Clone, Default)]
+pub(super) struct NopState {
+    /// When the last PDU arrived (the ping interval counts from there).
+    pub(super) last_rx: Option<Instant>,
+    /// The outstanding ping: its Target Transfer Tag and deadline.
+    pub(super) ping: Option<(u32, Instant)>,
+}
+
+/// One iSCSI connection (and its session: one connection per session for
+/// now) on the target side. Sans-IO: see the module documentation for the
+/// driving loop.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) cfg: Config,
+    pub(super) rng: SplitMix,
+    pub(super) phase: Phase,
+    pub(super) decoder: PduDecoder,
+    pub(super) tx_digests: Digests,
+    hdr_buf: BytesMut,
+    transmits: VecDeque<Transmit>,
+    pub(super) events: VecDeque<TargetEvent>,
+    /// The StatSN the next status-carrying PDU gets.
+    pub(super) stat_sn: Serial,
+    pub(super) window: TargetWindow,
+    pub(super) cid: u16,
+    pub(super) isid: Isid,
+    pub(super) tsih: u16,
+    pub(super) login: LoginState,
+    pub(super) negotiated: Option<Negotiated>,
+    pub(super) session_type: SessionType,
+    pub(super) target_index: Option<usize>,
+    pub(super) initiator_name: Option<String>,
+    /// Largest data segment we may send (the initiator's declaration).
+    pub(super) peer_mrdsl: u32,
+    pub(super) tasks: BTreeMap<TaskId, Task>,
+    pub(super) by_itt: BTreeMap<u32, TaskId>,
+    pub(super) held: Vec<(Serial, Held)>,
+    dead_itts: VecDeque<u32>,
+    pub(super) next_task_id: u64,
+    next_ttt: u32,
+    pub(super) text: TextPhase,
+    pub(super) nop: NopState,
+    timeout: Option<Instant>,
+    rejects_sent: u64,
+}
+
+impl Session {
+    /// Creates a session waiting for the first Login Request.
+    pub fn new(mut cfg: Config) -> Result<Session, ConfigError> {
+        if cfg.targets.is_empty() {
+            return Err(ConfigError::NoTargets);
+        }
+        if cfg.tsih == 0 {
+            return Err(ConfigError::ZeroTsih);
+        }
+        if cfg.cmd_window == 0 {
+            return Err(ConfigError::ZeroWindow);
+        }
+        if cfg.chap_challenge_len == 0 || cfg.chap_challenge_len > 1024 {
+            return Err(ConfigError::ChallengeLength);
+        }
+        // Only ErrorRecoveryLevel 0, in-order data and one connection are
+        // implemented; the key table's Min/Or rules then make these the
+        // negotiated values whatever the initiator offers (RFC 7143
+        // sections 13.20, 13.18, 13.19, 13.2).
+        cfg.params.error_recovery_level = 0;
+        cfg.params.data_pdu_in_order = true;
+        cfg.params.data_sequence_in_order = true;
+        cfg.params.max_connections = 1;
+        cfg.params.validate()?;
+        for auth in [&cfg.auth, &cfg.discovery_auth] {
+            if let TargetAuth::Chap {
+                initiator, mutual, ..
+            } = auth
+            {
+                // Same checks TargetChap::new makes, surfaced early.
+                let c = crate::login::chap::TargetChapConfig {
+                    initiator: initiator.clone(),
+                    algorithms: vec![crate::login::ChapAlgorithm::Md5],
+                    mutual: mutual.clone(),
+                    min_challenge_len: 1,
+                };
+                crate::login::chap::TargetChap::new(c)?;
+            }
+        }
+        let mut rng = SplitMix(cfg.seed);
+        let stat_sn = Serial(rng.next_u64() as u32);
+        let next_ttt = (rng.next_u64() as u32) & 0x7fff_ffff;
+        let depth = cfg.cmd_window;
+        Ok(Session {
+            rng,
+            phase: Phase::Login,
+            decoder: PduDecoder::new(DecoderConfig {
+                digests: Digests::NONE,
+                max_data_segment_length: LOGIN_MAX_SEGMENT,
+            }),
+            tx_digests: Digests::NONE,
+            hdr_buf: BytesMut::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stat_sn,
+            window: TargetWindow::new(Serial(0), depth),
+            cid: 0,
+            isid: Isid::default(),
+            tsih: 0,
+            login: LoginState::default(),
+            negotiated: None,
+            session_type: SessionType::Normal,
+            target_index: None,
+            initiator_name: None,
+            peer_mrdsl: LOGIN_MAX_SEGMENT,
+            tasks: BTreeMap::new(),
+            by_itt: BTreeMap::new(),
+            held: Vec::new(),
+            dead_itts: VecDeque::new(),
+            next_task_id: 1,
+            next_ttt,
+            text: TextPhase::Idle,
+            nop: NopState::default(),
+            timeout: None,
+            rejects_sent: 0,
+            cfg,
+        })
+    }
+
+    // ----- (A) getters -----
+
+    /// The phase of the connection.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the connection is over (flush the transmits, then close).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The negotiated values, once logged in.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// Normal or Discovery.
+    pub fn session_type(&self) -> SessionType {
+        self.session_type
+    }
+
+    /// The InitiatorName declared at login.
+    pub fn initiator_name(&self) -> Option<&str> {
+        self.initiator_name.as_deref()
+    }
+
+    /// The TargetName of the node logged into (Normal sessions).
+    pub fn target_name(&self) -> Option<&str> {
+        self.target_index
+            .and_then(|i| self.cfg.targets.get(i))
+            .map(|t| t.name.as_str())
+    }
+
+    /// The ISID of the session.
+    pub fn isid(&self) -> Isid {
+        self.isid
+    }
+
+    /// The TSIH (0 until the login succeeds).
+    pub fn tsih(&self) -> u16 {
+        self.tsih
+    }
+
+    /// The connection ID given by the initiator.
+    pub fn cid(&self) -> u16 {
+        self.cid
+    }
+
+    /// ExpCmdSN as currently advertised.
+    pub fn exp_cmd_sn(&self) -> Serial {
+        self.window.exp_cmd_sn()
+    }
+
+    /// MaxCmdSN as currently advertised.
+    pub fn max_cmd_sn(&self) -> Serial {
+        self.window.max_cmd_sn()
+    }
+
+    /// The StatSN the next response will carry.
+    pub fn stat_sn(&self) -> Serial {
+        self.stat_sn
+    }
+
+    /// SCSI tasks alive (receiving data, executing, or held for ordering).
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Number of Reject PDUs sent so far (diagnostics).
+    pub fn rejects_sent(&self) -> u64 {
+        self.rejects_sent
+    }
+
+    // ----- (B) inputs -----
+
+    /// Consumes whole PDUs from `buf` (bytes received from the initiator).
+    /// Partial PDUs stay in `buf` until more bytes arrive. Decoding pauses
+    /// while more than [`Config::max_queued_transmits`] PDUs wait to be
+    /// sent: drain [`poll_transmit`](Self::poll_transmit) and call again.
+    pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        loop {
+            if self.phase == Phase::Closed {
+                buf.clear();
+                break;
+            }
+            if self.transmits.len() >= self.cfg.max_queued_transmits
+                || self.events.len() >= self.cfg.max_queued_transmits
+            {
+                break;
+            }
+            match self.decoder.decode(buf) {
+                Ok(None) => break,
+                Ok(Some(pdu)) => {
+                    self.nop.last_rx = Some(now);
+                    match self.phase {
+                        Phase::Login => self.login_pdu(now, pdu),
+                        Phase::FullFeature => self.ffp_pdu(pdu),
+                        Phase::Closed => {}
+                    }
+                }
+                Err(e) if e.is_fatal() => {
+                    let reason = match e {
+                        // RFC 7143 section 7.8: after a header digest error
+                        // the PDU boundaries are lost; at ErrorRecoveryLevel
+                        // 0 the connection is dropped.
+                        WireError::HeaderDigest { .. } => CloseReason::HeaderDigest,
+                        // RFC 7143 section 13.12: a data segment above our
+                        // MaxRecvDataSegmentLength is a protocol error; it
+                        // cannot be buffered, so the connection ends.
+                        other => CloseReason::Protocol(ProtocolError {
+                            section: other.rfc_section(),
+                            what: other.to_string(),
+                            reject: None,
+                        }),
+                    };
+                    self.close(reason);
+                    buf.clear();
+                    break;
+                }
+                Err(e) => {
+                    self.nop.last_rx = Some(now);
+                    let bhs = self.decoder.take_rejected_header().unwrap_or_default();
+                    match self.phase {
+                        Phase::Login => self.login_bad_pdu(&bhs),
+                        Phase::FullFeature => self.ffp_bad_pdu(&e, bhs),
+                        Phase::Closed => {}
+                    }
+                }
+            }
+        }
+        self.update_timer();
+    }
+
+    /// Runs the timers: sends a NOP-In ping when the connection was idle
+    /// for the configured interval, drops the connection when a ping went
+    /// unanswered.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase != Phase::FullFeature {
+            self.update_timer();
+            return;
+        }
+        if let Some((_, deadline)) = self.nop.ping {
+            if now >= deadline {
+                // RFC 7143 section 11.19: a NOP-In with a valid TTT asks for
+                // a NOP-Out answer; none came in time, so the connection is
+                // considered failed.
+                self.close(CloseReason::NopTimeout);
+            }
+        } else if let Some(nop) = self.cfg.nop {
+            let since = self.nop.last_rx.unwrap_or(now);
+            if now >= since + nop.interval {
+                let ttt = self.new_ttt();
+                self.nop.ping = Some((ttt, now + nop.timeout));
+                self.send_ping(ttt);
+            }
+        }
+        self.update_timer();
+    }
+
+    /// The peer closed the TCP connection.
+    pub fn handle_closed(&mut self, _now: Instant) {
+        if self.phase != Phase::Closed {
+            self.close(CloseReason::PeerClosed);
+        }
+        self.update_timer();
+    }
+
+    // ----- (C) app actions -----
+
+    /// Completes a SCSI task delivered by [`TargetEvent::Command`]: sends
+    /// `data_in` (truncated to the Expected Data Transfer Length, with the
+    /// residual reported) in Data-In PDUs, then the status, either in the
+    /// last Data-In (GOOD or CONDITION MET without sense) or in a SCSI
+    /// Response carrying `sense`.
+    pub fn complete(
+        &mut self,
+        task: TaskId,
+        status: ScsiStatus,
+        sense: Option<Bytes>,
+        data_in: Bytes,
+    ) -> Result<(), UsageError> {
+        if self.phase == Phase::Closed {
+            return Err(UsageError::Closed);
+        }
+        self.complete_task(task, status, sense, data_in)
+    }
+
+    /// Asks the initiator to log out within `parameter3` seconds
+    /// (RFC 7143 section 11.9.1, AsyncEvent 1: the initiator "MUST honor
+    /// this request by issuing a Logout as early as possible but no later
+    /// than Parameter3 seconds").
+    pub fn request_logout(&mut self, parameter3: u16) -> Result<(), UsageError> {
+        self.send_async(AsyncEvent::LogoutRequested, 0, 0, parameter3)
+    }
+
+    /// Announces that the target drops the connection (RFC 7143 section
+    /// 11.9.1, AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait,
+    /// Parameter3 Time2Retain), then closes it.
+    pub fn drop_connection(&mut self, time2wait: u16, time2retain: u16) -> Result<(), UsageError> {
+        let cid = self.cid;
+        self.send_async(AsyncEvent::DropConnection, cid, time2wait, time2retain)?;
+        self.close(CloseReason::Application);
+        Ok(())
+    }
+
+    /// Closes the connection without a word to the initiator.
+    pub fn close_now(&mut self) {
+        if self.phase != Phase::Closed {
+            self.close(CloseReason::Application);
+        }
+    }
+
+    // ----- (D) outputs -----
+
+    /// The next PDU to write, in order.
+    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// must be called. O(1): cached.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<TargetEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- internals shared by login and FFP -----
+
+    pub(super) fn update_timer(&mut self) {
+        self.timeout = match (self.phase, self.nop.ping, self.cfg.nop) {
+            (Phase::FullFeature, Some((_, deadline)), _) => Some(deadline),
+            (Phase::FullFeature, None, Some(nop)) => self.nop.last_rx.map(|t| t + nop.interval),
+            _ => None,
+        };
+    }
+
+    /// Takes the StatSN for a status-carrying PDU and advances it.
+    pub(super) fn take_stat_sn(&mut self) -> Serial {
+        let s = self.stat_sn;
+        self.stat_sn = s.next();
+        s
+    }
+
+    /// ExpCmdSN and MaxCmdSN to put in the next PDU, the window refreshed
+    /// for the tasks still outstanding.
+    pub(super) fn window_fields(&mut self) -> (Serial, Serial) {
+        let outstanding = self
+            .tasks
+            .values()
+            .filter(|t| !t.immediate && t.accepted)
+            .count();
+        self.window
+            .refresh(u32::try_from(outstanding).unwrap_or(u32::MAX));
+        (self.window.exp_cmd_sn(), self.window.max_cmd_sn())
+    }
+
+    /// A fresh Target Transfer Tag (never the reserved 0xffffffff).
+    pub(super) fn new_ttt(&mut self) -> u32 {
+        let t = self.next_ttt;
+        self.next_ttt = self.next_ttt.wrapping_add(1);
+        if self.next_ttt == NO_TAG {
+            self.next_ttt = 0;
+        }
+        if t == NO_TAG {
+            return self.new_ttt();
+        }
+        t
+    }
+
+    /// Queues a PDU; the header is encoded now, the data goes out as is.
+    pub(super) fn push_pdu(&mut self, header: impl Into<Header>, data: Bytes) {
+        let header = header.into();
+        let Ok(len) = u32::try_from(data.len()) else {
+            return;
+        };
+        if encode_header(&mut self.hdr_buf, &header, &[], len, self.tx_digests).is_err() {
+            // Only a data segment above 2^24 - 1 bytes fails, and no caller
+            // builds one (segments are cut to MaxRecvDataSegmentLength).
+            self.hdr_buf.clear();
+            return;
+        }
+        let trailer = data_trailer(&data, self.tx_digests);
+        self.transmits.push_back(Transmit {
+            header: self.hdr_buf.split().freeze(),
+            data,
+            trailer,
+        });
+    }
+
+    /// Sends a Reject carrying the header of the bad PDU (RFC 7143 section
+    /// 11.17.4: "The target returns the header (not including digest) of
+    /// the PDU in error as the data of the response"). StatSN advances
+    /// (section 11.17.3).
+    pub(super) fn send_reject(&mut self, reason: RejectReason, bhs: Bytes) {
+        let (exp, max) = self.window_fields();
+        let stat_sn = self.take_stat_sn();
+        let bhs = bhs.slice(..bhs.len().min(crate::wire::BHS_LEN));
+        self.rejects_sent = self.rejects_sent.saturating_add(1);
+        self.push_pdu(
+            Reject {
+                reason,
+                stat_sn,
+                exp_cmd_sn: exp,
+                max_cmd_sn: max,
+                data_sn_or_r2t_sn: Serial(0),
+            },
+            bhs,
+        );
+    }
+
+    fn send_async(
+        &mut self,
+        event: AsyncEvent,
+        p1: u16,
+        p2: u16,
+        p3: u16,
+    ) -> Result<(), UsageError> {
+        match self.phase {
+            Phase::FullFeature => {}
+            Phase::Login => return Err(UsageError::NotInFullFeature),
+            Phase::Closed => return Err(UsageError::Closed),
+        }
+        let (exp, max) = self.window_fields();
+        let stat_sn = self.take_stat_sn();
+        self.push_pdu(
+            AsyncMessage {
+                lun: 0,
+                stat_sn,
+                exp_cmd_sn: exp,
+                max_cmd_sn: max,
+                event,
+                vcode: 0,
+                parameter1: p1,
+                parameter2: p2,
+                parameter3: p3,
+            },
+            Bytes::new(),
+        );
+        Ok(())
+    }
+
+    /// Remembers the ITT of a task that ended without a response being
+    /// due, so that late Data-Out PDUs for it are dropped silently.
+    pub(super) fn bury_itt(&mut self, itt: u32) {
+        if self.dead_itts.len() >= DEAD_ITTS {
+            self.dead_itts.pop_front();
+        }
+        self.dead_itts.push_back(itt);
+    }
+
+    pub(super) fn is_buried(&self, itt: u32) -> bool {
+        self.dead_itts.contains(&itt)
+    }
+
+    /// Ends the connection: every live task is aborted (reported if it was
+    /// delivered), then `Closed` is reported.
+    pub(super) fn close(&mut self, reason: CloseReason) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(t) = self.tasks.remove(&id) {
+                if t.delivered {
+                    self.events.push_back(TargetEvent::TaskAborted { task: id });
+                }
+            }
+        }
+        self.by_itt.clear();
+        self.held.clear();
+        self.phase = Phase::Closed;
+        self.nop.ping = None;
+        self.events.push_back(TargetEvent::Closed { reason });
+        self.update_timer();
+    }
+}
