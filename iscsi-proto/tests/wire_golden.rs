@@ -436,6 +436,7 @@ fn fuzz_seed_corpus_matches_golden_vectors() {
     let seeds: Vec<(&str, &str, Vec<u8>)> = vec![
         ("pdu_decode", "seed-esx-initiator", initiator_stream()),
         ("pdu_decode", "seed-esx-target", target_stream()),
+        ("target_stream", "seed-esx-initiator", initiator_stream()),
         (
             "roundtrip",
             "seed-login-request",
