@@ -45,7 +45,9 @@ pub enum ProtocolError {
     },
     /// A status-bearing PDU skipped StatSN values (section 4.2.2.2: the
     /// initiator uses ExpStatSN to acknowledge status "in order").
-    #[error("StatSN gap: expected {expected:#x}, received {received:#x} (RFC 7143 section 4.2.2.2)")]
+    #[error(
+        "StatSN gap: expected {expected:#x}, received {received:#x} (RFC 7143 section 4.2.2.2)"
+    )]
     StatSnGap {
         /// The ExpStatSN the initiator held.
         expected: u32,

@@ -414,7 +414,10 @@ impl LoginResponder {
         nsg: Stage,
     ) {
         let (seg, rest) = if body.len() > self.max_segment {
-            (body.slice(..self.max_segment), body.slice(self.max_segment..))
+            (
+                body.slice(..self.max_segment),
+                body.slice(self.max_segment..),
+            )
         } else {
             (body, Bytes::new())
         };
@@ -462,8 +465,11 @@ impl LoginResponder {
         self.login_itt = req.itt;
         if let Some(LoginScript::Status(class, detail, pairs)) = self.script.pop_front() {
             let mut body = Vec::new();
-            text::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut body)
-                .expect("encodable");
+            text::encode_pairs(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut body,
+            )
+            .expect("encodable");
             let h = w::LoginResponse {
                 transit: false,
                 cont: false,
@@ -484,7 +490,10 @@ impl LoginResponder {
             return false;
         }
         if let Some((rest, transit, csg, nsg)) = self.pending_out.take() {
-            assert!(pdu.data.is_empty(), "initiator must answer C=1 with an empty request");
+            assert!(
+                pdu.data.is_empty(),
+                "initiator must answer C=1 with an empty request"
+            );
             self.respond(t, &req, rest, transit, csg, nsg);
             return false;
         }
@@ -697,7 +706,11 @@ impl Pair {
     pub fn login(&mut self) {
         let mut r = LoginResponder::plain();
         self.login_with(&mut r);
-        assert!(self.session.is_logged_in(), "login failed: {:?}", self.events);
+        assert!(
+            self.session.is_logged_in(),
+            "login failed: {:?}",
+            self.events
+        );
     }
 
     /// Takes the events gathered so far.
@@ -727,7 +740,11 @@ impl Pair {
             .events
             .iter()
             .filter_map(|e| match e {
-                Event::DataIn { task: t, offset, data } if *t == task => Some((*offset, data)),
+                Event::DataIn {
+                    task: t,
+                    offset,
+                    data,
+                } if *t == task => Some((*offset, data)),
                 _ => None,
             })
             .collect();

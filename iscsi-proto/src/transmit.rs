@@ -21,7 +21,10 @@ pub const INLINE_HEADER_LEN: usize = 80;
 
 #[derive(Clone)]
 enum HeaderBytes {
-    Inline { buf: [u8; INLINE_HEADER_LEN], len: u8 },
+    Inline {
+        buf: [u8; INLINE_HEADER_LEN],
+        len: u8,
+    },
     Heap(Bytes),
 }
 

@@ -83,7 +83,10 @@ fn nop_in_right_after_final_login_response_same_segment() {
         panic!("expected the NOP-Out answer")
     };
     assert!(n.immediate);
-    assert_eq!((n.itt, n.ttt, n.lun), (RESERVED, 0x55, 0x0001_0000_0000_0000));
+    assert_eq!(
+        (n.itt, n.ttt, n.lun),
+        (RESERVED, 0x55, 0x0001_0000_0000_0000)
+    );
     assert_eq!(&reply.data[..], b"ping!");
     // The ping did not consume a StatSN: ExpStatSN acknowledges only the
     // login responses.
@@ -95,7 +98,10 @@ fn nop_in_right_after_final_login_response_same_segment() {
 #[test]
 fn nop_in_mid_read_is_answered_and_read_completes() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 8)).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 8))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     assert!(c.read && !c.write && c.final_pdu);
@@ -103,7 +109,8 @@ fn nop_in_mid_read_is_answered_and_read_completes() {
     p.target.ack_cmd(c.cmd_sn);
     p.target.data_in(c.itt, 0, 0, b"abcd", None);
     p.target.nop_in_ping(0x99, 0, b"");
-    p.target.data_in(c.itt, 1, 4, b"efgh", Some((0, Residual::None)));
+    p.target
+        .data_in(c.itt, 1, 4, b"efgh", Some((0, Residual::None)));
     p.deliver();
     let reply = p.target.expect();
     assert!(matches!(reply.header, Header::NopOut(n) if n.ttt == 0x99 && n.itt == RESERVED));
@@ -179,7 +186,10 @@ fn window_closed_at_login_then_opened_by_nop_in() {
     r.window = (0, 0);
     let mut p = logged_in(cfg(), r);
     assert!(!p.session.window().is_open());
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     // Immediate commands still flow: a ping goes out.
     let ping = p.session.nop_ping(p.now, Bytes::new()).unwrap();
     p.flush();
@@ -200,7 +210,10 @@ fn window_closed_at_login_then_opened_by_nop_in() {
 #[test]
 fn stale_window_update_ignored() {
     let mut p = plain();
-    let (exp, max) = (p.session.window().exp_cmd_sn(), p.session.window().max_cmd_sn());
+    let (exp, max) = (
+        p.session.window().exp_cmd_sn(),
+        p.session.window().max_cmd_sn(),
+    );
     // Stale: lower MaxCmdSN.
     p.target.nop_in_update(exp, max.minus(10));
     // Invalid: MaxCmdSN < ExpCmdSN - 1.
@@ -214,7 +227,10 @@ fn stale_window_update_ignored() {
 #[test]
 fn read_with_multiple_data_in_then_scsi_response_with_sense() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4096)).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4096))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     let chunk = vec![7u8; 1000];
@@ -239,7 +255,10 @@ fn read_with_multiple_data_in_then_scsi_response_with_sense() {
 #[test]
 fn overflow_residual_and_data_in_status() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4)).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     p.target
@@ -251,7 +270,10 @@ fn overflow_residual_and_data_in_status() {
 #[test]
 fn data_sn_gap_fails_the_connection() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 8)).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 8))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     p.target.data_in(c.itt, 0, 0, b"abcd", None);
@@ -259,7 +281,10 @@ fn data_sn_gap_fails_the_connection() {
     p.deliver();
     assert!(matches!(
         closed_with(&p),
-        Some(Some(ConnectionError::Protocol(ProtocolError::OutOfOrder { what: "DataSN", .. })))
+        Some(Some(ConnectionError::Protocol(ProtocolError::OutOfOrder {
+            what: "DataSN",
+            ..
+        })))
     ));
     assert_eq!(
         p.outcome(t),
@@ -270,7 +295,10 @@ fn data_sn_gap_fails_the_connection() {
 #[test]
 fn stat_sn_gap_fails_the_connection() {
     let mut p = plain();
-    let _t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let _t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     p.target.next_stat_sn(); // skip one
@@ -278,7 +306,9 @@ fn stat_sn_gap_fails_the_connection() {
     p.deliver();
     assert!(matches!(
         closed_with(&p),
-        Some(Some(ConnectionError::Protocol(ProtocolError::StatSnGap { .. })))
+        Some(Some(ConnectionError::Protocol(
+            ProtocolError::StatSnGap { .. }
+        )))
     ));
 }
 
@@ -385,7 +415,10 @@ fn writes_in_all_four_initial_r2t_immediate_data_combinations() {
                     assert_eq!(covered, len);
                 }
             }
-            let got: Vec<u8> = got.into_iter().map(|b| b.expect("every byte sent")).collect();
+            let got: Vec<u8> = got
+                .into_iter()
+                .map(|b| b.expect("every byte sent"))
+                .collect();
             assert_eq!(got, buf);
             p.target.scsi_response(c.itt, 0, Residual::None, None);
             p.deliver();
@@ -399,7 +432,10 @@ fn too_many_outstanding_r2ts_is_a_protocol_error() {
     let mut p = plain(); // MaxOutstandingR2T = 1
     let _t = p
         .session
-        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![0u8; 200_000])))
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![0u8; 200_000])),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -411,7 +447,8 @@ fn too_many_outstanding_r2ts_is_a_protocol_error() {
     let mut rx = bytes::BytesMut::from(&out[..]);
     p.session.handle_input(p.now, &mut rx);
     p.flush();
-    p.events.extend(std::iter::from_fn(|| p.session.poll_event()));
+    p.events
+        .extend(std::iter::from_fn(|| p.session.poll_event()));
     assert!(p.session.is_closed());
 }
 
@@ -419,12 +456,18 @@ fn too_many_outstanding_r2ts_is_a_protocol_error() {
 fn extended_cdb_travels_in_an_ahs() {
     let mut p = plain();
     let cdb: Vec<u8> = (0..32).collect();
-    let t = p.session.submit(p.now, ScsiCommand::new(0, cdb.clone())).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, cdb.clone()))
+        .unwrap();
     p.flush();
     let pdu = p.target.expect();
     let c = scsi_cmd(&pdu);
     assert_eq!(&c.cdb[..], &cdb[..16]);
-    assert_eq!(pdu.ahs, vec![Ahs::ExtendedCdb(Bytes::from(cdb[16..].to_vec()))]);
+    assert_eq!(
+        pdu.ahs,
+        vec![Ahs::ExtendedCdb(Bytes::from(cdb[16..].to_vec()))]
+    );
     p.target.scsi_response(c.itt, 0, Residual::None, None);
     p.deliver();
     assert!(good(&p, t).is_good());
@@ -471,7 +514,10 @@ fn bidirectional_command_has_read_length_ahs_and_residuals() {
 #[test]
 fn abort_task_racing_completion() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4)).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     let tmf = p.session.abort_task(p.now, t).unwrap();
@@ -485,23 +531,36 @@ fn abort_task_racing_completion() {
     assert_eq!(m.referenced_task_tag, t.0);
     assert_eq!(m.ref_cmd_sn, c.cmd_sn);
     // The response for the task wins the race.
-    p.target.data_in(c.itt, 0, 0, b"done", Some((0, Residual::None)));
-    p.target.tmf_response(m.itt, w::TmfResponse::FunctionComplete);
+    p.target
+        .data_in(c.itt, 0, 0, b"done", Some((0, Residual::None)));
+    p.target
+        .tmf_response(m.itt, w::TmfResponse::FunctionComplete);
     p.deliver();
     assert!(good(&p, t).is_good());
     assert_eq!(p.completions(t), 1);
     assert_eq!(
         p.outcome(tmf),
-        Some(&TaskOutcome::TaskManagement(w::TmfResponse::FunctionComplete))
+        Some(&TaskOutcome::TaskManagement(
+            w::TmfResponse::FunctionComplete
+        ))
     );
 }
 
 #[test]
 fn lun_reset_aborts_affected_tasks_exactly_once() {
     let mut p = plain();
-    let a = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4)).unwrap();
-    let b = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4)).unwrap();
-    let other_lun = p.session.submit(p.now, ScsiCommand::read(1 << 48, &READ10[..], 4)).unwrap();
+    let a = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .unwrap();
+    let b = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .unwrap();
+    let other_lun = p
+        .session
+        .submit(p.now, ScsiCommand::read(1 << 48, &READ10[..], 4))
+        .unwrap();
     p.flush();
     let ca = scsi_cmd(&p.target.expect());
     let _cb = scsi_cmd(&p.target.expect());
@@ -517,15 +576,20 @@ fn lun_reset_aborts_affected_tasks_exactly_once() {
     assert_eq!(m.referenced_task_tag, RESERVED);
     // a completes before the TMF answer; b is aborted by it; a late
     // response for b is ignored.
-    p.target.data_in(ca.itt, 0, 0, b"aaaa", Some((0, Residual::None)));
-    p.target.tmf_response(m.itt, w::TmfResponse::FunctionComplete);
+    p.target
+        .data_in(ca.itt, 0, 0, b"aaaa", Some((0, Residual::None)));
+    p.target
+        .tmf_response(m.itt, w::TmfResponse::FunctionComplete);
     p.target.scsi_response(b.0, 0, Residual::None, None);
-    p.target.data_in(co.itt, 0, 0, b"oooo", Some((0, Residual::None)));
+    p.target
+        .data_in(co.itt, 0, 0, b"oooo", Some((0, Residual::None)));
     p.deliver();
     assert!(good(&p, a).is_good());
     assert_eq!(
         p.outcome(b),
-        Some(&TaskOutcome::Failed(TaskError::Aborted(w::TmfFunction::LogicalUnitReset)))
+        Some(&TaskOutcome::Failed(TaskError::Aborted(
+            w::TmfFunction::LogicalUnitReset
+        )))
     );
     assert!(good(&p, other_lun).is_good());
     for t in [a, b, other_lun, tmf] {
@@ -540,15 +604,23 @@ fn abort_of_a_queued_command_is_local() {
     let mut r = LoginResponder::plain();
     r.window = (0, 0);
     let mut p = logged_in(cfg(), r);
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     let tmf = p.session.abort_task(p.now, t).unwrap();
     p.flush();
     assert_eq!(p.target.pending(), 0);
     assert_eq!(
         p.outcome(t),
-        Some(&TaskOutcome::Failed(TaskError::Aborted(w::TmfFunction::AbortTask)))
+        Some(&TaskOutcome::Failed(TaskError::Aborted(
+            w::TmfFunction::AbortTask
+        )))
     );
-    assert!(matches!(p.outcome(tmf), Some(TaskOutcome::TaskManagement(_))));
+    assert!(matches!(
+        p.outcome(tmf),
+        Some(TaskOutcome::TaskManagement(_))
+    ));
     assert_eq!(
         p.session.abort_task(p.now, t),
         Err(UsageError::UnknownTask(t))
@@ -558,7 +630,10 @@ fn abort_of_a_queued_command_is_local() {
 #[test]
 fn async_logout_request_logs_out() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
     p.target
@@ -588,7 +663,10 @@ fn async_logout_request_logs_out() {
 #[test]
 fn async_logout_request_deadline_aborts_stragglers() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     let _ = p.target.expect();
     p.target
@@ -605,7 +683,10 @@ fn async_logout_request_deadline_aborts_stragglers() {
 #[test]
 fn reject_fails_the_rejected_task() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     let cmd = p.target.expect();
     p.target.reject(w::RejectReason::InvalidPduField, &cmd);
@@ -625,7 +706,9 @@ fn reject_fails_the_rejected_task() {
     p.deliver();
     assert_eq!(
         p.outcome(t),
-        Some(&TaskOutcome::Failed(TaskError::Rejected(w::RejectReason::InvalidPduField)))
+        Some(&TaskOutcome::Failed(TaskError::Rejected(
+            w::RejectReason::InvalidPduField
+        )))
     );
     assert!(p.events.contains(&Event::Rejected {
         reason: w::RejectReason::ProtocolError
@@ -636,7 +719,10 @@ fn reject_fails_the_rejected_task() {
 #[test]
 fn logout_aborting_tasks() {
     let mut p = plain();
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     let lo = p.session.logout(p.now, LogoutMode::AbortTasks).unwrap();
     assert_eq!(
         p.outcome(t).cloned().or_else(|| {
@@ -695,8 +781,14 @@ fn recovery_reissues_outstanding_tasks() {
     });
     let mut r = LoginResponder::plain();
     let mut p = logged_in(c, LoginResponder::plain());
-    let a = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], 4)).unwrap();
-    let b = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let a = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .unwrap();
+    let b = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     let ca = scsi_cmd(&p.target.expect());
     let cb = scsi_cmd(&p.target.expect());
@@ -718,7 +810,10 @@ fn recovery_reissues_outstanding_tasks() {
     p.advance(Duration::from_secs(2));
     assert_eq!(p.connects.len(), connects + 1);
     p.login_with(&mut r);
-    assert!(p.events.iter().any(|e| matches!(e, Event::Reinstated { .. })));
+    assert!(p
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Reinstated { .. })));
     // The leading login reused the ISID with TSIH 0.
     let login = p
         .target
@@ -736,7 +831,8 @@ fn recovery_reissues_outstanding_tasks() {
     let rb = scsi_cmd(&p.target.expect());
     assert_eq!((ra.itt, rb.itt), (ca.itt, cb.itt), "same order");
     assert!(ra.cmd_sn.follows(cb.cmd_sn) || ra.cmd_sn != ca.cmd_sn);
-    p.target.data_in(ra.itt, 0, 0, b"abcd", Some((0, Residual::None)));
+    p.target
+        .data_in(ra.itt, 0, 0, b"abcd", Some((0, Residual::None)));
     p.target.scsi_response(rb.itt, 0, Residual::None, None);
     p.deliver();
     assert!(good(&p, a).is_good());
@@ -752,7 +848,10 @@ fn recovery_gives_up_after_max_attempts() {
         max_backoff: Duration::from_secs(4),
     });
     let mut p = logged_in(c, LoginResponder::plain());
-    let t = p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])).unwrap();
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
     p.flush();
     for _ in 0..3 {
         p.session.handle_closed(p.now);
@@ -797,7 +896,8 @@ fn send_targets_across_several_pdus_with_ttt_continuation() {
     };
     assert_eq!(c2.ttt, 0x78);
     assert!(pdu.data.is_empty());
-    p.target.text_response(req.itt, true, false, RESERVED, third);
+    p.target
+        .text_response(req.itt, true, false, RESERVED, third);
     p.deliver();
     let Some(TaskOutcome::Targets(ts)) = p.outcome(t) else {
         panic!("{:?}", p.events)
@@ -817,11 +917,16 @@ fn ping_round_trip_and_target_ping_does_not_consume_stat_sn() {
     p.target.nop_in_ping(2, 0, b"");
     p.deliver();
     assert_eq!(p.session.exp_stat_sn(), before);
-    let t = p.session.nop_ping(p.now, Bytes::from_static(b"xyz")).unwrap();
+    let t = p
+        .session
+        .nop_ping(p.now, Bytes::from_static(b"xyz"))
+        .unwrap();
     p.flush();
     let mut answered = 0;
     while let Some(pdu) = p.target.recv() {
-        let Header::NopOut(n) = pdu.header else { panic!() };
+        let Header::NopOut(n) = pdu.header else {
+            panic!()
+        };
         if n.itt == RESERVED {
             answered += 1;
         } else {
@@ -830,6 +935,9 @@ fn ping_round_trip_and_target_ping_does_not_consume_stat_sn() {
     }
     assert_eq!(answered, 2);
     p.deliver();
-    assert_eq!(p.outcome(t), Some(&TaskOutcome::Pong(Bytes::from_static(b"xyz"))));
+    assert_eq!(
+        p.outcome(t),
+        Some(&TaskOutcome::Pong(Bytes::from_static(b"xyz")))
+    );
     assert_eq!(p.session.exp_stat_sn(), before.next());
 }

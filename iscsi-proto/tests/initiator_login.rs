@@ -34,7 +34,11 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn keys_of(data: &[u8]) -> Vec<String> {
-    parse_pairs(data).unwrap().into_iter().map(|(k, _)| k).collect()
+    parse_pairs(data)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
 }
 
 fn closed_with(p: &Pair) -> Option<Option<ConnectionError>> {
@@ -90,7 +94,10 @@ fn esx_discovery_exchange_replayed() {
         ("ErrorRecoveryLevel", "0"),
         ("MaxRecvDataSegmentLength", "32768"),
     ] {
-        assert!(pairs.iter().any(|(a, b)| a == k && b == v), "{k}={v} missing");
+        assert!(
+            pairs.iter().any(|(a, b)| a == k && b == v),
+            "{k}={v} missing"
+        );
     }
     // Frame 11: the target's final Login Response.
     let resp = w::LoginResponse {
@@ -229,7 +236,8 @@ fn every_failure_status_class_is_typed() {
     ] {
         let mut p = Pair::new(normal());
         let mut r = LoginResponder::plain();
-        r.script.push_back(LoginScript::Status(class, detail, vec![]));
+        r.script
+            .push_back(LoginScript::Status(class, detail, vec![]));
         p.login_with(&mut r);
         let err = closed_with(&p).expect("closed").expect("with an error");
         match err {
@@ -369,8 +377,16 @@ fn mutual_chap_login() {
     let mut r = chap_target(true);
     p.login_with(&mut r);
     assert!(p.session.is_logged_in(), "{:?}", p.events);
-    let sent: Vec<String> = p.target.log.iter().flat_map(|pdu| keys_of(&pdu.data)).collect();
-    assert!(sent.contains(&"CHAP_C".to_string()), "we challenged the target");
+    let sent: Vec<String> = p
+        .target
+        .log
+        .iter()
+        .flat_map(|pdu| keys_of(&pdu.data))
+        .collect();
+    assert!(
+        sent.contains(&"CHAP_C".to_string()),
+        "we challenged the target"
+    );
 }
 
 #[test]
@@ -436,12 +452,20 @@ fn digests_switch_on_after_the_final_login_response() {
     assert!(n.header_digest && n.data_digest);
     // A ping with data round-trips with both digests (the scripted target
     // decodes with digests on, so a missing digest would fail to decode).
-    let t = p.session.nop_ping(p.now, Bytes::from_static(b"hello")).unwrap();
+    let t = p
+        .session
+        .nop_ping(p.now, Bytes::from_static(b"hello"))
+        .unwrap();
     p.flush();
     let nop = p.target.expect();
-    let Header::NopOut(h) = nop.header else { panic!() };
+    let Header::NopOut(h) = nop.header else {
+        panic!()
+    };
     assert_eq!(&nop.data[..], b"hello");
     p.target.nop_in_reply(&h, nop.data.clone());
     p.deliver();
-    assert_eq!(p.outcome(t), Some(&TaskOutcome::Pong(Bytes::from_static(b"hello"))));
+    assert_eq!(
+        p.outcome(t),
+        Some(&TaskOutcome::Pong(Bytes::from_static(b"hello")))
+    );
 }

@@ -362,11 +362,15 @@ fn scenario(cuts: Vec<usize>) -> Vec<Event> {
     p.target.nop_in_ping(5, 0, b"abc");
     p.target.data_in(c.itt, 1, 1000, &[2u8; 1000], None);
     p.target.r2t(wc.itt, 0x42, 0, 4096, 904);
-    p.target.data_in(c.itt, 2, 2000, &[3u8; 1000], Some((0, Residual::None)));
+    p.target
+        .data_in(c.itt, 2, 2000, &[3u8; 1000], Some((0, Residual::None)));
     p.deliver();
     while p.target.recv().is_some() {}
-    let sense = [0x70u8, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0];
-    p.target.scsi_response(wc.itt, 2, Residual::None, Some(&sense));
+    let sense = [
+        0x70u8, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
+    ];
+    p.target
+        .scsi_response(wc.itt, 2, Residual::None, Some(&sense));
     let _ = t;
     let _ = w;
     p.deliver();

@@ -282,7 +282,7 @@ impl Session {
             redirects: 0,
             recovery_attempt: 0,
             time2wait: None,
-            login_deadline: Some(now + config.login_timeout),
+            login_deadline: Some(later(now, config.login_timeout)),
             last_rx: now,
             keepalive_task: None,
             ping_deadline: None,
@@ -373,6 +373,13 @@ impl Session {
     /// one, else where a redirection pointed.
     pub fn target_portal(&self) -> Option<&Portal> {
         self.portal.as_ref()
+    }
+
+    /// The longest PDU the receive side accepts now (BHS, largest AHS,
+    /// digests and our MaxRecvDataSegmentLength): a driver's receive buffer
+    /// never has to hold more than this plus one read.
+    pub fn max_recv_pdu_len(&self) -> usize {
+        self.decoder.max_pdu_len()
     }
 
     /// The configuration.
@@ -538,7 +545,7 @@ impl Session {
         if let Phase::Waiting { until } = self.phase {
             if now >= until {
                 self.phase = Phase::Connecting;
-                self.login_deadline = Some(now + self.cfg.login_timeout);
+                self.login_deadline = Some(later(now, self.cfg.login_timeout));
                 self.portal = self.permanent_portal.clone();
                 self.events.push_back(Event::Connect {
                     portal: self.portal.clone(),
@@ -568,7 +575,7 @@ impl Session {
                 self.ping_deadline = None;
                 self.fail_connection(now, ConnectionError::TimedOut(TimerKind::Keepalive));
             } else if let Some(ka) = self.cfg.keepalive {
-                if self.ping_deadline.is_none() && now >= self.last_rx + ka.interval {
+                if self.ping_deadline.is_none() && now >= later(self.last_rx, ka.interval) {
                     self.send_keepalive(now, ka.timeout);
                 }
             }
@@ -724,7 +731,9 @@ impl Session {
             F::AbortTaskSet | F::ClearTaskSet | F::LogicalUnitReset => false,
             F::TargetWarmReset | F::TargetColdReset => true,
             F::ClearAca => false,
-            F::AbortTask => return Err(UsageError::InvalidCommand("use abort_task for ABORT TASK")),
+            F::AbortTask => {
+                return Err(UsageError::InvalidCommand("use abort_task for ABORT TASK"))
+            }
             _ => {
                 return Err(UsageError::InvalidCommand(
                     "unsupported task management function at ErrorRecoveryLevel 0",
@@ -929,7 +938,7 @@ impl Session {
                 if self.ping_deadline.is_some() {
                     consider(self.ping_deadline);
                 } else if let Some(ka) = self.cfg.keepalive {
-                    consider(Some(self.last_rx + ka.interval));
+                    consider(Some(later(self.last_rx, ka.interval)));
                 }
             }
             Phase::Closed => {}
@@ -1040,7 +1049,9 @@ impl Session {
         // RFC 7143 section 13.15 (DefaultTime2Wait): the minimum time to
         // wait before attempting a new connection after a failure.
         let after = backoff.max(Duration::from_secs(u64::from(t2w)));
-        self.phase = Phase::Waiting { until: now + after };
+        self.phase = Phase::Waiting {
+            until: later(now, after),
+        };
         self.events.push_back(Event::Recovering {
             attempt,
             after,
@@ -1085,7 +1096,8 @@ impl Session {
                 } else {
                     vec![AuthMethod::Chap, AuthMethod::None]
                 };
-                let mut c = InitiatorChapConfig::new(ChapCredentials::new(user.clone(), secret.clone()));
+                let mut c =
+                    InitiatorChapConfig::new(ChapCredentials::new(user.clone(), secret.clone()));
                 c.algorithms = algorithms.clone();
                 c.mutual = mutual
                     .as_ref()
@@ -1111,8 +1123,11 @@ impl Session {
             Stage::Operational
         };
         let mut body = Vec::new();
-        text::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut body)
-            .map_err(io)?;
+        text::encode_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut body,
+        )
+        .map_err(io)?;
         let cmd_sn = self.window.cmd_sn();
         // The login ITT: any value but the reserved one; the task table
         // is not involved (no other task exists during the login).
@@ -1229,7 +1244,9 @@ impl Session {
         let status = LoginStatus::from_raw(resp.status_class, resp.status_detail);
         match status.class() {
             StatusClass::Success => {}
-            StatusClass::Redirection => return self.on_redirect(now, status, &pdu.data).map(|_| true),
+            StatusClass::Redirection => {
+                return self.on_redirect(now, status, &pdu.data).map(|_| true)
+            }
             class => {
                 // RFC 7143 section 11.13.5: a status class other than 0 or
                 // 1 ends the login; target errors (class 3) are retried by
@@ -1260,7 +1277,10 @@ impl Session {
         // RFC 7143 section 11.13.3 (CSG): the response stage must be the
         // stage of the request.
         if resp.csg != login.stage {
-            return Err(violation("Login Response CSG differs from the request", "11.13"));
+            return Err(violation(
+                "Login Response CSG differs from the request",
+                "11.13",
+            ));
         }
         login.first_response = false;
         // Our multi-PDU request continues: the target answers each C=1 PDU
@@ -1282,7 +1302,11 @@ impl Session {
             self.send_login_text(login, Bytes::new(), None);
             return Ok(false);
         }
-        let pairs = login.assembler.push(&pdu.data, false).map_err(io)?.unwrap_or_default();
+        let pairs = login
+            .assembler
+            .push(&pdu.data, false)
+            .map_err(io)?
+            .unwrap_or_default();
         let replies = login.neg.handle_response(&pairs).map_err(io)?;
         let mut out: Vec<(String, String)> = replies;
         let finished = resp.transit && resp.nsg == Stage::FullFeature;
@@ -1399,7 +1423,7 @@ impl Session {
         }
         self.portal = Some(portal.clone());
         self.phase = Phase::Connecting;
-        self.login_deadline = Some(now + self.cfg.login_timeout);
+        self.login_deadline = Some(later(now, self.cfg.login_timeout));
         self.tx.clear();
         self.urgent.clear();
         self.events.push_back(Event::Connect {
@@ -1517,7 +1541,10 @@ impl Session {
                     self.events.push_back(Event::Closed(None));
                     Ok(())
                 } else {
-                    Err(violation("Logout Response without a Logout Request", "11.15"))
+                    Err(violation(
+                        "Logout Response without a Logout Request",
+                        "11.15",
+                    ))
                 }
             }
             Header::AsyncMessage(h) => self.on_async(now, h, data),
@@ -1541,10 +1568,9 @@ impl Session {
                 }
                 Ok(())
             }
-            Header::LoginResponse(_) => Err(violation(
-                "Login Response in Full Feature Phase",
-                "11.13",
-            )),
+            Header::LoginResponse(_) => {
+                Err(violation("Login Response in Full Feature Phase", "11.13"))
+            }
             // Initiator opcodes from the target: RFC 7143 section 11.2.1.2
             // "targets MUST NOT use initiator opcodes".
             _ => Err(ConnectionError::Protocol(ProtocolError::Violation {
@@ -1614,7 +1640,10 @@ impl Session {
                 self.complete(h.itt, TaskOutcome::Pong(data));
                 Ok(())
             }
-            Some(_) => Err(violation("NOP-In answers a task that is not a ping", "11.19")),
+            Some(_) => Err(violation(
+                "NOP-In answers a task that is not a ping",
+                "11.19",
+            )),
             None => Ok(()),
         }
     }
@@ -1663,10 +1692,7 @@ impl Session {
             self.ack(st.stat_sn)?;
         }
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
-        let in_order = self
-            .negotiated
-            .as_ref()
-            .is_none_or(|n| n.data_pdu_in_order);
+        let in_order = self.negotiated.as_ref().is_none_or(|n| n.data_pdu_in_order);
         let Some(s) = self.scsi_task(h.itt) else {
             return Ok(());
         };
@@ -1750,18 +1776,27 @@ impl Session {
         // RFC 7143 section 13.17: the target "MUST NOT" exceed
         // MaxOutstandingR2T.
         if s.outstanding_r2t >= max_r2t {
-            return Err(violation("more outstanding R2Ts than MaxOutstandingR2T", "13.17"));
+            return Err(violation(
+                "more outstanding R2Ts than MaxOutstandingR2T",
+                "13.17",
+            ));
         }
         // RFC 7143 section 11.8.4: a Desired Data Transfer Length of 0 and
         // more than MaxBurstLength are both errors.
         let len = h.desired_data_transfer_length;
         if len == 0 || len > max_burst {
-            return Err(violation("R2T Desired Data Transfer Length 0 or above MaxBurstLength", "11.8.4"));
+            return Err(violation(
+                "R2T Desired Data Transfer Length 0 or above MaxBurstLength",
+                "11.8.4",
+            ));
         }
         let start = h.buffer_offset as usize;
         let end = start.saturating_add(len as usize);
         if end > buf.len() {
-            return Err(violation("R2T beyond the Expected Data Transfer Length", "11.8.3"));
+            return Err(violation(
+                "R2T beyond the Expected Data Transfer Length",
+                "11.8.3",
+            ));
         }
         s.next_r2t_sn = s.next_r2t_sn.next();
         s.outstanding_r2t = s.outstanding_r2t.saturating_add(1);
@@ -1828,7 +1863,10 @@ impl Session {
         // answers" and the TTT is 0xffffffff; with F=0 the target sets a TTT
         // the initiator echoes to get the rest (section 11.11.4).
         if more && h.ttt == RESERVED_TAG {
-            return Err(violation("Text Response with F=0 and no Target Transfer Tag", "11.11.4"));
+            return Err(violation(
+                "Text Response with F=0 and no Target Transfer Tag",
+                "11.11.4",
+            ));
         }
         // RFC 7143 section 11.11.2: "If the C bit is set to 1, the F bit
         // MUST be 0".
@@ -1863,7 +1901,12 @@ impl Session {
         Ok(())
     }
 
-    fn on_async(&mut self, now: Instant, h: w::AsyncMessage, data: Bytes) -> Result<(), ConnectionError> {
+    fn on_async(
+        &mut self,
+        now: Instant,
+        h: w::AsyncMessage,
+        data: Bytes,
+    ) -> Result<(), ConnectionError> {
         self.ack(h.stat_sn)?;
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let (sense, event_data) = match w::split_sense(&data) {
@@ -1882,12 +1925,12 @@ impl Session {
             // RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST
             // honor this request by issuing a Logout as early as possible
             // but no later than Parameter3 seconds".
-            w::AsyncEvent::LogoutRequested => {
-                if self.logout_waiting.is_none() && !self.logout_sent {
-                    let deadline = now + Duration::from_secs(u64::from(h.parameter3));
-                    if let Ok(itt) = self.new_task(Kind::Logout, true) {
-                        self.logout_waiting = Some((itt, Some(deadline)));
-                    }
+            w::AsyncEvent::LogoutRequested
+                if self.logout_waiting.is_none() && !self.logout_sent =>
+            {
+                let deadline = later(now, Duration::from_secs(u64::from(h.parameter3)));
+                if let Ok(itt) = self.new_task(Kind::Logout, true) {
+                    self.logout_waiting = Some((itt, Some(deadline)));
                 }
             }
             // AsyncEvent 2/3: the target will drop the connection(s);
@@ -2000,7 +2043,11 @@ impl Session {
             itt,
             // RFC 7143 section 11.3.4: for bidirectional commands the
             // write length; else the length of the transfer.
-            expected_data_transfer_length: if write { write_len } else { cmd.expected_read_len },
+            expected_data_transfer_length: if write {
+                write_len
+            } else {
+                cmd.expected_read_len
+            },
             cmd_sn,
             exp_stat_sn: Serial(0),
             cdb,
@@ -2105,7 +2152,7 @@ impl Session {
                 self.send_ping(itt, Bytes::new());
             }
         }
-        self.ping_deadline = Some(now + timeout);
+        self.ping_deadline = Some(later(now, timeout));
     }
 
     fn maybe_send_logout(&mut self, now: Instant) {
@@ -2139,12 +2186,23 @@ impl Session {
             exp_stat_sn: Serial(0),
         };
         self.push(req, Vec::new(), Bytes::new(), false);
-        self.logout_deadline = Some(now + self.cfg.login_timeout);
+        self.logout_deadline = Some(later(now, self.cfg.login_timeout));
     }
+}
+
+/// `now + d`, saturating (a configured `Duration::MAX` must not panic).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn encode(pairs: &[(String, String)]) -> Result<Bytes, ConnectionError> {
     let mut body = Vec::new();
-    text::encode_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &mut body).map_err(io)?;
+    text::encode_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &mut body,
+    )
+    .map_err(io)?;
     Ok(Bytes::from(body))
 }
