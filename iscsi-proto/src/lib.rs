@@ -11,14 +11,24 @@
 //! - [`login`]: the RFC 7143 section 13 key table, the negotiation engine and CHAP.
 //! - [`scsi`]: CDB builders and sense-data decoding for the initiator.
 //! - [`target`]: the target role: login, command window, tasks, R2T, Data-In.
+//! - [`initiator`]: the initiator session state machine ([`initiator::Session`]).
+//! - [`error`]: the session layer's error types.
+//! - [`transmit`]: [`transmit::Transmit`], one encoded PDU in three parts.
+//! - `testing` (feature `testing`): a scripted target and an in-memory pair
+//!   harness for tests of the session and of drivers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod initiator;
 pub mod login;
 pub mod scsi;
 pub mod target;
+pub mod transmit;
 pub mod wire;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -1,8 +1,20 @@
 //! The initiator side of the protocol: the session state machine and the
 //! pieces it is built from.
+//!
+//! - [`session`]: [`Session`], the sans-IO state machine (see its module
+//!   documentation for the drain order and an example loop).
+//! - [`types`]: configuration, commands, events and outcomes.
+//! - [`window`]: the CmdSN window; [`tasks`]: the task-tag slab.
 
+pub mod session;
 pub mod tasks;
+pub mod types;
 pub mod window;
 
+pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
+pub use types::{
+    AsyncNotice, Auth, Event, Keepalive, LogoutMode, LogoutResult, Portal, Recovery, ScsiCommand,
+    ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome, DEFAULT_PORT,
+};
 pub use window::{CmdWindow, WindowUpdate};

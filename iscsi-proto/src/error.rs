@@ -1,0 +1,222 @@
+//! The crate's public error types for the session layer.
+//!
+//! - [`ProtocolError`]: the peer broke RFC 7143. Carries the section and,
+//!   where the RFC names one, the Reject reason. Wraps the wire, text,
+//!   negotiation and CHAP errors of the lower layers.
+//! - [`UsageError`]: the caller broke the API (acting on a session that is
+//!   not logged in, naming an unknown task, ...). A full CmdSN window is not
+//!   an error: commands queue.
+//! - [`ConnectionError`]: why a connection (and, without recovery, the
+//!   session) ended.
+//! - [`TaskError`]: why one task ended without a normal outcome.
+
+use crate::login::chap::ChapError;
+use crate::login::negotiation::NegotiationError;
+use crate::login::status::{LoginStatus, StatusClass};
+use crate::wire::pdu::{RejectReason, TmfFunction};
+use crate::wire::text::TextError;
+use crate::wire::WireError;
+
+/// The target broke a rule of RFC 7143.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A PDU could not be decoded.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Login or text key=value data is malformed.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    /// The operational negotiation failed.
+    #[error(transparent)]
+    Negotiation(#[from] NegotiationError),
+    /// CHAP failed (including a wrong mutual response from the target).
+    #[error(transparent)]
+    Chap(#[from] ChapError),
+    /// A rule about PDU fields or sequencing was broken.
+    #[error("{rule} (RFC 7143 section {section})")]
+    Violation {
+        /// What the target did wrong.
+        rule: &'static str,
+        /// The RFC 7143 section of the rule.
+        section: &'static str,
+        /// The Reject reason (section 11.17.1) a receiver would use.
+        reject: Option<RejectReason>,
+    },
+    /// A status-bearing PDU skipped StatSN values (section 4.2.2.2: the
+    /// initiator uses ExpStatSN to acknowledge status "in order").
+    #[error(
+        "StatSN gap: expected {expected:#x}, received {received:#x} (RFC 7143 section 4.2.2.2)"
+    )]
+    StatSnGap {
+        /// The ExpStatSN the initiator held.
+        expected: u32,
+        /// The StatSN the target sent.
+        received: u32,
+    },
+    /// A Data-In or R2T sequence number was out of order (sections 11.7.4
+    /// and 11.8.2).
+    #[error("{what} out of order: expected {expected}, received {received} (RFC 7143 section {section})")]
+    OutOfOrder {
+        /// "DataSN" or "R2TSN".
+        what: &'static str,
+        /// The expected value.
+        expected: u32,
+        /// The received value.
+        received: u32,
+        /// The RFC 7143 section of the rule.
+        section: &'static str,
+    },
+}
+
+impl ProtocolError {
+    /// A rule violation without a Reject reason.
+    pub(crate) const fn violation(rule: &'static str, section: &'static str) -> Self {
+        ProtocolError::Violation {
+            rule,
+            section,
+            reject: Some(RejectReason::ProtocolError),
+        }
+    }
+
+    /// The RFC 7143 section of the rule that was broken.
+    pub fn rfc_section(&self) -> &'static str {
+        match self {
+            ProtocolError::Wire(e) => e.rfc_section(),
+            ProtocolError::Text(_) => "6.1",
+            ProtocolError::Negotiation(_) => "6.2",
+            ProtocolError::Chap(_) => "12.1.3",
+            ProtocolError::Violation { section, .. } => section,
+            ProtocolError::StatSnGap { .. } => "4.2.2.2",
+            ProtocolError::OutOfOrder { section, .. } => section,
+        }
+    }
+
+    /// The Reject reason (section 11.17.1) that fits this error, if any.
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        match self {
+            ProtocolError::Wire(e) => e.reject_reason(),
+            ProtocolError::Violation { reject, .. } => *reject,
+            ProtocolError::OutOfOrder { .. } => Some(RejectReason::ProtocolError),
+            _ => None,
+        }
+    }
+}
+
+/// The caller used the session API wrongly. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// The session has not reached Full Feature Phase yet (or is being
+    /// recovered and the action cannot wait).
+    #[error("the session is not logged in")]
+    NotLoggedIn,
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+    /// A logout is in progress; no new task may start.
+    #[error("a logout is in progress")]
+    LoggingOut,
+    /// No task with this id is in flight.
+    #[error("unknown task {0:?}")]
+    UnknownTask(crate::initiator::TaskId),
+    /// SCSI commands and task management are not allowed in a discovery
+    /// session (RFC 7143 section 13.21: a discovery session is "restricted
+    /// to the Text Request and Logout").
+    #[error("not allowed in a discovery session (RFC 7143 section 13.21)")]
+    DiscoverySession,
+    /// Every task tag is in use.
+    #[error("too many tasks in flight")]
+    TooManyTasks,
+    /// The command is malformed: the reason says why.
+    #[error("invalid command: {0}")]
+    InvalidCommand(&'static str),
+    /// A data segment longer than the target accepts (its
+    /// MaxRecvDataSegmentLength, RFC 7143 section 13.12).
+    #[error("data of {len} bytes exceeds the target's MaxRecvDataSegmentLength {limit} (RFC 7143 section 13.12)")]
+    DataTooLong {
+        /// The length given.
+        len: usize,
+        /// The limit.
+        limit: u32,
+    },
+    /// The task cannot be aborted (it is not a SCSI command).
+    #[error("task {0:?} is not a SCSI command")]
+    NotAbortable(crate::initiator::TaskId),
+}
+
+/// Which timer fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimerKind {
+    /// The login (TCP connect included) did not finish in time.
+    Login,
+    /// The target did not answer a keepalive NOP-Out in time.
+    Keepalive,
+    /// The target did not answer the Logout Request in time.
+    Logout,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// A deadline passed.
+    #[error("timed out ({0:?})")]
+    TimedOut(TimerKind),
+    /// The transport closed or failed.
+    #[error("connection closed by the peer or the transport")]
+    Closed,
+    /// A header digest did not match (RFC 7143 section 7.8): the stream can
+    /// no longer be delimited.
+    #[error("digest failure (RFC 7143 section 7.8): {0}")]
+    DigestFailure(WireError),
+    /// The target refused the login (RFC 7143 section 11.13.5).
+    #[error("login failed: {status} (class {class:?}, RFC 7143 section 11.13.5)")]
+    LoginFailed {
+        /// The Status-Class.
+        class: StatusClass,
+        /// The Status-Detail byte.
+        detail: u8,
+        /// The decoded status, which names it.
+        status: LoginStatus,
+    },
+    /// More redirections than `SessionConfig::max_redirects` (RFC 7143
+    /// section 11.13.5, class 1).
+    #[error("redirected more than {0} times")]
+    TooManyRedirects(u8),
+    /// The target broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Session recovery gave up after this many attempts; the last failure
+    /// follows.
+    #[error("recovery failed after {attempts} attempts: {last}")]
+    RecoveryFailed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<ConnectionError>,
+    },
+}
+
+/// Why a task ended without its normal outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// A task management function aborted it (RFC 7143 section 11.5.1).
+    #[error("aborted by {0:?}")]
+    Aborted(TmfFunction),
+    /// The target rejected the PDU that carried it (RFC 7143 section 11.17).
+    #[error("rejected by the target: {0:?} (RFC 7143 section 11.17.1)")]
+    Rejected(RejectReason),
+    /// The connection was lost and the session was not (or could not be)
+    /// recovered.
+    #[error("connection lost")]
+    ConnectionLost,
+    /// The session was logged out before the task finished.
+    #[error("session logged out")]
+    LoggedOut,
+    /// The target answered it in a way that breaks the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}

@@ -1,0 +1,457 @@
+//! Configuration, commands, events and outcomes of the initiator session.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{ConnectionError, TaskError};
+use crate::login::chap::ChapAlgorithm;
+use crate::login::discovery::{DiscoveredTarget, TargetAddress};
+use crate::login::negotiation::OperationalParams;
+use crate::scsi::sense::SenseData;
+use crate::wire::pdu::{
+    AsyncEvent, Isid, LogoutResponseCode, RejectReason, Residual, ScsiResponseCode, TaskAttr,
+    TmfResponse,
+};
+
+/// A task's handle: a newtype over its Initiator Task Tag (never
+/// 0xffffffff, never reused while the task is in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u32);
+
+impl TaskId {
+    /// The Initiator Task Tag.
+    pub const fn itt(self) -> u32 {
+        self.0
+    }
+}
+
+/// The default iSCSI TCP port (RFC 7143 section 13.8: "the IANA-assigned
+/// default port for iSCSI").
+pub const DEFAULT_PORT: u16 = 3260;
+
+/// A network portal to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Portal {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Portal group tag, if the target named one.
+    pub portal_group_tag: Option<u16>,
+}
+
+impl From<TargetAddress> for Portal {
+    fn from(a: TargetAddress) -> Portal {
+        Portal {
+            host: a.host,
+            port: a.port.unwrap_or(DEFAULT_PORT),
+            portal_group_tag: a.portal_group_tag,
+        }
+    }
+}
+
+/// How the initiator authenticates.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Auth {
+    /// No security negotiation stage: the login starts in the operational
+    /// stage.
+    #[default]
+    None,
+    /// CHAP (RFC 7143 section 12.1.3).
+    Chap {
+        /// CHAP_N we send.
+        user: String,
+        /// Our secret.
+        secret: Vec<u8>,
+        /// CHAP_A preference order (MD5 is always added).
+        algorithms: Vec<ChapAlgorithm>,
+        /// Mutual CHAP: the target's expected name and secret.
+        mutual: Option<(String, Vec<u8>)>,
+    },
+}
+
+impl Auth {
+    /// One-way CHAP with MD5.
+    pub fn chap(user: impl Into<String>, secret: impl Into<Vec<u8>>) -> Auth {
+        Auth::Chap {
+            user: user.into(),
+            secret: secret.into(),
+            algorithms: vec![ChapAlgorithm::Md5],
+            mutual: None,
+        }
+    }
+
+    /// Mutual CHAP with MD5.
+    pub fn mutual_chap(
+        user: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+        target_user: impl Into<String>,
+        target_secret: impl Into<Vec<u8>>,
+    ) -> Auth {
+        Auth::Chap {
+            user: user.into(),
+            secret: secret.into(),
+            algorithms: vec![ChapAlgorithm::Md5],
+            mutual: Some((target_user.into(), target_secret.into())),
+        }
+    }
+}
+
+/// Keepalive: ping the target after `interval` without receiving any PDU;
+/// give up on the connection if nothing arrives within `timeout` after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before a ping.
+    pub interval: Duration,
+    /// Time allowed for any PDU to arrive after the ping.
+    pub timeout: Duration,
+}
+
+/// Session recovery at ErrorRecoveryLevel 0 (RFC 7143 section 7.1.5):
+/// after a connection failure, wait, reconnect, log in again with the same
+/// ISID and TSIH 0, and reissue the outstanding tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Reconnection attempts before giving up (per failure).
+    pub max_attempts: u32,
+    /// Wait before the first attempt (at least DefaultTime2Wait).
+    pub initial_backoff: Duration,
+    /// Cap on the doubling backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a [`Session`](super::Session) needs. Build with
+/// [`SessionConfig::new`] (RFC defaults) and adjust the public fields or
+/// use the `with_*` setters.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// InitiatorName (RFC 7143 section 13.5).
+    pub initiator_name: String,
+    /// InitiatorAlias (section 13.7).
+    pub initiator_alias: Option<String>,
+    /// TargetName (section 13.4); `None` makes a discovery session
+    /// (SessionType=Discovery, section 13.21).
+    pub target_name: Option<String>,
+    /// The Initiator Session ID (section 11.12.5).
+    pub isid: Isid,
+    /// Authentication.
+    pub auth: Auth,
+    /// Caller-supplied random bytes: the mutual CHAP challenge (its first
+    /// byte also seeds our CHAP_I). At least 16 bytes recommended.
+    pub chap_challenge: Vec<u8>,
+    /// Operational values to offer (section 13).
+    pub operational: OperationalParams,
+    /// Deadline for TCP connect plus login.
+    pub login_timeout: Duration,
+    /// Keepalive pings, if wanted.
+    pub keepalive: Option<Keepalive>,
+    /// Session recovery, if wanted.
+    pub recovery: Option<Recovery>,
+    /// Login redirections followed before giving up.
+    pub max_redirects: u8,
+    /// CmdSN of the leading Login Request (section 4.2.2.1: "Command
+    /// numbering starts with the first login request").
+    pub initial_cmd_sn: u32,
+    /// Connection ID of the (single) connection (section 11.12.7).
+    pub cid: u16,
+    /// Cap on one assembled text response (login or SendTargets), bytes.
+    pub max_text_len: usize,
+}
+
+impl SessionConfig {
+    /// A configuration with RFC 7143 defaults: discovery session, no
+    /// authentication, 30 s login timeout, no keepalive, no recovery, 4
+    /// redirects, CmdSN 1.
+    pub fn new(initiator_name: impl Into<String>) -> SessionConfig {
+        SessionConfig {
+            initiator_name: initiator_name.into(),
+            initiator_alias: None,
+            target_name: None,
+            isid: Isid::random([0x12, 0x34, 0x56], 0),
+            auth: Auth::None,
+            chap_challenge: Vec::new(),
+            operational: OperationalParams::default(),
+            login_timeout: Duration::from_secs(30),
+            keepalive: None,
+            recovery: None,
+            max_redirects: 4,
+            initial_cmd_sn: 1,
+            cid: 0,
+            max_text_len: crate::wire::text::DEFAULT_MAX_TEXT_LEN,
+        }
+    }
+
+    /// Sets TargetName (a normal session).
+    pub fn with_target(mut self, target_name: impl Into<String>) -> Self {
+        self.target_name = Some(target_name.into());
+        self
+    }
+
+    /// Sets the ISID.
+    pub fn with_isid(mut self, isid: Isid) -> Self {
+        self.isid = isid;
+        self
+    }
+
+    /// Sets authentication and the random bytes for mutual CHAP.
+    pub fn with_auth(mut self, auth: Auth, chap_challenge: Vec<u8>) -> Self {
+        self.auth = auth;
+        self.chap_challenge = chap_challenge;
+        self
+    }
+
+    /// Sets the operational values.
+    pub fn with_operational(mut self, op: OperationalParams) -> Self {
+        self.operational = op;
+        self
+    }
+
+    /// Sets the login timeout.
+    pub fn with_login_timeout(mut self, t: Duration) -> Self {
+        self.login_timeout = t;
+        self
+    }
+
+    /// Enables keepalive pings.
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Some(Keepalive { interval, timeout });
+        self
+    }
+
+    /// Enables session recovery.
+    pub fn with_recovery(mut self, r: Recovery) -> Self {
+        self.recovery = Some(r);
+        self
+    }
+
+    /// Sets the CmdSN of the leading login.
+    pub fn with_initial_cmd_sn(mut self, sn: u32) -> Self {
+        self.initial_cmd_sn = sn;
+        self
+    }
+
+    /// Whether this is a discovery session.
+    pub fn is_discovery(&self) -> bool {
+        self.target_name.is_none()
+    }
+}
+
+/// A SCSI command to submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiCommand {
+    /// Logical unit number (the 8-byte LUN field, RFC 7143 section 11.3).
+    pub lun: u64,
+    /// The CDB, 1 to 260 bytes; beyond 16 bytes it travels in an Extended
+    /// CDB AHS (section 11.2.2.3).
+    pub cdb: Bytes,
+    /// Data to write, if any (sent as immediate data, unsolicited and
+    /// solicited Data-Out as `Bytes::slice`s: never copied).
+    pub data_out: Option<Bytes>,
+    /// Bytes expected from the target (0 for none).
+    pub expected_read_len: u32,
+    /// Task attribute.
+    pub attr: TaskAttr,
+}
+
+impl ScsiCommand {
+    /// A command without data.
+    pub fn new(lun: u64, cdb: impl Into<Bytes>) -> Self {
+        ScsiCommand {
+            lun,
+            cdb: cdb.into(),
+            data_out: None,
+            expected_read_len: 0,
+            attr: TaskAttr::Simple,
+        }
+    }
+
+    /// A read of up to `len` bytes.
+    pub fn read(lun: u64, cdb: impl Into<Bytes>, len: u32) -> Self {
+        ScsiCommand {
+            expected_read_len: len,
+            ..Self::new(lun, cdb)
+        }
+    }
+
+    /// A write of `data`.
+    pub fn write(lun: u64, cdb: impl Into<Bytes>, data: Bytes) -> Self {
+        ScsiCommand {
+            data_out: Some(data),
+            ..Self::new(lun, cdb)
+        }
+    }
+
+    /// A bidirectional command.
+    pub fn bidi(lun: u64, cdb: impl Into<Bytes>, data: Bytes, read_len: u32) -> Self {
+        ScsiCommand {
+            data_out: Some(data),
+            expected_read_len: read_len,
+            ..Self::new(lun, cdb)
+        }
+    }
+
+    /// Sets the task attribute.
+    pub fn with_attr(mut self, attr: TaskAttr) -> Self {
+        self.attr = attr;
+        self
+    }
+}
+
+/// How [`Session::logout`](super::Session::logout) treats tasks in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogoutMode {
+    /// Refuse new tasks, wait for the outstanding ones, then log out.
+    WaitForTasks,
+    /// Log out now; outstanding tasks complete with
+    /// [`TaskError::LoggedOut`].
+    AbortTasks,
+}
+
+/// The result of a SCSI command the target completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiResult {
+    /// The iSCSI response code (section 11.4.3).
+    pub response: ScsiResponseCode,
+    /// The SCSI status byte (section 11.4.2); see
+    /// [`crate::scsi::ScsiStatus::from_u8`].
+    pub status: u8,
+    /// Raw sense data (without the SenseLength prefix), if any.
+    pub sense: Option<Bytes>,
+    /// The sense data decoded, when it parses.
+    pub sense_data: Option<SenseData>,
+    /// Residual of the (write or unidirectional) transfer (section 11.4.5).
+    pub residual: Residual,
+    /// Bidirectional read residual (section 11.4.6).
+    pub bidi_read_residual: Residual,
+    /// Bytes of read data delivered through [`Event::DataIn`].
+    pub bytes_read: u32,
+}
+
+impl ScsiResult {
+    /// True for response "Command Completed at Target" with GOOD status.
+    pub fn is_good(&self) -> bool {
+        self.response == ScsiResponseCode::CommandCompleted && self.status == 0
+    }
+}
+
+/// The result of a Logout Request (section 11.15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogoutResult {
+    /// Response code (section 11.15.1).
+    pub response: LogoutResponseCode,
+    /// Time2Wait, seconds (section 11.15.3).
+    pub time2wait: u16,
+    /// Time2Retain, seconds (section 11.15.4).
+    pub time2retain: u16,
+}
+
+/// One target from SendTargets.
+pub type TargetRecord = DiscoveredTarget;
+
+/// How a task ended. Every task ends exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskOutcome {
+    /// A SCSI command completed at the target (any status).
+    Scsi(ScsiResult),
+    /// SendTargets answered.
+    Targets(Vec<TargetRecord>),
+    /// A ping answered with this data.
+    Pong(Bytes),
+    /// A task management function answered.
+    TaskManagement(TmfResponse),
+    /// The logout completed.
+    LoggedOut(LogoutResult),
+    /// The task failed.
+    Failed(TaskError),
+}
+
+/// An Asynchronous Message from the target (section 11.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncNotice {
+    /// AsyncEvent (section 11.9.1).
+    pub event: AsyncEvent,
+    /// LUN (SCSI events).
+    pub lun: u64,
+    /// AsyncVCode.
+    pub vcode: u8,
+    /// Parameter1..3.
+    pub parameters: [u16; 3],
+    /// Sense data (SCSI events).
+    pub sense: Bytes,
+    /// iSCSI event data.
+    pub event_data: Bytes,
+}
+
+/// Something the caller must know or do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Open a TCP connection (to `portal`, or the configured portal when
+    /// `None`), then call `handle_connected`. Any previous connection is
+    /// dead: close it.
+    Connect {
+        /// Where to connect; `None` = the configured portal.
+        portal: Option<Portal>,
+    },
+    /// Full Feature Phase reached; `negotiated()` is `Some`.
+    LoggedIn {
+        /// The TSIH the target assigned.
+        tsih: u16,
+    },
+    /// Read data for a task, a zero-copy slice of the receive buffer.
+    /// After a session recovery a reissued read delivers its data again
+    /// from offset 0.
+    DataIn {
+        /// The task.
+        task: TaskId,
+        /// Offset in the task's read buffer.
+        offset: u32,
+        /// The data.
+        data: Bytes,
+    },
+    /// A task ended (exactly once per task).
+    Complete {
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        outcome: TaskOutcome,
+    },
+    /// The target sent an Asynchronous Message.
+    AsyncEvent(AsyncNotice),
+    /// The target rejected a PDU that belonged to no task (section 11.17).
+    Rejected {
+        /// The reason.
+        reason: RejectReason,
+    },
+    /// The connection failed; a reconnection follows after `after`
+    /// (then an [`Event::Connect`]).
+    Recovering {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Wait before reconnecting.
+        after: Duration,
+        /// What failed.
+        cause: ConnectionError,
+    },
+    /// The session was recovered: logged in again, tasks reissued.
+    Reinstated {
+        /// The new TSIH.
+        tsih: u16,
+    },
+    /// The session is over: `None` after a logout, else the reason. Close
+    /// the connection.
+    Closed(Option<ConnectionError>),
+}

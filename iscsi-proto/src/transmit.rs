@@ -1,0 +1,148 @@
+//! [`Transmit`]: one encoded PDU ready for `write_vectored`, in three parts
+//! so that the payload is never copied.
+//!
+//! - `header`: BHS + AHS + header digest, inline (no heap) up to
+//!   [`INLINE_HEADER_LEN`] bytes, which covers every PDU except SCSI
+//!   commands with very long CDBs;
+//! - `data`: the data segment, a `Bytes` slice of the application's buffer
+//!   (Data-Out, immediate data) or of a small owned buffer (text, login);
+//! - `trailer`: padding and data digest, inline.
+
+use std::io::IoSlice;
+
+use bytes::Bytes;
+
+use crate::wire::frame::DataTrailer;
+
+/// Header bytes kept inline: BHS (48) + header digest (4) + an AHS of up
+/// to 28 bytes (an extended CDB of up to 42 bytes, or a bidirectional read
+/// length plus a 32-byte CDB).
+pub const INLINE_HEADER_LEN: usize = 80;
+
+#[derive(Clone)]
+enum HeaderBytes {
+    Inline {
+        buf: [u8; INLINE_HEADER_LEN],
+        len: u8,
+    },
+    Heap(Bytes),
+}
+
+/// One encoded PDU.
+#[derive(Clone)]
+pub struct Transmit {
+    header: HeaderBytes,
+    data: Bytes,
+    trailer: DataTrailer,
+}
+
+impl core::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("header_len", &self.header().len())
+            .field("data_len", &self.data.len())
+            .field("trailer_len", &self.trailer.len())
+            .finish()
+    }
+}
+
+impl Transmit {
+    /// Builds a transmit from encoded header bytes (copied inline when they
+    /// fit), the data segment and its trailer.
+    pub fn new(header: &[u8], data: Bytes, trailer: DataTrailer) -> Transmit {
+        let header = if header.len() <= INLINE_HEADER_LEN {
+            let mut buf = [0u8; INLINE_HEADER_LEN];
+            if let Some(dst) = buf.get_mut(..header.len()) {
+                dst.copy_from_slice(header);
+            }
+            HeaderBytes::Inline {
+                buf,
+                // header.len() <= 80 here.
+                len: header.len() as u8,
+            }
+        } else {
+            HeaderBytes::Heap(Bytes::copy_from_slice(header))
+        };
+        Transmit {
+            header,
+            data,
+            trailer,
+        }
+    }
+
+    /// BHS + AHS + header digest.
+    pub fn header(&self) -> &[u8] {
+        match &self.header {
+            HeaderBytes::Inline { buf, len } => buf.get(..usize::from(*len)).unwrap_or(&[]),
+            HeaderBytes::Heap(b) => b,
+        }
+    }
+
+    /// The data segment (unpadded).
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Padding and data digest.
+    pub fn trailer(&self) -> &[u8] {
+        self.trailer.as_slice()
+    }
+
+    /// Total bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.header().len() + self.data.len() + self.trailer.len()
+    }
+
+    /// Always false: a PDU has at least its 48-byte BHS.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `slices` with the non-empty parts, in order, and returns how
+    /// many were filled (1 to 3), for `write_vectored`.
+    pub fn as_io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 3]) -> usize {
+        let mut n = 0;
+        for part in [self.header(), &self.data[..], self.trailer()] {
+            if !part.is_empty() {
+                if let Some(s) = slices.get_mut(n) {
+                    *s = IoSlice::new(part);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// The parts after skipping the first `offset` bytes (for resuming a
+    /// partial write): up to three non-empty slices.
+    pub fn parts_from(&self, offset: usize) -> impl Iterator<Item = &[u8]> {
+        let mut skip = offset;
+        [self.header(), &self.data[..], self.trailer()]
+            .into_iter()
+            .filter_map(move |part| {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    None
+                } else {
+                    let p = part.get(skip..).unwrap_or(&[]);
+                    skip = 0;
+                    Some(p)
+                }
+            })
+    }
+
+    /// Appends the whole PDU to `out` (copies; for tests and simple drivers).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len());
+        out.extend_from_slice(self.header());
+        out.extend_from_slice(&self.data);
+        out.extend_from_slice(self.trailer());
+    }
+
+    /// The whole PDU as one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.write_to(&mut v);
+        v
+    }
+}
