@@ -1,11 +1,540 @@
-//! The `iscsi` command-line tool.
-use clap::Parser;
+//! The `iscsi` command-line tool: an iSCSI initiator for storage engineers,
+//! built on the `iscsi-proto` sans-IO core and the blocking driver.
+//!
+//! Every failure is one line on stderr and a non-zero exit status.
+#![forbid(unsafe_code)]
 
-/// iSCSI initiator and target tool built on the iscsi-proto sans-IO core.
+mod pcap;
+mod url;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use iscsi_proto::initiator::{Auth, ScsiCommand, SessionConfig};
+use iscsi_proto::login::negotiation::{DigestType, OperationalParams};
+use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags, StandardInquiry};
+use iscsi_proto::scsi::lun::Lun;
+use iscsi_proto::scsi::sense::SenseData;
+use iscsi_proto::scsi::status::ScsiStatus;
+use iscsi_proto::wire::pdu::Isid;
+use iscsi_std::{Client, Completed, Direction, Options};
+
+use crate::pcap::PcapWriter;
+use crate::url::{parse_host_port, IscsiUrl};
+
+/// iSCSI initiator tool on a sans-IO RFC 7143 core.
 #[derive(Parser, Debug)]
-#[command(name = "iscsi", version, about)]
-struct Cli {}
+#[command(name = "iscsi", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Args, Debug)]
+struct Global {
+    /// Our iSCSI name (RFC 7143 section 4.2.7).
+    #[arg(long, global = true, default_value = "iqn.2026-11.rs.iscsi:initiator")]
+    initiator_name: String,
+    /// Mutual CHAP: the target's user name and secret, USER:SECRET.
+    #[arg(long, global = true, value_name = "USER:SECRET")]
+    mutual_chap: Option<String>,
+    /// HeaderDigest to offer.
+    #[arg(long, global = true, value_enum, default_value_t = DigestArg::None)]
+    header_digest: DigestArg,
+    /// DataDigest to offer.
+    #[arg(long, global = true, value_enum, default_value_t = DigestArg::None)]
+    data_digest: DigestArg,
+    /// Write the session's PDUs to this pcap file (Wireshark/tshark).
+    #[arg(long, global = true, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum DigestArg {
+    None,
+    Crc32c,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List targets and portals (SendTargets=All): `IQN ADDRESS:PORT,TPGT`.
+    Discover {
+        /// HOST[:PORT] (or an iscsi:// URL for its credentials).
+        portal: String,
+    },
+    /// Standard INQUIRY of a LUN.
+    Inquiry {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// READ CAPACITY: size in bytes and blocks.
+    Readcap {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read blocks to a file or stdout (raw bytes).
+    Read {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// First logical block.
+        #[arg(long)]
+        lba: u64,
+        /// Number of blocks.
+        #[arg(long)]
+        blocks: u32,
+        /// Output file (default: stdout).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Write blocks from a file or stdin (length must be a multiple of the block size).
+    Write {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// First logical block.
+        #[arg(long)]
+        lba: u64,
+        /// Input file (default: stdin).
+        #[arg(short = 'i', long)]
+        input: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("iscsi: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Discover { portal } => discover(&cli.global, portal),
+        Command::Inquiry { url, json } => inquiry(&cli.global, url, *json),
+        Command::Readcap { url, json } => readcap(&cli.global, url, *json),
+        Command::Read {
+            url,
+            lba,
+            blocks,
+            output,
+        } => read(&cli.global, url, *lba, *blocks, output.as_ref()),
+        Command::Write { url, lba, input } => write(&cli.global, url, *lba, input.as_ref()),
+    }
+}
+
+fn digests(arg: DigestArg) -> Vec<DigestType> {
+    match arg {
+        DigestArg::None => vec![DigestType::None],
+        DigestArg::Crc32c => vec![DigestType::Crc32c],
+    }
+}
+
+/// Session configuration from the global options and a URL's credentials.
+fn session_config(
+    g: &Global,
+    target: Option<&str>,
+    user: Option<&str>,
+    secret: Option<&str>,
+) -> Result<SessionConfig, String> {
+    let op = OperationalParams {
+        header_digest: digests(g.header_digest),
+        data_digest: digests(g.data_digest),
+        max_recv_data_segment_length: 262_144,
+        immediate_data: true,
+        initial_r2t: false,
+        ..Default::default()
+    };
+    // A random-format ISID (RFC 7143 section 11.12.5, T = 10b): 24 random
+    // bits from the OS and the process id as qualifier, so concurrent
+    // sessions from this host get distinct ISIDs.
+    let r = challenge_bytes();
+    let isid = Isid::random([r[0], r[1], r[2]], std::process::id() as u16);
+    let mut config = SessionConfig::new(&g.initiator_name)
+        .with_isid(isid)
+        .with_operational(op);
+    if let Some(t) = target {
+        config = config.with_target(t);
+    }
+    let mutual = match &g.mutual_chap {
+        Some(m) => {
+            let (u, s) = m.split_once(':').ok_or("--mutual-chap takes USER:SECRET")?;
+            Some((u.to_string(), s.to_string()))
+        }
+        None => None,
+    };
+    match (user, secret) {
+        (Some(u), Some(s)) => {
+            let auth = match mutual {
+                Some((mu, ms)) => {
+                    Auth::mutual_chap(u, s.as_bytes().to_vec(), mu, ms.as_bytes().to_vec())
+                }
+                None => Auth::chap(u, s.as_bytes().to_vec()),
+            };
+            config = config.with_auth(auth, challenge_bytes());
+        }
+        (Some(_), None) => {
+            return Err("the URL names a CHAP user but no secret (user%secret@host)".into())
+        }
+        _ if mutual.is_some() => {
+            return Err("--mutual-chap needs CHAP credentials in the URL (user%secret@host)".into())
+        }
+        _ => {}
+    }
+    Ok(config)
+}
+
+/// Challenge bytes for mutual CHAP: the core draws no randomness, so the
+/// driver supplies it (RFC 7143 section 12.1.3 wants unpredictable
+/// challenges).
+fn challenge_bytes() -> Vec<u8> {
+    let mut buf = vec![0u8; 32];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        if f.read_exact(&mut buf).is_ok() {
+            return buf;
+        }
+    }
+    // Fallback: hash the clock and pid (not for production secrets).
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    for chunk in buf.chunks_mut(8) {
+        let mut h = state.build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    buf
+}
+
+/// Driver options, with a pcap tap when `--pcap` is given.
+fn options(g: &Global) -> Result<(Options, Option<PcapHandle>), String> {
+    let mut opts = Options::default();
+    let handle = match &g.pcap {
+        None => None,
+        Some(path) => {
+            let file =
+                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let writer =
+                PcapWriter::new(io::BufWriter::new(file)).map_err(|e| format!("pcap: {e}"))?;
+            let state: PcapHandle = Arc::new(Mutex::new(PcapState {
+                writer,
+                conn: None,
+                error: None,
+            }));
+            let tap_state = state.clone();
+            opts.tap = Some(Box::new(move |dir, local, peer, bytes| {
+                if let Ok(mut s) = tap_state.lock() {
+                    s.record(dir, local, peer, bytes);
+                }
+            }));
+            Some(state)
+        }
+    };
+    Ok((opts, handle))
+}
+
+type PcapHandle = Arc<Mutex<PcapState>>;
+
+struct PcapState {
+    writer: PcapWriter<io::BufWriter<File>>,
+    conn: Option<SocketAddr>,
+    error: Option<String>,
+}
+
+impl PcapState {
+    fn record(&mut self, dir: Direction, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let v4 = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+        };
+        // A redirect or reconnect shows as a new synthetic connection.
+        let result = (|| {
+            if self.conn != Some(local) {
+                self.writer
+                    .connect((v4(local), local.port()), (v4(peer), peer.port()))?;
+                self.conn = Some(local);
+            }
+            let d = match dir {
+                Direction::Sent => pcap::Direction::ToTarget,
+                Direction::Received => pcap::Direction::ToInitiator,
+            };
+            self.writer.record(d, bytes)
+        })();
+        if let Err(e) = result {
+            self.error = Some(e.to_string());
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.writer.finish().map_err(|e| format!("pcap: {e}"))?;
+        match self.error.take() {
+            Some(e) => Err(format!("pcap: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn finish_pcap(handle: Option<PcapHandle>) -> Result<(), String> {
+    match handle {
+        Some(h) => h
+            .lock()
+            .map_err(|_| "pcap writer poisoned".to_string())?
+            .finish(),
+        None => Ok(()),
+    }
+}
+
+fn discover(g: &Global, portal: &str) -> Result<(), String> {
+    // Accept a plain HOST[:PORT] or an iscsi:// URL (for CHAP credentials).
+    let (host, port, user, secret) = if portal.starts_with("iscsi://") && portal.contains('@') {
+        let rest = &portal["iscsi://".len()..];
+        let (creds, hp) = rest.rsplit_once('@').ok_or("invalid URL")?;
+        let (u, s) = creds
+            .split_once('%')
+            .map(|(u, s)| (Some(u.to_string()), Some(s.to_string())))
+            .unwrap_or((Some(creds.to_string()), None));
+        let hp = hp.split('/').next().unwrap_or(hp);
+        let (h, p) = parse_host_port(hp)?;
+        (h, p, u, s)
+    } else {
+        let (h, p) = parse_host_port(
+            portal
+                .split('/')
+                .next()
+                .unwrap_or(portal)
+                .trim_start_matches("iscsi://"),
+        )?;
+        (h, p, None, None)
+    };
+    let config = session_config(g, None, user.as_deref(), secret.as_deref())?;
+    let (opts, pcap) = options(g)?;
+    let addr = url::join_host_port(&host, port);
+    let result = Client::discover(&addr, config, opts);
+    finish_pcap(pcap)?;
+    let targets = result.map_err(|e| e.to_string())?;
+    for t in targets {
+        if t.addresses.is_empty() {
+            // RFC 7143 section 13.8 / appendix C: no address means "the
+            // same portal as this connection".
+            println!("{} {}", t.name, addr);
+        }
+        for a in &t.addresses {
+            let hp = url::join_host_port(&a.host, a.port.unwrap_or(url::DEFAULT_PORT));
+            match a.portal_group_tag {
+                Some(tpgt) => println!("{} {},{}", t.name, hp, tpgt),
+                None => println!("{} {}", t.name, hp),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Logs in to the URL's target, runs `f`, logs out.
+fn with_session<T>(
+    g: &Global,
+    url: &str,
+    f: impl FnOnce(&mut Client, u64) -> Result<T, String>,
+) -> Result<T, String> {
+    let u = IscsiUrl::parse(url)?;
+    let config = session_config(g, Some(&u.target), u.user.as_deref(), u.secret.as_deref())?;
+    let (opts, pcap) = options(g)?;
+    let lun = Lun::from_number(u.lun).to_u64();
+    let result = (|| {
+        let mut client = Client::connect(&u.portal(), config, opts).map_err(|e| e.to_string())?;
+        let value = f(&mut client, lun)?;
+        client.logout().map_err(|e| format!("logout: {e}"))?;
+        Ok(value)
+    })();
+    finish_pcap(pcap)?;
+    result
+}
+
+/// Runs a command; a non-GOOD status becomes one clear line.
+fn exec(client: &mut Client, cmd: ScsiCommand, what: &str) -> Result<Completed, String> {
+    let done = client.execute(cmd).map_err(|e| format!("{what}: {e}"))?;
+    if done.result.is_good() {
+        return Ok(done);
+    }
+    let status = ScsiStatus::from_u8(done.result.status);
+    let detail = done
+        .result
+        .sense
+        .as_ref()
+        .and_then(|s| SenseData::parse(s).ok())
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    Err(format!(
+        "{what} failed: {status}{detail} (response {:?})",
+        done.result.response
+    ))
+}
+
+fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
+    let data = with_session(g, url, |c, lun| {
+        Ok(exec(
+            c,
+            ScsiCommand::read(lun, cdb::inquiry(96).to_vec(), 96),
+            "INQUIRY",
+        )?
+        .data)
+    })?;
+    let inq = StandardInquiry::parse(&data).map_err(|e| format!("INQUIRY data: {e}"))?;
+    if json {
+        println!(
+            "{{\"peripheral_qualifier\":{},\"device_type\":{},\"vendor\":{:?},\"product\":{:?},\"revision\":{:?},\"version\":{},\"cmdque\":{}}}",
+            inq.peripheral_qualifier, inq.device_type, inq.vendor, inq.product, inq.revision, inq.version, inq.cmdque
+        );
+    } else {
+        println!("Vendor:      {}", inq.vendor);
+        println!("Product:     {}", inq.product);
+        println!("Revision:    {}", inq.revision);
+        println!(
+            "Device type: {:#04x} (qualifier {})",
+            inq.device_type, inq.peripheral_qualifier
+        );
+        println!("SPC version: {:#04x}", inq.version);
+    }
+    Ok(())
+}
+
+fn read_capacity(c: &mut Client, lun: u64) -> Result<Capacity, String> {
+    let d = exec(
+        c,
+        ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8),
+        "READ CAPACITY(10)",
+    )?;
+    let cap10 = Capacity::parse10(&d.data).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
+    if !cap10.needs_16() {
+        return Ok(cap10);
+    }
+    let d = exec(
+        c,
+        ScsiCommand::read(lun, cdb::read_capacity16(32).to_vec(), 32),
+        "READ CAPACITY(16)",
+    )?;
+    Capacity::parse16(&d.data).map_err(|e| format!("READ CAPACITY(16) data: {e}"))
+}
+
+fn readcap(g: &Global, url: &str, json: bool) -> Result<(), String> {
+    let cap = with_session(g, url, read_capacity)?;
+    let blocks = cap.num_blocks().ok_or("capacity overflows")?;
+    let bytes = cap.total_bytes().ok_or("capacity overflows")?;
+    if json {
+        println!(
+            "{{\"bytes\":{bytes},\"blocks\":{blocks},\"block_size\":{}}}",
+            cap.block_len
+        );
+    } else {
+        println!("{bytes} bytes, {blocks} blocks of {} bytes", cap.block_len);
+    }
+    Ok(())
+}
+
+/// Largest transfer per command (bytes).
+const MAX_TRANSFER: u64 = 1 << 20;
+
+fn read(
+    g: &Global,
+    url: &str,
+    lba: u64,
+    blocks: u32,
+    output: Option<&PathBuf>,
+) -> Result<(), String> {
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => {
+            Box::new(File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?)
+        }
+        None => Box::new(io::stdout().lock()),
+    };
+    with_session(g, url, |c, lun| {
+        let cap = read_capacity(c, lun)?;
+        let bs = u64::from(cap.block_len);
+        let end = lba
+            .checked_add(u64::from(blocks))
+            .ok_or("LBA range overflows")?;
+        if end > cap.num_blocks().unwrap_or(0) {
+            return Err(format!(
+                "blocks {lba}..{end} are past the end of the LUN ({} blocks)",
+                cap.num_blocks().unwrap_or(0)
+            ));
+        }
+        let per = (MAX_TRANSFER / bs).max(1);
+        let mut at = lba;
+        while at < end {
+            let n = per.min(end - at) as u32;
+            let len = u32::try_from(u64::from(n) * bs).map_err(|_| "transfer too large")?;
+            let cdb = cdb::read16(at, n, RwFlags::default());
+            let d = exec(c, ScsiCommand::read(lun, cdb.to_vec(), len), "READ(16)")?;
+            out.write_all(&d.data)
+                .map_err(|e| format!("write output: {e}"))?;
+            at += u64::from(n);
+        }
+        out.flush().map_err(|e| format!("write output: {e}"))
+    })
+}
+
+fn write(g: &Global, url: &str, lba: u64, input: Option<&PathBuf>) -> Result<(), String> {
+    let mut data = Vec::new();
+    match input {
+        Some(p) => File::open(p)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        None => io::stdin()
+            .read_to_end(&mut data)
+            .map_err(|e| format!("read stdin: {e}"))?,
+    };
+    let data = Bytes::from(data);
+    with_session(g, url, |c, lun| {
+        let cap = read_capacity(c, lun)?;
+        let bs = u64::from(cap.block_len);
+        if data.len() as u64 % bs != 0 {
+            return Err(format!(
+                "input is {} bytes, not a multiple of the block size {bs}",
+                data.len()
+            ));
+        }
+        let blocks = data.len() as u64 / bs;
+        let end = lba.checked_add(blocks).ok_or("LBA range overflows")?;
+        if end > cap.num_blocks().unwrap_or(0) {
+            return Err(format!(
+                "blocks {lba}..{end} are past the end of the LUN ({} blocks)",
+                cap.num_blocks().unwrap_or(0)
+            ));
+        }
+        let per = (MAX_TRANSFER / bs).max(1);
+        let mut at = lba;
+        while at < end {
+            let n = per.min(end - at);
+            let off = ((at - lba) * bs) as usize;
+            let chunk = data.slice(off..off + (n * bs) as usize);
+            let cdb = cdb::write16(at, n as u32, RwFlags::default());
+            exec(c, ScsiCommand::write(lun, cdb.to_vec(), chunk), "WRITE(16)")?;
+            at += n;
+        }
+        Ok(())
+    })
 }

@@ -1,4 +1,590 @@
 //! Blocking driver for the `iscsi-proto` sans-IO core: `std::net` sockets and
-//! `std::time` clocks around the protocol state machines, no protocol logic.
+//! `std::time` clocks around [`iscsi_proto::initiator::Session`], and no
+//! protocol logic. Everything the protocol decides (what to send, when a
+//! timer fires, where to reconnect) comes from the core's `poll_*` calls.
+//!
+//! ```no_run
+//! use iscsi_proto::initiator::{ScsiCommand, SessionConfig};
+//! use iscsi_std::{Client, Options};
+//!
+//! let config = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
+//! let mut client = Client::connect("127.0.0.1:3260", config, Options::default())?;
+//! let inquiry = [0x12, 0, 0, 0, 96, 0];
+//! let done = client.execute(ScsiCommand::read(0, inquiry.to_vec(), 96))?;
+//! println!("{} bytes of INQUIRY data", done.data.len());
+//! client.logout()?;
+//! # Ok::<(), iscsi_std::Error>(())
+//! ```
+//!
+//! The drive loop is the one the core documents: after every input or action,
+//! write every [`Transmit`](iscsi_proto::transmit::Transmit) from
+//! `poll_transmit`, then take every event from `poll_event`, then block on the
+//! socket until input arrives or the deadline from `poll_timeout` passes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::{
+    Event, LogoutMode, LogoutResult, Portal, ScsiCommand, ScsiResult, Session, SessionConfig,
+    TargetRecord, TaskId, TaskOutcome,
+};
+use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+
+/// Which way bytes crossed the socket (for [`Options::tap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Initiator to target.
+    Sent,
+    /// Target to initiator.
+    Received,
+}
+
+/// A callback that sees every byte sent and received, with the local and
+/// peer addresses (used by `iscsi --pcap`).
+pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
+
+/// Driver options (socket-level only; protocol settings live in
+/// [`SessionConfig`]).
+pub struct Options {
+    /// Timeout for each TCP connect.
+    pub connect_timeout: Duration,
+    /// Size of each socket read.
+    pub read_chunk: usize,
+    /// Optional byte tap.
+    pub tap: Option<Tap>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect_timeout: Duration::from_secs(5),
+            read_chunk: 256 * 1024,
+            tap: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_chunk", &self.read_chunk)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
+}
+
+/// Errors of the blocking driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TCP connection could not be made.
+    #[error("{}", connect_message(.addr, .source))]
+    Connect {
+        /// Where we tried to connect.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A socket error after connecting.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The session failed (login failure, timeout, protocol violation...).
+    #[error("{0}")]
+    Connection(ConnectionError),
+    /// The session ended (logged out or closed) before the operation finished.
+    #[error("session closed")]
+    Closed,
+    /// The core refused a call.
+    #[error("{0}")]
+    Usage(#[from] UsageError),
+    /// A task failed.
+    #[error("{0}")]
+    Task(TaskError),
+    /// A task ended with an outcome the operation did not expect.
+    #[error("unexpected outcome: {0}")]
+    Unexpected(String),
+}
+
+fn connect_message(addr: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => format!("connection refused: {addr}"),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            format!("connection timed out: {addr}")
+        }
+        _ => format!("cannot connect to {addr}: {e}"),
+    }
+}
+
+/// A completed SCSI command with its read data.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Status, sense and residuals.
+    pub result: ScsiResult,
+    /// The bytes read (empty for writes); zero-copy when the target sent
+    /// them in one Data-In PDU.
+    pub data: Bytes,
+}
+
+/// Read data of one task as it arrives: `(offset, bytes)` slices of the
+/// receive buffer.
+#[derive(Default)]
+struct ReadParts {
+    parts: Vec<(u32, Bytes)>,
+}
+
+impl ReadParts {
+    fn into_bytes(mut self) -> Bytes {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 if self.parts[0].0 == 0 => self.parts.pop().map(|p| p.1).unwrap_or_default(),
+            _ => {
+                let len = self
+                    .parts
+                    .iter()
+                    .map(|(o, b)| *o as usize + b.len())
+                    .max()
+                    .unwrap_or(0);
+                let mut out = vec![0u8; len];
+                for (o, b) in &self.parts {
+                    out[*o as usize..*o as usize + b.len()].copy_from_slice(b);
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+/// A logged-in (or discovery) session over a blocking TCP socket.
+pub struct Client {
+    session: Session,
+    conn: Option<Conn>,
+    portal: String,
+    opts: Options,
+    rx: BytesMut,
+    reads: HashMap<TaskId, ReadParts>,
+    done: HashMap<TaskId, TaskOutcome>,
+    async_events: VecDeque<Event>,
+    closed: Option<Option<ConnectionError>>,
+    logged_in: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("portal", &self.portal)
+            .field("logged_in", &self.logged_in)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to `portal` (`host:port`), logs in with `config` (following
+    /// redirects as the core asks) and returns once the session is in the
+    /// Full Feature Phase.
+    pub fn connect(portal: &str, config: SessionConfig, opts: Options) -> Result<Client, Error> {
+        let now = Instant::now();
+        let mut client = Client {
+            session: Session::new(config, now),
+            conn: None,
+            portal: portal.to_string(),
+            opts,
+            rx: BytesMut::new(),
+            reads: HashMap::new(),
+            done: HashMap::new(),
+            async_events: VecDeque::new(),
+            closed: None,
+            logged_in: false,
+        };
+        client.run_until(|c| c.logged_in)?;
+        Ok(client)
+    }
+
+    /// Runs a discovery session (SendTargets=All) against `portal` and logs
+    /// out. `config` must have no target name.
+    pub fn discover(
+        portal: &str,
+        config: SessionConfig,
+        opts: Options,
+    ) -> Result<Vec<TargetRecord>, Error> {
+        let mut client = Client::connect(portal, config, opts)?;
+        let task = client.session.send_targets(Instant::now())?;
+        let targets = match client.wait(task)? {
+            (TaskOutcome::Targets(t), _) => t,
+            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+        };
+        client.logout()?;
+        Ok(targets)
+    }
+
+    /// The sans-IO session (for its getters).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Submits a command without waiting; see [`Client::wait`].
+    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
+        let task = self.session.submit(Instant::now(), cmd)?;
+        self.flush()?;
+        Ok(task)
+    }
+
+    /// Waits for a task to end; returns its outcome and any read data.
+    pub fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
+        self.run_until(|c| c.done.contains_key(&task))?;
+        let outcome = self
+            .done
+            .remove(&task)
+            .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
+        let data = self
+            .reads
+            .remove(&task)
+            .map(ReadParts::into_bytes)
+            .unwrap_or_default();
+        Ok((outcome, data))
+    }
+
+    /// Waits for whichever submitted task ends first.
+    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
+        self.run_until(|c| !c.done.is_empty())?;
+        let task = *self
+            .done
+            .keys()
+            .next()
+            .ok_or_else(|| Error::Unexpected("no task".into()))?;
+        let (outcome, data) = self.wait(task)?;
+        Ok((task, outcome, data))
+    }
+
+    /// Runs one SCSI command to completion.
+    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        let task = self.submit(cmd)?;
+        match self.wait(task)? {
+            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Runs a task management function and waits for its response.
+    pub fn task_management(
+        &mut self,
+        lun: u64,
+        function: TmfFunction,
+    ) -> Result<TmfResponse, Error> {
+        let task = self
+            .session
+            .task_management(Instant::now(), lun, function)?;
+        self.tmf_result(task)
+    }
+
+    /// Aborts a task (ABORT TASK) and waits for the response.
+    pub fn abort(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
+        let tmf = self.session.abort_task(Instant::now(), task)?;
+        self.tmf_result(tmf)
+    }
+
+    fn tmf_result(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
+        self.flush()?;
+        match self.wait(task)? {
+            (TaskOutcome::TaskManagement(r), _) => Ok(r),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends a NOP-Out ping and waits for the echo.
+    pub fn ping(&mut self, data: Bytes) -> Result<Bytes, Error> {
+        let task = self.session.nop_ping(Instant::now(), data)?;
+        self.flush()?;
+        match self.wait(task)? {
+            (TaskOutcome::Pong(d), _) => Ok(d),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Asynchronous events received so far (SCSI events, vendor events...).
+    pub fn take_async_events(&mut self) -> Vec<Event> {
+        self.async_events.drain(..).collect()
+    }
+
+    /// Logs out (closing the session after outstanding tasks finish) and
+    /// closes the connection.
+    pub fn logout(mut self) -> Result<LogoutResult, Error> {
+        let task = self
+            .session
+            .logout(Instant::now(), LogoutMode::WaitForTasks)?;
+        let result = match self.wait(task)? {
+            (TaskOutcome::LoggedOut(r), _) => r,
+            (TaskOutcome::Failed(e), _) => return Err(Error::Task(e)),
+            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+        };
+        if let Some(c) = self.conn.take() {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        Ok(result)
+    }
+
+    /// Drives the session until `done(self)` holds or the session closes.
+    fn run_until(&mut self, mut done: impl FnMut(&Client) -> bool) -> Result<(), Error> {
+        loop {
+            self.flush()?;
+            self.drain_events()?;
+            // An event (e.g. Connect) may have queued PDUs: send them before
+            // blocking on input.
+            if self.conn.is_some() && self.session.has_transmit() {
+                continue;
+            }
+            if done(self) {
+                return Ok(());
+            }
+            if let Some(closed) = self.closed.take() {
+                return Err(match closed {
+                    Some(e) => Error::Connection(e),
+                    None => Error::Closed,
+                });
+            }
+            self.wait_for_input()?;
+        }
+    }
+
+    /// Writes every pending PDU, batched into vectored writes.
+    fn flush(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let mut batch = Vec::with_capacity(16);
+        loop {
+            batch.clear();
+            while batch.len() < 16 {
+                match self.session.poll_transmit(now) {
+                    Some(t) => batch.push(t),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(batch.len() * 3);
+            for t in &batch {
+                parts.extend(t.parts_from(0).filter(|p| !p.is_empty()));
+            }
+            if let Some(tap) = self.opts.tap.as_mut() {
+                for p in &parts {
+                    tap(Direction::Sent, conn.local, conn.peer, p);
+                }
+            }
+            if let Err(e) = write_all_vectored(&mut conn.stream, &parts) {
+                drop(parts);
+                self.connection_lost();
+                return match e.kind() {
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
+                    _ => Err(Error::Io(e)),
+                };
+            }
+        }
+    }
+
+    fn connection_lost(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        self.rx.clear();
+        self.session.handle_closed(Instant::now());
+    }
+
+    fn drain_events(&mut self) -> Result<(), Error> {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Connect { portal } => self.open(portal)?,
+                Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
+                Event::DataIn { task, offset, data } => {
+                    self.reads
+                        .entry(task)
+                        .or_default()
+                        .parts
+                        .push((offset, data));
+                }
+                Event::Complete { task, outcome } => {
+                    self.done.insert(task, outcome);
+                }
+                Event::Closed(reason) => {
+                    if let Some(c) = self.conn.take() {
+                        let _ = c.stream.shutdown(Shutdown::Both);
+                    }
+                    self.closed = Some(reason);
+                }
+                Event::Recovering { .. } => {
+                    self.logged_in = false;
+                    if let Some(c) = self.conn.take() {
+                        let _ = c.stream.shutdown(Shutdown::Both);
+                    }
+                }
+                other => self.async_events.push_back(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a TCP connection where the core asked and tells the core.
+    fn open(&mut self, portal: Option<Portal>) -> Result<(), Error> {
+        if let Some(c) = self.conn.take() {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        self.rx.clear();
+        let addr = match &portal {
+            Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
+            Some(p) => format!("{}:{}", p.host, p.port),
+            None => self.portal.clone(),
+        };
+        let stream = connect(&addr, self.opts.connect_timeout)?;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let peer = stream.peer_addr()?;
+        self.conn = Some(Conn {
+            stream,
+            local,
+            peer,
+        });
+        self.session.handle_connected(Instant::now());
+        Ok(())
+    }
+
+    /// Blocks until bytes arrive or the core's next deadline passes.
+    fn wait_for_input(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let deadline = self.session.poll_timeout();
+        if let Some(d) = deadline {
+            if d <= now {
+                self.session.handle_timeout(now);
+                return Ok(());
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            // No connection and nothing scheduled: the core is waiting for
+            // a timer (e.g. Time2Wait before a reconnect).
+            match deadline {
+                Some(d) => {
+                    std::thread::sleep(d.saturating_duration_since(now));
+                    self.session.handle_timeout(Instant::now());
+                    return Ok(());
+                }
+                None => return Err(Error::Closed),
+            }
+        };
+        let timeout = deadline.map(|d| {
+            d.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        conn.stream.set_read_timeout(timeout)?;
+        if self.rx.capacity() - self.rx.len() < self.opts.read_chunk / 4 {
+            self.rx.reserve(self.opts.read_chunk);
+        }
+        let start = self.rx.len();
+        // Safe Rust cannot read into uninitialised spare capacity, so the
+        // read window is zeroed first; it is at most one read chunk.
+        let want = (start + self.opts.read_chunk).min(self.rx.capacity());
+        self.rx.resize(want, 0);
+        let r = conn.stream.read(&mut self.rx[start..]);
+        let now = Instant::now();
+        match r {
+            Ok(0) => {
+                self.rx.truncate(start);
+                self.connection_lost();
+            }
+            Ok(n) => {
+                self.rx.truncate(start + n);
+                if let Some(tap) = self.opts.tap.as_mut() {
+                    tap(
+                        Direction::Received,
+                        conn.local,
+                        conn.peer,
+                        &self.rx[start..start + n],
+                    );
+                }
+                self.session.handle_input(now, &mut self.rx);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.rx.truncate(start);
+                self.session.handle_timeout(now);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.rx.truncate(start),
+            Err(_) => {
+                self.rx.truncate(start);
+                self.connection_lost();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|source| Error::Connect {
+            addr: addr.to_string(),
+            source,
+        })?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::Connect {
+        addr: addr.to_string(),
+        source: last,
+    })
+}
+
+/// `write_all` for a list of buffers, with `write_vectored`.
+fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < parts.len() {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() - idx);
+        slices.push(IoSlice::new(&parts[idx][off..]));
+        for p in &parts[idx + 1..] {
+            slices.push(IoSlice::new(p));
+        }
+        let mut n = match stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 && idx < parts.len() {
+            let left = parts[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
