@@ -146,3 +146,36 @@ impl Transmit {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::{data_trailer, Digests};
+
+    #[test]
+    fn parts_and_slices() {
+        let data = Bytes::from_static(b"hello");
+        let trailer = data_trailer(&data, Digests::BOTH);
+        let t = Transmit::new(&[1u8; 52], data.clone(), trailer);
+        assert_eq!(t.len(), 52 + 5 + 3 + 4);
+        let mut slices = [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
+        assert_eq!(t.as_io_slices(&mut slices), 3);
+        assert_eq!(&*slices[1], b"hello");
+        let v = t.to_vec();
+        assert_eq!(v.len(), t.len());
+        let resumed: Vec<u8> = t.parts_from(50).flatten().copied().collect();
+        assert_eq!(&resumed[..], &v[50..]);
+        let resumed: Vec<u8> = t.parts_from(55).flatten().copied().collect();
+        assert_eq!(&resumed[..], &v[55..]);
+        assert_eq!(t.parts_from(v.len()).count(), 0);
+    }
+
+    #[test]
+    fn long_headers_spill_to_the_heap() {
+        let t = Transmit::new(&[7u8; 300], Bytes::new(), DataTrailer::default());
+        assert_eq!(t.header(), &[7u8; 300][..]);
+        let mut slices = [IoSlice::new(&[]), IoSlice::new(&[]), IoSlice::new(&[])];
+        assert_eq!(t.as_io_slices(&mut slices), 1);
+        assert!(!t.is_empty());
+    }
+}

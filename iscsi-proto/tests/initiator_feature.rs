@@ -830,7 +830,11 @@ fn recovery_reissues_outstanding_tasks() {
     let ra = scsi_cmd(&p.target.expect());
     let rb = scsi_cmd(&p.target.expect());
     assert_eq!((ra.itt, rb.itt), (ca.itt, cb.itt), "same order");
-    assert!(ra.cmd_sn.follows(cb.cmd_sn) || ra.cmd_sn != ca.cmd_sn);
+    // New CmdSNs, consecutive from the new login's CmdSN.
+    assert_eq!(ra.cmd_sn, login.cmd_sn);
+    assert_eq!(rb.cmd_sn, ra.cmd_sn.next());
+    assert_ne!(ra.cmd_sn, ca.cmd_sn);
+    assert!(ra.cmd_sn.follows(cb.cmd_sn));
     p.target
         .data_in(ra.itt, 0, 0, b"abcd", Some((0, Residual::None)));
     p.target.scsi_response(rb.itt, 0, Residual::None, None);
@@ -940,4 +944,56 @@ fn ping_round_trip_and_target_ping_does_not_consume_stat_sn() {
         Some(&TaskOutcome::Pong(Bytes::from_static(b"xyz")))
     );
     assert_eq!(p.session.exp_stat_sn(), before.next());
+}
+
+#[test]
+fn async_events_are_surfaced_and_drop_notice_sets_time2wait() {
+    let c = cfg().with_recovery(Recovery {
+        max_attempts: 2,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    });
+    let mut p = logged_in(c, LoginResponder::plain());
+    // SCSI async event with sense data.
+    let sense = [
+        0x70u8, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e, 0, 0, 0, 0,
+    ];
+    let mut seg = vec![0, sense.len() as u8];
+    seg.extend_from_slice(&sense);
+    p.target
+        .async_message(w::AsyncEvent::ScsiEvent, [0, 0, 0], &seg);
+    // Renegotiation request: answered by an (empty) Text Request.
+    p.target
+        .async_message(w::AsyncEvent::NegotiationRequested, [0, 0, 5], &[]);
+    // Vendor event.
+    p.target
+        .async_message(w::AsyncEvent::VendorSpecific, [1, 2, 3], b"v");
+    p.deliver();
+    let notices: Vec<_> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AsyncEvent(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 3);
+    assert_eq!(&notices[0].sense[..], &sense[..]);
+    assert_eq!(notices[2].parameters, [1, 2, 3]);
+    let Header::TextRequest(t) = p.target.expect().header else {
+        panic!("expected a Text Request for the renegotiation")
+    };
+    p.target.text_response(t.itt, true, false, RESERVED, b"");
+    p.deliver();
+    assert!(!p.events.iter().any(|e| matches!(e, Event::Complete { .. })));
+    // Drop notice with Time2Wait 7: recovery waits 7 s.
+    p.target
+        .async_message(w::AsyncEvent::DropConnection, [0, 7, 20], &[]);
+    p.deliver();
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert!(p.events.iter().any(|e| matches!(
+        e,
+        Event::Recovering { attempt: 1, after, .. } if *after == Duration::from_secs(7)
+    )));
 }

@@ -251,7 +251,10 @@ impl SessionConfig {
 /// A SCSI command to submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScsiCommand {
-    /// Logical unit number (the 8-byte LUN field, RFC 7143 section 11.3).
+    /// The 8-byte LUN field as on the wire (RFC 7143 section 11.3, SAM
+    /// encoding): for LUN number `n` use
+    /// `iscsi_proto::scsi::Lun::from_number(n).to_u64()` (LUN 1 is
+    /// `0x0001_0000_0000_0000`).
     pub lun: u64,
     /// The CDB, 1 to 260 bytes; beyond 16 bytes it travels in an Extended
     /// CDB AHS (section 11.2.2.3).
