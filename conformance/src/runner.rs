@@ -149,9 +149,18 @@ impl CellCtx {
     where
         F: FnOnce() -> Result<(), String>,
     {
+        let t0 = Instant::now();
         let cap = Capture::start(port, self.artifact(file))?;
+        let t1 = Instant::now();
         let res = f();
+        let t2 = Instant::now();
         let report = cap.stop();
+        self.log(&format!(
+            "capture start {:.2}s, body {:.2}s, stop+analyze {:.2}s",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        ));
         res?;
         let report = report?;
         report.check_clean()?;

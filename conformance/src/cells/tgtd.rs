@@ -151,7 +151,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 initial_r2t: Some(false),
                 immediate_data: Some(false),
                 first_burst_length: Some(8192),
-                max_recv_data_segment_length: Some(8192),
+                max_recv_data_segment_length: Some(16384),
                 ..TgtdConfig::default()
             };
             let t = Tgtd::start(&cfg)?;
@@ -161,10 +161,12 @@ pub(super) fn cells() -> Vec<Cell> {
             })?;
             // Target's answers (RFC 7143 13.x): ImmediateData is an AND,
             // FirstBurstLength a minimum, MaxRecvDataSegmentLength declarative.
+            // (tgtd leaves MaxRecvDataSegmentLength out of its answer when it
+            // equals the RFC default 8192, hence 16384 here.)
             for kv in [
                 "ImmediateData=No",
                 "FirstBurstLength=8192",
-                "MaxRecvDataSegmentLength=8192",
+                "MaxRecvDataSegmentLength=16384",
                 "InitialR2T=No",
             ] {
                 if !r.has_key_value(kv) {

@@ -249,8 +249,10 @@ impl Istgt {
 
 impl Drop for Istgt {
     fn drop(&mut self) {
+        // istgt may take seconds to act on SIGTERM; it keeps no state worth
+        // a long wait, so SIGKILL follows after 2 s.
         signal(self.child.id(), "TERM");
-        if !wait_exit(&mut self.child, Duration::from_secs(5)) {
+        if !wait_exit(&mut self.child, Duration::from_secs(2)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -325,6 +325,10 @@ impl Drop for Tgtd {
             let _ = self.child.wait();
         }
         unregister_pid(self.child.id());
+        // tgtd leaves its control socket and lock file behind.
+        for suffix in ["", ".lock"] {
+            let _ = std::fs::remove_file(format!("/var/run/tgtd/socket.{}{suffix}", self.control));
+        }
     }
 }
 
