@@ -11,7 +11,8 @@ use conformance::runner::{self, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: conformance [--filter SUBSTR] [--list] [--baseline] [--out DIR] [--verbose]
+const USAGE: &str =
+    "usage: conformance [--filter SUBSTR] [--list] [--baseline] [--out DIR] [--verbose]
   --filter SUBSTR  run only cells whose group/name contains SUBSTR
   --list           list the selected cells and exit
   --baseline       run the baseline cells (iscsi-test-cu against tgtd) instead of the default ones

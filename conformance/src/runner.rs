@@ -234,7 +234,8 @@ pub fn run(cells: &[Cell], opts: &RunOptions) -> Vec<CellResult> {
         let slug = full.replace('/', "-");
         let mut ctx = CellCtx::new(opts.out_dir.clone(), &slug, opts.verbose);
         let start = Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (cell.run)(&mut ctx)));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (cell.run)(&mut ctx)));
         let duration = start.elapsed();
         let (passed, err) = match outcome {
             Ok(Ok(())) => (true, None),

@@ -40,7 +40,10 @@ pub fn parse_cunit_summary(out: &str) -> Option<CunitSummary> {
         if it.next() != Some("tests") {
             continue;
         }
-        let nums: Vec<u32> = it.map(|w| w.parse::<u32>()).collect::<Result<_, _>>().ok()?;
+        let nums: Vec<u32> = it
+            .map(|w| w.parse::<u32>())
+            .collect::<Result<_, _>>()
+            .ok()?;
         if let [total, ran, passed, failed, inactive] = nums[..] {
             return Some(CunitSummary {
                 total,
@@ -63,7 +66,10 @@ fn suite_cell(family: &'static str, limit: Duration) -> Cell {
         let path = ctx.artifact("iscsi-test-cu.txt");
         let _ = std::fs::write(&path, format!("{}\n{}", out.stdout, out.stderr));
         if out.timed_out() {
-            return Err(format!("iscsi-test-cu timed out; output in {}", path.display()));
+            return Err(format!(
+                "iscsi-test-cu timed out; output in {}",
+                path.display()
+            ));
         }
         let s = parse_cunit_summary(&out.stdout)
             .ok_or_else(|| format!("no CUnit summary: {}", out.describe()))?;

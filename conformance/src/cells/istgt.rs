@@ -75,7 +75,9 @@ pub(super) fn cells() -> Vec<Cell> {
             };
             let t = Istgt::start(&cfg)?;
             let good = url(&t).chap(&ini()).to_string();
-            let bad = url(&t).chap(&Chap::new("alice", "wrongsecret12")).to_string();
+            let bad = url(&t)
+                .chap(&Chap::new("alice", "wrongsecret12"))
+                .to_string();
             ctx.captured(t.port(), || {
                 libiscsi_ok("iscsi-inq", &[&good])?;
                 libiscsi_fails("iscsi-inq", &[&bad], "Authentication failure")?;
@@ -99,7 +101,10 @@ pub(super) fn cells() -> Vec<Cell> {
                     r.header_digest_frames, r.key_values
                 ));
             }
-            ctx.note(format!("{} frames with HeaderDigest", r.header_digest_frames));
+            ctx.note(format!(
+                "{} frames with HeaderDigest",
+                r.header_digest_frames
+            ));
             Ok(())
         }),
     ]

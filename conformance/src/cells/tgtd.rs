@@ -95,7 +95,9 @@ pub(super) fn cells() -> Vec<Cell> {
                 ..TgtdConfig::default()
             };
             let t = Tgtd::start(&cfg)?;
-            let bad = url(&t).chap(&Chap::new("alice", "wrongsecret12")).to_string();
+            let bad = url(&t)
+                .chap(&Chap::new("alice", "wrongsecret12"))
+                .to_string();
             ctx.captured(t.port(), || {
                 libiscsi_fails("iscsi-inq", &[&bad], "Authentication failure").map(|_| ())
             })?;
@@ -137,12 +139,18 @@ pub(super) fn cells() -> Vec<Cell> {
                 libiscsi_ok("iscsi-readcapacity16", &[&u]).map(|_| ())
             })?;
             if !r.has_key_value("HeaderDigest=CRC32C") {
-                return Err(format!("HeaderDigest=CRC32C not agreed: {:?}", r.key_values));
+                return Err(format!(
+                    "HeaderDigest=CRC32C not agreed: {:?}",
+                    r.key_values
+                ));
             }
             if r.header_digest_frames == 0 {
                 return Err("no frame carried a header digest".into());
             }
-            ctx.note(format!("{} frames with HeaderDigest", r.header_digest_frames));
+            ctx.note(format!(
+                "{} frames with HeaderDigest",
+                r.header_digest_frames
+            ));
             note_negotiated(ctx, &r, "DataDigest");
             Ok(())
         }),
@@ -156,9 +164,7 @@ pub(super) fn cells() -> Vec<Cell> {
             };
             let t = Tgtd::start(&cfg)?;
             let u = url(&t).to_string();
-            let r = ctx.captured(t.port(), || {
-                libiscsi_ok("iscsi-inq", &[&u]).map(|_| ())
-            })?;
+            let r = ctx.captured(t.port(), || libiscsi_ok("iscsi-inq", &[&u]).map(|_| ()))?;
             // Target's answers (RFC 7143 13.x): ImmediateData is an AND,
             // FirstBurstLength a minimum, MaxRecvDataSegmentLength declarative.
             // (tgtd leaves MaxRecvDataSegmentLength out of its answer when it

@@ -103,8 +103,8 @@ impl Capture {
             std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         }
         let _ = std::fs::remove_file(&pcap);
-        let sentinel = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| format!("bind sentinel: {e}"))?;
+        let sentinel =
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind sentinel: {e}"))?;
         let sport = sentinel
             .local_addr()
             .map_err(|e| format!("sentinel addr: {e}"))?
@@ -263,9 +263,29 @@ pub fn analyze(pcap: &Path, port: u16) -> Result<CaptureReport, String> {
         READ_LIMIT,
         "tshark",
         &[
-            "-n", "-r", &file, "-d", &decode, "-Y", "iscsi", "-T", "fields", "-E",
-            "separator=/t", "-E", "aggregator=|", "-E", "occurrence=a", "-e", "iscsi.opcode",
-            "-e", "iscsi.headerdigest32", "-e", "iscsi.datadigest32", "-e", "iscsi.keyvalue",
+            "-n",
+            "-r",
+            &file,
+            "-d",
+            &decode,
+            "-Y",
+            "iscsi",
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "aggregator=|",
+            "-E",
+            "occurrence=a",
+            "-e",
+            "iscsi.opcode",
+            "-e",
+            "iscsi.headerdigest32",
+            "-e",
+            "iscsi.datadigest32",
+            "-e",
+            "iscsi.keyvalue",
         ],
     )?;
     if !fields.success() {
@@ -322,7 +342,10 @@ mod tests {
     fn udp_len_reads_tshark_summary() {
         let l = "    3 0.200284198    127.0.0.1 → 127.0.0.1    UDP 68 36938 → 36938 Len=26";
         assert_eq!(udp_len(l), Some(26));
-        assert_eq!(udp_len("   9 0.7 127.0.0.1 → 127.0.0.1 TCP 74 1 → 2 [SYN] Len=0"), None);
+        assert_eq!(
+            udp_len("   9 0.7 127.0.0.1 → 127.0.0.1 TCP 74 1 → 2 [SYN] Len=0"),
+            None
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!("nothing accepts on 127.0.0.1:{port} after {limit:?}"));
+            return Err(format!(
+                "nothing accepts on 127.0.0.1:{port} after {limit:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

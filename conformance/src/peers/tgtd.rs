@@ -187,7 +187,14 @@ impl Tgtd {
             let out = run(
                 TOOL_LIMIT,
                 "tgtadm",
-                &["-C", &self.control.to_string(), "--op", "show", "--mode", "system"],
+                &[
+                    "-C",
+                    &self.control.to_string(),
+                    "--op",
+                    "show",
+                    "--mode",
+                    "system",
+                ],
             )?;
             if out.success() {
                 return Ok(());
@@ -200,24 +207,60 @@ impl Tgtd {
     }
 
     fn configure(&self, cfg: &TgtdConfig) -> Result<(), String> {
-        self.tgtadm(&["--op", "new", "--mode", "target", "--tid", "1", "-T", &cfg.iqn])?;
+        self.tgtadm(&[
+            "--op", "new", "--mode", "target", "--tid", "1", "-T", &cfg.iqn,
+        ])?;
         let lun = self.lun_file.to_string_lossy().into_owned();
         self.tgtadm(&[
-            "--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", &lun,
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "1",
+            "--lun",
+            "1",
+            "-b",
+            &lun,
         ])?;
-        self.tgtadm(&["--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"])?;
+        self.tgtadm(&[
+            "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
+        ])?;
         if let Some(c) = &cfg.chap {
             self.tgtadm(&[
-                "--op", "new", "--mode", "account", "--user", &c.user, "--password", &c.secret,
-            ])?;
-            self.tgtadm(&["--op", "bind", "--mode", "account", "--tid", "1", "--user", &c.user])?;
-        }
-        if let Some(c) = &cfg.mutual {
-            self.tgtadm(&[
-                "--op", "new", "--mode", "account", "--user", &c.user, "--password", &c.secret,
+                "--op",
+                "new",
+                "--mode",
+                "account",
+                "--user",
+                &c.user,
+                "--password",
+                &c.secret,
             ])?;
             self.tgtadm(&[
                 "--op", "bind", "--mode", "account", "--tid", "1", "--user", &c.user,
+            ])?;
+        }
+        if let Some(c) = &cfg.mutual {
+            self.tgtadm(&[
+                "--op",
+                "new",
+                "--mode",
+                "account",
+                "--user",
+                &c.user,
+                "--password",
+                &c.secret,
+            ])?;
+            self.tgtadm(&[
+                "--op",
+                "bind",
+                "--mode",
+                "account",
+                "--tid",
+                "1",
+                "--user",
+                &c.user,
                 "--outgoing",
             ])?;
         }
@@ -313,7 +356,9 @@ impl Drop for Tgtd {
     fn drop(&mut self) {
         // tgtd ignores SIGTERM while it serves a target, and refuses
         // "delete system" while a target exists: remove the target first.
-        let _ = self.tgtadm(&["--op", "delete", "--mode", "target", "--tid", "1", "--force"]);
+        let _ = self.tgtadm(&[
+            "--op", "delete", "--mode", "target", "--tid", "1", "--force",
+        ]);
         let c = self.control.to_string();
         let _ = run(
             TOOL_LIMIT,
