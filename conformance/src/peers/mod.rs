@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 static SCRATCH_SEQ: AtomicU32 = AtomicU32::new(0);
+static SCRATCH_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Records a spawned process so that [`kill_all`] can reap it.
 pub fn register_pid(pid: u32) {
@@ -39,7 +40,8 @@ pub fn unregister_pid(pid: u32) {
     }
 }
 
-/// SIGKILLs every registered process (used by the watchdog before exit).
+/// SIGKILLs every registered process and removes every live scratch
+/// directory (used by the watchdog before exit, when no `Drop` will run).
 pub fn kill_all() {
     let pids: Vec<u32> = match PIDS.lock() {
         Ok(v) => v.clone(),
@@ -47,6 +49,13 @@ pub fn kill_all() {
     };
     for pid in pids {
         crate::tools::signal(pid, "KILL");
+    }
+    let dirs: Vec<PathBuf> = match SCRATCH_DIRS.lock() {
+        Ok(v) => v.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
     }
 }
 
@@ -107,6 +116,9 @@ impl Scratch {
         let path = base.join(format!("iscsi-conf-{}-{seq}-{tag}", std::process::id()));
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        if let Ok(mut v) = SCRATCH_DIRS.lock() {
+            v.push(path.clone());
+        }
         Ok(Scratch { path })
     }
 
@@ -127,6 +139,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if let Ok(mut v) = SCRATCH_DIRS.lock() {
+            v.retain(|p| p != &self.path);
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
