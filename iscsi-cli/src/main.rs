@@ -20,7 +20,7 @@ use iscsi_proto::initiator::{Auth, ScsiCommand, SessionConfig};
 use iscsi_proto::login::negotiation::{DigestType, OperationalParams};
 use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags, StandardInquiry};
 use iscsi_proto::scsi::lun::Lun;
-use iscsi_proto::scsi::sense::SenseData;
+use iscsi_proto::scsi::sense::{SenseData, SenseKey};
 use iscsi_proto::scsi::status::ScsiStatus;
 use iscsi_proto::wire::pdu::Isid;
 use iscsi_std::{Client, Completed, Direction, Options};
@@ -373,24 +373,32 @@ fn with_session<T>(
     result
 }
 
-/// Runs a command; a non-GOOD status becomes one clear line.
+/// Runs a command; a non-GOOD status becomes one clear line. A UNIT
+/// ATTENTION (SAM-5 5.14: reported once per I_T nexus after a reset or a
+/// new login) is retried a few times, as initiators do.
 fn exec(client: &mut Client, cmd: ScsiCommand, what: &str) -> Result<Completed, String> {
-    let done = client.execute(cmd).map_err(|e| format!("{what}: {e}"))?;
-    if done.result.is_good() {
-        return Ok(done);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let done = client
+            .execute(cmd.clone())
+            .map_err(|e| format!("{what}: {e}"))?;
+        if done.result.is_good() {
+            return Ok(done);
+        }
+        let sense = done.result.sense_data.or_else(|| {
+            done.result
+                .sense
+                .as_ref()
+                .and_then(|s| SenseData::parse(s).ok())
+        });
+        if attempts < 4 && matches!(&sense, Some(s) if s.key == SenseKey::UnitAttention) {
+            continue;
+        }
+        let status = ScsiStatus::from_u8(done.result.status);
+        let detail = sense.map(|s| format!(": {s}")).unwrap_or_default();
+        return Err(format!("{what} failed: {status}{detail}"));
     }
-    let status = ScsiStatus::from_u8(done.result.status);
-    let detail = done
-        .result
-        .sense
-        .as_ref()
-        .and_then(|s| SenseData::parse(s).ok())
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    Err(format!(
-        "{what} failed: {status}{detail} (response {:?})",
-        done.result.response
-    ))
 }
 
 fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {

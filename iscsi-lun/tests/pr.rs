@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
+use iscsi_lun::NexusId;
 use iscsi_lun::{pr_type, LogicalUnit, MAX_REGISTRATIONS};
 use iscsi_proto::scsi::cdb::{self, opcode as op, RwFlags};
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{ScsiStatus, SenseKey};
-use iscsi_lun::NexusId;
 
 fn prout_cdb(sa: u8, ty: u8) -> [u8; 10] {
     [op::PERSISTENT_RESERVE_OUT, sa, ty, 0, 0, 0, 0, 0, 24, 0]
@@ -21,7 +21,14 @@ fn params(key: u64, sa_key: u64) -> Vec<u8> {
     p
 }
 
-fn prout(l: &mut LogicalUnit, n: NexusId, sa: u8, ty: u8, key: u64, sa_key: u64) -> iscsi_lun::ScsiOutcome {
+fn prout(
+    l: &mut LogicalUnit,
+    n: NexusId,
+    sa: u8,
+    ty: u8,
+    key: u64,
+    sa_key: u64,
+) -> iscsi_lun::ScsiOutcome {
     l.execute(n, &prout_cdb(sa, ty), &params(key, sa_key))
 }
 
@@ -35,7 +42,11 @@ const PREEMPT: u8 = 4;
 const REGISTER_IGNORE: u8 = 6;
 
 fn prin(l: &mut LogicalUnit, n: NexusId, sa: u8) -> Vec<u8> {
-    let o = l.execute(n, &[op::PERSISTENT_RESERVE_IN, sa, 0, 0, 0, 0, 0, 0x10, 0, 0], &[]);
+    let o = l.execute(
+        n,
+        &[op::PERSISTENT_RESERVE_IN, sa, 0, 0, 0, 0, 0, 0x10, 0, 0],
+        &[],
+    );
     good(&o);
     o.data_in.to_vec()
 }
@@ -43,7 +54,10 @@ fn prin(l: &mut LogicalUnit, n: NexusId, sa: u8) -> Vec<u8> {
 fn keys(l: &mut LogicalUnit) -> Vec<u64> {
     let d = prin(l, OBS, 0);
     let len = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
-    d[8..8 + len].chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect()
+    d[8..8 + len]
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn generation(l: &mut LogicalUnit) -> u32 {
@@ -54,15 +68,22 @@ fn generation(l: &mut LogicalUnit) -> u32 {
 fn reservation(l: &mut LogicalUnit) -> Option<(u64, u8)> {
     let d = prin(l, OBS, 1);
     let len = u32::from_be_bytes(d[4..8].try_into().unwrap());
-    (len == 16).then(|| (u64::from_be_bytes(d[8..16].try_into().unwrap()), d[21] & 0x0f))
+    (len == 16).then(|| {
+        (
+            u64::from_be_bytes(d[8..16].try_into().unwrap()),
+            d[21] & 0x0f,
+        )
+    })
 }
 
 fn read(l: &mut LogicalUnit, n: NexusId) -> ScsiStatus {
-    l.execute(n, &cdb::read10(0, 1, RwFlags::default()), &[]).status
+    l.execute(n, &cdb::read10(0, 1, RwFlags::default()), &[])
+        .status
 }
 
 fn write(l: &mut LogicalUnit, n: NexusId) -> ScsiStatus {
-    l.execute(n, &cdb::write10(0, 1, RwFlags::default()), &[0; BS]).status
+    l.execute(n, &cdb::write10(0, 1, RwFlags::default()), &[0; BS])
+        .status
 }
 
 #[test]
@@ -97,29 +118,65 @@ fn prout_parameter_checks() {
     // PARAMETER LIST LENGTH must be 24.
     let mut c = prout_cdb(REGISTER, 0);
     c[8] = 23;
-    sense(&l.execute(I1, &c, &params(0, 1)), SenseKey::IllegalRequest, asc::PARAMETER_LIST_LENGTH_ERROR);
-    sense(&l.execute(I1, &prout_cdb(REGISTER, 0), &[0; 10]), SenseKey::IllegalRequest, asc::PARAMETER_LIST_LENGTH_ERROR);
+    sense(
+        &l.execute(I1, &c, &params(0, 1)),
+        SenseKey::IllegalRequest,
+        asc::PARAMETER_LIST_LENGTH_ERROR,
+    );
+    sense(
+        &l.execute(I1, &prout_cdb(REGISTER, 0), &[0; 10]),
+        SenseKey::IllegalRequest,
+        asc::PARAMETER_LIST_LENGTH_ERROR,
+    );
     // APTPL / SPEC_I_PT / ALL_TG_PT are not supported.
     for bit in [0x01u8, 0x04, 0x08] {
         let mut p = params(0, 1);
         p[20] = bit;
-        sense(&l.execute(I1, &prout_cdb(REGISTER, 0), &p), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_PARAMETER_LIST);
+        sense(
+            &l.execute(I1, &prout_cdb(REGISTER, 0), &p),
+            SenseKey::IllegalRequest,
+            asc::INVALID_FIELD_IN_PARAMETER_LIST,
+        );
     }
     // REGISTER AND MOVE and reserved service actions.
-    sense(&prout(&mut l, I1, 7, 0, 0, 1), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &prout(&mut l, I1, 7, 0, 0, 1),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Bad type / scope on RESERVE.
     good(&prout(&mut l, I1, REGISTER, 0, 0, 1));
-    sense(&prout(&mut l, I1, RESERVE, 2, 1, 0), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&prout(&mut l, I1, RESERVE, 0x11, 1, 0), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &prout(&mut l, I1, RESERVE, 2, 1, 0),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &prout(&mut l, I1, RESERVE, 0x11, 1, 0),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Unknown PR IN service action.
-    sense(&l.execute(I1, &[op::PERSISTENT_RESERVE_IN, 5, 0, 0, 0, 0, 0, 0x10, 0, 0], &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(
+            I1,
+            &[op::PERSISTENT_RESERVE_IN, 5, 0, 0, 0, 0, 0, 0x10, 0, 0],
+            &[],
+        ),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Registration limit.
     for i in 0..(MAX_REGISTRATIONS as u64 + 5) {
         let o = prout(&mut l, NexusId(100 + i), REGISTER, 0, 0, 1000 + i);
         if i + 1 < MAX_REGISTRATIONS as u64 {
             good(&o);
         } else {
-            sense(&o, SenseKey::IllegalRequest, asc::INSUFFICIENT_REGISTRATION_RESOURCES);
+            sense(
+                &o,
+                SenseKey::IllegalRequest,
+                asc::INSUFFICIENT_REGISTRATION_RESOURCES,
+            );
         }
     }
 }
@@ -142,15 +199,54 @@ fn write_exclusive() {
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
     // Unregistered or wrong-key RESERVE conflicts.
     conflict(&prout(&mut l, I3, RESERVE, pr_type::WRITE_EXCLUSIVE, 0, 0));
-    conflict(&prout(&mut l, I1, RESERVE, pr_type::WRITE_EXCLUSIVE, 0xb, 0));
+    conflict(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0,
+    ));
     let g = generation(&mut l);
-    good(&prout(&mut l, I1, RESERVE, pr_type::WRITE_EXCLUSIVE, 0xa, 0));
-    assert_eq!(generation(&mut l), g, "RESERVE does not bump the generation");
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xa,
+        0,
+    ));
+    assert_eq!(
+        generation(&mut l),
+        g,
+        "RESERVE does not bump the generation"
+    );
     assert_eq!(reservation(&mut l), Some((0xa, pr_type::WRITE_EXCLUSIVE)));
     // Same reservation again by the holder is fine, another type conflicts.
-    good(&prout(&mut l, I1, RESERVE, pr_type::WRITE_EXCLUSIVE, 0xa, 0));
-    conflict(&prout(&mut l, I1, RESERVE, pr_type::EXCLUSIVE_ACCESS, 0xa, 0));
-    conflict(&prout(&mut l, I2, RESERVE, pr_type::WRITE_EXCLUSIVE, 0xb, 0));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xa,
+        0,
+    ));
+    conflict(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::EXCLUSIVE_ACCESS,
+        0xa,
+        0,
+    ));
+    conflict(&prout(
+        &mut l,
+        I2,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0,
+    ));
     // Holder reads and writes; others only read.
     assert_eq!(write(&mut l, I1), ScsiStatus::Good);
     assert_eq!(read(&mut l, I2), ScsiStatus::Good);
@@ -165,11 +261,36 @@ fn write_exclusive() {
     good(&l.execute(I3, &cdb::read_capacity16(32), &[]));
     good(&l.execute(I3, &cdb::report_luns(0, 64), &[]));
     // RELEASE by a non-holder is a no-op; wrong type by the holder is invalid.
-    good(&prout(&mut l, I2, RELEASE, pr_type::WRITE_EXCLUSIVE, 0xb, 0));
+    good(&prout(
+        &mut l,
+        I2,
+        RELEASE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0,
+    ));
     assert!(reservation(&mut l).is_some());
-    sense(&prout(&mut l, I1, RELEASE, pr_type::EXCLUSIVE_ACCESS, 0xa, 0), SenseKey::IllegalRequest, asc::INVALID_RELEASE_OF_PR);
-    conflict(&prout(&mut l, I1, RELEASE, pr_type::WRITE_EXCLUSIVE, 0xb, 0));
-    good(&prout(&mut l, I1, RELEASE, pr_type::WRITE_EXCLUSIVE, 0xa, 0));
+    sense(
+        &prout(&mut l, I1, RELEASE, pr_type::EXCLUSIVE_ACCESS, 0xa, 0),
+        SenseKey::IllegalRequest,
+        asc::INVALID_RELEASE_OF_PR,
+    );
+    conflict(&prout(
+        &mut l,
+        I1,
+        RELEASE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0,
+    ));
+    good(&prout(
+        &mut l,
+        I1,
+        RELEASE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xa,
+        0,
+    ));
     assert_eq!(reservation(&mut l), None);
     assert_eq!(write(&mut l, I3), ScsiStatus::Good);
 }
@@ -179,11 +300,22 @@ fn exclusive_access() {
     let mut l = lu();
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
-    good(&prout(&mut l, I1, RESERVE, pr_type::EXCLUSIVE_ACCESS, 0xa, 0));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::EXCLUSIVE_ACCESS,
+        0xa,
+        0,
+    ));
     assert_eq!(read(&mut l, I1), ScsiStatus::Good);
     assert_eq!(read(&mut l, I2), ScsiStatus::ReservationConflict);
     assert_eq!(read(&mut l, I3), ScsiStatus::ReservationConflict);
-    conflict(&l.execute(I2, &cdb::mode_sense6(true, cdb::PageControl::Current, 0x3f, 0, 255), &[]));
+    conflict(&l.execute(
+        I2,
+        &cdb::mode_sense6(true, cdb::PageControl::Current, 0x3f, 0, 255),
+        &[],
+    ));
     good(&l.execute(I2, &cdb::test_unit_ready(), &[]));
     // Unregistering the holder releases the reservation.
     good(&prout(&mut l, I1, REGISTER, 0, 0xa, 0));
@@ -208,11 +340,22 @@ fn registrants_only_and_all_registrants() {
         // Registrants have full access, others per type.
         assert_eq!(write(&mut l, I2), ScsiStatus::Good);
         assert_eq!(write(&mut l, I3), ScsiStatus::ReservationConflict);
-        let want = if exclusive { ScsiStatus::ReservationConflict } else { ScsiStatus::Good };
+        let want = if exclusive {
+            ScsiStatus::ReservationConflict
+        } else {
+            ScsiStatus::Good
+        };
         assert_eq!(read(&mut l, I3), want);
         // The registrant I2 re-reserving: a holder only in all-registrants.
         let o = prout(&mut l, I2, RESERVE, ty, 0xb, 0);
-        assert_eq!(o.status, if all { ScsiStatus::Good } else { ScsiStatus::ReservationConflict });
+        assert_eq!(
+            o.status,
+            if all {
+                ScsiStatus::Good
+            } else {
+                ScsiStatus::ReservationConflict
+            }
+        );
         // Unregistering I1: RO reservation goes away with its holder (and
         // I2 gets RESERVATIONS RELEASED); AR stays while I2 is registered.
         good(&prout(&mut l, I1, REGISTER, 0, 0xa, 0));
@@ -222,7 +365,11 @@ fn registrants_only_and_all_registrants() {
             assert_eq!(reservation(&mut l), None);
         } else {
             assert_eq!(reservation(&mut l), None);
-            sense(&l.execute(I2, &cdb::test_unit_ready(), &[]), SenseKey::UnitAttention, asc::RESERVATIONS_RELEASED);
+            sense(
+                &l.execute(I2, &cdb::test_unit_ready(), &[]),
+                SenseKey::UnitAttention,
+                asc::RESERVATIONS_RELEASED,
+            );
         }
     }
 }
@@ -232,14 +379,25 @@ fn clear() {
     let mut l = lu();
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
-    good(&prout(&mut l, I1, RESERVE, pr_type::EXCLUSIVE_ACCESS, 0xa, 0));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::EXCLUSIVE_ACCESS,
+        0xa,
+        0,
+    ));
     conflict(&prout(&mut l, I3, CLEAR, 0, 0, 0));
     conflict(&prout(&mut l, I2, CLEAR, 0, 0xa, 0));
     good(&prout(&mut l, I2, CLEAR, 0, 0xb, 0));
     assert_eq!(keys(&mut l), Vec::<u64>::new());
     assert_eq!(reservation(&mut l), None);
     // I1 lost its registration: it gets RESERVATIONS PREEMPTED once.
-    sense(&l.execute(I1, &cdb::test_unit_ready(), &[]), SenseKey::UnitAttention, asc::RESERVATIONS_PREEMPTED);
+    sense(
+        &l.execute(I1, &cdb::test_unit_ready(), &[]),
+        SenseKey::UnitAttention,
+        asc::RESERVATIONS_PREEMPTED,
+    );
     good(&l.execute(I1, &cdb::test_unit_ready(), &[]));
     good(&l.execute(I2, &cdb::test_unit_ready(), &[]));
 }
@@ -249,28 +407,75 @@ fn preempt() {
     let mut l = lu();
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
-    good(&prout(&mut l, I1, RESERVE, pr_type::WRITE_EXCLUSIVE, 0xa, 0));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xa,
+        0,
+    ));
     // Unregistered / wrong key: conflict. Key 0 against a non-holder: invalid.
-    conflict(&prout(&mut l, I3, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0, 0xa));
-    conflict(&prout(&mut l, I2, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0xa, 0xa));
-    sense(&prout(&mut l, I2, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0xb, 0), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_PARAMETER_LIST);
+    conflict(&prout(
+        &mut l,
+        I3,
+        PREEMPT,
+        pr_type::WRITE_EXCLUSIVE,
+        0,
+        0xa,
+    ));
+    conflict(&prout(
+        &mut l,
+        I2,
+        PREEMPT,
+        pr_type::WRITE_EXCLUSIVE,
+        0xa,
+        0xa,
+    ));
+    sense(
+        &prout(&mut l, I2, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0xb, 0),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     // No registration has the key: conflict.
-    conflict(&prout(&mut l, I2, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0xb, 0x77));
+    conflict(&prout(
+        &mut l,
+        I2,
+        PREEMPT,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0x77,
+    ));
     // I2 preempts the holder I1 and takes an EA reservation.
     let g = generation(&mut l);
-    good(&prout(&mut l, I2, PREEMPT, pr_type::EXCLUSIVE_ACCESS, 0xb, 0xa));
+    good(&prout(
+        &mut l,
+        I2,
+        PREEMPT,
+        pr_type::EXCLUSIVE_ACCESS,
+        0xb,
+        0xa,
+    ));
     assert_eq!(generation(&mut l), g + 1);
     assert_eq!(keys(&mut l), vec![0xb]);
     assert_eq!(reservation(&mut l), Some((0xb, pr_type::EXCLUSIVE_ACCESS)));
     // I1 gets REGISTRATIONS PREEMPTED, then conflicts.
-    sense(&l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]), SenseKey::UnitAttention, asc::REGISTRATIONS_PREEMPTED);
+    sense(
+        &l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]),
+        SenseKey::UnitAttention,
+        asc::REGISTRATIONS_PREEMPTED,
+    );
     assert_eq!(read(&mut l, I1), ScsiStatus::ReservationConflict);
 
     // Without a reservation PREEMPT only removes registrations.
     let mut l = lu();
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
-    sense(&prout(&mut l, I1, PREEMPT, 0, 0xa, 0), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_PARAMETER_LIST);
+    sense(
+        &prout(&mut l, I1, PREEMPT, 0, 0xa, 0),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     good(&prout(&mut l, I1, PREEMPT, 0, 0xa, 0xb));
     assert_eq!(keys(&mut l), vec![0xa]);
     assert_eq!(reservation(&mut l), None);
@@ -280,8 +485,22 @@ fn preempt() {
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
     good(&prout(&mut l, I2, REGISTER, 0, 0, 0xb));
     good(&prout(&mut l, I3, REGISTER, 0, 0, 0xc));
-    good(&prout(&mut l, I1, RESERVE, pr_type::WRITE_EXCLUSIVE_AR, 0xa, 0));
-    good(&prout(&mut l, I2, PREEMPT, pr_type::WRITE_EXCLUSIVE, 0xb, 0));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE_AR,
+        0xa,
+        0,
+    ));
+    good(&prout(
+        &mut l,
+        I2,
+        PREEMPT,
+        pr_type::WRITE_EXCLUSIVE,
+        0xb,
+        0,
+    ));
     assert_eq!(keys(&mut l), vec![0xb]);
     assert_eq!(reservation(&mut l), Some((0xb, pr_type::WRITE_EXCLUSIVE)));
 }
@@ -290,7 +509,11 @@ fn preempt() {
 fn prin_allocation_length() {
     let mut l = lu();
     good(&prout(&mut l, I1, REGISTER, 0, 0, 0xa));
-    let o = l.execute(I1, &[op::PERSISTENT_RESERVE_IN, 0, 0, 0, 0, 0, 0, 0, 8, 0], &[]);
+    let o = l.execute(
+        I1,
+        &[op::PERSISTENT_RESERVE_IN, 0, 0, 0, 0, 0, 0, 0, 8, 0],
+        &[],
+    );
     good(&o);
     assert_eq!(o.data_in.len(), 8);
     assert_eq!(&o.data_in[4..8], &8u32.to_be_bytes());

@@ -26,7 +26,10 @@ fn write10_read10_roundtrip() {
 fn rw_12_and_16_and_flags() {
     let mut l = lu();
     let data = pattern(3, 9);
-    let fua = RwFlags { dpo: true, fua: true };
+    let fua = RwFlags {
+        dpo: true,
+        fua: true,
+    };
     good(&l.execute(I1, &cdb::write16(NB - 3, 3, fua), &data));
     let o = l.execute(I1, &cdb::read16(NB - 3, 3, fua), &[]);
     assert_eq!(&o.data_in[..], &data[..]);
@@ -61,51 +64,109 @@ fn zero_blocks_and_beyond_end() {
     good(&l.execute(I1, &cdb::write10(0, 0, RwFlags::default()), &[]));
     // libiscsi read10_0blocks: zero blocks one past the end, at 2^31, at -1.
     for lba in [NB as u32 + 1, 0x8000_0000, u32::MAX] {
-        sense(&l.execute(I1, &cdb::read10(lba, 0, RwFlags::default()), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+        sense(
+            &l.execute(I1, &cdb::read10(lba, 0, RwFlags::default()), &[]),
+            SenseKey::IllegalRequest,
+            asc::LBA_OUT_OF_RANGE,
+        );
     }
     // Last block ok, one more out of range.
     good(&l.execute(I1, &cdb::read10(NB as u32 - 1, 1, RwFlags::default()), &[]));
-    sense(&l.execute(I1, &cdb::read10(NB as u32 - 1, 2, RwFlags::default()), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb::read16(u64::MAX, 1, RwFlags::default()), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb::write16(NB, 1, RwFlags::default()), &[0; BS]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb12(op::WRITE_12, 0, NB as u32 - 1, 2), &[0; 2 * BS]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &[op::READ_6, 0, 0x08, 0x00, 1, 0], &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &cdb::read10(NB as u32 - 1, 2, RwFlags::default()), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb::read16(u64::MAX, 1, RwFlags::default()), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb::write16(NB, 1, RwFlags::default()), &[0; BS]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb12(op::WRITE_12, 0, NB as u32 - 1, 2), &[0; 2 * BS]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &[op::READ_6, 0, 0x08, 0x00, 1, 0], &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
 }
 
 #[test]
 fn protect_fields_and_limits() {
     let mut l = lu();
     for p in 1..8u8 {
-        sense(&l.execute(I1, &cdb10(op::READ_10, p << 5, 0, 1), &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-        sense(&l.execute(I1, &cdb16(op::WRITE_16, p << 5, 0, 1), &[0; BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+        sense(
+            &l.execute(I1, &cdb10(op::READ_10, p << 5, 0, 1), &[]),
+            SenseKey::IllegalRequest,
+            asc::INVALID_FIELD_IN_CDB,
+        );
+        sense(
+            &l.execute(I1, &cdb16(op::WRITE_16, p << 5, 0, 1), &[0; BS]),
+            SenseKey::IllegalRequest,
+            asc::INVALID_FIELD_IN_CDB,
+        );
     }
     // Above MAXIMUM TRANSFER LENGTH.
-    let cfg = LuConfig { max_transfer_blocks: 8, ..LuConfig::default() };
+    let cfg = LuConfig {
+        max_transfer_blocks: 8,
+        ..LuConfig::default()
+    };
     let mut l = lu_with(cfg);
     good(&l.execute(I1, &cdb::read10(0, 8, RwFlags::default()), &[]));
-    let s = sense(&l.execute(I1, &cdb::read10(0, 9, RwFlags::default()), &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    let s = sense(
+        &l.execute(I1, &cdb::read10(0, 9, RwFlags::default()), &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     assert_eq!(s.sense_key_specific, Some([0xc0, 0, 7]));
     // Data-Out shorter than the CDB needs.
-    sense(&l.execute(I1, &cdb::write10(0, 2, RwFlags::default()), &[0; BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &cdb::write10(0, 2, RwFlags::default()), &[0; BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
 }
 
 #[test]
 fn read_only_lun() {
-    let mut l = lu_with(LuConfig { read_only: true, ..LuConfig::default() });
+    let mut l = lu_with(LuConfig {
+        read_only: true,
+        ..LuConfig::default()
+    });
     for c in [
         cdb::write10(0, 1, RwFlags::default()).to_vec(),
         cdb10(op::WRITE_VERIFY_10, 0, 0, 1).to_vec(),
         cdb10(op::WRITE_SAME_10, 0, 0, 1).to_vec(),
     ] {
-        sense(&l.execute(I1, &c, &[1; BS]), SenseKey::DataProtect, asc::WRITE_PROTECTED);
+        sense(
+            &l.execute(I1, &c, &[1; BS]),
+            SenseKey::DataProtect,
+            asc::WRITE_PROTECTED,
+        );
     }
     let mut cw = [0u8; 16];
     cw[0] = op::COMPARE_AND_WRITE;
     cw[13] = 1;
-    sense(&l.execute(I1, &cw, &[0; 2 * BS]), SenseKey::DataProtect, asc::WRITE_PROTECTED);
+    sense(
+        &l.execute(I1, &cw, &[0; 2 * BS]),
+        SenseKey::DataProtect,
+        asc::WRITE_PROTECTED,
+    );
     good(&l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]));
     // MODE SENSE reports WP.
-    let o = l.execute(I1, &cdb::mode_sense6(true, cdb::PageControl::Current, 0x3f, 0, 255), &[]);
+    let o = l.execute(
+        I1,
+        &cdb::mode_sense6(true, cdb::PageControl::Current, 0x3f, 0, 255),
+        &[],
+    );
     assert_eq!(o.data_in[2] & 0x80, 0x80);
 }
 
@@ -124,18 +185,50 @@ fn verify_bytchk() {
     let mut bad = data.clone();
     let off = bad.len() - 27;
     bad[off] ^= 0xff;
-    let s = sense(&l.execute(I1, &cdb10(op::VERIFY_10, 0x02, 20, 4), &bad), SenseKey::Miscompare, asc::MISCOMPARE_DURING_VERIFY);
+    let s = sense(
+        &l.execute(I1, &cdb10(op::VERIFY_10, 0x02, 20, 4), &bad),
+        SenseKey::Miscompare,
+        asc::MISCOMPARE_DURING_VERIFY,
+    );
     assert_eq!(s.information, Some(off as u64));
     // BYTCHK 11b: one block compared with each.
-    good(&l.execute(I1, &cdb::write10(30, 3, RwFlags::default()), &[0x5a; 3 * BS]));
+    good(&l.execute(
+        I1,
+        &cdb::write10(30, 3, RwFlags::default()),
+        &[0x5a; 3 * BS],
+    ));
     good(&l.execute(I1, &cdb10(op::VERIFY_10, 0x06, 30, 3), &[0x5a; BS]));
-    let s = sense(&l.execute(I1, &cdb10(op::VERIFY_10, 0x06, 29, 3), &[0x5a; BS]), SenseKey::Miscompare, asc::MISCOMPARE_DURING_VERIFY);
+    let s = sense(
+        &l.execute(I1, &cdb10(op::VERIFY_10, 0x06, 29, 3), &[0x5a; BS]),
+        SenseKey::Miscompare,
+        asc::MISCOMPARE_DURING_VERIFY,
+    );
     assert_eq!(s.information, Some(0));
     // BYTCHK 10b reserved, VRPROTECT, beyond end.
-    sense(&l.execute(I1, &cdb10(op::VERIFY_10, 0x04, 0, 1), &[0; BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&l.execute(I1, &cdb10(op::VERIFY_10, 0x20, 0, 1), &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&l.execute(I1, &cdb16(op::VERIFY_16, 0, NB, 1), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb12(op::VERIFY_12, 0x02, NB as u32 - 1, 2), &[0; 2 * BS]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &cdb10(op::VERIFY_10, 0x04, 0, 1), &[0; BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &l.execute(I1, &cdb10(op::VERIFY_10, 0x20, 0, 1), &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &l.execute(I1, &cdb16(op::VERIFY_16, 0, NB, 1), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(
+            I1,
+            &cdb12(op::VERIFY_12, 0x02, NB as u32 - 1, 2),
+            &[0; 2 * BS],
+        ),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
 }
 
 #[test]
@@ -148,8 +241,16 @@ fn write_and_verify() {
     let o = l.execute(I1, &cdb::read10(7, 6, RwFlags::default()), &[]);
     assert_eq!(&o.data_in[..2 * BS], &data[..]);
     assert_eq!(&o.data_in[4 * BS..], &data[..]);
-    sense(&l.execute(I1, &cdb16(op::WRITE_VERIFY_16, 0, NB - 1, 2), &[0; 2 * BS]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb10(op::WRITE_VERIFY_10, 0x40, 0, 1), &[0; BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &cdb16(op::WRITE_VERIFY_16, 0, NB - 1, 2), &[0; 2 * BS]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_VERIFY_10, 0x40, 0, 1), &[0; BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
 }
 
 #[test]
@@ -157,11 +258,23 @@ fn sync_cache_and_prefetch() {
     let mut l = lu();
     good(&l.execute(I1, &cdb::synchronize_cache10(0, 0), &[]));
     good(&l.execute(I1, &cdb16(op::SYNCHRONIZE_CACHE_16, 0x02, NB - 1, 1), &[]));
-    sense(&l.execute(I1, &cdb16(op::SYNCHRONIZE_CACHE_16, 0, NB, 1), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &cdb16(op::SYNCHRONIZE_CACHE_16, 0, NB, 1), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
     good(&l.execute(I1, &cdb10(op::PRE_FETCH_10, 0x02, 0, 10), &[]));
     good(&l.execute(I1, &cdb16(op::PRE_FETCH_16, 0, 5, 0), &[]));
-    sense(&l.execute(I1, &cdb10(op::PRE_FETCH_10, 0, NB as u32 - 1, 2), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb16(op::PRE_FETCH_16, 0, u64::MAX, 1), &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &cdb10(op::PRE_FETCH_10, 0, NB as u32 - 1, 2), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb16(op::PRE_FETCH_16, 0, u64::MAX, 1), &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
 }
 
 #[test]
@@ -177,19 +290,37 @@ fn read_capacity() {
     assert_eq!(c.total_bytes(), Some(NB * BS as u64));
     assert!(c.lbpme && c.lbprz);
     // Allocation length truncates.
-    assert_eq!(l.execute(I1, &cdb::read_capacity16(12), &[]).data_in.len(), 12);
+    assert_eq!(
+        l.execute(I1, &cdb::read_capacity16(12), &[]).data_in.len(),
+        12
+    );
     // PMI = 0 with a non-zero LBA is invalid.
     let mut rc = cdb::read_capacity10();
     rc[5] = 1;
-    sense(&l.execute(I1, &rc, &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &rc, &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     rc[8] = 1;
     good(&l.execute(I1, &rc, &[]));
     // Without provisioning: no LBPME.
-    let mut l = lu_with(LuConfig { thin_provisioning: false, ..LuConfig::default() });
+    let mut l = lu_with(LuConfig {
+        thin_provisioning: false,
+        ..LuConfig::default()
+    });
     let c = Capacity::parse16(&l.execute(I1, &cdb::read_capacity16(32), &[]).data_in).unwrap();
     assert!(!c.lbpme);
     // Unknown SERVICE ACTION IN (16) action.
-    sense(&l.execute(I1, &[0x9e, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(
+            I1,
+            &[0x9e, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+            &[],
+        ),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
 }
 
 #[test]
@@ -207,20 +338,54 @@ fn write_same() {
     assert!(o.data_in[..10 * BS].iter().all(|&b| b == 0));
     assert_eq!(&o.data_in[10 * BS..], &block[..]);
     // NDOB: no Data-Out, zeroes.
-    assert_eq!(l.expected_transfer(&cdb16(op::WRITE_SAME_16, 0x09, 0, 1)), Transfer::NONE);
+    assert_eq!(
+        l.expected_transfer(&cdb16(op::WRITE_SAME_16, 0x09, 0, 1)),
+        Transfer::NONE
+    );
     good(&l.execute(I1, &cdb16(op::WRITE_SAME_16, 0x09, 110, 5), &[]));
     let o = l.execute(I1, &cdb::read10(110, 5, RwFlags::default()), &[]);
     assert!(o.data_in.iter().all(|&b| b == 0));
     // Zero blocks (WSNZ), beyond the end, ANCHOR, WRPROTECT, over the limit.
-    sense(&l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 0), &block), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, NB as u32 - 1, 2), &block), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb16(op::WRITE_SAME_16, 0, u64::MAX, 1), &block), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
-    sense(&l.execute(I1, &cdb10(op::WRITE_SAME_10, 0x18, 0, 1), &block), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&l.execute(I1, &cdb16(op::WRITE_SAME_16, 0x20, 0, 1), &block), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    let mut l = lu_with(LuConfig { max_write_same_blocks: 4, ..LuConfig::default() });
-    sense(&l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 5), &block), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 0), &block),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, NB as u32 - 1, 2), &block),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb16(op::WRITE_SAME_16, 0, u64::MAX, 1), &block),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_SAME_10, 0x18, 0, 1), &block),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &l.execute(I1, &cdb16(op::WRITE_SAME_16, 0x20, 0, 1), &block),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    let mut l = lu_with(LuConfig {
+        max_write_same_blocks: 4,
+        ..LuConfig::default()
+    });
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 5), &block),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Missing Data-Out block.
-    sense(&l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 1), &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &cdb10(op::WRITE_SAME_10, 0, 0, 1), &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
 }
 
 fn unmap_params(descs: &[(u64, u32)]) -> Vec<u8> {
@@ -243,7 +408,11 @@ fn unmap_cdb(len: usize) -> [u8; 10] {
 #[test]
 fn unmap() {
     let mut l = lu();
-    good(&l.execute(I1, &cdb::write10(0, 64, RwFlags::default()), &[0xee; 64 * BS]));
+    good(&l.execute(
+        I1,
+        &cdb::write10(0, 64, RwFlags::default()),
+        &[0xee; 64 * BS],
+    ));
     let p = unmap_params(&[(1, 2), (10, 5), (63, 0)]);
     good(&l.execute(I1, &unmap_cdb(p.len()), &p));
     let o = l.execute(I1, &cdb::read10(0, 16, RwFlags::default()), &[]);
@@ -266,30 +435,65 @@ fn unmap() {
     assert_eq!(o.data_in[36], 1);
     let mut gls_oob = gls;
     gls_oob[2..10].copy_from_slice(&NB.to_be_bytes());
-    sense(&l.execute(I1, &gls_oob, &[]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &gls_oob, &[]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
 
     // Parameter list length 0: nothing; 1..7: PARAMETER LIST LENGTH ERROR.
     good(&l.execute(I1, &unmap_cdb(0), &[]));
-    sense(&l.execute(I1, &unmap_cdb(4), &[0; 4]), SenseKey::IllegalRequest, asc::PARAMETER_LIST_LENGTH_ERROR);
+    sense(
+        &l.execute(I1, &unmap_cdb(4), &[0; 4]),
+        SenseKey::IllegalRequest,
+        asc::PARAMETER_LIST_LENGTH_ERROR,
+    );
     // A range beyond the end fails the whole command: nothing unmapped.
     let p = unmap_params(&[(20, 1), (NB - 1, 2)]);
-    sense(&l.execute(I1, &unmap_cdb(p.len()), &p), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    sense(
+        &l.execute(I1, &unmap_cdb(p.len()), &p),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
     let o = l.execute(I1, &cdb::read10(20, 1, RwFlags::default()), &[]);
     assert!(o.data_in.iter().all(|&b| b == 0xee));
     // ANCHOR is not supported.
     let mut c = unmap_cdb(24);
     c[1] = 1;
-    sense(&l.execute(I1, &c, &unmap_params(&[(0, 1)])), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &c, &unmap_params(&[(0, 1)])),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Too many descriptors / blocks.
-    let mut l = lu_with(LuConfig { max_unmap_descriptors: 1, max_unmap_blocks: 8, ..LuConfig::default() });
+    let mut l = lu_with(LuConfig {
+        max_unmap_descriptors: 1,
+        max_unmap_blocks: 8,
+        ..LuConfig::default()
+    });
     let p = unmap_params(&[(0, 1), (2, 1)]);
-    sense(&l.execute(I1, &unmap_cdb(p.len()), &p), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_PARAMETER_LIST);
+    sense(
+        &l.execute(I1, &unmap_cdb(p.len()), &p),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     let p = unmap_params(&[(0, 9)]);
-    sense(&l.execute(I1, &unmap_cdb(p.len()), &p), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_PARAMETER_LIST);
+    sense(
+        &l.execute(I1, &unmap_cdb(p.len()), &p),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     // Without provisioning UNMAP does not exist.
-    let mut l = lu_with(LuConfig { thin_provisioning: false, ..LuConfig::default() });
+    let mut l = lu_with(LuConfig {
+        thin_provisioning: false,
+        ..LuConfig::default()
+    });
     let p = unmap_params(&[(0, 1)]);
-    sense(&l.execute(I1, &unmap_cdb(p.len()), &p), SenseKey::IllegalRequest, asc::INVALID_OPCODE);
+    sense(
+        &l.execute(I1, &unmap_cdb(p.len()), &p),
+        SenseKey::IllegalRequest,
+        asc::INVALID_OPCODE,
+    );
 }
 
 fn caw(lba: u64, n: u8) -> [u8; 16] {
@@ -303,10 +507,20 @@ fn caw(lba: u64, n: u8) -> [u8; 16] {
 #[test]
 fn compare_and_write() {
     let mut l = lu();
-    good(&l.execute(I1, &cdb::write10(50, 3, RwFlags::default()), &[b'A'; 3 * BS]));
+    good(&l.execute(
+        I1,
+        &cdb::write10(50, 3, RwFlags::default()),
+        &[b'A'; 3 * BS],
+    ));
     let mut buf = vec![b'A'; 3 * BS];
     buf.extend_from_slice(&[b'B'; 3 * BS]);
-    assert_eq!(l.expected_transfer(&caw(50, 3)), Transfer { direction: DataDirection::Out, length: 6 * BS as u64 });
+    assert_eq!(
+        l.expected_transfer(&caw(50, 3)),
+        Transfer {
+            direction: DataDirection::Out,
+            length: 6 * BS as u64
+        }
+    );
     good(&l.execute(I1, &caw(50, 3), &buf));
     let o = l.execute(I1, &cdb::read10(50, 3, RwFlags::default()), &[]);
     assert!(o.data_in.iter().all(|&b| b == b'B'));
@@ -314,20 +528,46 @@ fn compare_and_write() {
     let mut bad = vec![b'B'; 3 * BS];
     bad[3 * BS - 27] = b'C';
     bad.extend_from_slice(&[b'D'; 3 * BS]);
-    let s = sense(&l.execute(I1, &caw(50, 3), &bad), SenseKey::Miscompare, asc::MISCOMPARE_DURING_VERIFY);
+    let s = sense(
+        &l.execute(I1, &caw(50, 3), &bad),
+        SenseKey::Miscompare,
+        asc::MISCOMPARE_DURING_VERIFY,
+    );
     assert_eq!(s.information, Some(3 * BS as u64 - 27));
     let o = l.execute(I1, &cdb::read10(50, 3, RwFlags::default()), &[]);
-    assert!(o.data_in.iter().all(|&b| b == b'B'), "data changed despite miscompare");
+    assert!(
+        o.data_in.iter().all(|&b| b == b'B'),
+        "data changed despite miscompare"
+    );
     // Zero blocks: no-op; over the limit; beyond the end; WRPROTECT.
     good(&l.execute(I1, &caw(0, 0), &[]));
-    let mut l2 = lu_with(LuConfig { max_compare_and_write_blocks: 2, ..LuConfig::default() });
-    sense(&l2.execute(I1, &caw(0, 3), &[0; 6 * BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
-    sense(&l.execute(I1, &caw(NB - 1, 2), &[0; 4 * BS]), SenseKey::IllegalRequest, asc::LBA_OUT_OF_RANGE);
+    let mut l2 = lu_with(LuConfig {
+        max_compare_and_write_blocks: 2,
+        ..LuConfig::default()
+    });
+    sense(
+        &l2.execute(I1, &caw(0, 3), &[0; 6 * BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
+    sense(
+        &l.execute(I1, &caw(NB - 1, 2), &[0; 4 * BS]),
+        SenseKey::IllegalRequest,
+        asc::LBA_OUT_OF_RANGE,
+    );
     let mut c = caw(0, 1);
     c[1] = 0x20;
-    sense(&l.execute(I1, &c, &[0; 2 * BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &c, &[0; 2 * BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // Short Data-Out.
-    sense(&l.execute(I1, &caw(0, 1), &[0; BS]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &caw(0, 1), &[0; BS]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
 }
 
 #[test]
@@ -336,10 +576,18 @@ fn start_stop_and_prevent_allow() {
     good(&l.execute(I1, &[op::START_STOP_UNIT, 0, 0, 0, 0x01, 0], &[]));
     good(&l.execute(I1, &[op::START_STOP_UNIT, 1, 0, 0, 0x00, 0], &[]));
     // Eject on a non-removable medium fails.
-    sense(&l.execute(I1, &[op::START_STOP_UNIT, 1, 0, 0, 0x02, 0], &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &[op::START_STOP_UNIT, 1, 0, 0, 0x02, 0], &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     // With a power condition, LOEJ is ignored.
     good(&l.execute(I1, &[op::START_STOP_UNIT, 0, 0, 0, 0x12, 0], &[]));
-    sense(&l.execute(I1, &[op::START_STOP_UNIT, 0, 0, 0, 0x40, 0], &[]), SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+    sense(
+        &l.execute(I1, &[op::START_STOP_UNIT, 0, 0, 0, 0x40, 0], &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_FIELD_IN_CDB,
+    );
     good(&l.execute(I1, &[op::PREVENT_ALLOW_MEDIUM_REMOVAL, 0, 0, 0, 1, 0], &[]));
     good(&l.execute(I1, &cdb::test_unit_ready(), &[]));
 }
@@ -349,16 +597,46 @@ fn expected_transfer() {
     let l = lu();
     let bs = BS as u64;
     let t = |c: &[u8]| l.expected_transfer(c);
-    assert_eq!(t(&cdb::read10(0, 4, RwFlags::default())), Transfer { direction: DataDirection::In, length: 4 * bs });
-    assert_eq!(t(&cdb::write16(0, 3, RwFlags::default())), Transfer { direction: DataDirection::Out, length: 3 * bs });
-    assert_eq!(t(&[op::WRITE_6, 0, 0, 0, 0, 0]), Transfer { direction: DataDirection::Out, length: 256 * bs });
+    assert_eq!(
+        t(&cdb::read10(0, 4, RwFlags::default())),
+        Transfer {
+            direction: DataDirection::In,
+            length: 4 * bs
+        }
+    );
+    assert_eq!(
+        t(&cdb::write16(0, 3, RwFlags::default())),
+        Transfer {
+            direction: DataDirection::Out,
+            length: 3 * bs
+        }
+    );
+    assert_eq!(
+        t(&[op::WRITE_6, 0, 0, 0, 0, 0]),
+        Transfer {
+            direction: DataDirection::Out,
+            length: 256 * bs
+        }
+    );
     assert_eq!(t(&cdb::test_unit_ready()), Transfer::NONE);
-    assert_eq!(t(&cdb::inquiry(96)), Transfer { direction: DataDirection::In, length: 96 });
+    assert_eq!(
+        t(&cdb::inquiry(96)),
+        Transfer {
+            direction: DataDirection::In,
+            length: 96
+        }
+    );
     assert_eq!(t(&cdb10(op::VERIFY_10, 0, 0, 8)), Transfer::NONE);
     assert_eq!(t(&cdb10(op::VERIFY_10, 2, 0, 8)).length, 8 * bs);
     assert_eq!(t(&cdb10(op::VERIFY_10, 6, 0, 8)).length, bs);
     assert_eq!(t(&cdb10(op::WRITE_SAME_10, 0, 0, 8)).length, bs);
-    assert_eq!(t(&unmap_cdb(40)), Transfer { direction: DataDirection::Out, length: 40 });
+    assert_eq!(
+        t(&unmap_cdb(40)),
+        Transfer {
+            direction: DataDirection::Out,
+            length: 40
+        }
+    );
     assert_eq!(t(&cdb::read10(0, 0, RwFlags::default())), Transfer::NONE);
     assert_eq!(t(&[]), Transfer::NONE);
     assert_eq!(t(&[0x28, 0, 0]), Transfer::NONE);
@@ -373,7 +651,18 @@ fn file_backed_lun() {
     let mut l = LogicalUnit::new(disk, LuConfig::default());
     assert_eq!(l.num_blocks(), 256);
     let data: Vec<u8> = (0..8192).map(|i| i as u8).collect();
-    good(&l.execute(I1, &cdb::write10(255, 1, RwFlags { dpo: false, fua: true }), &data[..4096]));
+    good(&l.execute(
+        I1,
+        &cdb::write10(
+            255,
+            1,
+            RwFlags {
+                dpo: false,
+                fua: true,
+            },
+        ),
+        &data[..4096],
+    ));
     good(&l.execute(I1, &cdb::write10(3, 2, RwFlags::default()), &data));
     good(&l.execute(I1, &cdb::synchronize_cache10(0, 0), &[]));
     // WRITE SAME with UNMAP on a device without unmap writes zeroes.
@@ -387,6 +676,10 @@ fn file_backed_lun() {
     let o = l.execute(I1, &cdb::read10(255, 1, RwFlags::default()), &[]);
     assert_eq!(&o.data_in[..], &data[..4096]);
     // No provisioning on a plain file: UNMAP is not an opcode here.
-    sense(&l.execute(I1, &unmap_cdb(0), &[]), SenseKey::IllegalRequest, asc::INVALID_OPCODE);
+    sense(
+        &l.execute(I1, &unmap_cdb(0), &[]),
+        SenseKey::IllegalRequest,
+        asc::INVALID_OPCODE,
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

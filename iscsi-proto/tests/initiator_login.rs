@@ -469,3 +469,40 @@ fn digests_switch_on_after_the_final_login_response() {
         Some(&TaskOutcome::Pong(Bytes::from_static(b"hello")))
     );
 }
+
+/// tgtd answers a failed login with a zeroed ISID and ITT: the status must
+/// still be reported as the login failure (found against tgtd; RFC 7143
+/// section 11.13.5 makes the other fields of a reject meaningless).
+#[test]
+fn reject_with_foreign_isid_reports_the_status() {
+    let mut p = Pair::new(normal());
+    p.flush();
+    let login = p.target.expect();
+    let Header::LoginRequest(req) = login.header else {
+        panic!("not a login request")
+    };
+    let resp = w::LoginResponse {
+        transit: false,
+        cont: false,
+        csg: Stage::Security,
+        nsg: Stage::Security,
+        version_max: 0,
+        version_active: 0,
+        isid: w::Isid([0; 6]),
+        tsih: 0,
+        itt: req.itt.wrapping_add(7),
+        stat_sn: Serial(0),
+        exp_cmd_sn: Serial(0),
+        max_cmd_sn: Serial(0),
+        status_class: 2,
+        status_detail: 1,
+    };
+    p.target.send(resp, Bytes::new());
+    p.deliver();
+    match closed_with(&p).expect("closed").expect("with an error") {
+        ConnectionError::LoginFailed { status, .. } => {
+            assert_eq!(status, LoginStatus::AuthenticationFailure)
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -25,7 +25,12 @@ pub fn lu_with(cfg: LuConfig) -> LogicalUnit {
 
 #[track_caller]
 pub fn good(o: &ScsiOutcome) {
-    assert_eq!(o.status, ScsiStatus::Good, "sense: {:?}", o.sense.map(|s| s.to_string()));
+    assert_eq!(
+        o.status,
+        ScsiStatus::Good,
+        "sense: {:?}",
+        o.sense.map(|s| s.to_string())
+    );
     assert!(o.sense.is_none());
 }
 
@@ -71,5 +76,7 @@ pub fn cdb16(op: u8, b1: u8, lba: u64, n: u32) -> [u8; 16] {
 }
 
 pub fn pattern(blocks: usize, seed: u8) -> Vec<u8> {
-    (0..blocks * BS).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+    (0..blocks * BS)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
 }

@@ -1226,22 +1226,28 @@ impl Session {
                 "6.3",
             ));
         };
-        // RFC 7143 section 11.13.4: the target echoes the Initiator Task Tag.
-        if resp.itt != login.itt {
-            return Err(violation("Login Response with a foreign ITT", "11.13"));
-        }
-        // RFC 7143 section 11.13.3: ISID is the initiator's, echoed.
-        if resp.isid != self.cfg.isid {
-            return Err(violation("Login Response with a foreign ISID", "11.13"));
-        }
-        // RFC 7143 section 11.13.4 / 4.2.2.2: StatSN starts with the login
-        // response; ExpStatSN acknowledges it.
-        self.exp_stat_sn = resp.stat_sn.next();
         login.rounds = login.rounds.saturating_add(1);
         if login.rounds > MAX_LOGIN_ROUNDS {
             return Err(violation("login does not converge", "6.3"));
         }
+        // The status is read first: RFC 7143 section 11.13.5 says the other
+        // fields of a failed login are not meaningful ("The numbering fields
+        // (StatSN, ExpCmdSN, MaxCmdSN) are only valid if Status-Class is
+        // 0"), and real targets (tgtd) send a reject with a zero ISID.
         let status = LoginStatus::from_raw(resp.status_class, resp.status_detail);
+        if status.class() == StatusClass::Success {
+            // RFC 7143 section 11.13.4: the target echoes the Initiator Task Tag.
+            if resp.itt != login.itt {
+                return Err(violation("Login Response with a foreign ITT", "11.13"));
+            }
+            // RFC 7143 section 11.13.3: ISID is the initiator's, echoed.
+            if resp.isid != self.cfg.isid {
+                return Err(violation("Login Response with a foreign ISID", "11.13"));
+            }
+            // RFC 7143 section 11.13.4 / 4.2.2.2: StatSN starts with the login
+            // response; ExpStatSN acknowledges it.
+            self.exp_stat_sn = resp.stat_sn.next();
+        }
         match status.class() {
             StatusClass::Success => {}
             StatusClass::Redirection => {
