@@ -3,6 +3,9 @@
 //!
 //! Every failure is one line on stderr and a non-zero exit status.
 #![forbid(unsafe_code)]
+// Doc comments here are clap's help text (`iscsi://host[:port]/...`), not
+// rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod pcap;
 mod url;
