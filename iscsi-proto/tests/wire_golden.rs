@@ -437,6 +437,8 @@ fn fuzz_seed_corpus_matches_golden_vectors() {
         ("pdu_decode", "seed-esx-initiator", initiator_stream()),
         ("pdu_decode", "seed-esx-target", target_stream()),
         ("target_stream", "seed-esx-initiator", initiator_stream()),
+        ("login_initiator", "seed-esx-target", target_stream()),
+        ("initiator_stream", "seed-esx-target", target_stream()),
         (
             "roundtrip",
             "seed-login-request",
