@@ -7,6 +7,7 @@
 // rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod bench;
 mod pcap;
 mod url;
 
@@ -103,6 +104,29 @@ enum Command {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
+    /// Benchmark one LUN: live progress, then IOPS, MB/s, latency and CPU per I/O.
+    Bench {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// Commands kept in flight.
+        #[arg(long, default_value_t = 32)]
+        qd: usize,
+        /// Bytes per command.
+        #[arg(long, default_value_t = 4096)]
+        bs: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Access pattern.
+        #[arg(long, value_enum, default_value_t = bench::Pattern::Randread)]
+        pattern: bench::Pattern,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Draw IOPS over time and the latency histogram to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
     /// Write blocks from a file or stdin (length must be a multiple of the block size).
     Write {
         /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
@@ -139,6 +163,24 @@ fn run(cli: Cli) -> Result<(), String> {
             output,
         } => read(&cli.global, url, *lba, *blocks, output.as_ref()),
         Command::Write { url, lba, input } => write(&cli.global, url, *lba, input.as_ref()),
+        Command::Bench {
+            url,
+            qd,
+            bs,
+            seconds,
+            pattern,
+            json,
+            plot,
+        } => bench_cmd(
+            &cli.global,
+            url,
+            *qd,
+            *bs,
+            *seconds,
+            *pattern,
+            *json,
+            plot.as_ref(),
+        ),
     }
 }
 
@@ -548,4 +590,48 @@ fn write(g: &Global, url: &str, lba: u64, input: Option<&PathBuf>) -> Result<(),
         }
         Ok(())
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_cmd(
+    g: &Global,
+    url: &str,
+    qd: usize,
+    bs: u32,
+    seconds: u64,
+    pattern: bench::Pattern,
+    json: bool,
+    plot: Option<&PathBuf>,
+) -> Result<(), String> {
+    if qd == 0 {
+        return Err("--qd must be at least 1".into());
+    }
+    let report = with_session(g, url, |c, lun| {
+        let cap = read_capacity(c, lun)?;
+        let spec = bench::Spec {
+            qd,
+            bs,
+            duration: std::time::Duration::from_secs(seconds),
+            pattern,
+            lun,
+            block_size: cap.block_len,
+            num_blocks: cap.num_blocks().unwrap_or(0),
+            progress: !json,
+        };
+        bench::run(c, &spec)
+    })?;
+    if let Some(p) = plot {
+        let title = format!(
+            "iscsi bench {pattern:?} bs={bs} qd={qd}: {}",
+            report.summary()
+        );
+        std::fs::write(p, bench::plot_svg(&report, &title))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(())
 }

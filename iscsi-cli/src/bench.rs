@@ -1,0 +1,419 @@
+//! The benchmark engine behind `iscsi bench` and `iscsi demo`: keeps a fixed
+//! number of commands in flight on one session for a fixed time, with a live
+//! progress line, and reports IOPS, MB/s, latency percentiles and initiator
+//! CPU time per I/O.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use iscsi_proto::initiator::{ScsiCommand, TaskId, TaskOutcome};
+use iscsi_proto::scsi::cdb::{self, RwFlags};
+use iscsi_std::Client;
+
+/// Access pattern.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Pattern {
+    /// Random reads.
+    Randread,
+    /// Sequential reads.
+    Seqread,
+    /// Random writes.
+    Randwrite,
+    /// Sequential writes.
+    Seqwrite,
+}
+
+impl Pattern {
+    fn is_write(self) -> bool {
+        matches!(self, Pattern::Randwrite | Pattern::Seqwrite)
+    }
+    fn is_random(self) -> bool {
+        matches!(self, Pattern::Randread | Pattern::Randwrite)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Commands kept in flight.
+    pub qd: usize,
+    /// Bytes per command (a multiple of the block size).
+    pub bs: u32,
+    /// How long to run.
+    pub duration: Duration,
+    /// Access pattern.
+    pub pattern: Pattern,
+    /// Wire LUN.
+    pub lun: u64,
+    /// Logical block size of the LUN.
+    pub block_size: u32,
+    /// Number of blocks of the LUN.
+    pub num_blocks: u64,
+    /// Print a live progress line on stderr.
+    pub progress: bool,
+}
+
+/// What was measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Commands completed.
+    pub ios: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Latency of every command, microseconds, sorted.
+    pub lat_us: Vec<u32>,
+    /// Process CPU seconds (user + system) spent during the run.
+    pub cpu_secs: f64,
+    /// Commands completed in each second of the run.
+    pub per_second: Vec<u64>,
+}
+
+impl Report {
+    /// I/Os per second.
+    pub fn iops(&self) -> f64 {
+        self.ios as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// Megabytes (10^6 bytes) per second.
+    pub fn mbps(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    /// Latency percentile in microseconds (`p` in 0..=100).
+    pub fn percentile(&self, p: f64) -> u32 {
+        if self.lat_us.is_empty() {
+            return 0;
+        }
+        let i = ((p / 100.0) * (self.lat_us.len() - 1) as f64).round() as usize;
+        self.lat_us[i.min(self.lat_us.len() - 1)]
+    }
+    /// Initiator CPU microseconds per I/O.
+    pub fn cpu_us_per_io(&self) -> f64 {
+        self.cpu_secs * 1e6 / (self.ios.max(1) as f64)
+    }
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"iops\":{:.0},\"mbps\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},\"lat_p999_us\":{},\"cpu_us_per_io\":{:.2},\"ios\":{},\"seconds\":{:.3}}}",
+            self.iops(),
+            self.mbps(),
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(99.9),
+            self.cpu_us_per_io(),
+            self.ios,
+            self.elapsed.as_secs_f64()
+        )
+    }
+    /// A human summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0} IOPS, {:.1} MB/s, latency p50 {} us, p99 {} us, p99.9 {} us, {:.2} us CPU per I/O ({} I/Os in {:.1} s)",
+            self.iops(),
+            self.mbps(),
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(99.9),
+            self.cpu_us_per_io(),
+            self.ios,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+pub fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start
+    // after the last ')'; utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Field 14 is index 11 after the state field (field 3 = index 0).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A small xorshift generator for LBAs and payloads (not cryptographic).
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Self {
+        XorShift(seed | 1)
+    }
+    /// Next value.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// `len` pseudo-random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// Runs the benchmark on a logged-in session.
+pub fn run(client: &mut Client, spec: &Spec) -> Result<Report, String> {
+    let blocks_per_io = u64::from(spec.bs / spec.block_size.max(1)).max(1);
+    if spec.bs == 0 || spec.bs % spec.block_size != 0 {
+        return Err(format!(
+            "block size {} is not a multiple of the LUN's {}",
+            spec.bs, spec.block_size
+        ));
+    }
+    let slots = spec.num_blocks / blocks_per_io;
+    if slots == 0 {
+        return Err("the LUN is smaller than one I/O".into());
+    }
+    let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ spec.qd as u64);
+    let payload = Bytes::from(rng.bytes(spec.bs as usize));
+    let mut next_seq = 0u64;
+    let mut make = |rng: &mut XorShift| -> ScsiCommand {
+        let slot = if spec.pattern.is_random() {
+            rng.next_u64() % slots
+        } else {
+            let s = next_seq % slots;
+            next_seq += 1;
+            s
+        };
+        let lba = slot * blocks_per_io;
+        if spec.pattern.is_write() {
+            let cdb = cdb::write16(lba, blocks_per_io as u32, RwFlags::default());
+            ScsiCommand::write(spec.lun, cdb.to_vec(), payload.clone())
+        } else {
+            let cdb = cdb::read16(lba, blocks_per_io as u32, RwFlags::default());
+            ScsiCommand::read(spec.lun, cdb.to_vec(), spec.bs)
+        }
+    };
+    let mut in_flight: HashMap<TaskId, Instant> = HashMap::with_capacity(spec.qd * 2);
+    let mut lat_us = Vec::with_capacity(1 << 16);
+    let mut per_second = Vec::new();
+    let cpu0 = process_cpu_secs();
+    let start = Instant::now();
+    let end = start + spec.duration;
+    let mut next_tick = start + Duration::from_secs(1);
+    let mut ios_at_tick = 0u64;
+    let mut ios = 0u64;
+    for _ in 0..spec.qd {
+        let task = client.submit(make(&mut rng)).map_err(|e| e.to_string())?;
+        in_flight.insert(task, Instant::now());
+    }
+    while !in_flight.is_empty() {
+        let (task, outcome, _data) = client.wait_any().map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        let Some(t0) = in_flight.remove(&task) else {
+            continue;
+        };
+        match outcome {
+            TaskOutcome::Scsi(r) if r.is_good() => {}
+            TaskOutcome::Scsi(r) => {
+                return Err(format!(
+                    "I/O failed with status {:#04x}{}",
+                    r.status,
+                    r.sense_data.map(|s| format!(": {s}")).unwrap_or_default()
+                ))
+            }
+            other => return Err(format!("I/O failed: {other:?}")),
+        }
+        ios += 1;
+        lat_us.push(now.duration_since(t0).as_micros().min(u128::from(u32::MAX)) as u32);
+        if now >= next_tick {
+            per_second.push(ios - ios_at_tick);
+            ios_at_tick = ios;
+            next_tick += Duration::from_secs(1);
+            if spec.progress {
+                let secs = now.duration_since(start).as_secs_f64();
+                let last = *per_second.last().unwrap_or(&0);
+                eprint!(
+                    "\r  {:>4.0}s  {:>9} IOPS  {:>9.1} MB/s  in flight {:>3}   ",
+                    secs,
+                    last,
+                    last as f64 * f64::from(spec.bs) / 1e6,
+                    in_flight.len() + 1
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        if now < end {
+            let task = client.submit(make(&mut rng)).map_err(|e| e.to_string())?;
+            in_flight.insert(task, Instant::now());
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu_secs = process_cpu_secs() - cpu0;
+    if spec.progress {
+        eprintln!();
+    }
+    lat_us.sort_unstable();
+    Ok(Report {
+        ios,
+        bytes: ios * u64::from(spec.bs),
+        elapsed,
+        lat_us,
+        cpu_secs,
+        per_second,
+    })
+}
+
+/// Draws IOPS over time and the latency histogram as one SVG document.
+pub fn plot_svg(r: &Report, title: &str) -> String {
+    let (w, h) = (800.0f64, 600.0f64);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"20\" y=\"20\" font-size=\"14\">{}</text>\n",
+        escape(title)
+    );
+    // Panel 1: IOPS per second.
+    let (x0, y0, pw, ph) = (60.0, 50.0, 700.0, 200.0);
+    s += &format!(
+        "<text x=\"{x0}\" y=\"{}\">IOPS per second</text>\n",
+        y0 - 8.0
+    );
+    s += &axes(x0, y0, pw, ph);
+    let max = r.per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
+    if !r.per_second.is_empty() {
+        let step = pw / (r.per_second.len().max(2) - 1) as f64;
+        let pts: Vec<String> = r
+            .per_second
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x0 + i as f64 * step,
+                    y0 + ph - *v as f64 / max * ph
+                )
+            })
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+    }
+    s += &format!("<text x=\"5\" y=\"{}\">{max:.0}</text>\n", y0 + 10.0);
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\">time (s)</text>\n",
+        x0 + pw - 50.0,
+        y0 + ph + 15.0
+    );
+    // Panel 2: latency histogram (log2 buckets of microseconds).
+    let (y1, ph2) = (330.0, 220.0);
+    s += &format!(
+        "<text x=\"{x0}\" y=\"{}\">latency histogram (us, log2 buckets)</text>\n",
+        y1 - 8.0
+    );
+    s += &axes(x0, y1, pw, ph2);
+    let mut buckets = [0u64; 24];
+    for &l in &r.lat_us {
+        let b = (32 - l.max(1).leading_zeros()) as usize;
+        buckets[b.min(23)] += 1;
+    }
+    let bmax = buckets.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let bw = pw / buckets.len() as f64;
+    for (i, c) in buckets.iter().enumerate() {
+        let bh = *c as f64 / bmax * ph2;
+        s += &format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"darkorange\"/>\n",
+            x0 + i as f64 * bw + 1.0,
+            y1 + ph2 - bh,
+            bw - 2.0,
+            bh
+        );
+        if i % 3 == 0 {
+            s += &format!(
+                "<text x=\"{:.1}\" y=\"{}\">{}</text>\n",
+                x0 + i as f64 * bw,
+                y1 + ph2 + 15.0,
+                1u64 << i
+            );
+        }
+    }
+    s += "</svg>\n";
+    s
+}
+
+fn axes(x: f64, y: f64, w: f64, h: f64) -> String {
+    format!(
+        "<line x1=\"{x}\" y1=\"{y}\" x2=\"{x}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{x}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        y + h,
+        y + h,
+        x + w,
+        y + h
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            ios: 1000,
+            bytes: 4_096_000,
+            elapsed: Duration::from_secs(2),
+            lat_us: (1..=1000).collect(),
+            cpu_secs: 0.005,
+            per_second: vec![500, 500],
+        }
+    }
+
+    #[test]
+    fn figures() {
+        let r = report();
+        assert_eq!(r.iops().round(), 500.0);
+        assert!((r.mbps() - 2.048).abs() < 1e-9);
+        assert_eq!(r.percentile(50.0), 501);
+        assert_eq!(r.percentile(99.0), 990);
+        assert!((r.cpu_us_per_io() - 5.0).abs() < 1e-9);
+        let j = r.to_json();
+        for key in [
+            "\"iops\":",
+            "\"mbps\":",
+            "\"lat_p50_us\":",
+            "\"lat_p99_us\":",
+            "\"cpu_us_per_io\":",
+        ] {
+            assert!(j.contains(key), "{j}");
+        }
+    }
+
+    #[test]
+    fn svg_has_both_panels() {
+        let svg = plot_svg(&report(), "a <test>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("polyline") && svg.contains("<rect x="));
+        assert!(svg.contains("a &lt;test&gt;"));
+    }
+
+    #[test]
+    fn cpu_time_is_readable() {
+        let t0 = process_cpu_secs();
+        let mut x = 0u64;
+        for i in 0..3_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(process_cpu_secs() >= t0);
+    }
+}
