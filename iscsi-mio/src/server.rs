@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{
-    execute_no_lun, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk, ScsiOutcome,
+    execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk, ScsiOutcome,
 };
 use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, SessionType};
 use iscsi_proto::scsi::sense::asc;
@@ -663,11 +663,16 @@ impl Server {
             }
             TargetEvent::Command(req) => {
                 let task = req.task;
-                let out = self.execute(c.nexus, &req);
+                let (out, write_len) = self.execute(c.nexus, &req);
                 let sense = out.sense_bytes().map(|s| Bytes::copy_from_slice(&s));
                 // Commands run to completion here, so the task is always
                 // live; an error means the session closed meanwhile.
-                let _ = c.session.complete(task, out.status, sense, out.data_in);
+                let _ = match write_len {
+                    Some(n) if req.expected_read_len == 0 => {
+                        c.session.complete_write(task, out.status, sense, n)
+                    }
+                    _ => c.session.complete(task, out.status, sense, out.data_in),
+                };
             }
             TargetEvent::TaskManagement { function, lun, .. } => {
                 self.task_management(c.nexus, function, lun);
@@ -711,17 +716,28 @@ impl Server {
         }
     }
 
-    fn execute(&mut self, nexus: NexusId, req: &ScsiRequest) -> ScsiOutcome {
+    /// Runs one command; also returns the number of bytes its CDB
+    /// transfers to the target when it has a Data-Out transfer, for the
+    /// write residual.
+    fn execute(&mut self, nexus: NexusId, req: &ScsiRequest) -> (ScsiOutcome, Option<u32>) {
         let lun = Lun::from_u64(req.lun);
         let lu = lun
             .number()
             .and_then(|n| self.lus.get_mut(usize::from(n)));
         match lu {
-            Some(lu) => lu.execute(nexus, &req.cdb, &req.data_out),
+            Some(lu) => {
+                let t = lu.expected_transfer(&req.cdb);
+                let write_len = (t.direction == DataDirection::Out)
+                    .then(|| u32::try_from(t.length).unwrap_or(u32::MAX));
+                (
+                    lu.execute_transport(nexus, &req.cdb, &req.data_out),
+                    write_len,
+                )
+            }
             // SPC-4 4.6.14: a LUN that does not exist still answers
             // INQUIRY and REPORT LUNS; everything else is LOGICAL UNIT
             // NOT SUPPORTED.
-            None => execute_no_lun(&req.cdb, &self.lun_list),
+            None => (execute_no_lun(&req.cdb, &self.lun_list), None),
         }
     }
 
