@@ -291,6 +291,12 @@ impl Server {
             let lu_cfg = LuConfig {
                 serial: format!("{:012x}{:04x}", name_hash & 0xffff_ffff_ffff, i),
                 luns: lun_list.clone(),
+                // Block Limits VPD (SBC-3 6.6.4) kept within what
+                // initiators expect: UNMAP at most 1 Mi blocks per
+                // command (libiscsi's BlockLimits check), WRITE SAME no
+                // longer than the MAXIMUM TRANSFER LENGTH.
+                max_unmap_blocks: 1 << 20,
+                max_write_same_blocks: LuConfig::default().max_transfer_blocks,
                 ..LuConfig::default()
             };
             let lu = match spec {
