@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{
-    execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk, ScsiOutcome,
+    execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk,
+    ScsiOutcome,
 };
 use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, SessionType};
 use iscsi_proto::scsi::sense::asc;
@@ -300,10 +301,12 @@ impl Server {
                 ..LuConfig::default()
             };
             let lu = match spec {
-                LunSpec::Ram(size) => RamDisk::new(*size, config.block_size)
-                    .map(|d| LogicalUnit::new(d, lu_cfg)),
-                LunSpec::File(path) => FileDisk::open(path, config.block_size)
-                    .map(|d| LogicalUnit::new(d, lu_cfg)),
+                LunSpec::Ram(size) => {
+                    RamDisk::new(*size, config.block_size).map(|d| LogicalUnit::new(d, lu_cfg))
+                }
+                LunSpec::File(path) => {
+                    FileDisk::open(path, config.block_size).map(|d| LogicalUnit::new(d, lu_cfg))
+                }
             }
             .map_err(|source| ServerError::Device { lun: i, source })?;
             lus.push(lu);
@@ -657,15 +660,13 @@ impl Server {
                     isid,
                 });
             }
-            TargetEvent::LoginFailed { status } => {
-                if self.log {
-                    eprintln!(
-                        "iscsi-mio: login from {} failed: {} (initiator {})",
-                        c.peer,
-                        status,
-                        c.session.initiator_name().unwrap_or("-"),
-                    );
-                }
+            TargetEvent::LoginFailed { status } if self.log => {
+                eprintln!(
+                    "iscsi-mio: login from {} failed: {} (initiator {})",
+                    c.peer,
+                    status,
+                    c.session.initiator_name().unwrap_or("-"),
+                );
             }
             TargetEvent::Command(req) => {
                 let task = req.task;
@@ -683,14 +684,18 @@ impl Server {
             TargetEvent::TaskManagement { function, lun, .. } => {
                 self.task_management(c.nexus, function, lun);
             }
-            TargetEvent::Closed { reason } => {
-                if self.log && !matches!(reason, CloseReason::LoggedOut | CloseReason::PeerClosed)
-                {
-                    if let CloseReason::LoginFailed(_) = reason {
-                    } else {
-                        eprintln!("iscsi-mio: {}: connection closed: {reason}", c.peer);
-                    }
-                }
+            // Logouts, peer closes and failed logins (already logged) are
+            // routine; anything else is worth a line.
+            TargetEvent::Closed { reason }
+                if self.log
+                    && !matches!(
+                        reason,
+                        CloseReason::LoggedOut
+                            | CloseReason::PeerClosed
+                            | CloseReason::LoginFailed(_)
+                    ) =>
+            {
+                eprintln!("iscsi-mio: {}: connection closed: {reason}", c.peer);
             }
             // TaskAborted: commands run to completion when delivered, so
             // there is never anything to cancel. LoggedOut: the session
@@ -727,9 +732,7 @@ impl Server {
     /// write residual.
     fn execute(&mut self, nexus: NexusId, req: &ScsiRequest) -> (ScsiOutcome, Option<u32>) {
         let lun = Lun::from_u64(req.lun);
-        let lu = lun
-            .number()
-            .and_then(|n| self.lus.get_mut(usize::from(n)));
+        let lu = lun.number().and_then(|n| self.lus.get_mut(usize::from(n)));
         match lu {
             Some(lu) => {
                 let t = lu.expected_transfer(&req.cdb);
@@ -809,9 +812,7 @@ impl Server {
 fn read_some(c: &mut Conn, now: Instant) -> bool {
     let start = c.rx.len();
     c.rx.resize(start + READ_CHUNK, 0);
-    let r = c
-        .stream
-        .read(c.rx.get_mut(start..).unwrap_or(&mut []));
+    let r = c.stream.read(c.rx.get_mut(start..).unwrap_or(&mut []));
     match r {
         Ok(0) => {
             c.rx.truncate(start);
@@ -905,10 +906,7 @@ fn flush(c: &mut Conn, registry: &Registry, idx: usize, now: Instant) -> bool {
             Interest::READABLE
         };
         let token = Token(FIRST_CONN + idx);
-        if registry
-            .reregister(&mut c.stream, token, interest)
-            .is_err()
-        {
+        if registry.reregister(&mut c.stream, token, interest).is_err() {
             c.broken = true;
         }
         c.write_interest = want;

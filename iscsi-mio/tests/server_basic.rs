@@ -92,14 +92,20 @@ fn luns_are_served_and_unknown_luns_rejected() {
     let lun1 = iscsi_proto::scsi::Lun::from_number(1).to_u64();
     let o = c.scsi(lun1, &cdb::read_capacity10(), 8, &[]);
     assert_eq!(o.status, 0);
-    assert_eq!(Capacity::parse10(&o.data).unwrap().last_lba, 2 * MIB / 512 - 1);
+    assert_eq!(
+        Capacity::parse10(&o.data).unwrap().last_lba,
+        2 * MIB / 512 - 1
+    );
 
     // LUN 5 does not exist: CHECK CONDITION, LOGICAL UNIT NOT SUPPORTED.
     let lun5 = iscsi_proto::scsi::Lun::from_number(5).to_u64();
     let o = c.scsi(lun5, &cdb::read_capacity10(), 8, &[]);
     assert_eq!(o.status, 0x02);
     let sense = SenseData::parse_iscsi_segment(&o.sense).unwrap().unwrap();
-    assert!(sense.is(SenseKey::IllegalRequest, (0x25, 0x00)), "{sense:?}");
+    assert!(
+        sense.is(SenseKey::IllegalRequest, (0x25, 0x00)),
+        "{sense:?}"
+    );
 
     // Writes to LUN 1 do not show on LUN 0.
     let data = pattern(512, 5);
@@ -282,7 +288,8 @@ fn bind_rejects_bad_configurations() {
     ));
 
     let mut cfg = ServerConfig::new(addr, TARGET);
-    cfg.luns.push(LunSpec::File("/nonexistent/dir/disk.img".into()));
+    cfg.luns
+        .push(LunSpec::File("/nonexistent/dir/disk.img".into()));
     assert!(matches!(
         Server::bind(cfg),
         Err(ServerError::Device { lun: 0, .. })

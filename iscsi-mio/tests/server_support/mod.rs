@@ -97,7 +97,8 @@ impl Client {
     pub fn connect(addr: SocketAddr, isid_qualifier: u16) -> Client {
         let sock = TcpStream::connect(addr).expect("connect");
         // A safety net against a hung server, not a timed assertion.
-        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         sock.set_nodelay(true).unwrap();
         Client {
             sock,
@@ -195,10 +196,7 @@ impl Client {
     /// A successful Normal login with InitialR2T=Yes, ImmediateData=No
     /// (every write goes through R2T).
     pub fn login(&mut self) -> Vec<(String, String)> {
-        let (h, p) = self.login_with(
-            "Normal",
-            &[("InitialR2T", "Yes"), ("ImmediateData", "No")],
-        );
+        let (h, p) = self.login_with("Normal", &[("InitialR2T", "Yes"), ("ImmediateData", "No")]);
         assert_eq!((h.status_class, h.status_detail), (0, 0), "login: {p:?}");
         assert!(h.transit);
         assert_eq!(h.nsg, Stage::FullFeature);
@@ -362,13 +360,21 @@ impl Client {
         assert_eq!(r.itt, itt);
         assert_eq!(r.response, LogoutResponseCode::Success);
         // The target closes the connection after the response.
-        assert!(self.try_recv().is_none(), "connection still open after logout");
+        assert!(
+            self.try_recv().is_none(),
+            "connection still open after logout"
+        );
     }
 }
 
 /// A deterministic byte pattern, different per `seed`.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(u32::from(seed) * 7) as u8 ^ seed)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(31)
+                .wrapping_add(u32::from(seed) * 7) as u8
+                ^ seed
+        })
         .collect()
 }
