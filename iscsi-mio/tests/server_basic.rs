@@ -295,3 +295,49 @@ fn bind_rejects_bad_configurations() {
         Err(ServerError::Device { lun: 0, .. })
     ));
 }
+
+#[test]
+fn crc32c_digests_when_the_initiator_asks() {
+    let srv = start(config(vec![LunSpec::Ram(MIB)]));
+    let mut c = Client::connect(srv.addr, 1);
+    let (h, p) = c.login_with(
+        "Normal",
+        &[("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C,None")],
+    );
+    assert_eq!((h.status_class, h.status_detail), (0, 0), "{p:?}");
+    assert_eq!(get(&p, "HeaderDigest"), Some("CRC32C"));
+    assert_eq!(get(&p, "DataDigest"), Some("CRC32C"));
+    assert_eq!(
+        c.digests,
+        iscsi_proto::wire::Digests::BOTH,
+        "client did not switch digests on"
+    );
+    // Every PDU from here on carries digests both ways (the client's
+    // decoder checks them).
+    let data = pattern(4 * 512, 21);
+    c.write10(3, &data);
+    assert_eq!(c.read10(3, 4), data);
+    c.logout();
+}
+
+#[test]
+fn chap_login_accepts_the_secret_and_refuses_others() {
+    let mut cfg = config(vec![LunSpec::Ram(MIB)]);
+    cfg.chap = Some(("alice".into(), "twelve-bytes-plus".into()));
+    let srv = start(cfg);
+
+    let mut c = Client::connect(srv.addr, 1);
+    assert_eq!(c.login_chap("alice", "twelve-bytes-plus"), (0, 0));
+    assert_eq!(c.read10(0, 1), vec![0u8; 512]);
+    c.logout();
+
+    // Wrong secret: 0x0201 authentication failure, connection closed.
+    let mut c = Client::connect(srv.addr, 2);
+    assert_eq!(c.login_chap("alice", "not-the-secret!!"), (2, 1));
+    assert!(c.try_recv().is_none());
+
+    // No authentication offered: refused too.
+    let mut c = Client::connect(srv.addr, 3);
+    let (h, _) = c.login_with("Normal", &[]);
+    assert_eq!(h.status_class, 2);
+}

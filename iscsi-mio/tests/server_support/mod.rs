@@ -91,6 +91,8 @@ pub struct Client {
     pub isid: Isid,
     /// The target's MaxRecvDataSegmentLength.
     pub target_mrdsl: u32,
+    /// Digests in use (after login).
+    pub digests: Digests,
 }
 
 impl Client {
@@ -112,12 +114,13 @@ impl Client {
             itt: 0,
             isid: Isid::random([0x12, 0x34, 0x56], isid_qualifier),
             target_mrdsl: 8192,
+            digests: Digests::NONE,
         }
     }
 
     pub fn send(&mut self, h: impl Into<Header>, data: Bytes) {
         let mut out = BytesMut::new();
-        Pdu::new(h, data).encode(&mut out, Digests::NONE).unwrap();
+        Pdu::new(h, data).encode(&mut out, self.digests).unwrap();
         self.sock.write_all(&out).expect("write");
     }
 
@@ -157,10 +160,13 @@ impl Client {
         let mut keys = vec![
             ("InitiatorName", "iqn.2026-01.test.mio:client"),
             ("SessionType", session_type),
-            ("HeaderDigest", "None"),
-            ("DataDigest", "None"),
             ("MaxRecvDataSegmentLength", "65536"),
         ];
+        for k in ["HeaderDigest", "DataDigest"] {
+            if !extra.iter().any(|(e, _)| *e == k) {
+                keys.push((k, "None"));
+            }
+        }
         if session_type == "Normal" && !extra.iter().any(|(k, _)| *k == "TargetName") {
             keys.push(("TargetName", TARGET));
         }
@@ -187,10 +193,108 @@ impl Client {
         };
         let pairs = parse_pairs(&p.data).unwrap();
         self.exp_stat_sn = h.stat_sn.next();
-        if let Some(v) = get(&pairs, "MaxRecvDataSegmentLength") {
+        self.after_login_response(&h, &pairs);
+        (h, pairs)
+    }
+
+    /// Notes the target's declarations; switches digests on at the end
+    /// of a successful login.
+    fn after_login_response(&mut self, h: &LoginResponse, pairs: &[(String, String)]) {
+        if let Some(v) = get(pairs, "MaxRecvDataSegmentLength") {
             self.target_mrdsl = v.parse().unwrap();
         }
+        if h.status_class == 0 && h.transit && h.nsg == Stage::FullFeature {
+            self.digests = Digests {
+                header: get(pairs, "HeaderDigest") == Some("CRC32C"),
+                data: get(pairs, "DataDigest") == Some("CRC32C"),
+            };
+            self.dec.set_digests(self.digests);
+        }
+    }
+
+    /// One login request in any stage; returns the response and its keys.
+    pub fn login_step(
+        &mut self,
+        transit: bool,
+        csg: Stage,
+        nsg: Stage,
+        keys: &[(&str, &str)],
+    ) -> (LoginResponse, Vec<(String, String)>) {
+        let itt = self.next_itt();
+        let req = LoginRequest {
+            transit,
+            cont: false,
+            csg,
+            nsg,
+            version_max: 0,
+            version_min: 0,
+            isid: self.isid,
+            tsih: 0,
+            itt,
+            cid: 1,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+        };
+        self.send(req, kv(keys));
+        let p = self.recv();
+        let Header::LoginResponse(h) = p.header else {
+            panic!("expected a login response, got {:?}", p.header)
+        };
+        let pairs = parse_pairs(&p.data).unwrap();
+        self.exp_stat_sn = h.stat_sn.next();
+        self.after_login_response(&h, &pairs);
         (h, pairs)
+    }
+
+    /// A CHAP (MD5) login, RFC 7143 section 12.1.3; returns the status
+    /// of the response to CHAP_N/CHAP_R (and completes the login when it
+    /// is a success).
+    pub fn login_chap(&mut self, user: &str, secret: &str) -> (u8, u8) {
+        use iscsi_proto::login::chap::ChapAlgorithm;
+        use iscsi_proto::login::ChapSecret;
+        use iscsi_proto::wire::text::{encode_hex, parse_binary};
+        let (h, p) = self.login_step(
+            false,
+            Stage::Security,
+            Stage::Operational,
+            &[
+                ("InitiatorName", "iqn.2026-01.test.mio:client"),
+                ("TargetName", TARGET),
+                ("SessionType", "Normal"),
+                ("AuthMethod", "CHAP"),
+            ],
+        );
+        assert_eq!(h.status_class, 0, "{p:?}");
+        assert_eq!(get(&p, "AuthMethod"), Some("CHAP"));
+        let (_, p) = self.login_step(
+            false,
+            Stage::Security,
+            Stage::Operational,
+            &[("CHAP_A", "5")],
+        );
+        let id: u8 = get(&p, "CHAP_I").expect("CHAP_I").parse().unwrap();
+        let challenge = parse_binary(get(&p, "CHAP_C").expect("CHAP_C"), 1024).unwrap();
+        let r = ChapAlgorithm::Md5.response(id, &ChapSecret::new(secret.as_bytes()), &challenge);
+        let r = encode_hex(&r);
+        let (h, p) = self.login_step(
+            true,
+            Stage::Security,
+            Stage::Operational,
+            &[("CHAP_N", user), ("CHAP_R", &r)],
+        );
+        if h.status_class != 0 {
+            return (h.status_class, h.status_detail);
+        }
+        assert!(h.transit, "{p:?}");
+        let (h, p) = self.login_step(
+            true,
+            Stage::Operational,
+            Stage::FullFeature,
+            &[("HeaderDigest", "None"), ("DataDigest", "None")],
+        );
+        assert_eq!((h.status_class, h.status_detail), (0, 0), "{p:?}");
+        assert!(h.transit);
+        (0, 0)
     }
 
     /// A successful Normal login with InitialR2T=Yes, ImmediateData=No
