@@ -86,8 +86,9 @@ pub enum LunSpec {
     File(PathBuf),
 }
 
-/// Everything [`Server::bind`] needs.
-#[derive(Debug, Clone)]
+/// Everything [`Server::bind`] needs. Its `Debug` output shows the CHAP
+/// user names but never the secrets.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The portal to listen on (port 0 picks a free port; see
     /// [`Server::local_addr`]).
@@ -152,6 +153,28 @@ impl ServerConfig {
             max_connections: 256,
             log: true,
         }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user =
+            |c: &Option<(String, String)>| c.as_ref().map(|(u, _)| format!("{u} / <secret>"));
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("target_name", &self.target_name)
+            .field("target_alias", &self.target_alias)
+            .field("luns", &self.luns)
+            .field("block_size", &self.block_size)
+            .field("chap", &user(&self.chap))
+            .field("mutual_chap", &user(&self.mutual_chap))
+            .field("nop_interval", &self.nop_interval)
+            .field("nop_timeout", &self.nop_timeout)
+            .field("params", &self.params)
+            .field("cmd_window", &self.cmd_window)
+            .field("max_connections", &self.max_connections)
+            .field("log", &self.log)
+            .finish()
     }
 }
 

@@ -341,3 +341,14 @@ fn chap_login_accepts_the_secret_and_refuses_others() {
     let (h, _) = c.login_with("Normal", &[]);
     assert_eq!(h.status_class, 2);
 }
+
+#[test]
+fn config_debug_hides_chap_secrets() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TARGET);
+    cfg.chap = Some(("alice".into(), "hunter2-hunter2".into()));
+    cfg.mutual_chap = Some(("tgt".into(), "swordfish-swordfish".into()));
+    let s = format!("{cfg:?}");
+    assert!(s.contains("alice"));
+    assert!(!s.contains("hunter2"), "{s}");
+    assert!(!s.contains("swordfish"), "{s}");
+}
