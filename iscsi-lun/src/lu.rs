@@ -87,6 +87,8 @@ pub struct LogicalUnit {
     pub(crate) wce: bool,
     pub(crate) pr: Pr,
     ua: HashMap<NexusId, VecDeque<SenseData>>,
+    /// Set for the duration of [`LogicalUnit::execute_transport`].
+    pub(crate) short_writes: bool,
 }
 
 impl std::fmt::Debug for LogicalUnit {
@@ -164,6 +166,7 @@ impl LogicalUnit {
             wce,
             pr: Pr::default(),
             ua: HashMap::new(),
+            short_writes: false,
         }
     }
 
@@ -227,6 +230,26 @@ impl LogicalUnit {
     /// commands without one. Never panics.
     pub fn execute(&mut self, nexus: NexusId, cdb: &[u8], data_out: &[u8]) -> ScsiOutcome {
         ScsiOutcome::from_result(self.run(nexus, cdb, data_out))
+    }
+
+    /// Executes like [`execute`](Self::execute), for a transport whose
+    /// Data-Out buffer may be shorter than the CDB's transfer length (an
+    /// iSCSI Expected Data Transfer Length below it, RFC 7143 section
+    /// 11.4.5.1): a WRITE or WRITE AND VERIFY then writes the whole blocks
+    /// the buffer holds and succeeds, and the transport reports the rest
+    /// as a residual overflow against
+    /// [`expected_transfer`](Self::expected_transfer). Other commands are
+    /// as strict as with `execute`.
+    pub fn execute_transport(
+        &mut self,
+        nexus: NexusId,
+        cdb: &[u8],
+        data_out: &[u8],
+    ) -> ScsiOutcome {
+        self.short_writes = true;
+        let out = self.execute(nexus, cdb, data_out);
+        self.short_writes = false;
+        out
     }
 
     fn run(&mut self, nexus: NexusId, cdb: &[u8], data_out: &[u8]) -> Result<Vec<u8>, Fail> {

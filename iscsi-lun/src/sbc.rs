@@ -159,7 +159,19 @@ impl LogicalUnit {
             // shall not be considered an error."
             return Ok(Vec::new());
         }
-        let data = self.take(data_out, self.bytes(n)?, c)?;
+        let need = self.bytes(n)?;
+        let data = if self.short_writes && data_out.len() < need {
+            // A transport with a short Data-Out buffer (see
+            // `LogicalUnit::execute_transport`): only whole blocks are
+            // written; the transport reports the rest as a residual.
+            let whole = data_out.len() - data_out.len() % self.block_size as usize;
+            if whole == 0 {
+                return Ok(Vec::new());
+            }
+            data_out.get(..whole).unwrap_or_default()
+        } else {
+            self.take(data_out, need, c)?
+        };
         let at = self.offset(lba);
         self.dev.write_at(at, data).map_err(write_err)?;
         if verify {

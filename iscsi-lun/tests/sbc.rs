@@ -683,3 +683,24 @@ fn file_backed_lun() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn execute_transport_writes_the_whole_blocks_of_a_short_data_out() {
+    // RFC 7143 section 11.4.5.1: an Expected Data Transfer Length below
+    // the CDB's transfer length; the transport reports the overflow.
+    let mut l = lu();
+    good(&l.execute(I1, &cdb::write10(0, 2, RwFlags::default()), &pattern(2, 1)));
+    let short = pattern(1, 2);
+    // `execute` stays strict: INVALID FIELD IN CDB.
+    let o = l.execute(I1, &cdb::write10(0, 2, RwFlags::default()), &short);
+    assert_eq!(o.sense.map(|s| s.key), Some(SenseKey::IllegalRequest));
+    // `execute_transport` writes the one whole block.
+    good(&l.execute_transport(I1, &cdb::write10(0, 2, RwFlags::default()), &short));
+    let o = l.execute(I1, &cdb::read10(0, 2, RwFlags::default()), &[]);
+    assert_eq!(&o.data_in[..BS], &short[..]);
+    assert_eq!(&o.data_in[BS..], &pattern(2, 1)[BS..]);
+    // Less than a block: nothing written, still GOOD.
+    good(&l.execute_transport(I1, &cdb::write10(0, 1, RwFlags::default()), &[0xee; 100]));
+    let o = l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]);
+    assert_eq!(&o.data_in[..], &short[..]);
+}

@@ -529,3 +529,42 @@ fn login_is_the_same_for_any_stream_cut() {
     let b = chap_login(&mut cut, b"alice-secret-123", Some((1, &[3u8; 20])));
     assert_eq!(a, b);
 }
+
+#[test]
+fn small_max_burst_without_first_burst_gets_a_first_burst_offer() {
+    // RFC 7143 section 13.14: "FirstBurstLength MUST NOT exceed
+    // MaxBurstLength." The initiator lowers MaxBurstLength below the
+    // FirstBurstLength default (65536) and does not negotiate it: the
+    // target offers FirstBurstLength and holds the transit until answered.
+    let mut h = Harness::new(config());
+    let keys = [
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET),
+        ("SessionType", "Normal"),
+        ("MaxBurstLength", "16384"),
+    ];
+    let req = h.login_req(true, false, Stage::Operational, Stage::FullFeature);
+    let (r, p) = h.login_step(req, kv(&keys));
+    assert_eq!(status(&r), LoginStatus::Success, "{p:?}");
+    assert!(!r.transit, "transit with an unanswered offer");
+    assert_eq!(get(&p, "MaxBurstLength"), Some("16384"));
+    assert_eq!(get(&p, "FirstBurstLength"), Some("16384"));
+    // The answer (Min: at most the offer) ends the stage.
+    let req = h.login_req(true, false, Stage::Operational, Stage::FullFeature);
+    let (r, p) = h.login_step(req, kv(&[("FirstBurstLength", "8192")]));
+    assert_eq!(status(&r), LoginStatus::Success, "{p:?}");
+    assert!(r.transit);
+    assert_eq!(r.nsg, Stage::FullFeature);
+    let n = h.s.negotiated().expect("negotiated");
+    assert_eq!((n.max_burst_length, n.first_burst_length), (16384, 8192));
+    assert_eq!(h.s.phase(), Phase::FullFeature);
+}
+
+#[test]
+fn max_burst_above_first_burst_needs_no_offer() {
+    let mut h = Harness::new(config());
+    let (_, p) = h.login(&[("MaxBurstLength", "131072")]);
+    assert_eq!(get(&p, "FirstBurstLength"), None);
+    let n = h.s.negotiated().expect("negotiated");
+    assert_eq!((n.max_burst_length, n.first_burst_length), (131072, 65536));
+}

@@ -1245,7 +1245,47 @@ impl TargetNegotiator {
                 out.push(self.engine.declare("TargetAlias", alias.clone()));
             }
         }
+        if stage == LoginStage::Operational {
+            if let Some(offer) = self.first_burst_offer() {
+                out.push(offer);
+            }
+        }
         Ok(out)
+    }
+
+    /// RFC 7143 section 13.14: "FirstBurstLength MUST NOT exceed
+    /// MaxBurstLength." When the initiator negotiated MaxBurstLength below
+    /// the FirstBurstLength in effect (its default 65536) without
+    /// negotiating FirstBurstLength, the target proposes FirstBurstLength
+    /// itself, at most the MaxBurstLength: the result of this Min key
+    /// (section 6.2.2) cannot exceed the offer, so the pair stays valid.
+    /// The login must not transit until the initiator answers (see
+    /// [`pending_answers`](Self::pending_answers)).
+    fn first_burst_offer(&mut self) -> Option<(String, String)> {
+        const FBL: &str = "FirstBurstLength";
+        let e = &self.engine;
+        if e.session_type == SessionType::Discovery
+            || !e.results.contains_key("MaxBurstLength")
+            || e.results.contains_key(FBL)
+            || e.offered.contains_key(FBL)
+            || e.received.contains(FBL)
+        {
+            return None;
+        }
+        let max_burst = e.eff_num("MaxBurstLength");
+        if e.eff_num(FBL) <= max_burst {
+            return None;
+        }
+        let v = u64::from(self.cfg.params.first_burst_length).min(max_burst);
+        self.engine.offered.insert(FBL, v.to_string());
+        Some((FBL.to_owned(), v.to_string()))
+    }
+
+    /// Keys the target proposed that the initiator has not answered yet;
+    /// the target does not transit while this is non-empty (RFC 7143
+    /// section 6.2: every offer is answered).
+    pub fn pending_answers(&self) -> Vec<&'static str> {
+        self.engine.pending()
     }
 
     /// The SessionType the initiator declared (Normal until declared).

@@ -690,12 +690,16 @@ impl Session {
     }
 
     /// The application's answer to a delivered task.
+    /// `write_len`: for a command without the R bit, the number of bytes
+    /// its CDB transfers to the target, if the application knows it (for
+    /// the write residual).
     pub(super) fn complete_task(
         &mut self,
         id: TaskId,
         status: ScsiStatus,
         sense: Option<Bytes>,
         data_in: Bytes,
+        write_len: Option<u32>,
     ) -> Result<(), UsageError> {
         match self.tasks.get(&id) {
             Some(t) if t.delivered => {}
@@ -725,7 +729,17 @@ impl Session {
                 (data_in, Residual::None)
             }
         } else {
-            (Bytes::new(), Residual::None)
+            // RFC 7143 section 11.4.5.1, for writes: "the Residual Count
+            // ... MUST be set to the number of bytes that were not
+            // transferred" (U: the Expected Data Transfer Length exceeded
+            // what the command needed) or that the command needed beyond it
+            // (O). Without the command's own length, none is reported.
+            let residual = match write_len {
+                Some(n) if n > edtl => Residual::Overflow(n - edtl),
+                Some(n) if n < edtl => Residual::Underflow(edtl - n),
+                _ => Residual::None,
+            };
+            (Bytes::new(), residual)
         };
         let status_u8 = status.to_u8();
         // RFC 7143 section 11.7.4 (S bit): status may ride in the last

@@ -368,7 +368,10 @@ impl Session {
         }
         let neg = self.login.negotiator.as_mut()?;
         match neg.handle_request(pairs, LoginStage::Operational) {
-            Ok(r) => Some((r, req.transit)),
+            // RFC 7143 section 6.2: a key the target proposed must be
+            // answered before the stage ends, so no transit while one is
+            // outstanding (the initiator asks again with T=1).
+            Ok(r) => Some((r, req.transit && neg.pending_answers().is_empty())),
             Err(_) => {
                 self.login_reject(req.itt, LoginStatus::InitiatorError);
                 None

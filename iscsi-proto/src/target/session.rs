@@ -381,7 +381,26 @@ impl Session {
         if self.phase == Phase::Closed {
             return Err(UsageError::Closed);
         }
-        self.complete_task(task, status, sense, data_in)
+        self.complete_task(task, status, sense, data_in, None)
+    }
+
+    /// Completes a task without the R bit (a write, or a command with no
+    /// data) like [`complete`](Self::complete), reporting the residual
+    /// (RFC 7143 section 11.4.5.1) against `scsi_write_len`, the number of
+    /// bytes the CDB transfers to the target: overflow when it exceeds the
+    /// Expected Data Transfer Length, underflow when it falls short. For a
+    /// task with the R bit it is [`complete`](Self::complete).
+    pub fn complete_write(
+        &mut self,
+        task: TaskId,
+        status: ScsiStatus,
+        sense: Option<Bytes>,
+        scsi_write_len: u32,
+    ) -> Result<(), UsageError> {
+        if self.phase == Phase::Closed {
+            return Err(UsageError::Closed);
+        }
+        self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
     }
 
     /// Asks the initiator to log out within `parameter3` seconds
