@@ -9,6 +9,7 @@
 
 mod bench;
 mod pcap;
+mod serve;
 mod url;
 
 use std::fs::File;
@@ -127,6 +128,27 @@ enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
+    /// Serve LUNs as an iSCSI target (the embedded target, on mio); Ctrl-C stops.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3260")]
+        listen: String,
+        /// Target name.
+        #[arg(long, default_value = "iqn.2026-11.rs.iscsi:target")]
+        target: String,
+        /// A LUN: ram:SIZE (e.g. ram:64M) or file:PATH; LUN 0 is the first.
+        #[arg(long = "lun", value_name = "ram:SIZE|file:PATH")]
+        luns: Vec<String>,
+        /// Require CHAP from initiators: USER:SECRET.
+        #[arg(long, value_name = "USER:SECRET")]
+        chap: Option<String>,
+    },
+    /// Start an embedded target with a 64 MiB RAM disk on loopback and drive it.
+    Demo {
+        /// Benchmark seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Write blocks from a file or stdin (length must be a multiple of the block size).
     Write {
         /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
@@ -163,6 +185,19 @@ fn run(cli: Cli) -> Result<(), String> {
             output,
         } => read(&cli.global, url, *lba, *blocks, output.as_ref()),
         Command::Write { url, lba, input } => write(&cli.global, url, *lba, input.as_ref()),
+        Command::Serve {
+            listen,
+            target,
+            luns,
+            chap,
+        } => serve::serve(
+            listen,
+            target,
+            luns,
+            chap.as_deref(),
+            cli.global.mutual_chap.as_deref(),
+        ),
+        Command::Demo { seconds } => serve::demo(*seconds),
         Command::Bench {
             url,
             qd,
@@ -191,6 +226,19 @@ fn digests(arg: DigestArg) -> Vec<DigestType> {
     }
 }
 
+/// Operational parameters the tool offers: large data segments and bursts,
+/// immediate and unsolicited data (targets answer with their own limits).
+fn tuned_params() -> OperationalParams {
+    OperationalParams {
+        max_recv_data_segment_length: 262_144,
+        max_burst_length: 1 << 20,
+        first_burst_length: 262_144,
+        immediate_data: true,
+        initial_r2t: false,
+        ..Default::default()
+    }
+}
+
 /// Session configuration from the global options and a URL's credentials.
 fn session_config(
     g: &Global,
@@ -201,10 +249,7 @@ fn session_config(
     let op = OperationalParams {
         header_digest: digests(g.header_digest),
         data_digest: digests(g.data_digest),
-        max_recv_data_segment_length: 262_144,
-        immediate_data: true,
-        initial_r2t: false,
-        ..Default::default()
+        ..tuned_params()
     };
     // A random-format ISID (RFC 7143 section 11.12.5, T = 10b): 24 random
     // bits from the OS and the process id as qualifier, so concurrent
