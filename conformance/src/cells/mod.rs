@@ -5,6 +5,7 @@
 
 mod baseline;
 mod istgt;
+mod target_compare;
 mod tgtd;
 
 pub use baseline::{baseline_cells, parse_cunit_summary, CunitSummary};
@@ -20,6 +21,7 @@ pub const TOOL_LIMIT: Duration = Duration::from_secs(20);
 pub fn default_cells() -> Vec<Cell> {
     let mut v = tgtd::cells();
     v.extend(istgt::cells());
+    v.extend(target_compare::cells());
     v
 }
 
