@@ -339,12 +339,18 @@ impl Session {
         if self.login.authenticated {
             return Some((replies, true));
         }
+        // RFC 7143 section 6.3: an initiator "willing to negotiate iSCSI
+        // security" may send its first request with T=1 and AuthMethod=CHAP,
+        // None; a target that picks CHAP answers with T=0 ("If the target
+        // responds to a Login Request that has the T bit set to 1 with a
+        // Login Response that has the T bit set to 0, the initiator should
+        // keep sending the Login Request ... with the T bit set to 1") and
+        // the CHAP exchange follows. Any wrong CHAP key was rejected above.
         let in_progress = self.login.chap.as_ref().is_some_and(|c| !c.is_complete())
-            && method == Some(AuthMethod::Chap)
-            && pairs.iter().any(|(k, _)| k == "CHAP_A");
+            && method == Some(AuthMethod::Chap);
         if in_progress {
-            // The challenge is in this response: stay in the stage (T=0)
-            // until the initiator answers it.
+            // CHAP was just selected, or the challenge is in this response:
+            // stay in the stage (T=0) until the initiator answers it.
             return Some((replies, false));
         }
         // RFC 7143 section 12: a target that requires authentication does
