@@ -125,6 +125,8 @@ pub struct Sniff {
     pub sn36: u32,
     /// Bytes 40..44: Buffer Offset.
     pub offset: u32,
+    /// Bytes 44..48: Desired Data Transfer Length (R2T) / residual.
+    pub word44: u32,
     /// Total bytes on the wire.
     pub wire_len: usize,
 }
@@ -153,6 +155,7 @@ impl Sniff {
             sn32: be32(header, 32),
             sn36: be32(header, 36),
             offset: be32(header, 40),
+            word44: be32(header, 44),
             wire_len,
         }
     }
