@@ -215,8 +215,14 @@ pub struct Harness {
     pub hold: bool,
     /// Commands held (see [`Harness::release`]).
     pub held: Vec<ScsiRequest>,
-    /// How each target task ended.
-    pub tgt_ends: HashMap<TgtTaskId, TgtEnd>,
+    /// How each target task ended, by (connection number, task).
+    pub tgt_ends: HashMap<(usize, TgtTaskId), TgtEnd>,
+    /// Every command delivered by a target connection, by (connection
+    /// number, task).
+    pub tgt_commands: Vec<(usize, TgtTaskId)>,
+    /// Drop everything the target sends (a black hole), to starve the
+    /// initiator's timers.
+    pub drop_t2i: bool,
     /// PDUs the initiator sent (in send order).
     pub ini_pdus: Vec<Sniff>,
     /// PDUs the target sent (in send order).
@@ -270,6 +276,8 @@ impl Harness {
             hold: false,
             held: Vec::new(),
             tgt_ends: HashMap::new(),
+            tgt_commands: Vec::new(),
+            drop_t2i: false,
             ini_pdus: Vec::new(),
             tgt_pdus: Vec::new(),
             advertised_max: None,
@@ -307,10 +315,23 @@ impl Harness {
                 Event::Connect { .. } => {
                     self.connects += 1;
                     if self.connects > 1 {
+                        // The old connection is gone for the target too:
+                        // its tasks are aborted (reported under the old
+                        // connection number).
+                        self.connects -= 1;
+                        if !self.tgt.is_closed() {
+                            self.tgt.handle_closed(self.now);
+                        }
+                        self.drain_tgt_events();
+                        while self.tgt.poll_transmit(self.now).is_some() {}
+                        self.connects += 1;
                         // A new TCP connection: a fresh target connection.
                         self.tgt = Tgt::new(self.tgt_cfg.clone()).expect("valid target config");
                         self.tgt_saw_close = false;
                         self.ini_saw_close = false;
+                        // A new session numbers commands afresh.
+                        self.advertised_max = None;
+                        self.last_cmd_sn = None;
                     }
                     self.i2t.clear();
                     self.t_rx.clear();
@@ -333,7 +354,7 @@ impl Harness {
                         "task {task:?} completed twice: {prev:?} then {outcome:?}"
                     );
                 }
-                Event::Closed(_) => {
+                Event::Closed(_) | Event::Recovering { .. } => {
                     if !self.tgt_saw_close {
                         // The initiator dropped the TCP connection.
                         self.tgt_saw_close = true;
@@ -408,6 +429,7 @@ impl Harness {
             any = true;
             match &ev {
                 TargetEvent::Command(req) => {
+                    self.tgt_commands.push((self.connects, req.task));
                     if self.hold {
                         self.held.push(req.clone());
                     } else {
@@ -430,7 +452,7 @@ impl Harness {
     }
 
     fn end_tgt(&mut self, task: TgtTaskId, end: TgtEnd) {
-        let prev = self.tgt_ends.insert(task, end);
+        let prev = self.tgt_ends.insert((self.connects, task), end);
         assert!(
             prev.is_none(),
             "target task {task:?} ended twice: {prev:?} then {end:?}"
@@ -508,7 +530,9 @@ impl Harness {
         }
         let n = self.chunk_len(self.t2i.len());
         let chunk = self.t2i.split_to(n);
-        self.i_rx.extend_from_slice(&chunk);
+        if !self.drop_t2i {
+            self.i_rx.extend_from_slice(&chunk);
+        }
         true
     }
 
@@ -654,14 +678,11 @@ impl Harness {
     #[track_caller]
     pub fn assert_target_settled(&self) {
         assert!(self.held.is_empty(), "commands still held");
-        for ev in &self.tevents {
-            if let TargetEvent::Command(req) = ev {
-                assert!(
-                    self.tgt_ends.contains_key(&req.task),
-                    "target task {:?} never ended",
-                    req.task
-                );
-            }
+        for key in &self.tgt_commands {
+            assert!(
+                self.tgt_ends.contains_key(key),
+                "target task {key:?} never ended"
+            );
         }
         assert_eq!(self.tgt.live_tasks(), 0, "target tasks still live");
     }
