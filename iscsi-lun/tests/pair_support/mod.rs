@@ -354,12 +354,10 @@ impl Harness {
                         "task {task:?} completed twice: {prev:?} then {outcome:?}"
                     );
                 }
-                Event::Closed(_) | Event::Recovering { .. } => {
-                    if !self.tgt_saw_close {
-                        // The initiator dropped the TCP connection.
-                        self.tgt_saw_close = true;
-                        self.tgt.handle_closed(self.now);
-                    }
+                // The initiator dropped the TCP connection.
+                Event::Closed(_) | Event::Recovering { .. } if !self.tgt_saw_close => {
+                    self.tgt_saw_close = true;
+                    self.tgt.handle_closed(self.now);
                 }
                 _ => {}
             }
