@@ -62,6 +62,10 @@ struct Setup {
     /// (target MRDSL, initiator MRDSL, MaxBurst, FirstBurst) picks.
     limits: (u32, u32, u32, u32),
     nop: bool,
+    /// CmdSN of the leading login (near 2^32 to cross the wrap).
+    initial_cmd_sn: u32,
+    /// The target's transmit high-water mark (back-pressure).
+    max_queued_transmits: usize,
     /// Batches of commands; with each, an optional task (by index) to
     /// abort and whether timers run while the batch is in flight.
     batches: Vec<(Vec<Op>, Option<usize>, bool)>,
@@ -90,6 +94,10 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
         limits,
         any::<bool>(),
         prop::collection::vec(batch, 1..=4),
+        (
+            prop_oneof![Just(1u32), u32::MAX - 40..=u32::MAX, any::<u32>()],
+            prop_oneof![Just(1usize), Just(2), Just(1024)],
+        ),
     )
         .prop_map(
             |(
@@ -102,8 +110,11 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
                 limits,
                 nop,
                 batches,
+                (initial_cmd_sn, max_queued_transmits),
             )| {
                 Setup {
+                    initial_cmd_sn,
+                    max_queued_transmits,
                     seed,
                     initial_r2t,
                     immediate_data,
@@ -132,7 +143,8 @@ fn run(s: &Setup) {
     tc.params.max_outstanding_r2t = s.max_r2t;
     tc.cmd_window = s.window;
     tc.seed = s.seed;
-    let mut ic = ini_config();
+    tc.max_queued_transmits = s.max_queued_transmits;
+    let mut ic = ini_config().with_initial_cmd_sn(s.initial_cmd_sn);
     ic.operational = params(s.initial_r2t, s.immediate_data, im, mb, fb);
     ic.operational.max_outstanding_r2t = s.max_r2t;
     if s.digests {
@@ -330,6 +342,8 @@ fn segmentation_does_not_matter() {
             max_r2t: 1 + (seed % 2) as u16,
             limits: (1024, 512, 4096, 2048),
             nop: seed % 5 == 0,
+            initial_cmd_sn: u32::MAX - seed as u32 * 3,
+            max_queued_transmits: 1 + seed as usize % 3,
             batches: vec![(ops.clone(), None, false), (ops.clone(), None, true)],
         };
         run(&s);
