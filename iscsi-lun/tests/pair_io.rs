@@ -11,7 +11,7 @@ use iscsi_proto::initiator::{LogoutMode, ScsiCommand, TaskId, TaskOutcome};
 use iscsi_proto::scsi::cdb::{self, Capacity, StandardInquiry};
 use iscsi_proto::scsi::{SenseData, SenseKey};
 use iscsi_proto::target::TargetEvent;
-use iscsi_proto::wire::{ScsiResponseCode, TmfFunction, TmfResponse};
+use iscsi_proto::wire::{Residual, ScsiResponseCode, TmfFunction, TmfResponse};
 use pair_support::*;
 
 const DISK: u64 = 4 << 20;
@@ -552,4 +552,187 @@ fn lun_reset_with_queued_commands_behind_a_small_window() {
     let (r, _) = h.run(read_cmd(0, 1));
     assert!(r.is_good());
     logout(&mut h);
+}
+
+#[test]
+fn read_residuals() {
+    let mut h = Harness::new(ini_config(), tgt_config(1), &[DISK], Cuts::Random(6));
+    h.login();
+    // Expected Data Transfer Length below what the CDB transfers: the
+    // target sends EDTL bytes and reports an overflow (RFC 7143 section
+    // 11.4.5.1).
+    let (r, data) = h.run(ScsiCommand::read(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::read10(0, 4, Default::default())),
+        1024,
+    ));
+    assert!(r.is_good(), "{r:?}");
+    assert_eq!(data.len(), 1024);
+    assert_eq!(r.bytes_read, 1024);
+    assert_eq!(r.residual, Residual::Overflow(1024));
+    assert_eq!(data, h.disk(0, 0, 1024));
+    // Above: an underflow.
+    let (r, data) = h.run(ScsiCommand::read(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::read10(0, 2, Default::default())),
+        4096,
+    ));
+    assert!(r.is_good(), "{r:?}");
+    assert_eq!(data.len(), 1024);
+    assert_eq!(r.residual, Residual::Underflow(3072));
+    logout(&mut h);
+}
+
+#[test]
+fn write_residuals() {
+    let mut h = Harness::new(ini_config(), tgt_config(1), &[DISK], Cuts::Random(7));
+    h.login();
+    // More data than the CDB transfers: underflow of the extra bytes.
+    let (r, _) = h.run(ScsiCommand::write(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::write10(0, 1, Default::default())),
+        pattern(1, 1024),
+    ));
+    assert_eq!(r.residual, Residual::Underflow(512), "{r:?}");
+    // Less data than the CDB transfers: overflow.
+    let (r, _) = h.run(ScsiCommand::write(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::write10(0, 4, Default::default())),
+        pattern(2, 1024),
+    ));
+    assert_eq!(r.residual, Residual::Overflow(1024), "{r:?}");
+    logout(&mut h);
+}
+
+#[test]
+fn sixteen_byte_and_extended_cdbs() {
+    let mut h = Harness::new(ini_config(), tgt_config(1), &[DISK], Cuts::Random(8));
+    h.login();
+    let data = pattern(16, 8192);
+    let (r, _) = h.run(ScsiCommand::write(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::write16(1000, 16, Default::default())),
+        data.clone(),
+    ));
+    assert!(r.is_good());
+    let (r, back) = h.run(ScsiCommand::read(
+        lun(0),
+        Bytes::copy_from_slice(&cdb::read16(1000, 16, Default::default())),
+        8192,
+    ));
+    assert!(r.is_good());
+    assert_eq!(back, data[..]);
+    // A 32-byte CDB travels in an Extended CDB AHS (RFC 7143 section
+    // 11.2.2.3); the logical unit does not know it: ILLEGAL REQUEST.
+    let mut long = vec![0u8; 32];
+    long[0] = 0x7f;
+    long[7] = 24;
+    let before = h.ini_pdus.len();
+    let (r, _) = h.run(ScsiCommand::read(lun(0), Bytes::from(long), 512));
+    let cmd = h.ini_pdus[before..]
+        .iter()
+        .find(|s| s.opcode == op::SCSI_CMD)
+        .unwrap();
+    assert!(cmd.header_len > 48, "AHS present");
+    assert_eq!(r.status, 0x02);
+    assert!(r.sense_data.unwrap().is(SenseKey::IllegalRequest, (0x20, 0x00)));
+    logout(&mut h);
+}
+
+#[test]
+fn send_targets_in_a_normal_session() {
+    let mut tc = tgt_config(1);
+    tc.portals = vec![iscsi_proto::target::Portal {
+        address: "127.0.0.1:3260".into(),
+        portal_group_tag: 1,
+    }];
+    let mut h = Harness::new(ini_config(), tc, &[DISK], Cuts::Random(9));
+    h.login();
+    let t = h.ini.send_targets(h.now).unwrap();
+    h.pump();
+    match h.outcome(t) {
+        Some(TaskOutcome::Targets(r)) => {
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].name, TARGET);
+            assert_eq!(r[0].addresses[0].host, "127.0.0.1");
+        }
+        other => panic!("{other:?}"),
+    }
+    logout(&mut h);
+}
+
+fn tmf_aborts_all(function: TmfFunction, tmf_lun: u64, luns_hit: &[u16]) {
+    let mut h = Harness::new(ini_config(), tgt_config(2), &[DISK, 1 << 20], Cuts::Random(10));
+    h.login();
+    h.hold = true;
+    let mut tasks = Vec::new();
+    for l in 0..2u16 {
+        for i in 0..3 {
+            let t = h.submit(ScsiCommand::read(
+                lun(l),
+                Bytes::copy_from_slice(&cdb::read10(i, 1, Default::default())),
+                512,
+            ));
+            tasks.push((l, t));
+        }
+    }
+    h.pump();
+    let tmf = h.ini.task_management(h.now, tmf_lun, function).unwrap();
+    h.pump();
+    assert_eq!(
+        h.outcome(tmf),
+        Some(&TaskOutcome::TaskManagement(TmfResponse::FunctionComplete)),
+        "{function:?}"
+    );
+    for (l, t) in &tasks {
+        if luns_hit.contains(l) {
+            assert_eq!(
+                h.outcome(*t),
+                Some(&TaskOutcome::Failed(TaskError::Aborted(function))),
+                "{function:?} LUN {l}"
+            );
+        } else {
+            assert!(h.outcome(*t).is_none(), "{function:?} LUN {l}");
+        }
+    }
+    h.hold = false;
+    h.release();
+    for (_, t) in &tasks {
+        assert!(h.outcome(*t).is_some());
+    }
+    logout(&mut h);
+}
+
+#[test]
+fn abort_task_set_clear_task_set_warm_reset() {
+    tmf_aborts_all(TmfFunction::AbortTaskSet, lun(1), &[1]);
+    tmf_aborts_all(TmfFunction::ClearTaskSet, lun(0), &[0]);
+    tmf_aborts_all(TmfFunction::TargetWarmReset, 0, &[0, 1]);
+}
+
+#[test]
+fn target_cold_reset_ends_the_connection() {
+    let mut h = Harness::new(ini_config(), tgt_config(1), &[DISK], Cuts::Random(11));
+    h.login();
+    h.hold = true;
+    let t = h.submit(read_cmd(0, 1));
+    h.pump();
+    let tmf = h
+        .ini
+        .task_management(h.now, 0, TmfFunction::TargetColdReset)
+        .unwrap();
+    h.pump();
+    // RFC 7143 section 11.5.1: the target answers, then drops every
+    // connection.
+    assert!(h.tevents.contains(&TargetEvent::Closed {
+        reason: iscsi_proto::target::CloseReason::ColdReset
+    }));
+    assert!(h.outcome(tmf).is_some());
+    assert!(
+        matches!(h.outcome(t), Some(TaskOutcome::Failed(_))),
+        "{:?}",
+        h.outcome(t)
+    );
+    assert!(h.ini.is_closed());
+    h.assert_target_settled();
 }
