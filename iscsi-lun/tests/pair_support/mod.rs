@@ -223,6 +223,14 @@ pub struct Harness {
     /// Drop everything the target sends (a black hole), to starve the
     /// initiator's timers.
     pub drop_t2i: bool,
+    /// Flip the first data byte of the next initiator PDU with this opcode
+    /// and a data segment (a data digest error when digests are on).
+    pub corrupt_next_ini_data: Option<u8>,
+    /// Same for the target's next PDU with this opcode.
+    pub corrupt_next_tgt_data: Option<u8>,
+    /// At most this many initiator PDUs taken per round (a slow socket:
+    /// the rest stay queued in the session while input is processed).
+    pub ini_tx_per_step: Option<usize>,
     /// PDUs the initiator sent (in send order).
     pub ini_pdus: Vec<Sniff>,
     /// PDUs the target sent (in send order).
@@ -278,6 +286,9 @@ impl Harness {
             tgt_ends: HashMap::new(),
             tgt_commands: Vec::new(),
             drop_t2i: false,
+            corrupt_next_ini_data: None,
+            corrupt_next_tgt_data: None,
+            ini_tx_per_step: None,
             ini_pdus: Vec::new(),
             tgt_pdus: Vec::new(),
             advertised_max: None,
@@ -368,13 +379,22 @@ impl Harness {
 
     fn drain_ini_transmits(&mut self) -> bool {
         let mut any = false;
-        while let Some(t) = self.ini.poll_transmit(self.now) {
+        let mut budget = self.ini_tx_per_step.unwrap_or(usize::MAX);
+        while budget > 0 {
+            let Some(t) = self.ini.poll_transmit(self.now) else {
+                break;
+            };
+            budget -= 1;
             any = true;
             let s = Sniff::parse(t.header(), t.len());
             self.check_window(&s);
-            self.ini_pdus.push(s);
             let mut v = Vec::with_capacity(t.len());
             t.write_to(&mut v);
+            if self.corrupt_next_ini_data == Some(s.opcode) && s.dsl > 0 {
+                self.corrupt_next_ini_data = None;
+                v[s.header_len] ^= 0x01;
+            }
+            self.ini_pdus.push(s);
             self.i2t.extend_from_slice(&v);
         }
         self.max_queued = self.max_queued.max(self.ini.queued_commands());
@@ -415,8 +435,13 @@ impl Harness {
                 Some(cur) if !m.follows(cur) => cur,
                 _ => m,
             });
-            self.tgt_pdus.push(s);
+            let at = self.t2i.len() + s.header_len;
             t.write_to(&mut self.t2i);
+            if self.corrupt_next_tgt_data == Some(s.opcode) && s.dsl > 0 {
+                self.corrupt_next_tgt_data = None;
+                self.t2i[at] ^= 0x01;
+            }
+            self.tgt_pdus.push(s);
         }
         any
     }

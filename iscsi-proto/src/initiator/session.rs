@@ -1563,10 +1563,26 @@ impl Session {
                     .get(16..20)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                     .unwrap_or(RESERVED_TAG);
-                if itt != RESERVED_TAG && self.tasks.get(itt).is_some() {
+                let first = data.first().copied().unwrap_or(0);
+                let opcode = first & 0x3f;
+                let immediate = first & 0x40 != 0;
+                // Command PDUs (RFC 7143 section 11.2.1.2): NOP-Out, SCSI
+                // Command, Task Management, Text, Logout. Data-Out and
+                // SNACK are not.
+                let is_command = matches!(opcode, 0x00 | 0x01 | 0x02 | 0x04 | 0x06);
+                if itt != RESERVED_TAG && self.tasks.get(itt).is_some() && !is_command {
+                    // RFC 7143 section 7.3: "Targets MUST NOT implicitly
+                    // terminate an active task by sending a Reject PDU for
+                    // any PDU exchanged during the life of the task"; the
+                    // initiator "can eventually expect a response". The
+                    // task (and its remaining Data-Out) goes on.
+                } else if itt != RESERVED_TAG && self.tasks.get(itt).is_some() {
                     if matches!(self.tasks.get(itt).map(|t| &t.kind), Some(Kind::Logout)) {
                         self.logout_sent = false;
                         self.logout_deadline = None;
+                    }
+                    if !immediate && matches!(opcode, 0x01 | 0x04) {
+                        self.plug_cmd_sn_gap(itt);
                     }
                     self.complete(itt, TaskOutcome::Failed(TaskError::Rejected(h.reason)));
                 } else {
@@ -2135,6 +2151,36 @@ impl Session {
             data_out: None,
             numbered: false,
         });
+    }
+
+    /// RFC 7143 section 7.3: "The CmdSN of the rejected command PDU (if it
+    /// is a non-immediate command) MUST NOT be considered received by the
+    /// target ... Upon receiving the Reject, the initiator MUST plug the
+    /// CmdSN gap in order to continue to use the session", here "by
+    /// aborting the task": an internal ABORT TASK whose RefCmdSN is the
+    /// rejected CmdSN, which the target then "consider[s] as received"
+    /// (section 11.6.1 b). Without it every later command waits forever.
+    fn plug_cmd_sn_gap(&mut self, itt: u32) {
+        let Some(task) = self.tasks.get(itt) else {
+            return;
+        };
+        let Some(ref_cmd_sn) = task.cmd_sn else {
+            return;
+        };
+        let lun = match &task.kind {
+            Kind::Scsi(s) => s.cmd.lun,
+            _ => 0,
+        };
+        let function = w::TmfFunction::AbortTask;
+        if let Ok(tmf) = self.new_task(
+            Kind::Tmf {
+                function,
+                affected: Vec::new(),
+            },
+            true,
+        ) {
+            self.send_tmf(tmf, function, lun, itt, ref_cmd_sn, Serial(0));
+        }
     }
 
     fn send_ping(&mut self, itt: u32, data: Bytes) {
