@@ -68,7 +68,10 @@ fn data_out_digest_error_ends_the_write_once() {
         let w = h.submit(write_cmd(0, pattern(seed, 16384)));
         let r = h.submit(read_cmd(64, 4));
         h.pump();
-        assert!(h.corrupt_next_ini_data.is_none(), "a Data-Out was corrupted");
+        assert!(
+            h.corrupt_next_ini_data.is_none(),
+            "a Data-Out was corrupted"
+        );
         // RFC 7143 section 7.3: a Reject of a non-command PDU does not end
         // the task; the target answers once all the data has arrived.
         assert_eq!(h.tgt.live_tasks(), 0, "the target still waits for data");

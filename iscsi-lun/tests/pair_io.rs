@@ -635,7 +635,10 @@ fn sixteen_byte_and_extended_cdbs() {
         .unwrap();
     assert!(cmd.header_len > 48, "AHS present");
     assert_eq!(r.status, 0x02);
-    assert!(r.sense_data.unwrap().is(SenseKey::IllegalRequest, (0x20, 0x00)));
+    assert!(r
+        .sense_data
+        .unwrap()
+        .is(SenseKey::IllegalRequest, (0x20, 0x00)));
     logout(&mut h);
 }
 
@@ -662,7 +665,12 @@ fn send_targets_in_a_normal_session() {
 }
 
 fn tmf_aborts_all(function: TmfFunction, tmf_lun: u64, luns_hit: &[u16]) {
-    let mut h = Harness::new(ini_config(), tgt_config(2), &[DISK, 1 << 20], Cuts::Random(10));
+    let mut h = Harness::new(
+        ini_config(),
+        tgt_config(2),
+        &[DISK, 1 << 20],
+        Cuts::Random(10),
+    );
     h.login();
     h.hold = true;
     let mut tasks = Vec::new();

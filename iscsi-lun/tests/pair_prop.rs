@@ -69,6 +69,11 @@ struct Setup {
     /// Batches of commands; with each, an optional task (by index) to
     /// abort and whether timers run while the batch is in flight.
     batches: Vec<(Vec<Op>, Option<usize>, bool)>,
+    /// Initiator PDUs written per round (a slow socket), if limited.
+    slow: Option<usize>,
+    /// With digests on: corrupt the data of the first Data-Out (`true`)
+    /// or of the first SCSI Command with immediate data (`false`).
+    corrupt: Option<bool>,
 }
 
 fn setup_strategy() -> impl Strategy<Value = Setup> {
@@ -97,6 +102,8 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
         (
             prop_oneof![Just(1u32), u32::MAX - 40..=u32::MAX, any::<u32>()],
             prop_oneof![Just(1usize), Just(2), Just(1024)],
+            prop::option::of(1usize..=3),
+            prop::option::weighted(0.3, any::<bool>()),
         ),
     )
         .prop_map(
@@ -110,9 +117,11 @@ fn setup_strategy() -> impl Strategy<Value = Setup> {
                 limits,
                 nop,
                 batches,
-                (initial_cmd_sn, max_queued_transmits),
+                (initial_cmd_sn, max_queued_transmits, slow, corrupt),
             )| {
                 Setup {
+                    slow,
+                    corrupt,
                     initial_cmd_sn,
                     max_queued_transmits,
                     seed,
@@ -165,6 +174,12 @@ fn run(s: &Setup) {
     }
     let mut h = Harness::new(ic, tc, &[DISK], Cuts::Random(s.seed));
     h.login();
+    h.ini_tx_per_step = s.slow;
+    if s.digests {
+        h.corrupt_next_ini_data = s
+            .corrupt
+            .map(|d| if d { op::DATA_OUT } else { op::SCSI_CMD });
+    }
     assert_eq!(h.ini.negotiated().unwrap().header_digest, s.digests);
 
     let mut model = vec![0u8; DISK as usize];
@@ -256,6 +271,18 @@ fn run(s: &Setup) {
                 .outcome(t)
                 .unwrap_or_else(|| panic!("task {t:?} never completed"))
                 .clone();
+            if let TaskOutcome::Failed(TaskError::Rejected(_)) = outcome {
+                // The command PDU carrying corrupted immediate data.
+                assert!(s.digests && s.corrupt == Some(false));
+                assert!(matches!(exp, Expect::Write { .. }));
+                if let Expect::Write { offset, data } = &exp {
+                    assert!(
+                        h.disk(0, *offset as u64, data.len())
+                            == model[*offset..offset + data.len()]
+                    );
+                }
+                continue;
+            }
             if let TaskOutcome::Failed(TaskError::Aborted(_)) = outcome {
                 // An aborted write ran entirely or not at all.
                 if let Expect::Write { offset, data } = &exp {
@@ -279,9 +306,17 @@ fn run(s: &Setup) {
                         "read data differs at offset {offset} len {len}"
                     );
                 }
-                Expect::Write { offset, data } => {
-                    assert!(r.is_good(), "{r:?}");
+                Expect::Write { offset, data } if r.is_good() => {
                     model[offset..offset + data.len()].copy_from_slice(&data);
+                }
+                Expect::Write { offset, data } => {
+                    // Only the write whose data was corrupted may fail,
+                    // and then nothing of it reaches the disk.
+                    assert!(s.digests && s.corrupt.is_some(), "{r:?}");
+                    assert!(
+                        h.disk(0, offset as u64, data.len()) == model[offset..offset + data.len()],
+                        "a failed write changed the disk"
+                    );
                 }
                 Expect::Good => assert!(r.is_good(), "{r:?}"),
                 Expect::NoLun => {
@@ -302,7 +337,9 @@ fn run(s: &Setup) {
     let lt = h.ini.logout(h.now, LogoutMode::WaitForTasks).unwrap();
     h.pump();
     assert!(matches!(h.outcome(lt), Some(TaskOutcome::LoggedOut(_))));
-    assert_eq!(h.tgt.rejects_sent(), 0);
+    if !(s.digests && s.corrupt.is_some()) {
+        assert_eq!(h.tgt.rejects_sent(), 0);
+    }
 }
 
 proptest! {
@@ -344,6 +381,8 @@ fn segmentation_does_not_matter() {
             nop: seed % 5 == 0,
             initial_cmd_sn: u32::MAX - seed as u32 * 3,
             max_queued_transmits: 1 + seed as usize % 3,
+            slow: (seed % 3 == 1).then_some(1 + seed as usize % 2),
+            corrupt: None,
             batches: vec![(ops.clone(), None, false), (ops.clone(), None, true)],
         };
         run(&s);
