@@ -408,20 +408,102 @@ pub(super) fn expect_target_refused(result: Result<Client, Error>) -> Result<Str
     }
 }
 
-/// Counts PDUs in a capture matching a tshark display filter (TCP `port`
-/// decoded as iSCSI). Several PDUs in one frame count once per frame.
-pub(super) fn count_frames(pcap: &Path, port: u16, filter: &str) -> Result<usize, String> {
+/// One iSCSI PDU as tshark decoded it: the opcode (initiator opcodes
+/// without the I bit) and its header fields by name (`DataSegmentLength`,
+/// `InitiatorTaskTag`, `TargetTransferTag`, `HeaderDigest`, ...), values as
+/// tshark prints them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PduInfo {
+    /// The opcode.
+    pub(super) opcode: u8,
+    /// `(name, value)` of each field line.
+    pub(super) fields: Vec<(String, String)>,
+}
+
+impl PduInfo {
+    /// A field's printed value.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A field's numeric value: its first token, decimal or `0x` hex.
+    pub(super) fn num(&self, name: &str) -> Option<u64> {
+        let tok = self.get(name)?.split_whitespace().next()?;
+        match tok.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => tok.parse().ok(),
+        }
+    }
+}
+
+/// Every iSCSI PDU of a capture, one by one (several PDUs can share a TCP
+/// segment, so frame-level display filters cannot tell them apart), and
+/// the number of TCP segments tshark reports lost from the capture.
+pub(super) fn pdus(pcap: &Path, port: u16) -> Result<(Vec<PduInfo>, usize), String> {
     let file = pcap.to_string_lossy().into_owned();
     let decode = format!("tcp.port=={port},iscsi");
     let out = run(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "tshark",
-        &["-n", "-r", &file, "-d", &decode, "-Y", filter],
+        &[
+            "-n", "-r", &file, "-d", &decode, "-Y", "iscsi", "-O", "iscsi", "-V",
+        ],
     )?;
     if !out.success() {
         return Err(out.describe());
     }
-    Ok(out.stdout.lines().filter(|l| !l.trim().is_empty()).count())
+    let v = parse_pdus(&out.stdout);
+    let lost = run(
+        Duration::from_secs(60),
+        "tshark",
+        &["-n", "-r", &file, "-Y", "tcp.analysis.lost_segment"],
+    )?;
+    let lost = lost.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+    Ok((v, lost))
+}
+
+/// Parses `tshark -O iscsi -V` text into PDUs (see [`pdus`]).
+pub(super) fn parse_pdus(text: &str) -> Vec<PduInfo> {
+    let mut v = Vec::new();
+    let mut cur: Option<PduInfo> = None;
+    for line in text.lines() {
+        if line.starts_with("iSCSI (") {
+            v.extend(cur.take());
+            cur = Some(PduInfo::default());
+            continue;
+        }
+        if !line.starts_with("    ") {
+            // Any other top-level line (Frame, SCSI, Flags...) ends a PDU.
+            v.extend(cur.take());
+            continue;
+        }
+        let Some(p) = cur.as_mut() else { continue };
+        // Only direct children of the PDU (4 spaces), not nested trees.
+        if line.starts_with("     ") {
+            continue;
+        }
+        // "..00 0001 = Opcode: SCSI Command (0x01)" -> "Opcode", value.
+        let body = line.trim();
+        let body = body.split_once(" = ").map(|(_, b)| b).unwrap_or(body);
+        let Some((name, value)) = body.split_once(": ") else {
+            continue;
+        };
+        if name == "Opcode" {
+            let hex = value
+                .rsplit_once("(0x")
+                .and_then(|(_, h)| h.strip_suffix(')'))
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(op) = hex {
+                p.opcode = op;
+            }
+        }
+        p.fields.push((name.to_string(), value.to_string()));
+    }
+    v.extend(cur);
+    v
 }
 
 /// Waits for every task in `tasks` with `wait_any`, requiring each to end
@@ -446,4 +528,71 @@ pub(super) fn wait_all(
         out.push((t, o, d));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_pdus_splits_pdus_sharing_a_frame() {
+        let text = "\
+Frame 23: 32834 bytes on wire
+Transmission Control Protocol, Src Port: 55862, Dst Port: 38077
+iSCSI (SCSI Command)
+    ..00 0001 = Opcode: SCSI Command (0x01)
+    DataSegmentLength: 0 (0x00000000)
+    LUNs
+        LUN 0
+            ..00 0000  0000 0001 = LUN: 0x0001
+    InitiatorTaskTag: 0x00030000
+Flags: 0x21, W, Attr: Simple
+iSCSI (SCSI Data Out)
+    ..00 0101 = Opcode: SCSI Data Out (0x05)
+    DataSegmentLength: 8192 (0x00002000)
+    InitiatorTaskTag: 0x00030000
+    TargetTransferTag: 0xffffffff
+    HeaderDigest: 0xab4949d7 (Good CRC32)
+SCSI Payload (Write(16) Request Data)
+Frame 24: 114 bytes on wire
+iSCSI (NOP In)
+    ..10 0000 = Opcode: NOP In (0x20)
+    InitiatorTaskTag: 0xffffffff
+";
+        let v = parse_pdus(text);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].opcode, 0x01);
+        assert_eq!(v[0].num("DataSegmentLength"), Some(0));
+        assert_eq!(v[0].get("LUN"), None, "nested fields are skipped");
+        assert_eq!(v[1].opcode, 0x05);
+        assert_eq!(v[1].num("DataSegmentLength"), Some(8192));
+        assert_eq!(v[1].num("TargetTransferTag"), Some(0xffff_ffff));
+        assert!(v[1].get("HeaderDigest").unwrap().contains("Good CRC32"));
+        assert_eq!(v[2].opcode, 0x20);
+        assert_eq!(v[2].num("InitiatorTaskTag"), Some(0xffff_ffff));
+        assert_eq!(v[2].num("TargetTransferTag"), None);
+    }
+
+    #[test]
+    fn xorshift_is_not_constant_and_sized() {
+        let mut r = XorShift::from_time();
+        let a = r.bytes(1000);
+        let b = r.bytes(1000);
+        assert_eq!(a.len(), 1000);
+        assert_ne!(a, b);
+        assert!(a.iter().any(|&x| x != a[0]));
+    }
+
+    #[test]
+    fn compare_names_the_first_difference() {
+        assert!(compare("x", b"abc", b"abc").is_ok());
+        let e = compare("x", &[0u8; 1024], &{
+            let mut v = [0u8; 1024];
+            v[600] = 1;
+            v
+        })
+        .unwrap_err();
+        assert!(e.contains("byte 600 (block 1)"), "{e}");
+        assert!(compare("x", b"ab", b"abc").is_err());
+    }
 }

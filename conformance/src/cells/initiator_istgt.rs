@@ -4,8 +4,8 @@
 //! long enough to see.
 
 use super::initiator_common::{
-    chap_auth, check_capacity, compare, config, connect, count_frames, expect_login_failed,
-    expect_target_refused, file_region, inquiry, lun, mutual_auth, op_params, read_all,
+    chap_auth, check_capacity, compare, config, connect, expect_login_failed,
+    expect_target_refused, file_region, inquiry, lun, mutual_auth, op_params, pdus, read_all,
     read_capacity, with_auth, write_all, XorShift,
 };
 use crate::peers::{Istgt, IstgtConfig};
@@ -15,7 +15,8 @@ use bytes::Bytes;
 use iscsi_proto::initiator::Auth;
 use iscsi_proto::login::status::LoginStatus;
 use iscsi_std::{Client, Options};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const G: &str = "initiator-istgt";
 
@@ -30,6 +31,51 @@ fn tgt() -> Chap {
     Chap::new("istgt-target", "targetsecret12")
 }
 
+/// Logout responses istgt dropped in the current cell (see [`logout`]).
+static DROPPED_LOGOUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Logs out. istgt 0.4 now and then closes the connection right after it
+/// takes a Logout Request, without sending the Logout Response (seen about
+/// once in 20 sessions here; its log still says "Logout from ..."). The
+/// session is over either way (RFC 7143 11.14: the target closes the
+/// connection after the response), so that case passes when istgt's log
+/// confirms the logout of this very session (its ISID), and is counted.
+fn logout(client: Client, t: &Istgt) -> Result<(), String> {
+    let isid: String = client
+        .session()
+        .isid()
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match client.logout() {
+        Ok(_) => Ok(()),
+        Err(e @ (iscsi_std::Error::Task(_) | iscsi_std::Error::Closed)) => {
+            let log = std::fs::read_to_string(t.log_file()).unwrap_or_default();
+            let confirmed = log
+                .lines()
+                .any(|l| l.starts_with("Logout from") && l.contains(&format!("ISID={isid}")));
+            if confirmed {
+                DROPPED_LOGOUTS.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            } else {
+                Err(format!("logout: {e}; istgt log: {}", t.log_tail(4)))
+            }
+        }
+        Err(e) => Err(format!("logout: {e}")),
+    }
+}
+
+/// Notes how many Logout Responses istgt dropped in this cell.
+fn note_dropped_logouts(ctx: &mut crate::runner::CellCtx) {
+    let n = DROPPED_LOGOUTS.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        ctx.note(format!(
+            "istgt closed {n} session(s) without a Logout Response"
+        ));
+    }
+}
+
 /// Login, READ CAPACITY checked against the backing file, logout.
 fn login_readcap(t: &Istgt, auth: Option<Auth>) -> Result<(), String> {
     let mut c = config(Some(t.iqn()), op_params());
@@ -39,13 +85,13 @@ fn login_readcap(t: &Istgt, auth: Option<Auth>) -> Result<(), String> {
     let mut client = connect(&t.portal(), c)?;
     let cap = read_capacity(&mut client, lun(LUN))?;
     check_capacity(&cap, t.backing_file())?;
-    client.logout().map_err(|e| format!("logout: {e}"))?;
-    Ok(())
+    logout(client, t)
 }
 
 pub(super) fn cells() -> Vec<Cell> {
     vec![
         Cell::new(G, "discovery", |ctx| {
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&IstgtConfig::default())?;
             let mut targets = Vec::new();
             let r = ctx.captured(t.port(), || {
@@ -73,10 +119,12 @@ pub(super) fn cells() -> Vec<Cell> {
                 return Err(format!("no Text Request/Response in {:?}", r.opcodes));
             }
             ctx.note(format!("{} target(s)", targets.len()));
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(60)),
         Cell::new(G, "login-inquiry-readcap", |ctx| {
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&IstgtConfig::default())?;
             let mut vendor = String::new();
             ctx.captured(t.port(), || {
@@ -88,10 +136,11 @@ pub(super) fn cells() -> Vec<Cell> {
                 vendor = format!("{} {}", inq.vendor, inq.product);
                 let cap = read_capacity(&mut client, lun(LUN))?;
                 check_capacity(&cap, t.backing_file())?;
-                client.logout().map_err(|e| format!("logout: {e}"))?;
+                logout(client, &t)?;
                 Ok(())
             })?;
             ctx.note(vendor);
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(60)),
@@ -100,6 +149,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 chap: Some(ini()),
                 ..IstgtConfig::default()
             };
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&cfg)?;
             let mut msg = String::new();
             ctx.captured(t.port(), || {
@@ -113,6 +163,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 Ok(())
             })?;
             ctx.note(format!("wrong secret: {msg}"));
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(60)),
@@ -122,6 +173,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 mutual: Some(tgt()),
                 ..IstgtConfig::default()
             };
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&cfg)?;
             let (mut one_way, mut refused) = (String::new(), String::new());
             let r = ctx.captured(t.port(), || {
@@ -144,6 +196,7 @@ pub(super) fn cells() -> Vec<Cell> {
             }
             ctx.note(format!("one-way: {one_way}"));
             ctx.note(format!("wrong target secret: {refused}"));
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(60)),
@@ -152,6 +205,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 nop_in_interval: 2,
                 ..IstgtConfig::default()
             };
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&cfg)?;
             const LBA: u64 = 12345;
             const LEN: usize = 1 << 20;
@@ -164,7 +218,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 write_all(&mut client, lun(LUN), LBA, &data, cap.block_len)?;
                 let back = read_all(&mut client, lun(LUN), LBA, LEN, cap.block_len)?;
                 compare("read-back", &data, &back)?;
-                client.logout().map_err(|e| format!("logout: {e}"))?;
+                logout(client, &t)?;
                 // istgt's backing file, after the session ended.
                 let on_disk = file_region(t.backing_file(), LBA * u64::from(cap.block_len), LEN)?;
                 compare("backing file", &data, &on_disk)?;
@@ -175,6 +229,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 r.count_opcode(0x31),
                 r.count_opcode(0x05)
             ));
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(90)),
@@ -183,55 +238,63 @@ pub(super) fn cells() -> Vec<Cell> {
                 nop_in_interval: 2,
                 ..IstgtConfig::default()
             };
+            DROPPED_LOGOUTS.store(0, Ordering::Relaxed);
             let t = Istgt::start(&cfg)?;
-            let mut pings = 0;
             let r = ctx.captured(t.port(), || {
                 let mut client = connect(&t.portal(), config(Some(t.iqn()), op_params()))?;
                 read_capacity(&mut client, lun(LUN))?;
-                // Hold the session idle for about 6 s. The blocking driver
-                // answers a NOP-In only inside a call; istgt pings only a
-                // connection idle for NopInInterval, so we look in every
-                // 2.5 s with our own ping, which also takes in (and answers)
-                // any NOP-In that arrived meanwhile.
-                let start = Instant::now();
-                while start.elapsed() < Duration::from_secs(6) {
-                    std::thread::sleep(Duration::from_millis(2500));
-                    let echo = client
-                        .ping(Bytes::from_static(b"idle"))
-                        .map_err(|e| format!("ping after {:?}: {e}", start.elapsed()))?;
-                    if &echo[..] != b"idle" {
-                        return Err(format!("ping echoed {echo:?}"));
-                    }
-                    pings += 1;
+                // Hold the session idle for 6.5 s: istgt sends a NOP-In
+                // after about 3 s without traffic, then every 3 s. The
+                // blocking driver reads (and, if asked to, answers) them
+                // at its next call: here a ping of our own.
+                std::thread::sleep(Duration::from_millis(6500));
+                let echo = client
+                    .ping(Bytes::from_static(b"idle"))
+                    .map_err(|e| format!("ping after idling: {e}"))?;
+                if &echo[..] != b"idle" {
+                    return Err(format!("ping echoed {echo:?}"));
                 }
                 let cap = read_capacity(&mut client, lun(LUN))?;
                 check_capacity(&cap, t.backing_file())?;
-                client.logout().map_err(|e| format!("logout: {e}"))?;
+                logout(client, &t)?;
                 Ok(())
             })?;
-            // Target-initiated NOP-In: ITT 0xffffffff (RFC 7143 11.19.2);
-            // our answer: a NOP-Out with ITT 0xffffffff echoing its TTT
-            // (11.18.3).
-            let nop_in = count_frames(
-                &r.pcap,
-                t.port(),
-                "iscsi.opcode == 0x20 && iscsi.initiatortasktag == 0xffffffff",
-            )?;
-            let answers = count_frames(
-                &r.pcap,
-                t.port(),
-                "iscsi.opcode == 0x00 && iscsi.initiatortasktag == 0xffffffff \
-                 && iscsi.targettransfertag != 0xffffffff",
-            )?;
+            // Target-initiated NOP-In: ITT 0xffffffff (RFC 7143 11.19.2).
+            // Only one with a TTT other than 0xffffffff asks for an answer
+            // (11.19.3: "If the target is initiating a NOP-In without
+            // wanting to receive a corresponding NOP-Out, this field MUST
+            // hold the reserved value 0xffffffff"); the answer is a NOP-Out
+            // with ITT 0xffffffff echoing that TTT (11.18.3).
+            let (all, _) = pdus(&r.pcap, t.port())?;
+            let tag = |p: &super::initiator_common::PduInfo, f: &str| p.num(f);
+            let nop_in = all
+                .iter()
+                .filter(|p| p.opcode == 0x20 && tag(p, "InitiatorTaskTag") == Some(0xffff_ffff))
+                .count();
+            let asked = all
+                .iter()
+                .filter(|p| {
+                    p.opcode == 0x20
+                        && tag(p, "InitiatorTaskTag") == Some(0xffff_ffff)
+                        && tag(p, "TargetTransferTag") != Some(0xffff_ffff)
+                })
+                .count();
+            let answers = all
+                .iter()
+                .filter(|p| p.opcode == 0x00 && tag(p, "InitiatorTaskTag") == Some(0xffff_ffff))
+                .count();
             if nop_in == 0 {
                 return Err("istgt sent no NOP-In to the idle session".into());
             }
-            if answers < nop_in {
-                return Err(format!("{nop_in} NOP-In, only {answers} answered"));
+            if answers != asked {
+                return Err(format!(
+                    "{asked} NOP-In asked for an answer, {answers} NOP-Out answered"
+                ));
             }
             ctx.note(format!(
-                "{nop_in} NOP-In from istgt, {answers} answered; {pings} own pings"
+                "{nop_in} NOP-In from istgt ({asked} asking for an answer), {answers} NOP-Out answers"
             ));
+            note_dropped_logouts(ctx);
             Ok(())
         })
         .with_timeout(Duration::from_secs(60)),
