@@ -1,9 +1,14 @@
 //! The cells of the default run and of the `--baseline` run.
 //!
-//! For now the client is libiscsi's command-line tools; the project's own
-//! initiator cells are added the same way (see [`crate::runner::Cell`]).
+//! The `tgtd` and `istgt` groups use libiscsi's command-line tools as the
+//! client; the `initiator-tgtd` and `initiator-istgt` groups drive the
+//! project's own initiator (`iscsi-proto` + `iscsi-std`). See
+//! [`crate::runner::Cell`] for adding cells.
 
 mod baseline;
+mod initiator_common;
+mod initiator_istgt;
+mod initiator_tgtd;
 mod istgt;
 mod target_compare;
 mod tgtd;
@@ -17,10 +22,13 @@ use std::time::Duration;
 /// Limit for one libiscsi tool invocation.
 pub const TOOL_LIMIT: Duration = Duration::from_secs(20);
 
-/// The default run: tgtd cells, then istgt cells.
+/// The default run: tgtd cells, istgt cells, then the own initiator's
+/// cells against tgtd and istgt.
 pub fn default_cells() -> Vec<Cell> {
     let mut v = tgtd::cells();
     v.extend(istgt::cells());
+    v.extend(initiator_tgtd::cells());
+    v.extend(initiator_istgt::cells());
     v.extend(target_compare::cells());
     v
 }
