@@ -113,7 +113,9 @@ impl Capture {
         let errf =
             std::fs::File::create(&stderr_log).map_err(|e| format!("create tshark log: {e}"))?;
         let mut child = Command::new("tshark")
-            .args(["-i", "lo", "-n", "-l", "-P", "-f"])
+            // A 64 MiB kernel capture buffer (-B, in MiB): with the default
+            // 2 MiB, multi-MiB loopback bursts lose segments.
+            .args(["-i", "lo", "-B", "64", "-n", "-l", "-P", "-f"])
             .arg(format!("tcp port {port} or udp port {sport}"))
             .arg("-d")
             .arg(format!("tcp.port=={port},iscsi"))
