@@ -2,3 +2,4 @@
 //! session's socket with a caller's `mio::Registry`; no protocol logic.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod client;

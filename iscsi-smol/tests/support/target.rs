@@ -119,6 +119,9 @@ impl LoopbackTarget {
     }
 }
 
+/// A final response, sent now or held back.
+type Reply = Box<dyn FnOnce(&mut ScriptedTarget) + Send>;
+
 struct Write10 {
     offset: usize,
     buf: Vec<u8>,
@@ -139,7 +142,7 @@ struct Conn {
     control: Arc<Mutex<Receiver<Control>>>,
     writes: HashMap<u32, Write10>,
     hold: usize,
-    held: Vec<Box<dyn FnOnce(&mut ScriptedTarget) + Send>>,
+    held: Vec<Reply>,
     open: usize,
     peak: usize,
     addr: SocketAddr,
@@ -390,7 +393,7 @@ impl Conn {
     }
 
     /// Sends a final response now, or holds it until `hold` are open.
-    fn respond(&mut self, f: Box<dyn FnOnce(&mut ScriptedTarget) + Send>) {
+    fn respond(&mut self, f: Reply) {
         self.held.push(f);
         if self.held.len() >= self.hold.max(1) || self.hold_released() {
             for f in std::mem::take(&mut self.held) {
