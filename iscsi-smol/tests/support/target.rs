@@ -3,8 +3,8 @@
 //! `#[path]`). Built on `iscsi_proto::testing` (`ScriptedTarget` for the
 //! replies, `LoginResponder` for the login) and the crate's `PduDecoder`.
 //!
-//! It serves one RAM disk (512-byte blocks) as LUN 0 and LUN 1: READ(10),
-//! WRITE(10) (immediate data, unsolicited Data-Out and R2Ts one at a time
+//! It serves one RAM disk (512-byte blocks) as every LUN: READ(10/16),
+//! WRITE(10/16) (immediate data, unsolicited Data-Out and R2Ts one at a time
 //! as MaxOutstandingR2T=1 requires), TEST UNIT READY, NOP-Out pings,
 //! SendTargets, task management and logout. It reports what it saw on a
 //! channel ([`Note`]) and sends a NOP-In ping when told ([`Control`]).
@@ -297,12 +297,20 @@ impl Conn {
 
     fn command(&mut self, h: &w::ScsiCommand, data: Bytes) {
         let cdb = h.cdb;
-        let lba = u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]) as usize;
-        let blocks = u16::from_be_bytes([cdb[7], cdb[8]]) as usize;
+        let (lba, blocks) = match cdb[0] {
+            0x88 | 0x8a => (
+                u64::from_be_bytes(cdb[2..10].try_into().expect("8 bytes")) as usize,
+                u32::from_be_bytes(cdb[10..14].try_into().expect("4 bytes")) as usize,
+            ),
+            _ => (
+                u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]) as usize,
+                u16::from_be_bytes([cdb[7], cdb[8]]) as usize,
+            ),
+        };
         let itt = h.itt;
         match cdb[0] {
-            // READ(10)
-            0x28 => {
+            // READ(10), READ(16)
+            0x28 | 0x88 => {
                 let start = lba * BLOCK;
                 let len = blocks * BLOCK;
                 let bytes = {
@@ -326,8 +334,8 @@ impl Conn {
                     }
                 }));
             }
-            // WRITE(10)
-            0x2a => {
+            // WRITE(10), WRITE(16)
+            0x2a | 0x8a => {
                 let len = blocks * BLOCK;
                 let n = self.login.negotiated.as_ref().expect("negotiated");
                 let burst = n.max_burst_length as usize;
