@@ -214,3 +214,39 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
     busy.wait_note(|n| *n == Note::LoggedOut);
     plain.wait_note(|n| *n == Note::LoggedOut);
 }
+
+/// 16 MiB of writes in flight at once (far more than a socket buffer
+/// holds, so writes block and resume mid-PDU), then read back in flight.
+#[test]
+fn large_writes_and_reads_in_flight() {
+    const N: usize = 16;
+    const LEN: usize = 1 << 20;
+    let t = LoopbackTarget::start(N * LEN / BLOCK, 0);
+    let mut b = Blocking::connect(&t.addr.to_string(), config("mio-large")).unwrap();
+    let blocks = (LEN / BLOCK) as u32;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            b.submit(write_cmd(i as u32 * blocks, pattern(LEN, i as u8)))
+                .unwrap()
+        })
+        .collect();
+    for task in tasks {
+        let (outcome, _) = b.wait(task).unwrap();
+        assert!(matches!(outcome, TaskOutcome::Scsi(r) if r.is_good()));
+    }
+    for i in 0..N {
+        let disk = t.disk.lock().unwrap();
+        assert!(disk[i * LEN..(i + 1) * LEN] == pattern(LEN, i as u8)[..]);
+    }
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            b.submit(read_cmd(i as u32 * blocks, blocks as u16))
+                .unwrap()
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (_, data) = b.wait(task).unwrap();
+        assert!(data == pattern(LEN, i as u8));
+    }
+    b.logout().unwrap();
+}

@@ -31,3 +31,8 @@ fn discovery_and_refused_under_async_std() {
 fn dropped_client_logs_out_under_async_std() {
     async_std::task::block_on(common::dropped_client_logs_out(spawn));
 }
+
+#[test]
+fn large_in_flight_under_async_std() {
+    async_std::task::block_on(common::large_in_flight(spawn));
+}

@@ -60,3 +60,8 @@ fn many_tasks_share_one_session() {
         c.logout().await.unwrap();
     });
 }
+
+#[test]
+fn large_in_flight_under_smol() {
+    smol::block_on(common::large_in_flight(spawn));
+}

@@ -137,3 +137,37 @@ pub async fn dropped_client_logs_out(spawn: impl FnOnce(DriverFuture)) {
     drop(c2);
     t.wait_note(|n| *n == Note::LoggedOut);
 }
+
+/// 16 MiB of writes in flight at once (writes block and resume mid-PDU),
+/// then read back in flight.
+pub async fn large_in_flight(spawn: impl FnOnce(DriverFuture)) {
+    const N: usize = 16;
+    const LEN: usize = 1 << 20;
+    let t = LoopbackTarget::start(N * LEN / BLOCK, 0);
+    let c = Client::connect(&t.addr.to_string(), config("smol-large"), spawn)
+        .await
+        .unwrap();
+    let blocks = (LEN / BLOCK) as u32;
+    let mut pending = Vec::new();
+    for i in 0..N {
+        let cmd = write_cmd(i as u32 * blocks, pattern(LEN, i as u8));
+        pending.push(c.submit(cmd).await.unwrap());
+    }
+    for p in pending {
+        let (outcome, _) = p.wait().await.unwrap();
+        assert!(matches!(outcome, TaskOutcome::Scsi(r) if r.is_good()));
+    }
+    let mut pending = Vec::new();
+    for i in 0..N {
+        pending.push(
+            c.submit(read_cmd(i as u32 * blocks, blocks as u16))
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, p) in pending.into_iter().enumerate() {
+        let (_, data) = p.wait().await.unwrap();
+        assert!(data == pattern(LEN, i as u8));
+    }
+    c.logout().await.unwrap();
+}
