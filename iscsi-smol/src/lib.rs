@@ -1,4 +1,800 @@
 //! Async driver for the `iscsi-proto` sans-IO core on `async-io`: runs under
 //! smol, async-std or any executor that can poll a future; no protocol logic.
+//!
+//! One task, the [`Driver`], owns the [`Session`], the socket
+//! (`Async<TcpStream>`) and the timer (`async_io::Timer` at the core's
+//! deadline); there is no lock around the core. A [`Client`] is a cheap
+//! clone that sends requests to the driver over a channel; each task gets
+//! its own reply channel, so any number of commands (up to the target's
+//! command window; the core queues the rest) are in flight at once.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), iscsi_smol::Error> {
+//! use iscsi_proto::initiator::SessionConfig;
+//! use iscsi_smol::Client;
+//!
+//! let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
+//! // The driver runs on the caller's executor: here smol's.
+//! let client = Client::connect("127.0.0.1:3260", cfg, |driver| smol::spawn(driver).detach()).await?;
+//! let data = client.read(1 << 48, 0, 8, 512).await?;
+//! client.logout().await?;
+//! # let _ = data; Ok(()) }
+//! ```
+//!
+//! The driver's loop is the core's drain order: after every input or
+//! request, write transmits until none is left or the socket would block
+//! (then wait for writability and resume the partial write with
+//! `Transmit::parts_from`), handle the events, and wait for the next of:
+//! a request, readable input, writability (only while blocked) or the
+//! deadline from `poll_timeout`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::pin::Pin;
+use std::time::Instant;
+
+use async_channel::{bounded, unbounded, Receiver, Sender};
+use async_io::{Async, Timer};
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::{self, FutureExt};
+use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::{
+    Event, LogoutMode, LogoutResult, Portal, ScsiCommand, ScsiResult, Session, SessionConfig,
+    TargetRecord, TaskId, TaskOutcome,
+};
+use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
+use iscsi_proto::transmit::Transmit;
+use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+
+/// Size of each socket read.
+const READ_CHUNK: usize = 256 * 1024;
+/// Reads per wakeup before the driver looks at requests again.
+const READS_PER_WAKE: usize = 16;
+/// PDUs taken from the core per vectored write.
+const BATCH: usize = 21;
+/// Non-task events kept for [`Client::events`] before new ones are dropped.
+const EVENT_BACKLOG: usize = 256;
+
+/// Errors of the async driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TCP connection could not be made (and the session never logged in).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Where we tried to connect.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The session failed (login failure, timeout, protocol violation...).
+    #[error("{0}")]
+    Connection(ConnectionError),
+    /// The session ended (logged out, closed, or its driver stopped).
+    #[error("session closed")]
+    Closed,
+    /// The core refused a call.
+    #[error("{0}")]
+    Usage(#[from] UsageError),
+    /// A task failed.
+    #[error("{0}")]
+    Task(TaskError),
+    /// A read or write helper's command ended without GOOD status.
+    #[error("SCSI command failed: status {:#04x}", .0.status)]
+    Status(Box<ScsiResult>),
+    /// A task ended with an outcome the operation did not expect.
+    #[error("unexpected outcome: {0}")]
+    Unexpected(String),
+}
+
+impl Error {
+    fn dup(&self) -> Error {
+        match self {
+            Error::Connect { addr, source } => Error::Connect {
+                addr: addr.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Connection(e) => Error::Connection(e.clone()),
+            _ => Error::Closed,
+        }
+    }
+}
+
+/// A completed SCSI command with its read data.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Status, sense and residuals.
+    pub result: ScsiResult,
+    /// The bytes read (empty for writes).
+    pub data: Bytes,
+}
+
+/// Work to start on the session (see [`Client::start`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Action {
+    /// A SCSI command.
+    Scsi(ScsiCommand),
+    /// A task management function on a LUN.
+    TaskManagement {
+        /// The LUN field (wire encoding).
+        lun: u64,
+        /// The function.
+        function: TmfFunction,
+    },
+    /// ABORT TASK for a task of this session.
+    Abort(TaskId),
+    /// A NOP-Out ping with this data.
+    Ping(Bytes),
+    /// SendTargets=All (discovery sessions).
+    SendTargets,
+    /// Logout.
+    Logout(LogoutMode),
+}
+
+/// How a task ended: its outcome and its read data.
+pub type Reply = Result<(TaskOutcome, Bytes), Error>;
+
+enum Request {
+    Start {
+        action: Action,
+        started: Sender<Result<TaskId, Error>>,
+        done: Sender<Reply>,
+    },
+    WaitLogin(Sender<Result<(), Error>>),
+}
+
+/// A task in flight; [`Pending::wait`] yields how it ended.
+#[derive(Debug)]
+pub struct Pending {
+    id: TaskId,
+    done: Receiver<Reply>,
+}
+
+impl Pending {
+    /// The task's id (for [`Client::abort`]).
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Waits for the task to end.
+    pub async fn wait(self) -> Reply {
+        self.done.recv().await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// A boxed driver future, for [`Client::connect`]'s spawner.
+pub type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A handle on one session; clones share it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    requests: Sender<Request>,
+    events: Receiver<Event>,
+}
+
+impl Client {
+    /// A client and the driver that must run (on any executor) for the
+    /// client to make progress. Login starts when the driver runs;
+    /// [`Client::logged_in`] waits for it.
+    pub fn new(portal: &str, config: SessionConfig) -> (Client, Driver) {
+        let (requests, rx) = unbounded();
+        let (events_tx, events) = bounded(EVENT_BACKLOG);
+        let driver = Driver {
+            session: Session::new(config, Instant::now()),
+            portal: portal.to_string(),
+            conn: None,
+            rx: BytesMut::new(),
+            out: VecDeque::new(),
+            sent: 0,
+            blocked: false,
+            requests: rx,
+            orphaned: false,
+            waiters: HashMap::new(),
+            login_waiters: Vec::new(),
+            events: events_tx,
+            pending_connect: None,
+            connect_error: None,
+            logged_in_once: false,
+            closed: None,
+        };
+        (Client { requests, events }, driver)
+    }
+
+    /// Connects and logs in: hands the driver to `spawn` (e.g.
+    /// `|d| smol::spawn(d).detach()` or `|d| drop(async_std::task::spawn(d))`)
+    /// and waits for the Full Feature Phase.
+    pub async fn connect(
+        portal: &str,
+        config: SessionConfig,
+        spawn: impl FnOnce(DriverFuture),
+    ) -> Result<Client, Error> {
+        let (client, driver) = Client::new(portal, config);
+        spawn(Box::pin(async move {
+            let _ = driver.run().await;
+        }));
+        client.logged_in().await?;
+        Ok(client)
+    }
+
+    /// Runs a discovery session (SendTargets=All) and logs out. `config`
+    /// must have no target name.
+    pub async fn discover(
+        portal: &str,
+        config: SessionConfig,
+        spawn: impl FnOnce(DriverFuture),
+    ) -> Result<Vec<TargetRecord>, Error> {
+        let client = Client::connect(portal, config, spawn).await?;
+        let targets = match client.start(Action::SendTargets).await?.wait().await? {
+            (TaskOutcome::Targets(t), _) => t,
+            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+        };
+        client.logout().await?;
+        Ok(targets)
+    }
+
+    /// Waits until the session is in the Full Feature Phase.
+    pub async fn logged_in(&self) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        self.requests
+            .send(Request::WaitLogin(tx))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.recv().await.map_err(|_| Error::Closed)?
+    }
+
+    /// Non-task events (async messages, rejects, recovery notices, the
+    /// login and the close); at most 256 wait, newer ones are dropped.
+    pub fn events(&self) -> Receiver<Event> {
+        self.events.clone()
+    }
+
+    /// Starts `action`; returns once the core accepted it.
+    pub async fn start(&self, action: Action) -> Result<Pending, Error> {
+        let (started, started_rx) = bounded(1);
+        let (done, done_rx) = bounded(1);
+        let req = Request::Start {
+            action,
+            started,
+            done,
+        };
+        self.requests.send(req).await.map_err(|_| Error::Closed)?;
+        let id = started_rx.recv().await.map_err(|_| Error::Closed)??;
+        Ok(Pending { id, done: done_rx })
+    }
+
+    /// Submits a SCSI command without waiting for it.
+    pub async fn submit(&self, cmd: ScsiCommand) -> Result<Pending, Error> {
+        self.start(Action::Scsi(cmd)).await
+    }
+
+    /// Runs one SCSI command to completion (any status).
+    pub async fn execute(&self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        match self.submit(cmd).await?.wait().await? {
+            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba`; fails
+    /// unless the status is GOOD.
+    pub async fn read(
+        &self,
+        lun: u64,
+        lba: u64,
+        blocks: u32,
+        block_len: u32,
+    ) -> Result<Bytes, Error> {
+        let len = blocks.saturating_mul(block_len);
+        let cdb = read16(lba, blocks, RwFlags::default());
+        let done = self
+            .execute(ScsiCommand::read(lun, cdb.to_vec(), len))
+            .await?;
+        good(done).map(|c| c.data)
+    }
+
+    /// WRITE(16) of `data` (a whole number of `block_len` blocks) at
+    /// `lba`; fails unless the status is GOOD.
+    pub async fn write(
+        &self,
+        lun: u64,
+        lba: u64,
+        data: Bytes,
+        block_len: u32,
+    ) -> Result<(), Error> {
+        let blocks = u32::try_from(data.len() / block_len.max(1) as usize)
+            .map_err(|_| Error::Usage(UsageError::InvalidCommand("write too long")))?;
+        let cdb = write16(lba, blocks, RwFlags::default());
+        let done = self
+            .execute(ScsiCommand::write(lun, cdb.to_vec(), data))
+            .await?;
+        good(done).map(drop)
+    }
+
+    /// Runs a task management function.
+    pub async fn task_management(
+        &self,
+        lun: u64,
+        function: TmfFunction,
+    ) -> Result<TmfResponse, Error> {
+        tmf(self
+            .start(Action::TaskManagement { lun, function })
+            .await?
+            .wait()
+            .await?)
+    }
+
+    /// Aborts a task (ABORT TASK).
+    pub async fn abort(&self, task: TaskId) -> Result<TmfResponse, Error> {
+        tmf(self.start(Action::Abort(task)).await?.wait().await?)
+    }
+
+    /// Sends a NOP-Out ping and waits for the echo.
+    pub async fn ping(&self, data: Bytes) -> Result<Bytes, Error> {
+        match self.start(Action::Ping(data)).await?.wait().await? {
+            (TaskOutcome::Pong(d), _) => Ok(d),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Logs out once outstanding tasks finish; the driver then ends.
+    pub async fn logout(&self) -> Result<LogoutResult, Error> {
+        let p = self.start(Action::Logout(LogoutMode::WaitForTasks)).await?;
+        match p.wait().await? {
+            (TaskOutcome::LoggedOut(r), _) => Ok(r),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+fn good(done: Completed) -> Result<Completed, Error> {
+    if done.result.is_good() {
+        Ok(done)
+    } else {
+        Err(Error::Status(Box::new(done.result)))
+    }
+}
+
+fn tmf(reply: (TaskOutcome, Bytes)) -> Result<TmfResponse, Error> {
+    match reply {
+        (TaskOutcome::TaskManagement(r), _) => Ok(r),
+        (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+        (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+struct Waiter {
+    parts: Vec<(u32, Bytes)>,
+    done: Sender<Reply>,
+}
+
+/// The task that owns the session, its socket and its timer; run it with
+/// [`Driver::run`] on any executor.
+pub struct Driver {
+    session: Session,
+    portal: String,
+    conn: Option<Async<TcpStream>>,
+    rx: BytesMut,
+    out: VecDeque<Transmit>,
+    sent: usize,
+    blocked: bool,
+    requests: Receiver<Request>,
+    orphaned: bool,
+    waiters: HashMap<TaskId, Waiter>,
+    login_waiters: Vec<Sender<Result<(), Error>>>,
+    events: Sender<Event>,
+    pending_connect: Option<Option<Portal>>,
+    connect_error: Option<(String, io::Error)>,
+    logged_in_once: bool,
+    closed: Option<Option<ConnectionError>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("portal", &self.portal)
+            .field("state", &self.session.state())
+            .finish()
+    }
+}
+
+enum Wake {
+    Request(Option<Request>),
+    Readable,
+    Writable,
+    Timer,
+}
+
+impl Driver {
+    /// Runs the session until it closes: `Ok` after a logout, else why it
+    /// ended. When every [`Client`] is dropped the driver logs out.
+    pub async fn run(mut self) -> Result<(), Error> {
+        loop {
+            self.drive().await;
+            if self.closed.is_some() {
+                return self.finish();
+            }
+            match self.wait().await {
+                Wake::Request(Some(r)) => {
+                    self.request(r);
+                    // Take what else is queued before writing (batching).
+                    while let Ok(r) = self.requests.try_recv() {
+                        self.request(r);
+                    }
+                }
+                Wake::Request(None) => self.orphan(),
+                Wake::Readable => self.read_ready(),
+                Wake::Writable => self.blocked = false,
+                Wake::Timer => {
+                    let now = Instant::now();
+                    if self.session.poll_timeout().is_some_and(|d| d <= now) {
+                        self.session.handle_timeout(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session is over: refuse what is still queued (with why it
+    /// ended) and stop.
+    fn finish(self) -> Result<(), Error> {
+        let err = self.close_error();
+        self.requests.close();
+        while let Ok(r) = self.requests.try_recv() {
+            match r {
+                Request::WaitLogin(tx) => drop(tx.try_send(Err(err.dup()))),
+                Request::Start { started, .. } => drop(started.try_send(Err(err.dup()))),
+            }
+        }
+        match err {
+            Error::Closed => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// Waits for the next request, input, writability or deadline.
+    async fn wait(&self) -> Wake {
+        let requests = async {
+            if self.orphaned {
+                future::pending().await
+            } else {
+                Wake::Request(self.requests.recv().await.ok())
+            }
+        };
+        let read = async {
+            match &self.conn {
+                Some(c) => {
+                    let _ = c.readable().await;
+                    Wake::Readable
+                }
+                None => future::pending().await,
+            }
+        };
+        let write = async {
+            match &self.conn {
+                Some(c) if self.blocked => {
+                    let _ = c.writable().await;
+                    Wake::Writable
+                }
+                _ => future::pending().await,
+            }
+        };
+        let deadline = self.session.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(d) => {
+                    Timer::at(d).await;
+                    Wake::Timer
+                }
+                None => future::pending().await,
+            }
+        };
+        requests.or(read).or(write).or(timer).await
+    }
+
+    /// All clients are gone: log out (or stop if not logged in).
+    fn orphan(&mut self) {
+        self.orphaned = true;
+        let now = Instant::now();
+        if self.session.logout(now, LogoutMode::AbortTasks).is_err() {
+            self.close_conn();
+            self.closed = Some(self.closed.take().flatten());
+        }
+    }
+
+    fn request(&mut self, r: Request) {
+        let now = Instant::now();
+        match r {
+            Request::WaitLogin(tx) => {
+                if self.session.is_logged_in() {
+                    let _ = tx.try_send(Ok(()));
+                } else {
+                    self.login_waiters.push(tx);
+                }
+            }
+            Request::Start {
+                action,
+                started,
+                done,
+            } => {
+                let s = &mut self.session;
+                let r = match action {
+                    Action::Scsi(cmd) => s.submit(now, cmd),
+                    Action::TaskManagement { lun, function } => {
+                        s.task_management(now, lun, function)
+                    }
+                    Action::Abort(t) => s.abort_task(now, t),
+                    Action::Ping(data) => s.nop_ping(now, data),
+                    Action::SendTargets => s.send_targets(now),
+                    Action::Logout(mode) => s.logout(now, mode),
+                };
+                match r {
+                    Ok(task) => {
+                        let parts = Vec::new();
+                        self.waiters.insert(task, Waiter { parts, done });
+                        let _ = started.try_send(Ok(task));
+                    }
+                    Err(e) => drop(started.try_send(Err(e.into()))),
+                }
+            }
+        }
+    }
+
+    /// The drain order: transmit, events, connect where asked, repeat
+    /// until nothing moves.
+    async fn drive(&mut self) {
+        loop {
+            self.step();
+            match self.pending_connect.take() {
+                Some(portal) => self.open(portal).await,
+                None => return,
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        loop {
+            self.flush();
+            self.drain_events();
+            let writable = self.conn.is_some() && !self.blocked;
+            if self.pending_connect.is_some() || !(writable && self.session.has_transmit()) {
+                return;
+            }
+        }
+    }
+
+    /// Vectored writes until nothing is left or the socket would block.
+    fn flush(&mut self) {
+        let now = Instant::now();
+        loop {
+            let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) else {
+                return;
+            };
+            while self.out.len() < BATCH {
+                match self.session.poll_transmit(now) {
+                    Some(t) => self.out.push_back(t),
+                    None => break,
+                }
+            }
+            if self.out.is_empty() {
+                return;
+            }
+            let mut slices = [IoSlice::new(&[]); BATCH * 3];
+            let mut n = 0;
+            for (i, t) in self.out.iter().enumerate() {
+                // Resume a partial write where it stopped.
+                for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
+                    if let Some(s) = slices.get_mut(n) {
+                        *s = IoSlice::new(part);
+                        n += 1;
+                    }
+                }
+            }
+            let mut stream: &TcpStream = conn.get_ref();
+            match stream.write_vectored(slices.get(..n).unwrap_or(&[])) {
+                Ok(0) => return self.connection_lost(),
+                Ok(written) => {
+                    let mut left = written + self.sent;
+                    while let Some(front) = self.out.front() {
+                        if left < front.len() {
+                            break;
+                        }
+                        left -= front.len();
+                        self.out.pop_front();
+                    }
+                    self.sent = left;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.connection_lost(),
+            }
+        }
+    }
+
+    /// Reads (a bounded number of times) until the socket would block,
+    /// feeding the core and answering after each read.
+    fn read_ready(&mut self) {
+        for _ in 0..READS_PER_WAKE {
+            let Some(conn) = self.conn.as_ref() else {
+                return;
+            };
+            if self.rx.capacity() - self.rx.len() < READ_CHUNK / 4 {
+                self.rx.reserve(READ_CHUNK);
+            }
+            let start = self.rx.len();
+            // Safe Rust cannot read into spare capacity: zero the window.
+            let end = (start + READ_CHUNK).min(self.rx.capacity());
+            self.rx.resize(end, 0);
+            let mut stream: &TcpStream = conn.get_ref();
+            let r = stream.read(self.rx.get_mut(start..).unwrap_or(&mut []));
+            match r {
+                Ok(0) => {
+                    self.rx.truncate(start);
+                    return self.connection_lost();
+                }
+                Ok(n) => {
+                    self.rx.truncate(start + n);
+                    self.session.handle_input(Instant::now(), &mut self.rx);
+                    self.step();
+                    if self.pending_connect.is_some() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.rx.truncate(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return,
+                        io::ErrorKind::Interrupted => {}
+                        _ => return self.connection_lost(),
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_conn(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let _ = c.get_ref().shutdown(std::net::Shutdown::Both);
+        }
+        self.rx.clear();
+        self.out.clear();
+        self.sent = 0;
+        self.blocked = false;
+    }
+
+    fn connection_lost(&mut self) {
+        self.close_conn();
+        self.session.handle_closed(Instant::now());
+    }
+
+    fn close_error(&self) -> Error {
+        if let (false, Some((addr, e))) = (self.logged_in_once, &self.connect_error) {
+            return Error::Connect {
+                addr: addr.clone(),
+                source: io::Error::new(e.kind(), e.to_string()),
+            };
+        }
+        match &self.closed {
+            Some(Some(e)) => Error::Connection(e.clone()),
+            _ => Error::Closed,
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Connect { portal } => self.pending_connect = Some(portal),
+                Event::DataIn { task, offset, data } => {
+                    if let Some(w) = self.waiters.get_mut(&task) {
+                        w.parts.push((offset, data));
+                    }
+                }
+                Event::Complete { task, outcome } => {
+                    if let Some(w) = self.waiters.remove(&task) {
+                        let _ = w.done.try_send(Ok((outcome, join_parts(w.parts))));
+                    }
+                }
+                Event::LoggedIn { tsih } => {
+                    self.logged_in_once = true;
+                    for w in self.login_waiters.drain(..) {
+                        let _ = w.try_send(Ok(()));
+                    }
+                    let _ = self.events.try_send(Event::LoggedIn { tsih });
+                }
+                Event::Closed(reason) => {
+                    self.close_conn();
+                    self.closed = Some(reason.clone());
+                    let err = self.close_error();
+                    for (_, w) in self.waiters.drain() {
+                        let _ = w.done.try_send(Err(err.dup()));
+                    }
+                    for w in self.login_waiters.drain(..) {
+                        let _ = w.try_send(Err(err.dup()));
+                    }
+                    let _ = self.events.try_send(Event::Closed(reason));
+                }
+                Event::Recovering { .. } => {
+                    self.close_conn();
+                    let _ = self.events.try_send(ev);
+                }
+                other => drop(self.events.try_send(other)),
+            }
+        }
+    }
+
+    /// Connects where the core asked, racing the core's deadline (the
+    /// login timeout covers the TCP connect).
+    async fn open(&mut self, portal: Option<Portal>) {
+        self.close_conn();
+        let addr = match &portal {
+            Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
+            Some(p) => format!("{}:{}", p.host, p.port),
+            None => self.portal.clone(),
+        };
+        // Name resolution blocks (std has no other); IP literals do not.
+        let resolved = addr.to_socket_addrs().and_then(|mut a| {
+            a.next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+        });
+        let connected = match resolved {
+            Ok(sa) => {
+                let connect = async { Some(Async::<TcpStream>::connect(sa).await) };
+                let deadline = self.session.poll_timeout();
+                let timer = async {
+                    match deadline {
+                        Some(d) => {
+                            Timer::at(d).await;
+                            None
+                        }
+                        None => future::pending().await,
+                    }
+                };
+                connect.or(timer).await
+            }
+            Err(e) => Some(Err(e)),
+        };
+        let now = Instant::now();
+        match connected {
+            Some(Ok(stream)) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                self.conn = Some(stream);
+                self.session.handle_connected(now);
+            }
+            Some(Err(e)) => {
+                // The core decides: retry later (recovery) or close.
+                self.connect_error = Some((addr, e));
+                self.session.handle_closed(now);
+            }
+            None => self.session.handle_timeout(now),
+        }
+    }
+}
+
+/// Joins `(offset, bytes)` parts of read data (zero-copy for one part).
+fn join_parts(mut parts: Vec<(u32, Bytes)>) -> Bytes {
+    if parts.len() == 1 && parts.first().is_some_and(|p| p.0 == 0) {
+        return parts.pop().map(|p| p.1).unwrap_or_default();
+    }
+    let len = parts
+        .iter()
+        .map(|(o, b)| *o as usize + b.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = vec![0u8; len];
+    for (o, b) in &parts {
+        if let Some(dst) = out.get_mut(*o as usize..*o as usize + b.len()) {
+            dst.copy_from_slice(b);
+        }
+    }
+    Bytes::from(out)
+}

@@ -338,8 +338,38 @@ impl Client {
         Ok(result)
     }
 
+    /// Services the connection while the application has nothing to do,
+    /// for about `duration` (at least one wait for input): answers the
+    /// target's NOP-In pings (RFC 7143 section 11.18: a NOP-In with a
+    /// valid TTT "MUST" be answered), sends keepalive pings and runs the
+    /// core's timers. A blocking client that is neither waiting on a task
+    /// nor idling does not read its socket, so a long-idle application
+    /// should call this (or [`Client::poll_idle`]) regularly, e.g. every
+    /// few seconds, from the thread that owns the client.
+    pub fn idle(&mut self, duration: Duration) -> Result<(), Error> {
+        let until = Instant::now() + duration;
+        self.run(|_| false, Some(until))
+    }
+
+    /// Services whatever input is already waiting (blocking for at most
+    /// about a millisecond), then returns; see [`Client::idle`].
+    pub fn poll_idle(&mut self) -> Result<(), Error> {
+        self.idle(Duration::ZERO)
+    }
+
     /// Drives the session until `done(self)` holds or the session closes.
-    fn run_until(&mut self, mut done: impl FnMut(&Client) -> bool) -> Result<(), Error> {
+    fn run_until(&mut self, done: impl FnMut(&Client) -> bool) -> Result<(), Error> {
+        self.run(done, None)
+    }
+
+    /// Drives the session until `done(self)` holds, the session closes or
+    /// (after at least one wait for input) `until` passes.
+    fn run(
+        &mut self,
+        mut done: impl FnMut(&Client) -> bool,
+        until: Option<Instant>,
+    ) -> Result<(), Error> {
+        let mut waited = false;
         loop {
             self.flush()?;
             self.drain_events()?;
@@ -357,7 +387,11 @@ impl Client {
                     None => Error::Closed,
                 });
             }
-            self.wait_for_input()?;
+            if waited && until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(());
+            }
+            self.wait_for_input(until)?;
+            waited = true;
         }
     }
 
@@ -464,23 +498,31 @@ impl Client {
         Ok(())
     }
 
-    /// Blocks until bytes arrive or the core's next deadline passes.
-    fn wait_for_input(&mut self) -> Result<(), Error> {
+    /// Blocks until bytes arrive or the core's next deadline (or `until`)
+    /// passes.
+    fn wait_for_input(&mut self, until: Option<Instant>) -> Result<(), Error> {
         let now = Instant::now();
-        let deadline = self.session.poll_timeout();
-        if let Some(d) = deadline {
+        let core_deadline = self.session.poll_timeout();
+        if let Some(d) = core_deadline {
             if d <= now {
                 self.session.handle_timeout(now);
                 return Ok(());
             }
         }
+        let deadline = match (core_deadline, until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        };
         let Some(conn) = self.conn.as_mut() else {
             // No connection and nothing scheduled: the core is waiting for
             // a timer (e.g. Time2Wait before a reconnect).
             match deadline {
                 Some(d) => {
                     std::thread::sleep(d.saturating_duration_since(now));
-                    self.session.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    if core_deadline.is_some_and(|c| c <= now) {
+                        self.session.handle_timeout(now);
+                    }
                     return Ok(());
                 }
                 None => return Err(Error::Closed),
@@ -525,7 +567,9 @@ impl Client {
                 ) =>
             {
                 self.rx.truncate(start);
-                self.session.handle_timeout(now);
+                if core_deadline.is_some_and(|c| c <= now) {
+                    self.session.handle_timeout(now);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => self.rx.truncate(start),
             Err(_) => {
