@@ -3,5 +3,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod server;
 pub mod client;
+pub mod server;
