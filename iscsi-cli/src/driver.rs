@@ -18,7 +18,9 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use iscsi_proto::initiator::{ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome};
+use iscsi_proto::initiator::{
+    ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
+};
 use iscsi_proto::login::negotiation::Negotiated;
 
 /// Which driver runs the session.
@@ -70,7 +72,13 @@ pub struct MioSession {
 }
 
 /// A logged-in session on one of the drivers.
-pub enum Session {
+pub struct Session {
+    inner: Inner,
+    /// Commands submitted and not yet collected by `wait_any`.
+    outstanding: usize,
+}
+
+enum Inner {
     /// `iscsi-std`.
     Std(Box<iscsi_std::Client>),
     /// `iscsi-mio`.
@@ -81,7 +89,12 @@ pub enum Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Session({})", self.kind().name())
+        write!(
+            f,
+            "Session({}, {} in flight)",
+            self.kind().name(),
+            self.outstanding
+        )
     }
 }
 
@@ -89,13 +102,31 @@ impl std::fmt::Debug for Session {
 fn smol_start(
     portal: &str,
     config: SessionConfig,
-) -> Result<(iscsi_smol::Client, JoinHandle<Result<(), iscsi_smol::Error>>), String> {
+) -> Result<
+    (
+        iscsi_smol::Client,
+        JoinHandle<Result<(), iscsi_smol::Error>>,
+    ),
+    String,
+> {
     let (client, driver) = iscsi_smol::Client::new(portal, config);
     let thread = std::thread::Builder::new()
         .name("iscsi-smol-driver".into())
         .spawn(move || async_io::block_on(driver.run()))
         .map_err(|e| format!("cannot start the smol driver thread: {e}"))?;
     Ok((client, thread))
+}
+
+/// Why a smol session failed. A request that reaches the driver after it
+/// ended only learns "session closed"; the driver's own result names the
+/// cause (e.g. "connection refused"), so the thread is joined for it. The
+/// driver ends once the session failed or (with the client dropped) logs
+/// out, so the join does not hang.
+fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
+    match (e, thread.join()) {
+        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.to_string(),
+        (e, _) => e.to_string(),
+    }
 }
 
 impl Session {
@@ -107,13 +138,13 @@ impl Session {
         config: SessionConfig,
         opts: iscsi_std::Options,
     ) -> Result<Session, String> {
-        match kind {
+        let inner = match kind {
             DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
-                .map(|c| Session::Std(Box::new(c)))
+                .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.to_string()),
             DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
                 .map(|blocking| {
-                    Session::Mio(Box::new(MioSession {
+                    Inner::Mio(Box::new(MioSession {
                         blocking,
                         in_flight: Vec::new(),
                     }))
@@ -122,21 +153,22 @@ impl Session {
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config)?;
                 match async_io::block_on(client.logged_in()) {
-                    Ok(()) => Ok(Session::Smol(Box::new(SmolSession {
+                    Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
                         thread: Some(thread),
                         pending: Vec::new(),
                     }))),
                     Err(e) => {
-                        // The driver ends when the session fails; with the
-                        // client gone it also ends if it were still running.
                         drop(client);
-                        let _ = thread.join();
-                        Err(e.to_string())
+                        Err(smol_failure(e, thread))
                     }
                 }
             }
-        }
+        }?;
+        Ok(Session {
+            inner,
+            outstanding: 0,
+        })
     }
 
     /// A discovery session (SendTargets=All) on driver `kind`, logged out
@@ -169,42 +201,47 @@ impl Session {
                     Ok(targets)
                 });
                 drop(client);
-                let _ = thread.join();
-                result.map_err(|e| e.to_string())
+                match result {
+                    Ok(targets) => {
+                        let _ = thread.join();
+                        Ok(targets)
+                    }
+                    Err(e) => Err(smol_failure(e, thread)),
+                }
             }
         }
     }
 
     /// Which driver runs this session.
     pub fn kind(&self) -> DriverKind {
-        match self {
-            Session::Std(_) => DriverKind::Std,
-            Session::Mio(_) => DriverKind::Mio,
-            Session::Smol(_) => DriverKind::Smol,
+        match &self.inner {
+            Inner::Std(_) => DriverKind::Std,
+            Inner::Mio(_) => DriverKind::Mio,
+            Inner::Smol(_) => DriverKind::Smol,
         }
     }
 
     /// The operational values agreed at login (`None` on the smol
     /// driver, whose client does not expose the session's getters).
     pub fn negotiated(&mut self) -> Option<Negotiated> {
-        match self {
-            Session::Std(c) => c.session().negotiated().cloned(),
-            Session::Mio(m) => m.blocking.client().session().negotiated().cloned(),
-            Session::Smol(_) => None,
+        match &mut self.inner {
+            Inner::Std(c) => c.session().negotiated().cloned(),
+            Inner::Mio(m) => m.blocking.client().session().negotiated().cloned(),
+            Inner::Smol(_) => None,
         }
     }
 
     /// Runs one SCSI command to completion (any status).
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
-        match self {
-            Session::Std(c) => c
+        match &mut self.inner {
+            Inner::Std(c) => c
                 .execute(cmd)
                 .map(|d| Completed {
                     result: d.result,
                     data: d.data,
                 })
                 .map_err(|e| e.to_string()),
-            Session::Mio(m) => m
+            Inner::Mio(m) => m
                 .blocking
                 .execute(cmd)
                 .map(|d| Completed {
@@ -212,7 +249,7 @@ impl Session {
                     data: d.data,
                 })
                 .map_err(|e| e.to_string()),
-            Session::Smol(s) => async_io::block_on(s.client.execute(cmd))
+            Inner::Smol(s) => async_io::block_on(s.client.execute(cmd))
                 .map(|d| Completed {
                     result: d.result,
                     data: d.data,
@@ -223,29 +260,40 @@ impl Session {
 
     /// Submits a command without waiting; [`Session::wait_any`] collects it.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, String> {
-        match self {
-            Session::Std(c) => c.submit(cmd).map_err(|e| e.to_string()),
-            Session::Mio(m) => {
+        let task = match &mut self.inner {
+            Inner::Std(c) => c.submit(cmd).map_err(|e| e.to_string())?,
+            Inner::Mio(m) => {
                 let task = m.blocking.submit(cmd).map_err(|e| e.to_string())?;
                 m.in_flight.push(task);
-                Ok(task)
+                task
             }
-            Session::Smol(s) => {
+            Inner::Smol(s) => {
                 let p = async_io::block_on(s.client.submit(cmd)).map_err(|e| e.to_string())?;
                 let id = p.id();
                 s.pending.push((id, Box::pin(p.wait())));
-                Ok(id)
+                id
             }
-        }
+        };
+        self.outstanding += 1;
+        Ok(task)
     }
 
     /// Waits for whichever submitted task ends first: its id, outcome and
-    /// read data. Fails (rather than blocking forever) when nothing was
-    /// submitted on the mio or smol driver.
+    /// read data. Fails (rather than blocking forever) when nothing is in
+    /// flight.
     pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
-        match self {
-            Session::Std(c) => c.wait_any().map_err(|e| e.to_string()),
-            Session::Mio(m) => {
+        if self.outstanding == 0 {
+            return Err("no command in flight".into());
+        }
+        let r = self.wait_any_inner();
+        self.outstanding -= 1;
+        r
+    }
+
+    fn wait_any_inner(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
+        match &mut self.inner {
+            Inner::Std(c) => c.wait_any().map_err(|e| e.to_string()),
+            Inner::Mio(m) => {
                 if m.in_flight.is_empty() {
                     return Err("no command in flight".into());
                 }
@@ -266,7 +314,7 @@ impl Session {
                 let task = m.in_flight.swap_remove(i);
                 Ok((task, outcome, data))
             }
-            Session::Smol(s) => {
+            Inner::Smol(s) => {
                 if s.pending.is_empty() {
                     return Err("no command in flight".into());
                 }
@@ -289,10 +337,10 @@ impl Session {
     /// Logs out (after outstanding tasks finish) and closes the
     /// connection; on smol also waits for the driver thread to end.
     pub fn logout(self) -> Result<(), String> {
-        match self {
-            Session::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
-            Session::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
-            Session::Smol(mut s) => {
+        match self.inner {
+            Inner::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
+            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
+            Inner::Smol(mut s) => {
                 let result = async_io::block_on(s.client.logout());
                 s.pending.clear();
                 let thread = s.thread.take();
@@ -305,5 +353,168 @@ impl Session {
                 ended
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+    use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags};
+    use iscsi_proto::scsi::lun::Lun;
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    const TARGET: &str = "iqn.2026-11.rs.iscsi:driver-test";
+    const INITIATOR: &str = "iqn.2026-11.rs.iscsi:driver-test-initiator";
+
+    /// An embedded target (mio server, 16 MiB RAM disk) on a free loopback
+    /// port, stopped when `f` returns.
+    fn with_target(f: impl FnOnce(String)) {
+        let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), TARGET);
+        cfg.luns.push(LunSpec::Ram(16 << 20));
+        cfg.log = false;
+        let server = Server::bind(cfg).unwrap();
+        let addr = server.local_addr();
+        let stop = server.shutdown_handle();
+        let thread = std::thread::spawn(move || {
+            let mut server = server;
+            server.run()
+        });
+        f(addr.to_string());
+        stop.shutdown();
+        thread.join().unwrap().unwrap();
+    }
+
+    fn config() -> SessionConfig {
+        SessionConfig::new(INITIATOR)
+            .with_target(TARGET)
+            .with_operational(crate::tuned_params())
+    }
+
+    /// Every driver: discovery, login, negotiated values, READ CAPACITY,
+    /// 32 writes then 32 reads in flight, each collected exactly once by
+    /// `wait_any` and checked, `wait_any` with nothing in flight fails,
+    /// logout.
+    fn exercise(kind: DriverKind) {
+        with_target(|portal| {
+            let found = Session::discover(
+                kind,
+                &portal,
+                SessionConfig::new(INITIATOR),
+                Default::default(),
+            )
+            .unwrap();
+            assert!(found.iter().any(|t| t.name == TARGET), "{found:?}");
+
+            let mut s = Session::connect(kind, &portal, config(), Default::default()).unwrap();
+            assert_eq!(s.kind(), kind);
+            match kind {
+                DriverKind::Smol => assert!(s.negotiated().is_none()),
+                _ => {
+                    let n = s.negotiated().expect("negotiated values after login");
+                    assert!(n.max_burst_length >= 8192);
+                }
+            }
+            let lun = Lun::from_number(0).to_u64();
+            let cap = s
+                .execute(ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8))
+                .unwrap();
+            let cap = Capacity::parse10(&cap.data).unwrap();
+            assert_eq!(cap.total_bytes(), Some(16 << 20));
+            let bs = cap.block_len;
+            assert!(s.wait_any().unwrap_err().contains("no command in flight"));
+
+            const N: usize = 32;
+            const PER: usize = 16 * 1024;
+            let data = Bytes::from(crate::bench::XorShift::new(kind as u64 + 7).bytes(N * PER));
+            let blocks = (PER as u32) / bs;
+            let lba = |i: usize| 100 + (i as u64) * u64::from(blocks);
+            let mut writes = HashMap::new();
+            for i in 0..N {
+                let cdb = cdb::write16(lba(i), blocks, RwFlags::default());
+                let chunk = data.slice(i * PER..(i + 1) * PER);
+                let t = s
+                    .submit(ScsiCommand::write(lun, cdb.to_vec(), chunk))
+                    .unwrap();
+                assert!(writes.insert(t, i).is_none(), "task id reused");
+            }
+            for _ in 0..N {
+                let (t, outcome, _) = s.wait_any().unwrap();
+                assert!(
+                    writes.remove(&t).is_some(),
+                    "unknown or repeated task {t:?}"
+                );
+                assert!(
+                    matches!(outcome, TaskOutcome::Scsi(ref r) if r.is_good()),
+                    "{outcome:?}"
+                );
+            }
+            assert!(writes.is_empty());
+            assert!(s.wait_any().is_err());
+
+            let mut reads = HashMap::new();
+            for i in 0..N {
+                let cdb = cdb::read16(lba(i), blocks, RwFlags::default());
+                let t = s
+                    .submit(ScsiCommand::read(lun, cdb.to_vec(), PER as u32))
+                    .unwrap();
+                reads.insert(t, i);
+            }
+            for _ in 0..N {
+                let (t, outcome, got) = s.wait_any().unwrap();
+                let i = reads.remove(&t).expect("unknown or repeated task");
+                assert!(
+                    matches!(outcome, TaskOutcome::Scsi(ref r) if r.is_good()),
+                    "{outcome:?}"
+                );
+                assert!(got[..] == data[i * PER..(i + 1) * PER], "read {i} differs");
+            }
+            // One command through `execute` after the batch.
+            let one = s
+                .execute(ScsiCommand::read(
+                    lun,
+                    cdb::read16(lba(5), blocks, RwFlags::default()).to_vec(),
+                    PER as u32,
+                ))
+                .unwrap();
+            assert!(one.data[..] == data[5 * PER..6 * PER]);
+            s.logout().unwrap();
+        });
+    }
+
+    #[test]
+    fn std_driver() {
+        exercise(DriverKind::Std);
+    }
+
+    #[test]
+    fn mio_driver() {
+        exercise(DriverKind::Mio);
+    }
+
+    #[test]
+    fn smol_driver() {
+        exercise(DriverKind::Smol);
+    }
+
+    /// A refused connection is an error on every driver, not a hang.
+    #[test]
+    fn connection_refused() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let portal = l.local_addr().unwrap().to_string();
+        drop(l);
+        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+            let e = Session::connect(kind, &portal, config(), Default::default()).unwrap_err();
+            assert!(e.contains("refused"), "{kind:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_command_line() {
+        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+            assert_eq!(DriverKind::from_str(kind.name(), false).unwrap(), kind);
+        }
+        assert_eq!(DriverKind::default(), DriverKind::Std);
     }
 }

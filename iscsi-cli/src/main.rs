@@ -696,3 +696,42 @@ fn bench_cmd(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_flag_is_global_and_defaults_to_std() {
+        let cli = Cli::try_parse_from(["iscsi", "readcap", "iscsi://h/t/1"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Std);
+        let cli =
+            Cli::try_parse_from(["iscsi", "bench", "iscsi://h/t/1", "--driver", "smol"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Smol);
+        let cli = Cli::try_parse_from(["iscsi", "--driver", "mio", "discover", "h"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Mio);
+        assert!(Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).is_err());
+    }
+
+    #[test]
+    fn pcap_needs_the_std_driver() {
+        let dir = std::env::temp_dir().join(format!("iscsi-cli-pcap-{}", std::process::id()));
+        let file = dir.to_string_lossy().into_owned() + ".pcap";
+        for d in ["mio", "smol"] {
+            let cli =
+                Cli::try_parse_from(["iscsi", "--driver", d, "--pcap", &file, "discover", "h"])
+                    .unwrap();
+            let e = options(&cli.global)
+                .err()
+                .expect("pcap with a non-std driver");
+            assert!(e.contains("--pcap needs --driver std"), "{e}");
+        }
+        // No file is created for the refused combination.
+        assert!(!std::path::Path::new(&file).exists());
+        let cli = Cli::try_parse_from(["iscsi", "--pcap", &file, "discover", "h"]).unwrap();
+        let (opts, handle) = options(&cli.global).unwrap();
+        assert!(opts.tap.is_some() && handle.is_some());
+        finish_pcap(handle).unwrap();
+        std::fs::remove_file(&file).unwrap();
+    }
+}
