@@ -601,6 +601,11 @@ fn istgt_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         let t0 = Instant::now();
         c.idle(IDLE).map_err(|e| format!("idle: {e}"))?;
         let idled = t0.elapsed();
+        // Each driver's idle ends only once the time is up (a lower bound,
+        // not a timing measurement): an early return would idle nothing.
+        if idled < IDLE {
+            return Err(format!("idle returned after {:.1} s", idled.as_secs_f64()));
+        }
         let back = read_in_flight(c.as_mut(), l, lba, LEN, cap.block_len)
             .map_err(|e| format!("after {:.1} s idle: {e}", idled.as_secs_f64()))?;
         compare("read-back after idling", &data, &back)?;
