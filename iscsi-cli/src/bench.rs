@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use iscsi_proto::initiator::{ScsiCommand, TaskId, TaskOutcome};
+use iscsi_proto::initiator::{ScsiCommand, TaskOutcome};
 use iscsi_proto::scsi::cdb::{self, RwFlags};
 
-use crate::driver::Session;
+use crate::driver::{Session, Tag};
 
 /// Access pattern.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -202,7 +202,7 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
             ScsiCommand::read(spec.lun, cdb.to_vec(), spec.bs)
         }
     };
-    let mut in_flight: HashMap<TaskId, Instant> = HashMap::with_capacity(spec.qd * 2);
+    let mut in_flight: HashMap<Tag, Instant> = HashMap::with_capacity(spec.qd * 2);
     let mut lat_us = Vec::with_capacity(1 << 16);
     let mut per_second = Vec::new();
     let cpu0 = process_cpu_secs();

@@ -7,9 +7,15 @@
 //! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
 //!   on this thread inside each call.
 //! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
-//!   `async_io::block_on`; this thread blocks on each reply with
-//!   `async_io::block_on`. Commands in flight are the `Pending` futures of
-//!   [`iscsi_smol::Client::submit`]; `wait_any` polls them all.
+//!   `async_io::block_on` (which also drives the async-io reactor); this
+//!   thread blocks on replies with `futures_lite::future::block_on` (a
+//!   plain parker, so it never takes the reactor from the driver thread).
+//!   A submitted command is a future (submit, then wait for the outcome)
+//!   polled once to queue the request, so `submit` does not wait for the
+//!   driver thread; `wait_any` polls all of them.
+//!
+//! Commands in flight are named by a [`Tag`], unique among the session's
+//! commands in flight.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +24,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use clap::ValueEnum;
+use futures_lite::future::block_on;
 use iscsi_proto::initiator::{
     ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
@@ -55,6 +62,10 @@ pub struct Completed {
     pub data: Bytes,
 }
 
+/// A command in flight on a [`Session`] (unique while in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag(u64);
+
 type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 
 /// The smol driver: the client handle, the driver thread and the tasks in
@@ -62,7 +73,8 @@ type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 pub struct SmolSession {
     client: iscsi_smol::Client,
     thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
-    pending: Vec<(TaskId, SmolWait)>,
+    pending: Vec<(Tag, SmolWait)>,
+    next_tag: u64,
 }
 
 /// The mio driver: its blocking loop and the tasks in flight.
@@ -152,11 +164,12 @@ impl Session {
                 .map_err(|e| e.to_string()),
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config)?;
-                match async_io::block_on(client.logged_in()) {
+                match block_on(client.logged_in()) {
                     Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
                         thread: Some(thread),
                         pending: Vec::new(),
+                        next_tag: 0,
                     }))),
                     Err(e) => {
                         drop(client);
@@ -188,7 +201,7 @@ impl Session {
             }
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config)?;
-                let result = async_io::block_on(async {
+                let result = block_on(async {
                     client.logged_in().await?;
                     let p = client.start(iscsi_smol::Action::SendTargets).await?;
                     let targets = match p.wait().await? {
@@ -249,7 +262,7 @@ impl Session {
                     data: d.data,
                 })
                 .map_err(|e| e.to_string()),
-            Inner::Smol(s) => async_io::block_on(s.client.execute(cmd))
+            Inner::Smol(s) => block_on(s.client.execute(cmd))
                 .map(|d| Completed {
                     result: d.result,
                     data: d.data,
@@ -258,30 +271,43 @@ impl Session {
         }
     }
 
-    /// Submits a command without waiting; [`Session::wait_any`] collects it.
-    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, String> {
-        let task = match &mut self.inner {
-            Inner::Std(c) => c.submit(cmd).map_err(|e| e.to_string())?,
+    /// Submits a command without waiting; [`Session::wait_any`] collects
+    /// it. On smol the core's refusal of a command (a usage error) comes
+    /// from `wait_any`, as the submit does not wait for the driver thread.
+    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
+        let tag = match &mut self.inner {
+            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.to_string())?.0.into()),
             Inner::Mio(m) => {
                 let task = m.blocking.submit(cmd).map_err(|e| e.to_string())?;
                 m.in_flight.push(task);
-                task
+                Tag(task.0.into())
             }
             Inner::Smol(s) => {
-                let p = async_io::block_on(s.client.submit(cmd)).map_err(|e| e.to_string())?;
-                let id = p.id();
-                s.pending.push((id, Box::pin(p.wait())));
-                id
+                let client = s.client.clone();
+                let mut task: SmolWait =
+                    Box::pin(async move { client.submit(cmd).await?.wait().await });
+                // The first poll queues the request (an unbounded channel)
+                // and then waits for the driver's answer.
+                let first = block_on(futures_lite::future::poll_once(task.as_mut()));
+                match first {
+                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Ok(r)) => task = Box::pin(futures_lite::future::ready(Ok(r))),
+                    None => {}
+                }
+                let tag = Tag(s.next_tag);
+                s.next_tag = s.next_tag.wrapping_add(1);
+                s.pending.push((tag, task));
+                tag
             }
         };
         self.outstanding += 1;
-        Ok(task)
+        Ok(tag)
     }
 
     /// Waits for whichever submitted task ends first: its id, outcome and
     /// read data. Fails (rather than blocking forever) when nothing is in
     /// flight.
-    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
+    pub fn wait_any(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
         if self.outstanding == 0 {
             return Err("no command in flight".into());
         }
@@ -290,9 +316,12 @@ impl Session {
         r
     }
 
-    fn wait_any_inner(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
+    fn wait_any_inner(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
         match &mut self.inner {
-            Inner::Std(c) => c.wait_any().map_err(|e| e.to_string()),
+            Inner::Std(c) => c
+                .wait_any()
+                .map(|(t, o, d)| (Tag(t.0.into()), o, d))
+                .map_err(|e| e.to_string()),
             Inner::Mio(m) => {
                 if m.in_flight.is_empty() {
                     return Err("no command in flight".into());
@@ -312,14 +341,14 @@ impl Session {
                     .map_err(|e| e.to_string())?;
                 let (i, (outcome, data)) = got.ok_or("session closed")?;
                 let task = m.in_flight.swap_remove(i);
-                Ok((task, outcome, data))
+                Ok((Tag(task.0.into()), outcome, data))
             }
             Inner::Smol(s) => {
                 if s.pending.is_empty() {
                     return Err("no command in flight".into());
                 }
                 let pending = &mut s.pending;
-                let (i, reply) = async_io::block_on(futures_lite::future::poll_fn(|cx| {
+                let (i, reply) = block_on(futures_lite::future::poll_fn(|cx| {
                     for (i, (_, wait)) in pending.iter_mut().enumerate() {
                         if let Poll::Ready(r) = wait.as_mut().poll(cx) {
                             return Poll::Ready((i, r));
@@ -341,7 +370,7 @@ impl Session {
             Inner::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
             Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
             Inner::Smol(mut s) => {
-                let result = async_io::block_on(s.client.logout());
+                let result = block_on(s.client.logout());
                 s.pending.clear();
                 let thread = s.thread.take();
                 drop(s);
@@ -423,6 +452,18 @@ mod tests {
             let cap = Capacity::parse10(&cap.data).unwrap();
             assert_eq!(cap.total_bytes(), Some(16 << 20));
             let bs = cap.block_len;
+            assert!(s.wait_any().unwrap_err().contains("no command in flight"));
+            // A command the core refuses (no CDB) fails at submit, or on
+            // smol (whose submit does not wait for the driver) at wait_any;
+            // either way nothing stays in flight and the session works on.
+            match s.submit(ScsiCommand::new(lun, Vec::<u8>::new())) {
+                Err(e) => assert_ne!(kind, DriverKind::Smol, "{e}"),
+                Ok(_) => {
+                    assert_eq!(kind, DriverKind::Smol);
+                    let e = s.wait_any().unwrap_err();
+                    assert!(!e.contains("no command in flight"), "{e}");
+                }
+            }
             assert!(s.wait_any().unwrap_err().contains("no command in flight"));
 
             const N: usize = 32;
