@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use iscsi_proto::initiator::{ScsiCommand, TaskId, TaskOutcome};
+use iscsi_proto::initiator::{ScsiCommand, TaskOutcome};
 use iscsi_proto::scsi::cdb::{self, RwFlags};
-use iscsi_std::Client;
+
+use crate::driver::{Session, Tag};
 
 /// Access pattern.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -169,7 +170,7 @@ impl XorShift {
 }
 
 /// Runs the benchmark on a logged-in session.
-pub fn run(client: &mut Client, spec: &Spec) -> Result<Report, String> {
+pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
     let blocks_per_io = u64::from(spec.bs / spec.block_size.max(1)).max(1);
     if spec.bs == 0 || spec.bs % spec.block_size != 0 {
         return Err(format!(
@@ -201,7 +202,7 @@ pub fn run(client: &mut Client, spec: &Spec) -> Result<Report, String> {
             ScsiCommand::read(spec.lun, cdb.to_vec(), spec.bs)
         }
     };
-    let mut in_flight: HashMap<TaskId, Instant> = HashMap::with_capacity(spec.qd * 2);
+    let mut in_flight: HashMap<Tag, Instant> = HashMap::with_capacity(spec.qd * 2);
     let mut lat_us = Vec::with_capacity(1 << 16);
     let mut per_second = Vec::new();
     let cpu0 = process_cpu_secs();
@@ -211,11 +212,11 @@ pub fn run(client: &mut Client, spec: &Spec) -> Result<Report, String> {
     let mut ios_at_tick = 0u64;
     let mut ios = 0u64;
     for _ in 0..spec.qd {
-        let task = client.submit(make(&mut rng)).map_err(|e| e.to_string())?;
+        let task = client.submit(make(&mut rng))?;
         in_flight.insert(task, Instant::now());
     }
     while !in_flight.is_empty() {
-        let (task, outcome, _data) = client.wait_any().map_err(|e| e.to_string())?;
+        let (task, outcome, _data) = client.wait_any()?;
         let now = Instant::now();
         let Some(t0) = in_flight.remove(&task) else {
             continue;
@@ -251,7 +252,7 @@ pub fn run(client: &mut Client, spec: &Spec) -> Result<Report, String> {
             }
         }
         if now < end {
-            let task = client.submit(make(&mut rng)).map_err(|e| e.to_string())?;
+            let task = client.submit(make(&mut rng))?;
             in_flight.insert(task, Instant::now());
         }
     }

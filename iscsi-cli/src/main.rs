@@ -1,5 +1,6 @@
 //! The `iscsi` command-line tool: an iSCSI initiator for storage engineers,
-//! built on the `iscsi-proto` sans-IO core and the blocking driver.
+//! built on the `iscsi-proto` sans-IO core and one of its drivers
+//! (`--driver std|mio|smol`, see [`driver`]).
 //!
 //! Every failure is one line on stderr and a non-zero exit status.
 #![forbid(unsafe_code)]
@@ -8,6 +9,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod bench;
+mod driver;
 mod pcap;
 mod serve;
 mod url;
@@ -28,7 +30,9 @@ use iscsi_proto::scsi::lun::Lun;
 use iscsi_proto::scsi::sense::{SenseData, SenseKey};
 use iscsi_proto::scsi::status::ScsiStatus;
 use iscsi_proto::wire::pdu::Isid;
-use iscsi_std::{Client, Completed, Direction, Options};
+use iscsi_std::{Direction, Options};
+
+use crate::driver::{Completed, DriverKind, Session};
 
 use crate::pcap::PcapWriter;
 use crate::url::{parse_host_port, IscsiUrl};
@@ -57,9 +61,14 @@ struct Global {
     /// DataDigest to offer.
     #[arg(long, global = true, value_enum, default_value_t = DigestArg::None)]
     data_digest: DigestArg,
-    /// Write the session's PDUs to this pcap file (Wireshark/tshark).
+    /// Write the session's PDUs to this pcap file (Wireshark/tshark);
+    /// std driver only (the others have no byte tap).
     #[arg(long, global = true, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// The initiator driver: blocking std sockets, a mio event loop, or the
+    /// async smol driver (on its own thread).
+    #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
+    driver: DriverKind,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -197,7 +206,7 @@ fn run(cli: Cli) -> Result<(), String> {
             chap.as_deref(),
             cli.global.mutual_chap.as_deref(),
         ),
-        Command::Demo { seconds } => serve::demo(*seconds),
+        Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),
         Command::Bench {
             url,
             qd,
@@ -317,11 +326,18 @@ fn challenge_bytes() -> Vec<u8> {
     buf
 }
 
-/// Driver options, with a pcap tap when `--pcap` is given.
+/// Driver options, with a pcap tap when `--pcap` is given (std driver
+/// only: an error on the others).
 fn options(g: &Global) -> Result<(Options, Option<PcapHandle>), String> {
     let mut opts = Options::default();
     let handle = match &g.pcap {
         None => None,
+        Some(_) if g.driver != DriverKind::Std => {
+            return Err(format!(
+                "--pcap needs --driver std (the {} driver has no byte tap)",
+                g.driver.name()
+            ))
+        }
         Some(path) => {
             let file =
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -423,9 +439,9 @@ fn discover(g: &Global, portal: &str) -> Result<(), String> {
     let config = session_config(g, None, user.as_deref(), secret.as_deref())?;
     let (opts, pcap) = options(g)?;
     let addr = url::join_host_port(&host, port);
-    let result = Client::discover(&addr, config, opts);
+    let result = Session::discover(g.driver, &addr, config, opts);
     finish_pcap(pcap)?;
-    let targets = result.map_err(|e| e.to_string())?;
+    let targets = result?;
     for t in targets {
         if t.addresses.is_empty() {
             // RFC 7143 section 13.8 / appendix C: no address means "the
@@ -447,14 +463,14 @@ fn discover(g: &Global, portal: &str) -> Result<(), String> {
 fn with_session<T>(
     g: &Global,
     url: &str,
-    f: impl FnOnce(&mut Client, u64) -> Result<T, String>,
+    f: impl FnOnce(&mut Session, u64) -> Result<T, String>,
 ) -> Result<T, String> {
     let u = IscsiUrl::parse(url)?;
     let config = session_config(g, Some(&u.target), u.user.as_deref(), u.secret.as_deref())?;
     let (opts, pcap) = options(g)?;
     let lun = Lun::from_number(u.lun).to_u64();
     let result = (|| {
-        let mut client = Client::connect(&u.portal(), config, opts).map_err(|e| e.to_string())?;
+        let mut client = Session::connect(g.driver, &u.portal(), config, opts)?;
         let value = f(&mut client, lun)?;
         client.logout().map_err(|e| format!("logout: {e}"))?;
         Ok(value)
@@ -466,7 +482,7 @@ fn with_session<T>(
 /// Runs a command; a non-GOOD status becomes one clear line. A UNIT
 /// ATTENTION (SAM-5 5.14: reported once per I_T nexus after a reset or a
 /// new login) is retried a few times, as initiators do.
-fn exec(client: &mut Client, cmd: ScsiCommand, what: &str) -> Result<Completed, String> {
+fn exec(client: &mut Session, cmd: ScsiCommand, what: &str) -> Result<Completed, String> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -519,7 +535,7 @@ fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn read_capacity(c: &mut Client, lun: u64) -> Result<Capacity, String> {
+fn read_capacity(c: &mut Session, lun: u64) -> Result<Capacity, String> {
     let d = exec(
         c,
         ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8),
@@ -679,4 +695,43 @@ fn bench_cmd(
         println!("{}", report.summary());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_flag_is_global_and_defaults_to_std() {
+        let cli = Cli::try_parse_from(["iscsi", "readcap", "iscsi://h/t/1"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Std);
+        let cli =
+            Cli::try_parse_from(["iscsi", "bench", "iscsi://h/t/1", "--driver", "smol"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Smol);
+        let cli = Cli::try_parse_from(["iscsi", "--driver", "mio", "discover", "h"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Mio);
+        assert!(Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).is_err());
+    }
+
+    #[test]
+    fn pcap_needs_the_std_driver() {
+        let dir = std::env::temp_dir().join(format!("iscsi-cli-pcap-{}", std::process::id()));
+        let file = dir.to_string_lossy().into_owned() + ".pcap";
+        for d in ["mio", "smol"] {
+            let cli =
+                Cli::try_parse_from(["iscsi", "--driver", d, "--pcap", &file, "discover", "h"])
+                    .unwrap();
+            let e = options(&cli.global)
+                .err()
+                .expect("pcap with a non-std driver");
+            assert!(e.contains("--pcap needs --driver std"), "{e}");
+        }
+        // No file is created for the refused combination.
+        assert!(!std::path::Path::new(&file).exists());
+        let cli = Cli::try_parse_from(["iscsi", "--pcap", &file, "discover", "h"]).unwrap();
+        let (opts, handle) = options(&cli.global).unwrap();
+        assert!(opts.tap.is_some() && handle.is_some());
+        finish_pcap(handle).unwrap();
+        std::fs::remove_file(&file).unwrap();
+    }
 }

@@ -10,9 +10,10 @@ use iscsi_mio::server::{LunSpec, Server, ServerConfig};
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig};
 use iscsi_proto::scsi::cdb::{self, RwFlags};
 use iscsi_proto::scsi::lun::Lun;
-use iscsi_std::{Client, Options};
+use iscsi_std::Options;
 
 use crate::bench;
+use crate::driver::{DriverKind, Session};
 
 /// Parses `ram:SIZE` (SIZE like 64M, 1G, 512K or bytes) or `file:PATH`.
 pub fn parse_lun(s: &str) -> Result<LunSpec, String> {
@@ -93,8 +94,9 @@ pub fn serve(
 
 /// `iscsi demo`: an embedded target with a 64 MiB RAM disk on a free
 /// loopback port, driven by the initiator: discover, log in, write, read
-/// back and verify, a 5-second benchmark, log out, stop.
-pub fn demo(seconds: u64) -> Result<(), String> {
+/// back and verify, a 5-second benchmark, log out, stop; the initiator
+/// side runs on `driver`.
+pub fn demo(seconds: u64, driver: DriverKind) -> Result<(), String> {
     let target = "iqn.2026-11.rs.iscsi:demo";
     let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), target);
     cfg.luns.push(LunSpec::Ram(64 << 20));
@@ -107,7 +109,7 @@ pub fn demo(seconds: u64) -> Result<(), String> {
         server.run()
     });
     println!("1. embedded target {target} serving a 64 MiB RAM disk on {addr}");
-    let result = demo_client(addr, target, seconds);
+    let result = demo_client(addr, target, seconds, driver);
     stop.shutdown();
     let served = thread
         .join()
@@ -118,11 +120,21 @@ pub fn demo(seconds: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn demo_client(addr: SocketAddr, target: &str, seconds: u64) -> Result<(), String> {
+fn demo_client(
+    addr: SocketAddr,
+    target: &str,
+    seconds: u64,
+    driver: DriverKind,
+) -> Result<(), String> {
     let portal = addr.to_string();
     let name = "iqn.2026-11.rs.iscsi:demo-initiator";
-    let found = Client::discover(&portal, SessionConfig::new(name), Options::default())
-        .map_err(|e| format!("discovery: {e}"))?;
+    let found = Session::discover(
+        driver,
+        &portal,
+        SessionConfig::new(name),
+        Options::default(),
+    )
+    .map_err(|e| format!("discovery: {e}"))?;
     for t in &found {
         let addrs: Vec<String> = t
             .addresses
@@ -132,7 +144,8 @@ fn demo_client(addr: SocketAddr, target: &str, seconds: u64) -> Result<(), Strin
         println!("2. discovered {} at {}", t.name, addrs.join(", "));
     }
     let t0 = Instant::now();
-    let mut c = Client::connect(
+    let mut c = Session::connect(
+        driver,
         &portal,
         SessionConfig::new(name)
             .with_target(target)
@@ -140,10 +153,11 @@ fn demo_client(addr: SocketAddr, target: &str, seconds: u64) -> Result<(), Strin
         Options::default(),
     )
     .map_err(|e| format!("login: {e}"))?;
-    let neg = c.session().negotiated().cloned();
+    let neg = c.negotiated();
     println!(
-        "3. logged in in {:.1} ms{}",
+        "3. logged in in {:.1} ms ({} driver){}",
         t0.elapsed().as_secs_f64() * 1e3,
+        driver.name(),
         neg.map(|n| format!(
             " (MaxRecvDataSegmentLength {}/{}, MaxBurstLength {}, ImmediateData {}, InitialR2T {})",
             n.initiator_max_recv_data_segment_length,
@@ -225,6 +239,18 @@ mod tests {
     /// The demo end to end on loopback (1-second benchmark).
     #[test]
     fn demo_runs() {
-        demo(1).unwrap();
+        demo(1, DriverKind::Std).unwrap();
+    }
+
+    /// The demo's initiator side on the mio driver.
+    #[test]
+    fn demo_runs_on_mio() {
+        demo(1, DriverKind::Mio).unwrap();
+    }
+
+    /// The demo's initiator side on the smol driver.
+    #[test]
+    fn demo_runs_on_smol() {
+        demo(1, DriverKind::Smol).unwrap();
     }
 }

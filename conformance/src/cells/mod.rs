@@ -6,6 +6,7 @@
 //! [`crate::runner::Cell`] for adding cells.
 
 mod baseline;
+mod drivers;
 mod initiator_common;
 mod initiator_istgt;
 mod initiator_tgtd;
@@ -30,6 +31,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(initiator_tgtd::cells());
     v.extend(initiator_istgt::cells());
     v.extend(target_compare::cells());
+    v.extend(drivers::cells());
     v
 }
 

@@ -1,0 +1,561 @@
+//! `--driver std|mio|smol`: one small interface over the three initiator
+//! drivers, with exactly what the commands need (connect and log in,
+//! discover, run one command, keep several in flight for the benchmark,
+//! the negotiated values, log out).
+//!
+//! - `std`: [`iscsi_std::Client`], blocking socket calls on this thread.
+//! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
+//!   on this thread inside each call.
+//! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
+//!   `async_io::block_on` (which also drives the async-io reactor); this
+//!   thread blocks on replies with `futures_lite::future::block_on` (a
+//!   plain parker, so it never takes the reactor from the driver thread).
+//!   A submitted command is a future (submit, then wait for the outcome)
+//!   polled once to queue the request, so `submit` does not wait for the
+//!   driver thread; `wait_any` polls all of them.
+//!
+//! Commands in flight are named by a [`Tag`], unique among the session's
+//! commands in flight.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use futures_lite::future::block_on;
+use iscsi_proto::initiator::{
+    ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
+};
+use iscsi_proto::login::negotiation::Negotiated;
+
+/// Which driver runs the session.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DriverKind {
+    /// Blocking `std::net` driver (`iscsi-std`).
+    #[default]
+    Std,
+    /// `mio` event-loop driver (`iscsi-mio`).
+    Mio,
+    /// Async driver on `async-io` (`iscsi-smol`), on its own thread.
+    Smol,
+}
+
+impl DriverKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Std => "std",
+            DriverKind::Mio => "mio",
+            DriverKind::Smol => "smol",
+        }
+    }
+}
+
+/// A completed SCSI command with its read data.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Status, sense and residuals.
+    pub result: ScsiResult,
+    /// The bytes read (empty for writes).
+    pub data: Bytes,
+}
+
+/// A command in flight on a [`Session`] (unique while in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag(u64);
+
+type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
+
+/// The smol driver: the client handle, the driver thread and the tasks in
+/// flight.
+pub struct SmolSession {
+    client: iscsi_smol::Client,
+    thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
+    pending: Vec<(Tag, SmolWait)>,
+    next_tag: u64,
+}
+
+/// The mio driver: its blocking loop and the tasks in flight.
+pub struct MioSession {
+    blocking: iscsi_mio::client::Blocking,
+    in_flight: Vec<TaskId>,
+}
+
+/// A logged-in session on one of the drivers.
+pub struct Session {
+    inner: Inner,
+    /// Commands submitted and not yet collected by `wait_any`.
+    outstanding: usize,
+}
+
+enum Inner {
+    /// `iscsi-std`.
+    Std(Box<iscsi_std::Client>),
+    /// `iscsi-mio`.
+    Mio(Box<MioSession>),
+    /// `iscsi-smol`.
+    Smol(Box<SmolSession>),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Session({}, {} in flight)",
+            self.kind().name(),
+            self.outstanding
+        )
+    }
+}
+
+/// Starts the smol driver on its own thread.
+fn smol_start(
+    portal: &str,
+    config: SessionConfig,
+) -> Result<
+    (
+        iscsi_smol::Client,
+        JoinHandle<Result<(), iscsi_smol::Error>>,
+    ),
+    String,
+> {
+    let (client, driver) = iscsi_smol::Client::new(portal, config);
+    let thread = std::thread::Builder::new()
+        .name("iscsi-smol-driver".into())
+        .spawn(move || async_io::block_on(driver.run()))
+        .map_err(|e| format!("cannot start the smol driver thread: {e}"))?;
+    Ok((client, thread))
+}
+
+/// Why a smol session failed. A request that reaches the driver after it
+/// ended only learns "session closed"; the driver's own result names the
+/// cause (e.g. "connection refused"), so the thread is joined for it. The
+/// driver ends once the session failed or (with the client dropped) logs
+/// out, so the join does not hang.
+fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
+    match (e, thread.join()) {
+        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.to_string(),
+        (e, _) => e.to_string(),
+    }
+}
+
+impl Session {
+    /// Connects to `portal` and logs in with `config` on driver `kind`.
+    /// `opts` (socket options and the pcap tap) only applies to `std`.
+    pub fn connect(
+        kind: DriverKind,
+        portal: &str,
+        config: SessionConfig,
+        opts: iscsi_std::Options,
+    ) -> Result<Session, String> {
+        let inner = match kind {
+            DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
+                .map(|c| Inner::Std(Box::new(c)))
+                .map_err(|e| e.to_string()),
+            DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
+                .map(|blocking| {
+                    Inner::Mio(Box::new(MioSession {
+                        blocking,
+                        in_flight: Vec::new(),
+                    }))
+                })
+                .map_err(|e| e.to_string()),
+            DriverKind::Smol => {
+                let (client, thread) = smol_start(portal, config)?;
+                match block_on(client.logged_in()) {
+                    Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
+                        client,
+                        thread: Some(thread),
+                        pending: Vec::new(),
+                        next_tag: 0,
+                    }))),
+                    Err(e) => {
+                        drop(client);
+                        Err(smol_failure(e, thread))
+                    }
+                }
+            }
+        }?;
+        Ok(Session {
+            inner,
+            outstanding: 0,
+        })
+    }
+
+    /// A discovery session (SendTargets=All) on driver `kind`, logged out
+    /// before returning.
+    pub fn discover(
+        kind: DriverKind,
+        portal: &str,
+        config: SessionConfig,
+        opts: iscsi_std::Options,
+    ) -> Result<Vec<TargetRecord>, String> {
+        match kind {
+            DriverKind::Std => {
+                iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.to_string())
+            }
+            DriverKind::Mio => {
+                iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.to_string())
+            }
+            DriverKind::Smol => {
+                let (client, thread) = smol_start(portal, config)?;
+                let result = block_on(async {
+                    client.logged_in().await?;
+                    let p = client.start(iscsi_smol::Action::SendTargets).await?;
+                    let targets = match p.wait().await? {
+                        (TaskOutcome::Targets(t), _) => t,
+                        (other, _) => {
+                            return Err(iscsi_smol::Error::Unexpected(format!("{other:?}")))
+                        }
+                    };
+                    client.logout().await?;
+                    Ok(targets)
+                });
+                drop(client);
+                match result {
+                    Ok(targets) => {
+                        let _ = thread.join();
+                        Ok(targets)
+                    }
+                    Err(e) => Err(smol_failure(e, thread)),
+                }
+            }
+        }
+    }
+
+    /// Which driver runs this session.
+    pub fn kind(&self) -> DriverKind {
+        match &self.inner {
+            Inner::Std(_) => DriverKind::Std,
+            Inner::Mio(_) => DriverKind::Mio,
+            Inner::Smol(_) => DriverKind::Smol,
+        }
+    }
+
+    /// The operational values agreed at login (`None` on the smol
+    /// driver, whose client does not expose the session's getters).
+    pub fn negotiated(&mut self) -> Option<Negotiated> {
+        match &mut self.inner {
+            Inner::Std(c) => c.session().negotiated().cloned(),
+            Inner::Mio(m) => m.blocking.client().session().negotiated().cloned(),
+            Inner::Smol(_) => None,
+        }
+    }
+
+    /// Runs one SCSI command to completion (any status).
+    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
+        match &mut self.inner {
+            Inner::Std(c) => c
+                .execute(cmd)
+                .map(|d| Completed {
+                    result: d.result,
+                    data: d.data,
+                })
+                .map_err(|e| e.to_string()),
+            Inner::Mio(m) => m
+                .blocking
+                .execute(cmd)
+                .map(|d| Completed {
+                    result: d.result,
+                    data: d.data,
+                })
+                .map_err(|e| e.to_string()),
+            Inner::Smol(s) => block_on(s.client.execute(cmd))
+                .map(|d| Completed {
+                    result: d.result,
+                    data: d.data,
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Submits a command without waiting; [`Session::wait_any`] collects
+    /// it. On smol the core's refusal of a command (a usage error) comes
+    /// from `wait_any`, as the submit does not wait for the driver thread.
+    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
+        let tag = match &mut self.inner {
+            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.to_string())?.0.into()),
+            Inner::Mio(m) => {
+                let task = m.blocking.submit(cmd).map_err(|e| e.to_string())?;
+                m.in_flight.push(task);
+                Tag(task.0.into())
+            }
+            Inner::Smol(s) => {
+                let client = s.client.clone();
+                let mut task: SmolWait =
+                    Box::pin(async move { client.submit(cmd).await?.wait().await });
+                // The first poll queues the request (an unbounded channel)
+                // and then waits for the driver's answer.
+                let first = block_on(futures_lite::future::poll_once(task.as_mut()));
+                match first {
+                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Ok(r)) => task = Box::pin(futures_lite::future::ready(Ok(r))),
+                    None => {}
+                }
+                let tag = Tag(s.next_tag);
+                s.next_tag = s.next_tag.wrapping_add(1);
+                s.pending.push((tag, task));
+                tag
+            }
+        };
+        self.outstanding += 1;
+        Ok(tag)
+    }
+
+    /// Waits for whichever submitted task ends first: its id, outcome and
+    /// read data. Fails (rather than blocking forever) when nothing is in
+    /// flight.
+    pub fn wait_any(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
+        if self.outstanding == 0 {
+            return Err("no command in flight".into());
+        }
+        let r = self.wait_any_inner();
+        self.outstanding -= 1;
+        r
+    }
+
+    fn wait_any_inner(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
+        match &mut self.inner {
+            Inner::Std(c) => c
+                .wait_any()
+                .map(|(t, o, d)| (Tag(t.0.into()), o, d))
+                .map_err(|e| e.to_string()),
+            Inner::Mio(m) => {
+                if m.in_flight.is_empty() {
+                    return Err("no command in flight".into());
+                }
+                let in_flight = &m.in_flight;
+                let mut got = None;
+                m.blocking
+                    .run_until(|c| {
+                        for (i, t) in in_flight.iter().enumerate() {
+                            if let Some(r) = c.take_completed(*t) {
+                                got = Some((i, r));
+                                return true;
+                            }
+                        }
+                        false
+                    })
+                    .map_err(|e| e.to_string())?;
+                let (i, (outcome, data)) = got.ok_or("session closed")?;
+                let task = m.in_flight.swap_remove(i);
+                Ok((Tag(task.0.into()), outcome, data))
+            }
+            Inner::Smol(s) => {
+                if s.pending.is_empty() {
+                    return Err("no command in flight".into());
+                }
+                let pending = &mut s.pending;
+                let (i, reply) = block_on(futures_lite::future::poll_fn(|cx| {
+                    for (i, (_, wait)) in pending.iter_mut().enumerate() {
+                        if let Poll::Ready(r) = wait.as_mut().poll(cx) {
+                            return Poll::Ready((i, r));
+                        }
+                    }
+                    Poll::Pending
+                }));
+                let (task, _) = s.pending.swap_remove(i);
+                let (outcome, data) = reply.map_err(|e| e.to_string())?;
+                Ok((task, outcome, data))
+            }
+        }
+    }
+
+    /// Logs out (after outstanding tasks finish) and closes the
+    /// connection; on smol also waits for the driver thread to end.
+    pub fn logout(self) -> Result<(), String> {
+        match self.inner {
+            Inner::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
+            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
+            Inner::Smol(mut s) => {
+                let result = block_on(s.client.logout());
+                s.pending.clear();
+                let thread = s.thread.take();
+                drop(s);
+                let ended = match thread.map(JoinHandle::join) {
+                    Some(Err(_)) => Err("the smol driver thread panicked".to_string()),
+                    _ => Ok(()),
+                };
+                result.map(drop).map_err(|e| e.to_string())?;
+                ended
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+    use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags};
+    use iscsi_proto::scsi::lun::Lun;
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+
+    const TARGET: &str = "iqn.2026-11.rs.iscsi:driver-test";
+    const INITIATOR: &str = "iqn.2026-11.rs.iscsi:driver-test-initiator";
+
+    /// An embedded target (mio server, 16 MiB RAM disk) on a free loopback
+    /// port, stopped when `f` returns.
+    fn with_target(f: impl FnOnce(String)) {
+        let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), TARGET);
+        cfg.luns.push(LunSpec::Ram(16 << 20));
+        cfg.log = false;
+        let server = Server::bind(cfg).unwrap();
+        let addr = server.local_addr();
+        let stop = server.shutdown_handle();
+        let thread = std::thread::spawn(move || {
+            let mut server = server;
+            server.run()
+        });
+        f(addr.to_string());
+        stop.shutdown();
+        thread.join().unwrap().unwrap();
+    }
+
+    fn config() -> SessionConfig {
+        SessionConfig::new(INITIATOR)
+            .with_target(TARGET)
+            .with_operational(crate::tuned_params())
+    }
+
+    /// Every driver: discovery, login, negotiated values, READ CAPACITY,
+    /// 32 writes then 32 reads in flight, each collected exactly once by
+    /// `wait_any` and checked, `wait_any` with nothing in flight fails,
+    /// logout.
+    fn exercise(kind: DriverKind) {
+        with_target(|portal| {
+            let found = Session::discover(
+                kind,
+                &portal,
+                SessionConfig::new(INITIATOR),
+                Default::default(),
+            )
+            .unwrap();
+            assert!(found.iter().any(|t| t.name == TARGET), "{found:?}");
+
+            let mut s = Session::connect(kind, &portal, config(), Default::default()).unwrap();
+            assert_eq!(s.kind(), kind);
+            match kind {
+                DriverKind::Smol => assert!(s.negotiated().is_none()),
+                _ => {
+                    let n = s.negotiated().expect("negotiated values after login");
+                    assert!(n.max_burst_length >= 8192);
+                }
+            }
+            let lun = Lun::from_number(0).to_u64();
+            let cap = s
+                .execute(ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8))
+                .unwrap();
+            let cap = Capacity::parse10(&cap.data).unwrap();
+            assert_eq!(cap.total_bytes(), Some(16 << 20));
+            let bs = cap.block_len;
+            assert!(s.wait_any().unwrap_err().contains("no command in flight"));
+            // A command the core refuses (no CDB) fails at submit, or on
+            // smol (whose submit does not wait for the driver) at wait_any;
+            // either way nothing stays in flight and the session works on.
+            match s.submit(ScsiCommand::new(lun, Vec::<u8>::new())) {
+                Err(e) => assert_ne!(kind, DriverKind::Smol, "{e}"),
+                Ok(_) => {
+                    assert_eq!(kind, DriverKind::Smol);
+                    let e = s.wait_any().unwrap_err();
+                    assert!(!e.contains("no command in flight"), "{e}");
+                }
+            }
+            assert!(s.wait_any().unwrap_err().contains("no command in flight"));
+
+            const N: usize = 32;
+            const PER: usize = 16 * 1024;
+            let data = Bytes::from(crate::bench::XorShift::new(kind as u64 + 7).bytes(N * PER));
+            let blocks = (PER as u32) / bs;
+            let lba = |i: usize| 100 + (i as u64) * u64::from(blocks);
+            let mut writes = HashMap::new();
+            for i in 0..N {
+                let cdb = cdb::write16(lba(i), blocks, RwFlags::default());
+                let chunk = data.slice(i * PER..(i + 1) * PER);
+                let t = s
+                    .submit(ScsiCommand::write(lun, cdb.to_vec(), chunk))
+                    .unwrap();
+                assert!(writes.insert(t, i).is_none(), "task id reused");
+            }
+            for _ in 0..N {
+                let (t, outcome, _) = s.wait_any().unwrap();
+                assert!(
+                    writes.remove(&t).is_some(),
+                    "unknown or repeated task {t:?}"
+                );
+                assert!(
+                    matches!(outcome, TaskOutcome::Scsi(ref r) if r.is_good()),
+                    "{outcome:?}"
+                );
+            }
+            assert!(writes.is_empty());
+            assert!(s.wait_any().is_err());
+
+            let mut reads = HashMap::new();
+            for i in 0..N {
+                let cdb = cdb::read16(lba(i), blocks, RwFlags::default());
+                let t = s
+                    .submit(ScsiCommand::read(lun, cdb.to_vec(), PER as u32))
+                    .unwrap();
+                reads.insert(t, i);
+            }
+            for _ in 0..N {
+                let (t, outcome, got) = s.wait_any().unwrap();
+                let i = reads.remove(&t).expect("unknown or repeated task");
+                assert!(
+                    matches!(outcome, TaskOutcome::Scsi(ref r) if r.is_good()),
+                    "{outcome:?}"
+                );
+                assert!(got[..] == data[i * PER..(i + 1) * PER], "read {i} differs");
+            }
+            // One command through `execute` after the batch.
+            let one = s
+                .execute(ScsiCommand::read(
+                    lun,
+                    cdb::read16(lba(5), blocks, RwFlags::default()).to_vec(),
+                    PER as u32,
+                ))
+                .unwrap();
+            assert!(one.data[..] == data[5 * PER..6 * PER]);
+            s.logout().unwrap();
+        });
+    }
+
+    #[test]
+    fn std_driver() {
+        exercise(DriverKind::Std);
+    }
+
+    #[test]
+    fn mio_driver() {
+        exercise(DriverKind::Mio);
+    }
+
+    #[test]
+    fn smol_driver() {
+        exercise(DriverKind::Smol);
+    }
+
+    /// A refused connection is an error on every driver, not a hang.
+    #[test]
+    fn connection_refused() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let portal = l.local_addr().unwrap().to_string();
+        drop(l);
+        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+            let e = Session::connect(kind, &portal, config(), Default::default()).unwrap_err();
+            assert!(e.contains("refused"), "{kind:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_command_line() {
+        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+            assert_eq!(DriverKind::from_str(kind.name(), false).unwrap(), kind);
+        }
+        assert_eq!(DriverKind::default(), DriverKind::Std);
+    }
+}
