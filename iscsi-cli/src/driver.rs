@@ -25,9 +25,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use clap::ValueEnum;
 use futures_lite::future::block_on;
-use iscsi_proto::initiator::{
-    ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
-};
+use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
 
 /// Which driver runs the session.
@@ -53,14 +51,7 @@ impl DriverKind {
     }
 }
 
-/// A completed SCSI command with its read data.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// Status, sense and residuals.
-    pub result: ScsiResult,
-    /// The bytes read (empty for writes).
-    pub data: Bytes,
-}
+pub use iscsi_proto::initiator::Completed;
 
 /// A command in flight on a [`Session`] (unique while in flight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,27 +238,9 @@ impl Session {
     /// Runs one SCSI command to completion (any status).
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
         match &mut self.inner {
-            Inner::Std(c) => c
-                .execute(cmd)
-                .map(|d| Completed {
-                    result: d.result,
-                    data: d.data,
-                })
-                .map_err(|e| e.to_string()),
-            Inner::Mio(m) => m
-                .blocking
-                .execute(cmd)
-                .map(|d| Completed {
-                    result: d.result,
-                    data: d.data,
-                })
-                .map_err(|e| e.to_string()),
-            Inner::Smol(s) => block_on(s.client.execute(cmd))
-                .map(|d| Completed {
-                    result: d.result,
-                    data: d.data,
-                })
-                .map_err(|e| e.to_string()),
+            Inner::Std(c) => c.execute(cmd).map_err(|e| e.to_string()),
+            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.to_string()),
+            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.to_string()),
         }
     }
 

@@ -51,8 +51,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ScsiCommand, ScsiResult, Session, SessionConfig,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, Session, SessionConfig,
     TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::transmit::Transmit;
@@ -95,38 +96,6 @@ pub enum Error {
     /// A task ended with an outcome the operation did not expect.
     #[error("unexpected outcome: {0}")]
     Unexpected(String),
-}
-
-/// A completed SCSI command with its read data.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// Status, sense and residuals.
-    pub result: ScsiResult,
-    /// The bytes read (empty for writes).
-    pub data: Bytes,
-}
-
-/// Work to start on a session (see [`Client::start`], [`Submitter::start`]).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Action {
-    /// A SCSI command.
-    Scsi(ScsiCommand),
-    /// A task management function on a LUN.
-    TaskManagement {
-        /// The LUN field (wire encoding).
-        lun: u64,
-        /// The function.
-        function: TmfFunction,
-    },
-    /// ABORT TASK for a task of this session.
-    Abort(TaskId),
-    /// A NOP-Out ping with this data.
-    Ping(Bytes),
-    /// SendTargets=All (discovery sessions).
-    SendTargets,
-    /// Logout.
-    Logout(LogoutMode),
 }
 
 /// How a task started by a [`Submitter`] or collected by the client ended:
@@ -177,7 +146,7 @@ struct Conn {
 /// A task whose data and outcome the client gathers instead of surfacing
 /// them as events.
 struct Collected {
-    parts: Vec<(u32, Bytes)>,
+    data: ReadData,
     reply: Option<mpsc::Sender<Reply>>,
 }
 
@@ -380,19 +349,10 @@ impl Client {
         reply: Option<mpsc::Sender<Reply>>,
         collect: bool,
     ) -> Result<TaskId, Error> {
-        let now = Instant::now();
-        let s = &mut self.session;
-        let task = match action {
-            Action::Scsi(cmd) => s.submit(now, cmd),
-            Action::TaskManagement { lun, function } => s.task_management(now, lun, function),
-            Action::Abort(t) => s.abort_task(now, t),
-            Action::Ping(data) => s.nop_ping(now, data),
-            Action::SendTargets => s.send_targets(now),
-            Action::Logout(mode) => s.logout(now, mode),
-        }?;
+        let task = self.session.start(Instant::now(), action)?;
         if collect {
-            let parts = Vec::new();
-            self.collected.insert(task, Collected { parts, reply });
+            let data = ReadData::default();
+            self.collected.insert(task, Collected { data, reply });
         }
         Ok(task)
     }
@@ -570,14 +530,14 @@ impl Client {
                 }
                 Event::DataIn { task, offset, data } => {
                     if let Some(c) = self.collected.get_mut(&task) {
-                        c.parts.push((offset, data));
+                        c.data.push(offset, data);
                         continue;
                     }
                     self.events.push_back(Event::DataIn { task, offset, data });
                 }
                 Event::Complete { task, outcome } => {
                     if let Some(c) = self.collected.remove(&task) {
-                        let data = join_parts(c.parts);
+                        let data = c.data.into_bytes();
                         match c.reply {
                             Some(reply) => drop(reply.send(Ok((outcome, data)))),
                             None => drop(self.completed.insert(task, (outcome, data))),
@@ -644,25 +604,6 @@ impl Client {
         });
         Ok(())
     }
-}
-
-/// Joins `(offset, bytes)` parts of read data (zero-copy for one part).
-fn join_parts(mut parts: Vec<(u32, Bytes)>) -> Bytes {
-    if parts.len() == 1 && parts.first().is_some_and(|p| p.0 == 0) {
-        return parts.pop().map(|p| p.1).unwrap_or_default();
-    }
-    let len = parts
-        .iter()
-        .map(|(o, b)| *o as usize + b.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = vec![0u8; len];
-    for (o, b) in &parts {
-        if let Some(dst) = out.get_mut(*o as usize..*o as usize + b.len()) {
-            dst.copy_from_slice(b);
-        }
-    }
-    Bytes::from(out)
 }
 
 /// Drives `client` on `poll` until `done(client)` holds; fails if the

@@ -42,9 +42,10 @@ use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::{self, FutureExt};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ScsiCommand, ScsiResult, Session, SessionConfig,
-    TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, ScsiResult, Session,
+    SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::transmit::Transmit;
@@ -102,38 +103,6 @@ impl Error {
             _ => Error::Closed,
         }
     }
-}
-
-/// A completed SCSI command with its read data.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// Status, sense and residuals.
-    pub result: ScsiResult,
-    /// The bytes read (empty for writes).
-    pub data: Bytes,
-}
-
-/// Work to start on the session (see [`Client::start`]).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Action {
-    /// A SCSI command.
-    Scsi(ScsiCommand),
-    /// A task management function on a LUN.
-    TaskManagement {
-        /// The LUN field (wire encoding).
-        lun: u64,
-        /// The function.
-        function: TmfFunction,
-    },
-    /// ABORT TASK for a task of this session.
-    Abort(TaskId),
-    /// A NOP-Out ping with this data.
-    Ping(Bytes),
-    /// SendTargets=All (discovery sessions).
-    SendTargets,
-    /// Logout.
-    Logout(LogoutMode),
 }
 
 /// How a task ended: its outcome and its read data.
@@ -371,7 +340,7 @@ fn tmf(reply: (TaskOutcome, Bytes)) -> Result<TmfResponse, Error> {
 }
 
 struct Waiter {
-    parts: Vec<(u32, Bytes)>,
+    data: ReadData,
     done: Sender<Reply>,
 }
 
@@ -524,21 +493,11 @@ impl Driver {
                 started,
                 done,
             } => {
-                let s = &mut self.session;
-                let r = match action {
-                    Action::Scsi(cmd) => s.submit(now, cmd),
-                    Action::TaskManagement { lun, function } => {
-                        s.task_management(now, lun, function)
-                    }
-                    Action::Abort(t) => s.abort_task(now, t),
-                    Action::Ping(data) => s.nop_ping(now, data),
-                    Action::SendTargets => s.send_targets(now),
-                    Action::Logout(mode) => s.logout(now, mode),
-                };
+                let r = self.session.start(now, action);
                 match r {
                     Ok(task) => {
-                        let parts = Vec::new();
-                        self.waiters.insert(task, Waiter { parts, done });
+                        let data = ReadData::default();
+                        self.waiters.insert(task, Waiter { data, done });
                         let _ = started.try_send(Ok(task));
                     }
                     Err(e) => drop(started.try_send(Err(e.into()))),
@@ -696,12 +655,12 @@ impl Driver {
                 Event::Connect { portal } => self.pending_connect = Some(portal),
                 Event::DataIn { task, offset, data } => {
                     if let Some(w) = self.waiters.get_mut(&task) {
-                        w.parts.push((offset, data));
+                        w.data.push(offset, data);
                     }
                 }
                 Event::Complete { task, outcome } => {
                     if let Some(w) = self.waiters.remove(&task) {
-                        let _ = w.done.try_send(Ok((outcome, join_parts(w.parts))));
+                        let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
                     }
                 }
                 Event::LoggedIn { tsih } => {
@@ -778,23 +737,4 @@ impl Driver {
             None => self.session.handle_timeout(now),
         }
     }
-}
-
-/// Joins `(offset, bytes)` parts of read data (zero-copy for one part).
-fn join_parts(mut parts: Vec<(u32, Bytes)>) -> Bytes {
-    if parts.len() == 1 && parts.first().is_some_and(|p| p.0 == 0) {
-        return parts.pop().map(|p| p.1).unwrap_or_default();
-    }
-    let len = parts
-        .iter()
-        .map(|(o, b)| *o as usize + b.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = vec![0u8; len];
-    for (o, b) in &parts {
-        if let Some(dst) = out.get_mut(*o as usize..*o as usize + b.len()) {
-            dst.copy_from_slice(b);
-        }
-    }
-    Bytes::from(out)
 }

@@ -31,9 +31,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ScsiCommand, ScsiResult, Session, SessionConfig,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, Session, SessionConfig,
     TargetRecord, TaskId, TaskOutcome,
 };
+
+pub use iscsi_proto::initiator::Completed;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
 /// Which way bytes crossed the socket (for [`Options::tap`]).
@@ -122,45 +124,6 @@ fn connect_message(addr: &str, e: &io::Error) -> String {
     }
 }
 
-/// A completed SCSI command with its read data.
-#[derive(Debug, Clone)]
-pub struct Completed {
-    /// Status, sense and residuals.
-    pub result: ScsiResult,
-    /// The bytes read (empty for writes); zero-copy when the target sent
-    /// them in one Data-In PDU.
-    pub data: Bytes,
-}
-
-/// Read data of one task as it arrives: `(offset, bytes)` slices of the
-/// receive buffer.
-#[derive(Default)]
-struct ReadParts {
-    parts: Vec<(u32, Bytes)>,
-}
-
-impl ReadParts {
-    fn into_bytes(mut self) -> Bytes {
-        match self.parts.len() {
-            0 => Bytes::new(),
-            1 if self.parts[0].0 == 0 => self.parts.pop().map(|p| p.1).unwrap_or_default(),
-            _ => {
-                let len = self
-                    .parts
-                    .iter()
-                    .map(|(o, b)| *o as usize + b.len())
-                    .max()
-                    .unwrap_or(0);
-                let mut out = vec![0u8; len];
-                for (o, b) in &self.parts {
-                    out[*o as usize..*o as usize + b.len()].copy_from_slice(b);
-                }
-                Bytes::from(out)
-            }
-        }
-    }
-}
-
 struct Conn {
     stream: TcpStream,
     local: SocketAddr,
@@ -174,7 +137,7 @@ pub struct Client {
     portal: String,
     opts: Options,
     rx: BytesMut,
-    reads: HashMap<TaskId, ReadParts>,
+    reads: HashMap<TaskId, ReadData>,
     done: HashMap<TaskId, TaskOutcome>,
     async_events: VecDeque<Event>,
     closed: Option<Option<ConnectionError>>,
@@ -251,7 +214,7 @@ impl Client {
         let data = self
             .reads
             .remove(&task)
-            .map(ReadParts::into_bytes)
+            .map(ReadData::into_bytes)
             .unwrap_or_default();
         Ok((outcome, data))
     }
@@ -447,11 +410,7 @@ impl Client {
                 Event::Connect { portal } => self.open(portal)?,
                 Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
                 Event::DataIn { task, offset, data } => {
-                    self.reads
-                        .entry(task)
-                        .or_default()
-                        .parts
-                        .push((offset, data));
+                    self.reads.entry(task).or_default().push(offset, data);
                 }
                 Event::Complete { task, outcome } => {
                     self.done.insert(task, outcome);

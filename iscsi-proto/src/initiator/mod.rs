@@ -5,12 +5,15 @@
 //!   documentation for the drain order and an example loop).
 //! - [`types`]: configuration, commands, events and outcomes.
 //! - [`window`]: the CmdSN window; [`tasks`]: the task-tag slab.
+//! - [`driver_support`]: request/reply pieces shared by the drivers.
 
+pub mod driver_support;
 pub mod session;
 pub mod tasks;
 pub mod types;
 pub mod window;
 
+pub use driver_support::{Action, Completed, ReadData};
 pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
 pub use types::{
