@@ -36,7 +36,11 @@ use iscsi_proto::initiator::{
 };
 
 pub use iscsi_proto::initiator::Completed;
+use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+
+/// PDUs written per vectored write.
+const BATCH: usize = 16;
 
 /// Which way bytes crossed the socket (for [`Options::tap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +142,7 @@ pub struct Client {
     opts: Options,
     rx: BytesMut,
     reads: HashMap<TaskId, ReadData>,
+    batch: Vec<Transmit>,
     done: HashMap<TaskId, TaskOutcome>,
     async_events: VecDeque<Event>,
     closed: Option<Option<ConnectionError>>,
@@ -166,6 +171,7 @@ impl Client {
             opts,
             rx: BytesMut::new(),
             reads: HashMap::new(),
+            batch: Vec::with_capacity(BATCH),
             done: HashMap::new(),
             async_events: VecDeque::new(),
             closed: None,
@@ -364,36 +370,49 @@ impl Client {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        let mut batch = Vec::with_capacity(16);
-        loop {
+        // The batch buffer is reused across calls and the part list lives on
+        // the stack: sending a PDU allocates nothing.
+        let mut batch = std::mem::take(&mut self.batch);
+        let result = loop {
             batch.clear();
-            while batch.len() < 16 {
+            while batch.len() < BATCH {
                 match self.session.poll_transmit(now) {
                     Some(t) => batch.push(t),
                     None => break,
                 }
             }
             if batch.is_empty() {
-                return Ok(());
+                break Ok(());
             }
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(batch.len() * 3);
-            for t in &batch {
-                parts.extend(t.parts_from(0).filter(|p| !p.is_empty()));
+            let mut parts: [&[u8]; 3 * BATCH] = [&[]; 3 * BATCH];
+            let mut n = 0;
+            for p in batch
+                .iter()
+                .flat_map(|t| t.parts_from(0))
+                .filter(|p| !p.is_empty())
+            {
+                parts[n] = p;
+                n += 1;
             }
             if let Some(tap) = self.opts.tap.as_mut() {
-                for p in &parts {
+                for p in &parts[..n] {
                     tap(Direction::Sent, conn.local, conn.peer, p);
                 }
             }
-            if let Err(e) = write_all_vectored(&mut conn.stream, &parts) {
-                drop(parts);
-                self.connection_lost();
-                return match e.kind() {
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
-                    _ => Err(Error::Io(e)),
-                };
+            if let Err(e) = write_all_vectored(&mut conn.stream, &parts[..n]) {
+                break Err(e);
             }
+        };
+        batch.clear();
+        self.batch = batch;
+        if let Err(e) = result {
+            self.connection_lost();
+            return match e.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
+                _ => Err(Error::Io(e)),
+            };
         }
+        Ok(())
     }
 
     fn connection_lost(&mut self) {
@@ -566,12 +585,14 @@ fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()>
     let mut idx = 0;
     let mut off = 0;
     while idx < parts.len() {
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len() - idx);
-        slices.push(IoSlice::new(&parts[idx][off..]));
-        for p in &parts[idx + 1..] {
-            slices.push(IoSlice::new(p));
+        // At most 3 * BATCH parts: the IoSlices fit on the stack.
+        let mut slices = [IoSlice::new(&[]); 3 * BATCH];
+        let count = (parts.len() - idx).min(slices.len());
+        slices[0] = IoSlice::new(&parts[idx][off..]);
+        for (slot, p) in slices[1..count].iter_mut().zip(&parts[idx + 1..]) {
+            *slot = IoSlice::new(p);
         }
-        let mut n = match stream.write_vectored(&slices) {
+        let mut n = match stream.write_vectored(&slices[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
