@@ -35,7 +35,7 @@ use iscsi_std::{Direction, Options};
 use crate::driver::{Completed, DriverKind, Session};
 
 use crate::pcap::PcapWriter;
-use crate::url::{parse_host_port, IscsiUrl};
+use crate::url::IscsiUrl;
 
 /// iSCSI initiator tool on a sans-IO RFC 7143 core.
 #[derive(Parser, Debug)]
@@ -415,27 +415,13 @@ fn finish_pcap(handle: Option<PcapHandle>) -> Result<(), String> {
 }
 
 fn discover(g: &Global, portal: &str) -> Result<(), String> {
-    // Accept a plain HOST[:PORT] or an iscsi:// URL (for CHAP credentials).
-    let (host, port, user, secret) = if portal.starts_with("iscsi://") && portal.contains('@') {
-        let rest = &portal["iscsi://".len()..];
-        let (creds, hp) = rest.rsplit_once('@').ok_or("invalid URL")?;
-        let (u, s) = creds
-            .split_once('%')
-            .map(|(u, s)| (Some(u.to_string()), Some(s.to_string())))
-            .unwrap_or((Some(creds.to_string()), None));
-        let hp = hp.split('/').next().unwrap_or(hp);
-        let (h, p) = parse_host_port(hp)?;
-        (h, p, u, s)
-    } else {
-        let (h, p) = parse_host_port(
-            portal
-                .split('/')
-                .next()
-                .unwrap_or(portal)
-                .trim_start_matches("iscsi://"),
-        )?;
-        (h, p, None, None)
-    };
+    // A plain HOST[:PORT] or an iscsi:// URL (for its CHAP credentials).
+    let url::Authority {
+        host,
+        port,
+        user,
+        secret,
+    } = url::parse_portal(portal)?;
     let config = session_config(g, None, user.as_deref(), secret.as_deref())?;
     let (opts, pcap) = options(g)?;
     let addr = url::join_host_port(&host, port);

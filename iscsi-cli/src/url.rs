@@ -56,22 +56,12 @@ impl IscsiUrl {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
         };
-        let (creds, hostport) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        let (user, secret) = match creds {
-            None => (None, None),
-            Some(c) => match c.split_once('%') {
-                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-                None => (Some(c.to_string()), None),
-            },
-        };
-        if matches!(user.as_deref(), Some("")) {
-            return Err(format!("invalid URL {s:?}: empty user name"));
-        }
-        let (host, port) =
-            parse_host_port(hostport).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+        let Authority {
+            user,
+            secret,
+            host,
+            port,
+        } = parse_authority(authority).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
         let path = path.trim_end_matches('/');
         let (target, lun) = match path.rsplit_once('/') {
             Some((t, l)) => {
@@ -98,6 +88,52 @@ impl IscsiUrl {
             lun,
         })
     }
+}
+
+/// The `[user[%secret]@]host[:port]` part of a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// CHAP user name, if given.
+    pub user: Option<String>,
+    /// CHAP secret, if given.
+    pub secret: Option<String>,
+    /// Host name or address, without brackets.
+    pub host: String,
+    /// TCP port (3260 when absent).
+    pub port: u16,
+}
+
+/// Parses `[user[%secret]@]host[:port]`.
+pub fn parse_authority(authority: &str) -> Result<Authority, String> {
+    let (creds, hostport) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    let (user, secret) = match creds {
+        None => (None, None),
+        Some(c) => match c.split_once('%') {
+            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+            None => (Some(c.to_string()), None),
+        },
+    };
+    if matches!(user.as_deref(), Some("")) {
+        return Err("empty user name".into());
+    }
+    let (host, port) = parse_host_port(hostport)?;
+    Ok(Authority {
+        user,
+        secret,
+        host,
+        port,
+    })
+}
+
+/// A portal for `discover`: `HOST[:PORT]`, or an `iscsi://` URL whose
+/// credentials are used and whose path (if any) is ignored.
+pub fn parse_portal(s: &str) -> Result<Authority, String> {
+    let rest = s.strip_prefix("iscsi://").unwrap_or(s);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    parse_authority(authority).map_err(|e| format!("invalid portal {s:?}: {e}"))
 }
 
 /// Joins a host and port, bracketing IPv6 literals.
@@ -180,6 +216,21 @@ mod tests {
             parse_host_port("host.example").unwrap(),
             ("host.example".into(), 3260)
         );
+    }
+
+    #[test]
+    fn portals_for_discovery() {
+        let p = parse_portal("iscsi://127.0.0.1:3261").unwrap();
+        assert_eq!((p.host.as_str(), p.port, p.user), ("127.0.0.1", 3261, None));
+        let p = parse_portal("iscsi://u%s@[::1]/iqn.x/0").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("::1", 3260));
+        assert_eq!(
+            (p.user.as_deref(), p.secret.as_deref()),
+            (Some("u"), Some("s"))
+        );
+        let p = parse_portal("host.example:99").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("host.example", 99));
+        assert!(parse_portal("iscsi://%s@h").is_err());
     }
 
     #[test]
