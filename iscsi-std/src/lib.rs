@@ -17,7 +17,7 @@
 //! ```
 //!
 //! The drive loop is the one the core documents: after every input or action,
-//! write every [`Transmit`](iscsi_proto::transmit::Transmit) from
+//! write every [`Transmit`] from
 //! `poll_transmit`, then take every event from `poll_event`, then block on the
 //! socket until input arrives or the deadline from `poll_timeout` passes.
 #![forbid(unsafe_code)]
