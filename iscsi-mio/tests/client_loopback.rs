@@ -130,6 +130,7 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
     let mut events = Events::with_capacity(128);
     let mut logged_in = [false, false];
     let mut worker = None;
+    let mut worker_done: Option<std::sync::mpsc::Receiver<bytes::Bytes>> = None;
     let mut c_task = None;
     let mut c_read = None;
     let mut c_done = false;
@@ -155,6 +156,8 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
                 logged_in[0] = true;
                 let s = submitter.clone();
                 let w = waker.clone();
+                let (done_tx, rx) = std::sync::mpsc::channel();
+                worker_done = Some(rx);
                 // Another thread: start 32 writes, then wait for them all.
                 worker = Some(std::thread::spawn(move || {
                     let rxs: Vec<_> = (0..DEPTH)
@@ -168,11 +171,14 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
                         let (outcome, _) = rx.recv().unwrap().unwrap();
                         assert!(matches!(outcome, TaskOutcome::Scsi(r) if r.is_good()));
                     }
-                    // And one blocking read back; then wake the loop so
-                    // that it sees this thread finish.
+                    // And one blocking read back; hand the data over, then
+                    // wake the loop. The send comes before the wake, so the
+                    // loop always finds the data once it sees the wakeup
+                    // (checking `is_finished` instead raced with the thread's
+                    // exit and could leave the loop polling forever).
                     let data = s.execute(read_cmd(4, 4)).unwrap().data;
+                    done_tx.send(data).unwrap();
                     w.wake().unwrap();
-                    data
                 }));
             }
         }
@@ -199,8 +205,9 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
                 _ => {}
             }
         }
-        if worker.as_ref().is_some_and(|w| w.is_finished()) {
-            let data = worker.take().unwrap().join().unwrap();
+        if let Some(data) = worker_done.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            worker_done = None;
+            worker.take().unwrap().join().unwrap();
             assert_eq!(data, pattern(4 * BLOCK, 1));
             a.start(Action::Logout(LogoutMode::WaitForTasks)).unwrap();
         }
