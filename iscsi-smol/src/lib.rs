@@ -35,6 +35,7 @@ use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_channel::{bounded, unbounded, Receiver, Sender};
@@ -105,6 +106,18 @@ impl Error {
     }
 }
 
+/// Why the session ended, set once by the driver before it stops, so a
+/// request that reaches a driver already gone still learns the reason
+/// (a refused connection, a failed login) instead of a bare `Closed`.
+#[derive(Debug, Default)]
+struct CloseReason(OnceLock<Error>);
+
+impl CloseReason {
+    fn get(&self) -> Error {
+        self.0.get().map(Error::dup).unwrap_or(Error::Closed)
+    }
+}
+
 /// How a task ended: its outcome and its read data.
 pub type Reply = Result<(TaskOutcome, Bytes), Error>;
 
@@ -122,6 +135,7 @@ enum Request {
 pub struct Pending {
     id: TaskId,
     done: Receiver<Reply>,
+    reason: Arc<CloseReason>,
 }
 
 impl Pending {
@@ -132,7 +146,7 @@ impl Pending {
 
     /// Waits for the task to end.
     pub async fn wait(self) -> Reply {
-        self.done.recv().await.map_err(|_| Error::Closed)?
+        self.done.recv().await.map_err(|_| self.reason.get())?
     }
 }
 
@@ -144,6 +158,7 @@ pub type DriverFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub struct Client {
     requests: Sender<Request>,
     events: Receiver<Event>,
+    reason: Arc<CloseReason>,
 }
 
 impl Client {
@@ -153,6 +168,7 @@ impl Client {
     pub fn new(portal: &str, config: SessionConfig) -> (Client, Driver) {
         let (requests, rx) = unbounded();
         let (events_tx, events) = bounded(EVENT_BACKLOG);
+        let reason = Arc::new(CloseReason::default());
         let driver = Driver {
             session: Session::new(config, Instant::now()),
             portal: portal.to_string(),
@@ -170,8 +186,16 @@ impl Client {
             connect_error: None,
             logged_in_once: false,
             closed: None,
+            reason: reason.clone(),
         };
-        (Client { requests, events }, driver)
+        (
+            Client {
+                requests,
+                events,
+                reason,
+            },
+            driver,
+        )
     }
 
     /// Connects and logs in: hands the driver to `spawn` (e.g.
@@ -212,8 +236,8 @@ impl Client {
         self.requests
             .send(Request::WaitLogin(tx))
             .await
-            .map_err(|_| Error::Closed)?;
-        rx.recv().await.map_err(|_| Error::Closed)?
+            .map_err(|_| self.reason.get())?;
+        rx.recv().await.map_err(|_| self.reason.get())?
     }
 
     /// Non-task events (async messages, rejects, recovery notices, the
@@ -231,9 +255,16 @@ impl Client {
             started,
             done,
         };
-        self.requests.send(req).await.map_err(|_| Error::Closed)?;
-        let id = started_rx.recv().await.map_err(|_| Error::Closed)??;
-        Ok(Pending { id, done: done_rx })
+        self.requests
+            .send(req)
+            .await
+            .map_err(|_| self.reason.get())?;
+        let id = started_rx.recv().await.map_err(|_| self.reason.get())??;
+        Ok(Pending {
+            id,
+            done: done_rx,
+            reason: self.reason.clone(),
+        })
     }
 
     /// Submits a SCSI command without waiting for it.
@@ -363,6 +394,7 @@ pub struct Driver {
     connect_error: Option<(String, io::Error)>,
     logged_in_once: bool,
     closed: Option<Option<ConnectionError>>,
+    reason: Arc<CloseReason>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -415,6 +447,9 @@ impl Driver {
     /// ended) and stop.
     fn finish(self) -> Result<(), Error> {
         let err = self.close_error();
+        // Recorded before the channel closes: a client whose request finds
+        // the channel closed reads it from there.
+        let _ = self.reason.0.set(err.dup());
         self.requests.close();
         while let Ok(r) = self.requests.try_recv() {
             match r {
