@@ -260,12 +260,12 @@ impl Session {
                 let mut task: SmolWait =
                     Box::pin(async move { client.submit(cmd).await?.wait().await });
                 // The first poll queues the request (an unbounded channel)
-                // and then waits for the driver's answer.
-                let first = block_on(futures_lite::future::poll_once(task.as_mut()));
-                match first {
-                    Some(Err(e)) => return Err(e.to_string()),
-                    Some(Ok(r)) => task = Box::pin(futures_lite::future::ready(Ok(r))),
-                    None => {}
+                // and then waits for the driver's answer. If the driver
+                // thread already answered, the result (even a refusal) is
+                // kept for `wait_any` like any other: whether it was that
+                // fast is a race, so `submit` must not depend on it.
+                if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
+                    task = Box::pin(futures_lite::future::ready(r));
                 }
                 let tag = Tag(s.next_tag);
                 s.next_tag = s.next_tag.wrapping_add(1);
