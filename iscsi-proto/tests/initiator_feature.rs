@@ -997,3 +997,35 @@ fn async_events_are_surfaced_and_drop_notice_sets_time2wait() {
         Event::Recovering { attempt: 1, after, .. } if *after == Duration::from_secs(7)
     )));
 }
+
+/// Fuzz finding (initiator_stream, CI): a renegotiation request (AsyncEvent
+/// 4) while the window is closed queues an internal Text Request;
+/// `queued_commands` counts the caller's commands only, like
+/// `tasks_in_flight`, so it must not report it.
+#[test]
+fn internal_text_request_is_not_a_queued_command() {
+    let mut r = LoginResponder::plain();
+    r.window = (0, 0);
+    let mut p = logged_in(cfg(), r);
+    assert!(!p.session.window().is_open());
+    p.target
+        .async_message(w::AsyncEvent::NegotiationRequested, [0, 0, 5], &[]);
+    p.deliver();
+    assert_eq!(p.session.queued_commands(), 0);
+    assert_eq!(p.session.tasks_in_flight(), 0);
+    let t = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
+    assert_eq!(p.session.queued_commands(), 1);
+    // Opening the window lets both out, the internal one first (CmdSN order).
+    let exp = p.target.exp_cmd_sn;
+    p.target.nop_in_update(exp, exp.plus(3));
+    p.deliver();
+    assert_eq!(p.session.queued_commands(), 0);
+    let Header::TextRequest(_) = p.target.expect().header else {
+        panic!("expected the renegotiation Text Request first")
+    };
+    let c = scsi_cmd(&p.target.expect());
+    assert_eq!(c.itt, t.0);
+}

@@ -364,9 +364,14 @@ impl Session {
         self.tasks.iter().filter(|(_, t)| !t.internal).count()
     }
 
-    /// Non-immediate commands waiting for the CmdSN window.
+    /// The caller's non-immediate commands waiting for the CmdSN window
+    /// (like [`Session::tasks_in_flight`], internal tasks such as an
+    /// answer to a renegotiation request are not counted).
     pub fn queued_commands(&self) -> usize {
-        self.pending.len()
+        self.pending
+            .iter()
+            .filter(|&&itt| !matches!(self.tasks.get(itt), Some(t) if t.internal))
+            .count()
     }
 
     /// The portal of the current connection: `None` for the configured
