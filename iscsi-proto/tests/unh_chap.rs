@@ -99,7 +99,10 @@ fn to_challenge(cfg: SessionConfig) -> (Pair, w::LoginRequest, Pairs) {
     p.flush();
     let (req, pairs) = next_request(&mut p);
     assert_eq!(req.csg, Stage::Security);
-    assert_eq!(value(&pairs, "AuthMethod").map(|v| v.contains("CHAP")), Some(true));
+    assert_eq!(
+        value(&pairs, "AuthMethod").map(|v| v.contains("CHAP")),
+        Some(true)
+    );
     reply(&mut p, &req, false, 1, &[("AuthMethod", "CHAP")]);
     let (req2, pairs2) = next_request(&mut p);
     (p, req2, pairs2)
@@ -229,7 +232,11 @@ fn unh_chap_1_2_1_invalid_numeric_chap_a_is_refused() {
 fn unh_chap_1_2_2_non_numeric_chap_a_is_refused() {
     let p = challenge(
         one_way(),
-        &[("CHAP_A", "MD5"), ("CHAP_I", "1"), ("CHAP_C", "0x0102030405")],
+        &[
+            ("CHAP_A", "MD5"),
+            ("CHAP_I", "1"),
+            ("CHAP_C", "0x0102030405"),
+        ],
     );
     assert!(matches!(
         chap_error(&p),
@@ -336,7 +343,10 @@ fn unh_chap_3_1_1024_byte_challenge_is_answered() {
 #[test]
 fn unh_chap_3_2_one_byte_challenge_is_answered() {
     let (_, _, pairs) = to_step3(one_way(), "3", &[0x42]);
-    assert_eq!(value(&pairs, "CHAP_R"), Some(our_response(3, &[0x42]).as_str()));
+    assert_eq!(
+        value(&pairs, "CHAP_R"),
+        Some(our_response(3, &[0x42]).as_str())
+    );
 }
 
 /// UNH #3.3. A 1025-byte challenge is refused.
@@ -353,15 +363,14 @@ fn unh_chap_3_3_1025_byte_challenge_is_refused() {
 /// UNH #3.4. An empty challenge is refused.
 #[test]
 fn unh_chap_3_4_empty_challenge_is_refused() {
-    let p = challenge(one_way(), &[("CHAP_A", "5"), ("CHAP_I", "3"), ("CHAP_C", "")]);
-    let e = chap_error(&p);
-    assert!(
-        matches!(
-            e,
-            ChapError::ChallengeTooShort { len: 0, .. } | ChapError::Malformed { key: "CHAP_C", .. }
-        ),
-        "{e:?}"
+    let p = challenge(
+        one_way(),
+        &[("CHAP_A", "5"), ("CHAP_I", "3"), ("CHAP_C", "")],
     );
+    assert!(matches!(
+        chap_error(&p),
+        ChapError::Malformed { key: "CHAP_C", .. }
+    ));
 }
 
 /// UNH #3.5. A challenge PDU without CHAP_C is refused.
@@ -449,7 +458,11 @@ fn unh_chap_3_7_reflected_challenge_is_refused() {
         &req,
         false,
         2,
-        &[("CHAP_A", "5"), ("CHAP_I", "1"), ("CHAP_C", &encode_hex(&mine))],
+        &[
+            ("CHAP_A", "5"),
+            ("CHAP_I", "1"),
+            ("CHAP_C", &encode_hex(&mine)),
+        ],
     );
     assert_eq!(chap_error(&p), ChapError::ReflectedChallenge);
     // Nothing was answered: no CHAP_R left the initiator.
@@ -490,8 +503,7 @@ fn unh_chap_4_4_over_long_target_name_is_refused() {
         3,
         &[("CHAP_N", &long), ("CHAP_R", &target_response(id, &c))],
     );
-    assert!(!p.session.is_logged_in());
-    assert!(closed_with(&p).is_some());
+    assert_eq!(chap_error(&p), ChapError::WrongName);
 }
 
 /// UNH #4.5. The target's step 4 without CHAP_N is refused (RFC 7143
@@ -499,7 +511,13 @@ fn unh_chap_4_4_over_long_target_name_is_refused() {
 #[test]
 fn unh_chap_4_5_target_answer_without_chap_n_is_refused() {
     let (mut p, req, id, c) = to_step4(mutual_default());
-    reply(&mut p, &req, true, 3, &[("CHAP_R", &target_response(id, &c))]);
+    reply(
+        &mut p,
+        &req,
+        true,
+        3,
+        &[("CHAP_R", &target_response(id, &c))],
+    );
     assert_eq!(chap_error(&p), ChapError::MissingKey("CHAP_N"));
 }
 
@@ -638,7 +656,6 @@ fn unh_chap_5_tail_reflected_chap_r_is_refused() {
 fn unh_chap_5_tail_transit_without_target_response_is_refused() {
     let (mut p, req, _, _) = to_step4(mutual_default());
     reply(&mut p, &req, true, 3, &[]);
-    assert!(!p.session.is_logged_in());
     assert!(p.session.is_closed());
-    assert!(closed_with(&p).is_some());
+    assert_eq!(chap_error(&p), ChapError::MissingKey("CHAP_N"));
 }

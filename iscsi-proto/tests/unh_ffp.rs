@@ -156,7 +156,11 @@ fn unh_ffp_2_2_task_management_is_delivered_immediately() {
     submit_tur(&mut p);
     p.flush();
     let next = scsi_cmd(&p.target.expect());
-    assert_eq!(next.cmd_sn, c.cmd_sn.next(), "the TMF did not consume a CmdSN");
+    assert_eq!(
+        next.cmd_sn,
+        c.cmd_sn.next(),
+        "the TMF did not consume a CmdSN"
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -329,10 +333,7 @@ fn unh_ffp_11_1_2_data_in_above_our_mrdsl_fails_the_connection() {
     assert!(p.session.is_closed() || !p.session.is_logged_in());
     match closed_with(&p) {
         Some(ConnectionError::Protocol(ProtocolError::Wire(e))) => {
-            assert!(
-                matches!(e, WireError::DataSegmentTooLong { .. }),
-                "{e:?}"
-            )
+            assert!(matches!(e, WireError::DataSegmentTooLong { .. }), "{e:?}")
         }
         other => panic!("{other:?}"),
     }

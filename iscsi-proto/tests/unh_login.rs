@@ -727,7 +727,10 @@ fn unh_login_14_1_target_mrdsl_bounds_every_data_segment() {
     );
     let data: Vec<u8> = (0..2048u32).map(|i| i as u8).collect();
     p.session
-        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], Bytes::from(data.clone())))
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &WRITE10[..], Bytes::from(data.clone())),
+        )
         .unwrap();
     p.flush();
     let cmd = p.target.expect();
@@ -947,4 +950,3 @@ fn unh_login_tail_data_pdu_and_sequence_in_order() {
     let p = answer(&[("DataSequenceInOrder", "No")]);
     not_admissible(&p, "DataSequenceInOrder");
 }
-
