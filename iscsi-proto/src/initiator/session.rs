@@ -117,6 +117,8 @@ struct Login {
     neg: InitiatorNegotiator,
     chap: Option<InitiatorChap>,
     chap_step: ChapStep,
+    /// Our mutual CHAP challenge for this login (its first byte is CHAP_I).
+    chap_challenge: Vec<u8>,
     /// CSG of the requests we send.
     stage: Stage,
     itt: u32,
@@ -198,6 +200,8 @@ pub struct Session {
     cfg: SessionConfig,
     phase: Phase,
     logged_in_once: bool,
+    /// Logins started on this session (recovery and redirects add more).
+    logins: u32,
     decoder: PduDecoder,
     tx_digests: Digests,
     window: CmdWindow,
@@ -264,6 +268,7 @@ impl Session {
             }),
             phase: Phase::Connecting,
             logged_in_once: false,
+            logins: 0,
             tx_digests: Digests::NONE,
             window: CmdWindow::new(initial),
             exp_stat_sn: Serial(0),
@@ -1138,10 +1143,13 @@ impl Session {
         // is not involved (no other task exists during the login).
         let itt = self.next_seq as u32 & 0x7fff_ffff;
         self.next_seq = self.next_seq.wrapping_add(1);
+        let login_no = self.logins;
+        self.logins = self.logins.wrapping_add(1);
         let mut login = Box::new(Login {
             neg,
             chap,
             chap_step: ChapStep::Method,
+            chap_challenge: fresh_challenge(&self.cfg.chap_challenge, login_no),
             stage,
             itt,
             cmd_sn,
@@ -1333,7 +1341,7 @@ impl Session {
                                 login.chap_step = ChapStep::Offered;
                             }
                             ChapStep::Offered => {
-                                let ch = &self.cfg.chap_challenge;
+                                let ch = &login.chap_challenge;
                                 let mutual = if chap.is_mutual() {
                                     let id = ch.first().copied().unwrap_or(0);
                                     Some((id, &ch[..]))
@@ -2248,6 +2256,36 @@ impl Session {
 }
 
 /// `now + d`, saturating (a configured `Duration::MAX` must not panic).
+/// The mutual CHAP challenge for login number `n` of a session. RFC 1994
+/// section 2.3 (which RFC 7143 section 12.1.3 builds on): "Each challenge
+/// value SHOULD be unique, since repetition of a challenge value in
+/// conjunction with the same secret would permit an attacker to reply with
+/// a previously intercepted response". The core draws no randomness: the
+/// first login uses the caller's random bytes as given, and every later
+/// one (session recovery, redirects) a SHA-256 expansion of those bytes
+/// and the login number, as unpredictable as the caller's bytes and never
+/// repeated within the session.
+fn fresh_challenge(seed: &[u8], n: u32) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    if n == 0 || seed.is_empty() {
+        return seed.to_vec();
+    }
+    let len = seed.len().max(16);
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = 0u32;
+    while out.len() < len {
+        let mut h = Sha256::new();
+        h.update(b"iscsi-proto mutual CHAP challenge");
+        h.update(n.to_be_bytes());
+        h.update(block.to_be_bytes());
+        h.update(seed);
+        out.extend_from_slice(&h.finalize());
+        block = block.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
+}
+
 fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
