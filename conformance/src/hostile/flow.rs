@@ -47,7 +47,7 @@ fn check_ping_answer(
 
 /// A SCSI Command that must be non-immediate with this CmdSN and the
 /// current ExpStatSN.
-fn check_cmd(p: &Peer, c: &w::ScsiCommand, cmd_sn: Serial) -> Result<(), String> {
+pub(super) fn check_cmd(p: &Peer, c: &w::ScsiCommand, cmd_sn: Serial) -> Result<(), String> {
     check_eq("SCSI Command I bit", c.immediate, false)?;
     check_eq("SCSI Command CmdSN", c.cmd_sn, cmd_sn)?;
     check_eq("SCSI Command ExpStatSN", c.exp_stat_sn, p.next_stat_sn())
@@ -55,7 +55,7 @@ fn check_cmd(p: &Peer, c: &w::ScsiCommand, cmd_sn: Serial) -> Result<(), String>
 
 /// Logout Request checks: reason 0 "close the session" (RFC 7143 section
 /// 11.14.1), I bit, CID of the connection.
-fn check_logout(l: &w::LogoutRequest, cid: u16) -> Result<(), String> {
+pub(super) fn check_logout(l: &w::LogoutRequest, cid: u16) -> Result<(), String> {
     check_eq("Logout reason", l.reason, w::LogoutReason::CloseSession)?;
     check_eq("Logout I bit", l.immediate, true)?;
     check_eq("Logout CID", l.cid, cid)
@@ -373,10 +373,16 @@ fn window_stale_invalid(ctx: &mut crate::runner::CellCtx) -> Result<(), String> 
             p.t.scsi_response(c1.itt, 0, w::Residual::None, None);
             p.flush()?;
             p.t.max_cmd_sn = l.plus(3);
+            // All three go out at once (the window allows CmdSN up to
+            // l + 3), so they carry the same ExpStatSN.
+            let mut cs = Vec::new();
             for k in 1..=3 {
                 let c = p.expect_cmd()?;
                 check_cmd(p, &c, l.plus(k))?;
-                p.good(&c)?;
+                cs.push(c);
+            }
+            for c in &cs {
+                p.good(c)?;
             }
             p.serve_logout().map(drop)
         },
