@@ -365,7 +365,9 @@ impl Drv for SmolDrv {
         match self.result.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(DrvError::Other("the driver did not end after logout".into())),
+            Err(_) => Err(DrvError::Other(
+                "the driver did not end after logout".into(),
+            )),
         }
     }
     fn queued(&self) -> Option<usize> {

@@ -4,7 +4,7 @@
 
 use super::flow::std_connect;
 use super::{
-    cfg, check_eq, connect, pattern, per_driver, read, tur, Kind, Peer, DrvError, G, STD, STEP,
+    cfg, check_eq, connect, pattern, per_driver, read, tur, DrvError, Kind, Peer, G, STD, STEP,
 };
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
@@ -41,10 +41,7 @@ fn digest_cfgs(header: bool, data: bool) -> (SessionConfig, LoginResponder) {
         },
         ..TargetConfig::default()
     };
-    (
-        cfg().with_operational(op),
-        LoginResponder::new(tc, None),
-    )
+    (cfg().with_operational(op), LoginResponder::new(tc, None))
 }
 
 /// The task outcome and close reason of a session the target broke: the
@@ -199,8 +196,7 @@ fn data_sn_gap(ctx: &mut CellCtx) -> Result<(), String> {
             let c = p.expect_cmd()?;
             p.t.ack_cmd(c.cmd_sn);
             p.t.data_in(c.itt, 0, 0, &data[..512], None);
-            p.t
-                .data_in(c.itt, 2, 512, &data[512..], Some((0, w::Residual::None)));
+            p.t.data_in(c.itt, 2, 512, &data[512..], Some((0, w::Residual::None)));
             p.flush()?;
             p.expect_closed()
         },
@@ -217,7 +213,10 @@ fn data_sn_gap(ctx: &mut CellCtx) -> Result<(), String> {
                     section: "11.7.4",
                 }),
             )?;
-            Ok("DataSN 0 then 2: OutOfOrder(expected 1, received 2, 11.7.4), connection closed".into())
+            Ok(
+                "DataSN 0 then 2: OutOfOrder(expected 1, received 2, 11.7.4), connection closed"
+                    .into(),
+            )
         },
     )
 }
@@ -239,8 +238,7 @@ fn buffer_offset(ctx: &mut CellCtx) -> Result<(), String> {
             let c = p.expect_cmd()?;
             p.t.ack_cmd(c.cmd_sn);
             if i == 0 {
-                p.t
-                    .data_in(c.itt, 0, 0, &pattern(1024, 1), Some((0, w::Residual::None)));
+                p.t.data_in(c.itt, 0, 0, &pattern(1024, 1), Some((0, w::Residual::None)));
             } else {
                 p.t.data_in(
                     c.itt,
@@ -274,7 +272,9 @@ fn buffer_offset(ctx: &mut CellCtx) -> Result<(), String> {
                     reject: Some(w::RejectReason::ProtocolError),
                 }),
             )?;
-            Ok(format!("{rule} (11.7.5), connection closed, no data delivered"))
+            Ok(format!(
+                "{rule} (11.7.5), connection closed, no data delivered"
+            ))
         },
     )
 }
@@ -410,8 +410,10 @@ fn unknown_opcode(ctx: &mut CellCtx) -> Result<(), String> {
 // ---------------------------------------------------------------- 14
 
 fn reject_command(ctx: &mut CellCtx) -> Result<(), String> {
-    const REASONS: [w::RejectReason; 2] =
-        [w::RejectReason::InvalidPduField, w::RejectReason::ProtocolError];
+    const REASONS: [w::RejectReason; 2] = [
+        w::RejectReason::InvalidPduField,
+        w::RejectReason::ProtocolError,
+    ];
     per_driver(
         ctx,
         STD,

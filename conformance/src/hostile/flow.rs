@@ -3,7 +3,7 @@
 //! updates) and a StatSN gap.
 
 use super::{
-    check_eq, connect, cfg, expect_good, pattern, per_driver, read, run, tur, Kind, Peer, G, STD,
+    cfg, check_eq, connect, expect_good, pattern, per_driver, read, run, tur, Kind, Peer, G, STD,
     STEP,
 };
 use crate::runner::Cell;
@@ -132,8 +132,7 @@ fn nop_mid_read(ctx: &mut crate::runner::CellCtx) -> Result<(), String> {
                 login.cmd_sn.next(),
             )?;
             p.t.data_in(c.itt, 1, 512, &data[512..1024], None);
-            p.t
-                .data_in(c.itt, 2, 1024, &data[1024..], Some((0, w::Residual::None)));
+            p.t.data_in(c.itt, 2, 1024, &data[1024..], Some((0, w::Residual::None)));
             p.flush()?;
             p.serve_logout().map(drop)
         },
@@ -187,12 +186,13 @@ fn nop_storm(ctx: &mut crate::runner::CellCtx) -> Result<(), String> {
                             0x0001_0000 + i,
                             0,
                             &i.to_be_bytes(),
-                            // Current CmdSN: the second command may or may
-                            // not have taken its number yet.
+                            // The current CmdSN (RFC 7143 section 4.2.2.1):
+                            // the second command's number once that command
+                            // is on the wire, before it the one it takes.
                             if cmd2.is_some() {
                                 login.cmd_sn.plus(2)
                             } else {
-                                n.cmd_sn
+                                login.cmd_sn.plus(1)
                             },
                         )
                         .map_err(|e| format!("answer #{i}: {e}"))?;
@@ -237,11 +237,7 @@ fn window_closed_at_login_target(
     // MaxCmdSN = ExpCmdSN - 1 in the final Login Response.
     r.window = (0, 0);
     let login = p.login(&mut r)?;
-    check_eq(
-        "closed window",
-        p.t.max_cmd_sn,
-        login.cmd_sn.minus(1),
-    )?;
+    check_eq("closed window", p.t.max_cmd_sn, login.cmd_sn.minus(1))?;
     go.recv_timeout(STEP)
         .map_err(|_| "the initiator never submitted".to_string())?;
     // Two pings with the window still closed: their answers must come
@@ -353,7 +349,7 @@ fn window_stale_invalid(ctx: &mut crate::runner::CellCtx) -> Result<(), String> 
         ctx,
         STD,
         true,
-        |_, p, _| {
+        |_, p, go| {
             let mut r = LoginResponder::plain();
             r.window = (0, 4);
             let login = p.login(&mut r)?;
@@ -366,6 +362,9 @@ fn window_stale_invalid(ctx: &mut crate::runner::CellCtx) -> Result<(), String> 
             p.t.nop_in_update(l.plus(1), l.minus(1));
             p.t.nop_in_reply(&ping, bytes::Bytes::from_static(b"sync"));
             p.flush()?;
+            // The initiator checks its window, then says go.
+            go.recv_timeout(STEP)
+                .map_err(|_| "the initiator never checked its window".to_string())?;
             // Stale: MaxCmdSN below the current one ("otherwise, it is
             // ignored"), ExpCmdSN valid.
             p.t.exp_cmd_sn = l.plus(1);
@@ -386,7 +385,7 @@ fn window_stale_invalid(ctx: &mut crate::runner::CellCtx) -> Result<(), String> 
             }
             p.serve_logout().map(drop)
         },
-        |_, portal, _| {
+        |_, portal, go| {
             let mut c = std_connect(portal, cfg())?;
             let t1 = c.submit(tur()).map_err(|e| e.to_string())?;
             let l = c.session().window().exp_cmd_sn();
@@ -404,6 +403,7 @@ fn window_stale_invalid(ctx: &mut crate::runner::CellCtx) -> Result<(), String> 
                 c.session().window().max_cmd_sn(),
                 max,
             )?;
+            go.send(()).map_err(|_| "target gone")?;
             let (o, _) = c.wait(t1).map_err(|e| e.to_string())?;
             expect_good("TUR 1", &o)?;
             check_eq(
@@ -490,6 +490,3 @@ pub(super) fn cells() -> Vec<Cell> {
         Cell::new(G, "stat-sn-gap", stat_sn_gap),
     ]
 }
-
-
-

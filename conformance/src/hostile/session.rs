@@ -96,7 +96,9 @@ fn async_logout(ctx: &mut CellCtx) -> Result<(), String> {
             // RFC 7143 section 11.9.1 (AsyncEvent 1): "no later than
             // Parameter3 seconds" (a second of slack for scheduling).
             if waited > Duration::from_secs(u64::from(P3) + 1) {
-                return Err(format!("Logout Request after {waited:?}, Parameter3 = {P3} s"));
+                return Err(format!(
+                    "Logout Request after {waited:?}, Parameter3 = {P3} s"
+                ));
             }
             p.t.logout_response(l.itt, 0, 0);
             p.flush()?;
@@ -307,7 +309,11 @@ fn redirect_case(detail: u8, a: Listener, b: Listener) -> Result<String, String>
     rb?;
     Ok(format!(
         "0x010{detail}: followed to :{pb}, logged in; after a drop reconnected to {}",
-        if back_to_a { "the original portal" } else { "the new portal" }
+        if back_to_a {
+            "the original portal"
+        } else {
+            "the new portal"
+        }
     ))
 }
 
@@ -331,8 +337,8 @@ fn redirect_loop() -> Result<String, String> {
     let b = Listener::bind()?;
     let (pa, pb) = (a.port(), b.port());
     let stop = Arc::new(AtomicBool::new(false));
-    let bounce = |l: Listener, to: u16, stop: Arc<AtomicBool>| {
-        move |_: Listener| -> Result<usize, String> {
+    let bounce = |to: u16, stop: Arc<AtomicBool>| {
+        move |l: Listener| -> Result<usize, String> {
             let mut n = 0;
             loop {
                 match l.accept_within(Duration::from_millis(20))? {
@@ -346,13 +352,12 @@ fn redirect_loop() -> Result<String, String> {
             }
         }
     };
-    // `spawn` hands the listener to the closure; the closures above own
-    // theirs already, so they get a throwaway one.
-    let ha = spawn("loop-a", Listener::bind()?, bounce(a, pb, stop.clone()))?;
-    let hb = spawn("loop-b", Listener::bind()?, bounce(b, pa, stop.clone()))?;
+    let ha = spawn("loop-a", a, bounce(pb, stop.clone()))?;
+    let hb = spawn("loop-b", b, bounce(pa, stop.clone()))?;
     let mut c = cfg();
     c.max_redirects = MAX;
-    let r = iscsi_std::Client::connect(&format!("127.0.0.1:{pa}"), c, iscsi_std::Options::default());
+    let r =
+        iscsi_std::Client::connect(&format!("127.0.0.1:{pa}"), c, iscsi_std::Options::default());
     stop.store(true, Ordering::SeqCst);
     let (na, nb) = (join(ha), join(hb));
     match r {
@@ -364,7 +369,9 @@ fn redirect_loop() -> Result<String, String> {
     }
     // MAX + 1 redirections seen: A, B, A, B.
     check_eq("logins at A and B", (na?, nb?), (2, 2))?;
-    Ok(format!("A<->B loop: TooManyRedirects({MAX}) after 4 redirections (2 at each)"))
+    Ok(format!(
+        "A<->B loop: TooManyRedirects({MAX}) after 4 redirections (2 at each)"
+    ))
 }
 
 fn redirects(ctx: &mut CellCtx) -> Result<(), String> {
@@ -551,8 +558,8 @@ fn recovery_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
             }
             // Writes 0 and 1 land and are answered.
             for (i, c) in cmds.iter().take(2).enumerate() {
-                let d = serve_write(&mut p, c, 0x100 + i as u32, None)?
-                    .ok_or("write not completed")?;
+                let d =
+                    serve_write(&mut p, c, 0x100 + i as u32, None)?.ok_or("write not completed")?;
                 committed.push((lba_of(c), d));
                 p.good(c)?;
             }
@@ -562,9 +569,8 @@ fn recovery_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
             let mut q = l.accept()?;
             let again = q.login(&mut fast_responder(0x0e))?;
             check_reinstatement(&first, &again)?;
-            let re: Vec<w::ScsiCommand> = (0..2)
-                .map(|_| q.expect_cmd())
-                .collect::<Result<_, _>>()?;
+            let re: Vec<w::ScsiCommand> =
+                (0..2).map(|_| q.expect_cmd()).collect::<Result<_, _>>()?;
             check_eq(
                 "reissued ITTs, in order",
                 (re[0].itt, re[1].itt),
@@ -576,8 +582,8 @@ fn recovery_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
                 (again.cmd_sn, again.cmd_sn.next()),
             )?;
             for (k, c) in re.iter().enumerate() {
-                let d = serve_write(&mut q, c, 0x200 + k as u32, None)?
-                    .ok_or("write not completed")?;
+                let d =
+                    serve_write(&mut q, c, 0x200 + k as u32, None)?.ok_or("write not completed")?;
                 committed.push((lba_of(c), d));
                 q.good(c)?;
             }

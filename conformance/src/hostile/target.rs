@@ -313,8 +313,7 @@ impl Peer {
         if !c.immediate {
             self.t.ack_cmd(c.cmd_sn);
         }
-        self.t
-            .scsi_response(c.itt, 0, w::Residual::None, None);
+        self.t.scsi_response(c.itt, 0, w::Residual::None, None);
         self.flush()
     }
 
