@@ -30,8 +30,31 @@ use bytes::Bytes;
 use iscsi_proto::initiator::{ScsiCommand, ScsiResult, SessionConfig, TaskOutcome};
 use iscsi_proto::scsi::cdb::{self, RwFlags};
 use iscsi_proto::wire::pdu::Isid;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+
+static CAPTURE: AtomicBool = AtomicBool::new(true);
+
+/// Switches the tshark captures of this group on (the default) or off.
+/// Off, the cells run the same exchanges and assertions without tshark
+/// (for `cargo test`, `conformance/tests/hostile.rs`).
+pub fn set_capture(on: bool) {
+    CAPTURE.store(on, Ordering::SeqCst);
+}
+
+/// Runs `f`, under a capture of `port` when `capture` is asked for and
+/// captures are on.
+fn maybe_captured<F>(ctx: &mut CellCtx, capture: bool, port: u16, f: F) -> Result<(), String>
+where
+    F: FnOnce() -> Result<(), String>,
+{
+    if capture && CAPTURE.load(Ordering::SeqCst) {
+        ctx.captured(port, f).map(drop)
+    } else {
+        f()
+    }
+}
 
 /// The group name.
 pub const G: &str = "hostile";
@@ -121,11 +144,7 @@ where
         }
         Ok(())
     };
-    let r = if capture {
-        ctx.captured(port, body).map(drop)
-    } else {
-        body()
-    };
+    let r = maybe_captured(ctx, capture, port, body);
     let t = join(h);
     match (r, t) {
         (Err(a), Err(b)) => return Err(format!("{a}; {b}")),
@@ -157,11 +176,7 @@ where
         note = init(&portal)?;
         Ok(())
     };
-    let r = if capture {
-        ctx.captured(port, body).map(drop)
-    } else {
-        body()
-    };
+    let r = maybe_captured(ctx, capture, port, body);
     let t = join(h);
     match (r, t) {
         (Err(a), Err(b)) => Err(format!("{a}; {b}")),

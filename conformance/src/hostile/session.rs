@@ -379,7 +379,8 @@ fn redirects(ctx: &mut CellCtx) -> Result<(), String> {
     // redirection, then the recovery's login, command and logout there.
     let (a, b) = (Listener::bind()?, Listener::bind()?);
     let mut temporary = String::new();
-    ctx.captured(a.port(), || {
+    let port = a.port();
+    super::maybe_captured(ctx, true, port, || {
         temporary = redirect_case(1, a, b)?;
         Ok(())
     })?;
