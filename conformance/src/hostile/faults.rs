@@ -52,19 +52,26 @@ fn expect_broken(
     d: &mut dyn super::Drv,
     task: iscsi_proto::initiator::TaskId,
     want: ConnectionError,
-) -> Result<(), String> {
-    match d.wait(task) {
-        Ok((o, _)) => check_eq(
-            "task outcome",
-            o,
-            TaskOutcome::Failed(TaskError::ConnectionLost),
-        )?,
+) -> Result<&'static str, String> {
+    let how = match d.wait(task) {
+        Ok((o, _)) => {
+            check_eq(
+                "task outcome",
+                o,
+                TaskOutcome::Failed(TaskError::ConnectionLost),
+            )?;
+            "task Failed(ConnectionLost)"
+        }
         // A driver may report the close itself to a waiting task.
-        Err(DrvError::Connection(Some(e))) => check_eq("task error", e, want.clone())?,
+        Err(DrvError::Connection(Some(e))) => {
+            check_eq("task error", e, want.clone())?;
+            "task got the close reason"
+        }
         Err(e) => return Err(format!("task: {e}")),
-    }
+    };
     let reason = d.closed_reason(STEP)?;
-    check_eq("close reason", reason, Some(want))
+    check_eq("close reason", reason, Some(want))?;
+    Ok(how)
 }
 
 // ---------------------------------------------------------------- 8
@@ -171,12 +178,14 @@ fn bad_data_digest(ctx: &mut CellCtx) -> Result<(), String> {
             let t = d.submit(read(512))?;
             // RFC 7143 section 7.8 / 13.20: at ErrorRecoveryLevel 0 the
             // core does not SNACK; a data digest error ends the connection.
-            expect_broken(
+            let how = expect_broken(
                 d.as_mut(),
                 t,
                 ConnectionError::DigestFailure(WireError::DataDigest { received, computed }),
             )?;
-            Ok("DigestFailure(DataDigest), task ConnectionLost, connection closed".into())
+            Ok(format!(
+                "DigestFailure(DataDigest), {how}, connection closed"
+            ))
         },
     )?;
     ctx.note("no capture (corrupt on purpose)");

@@ -137,7 +137,7 @@ where
         Ok(())
     })?;
     let mut notes = Vec::new();
-    let mut body = || {
+    let body = || {
         for &k in kinds {
             let n = init(k, &portal, &tx).map_err(|e| format!("{}: {e}", k.name()))?;
             notes.push(format!("{}: {n}", k.name()));
