@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod cells;
+pub mod hostile;
 pub mod peers;
 pub mod runner;
 pub mod tools;

@@ -32,6 +32,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(initiator_istgt::cells());
     v.extend(target_compare::cells());
     v.extend(drivers::cells());
+    v.extend(crate::hostile::cells());
     v
 }
 
