@@ -10,6 +10,7 @@
 
 mod bench;
 mod driver;
+mod logging;
 mod pcap;
 mod serve;
 mod url;
@@ -65,6 +66,11 @@ struct Global {
     /// std driver only (the others have no byte tap).
     #[arg(long, global = true, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// More log output on stderr: -v negotiation, logins, logouts and
+    /// recovery; -vv also window changes, NOP-In answers, connections;
+    /// -vvv every received PDU (ISCSI_LOG=TARGET=LEVEL,... overrides).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     /// The initiator driver: blocking std sockets, a mio event loop, or the
     /// async smol driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
@@ -173,6 +179,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(msg) = logging::init(cli.global.verbose) {
+        eprintln!("iscsi: {msg}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

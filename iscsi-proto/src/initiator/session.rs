@@ -483,9 +483,9 @@ impl Session {
         if !matches!(self.phase, Phase::Connecting) {
             return;
         }
+        tracing::debug!(target: "iscsi::login", cid = self.cfg.cid, "connected; login starts");
         match self.start_login() {
             Ok(login) => {
-                tracing::debug!(target: "iscsi::login", cid = self.cfg.cid, portal = ?self.portal, "connected; login starts");
                 self.phase = Phase::Login(login);
                 self.last_rx = now;
             }
@@ -1491,8 +1491,8 @@ impl Session {
             cid = self.cfg.cid,
             reinstated = self.logged_in_once,
             SessionType = ?neg.session_type,
-            TargetName = ?neg.target_name,
-            TargetAlias = ?neg.target_alias,
+            TargetName = neg.target_name.as_deref().unwrap_or("-"),
+            TargetAlias = neg.target_alias.as_deref().unwrap_or("-"),
             TargetPortalGroupTag = ?neg.target_portal_group_tag,
             AuthMethod = ?neg.auth_method,
             HeaderDigest = if neg.header_digest { "CRC32C" } else { "None" },
