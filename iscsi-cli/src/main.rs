@@ -62,7 +62,8 @@ struct Global {
     /// DataDigest to offer.
     #[arg(long, global = true, value_enum, default_value_t = DigestArg::None)]
     data_digest: DigestArg,
-    /// Write the session's PDUs to this pcap file (Wireshark/tshark);
+    /// Write the session's PDUs to this pcap file (Wireshark/tshark), the
+    /// target side on port 3260 so dissectors decode iSCSI without `-d`;
     /// std driver only (the others have no byte tap).
     #[arg(long, global = true, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -368,11 +369,7 @@ fn options(g: &Global) -> Result<(Options, Option<PcapHandle>), String> {
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let writer =
                 PcapWriter::new(io::BufWriter::new(file)).map_err(|e| format!("pcap: {e}"))?;
-            let state: PcapHandle = Arc::new(Mutex::new(PcapState {
-                writer,
-                conn: None,
-                error: None,
-            }));
+            let state: PcapHandle = Arc::new(Mutex::new(PcapState::new(writer)));
             let tap_state = state.clone();
             opts.tap = Some(Box::new(move |dir, local, peer, bytes| {
                 if let Ok(mut s) = tap_state.lock() {
@@ -390,10 +387,32 @@ type PcapHandle = Arc<Mutex<PcapState>>;
 struct PcapState {
     writer: PcapWriter<io::BufWriter<File>>,
     conn: Option<SocketAddr>,
+    /// Bytes of consecutive tap calls in one direction, written as one
+    /// TCP segment (up to `COALESCE` bytes) when the direction changes: a
+    /// PDU whose header, data and padding went out in separate writes
+    /// shows whole in one segment, as it does on a real wire, and
+    /// dissectors' heuristics recognise it on any port.
+    pending: Option<(pcap::Direction, Vec<u8>)>,
     error: Option<String>,
 }
 
+/// iSCSI's well-known TCP port ("assigned by IANA is 3260 and this is the
+/// default iSCSI port", RFC 3720 / RFC 7143).
+const ISCSI_PORT: u16 = 3260;
+
+/// The most bytes held back before they are written to the capture.
+const COALESCE: usize = 256 * 1024;
+
 impl PcapState {
+    fn new(writer: PcapWriter<io::BufWriter<File>>) -> PcapState {
+        PcapState {
+            writer,
+            conn: None,
+            pending: None,
+            error: None,
+        }
+    }
+
     fn record(&mut self, dir: Direction, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) {
         if self.error.is_some() {
             return;
@@ -402,25 +421,51 @@ impl PcapState {
             IpAddr::V4(ip) => ip,
             IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
         };
+        let d = match dir {
+            Direction::Sent => pcap::Direction::ToTarget,
+            Direction::Received => pcap::Direction::ToInitiator,
+        };
         // A redirect or reconnect shows as a new synthetic connection.
         let result = (|| {
             if self.conn != Some(local) {
+                self.flush_pending()?;
+                // The target side is recorded on iSCSI's registered port
+                // 3260 whatever the real one: dissectors pick iSCSI by
+                // port (Wireshark's heuristic does not fire on these
+                // captures), so `tshark -Y iscsi` works without `-d`.
                 self.writer
-                    .connect((v4(local), local.port()), (v4(peer), peer.port()))?;
+                    .connect((v4(local), local.port()), (v4(peer), ISCSI_PORT))?;
                 self.conn = Some(local);
             }
-            let d = match dir {
-                Direction::Sent => pcap::Direction::ToTarget,
-                Direction::Received => pcap::Direction::ToInitiator,
-            };
-            self.writer.record(d, bytes)
+            match &mut self.pending {
+                Some((pd, buf)) if *pd == d && buf.len() + bytes.len() <= COALESCE => {
+                    buf.extend_from_slice(bytes);
+                }
+                _ => {
+                    self.flush_pending()?;
+                    self.pending = Some((d, bytes.to_vec()));
+                }
+            }
+            Ok::<(), io::Error>(())
         })();
         if let Err(e) = result {
             self.error = Some(e.to_string());
         }
     }
 
+    fn flush_pending(&mut self) -> io::Result<()> {
+        match self.pending.take() {
+            Some((d, buf)) => self.writer.record(d, &buf),
+            None => Ok(()),
+        }
+    }
+
     fn finish(&mut self) -> Result<(), String> {
+        if self.error.is_none() {
+            if let Err(e) = self.flush_pending() {
+                self.error = Some(e.to_string());
+            }
+        }
         self.writer.finish().map_err(|e| format!("pcap: {e}"))?;
         match self.error.take() {
             Some(e) => Err(format!("pcap: {e}")),
