@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use clap::ValueEnum;
 use futures_lite::future::block_on;
+use iscsi_proto::error::{ConnectionError, TimerKind};
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
 
@@ -127,8 +128,82 @@ fn smol_start(
 /// out, so the join does not hang.
 fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
     match (e, thread.join()) {
-        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.to_string(),
-        (e, _) => e.to_string(),
+        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.describe(),
+        (e, _) => e.describe(),
+    }
+}
+
+/// One line for a failure of any driver. Most errors say it well
+/// already; a timeout names the exchange that went unanswered.
+pub trait Describe {
+    /// The message.
+    fn describe(&self) -> String;
+}
+
+/// The line for a failed TCP connect, the same on every driver.
+pub fn describe_connect(addr: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => format!("connection refused: {addr}"),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            format!("connection timed out: {addr}")
+        }
+        _ => format!("cannot connect to {addr}: {e}"),
+    }
+}
+
+/// The line for a session failure.
+pub fn describe_connection(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::TimedOut(TimerKind::Login) => {
+            "login timed out: the target did not complete the login in time (see --timeout)".into()
+        }
+        ConnectionError::TimedOut(TimerKind::Keepalive) => {
+            "the target stopped answering: a keepalive NOP-Out went unanswered (RFC 7143 section 11.18; see --timeout)".into()
+        }
+        ConnectionError::TimedOut(TimerKind::Logout) => {
+            "logout timed out: the target did not answer the Logout Request".into()
+        }
+        ConnectionError::RecoveryFailed { attempts, last } => format!(
+            "session recovery failed after {attempts} attempts: {}",
+            describe_connection(last)
+        ),
+        e => e.to_string(),
+    }
+}
+
+impl Describe for iscsi_std::Error {
+    fn describe(&self) -> String {
+        match self {
+            iscsi_std::Error::Connection(c) => describe_connection(c),
+            iscsi_std::Error::Connect { addr, source } => describe_connect(addr, source),
+            e => e.to_string(),
+        }
+    }
+}
+
+impl Describe for iscsi_mio::client::Error {
+    fn describe(&self) -> String {
+        match self {
+            iscsi_mio::client::Error::Connection(c) => describe_connection(c),
+            iscsi_mio::client::Error::Connect { addr, source } => describe_connect(addr, source),
+            e => e.to_string(),
+        }
+    }
+}
+
+impl Describe for iscsi_smol::Error {
+    fn describe(&self) -> String {
+        match self {
+            iscsi_smol::Error::Connection(c) => describe_connection(c),
+            iscsi_smol::Error::Connect { addr, source } => describe_connect(addr, source),
+            e => e.to_string(),
+        }
+    }
+}
+
+impl Describe for iscsi_proto::error::UsageError {
+    fn describe(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -144,7 +219,7 @@ impl Session {
         let inner = match kind {
             DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
                 .map(|c| Inner::Std(Box::new(c)))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.describe()),
             DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
                 .map(|blocking| {
                     Inner::Mio(Box::new(MioSession {
@@ -152,7 +227,7 @@ impl Session {
                         in_flight: Vec::new(),
                     }))
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.describe()),
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config)?;
                 match block_on(client.logged_in()) {
@@ -185,10 +260,10 @@ impl Session {
     ) -> Result<Vec<TargetRecord>, String> {
         match kind {
             DriverKind::Std => {
-                iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.to_string())
+                iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.describe())
             }
             DriverKind::Mio => {
-                iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.to_string())
+                iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.describe())
             }
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config)?;
@@ -238,9 +313,9 @@ impl Session {
     /// Runs one SCSI command to completion (any status).
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
         match &mut self.inner {
-            Inner::Std(c) => c.execute(cmd).map_err(|e| e.to_string()),
-            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.to_string()),
-            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.to_string()),
+            Inner::Std(c) => c.execute(cmd).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.describe()),
+            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.describe()),
         }
     }
 
@@ -249,9 +324,9 @@ impl Session {
     /// from `wait_any`, as the submit does not wait for the driver thread.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
         let tag = match &mut self.inner {
-            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.to_string())?.0.into()),
+            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.describe())?.0.into()),
             Inner::Mio(m) => {
-                let task = m.blocking.submit(cmd).map_err(|e| e.to_string())?;
+                let task = m.blocking.submit(cmd).map_err(|e| e.describe())?;
                 m.in_flight.push(task);
                 Tag(task.0.into())
             }
@@ -294,7 +369,7 @@ impl Session {
             Inner::Std(c) => c
                 .wait_any()
                 .map(|(t, o, d)| (Tag(t.0.into()), o, d))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.describe()),
             Inner::Mio(m) => {
                 if m.in_flight.is_empty() {
                     return Err("no command in flight".into());
@@ -311,7 +386,7 @@ impl Session {
                         }
                         false
                     })
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.describe())?;
                 let (i, (outcome, data)) = got.ok_or("session closed")?;
                 let task = m.in_flight.swap_remove(i);
                 Ok((Tag(task.0.into()), outcome, data))
@@ -330,7 +405,7 @@ impl Session {
                     Poll::Pending
                 }));
                 let (task, _) = s.pending.swap_remove(i);
-                let (outcome, data) = reply.map_err(|e| e.to_string())?;
+                let (outcome, data) = reply.map_err(|e| e.describe())?;
                 Ok((task, outcome, data))
             }
         }
@@ -340,8 +415,8 @@ impl Session {
     /// connection; on smol also waits for the driver thread to end.
     pub fn logout(self) -> Result<(), String> {
         match self.inner {
-            Inner::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
-            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
+            Inner::Std(c) => c.logout().map(drop).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.describe()),
             Inner::Smol(mut s) => {
                 let result = block_on(s.client.logout());
                 s.pending.clear();
@@ -351,7 +426,7 @@ impl Session {
                     Some(Err(_)) => Err("the smol driver thread panicked".to_string()),
                     _ => Ok(()),
                 };
-                result.map(drop).map_err(|e| e.to_string())?;
+                result.map(drop).map_err(|e| e.describe())?;
                 ended
             }
         }

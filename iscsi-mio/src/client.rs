@@ -517,6 +517,7 @@ impl Client {
     }
 
     fn connection_lost(&mut self) {
+        tracing::debug!(target: "iscsi::driver", driver = "mio", "connection lost");
         self.close_conn();
         self.session.handle_closed(Instant::now());
     }
@@ -579,6 +580,7 @@ impl Client {
             Some(p) => format!("{}:{}", p.host, p.port),
             None => self.portal.clone(),
         };
+        tracing::debug!(target: "iscsi::driver", driver = "mio", %addr, "connecting");
         // Name resolution blocks (std has no other); IP literals do not.
         let resolved = addr.to_socket_addrs().and_then(|mut a| {
             a.next()

@@ -24,6 +24,7 @@ pub mod initiator;
 pub mod login;
 pub mod scsi;
 pub mod target;
+mod tracefmt;
 pub mod transmit;
 pub mod wire;
 

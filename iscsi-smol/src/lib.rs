@@ -667,6 +667,7 @@ impl Driver {
     }
 
     fn connection_lost(&mut self) {
+        tracing::debug!(target: "iscsi::driver", driver = "smol", "connection lost");
         self.close_conn();
         self.session.handle_closed(Instant::now());
     }
@@ -735,6 +736,7 @@ impl Driver {
             Some(p) => format!("{}:{}", p.host, p.port),
             None => self.portal.clone(),
         };
+        tracing::debug!(target: "iscsi::driver", driver = "smol", %addr, "connecting");
         // Name resolution blocks (std has no other); IP literals do not.
         let resolved = addr.to_socket_addrs().and_then(|mut a| {
             a.next()

@@ -416,6 +416,7 @@ impl Client {
     }
 
     fn connection_lost(&mut self) {
+        tracing::debug!(target: "iscsi::driver", driver = "std", "connection lost");
         if let Some(c) = self.conn.take() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
@@ -463,6 +464,7 @@ impl Client {
             Some(p) => format!("{}:{}", p.host, p.port),
             None => self.portal.clone(),
         };
+        tracing::debug!(target: "iscsi::driver", driver = "std", %addr, "connecting");
         let stream = connect(&addr, self.opts.connect_timeout)?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;

@@ -493,6 +493,7 @@ impl Session {
         if !matches!(self.phase, Phase::Connecting) {
             return;
         }
+        tracing::debug!(target: "iscsi::login", cid = self.cfg.cid, "connected; login starts");
         match self.start_login() {
             Ok(login) => {
                 self.phase = Phase::Login(login);
@@ -961,6 +962,7 @@ impl Session {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
+        tracing::info!(target: "iscsi::session", error = %err, "session closed");
         self.fail_user_tasks(TaskError::ConnectionLost, None);
         // Any logout task left (internal or not).
         for itt in self.tasks.tags() {
@@ -1041,6 +1043,7 @@ impl Session {
                 _ => fail.push(itt),
             }
         }
+        let failed = fail.len();
         for itt in fail {
             self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
         }
@@ -1062,6 +1065,7 @@ impl Session {
         self.phase = Phase::Waiting {
             until: later(now, after),
         };
+        tracing::info!(target: "iscsi::recovery", attempt, ?after, cause = %err, reissued = self.pending.len(), failed, "connection lost; reconnecting for session reinstatement (RFC 7143 section 6.3.5)");
         self.events.push_back(Event::Recovering {
             attempt,
             after,
@@ -1172,6 +1176,7 @@ impl Session {
     /// text longer than the target's MaxRecvDataSegmentLength is split with
     /// C=1 on all but the last PDU, and a PDU with C=1 "MUST" have T=0).
     fn send_login_text(&mut self, login: &mut Login, body: Bytes, transit: Option<Stage>) {
+        tracing::trace!(target: "iscsi::login", stage = ?login.stage, keys = %crate::tracefmt::TextKeys(&body), "login request");
         let max = LOGIN_MRDSL as usize;
         let (seg, rest) = if body.len() > max {
             (body.slice(..max), body.slice(max..))
@@ -1248,6 +1253,8 @@ impl Session {
         // (StatSN, ExpCmdSN, MaxCmdSN) are only valid if Status-Class is
         // 0"), and real targets (tgtd) send a reject with a zero ISID.
         let status = LoginStatus::from_raw(resp.status_class, resp.status_detail);
+        tracing::debug!(target: "iscsi::login", stage = ?resp.csg, transit = resp.transit, next = ?resp.nsg, %status, "login response");
+        tracing::trace!(target: "iscsi::login", keys = %crate::tracefmt::TextKeys(&pdu.data), "login response keys");
         if status.class() == StatusClass::Success {
             // RFC 7143 section 11.13.4: the target echoes the Initiator Task Tag.
             if resp.itt != login.itt {
@@ -1270,6 +1277,7 @@ impl Session {
                 // RFC 7143 section 11.13.5: a status class other than 0 or
                 // 1 ends the login; target errors (class 3) are retried by
                 // session recovery when it is configured.
+                tracing::info!(target: "iscsi::login", %status, ?class, detail = resp.status_detail, "login refused by the target");
                 let err = ConnectionError::LoginFailed {
                     class,
                     detail: resp.status_detail,
@@ -1437,6 +1445,7 @@ impl Session {
             self.fail_closed(ConnectionError::TooManyRedirects(n));
             return Ok(());
         }
+        tracing::info!(target: "iscsi::login", %status, host = %portal.host, port = portal.port, "login redirected; following");
         if status == LoginStatus::TargetMovedPermanently {
             self.permanent_portal = Some(portal.clone());
         }
@@ -1487,6 +1496,39 @@ impl Session {
             max_data_segment_length: neg.initiator_max_recv_data_segment_length,
         });
         self.tx_digests = digests;
+        // Every key agreed on this connection (RFC 7143 section 13), at
+        // info: `iscsi -v` shows it.
+        tracing::info!(
+            target: "iscsi::login",
+            tsih = self.tsih,
+            cid = self.cfg.cid,
+            reinstated = self.logged_in_once,
+            SessionType = ?neg.session_type,
+            TargetName = neg.target_name.as_deref().unwrap_or("-"),
+            TargetAlias = neg.target_alias.as_deref().unwrap_or("-"),
+            TargetPortalGroupTag = ?neg.target_portal_group_tag,
+            AuthMethod = ?neg.auth_method,
+            HeaderDigest = if neg.header_digest { "CRC32C" } else { "None" },
+            DataDigest = if neg.data_digest { "CRC32C" } else { "None" },
+            MaxRecvDataSegmentLength.initiator = neg.initiator_max_recv_data_segment_length,
+            MaxRecvDataSegmentLength.target = neg.target_max_recv_data_segment_length,
+            MaxBurstLength = neg.max_burst_length,
+            FirstBurstLength = neg.first_burst_length,
+            InitialR2T = neg.initial_r2t,
+            ImmediateData = neg.immediate_data,
+            MaxOutstandingR2T = neg.max_outstanding_r2t,
+            DataPDUInOrder = neg.data_pdu_in_order,
+            DataSequenceInOrder = neg.data_sequence_in_order,
+            ErrorRecoveryLevel = neg.error_recovery_level,
+            DefaultTime2Wait = neg.default_time2wait,
+            DefaultTime2Retain = neg.default_time2retain,
+            MaxConnections = neg.max_connections,
+            iSCSIProtocolLevel = neg.protocol_level,
+            TaskReporting = ?neg.task_reporting,
+            ExpCmdSN = resp.exp_cmd_sn.0,
+            MaxCmdSN = resp.max_cmd_sn.0,
+            "logged in"
+        );
         self.negotiated = Some(neg);
         self.phase = Phase::Full;
         self.login_deadline = None;
@@ -1512,6 +1554,7 @@ impl Session {
             return self.on_login_pdu(now, pdu);
         }
         let Pdu { header, data, .. } = pdu;
+        tracing::trace!(target: "iscsi::pdu", ?header, len = data.len(), "received");
         match header {
             Header::NopIn(h) => self.on_nop_in(h, data),
             Header::ScsiResponse(h) => self.on_scsi_response(h, data),
@@ -1554,6 +1597,7 @@ impl Session {
                         time2wait: h.time2wait,
                         time2retain: h.time2retain,
                     };
+                    tracing::info!(target: "iscsi::login", response = ?h.response, "logged out");
                     self.complete(h.itt, TaskOutcome::LoggedOut(result));
                     self.fail_user_tasks(TaskError::LoggedOut, None);
                     self.close_quietly();
@@ -1583,6 +1627,7 @@ impl Session {
                 // Command, Task Management, Text, Logout. Data-Out and
                 // SNACK are not.
                 let is_command = matches!(opcode, 0x00 | 0x01 | 0x02 | 0x04 | 0x06);
+                tracing::warn!(target: "iscsi::session", reason = ?h.reason, opcode, itt, "Reject received (RFC 7143 section 11.17)");
                 if itt != RESERVED_TAG && self.tasks.get(itt).is_some() && !is_command {
                     // RFC 7143 section 7.3: "Targets MUST NOT implicitly
                     // terminate an active task by sending a Reject PDU for
@@ -1639,6 +1684,7 @@ impl Session {
             // "not advanced": a target ping or a window update.
             self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
             if h.ttt != RESERVED_TAG {
+                tracing::debug!(target: "iscsi::nop", ttt = h.ttt, len = data.len(), "answering the target's NOP-In ping");
                 // RFC 7143 section 11.18.3: the answer to a target ping
                 // "MUST" carry ITT 0xffffffff, the NOP-In's TTT and LUN,
                 // and (section 11.18.2) echo its data; it goes out as an
@@ -1944,6 +1990,7 @@ impl Session {
     ) -> Result<(), ConnectionError> {
         self.ack(h.stat_sn)?;
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        tracing::info!(target: "iscsi::session", event = ?h.event, lun = h.lun, vcode = h.vcode, parameter1 = h.parameter1, parameter2 = h.parameter2, parameter3 = h.parameter3, "asynchronous message received (RFC 7143 section 11.9)");
         let (sense, event_data) = match w::split_sense(&data) {
             Ok(p) => (p.sense, p.response_data),
             Err(_) => (Bytes::new(), data.clone()),

@@ -95,6 +95,11 @@ impl CmdWindow {
         }
         let sn = self.cmd_sn;
         self.cmd_sn = sn.next();
+        // Logged only when debug is on for the target (a cheap check on
+        // the hot path otherwise).
+        if tracing::enabled!(target: "iscsi::window", tracing::Level::DEBUG) && !self.is_open() {
+            tracing::debug!(target: "iscsi::window", last = sn.0, MaxCmdSN = self.max_cmd_sn.0, "command window full: further commands queue until MaxCmdSN advances");
+        }
         Some(sn)
     }
 
@@ -136,6 +141,9 @@ impl CmdWindow {
         if exp_cmd_sn.follows(self.cmd_sn) {
             return WindowUpdate::AcksUnsent;
         }
+        // (open, size) before the update, only when window logging is on.
+        let before = tracing::enabled!(target: "iscsi::window", tracing::Level::DEBUG)
+            .then(|| (self.is_open(), self.size()));
         let mut advanced = false;
         if max_cmd_sn.follows(self.max_cmd_sn) {
             self.max_cmd_sn = max_cmd_sn;
@@ -145,10 +153,37 @@ impl CmdWindow {
             self.exp_cmd_sn = exp_cmd_sn;
             advanced = true;
         }
+        if let (true, Some((was_open, was_size))) = (advanced, before) {
+            self.log_change(was_open, was_size);
+        }
         if advanced {
             WindowUpdate::Advanced
         } else {
             WindowUpdate::Stale
+        }
+    }
+}
+
+impl CmdWindow {
+    /// MaxCmdSN - ExpCmdSN + 1: how many commands the target accepts in
+    /// all (0 when closed, RFC 7143 section 4.2.2.1).
+    fn size(&self) -> u32 {
+        self.max_cmd_sn.next().distance_from(self.exp_cmd_sn)
+    }
+
+    /// Debug events for an update that changed the window: closed by the
+    /// target, reopened, or resized; a plain slide shows at trace.
+    fn log_change(&self, was_open: bool, was_size: u32) {
+        let (open, size) = (self.is_open(), self.size());
+        let (exp, max) = (self.exp_cmd_sn.0, self.max_cmd_sn.0);
+        if size == 0 && was_size != 0 {
+            tracing::debug!(target: "iscsi::window", ExpCmdSN = exp, MaxCmdSN = max, "command window closed by the target (MaxCmdSN = ExpCmdSN - 1)");
+        } else if open && !was_open {
+            tracing::debug!(target: "iscsi::window", ExpCmdSN = exp, MaxCmdSN = max, room = self.room(), "command window reopened");
+        } else if size != was_size {
+            tracing::debug!(target: "iscsi::window", ExpCmdSN = exp, MaxCmdSN = max, size, was = was_size, "command window resized");
+        } else {
+            tracing::trace!(target: "iscsi::window", ExpCmdSN = exp, MaxCmdSN = max, "command window slid");
         }
     }
 }
