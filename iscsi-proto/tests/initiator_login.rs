@@ -506,3 +506,23 @@ fn reject_with_foreign_isid_reports_the_status() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `Debug` of a configuration never shows CHAP secrets (they end up in
+/// logs when callers print their configuration).
+#[test]
+fn config_debug_redacts_secrets() {
+    let cfg = SessionConfig::new("iqn.2024-01.test:i").with_auth(
+        Auth::mutual_chap("user", "initiator-secret-1", "tgt", "target-secret-22"),
+        b"challenge-bytes!".to_vec(),
+    );
+    let text = format!("{cfg:?} {:?}", cfg.auth);
+    for secret in ["initiator-secret-1", "target-secret-22", "challenge-bytes!"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+        let bytes = format!("{:?}", secret.as_bytes());
+        assert!(
+            !text.contains(&bytes[1..bytes.len() - 1]),
+            "{secret} bytes in {text}"
+        );
+    }
+    assert!(text.contains("user") && text.contains("tgt"));
+}

@@ -51,8 +51,8 @@ impl From<TargetAddress> for Portal {
     }
 }
 
-/// How the initiator authenticates.
-#[derive(Debug, Clone, Default)]
+/// How the initiator authenticates. `Debug` redacts the secrets.
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum Auth {
     /// No security negotiation stage: the login starts in the operational
@@ -70,6 +70,26 @@ pub enum Auth {
         /// Mutual CHAP: the target's expected name and secret.
         mutual: Option<(String, Vec<u8>)>,
     },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Chap {
+                user,
+                algorithms,
+                mutual,
+                ..
+            } => f
+                .debug_struct("Chap")
+                .field("user", user)
+                .field("secret", &"<redacted>")
+                .field("algorithms", algorithms)
+                .field("mutual", &mutual.as_ref().map(|(u, _)| (u, "<redacted>")))
+                .finish(),
+        }
+    }
 }
 
 impl Auth {
@@ -134,8 +154,9 @@ impl Default for Recovery {
 
 /// Everything a [`Session`](super::Session) needs. Build with
 /// [`SessionConfig::new`] (RFC defaults) and adjust the public fields or
-/// use the `with_*` setters.
-#[derive(Debug, Clone)]
+/// use the `with_*` setters. `Debug` redacts the CHAP secrets and the
+/// challenge bytes (later challenges are derived from them).
+#[derive(Clone)]
 pub struct SessionConfig {
     /// InitiatorName (RFC 7143 section 13.5).
     pub initiator_name: String,
@@ -168,6 +189,30 @@ pub struct SessionConfig {
     pub cid: u16,
     /// Cap on one assembled text response (login or SendTargets), bytes.
     pub max_text_len: usize,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("initiator_name", &self.initiator_name)
+            .field("initiator_alias", &self.initiator_alias)
+            .field("target_name", &self.target_name)
+            .field("isid", &self.isid)
+            .field("auth", &self.auth)
+            .field(
+                "chap_challenge",
+                &format_args!("<{} bytes redacted>", self.chap_challenge.len()),
+            )
+            .field("operational", &self.operational)
+            .field("login_timeout", &self.login_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("recovery", &self.recovery)
+            .field("max_redirects", &self.max_redirects)
+            .field("initial_cmd_sn", &self.initial_cmd_sn)
+            .field("cid", &self.cid)
+            .field("max_text_len", &self.max_text_len)
+            .finish()
+    }
 }
 
 impl SessionConfig {
