@@ -16,8 +16,9 @@ use thiserror::Error;
 use super::keys::{self, KeyDef, ResultRule, Senders, ValueType};
 use crate::wire::text::{self, SpecialValue, TextError};
 
-/// Largest iSCSI name: RFC 7143 section 4.2.7.1 "iSCSI names ... MUST
-/// NOT be larger than 223 bytes".
+/// Largest iSCSI name: RFC 7143 section 4.2.7.1 "Initiators and targets
+/// MUST support the receipt of iSCSI names of up to the maximum length of
+/// 223 bytes" (section 4.2.7.2 bounds the UTF-8 encoding at 223 bytes).
 pub const MAX_ISCSI_NAME_LEN: usize = 223;
 
 /// A negotiation failure. Each names the key and the RFC 7143 section.

@@ -280,7 +280,7 @@ impl Session {
         true
     }
 
-    /// The security stage: AuthMethod, then CHAP (RFC 7143 sections 6.3.1,
+    /// The security stage: AuthMethod, then CHAP (RFC 7143 sections 6.3.2,
     /// 12.1 and 12.1.3). Returns the replies and whether we transit.
     fn security_stage(
         &mut self,
@@ -360,7 +360,7 @@ impl Session {
         None
     }
 
-    /// The operational stage (RFC 7143 sections 6.3.2 and 13).
+    /// The operational stage (RFC 7143 sections 6.3.3 and 13).
     fn operational_stage(
         &mut self,
         req: LoginRequest,
@@ -392,7 +392,7 @@ impl Session {
         let max = LOGIN_MAX_SEGMENT as usize;
         if p.text.len() > max {
             // RFC 7143 section 6.1: a text that does not fit is sent in
-            // several PDUs with C=1 on all but the last; section 11.13.2:
+            // several PDUs with C=1 on all but the last; section 11.13.7:
             // "If the C bit is set to 1, the T bit MUST be set to 0".
             let chunk = p.text.slice(..max);
             let rest = PendingText {

@@ -1,9 +1,10 @@
 //! RFC 1982 serial number arithmetic for CmdSN, StatSN, DataSN and R2TSN.
 //!
-//! RFC 7143 section 4.2.2.1 (and section 11 for each field): "comparisons and
-//! arithmetic on CmdSN, ExpCmdSN, MaxCmdSN, StatSN ... MUST use Serial Number
-//! Arithmetic as defined in RFC 1982 where SERIAL_BITS = 32". Raw `u32`
-//! sequence numbers are therefore never compared with `<` in this crate: they
+//! RFC 7143 section 4.2.2.1: "Comparisons and arithmetic on ExpCmdSN and
+//! MaxCmdSN MUST use Serial Number Arithmetic as defined in \[RFC1982\]
+//! where SERIAL_BITS = 32" (the same section says it of CmdSN; this crate
+//! applies the same arithmetic to StatSN, DataSN and R2TSN, which wrap the
+//! same way). Raw `u32` sequence numbers are therefore never compared with `<` in this crate: they
 //! are wrapped in [`Serial`], whose [`PartialOrd`] implements RFC 1982.
 //!
 //! RFC 1982 leaves the comparison of two numbers exactly 2^31 apart undefined;
