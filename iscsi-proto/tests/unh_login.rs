@@ -190,8 +190,8 @@ fn unh_login_1_1_standard_login_reaches_full_feature_phase() {
 // Test #2: TSIH
 // ---------------------------------------------------------------------
 
-/// UNH #2.1. RFC 7143 section 11.12.3: a new session is requested with
-/// TSIH 0; section 11.13.4: the target sets the TSIH "in the final
+/// UNH #2.1. RFC 7143 section 11.12.6: a new session is requested with
+/// TSIH 0; section 11.13.3: the target sets the TSIH "in the final
 /// response", and the initiator keeps it for the session.
 #[test]
 fn unh_login_2_1_tsih_zero_then_taken_from_the_final_response() {
@@ -206,14 +206,14 @@ fn unh_login_2_1_tsih_zero_then_taken_from_the_final_response() {
     assert!(p.events.contains(&Event::LoggedIn { tsih: 0x1234 }));
 }
 
-/// UNH #2.2. RFC 7143 section 11.13.4: the final response of a new
+/// UNH #2.2. RFC 7143 section 11.13.3: the final response of a new
 /// session "MUST" carry a non-zero TSIH; TSIH 0 there ends the login.
 #[test]
 fn unh_login_2_2_final_response_with_tsih_zero_is_refused() {
     let (mut p, req, _) = start(cfg());
     reply(&mut p, &req, true, Stage::FullFeature, 0, 1, &[]);
     assert!(!p.session.is_logged_in());
-    assert_eq!(violation_section(&p), "11.13.4");
+    assert_eq!(violation_section(&p), "11.13.3");
 }
 
 // ---------------------------------------------------------------------

@@ -650,7 +650,7 @@ fn istgt_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         Ok(())
     })?;
     // Target NOP-In: ITT 0xffffffff (RFC 7143 11.19.2); an answer is
-    // wanted only when TTT != 0xffffffff (11.19.3), and then a NOP-Out with
+    // wanted only when TTT != 0xffffffff (11.19.1), and then a NOP-Out with
     // ITT 0xffffffff echoing it "MUST" follow (11.18).
     let (all, lost) = pdus(&r.pcap, t.port())?;
     let itt = |p: &super::initiator_common::PduInfo| p.num("InitiatorTaskTag");

@@ -278,7 +278,7 @@ pub(super) fn cells() -> Vec<Cell> {
             })?;
             // Target-initiated NOP-In: ITT 0xffffffff (RFC 7143 11.19.2).
             // Only one with a TTT other than 0xffffffff asks for an answer
-            // (11.19.3: "If the target is initiating a NOP-In without
+            // (11.19.1: "If the target is initiating a NOP-In without
             // wanting to receive a corresponding NOP-Out, this field MUST
             // hold the reserved value 0xffffffff"); the answer is a NOP-Out
             // with ITT 0xffffffff echoing that TTT (11.18.3).

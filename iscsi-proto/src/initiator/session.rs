@@ -1256,11 +1256,11 @@ impl Session {
         tracing::debug!(target: "iscsi::login", stage = ?resp.csg, transit = resp.transit, next = ?resp.nsg, %status, "login response");
         tracing::trace!(target: "iscsi::login", keys = %crate::tracefmt::TextKeys(&pdu.data), "login response keys");
         if status.class() == StatusClass::Success {
-            // RFC 7143 section 11.13.4: the target echoes the Initiator Task Tag.
+            // RFC 7143 section 11.13: the target echoes the Initiator Task Tag.
             if resp.itt != login.itt {
                 return Err(violation("Login Response with a foreign ITT", "11.13"));
             }
-            // RFC 7143 section 11.13.3: ISID is the initiator's, echoed.
+            // RFC 7143 section 11.12.5: ISID is the initiator's, echoed.
             if resp.isid != self.cfg.isid {
                 return Err(violation("Login Response with a foreign ISID", "11.13"));
             }
@@ -1301,7 +1301,7 @@ impl Session {
             };
             return Err(e);
         }
-        // RFC 7143 section 11.13.3 (CSG): the response stage must be the
+        // RFC 7143 section 11.12.3 (CSG): the response stage must be the
         // stage of the request.
         if resp.csg != login.stage {
             return Err(violation(
@@ -1318,12 +1318,12 @@ impl Session {
             self.send_login_text(login, rest, transit);
             return Ok(false);
         }
-        // RFC 7143 section 11.13.1: "If the C bit is set to 1, the T bit
+        // RFC 7143 section 11.13.7: "If the C bit is set to 1, the T bit
         // MUST be 0"; the initiator answers with an empty Login Request to
         // get the rest of the text.
         if resp.cont {
             if resp.transit {
-                return Err(violation("Login Response with both C and T set", "11.13.1"));
+                return Err(violation("Login Response with both C and T set", "11.13.7"));
             }
             login.assembler.push(&pdu.data, true).map_err(io)?;
             self.send_login_text(login, Bytes::new(), None);
@@ -1391,7 +1391,7 @@ impl Session {
                         return self.login_complete(now, login, &resp).map(|_| true);
                     }
                     if resp.nsg != Stage::Operational {
-                        return Err(violation("invalid NSG in Login Response", "11.13.3"));
+                        return Err(violation("invalid NSG in Login Response", "11.12.3"));
                     }
                     login.stage = Stage::Operational;
                     out.extend(login.neg.operational_offer());
@@ -1416,7 +1416,7 @@ impl Session {
                     return self.login_complete(now, login, &resp).map(|_| true);
                 }
                 if resp.transit {
-                    return Err(violation("invalid NSG in Login Response", "11.13.3"));
+                    return Err(violation("invalid NSG in Login Response", "11.12.3"));
                 }
                 let body = encode(&out)?;
                 self.send_login_text(login, body, Some(Stage::FullFeature));
@@ -1473,10 +1473,10 @@ impl Session {
             }
         }
         let neg = login.neg.finish().map_err(io)?;
-        // RFC 7143 section 11.13.4: the final response carries the TSIH;
+        // RFC 7143 section 11.13.3: the final response carries the TSIH;
         // a new session "MUST" get a non-zero one.
         if resp.tsih == 0 {
-            return Err(violation("final Login Response with TSIH 0", "11.13.4"));
+            return Err(violation("final Login Response with TSIH 0", "11.13.3"));
         }
         self.tsih = resp.tsih;
         // RFC 7143 section 4.2.2.1: the window starts at the login's CmdSN;
@@ -1680,7 +1680,7 @@ impl Session {
 
     fn on_nop_in(&mut self, h: w::NopIn, data: Bytes) -> Result<(), ConnectionError> {
         if h.itt == RESERVED_TAG {
-            // RFC 7143 section 11.19.3: with ITT 0xffffffff the StatSN is
+            // RFC 7143 section 11.19.2: with ITT 0xffffffff the StatSN is
             // "not advanced": a target ping or a window update.
             self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
             if h.ttt != RESERVED_TAG {
@@ -1710,7 +1710,7 @@ impl Session {
             }
             return Ok(());
         }
-        // A reply to our ping consumes a StatSN (section 11.19.3).
+        // A reply to our ping consumes a StatSN (section 11.19.2).
         self.ack(h.stat_sn)?;
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         // RFC 7143 section 11.19.1: a reply carries TTT 0xffffffff.
