@@ -37,9 +37,10 @@ use crate::peers::LiveReport;
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
 use driver::{connect, discover, EndError, Initiator, Kind};
-use iscsi_proto::error::TaskError;
+use iscsi_proto::error::{ConnectionError, TaskError};
 use iscsi_proto::initiator::{Auth, ScsiCommand, ScsiResult, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::{AuthMethod, DigestType, OperationalParams};
+use iscsi_proto::login::status::LoginStatus;
 use iscsi_proto::scsi::cdb::{self, Capacity, StandardInquiry};
 use iscsi_proto::scsi::sense::{SenseData, SenseKey};
 use iscsi_proto::scsi::status::ScsiStatus;
@@ -377,6 +378,29 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
         dop.header_digest = vec![DigestType::Crc32c, DigestType::None];
         dop.data_digest = vec![DigestType::Crc32c, DigestType::None];
     }
+    // The target requires authentication for discovery: without
+    // credentials the login fails with "Authentication failure" (RFC 7143
+    // 11.13.5, 0x0201). Checked once per combination, with the std driver.
+    if c.kind == Kind::Std && c.auth != AuthKind::None && v.discovery_auth {
+        let res = iscsi_std::Client::discover(
+            &v.portal,
+            config(None, dop.clone()),
+            iscsi_std::Options::default(),
+        );
+        match res {
+            Err(iscsi_std::Error::Connection(ConnectionError::LoginFailed { status, .. }))
+                if status == LoginStatus::AuthenticationFailure => {}
+            Ok(t) => {
+                return Err(format!(
+                    "discovery without credentials succeeded ({} targets)",
+                    t.len()
+                ))
+            }
+            Err(e) => return Err(format!("discovery without credentials: {e}")),
+        }
+        done.notes
+            .push("discovery without credentials refused".into());
+    }
     let dcfg = with(config(None, dop));
     let disc_isid = hex(&dcfg.isid.0);
     match discover(c.kind, &v.portal, dcfg) {
@@ -557,6 +581,8 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
     }
     let all: Vec<TaskId> = tmf_ids.iter().map(|(t, _)| *t).collect();
     let (mut good, mut aborted, mut ua_after) = (0, 0, 0);
+    let mut victim_done_first = false;
+    let good_end = |o: &TaskOutcome| matches!(o, TaskOutcome::Scsi(r) if r.is_good());
     for (t, o, d) in wait_all(cl, &all)? {
         let i = tmf_ids
             .iter()
@@ -577,11 +603,11 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
             TaskOutcome::Failed(TaskError::Aborted(_)) => aborted += 1,
             other => return Err(format!("task {t:?} around the TMFs ended {other:?}")),
         }
-        if t == victim
-            && abort == Some(TmfResponse::FunctionComplete)
-            && !matches!(o, TaskOutcome::Failed(TaskError::Aborted(_)))
-        {
-            return Err(format!("ABORT TASK completed but the task ended {o:?}"));
+        // RFC 7143 11.5.1 b): "Function complete" also answers an abort
+        // of a task the target already completed (istgt does that while
+        // the GOOD status is on its way), so the victim may end either way.
+        if t == victim && abort == Some(TmfResponse::FunctionComplete) && good_end(&o) {
+            victim_done_first = true;
         }
     }
     if let Some(n) = cl.in_flight().filter(|n| *n != 0) {
@@ -617,14 +643,19 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
         Err(e) => return Err(format!("logout: {}", e.message())),
     }
     done.notes.push(format!(
-        "LBA {lba} seed {seed:#x}; abort {}, reset {reset:?}: {good} good {aborted} aborted{}{}",
+        "LBA {lba} seed {seed:#x}; abort {}, reset {reset:?}: {good} good {aborted} aborted{}{}{}",
         abort.map_or("after completion".to_string(), |a| format!("{a:?}")),
         if ua_after > 0 {
             format!(" {ua_after} UA")
         } else {
             String::new()
         },
-        if ua { ", UA" } else { "" }
+        if ua { ", UA" } else { "" },
+        if victim_done_first {
+            " (aborted task had completed)"
+        } else {
+            ""
+        }
     ));
     Ok(done)
 }
