@@ -423,6 +423,28 @@ mod tests {
     }
 
     #[test]
+    fn each_cell_learns_which_cell_follows() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mk = |name: &str| {
+            let seen = Arc::clone(&seen);
+            Cell::new("g", name, move |ctx| {
+                if let Ok(mut v) = seen.lock() {
+                    v.push(ctx.next_cell().map(str::to_string));
+                }
+                Ok(())
+            })
+        };
+        let cells = vec![mk("a"), mk("b"), mk("c")];
+        let r = run(&cells, &opts());
+        assert!(r.iter().all(|x| x.passed));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Some("g/b".to_string()), Some("g/c".to_string()), None]
+        );
+        let _ = std::fs::remove_dir_all(opts().out_dir);
+    }
+
+    #[test]
     fn filter_matches_group_slash_name() {
         let mk = || {
             vec![

@@ -388,8 +388,10 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
             iscsi_std::Options::default(),
         );
         match res {
-            Err(iscsi_std::Error::Connection(ConnectionError::LoginFailed { status, .. }))
-                if status == LoginStatus::AuthenticationFailure => {}
+            Err(iscsi_std::Error::Connection(ConnectionError::LoginFailed {
+                status: LoginStatus::AuthenticationFailure,
+                ..
+            })) => {}
             Ok(t) => {
                 return Err(format!(
                     "discovery without credentials succeeded ({} targets)",
@@ -692,7 +694,7 @@ fn wire_checks(
         format!("InitialR2T={}", yn(exp.initial_r2t)),
         format!("ImmediateData={}", yn(exp.immediate_data)),
     ] {
-        if !r.response_keys.iter().any(|k| *k == kv) {
+        if !r.response_keys.contains(&kv) {
             return Err(format!(
                 "no {kv} in the target's answers: {:?}",
                 r.response_keys
