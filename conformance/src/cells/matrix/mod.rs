@@ -251,13 +251,25 @@ fn run_cell(ctx: &mut CellCtx, c: Combo) -> Result<(), String> {
     }
     let view = lease.prepare(&c)?;
     let exp = Expected::of(&c, &view);
+    let mut late = Vec::new();
+    if c.r2t != view.initial_r2t {
+        // istgt takes only "InitialR2T Yes" (README): the cell still runs,
+        // and RFC 7143 13.10 (result function OR) makes it Yes.
+        late.push(format!(
+            "{} cannot be set to InitialR2T=No: offered No, expecting Yes",
+            c.target.name()
+        ));
+    }
+    if c.kind == Kind::Smol {
+        late.push("negotiated values checked on the wire only (iscsi-smol has no getter)".into());
+    }
     let cap = lease.world()?.capture();
     let window = cap.begin(ctx.artifact("capture.pcap"))?;
     let body = session(&c, &view, &exp);
     let report = cap.end(window)?;
     let done = body?;
     let notes = wire_checks(&c, &view, &exp, &done, &report)?;
-    for n in notes.into_iter().chain(done.notes) {
+    for n in notes.into_iter().chain(done.notes).chain(late) {
         ctx.note(n);
     }
     Ok(())
