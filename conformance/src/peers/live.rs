@@ -445,7 +445,14 @@ impl LiveCapture {
             fs.frames.clear();
             fs.keep_from = relayed.saturating_add(1);
         }
-        let start = self.sync()?;
+        let start = match self.sync() {
+            Ok(s) => s,
+            Err(e) => {
+                let (m, _) = &*self.relay;
+                drop(lock(m).recording.take());
+                return Err(e);
+            }
+        };
         {
             let (m, _) = &*self.frames;
             let mut fs = lock(m);
