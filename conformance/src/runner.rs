@@ -94,6 +94,7 @@ pub struct CellCtx {
     slug: String,
     verbose: bool,
     notes: Vec<String>,
+    next_cell: Option<String>,
 }
 
 impl CellCtx {
@@ -105,7 +106,28 @@ impl CellCtx {
             slug: slug.to_string(),
             verbose,
             notes: Vec::new(),
+            next_cell: None,
         }
+    }
+
+    /// Sets the `group/name` of the cell that runs right after this one
+    /// (the runner does; `None` for the last cell of the run).
+    pub fn with_next_cell(mut self, next: Option<String>) -> CellCtx {
+        self.next_cell = next;
+        self
+    }
+
+    /// The `group/name` of the cell that runs right after this one, if
+    /// any: cells that share a peer or a capture with the cells that
+    /// follow them (e.g. the `matrix` group) release it when the next
+    /// cell does not need it.
+    pub fn next_cell(&self) -> Option<&str> {
+        self.next_cell.as_deref()
+    }
+
+    /// The directory artifacts go to.
+    pub fn out_dir(&self) -> &std::path::Path {
+        &self.out_dir
     }
 
     /// Adds a note shown in the table's message column (also for passes).
@@ -224,7 +246,7 @@ pub fn run(cells: &[Cell], opts: &RunOptions) -> Vec<CellResult> {
     let w2 = Arc::clone(&watch);
     std::thread::spawn(move || watchdog(w2));
 
-    for cell in cells {
+    for (i, cell) in cells.iter().enumerate() {
         let full = cell.full_name();
         eprint!("  {full} ... ");
         let _ = std::io::stderr().flush();
@@ -232,7 +254,8 @@ pub fn run(cells: &[Cell], opts: &RunOptions) -> Vec<CellResult> {
             w.current = Some((full.clone(), Instant::now(), cell.timeout));
         }
         let slug = full.replace('/', "-");
-        let mut ctx = CellCtx::new(opts.out_dir.clone(), &slug, opts.verbose);
+        let next = cells.get(i + 1).map(Cell::full_name);
+        let mut ctx = CellCtx::new(opts.out_dir.clone(), &slug, opts.verbose).with_next_cell(next);
         let start = Instant::now();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (cell.run)(&mut ctx)));
@@ -396,6 +419,28 @@ mod tests {
         let t = summary_table(&r);
         assert!(t.contains("g     | ok     | pass"), "{t}");
         assert!(t.contains("| FAIL   |"), "{t}");
+        let _ = std::fs::remove_dir_all(opts().out_dir);
+    }
+
+    #[test]
+    fn each_cell_learns_which_cell_follows() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mk = |name: &str| {
+            let seen = Arc::clone(&seen);
+            Cell::new("g", name, move |ctx| {
+                if let Ok(mut v) = seen.lock() {
+                    v.push(ctx.next_cell().map(str::to_string));
+                }
+                Ok(())
+            })
+        };
+        let cells = vec![mk("a"), mk("b"), mk("c")];
+        let r = run(&cells, &opts());
+        assert!(r.iter().all(|x| x.passed));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Some("g/b".to_string()), Some("g/c".to_string()), None]
+        );
         let _ = std::fs::remove_dir_all(opts().out_dir);
     }
 

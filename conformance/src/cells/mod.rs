@@ -11,6 +11,7 @@ mod initiator_common;
 mod initiator_istgt;
 mod initiator_tgtd;
 mod istgt;
+mod matrix;
 mod target_compare;
 mod tgtd;
 
@@ -33,6 +34,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(target_compare::cells());
     v.extend(drivers::cells());
     v.extend(crate::hostile::cells());
+    v.extend(matrix::cells());
     v
 }
 

@@ -440,17 +440,44 @@ fn stat_sn_gap(ctx: &mut crate::runner::CellCtx) -> Result<(), String> {
         true,
         |_, p, _| {
             p.login_plain()?;
+            let a = p.expect_cmd()?;
+            let b = p.expect_cmd()?;
+            p.t.ack_cmd(a.cmd_sn);
+            p.t.ack_cmd(b.cmd_sn);
+            // Status out of StatSN order (istgt does this with TMF
+            // responses): B gets s0 + 1 and goes first, then A gets s0.
+            let s0 = p.t.stat_sn;
+            p.t.stat_sn = s0.next();
+            p.t.scsi_response(b.itt, 0, w::Residual::None, None);
+            p.t.stat_sn = s0;
+            p.t.scsi_response(a.itt, 0, w::Residual::None, None);
+            p.t.stat_sn = s0.plus(2);
+            p.flush()?;
+            // Both acknowledged: the next command carries ExpStatSN s0 + 2.
             let c = p.expect_cmd()?;
+            check_eq(
+                "ExpStatSN after the reordered pair",
+                c.exp_stat_sn,
+                s0.plus(2),
+            )?;
             p.t.ack_cmd(c.cmd_sn);
-            // Skip one StatSN.
-            p.t.stat_sn = p.t.stat_sn.next();
+            // Then a jump past the tolerance (64 ahead): lost status.
+            p.t.stat_sn = s0.plus(2 + 65);
             p.t.scsi_response(c.itt, 0, w::Residual::None, None);
             p.flush()?;
             p.expect_closed()
         },
         |_, portal, _| {
             let mut c = std_connect(portal, cfg())?;
-            let expected = c.session().exp_stat_sn();
+            let s0 = c.session().exp_stat_sn();
+            let a = c.submit(tur()).map_err(|e| e.to_string())?;
+            let b = c.submit(tur()).map_err(|e| e.to_string())?;
+            for t in [a, b] {
+                let (o, _) = c.wait(t).map_err(|e| e.to_string())?;
+                if !matches!(o, TaskOutcome::Scsi(ref r) if r.status == 0) {
+                    return Err(format!("reordered StatSN: task ended {o:?}"));
+                }
+            }
             let t = c.submit(tur()).map_err(|e| e.to_string())?;
             let (o, _) = c.wait(t).map_err(|e| e.to_string())?;
             check_eq(
@@ -459,20 +486,23 @@ fn stat_sn_gap(ctx: &mut crate::runner::CellCtx) -> Result<(), String> {
                 TaskOutcome::Failed(TaskError::ConnectionLost),
             )?;
             let reason = super::drv::std_closed_reason(&mut c, STEP)?;
-            // RFC 7143 section 4.2.2.2: status is acknowledged in order; a
-            // StatSN ahead of ExpStatSN means lost status, which at
-            // ErrorRecoveryLevel 0 only a new connection repairs.
+            // RFC 7143 section 4.2.2.2: "Initiators MUST undertake recovery
+            // actions if the difference is greater than an implementation-
+            // defined constant"; ours is 64 (a StatSN up to 64 ahead waits
+            // for the gap to fill). At ErrorRecoveryLevel 0 only a new
+            // connection repairs lost status.
+            let expected = s0.plus(2);
             check_eq(
                 "close reason",
                 reason,
                 Some(ConnectionError::Protocol(ProtocolError::StatSnGap {
                     expected: expected.0,
-                    received: expected.next().0,
+                    received: expected.plus(65).0,
                 })),
             )?;
             Ok(format!(
-                "StatSN {:#x} for ExpStatSN {:#x}: StatSnGap, connection dropped, task ConnectionLost",
-                expected.next().0,
+                "StatSN s0+1 before s0 accepted (ExpStatSN then s0+2); StatSN {:#x} for ExpStatSN {:#x}: StatSnGap, connection dropped, task ConnectionLost",
+                expected.plus(65).0,
                 expected.0
             ))
         },

@@ -36,6 +36,10 @@ pub struct IstgtConfig {
     pub first_burst_length: u32,
     /// `MaxRecvDataSegmentLength`.
     pub max_recv_data_segment_length: u32,
+    /// Require the same authentication for discovery sessions
+    /// (`DiscoveryAuthMethod` = the `AuthMethod` of the unit,
+    /// `DiscoveryAuthGroup AuthGroup1`); `false`: `DiscoveryAuthMethod None`.
+    pub discovery_auth: bool,
 }
 
 impl Default for IstgtConfig {
@@ -52,6 +56,7 @@ impl Default for IstgtConfig {
             immediate_data: true,
             first_burst_length: 65536,
             max_recv_data_segment_length: 262144,
+            discovery_auth: false,
         }
     }
 }
@@ -84,7 +89,12 @@ impl IstgtConfig {
         let _ = writeln!(s, "  MediaDirectory {d}");
         let _ = writeln!(s, "  Timeout 30");
         let _ = writeln!(s, "  NopInInterval {}", self.nop_in_interval);
-        let _ = writeln!(s, "  DiscoveryAuthMethod None");
+        if self.discovery_auth && self.chap.is_some() {
+            let _ = writeln!(s, "  DiscoveryAuthMethod {}", self.auth_method());
+            let _ = writeln!(s, "  DiscoveryAuthGroup AuthGroup1");
+        } else {
+            let _ = writeln!(s, "  DiscoveryAuthMethod None");
+        }
         let _ = writeln!(s, "  MaxSessions 16");
         let _ = writeln!(s, "  MaxConnections 4");
         let _ = writeln!(s, "  MaxR2T 32");
@@ -288,6 +298,13 @@ mod tests {
         let s = c.render(1, Path::new("/d"), Path::new("/d/l"));
         assert!(s.contains("  AuthMethod CHAP Mutual\n  AuthGroup AuthGroup1\n"));
         assert!(s.contains("UseDigest Header Data\n"));
+        assert!(s.contains("DiscoveryAuthMethod None\n"));
+        let d = IstgtConfig {
+            discovery_auth: true,
+            ..c.clone()
+        };
+        let s = d.render(1, Path::new("/d"), Path::new("/d/l"));
+        assert!(s.contains("  DiscoveryAuthMethod CHAP Mutual\n  DiscoveryAuthGroup AuthGroup1\n"));
         assert_eq!(
             c.render_auth(),
             "[AuthGroup1]\n  Auth \"u\" \"s\" \"mu\" \"ms\"\n"

@@ -1,4 +1,5 @@
-//! Real peers on loopback: [`Tgtd`], [`Istgt`], and a tshark [`Capture`].
+//! Real peers on loopback: [`Tgtd`], [`Istgt`], a tshark [`Capture`] per
+//! cell, and a [`LiveCapture`] that many cells share.
 //!
 //! Every daemon gets a fresh free port and a scratch directory on tmpfs
 //! (`/dev/shm`), so several instances can run side by side (also from other
@@ -8,10 +9,12 @@
 
 mod capture;
 mod istgt;
+mod live;
 mod tgtd;
 
 pub use capture::{analyze, Capture, CaptureReport};
 pub use istgt::{Istgt, IstgtConfig};
+pub use live::{parse_live_line, sentinel_token, LiveCapture, LiveFrame, LiveReport, Window};
 pub use tgtd::{Tgtd, TgtdConfig, TGTD_SETTABLE_KEYS};
 
 use std::collections::HashSet;

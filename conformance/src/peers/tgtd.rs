@@ -295,6 +295,52 @@ impl Tgtd {
         run_ok(TOOL_LIMIT, "tgtadm", &full).map(|o| o.stdout)
     }
 
+    /// Creates a CHAP account (`--op new --mode account`), bound to
+    /// nothing yet.
+    pub fn new_account(&self, c: &Chap) -> Result<(), String> {
+        self.tgtadm(&[
+            "--op",
+            "new",
+            "--mode",
+            "account",
+            "--user",
+            &c.user,
+            "--password",
+            &c.secret,
+        ])
+        .map(|_| ())
+    }
+
+    /// Binds (`bind`) or unbinds account `user` on the live target: to
+    /// target 1 (`discovery == false`) or to discovery sessions (`discovery
+    /// == true`: `tgtadm` without `--tid`, then a discovery login without
+    /// those credentials fails with "Authentication failure"), as the
+    /// initiator's account or, with `outgoing`, as the target's own account
+    /// for mutual CHAP. New sessions see the change at once.
+    pub fn bind_account(
+        &self,
+        user: &str,
+        outgoing: bool,
+        discovery: bool,
+        bind: bool,
+    ) -> Result<(), String> {
+        let mut args = vec![
+            "--op",
+            if bind { "bind" } else { "unbind" },
+            "--mode",
+            "account",
+            "--user",
+            user,
+        ];
+        if !discovery {
+            args.extend_from_slice(&["--tid", "1"]);
+        }
+        if outgoing {
+            args.push("--outgoing");
+        }
+        self.tgtadm(&args).map(|_| ())
+    }
+
     /// Sets one target parameter (see [`TGTD_SETTABLE_KEYS`]).
     pub fn set_param(&self, key: &str, value: &str) -> Result<(), String> {
         self.tgtadm(&[

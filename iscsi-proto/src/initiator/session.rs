@@ -82,6 +82,12 @@ const LOGIN_MRDSL: u32 = 8192;
 const MAX_LOGIN_ROUNDS: u32 = 64;
 /// Longest CDB (RFC 7143 section 11.2.2.3: the AHS carries up to 260 - 16).
 const MAX_CDB_LEN: usize = 260;
+/// How far ahead of ExpStatSN a StatSN may arrive before the connection is
+/// considered failed (RFC 7143 section 4.2.2.2: "Initiators MUST undertake
+/// recovery actions if the difference is greater than an implementation-
+/// defined constant"). istgt sends a Task Management Function Response
+/// after status it numbered later, so a StatSN a little ahead is normal.
+const STAT_SN_AHEAD: u32 = 64;
 
 /// The session's state, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,6 +212,8 @@ pub struct Session {
     tx_digests: Digests,
     window: CmdWindow,
     exp_stat_sn: Serial,
+    /// StatSNs received ahead of ExpStatSN: bit k is ExpStatSN + 1 + k.
+    stat_sn_ahead: u64,
     tsih: u16,
     negotiated: Option<Negotiated>,
     tasks: TaskTable<Task>,
@@ -272,6 +280,7 @@ impl Session {
             tx_digests: Digests::NONE,
             window: CmdWindow::new(initial),
             exp_stat_sn: Serial(0),
+            stat_sn_ahead: 0,
             tsih: 0,
             negotiated: None,
             tasks: TaskTable::new(),
@@ -1122,6 +1131,7 @@ impl Session {
         let mut neg = InitiatorNegotiator::new(icfg).map_err(io)?;
         // Connection-level reset.
         self.exp_stat_sn = Serial(0);
+        self.stat_sn_ahead = 0;
         self.tsih = 0;
         self.decoder = PduDecoder::new(DecoderConfig {
             digests: Digests::NONE,
@@ -1267,6 +1277,7 @@ impl Session {
             // RFC 7143 section 11.13.4 / 4.2.2.2: StatSN starts with the login
             // response; ExpStatSN acknowledges it.
             self.exp_stat_sn = resp.stat_sn.next();
+            self.stat_sn_ahead = 0;
         }
         match status.class() {
             StatusClass::Success => {}
@@ -1662,13 +1673,28 @@ impl Session {
     }
 
     /// Acknowledges a status-bearing StatSN (RFC 7143 section 4.2.2.2):
-    /// in order it advances ExpStatSN; an old one is ignored; a jump ahead
-    /// means lost status, a connection failure at ErrorRecoveryLevel 0.
+    /// in order it advances ExpStatSN (past any StatSN that arrived early);
+    /// an old one is ignored; one up to [`STAT_SN_AHEAD`] ahead is
+    /// remembered until the gap before it fills; a larger jump means lost
+    /// status, a connection failure at ErrorRecoveryLevel 0.
     fn ack(&mut self, stat_sn: Serial) -> Result<(), ConnectionError> {
-        if stat_sn == self.exp_stat_sn {
+        let ahead = stat_sn.0.wrapping_sub(self.exp_stat_sn.0);
+        if ahead == 0 {
             self.exp_stat_sn = stat_sn.next();
+            // Bit 0 now stands for the new ExpStatSN itself.
+            loop {
+                let received = self.stat_sn_ahead & 1 != 0;
+                self.stat_sn_ahead >>= 1;
+                if !received {
+                    break;
+                }
+                self.exp_stat_sn = self.exp_stat_sn.next();
+            }
             Ok(())
         } else if stat_sn.precedes(self.exp_stat_sn) {
+            Ok(())
+        } else if ahead <= STAT_SN_AHEAD {
+            self.stat_sn_ahead |= 1u64 << (ahead - 1);
             Ok(())
         } else {
             Err(ConnectionError::Protocol(ProtocolError::StatSnGap {
