@@ -61,34 +61,58 @@ pub struct Completed {
 }
 
 /// A task's read data as it arrives: the `(offset, bytes)` slices of its
-/// `Event::DataIn`s.
+/// `Event::DataIn`s. The first slice is kept inline, so a read whose data
+/// comes in one Data-In (every read up to the negotiated
+/// MaxRecvDataSegmentLength) costs no allocation.
 #[derive(Debug, Default, Clone)]
 pub struct ReadData {
-    parts: Vec<(u32, Bytes)>,
+    first: Option<(u32, Bytes)>,
+    rest: Vec<(u32, Bytes)>,
 }
 
 impl ReadData {
     /// Records one `Event::DataIn`.
     pub fn push(&mut self, offset: u32, data: Bytes) {
-        self.parts.push((offset, data));
+        if self.first.is_none() {
+            self.first = Some((offset, data));
+        } else {
+            self.rest.push((offset, data));
+        }
+    }
+
+    /// Bytes recorded so far (repeats after a recovery count again).
+    pub fn len(&self) -> usize {
+        self.parts().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &(u32, Bytes)> {
+        self.first.iter().chain(self.rest.iter())
     }
 
     /// The data as one buffer: the received slice itself (no copy) when
     /// it came in one piece at offset 0, else a buffer assembled by offset.
     /// After a session recovery a reissued read delivers its data again
     /// from offset 0, which simply overwrites the same range.
-    pub fn into_bytes(mut self) -> Bytes {
-        if self.parts.len() == 1 && self.parts[0].0 == 0 {
-            return self.parts.pop().map(|p| p.1).unwrap_or_default();
+    pub fn into_bytes(self) -> Bytes {
+        if self.rest.is_empty() {
+            match self.first {
+                Some((0, b)) => return b,
+                None => return Bytes::new(),
+                Some(_) => {}
+            }
         }
         let len = self
-            .parts
-            .iter()
+            .parts()
             .map(|(o, b)| *o as usize + b.len())
             .max()
             .unwrap_or(0);
         let mut out = vec![0u8; len];
-        for (o, b) in &self.parts {
+        for (o, b) in self.parts() {
             if let Some(dst) = out.get_mut(*o as usize..*o as usize + b.len()) {
                 dst.copy_from_slice(b);
             }
@@ -118,5 +142,9 @@ mod tests {
         r.push(0, Bytes::from_static(b"ABCD"));
         assert_eq!(&r.into_bytes()[..], b"ABCDefgh");
         assert!(ReadData::default().into_bytes().is_empty());
+        let mut r = ReadData::default();
+        r.push(2, Bytes::from_static(b"cd"));
+        assert_eq!(r.len(), 2);
+        assert_eq!(&r.into_bytes()[..], b"\0\0cd");
     }
 }
