@@ -35,17 +35,16 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, Session, SessionConfig,
-    TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
+    SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 
 pub use iscsi_proto::initiator::Completed;
 use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
-use iscsi_proto::wire::{Bhs, BHS_LEN};
 
 /// PDUs written per vectored write (3 parts each at most; Linux takes up
 /// to 1024 parts per `writev`).
@@ -152,7 +151,7 @@ pub struct Client {
     conn: Option<Conn>,
     portal: String,
     opts: Options,
-    rx: RxBuf,
+    rx: RecvBuffer,
     /// Read data of tasks in flight, in a slot per task tag.
     reads: Vec<Option<(TaskId, ReadData)>>,
     batch: Vec<Transmit>,
@@ -185,7 +184,7 @@ impl Client {
             conn: None,
             portal: portal.to_string(),
             opts,
-            rx: RxBuf::default(),
+            rx: RecvBuffer::default(),
             reads: Vec::new(),
             batch: Vec::with_capacity(BATCH),
             done: VecDeque::new(),
@@ -607,7 +606,7 @@ impl Client {
                 if let Some(tap) = self.opts.tap.as_mut() {
                     tap(Direction::Received, conn.local, conn.peer, got);
                 }
-                self.session.handle_input(now, &mut self.rx.filled);
+                self.session.handle_input(now, self.rx.filled());
             }
             Err(e)
                 if matches!(
@@ -623,63 +622,6 @@ impl Client {
             Err(_) => self.connection_lost(),
         }
         Ok(())
-    }
-}
-
-/// The receive buffer: `filled` holds received bytes not yet consumed by
-/// the core (at most one partial PDU between reads); `spare` is the
-/// zero-filled rest of the same allocation, which the next read fills.
-///
-/// Safe Rust cannot read a socket into uninitialised memory, so memory is
-/// zero-filled before it is read into; here that happens once per region
-/// (when it is allocated) instead of before every read. The bytes a read
-/// returns are moved from `spare` to `filled` without a copy
-/// (`BytesMut::unsplit` of adjacent halves), and the core hands PDUs out
-/// as `Bytes` slices of `filled`. Only when `spare` runs short is a new
-/// region allocated, and the partial PDU in `filled` (if any) copied to
-/// its start.
-#[derive(Default)]
-struct RxBuf {
-    filled: BytesMut,
-    spare: BytesMut,
-}
-
-impl RxBuf {
-    fn clear(&mut self) {
-        self.filled.clear();
-    }
-
-    /// Space for the next read: room for the rest of any PDU up to
-    /// `max_pdu` bytes long and at least a quarter of `chunk`.
-    fn spare(&mut self, max_pdu: usize, chunk: usize) -> &mut [u8] {
-        let have = self.filled.len();
-        // The PDU under way, if its header is in: its exact length.
-        let pdu = match self.filled.get(..BHS_LEN) {
-            Some(b) => {
-                let bhs = Bhs::new_unchecked(b);
-                // BHS, AHS, both digests, padded data segment.
-                BHS_LEN + bhs.ahs_len_bytes() + 8 + bhs.data_segment_len() as usize + 3
-            }
-            None => BHS_LEN,
-        };
-        let need = pdu.min(max_pdu.max(BHS_LEN)).saturating_sub(have);
-        if self.spare.len() < need.max(chunk / 4) {
-            let size = chunk.max(2 * max_pdu).max(have + need);
-            let mut region = BytesMut::zeroed(size);
-            region[..have].copy_from_slice(&self.filled);
-            self.filled = region.split_to(have);
-            self.spare = region;
-        }
-        &mut self.spare[..]
-    }
-
-    /// `n` bytes were read into the spare space: they join `filled`.
-    fn commit(&mut self, n: usize) -> &[u8] {
-        let got = self.spare.split_to(n.min(self.spare.len()));
-        let start = self.filled.len();
-        // Adjacent halves of one allocation: no copy.
-        self.filled.unsplit(got);
-        &self.filled[start..]
     }
 }
 
