@@ -763,8 +763,8 @@ impl Blocking {
     ///
     /// The command is written at once, unless completions wait to be
     /// collected: then it is written, with every command submitted
-    /// meanwhile, in one vectored write by the next call that waits, or
-    /// when the last waiting completion is collected.
+    /// meanwhile, in one vectored write by the next `submit` made with no
+    /// completion waiting, or by the next call that waits for input.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
         if self.client.has_completed() {
             self.client.start_deferred(Action::Scsi(cmd))
@@ -781,16 +781,7 @@ impl Blocking {
             got = c.take_any_completed();
             got.is_some()
         })?;
-        self.caught_up()?;
         got.ok_or(Error::Closed)
-    }
-
-    /// Every completion was collected: write what `submit` held back.
-    fn caught_up(&mut self) -> Result<(), Error> {
-        if !self.client.has_completed() && self.client.session.has_transmit() {
-            self.client.drive()?;
-        }
-        Ok(())
     }
 
     /// Waits for a task started with [`Blocking::submit`].
@@ -800,7 +791,6 @@ impl Blocking {
             got = c.take_completed(task);
             got.is_some()
         })?;
-        self.caught_up()?;
         got.ok_or(Error::Closed)
     }
 

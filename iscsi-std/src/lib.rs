@@ -223,12 +223,14 @@ impl Client {
     ///
     /// The command is written at once, unless completions are waiting to
     /// be collected: then it is held and written, together with every
-    /// command submitted meanwhile, in one vectored write by the next call
-    /// that waits ([`Client::wait`], [`Client::wait_any`], ...), by
-    /// [`Client::flush`], or at once when the collecting call returns the
-    /// last waiting completion. An application that keeps commands in
+    /// command submitted meanwhile, in one vectored write by the next
+    /// `submit` made with no completion waiting, the next call that waits
+    /// for input ([`Client::wait`], [`Client::wait_any`], [`Client::idle`],
+    /// ...) or [`Client::flush`]. An application that keeps commands in
     /// flight (collect one, submit one) thus pays one write per batch of
-    /// completions instead of one per command.
+    /// completions instead of one per command. An application that submits
+    /// while completions wait and then stops calling the client should call
+    /// [`Client::flush`].
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
         let task = self.session.submit(Instant::now(), cmd)?;
         if self.done.is_empty() {
@@ -255,7 +257,6 @@ impl Client {
             .done
             .remove(i)
             .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
-        self.caught_up();
         Ok((outcome, data))
     }
 
@@ -266,18 +267,7 @@ impl Client {
             .done
             .pop_front()
             .ok_or_else(|| Error::Unexpected("no task".into()))?;
-        self.caught_up();
         Ok(done)
-    }
-
-    /// The application collected every completion: write what
-    /// [`Client::submit`] held back. A write error closes the connection
-    /// and reaches the application through the session's events at the
-    /// next call, so it is not reported here.
-    fn caught_up(&mut self) {
-        if self.done.is_empty() && self.session.has_transmit() {
-            let _ = self.write_pending();
-        }
     }
 
     /// Runs one SCSI command to completion.
