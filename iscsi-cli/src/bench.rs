@@ -79,9 +79,9 @@ pub struct Report {
 /// calls that read or write and context switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Read system calls (`syscr`: read, recv, readv...).
+    /// Read system calls (`syscr`: read, readv...; not recv).
     pub read_calls: u64,
-    /// Write system calls (`syscw`: write, send, writev...).
+    /// Write system calls (`syscw`: write, writev...).
     pub write_calls: u64,
     /// Voluntary context switches (blocking waits).
     pub voluntary_switches: u64,
@@ -151,8 +151,7 @@ impl Report {
         let per_io = |n: u64| n as f64 / self.ios.max(1) as f64;
         let counters = match self.counters {
             Some(c) => format!(
-                ",\"reads_per_io\":{:.3},\"writes_per_io\":{:.3},\"switches_per_io\":{:.3},\"preemptions_per_io\":{:.3}",
-                per_io(c.read_calls),
+                ",\"writes_per_io\":{:.3},\"switches_per_io\":{:.3},\"preemptions_per_io\":{:.3}",
                 per_io(c.write_calls),
                 per_io(c.voluntary_switches),
                 per_io(c.involuntary_switches)
@@ -478,7 +477,6 @@ mod tests {
             "\"lat_p50_us\":",
             "\"lat_p99_us\":",
             "\"cpu_us_per_io\":",
-            "\"reads_per_io\":0.100",
             "\"writes_per_io\":0.050",
         ] {
             assert!(j.contains(key), "{j}");

@@ -193,12 +193,16 @@ impl RecvBuffer {
                 .max(max_pdu.saturating_mul(2))
                 .max(have.saturating_add(need))
                 .max(BHS_LEN);
-            let mut region = BytesMut::zeroed(size);
-            if let Some(dst) = region.get_mut(..have) {
-                dst.copy_from_slice(&self.filled);
-            }
-            self.filled = region.split_to(have);
-            self.spare = region;
+            // Rejoin the spare space, then make room: once every PDU handed
+            // out from this region has been dropped, `reserve` reuses the
+            // region in place (moving the partial PDU to its start), so a
+            // steady stream of reads touches resident memory rather than
+            // fresh pages (each a page fault); else it allocates anew.
+            self.filled.unsplit(core::mem::take(&mut self.spare));
+            self.filled.truncate(have);
+            self.filled.reserve(size - have);
+            self.filled.resize(size, 0);
+            self.spare = self.filled.split_off(have);
         }
         &mut self.spare[..]
     }
