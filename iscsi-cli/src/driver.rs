@@ -6,23 +6,25 @@
 //! - `std`: [`iscsi_std::Client`], blocking socket calls on this thread.
 //! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
 //!   on this thread inside each call.
-//! - `smol`: [`iscsi_smol::Driver`] runs on this thread too, inside each
-//!   call: every wait is an `async_io::block_on` (which also drives the
-//!   async-io reactor) of the awaited future raced with the driver future,
-//!   as a single-threaded executor would run them. No thread hop per I/O.
+//! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
+//!   `async_io::block_on` (which also drives the async-io reactor); this
+//!   thread blocks on replies with `futures_lite::future::block_on` (a
+//!   plain parker, so it never takes the reactor from the driver thread).
 //!   A submitted command is a future (submit, then wait for the outcome)
-//!   polled once to queue the request, so `submit` does not run the
-//!   driver; `wait_any` polls all of them.
+//!   polled once to queue the request, so `submit` does not wait for the
+//!   driver thread; `wait_any` polls all of them.
 //!
 //! Commands in flight are named by a [`Tag`], unique among the session's
 //! commands in flight.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::Poll;
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use clap::ValueEnum;
+use futures_lite::future::block_on;
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
 
@@ -56,61 +58,12 @@ pub use iscsi_proto::initiator::Completed;
 pub struct Tag(u64);
 
 type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
-type SmolDriver = Pin<Box<dyn Future<Output = Result<(), iscsi_smol::Error>>>>;
 
-/// The smol driver future, run on the calling thread inside each wait,
-/// and how it ended once it did.
-struct SmolRunner {
-    driver: Option<SmolDriver>,
-    ended: Option<Result<(), iscsi_smol::Error>>,
-}
-
-impl SmolRunner {
-    /// Runs `fut` to completion on this thread, driving the session
-    /// meanwhile. Once the driver ends (the session closed), its channels
-    /// are closed, so every client future resolves.
-    fn block_on<T>(&mut self, fut: impl Future<Output = T>) -> T {
-        let mut fut = pin!(fut);
-        async_io::block_on(futures_lite::future::poll_fn(|cx| loop {
-            if let Poll::Ready(t) = fut.as_mut().poll(cx) {
-                return Poll::Ready(t);
-            }
-            match self.driver.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(r)) => {
-                    self.ended = Some(r);
-                    self.driver = None;
-                }
-                _ => return Poll::Pending,
-            }
-        }))
-    }
-
-    /// Runs the driver until it ends (after a logout).
-    fn finish(&mut self) {
-        if let Some(mut d) = self.driver.take() {
-            self.ended = Some(async_io::block_on(d.as_mut()));
-        }
-    }
-
-    /// Why a smol session failed. A request that reaches the driver after
-    /// it ended only learns "session closed"; the driver's own result
-    /// names the cause (e.g. "connection refused").
-    fn failure(&mut self, e: iscsi_smol::Error) -> String {
-        if matches!(e, iscsi_smol::Error::Closed) {
-            self.finish();
-            if let Some(Err(cause)) = &self.ended {
-                return cause.to_string();
-            }
-        }
-        e.to_string()
-    }
-}
-
-/// The smol driver: the client handle, the driver future and the tasks in
+/// The smol driver: the client handle, the driver thread and the tasks in
 /// flight.
 pub struct SmolSession {
     client: iscsi_smol::Client,
-    runner: SmolRunner,
+    thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
     pending: Vec<(Tag, SmolWait)>,
     next_tag: u64,
 }
@@ -148,14 +101,35 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A smol client and its driver, to be run on this thread.
-fn smol_start(portal: &str, config: SessionConfig) -> (iscsi_smol::Client, SmolRunner) {
+/// Starts the smol driver on its own thread.
+fn smol_start(
+    portal: &str,
+    config: SessionConfig,
+) -> Result<
+    (
+        iscsi_smol::Client,
+        JoinHandle<Result<(), iscsi_smol::Error>>,
+    ),
+    String,
+> {
     let (client, driver) = iscsi_smol::Client::new(portal, config);
-    let runner = SmolRunner {
-        driver: Some(Box::pin(driver.run())),
-        ended: None,
-    };
-    (client, runner)
+    let thread = std::thread::Builder::new()
+        .name("iscsi-smol-driver".into())
+        .spawn(move || async_io::block_on(driver.run()))
+        .map_err(|e| format!("cannot start the smol driver thread: {e}"))?;
+    Ok((client, thread))
+}
+
+/// Why a smol session failed. A request that reaches the driver after it
+/// ended only learns "session closed"; the driver's own result names the
+/// cause (e.g. "connection refused"), so the thread is joined for it. The
+/// driver ends once the session failed or (with the client dropped) logs
+/// out, so the join does not hang.
+fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
+    match (e, thread.join()) {
+        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.to_string(),
+        (e, _) => e.to_string(),
+    }
 }
 
 impl Session {
@@ -180,17 +154,17 @@ impl Session {
                 })
                 .map_err(|e| e.to_string()),
             DriverKind::Smol => {
-                let (client, mut runner) = smol_start(portal, config);
-                match runner.block_on(client.logged_in()) {
+                let (client, thread) = smol_start(portal, config)?;
+                match block_on(client.logged_in()) {
                     Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
-                        runner,
+                        thread: Some(thread),
                         pending: Vec::new(),
                         next_tag: 0,
                     }))),
                     Err(e) => {
                         drop(client);
-                        Err(runner.failure(e))
+                        Err(smol_failure(e, thread))
                     }
                 }
             }
@@ -217,8 +191,8 @@ impl Session {
                 iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.to_string())
             }
             DriverKind::Smol => {
-                let (client, mut runner) = smol_start(portal, config);
-                let result = runner.block_on(async {
+                let (client, thread) = smol_start(portal, config)?;
+                let result = block_on(async {
                     client.logged_in().await?;
                     let p = client.start(iscsi_smol::Action::SendTargets).await?;
                     let targets = match p.wait().await? {
@@ -233,10 +207,10 @@ impl Session {
                 drop(client);
                 match result {
                     Ok(targets) => {
-                        runner.finish();
+                        let _ = thread.join();
                         Ok(targets)
                     }
-                    Err(e) => Err(runner.failure(e)),
+                    Err(e) => Err(smol_failure(e, thread)),
                 }
             }
         }
@@ -266,10 +240,7 @@ impl Session {
         match &mut self.inner {
             Inner::Std(c) => c.execute(cmd).map_err(|e| e.to_string()),
             Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.to_string()),
-            Inner::Smol(s) => s
-                .runner
-                .block_on(s.client.execute(cmd))
-                .map_err(|e| e.to_string()),
+            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.to_string()),
         }
     }
 
@@ -289,13 +260,11 @@ impl Session {
                 let mut task: SmolWait =
                     Box::pin(async move { client.submit(cmd).await?.wait().await });
                 // The first poll queues the request (an unbounded channel)
-                // and then waits for the driver's answer, which comes once
-                // `wait_any` runs the driver. Should it be there already,
-                // the result (even a refusal) is kept for `wait_any` like
-                // any other.
-                if let Some(r) =
-                    futures_lite::future::block_on(futures_lite::future::poll_once(task.as_mut()))
-                {
+                // and then waits for the driver's answer. If the driver
+                // thread already answered, the result (even a refusal) is
+                // kept for `wait_any` like any other: whether it was that
+                // fast is a race, so `submit` must not depend on it.
+                if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
                     task = Box::pin(futures_lite::future::ready(r));
                 }
                 let tag = Tag(s.next_tag);
@@ -341,7 +310,7 @@ impl Session {
                     return Err("no command in flight".into());
                 }
                 let pending = &mut s.pending;
-                let (i, reply) = s.runner.block_on(futures_lite::future::poll_fn(|cx| {
+                let (i, reply) = block_on(futures_lite::future::poll_fn(|cx| {
                     for (i, (_, wait)) in pending.iter_mut().enumerate() {
                         if let Poll::Ready(r) = wait.as_mut().poll(cx) {
                             return Poll::Ready((i, r));
@@ -363,11 +332,16 @@ impl Session {
             Inner::Std(c) => c.logout().map(drop).map_err(|e| e.to_string()),
             Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.to_string()),
             Inner::Smol(mut s) => {
-                let result = s.runner.block_on(s.client.logout());
+                let result = block_on(s.client.logout());
                 s.pending.clear();
-                // The driver ends once the logout closed the session.
-                s.runner.finish();
-                result.map(drop).map_err(|e| e.to_string())
+                let thread = s.thread.take();
+                drop(s);
+                let ended = match thread.map(JoinHandle::join) {
+                    Some(Err(_)) => Err("the smol driver thread panicked".to_string()),
+                    _ => Ok(()),
+                };
+                result.map(drop).map_err(|e| e.to_string())?;
+                ended
             }
         }
     }
