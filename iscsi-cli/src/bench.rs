@@ -3,7 +3,6 @@
 //! progress line, and reports IOPS, MB/s, latency percentiles and initiator
 //! CPU time per I/O.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -72,6 +71,58 @@ pub struct Report {
     pub cpu_secs: f64,
     /// Commands completed in each second of the run.
     pub per_second: Vec<u64>,
+    /// Process counters over the run (Linux `/proc/self`), when readable.
+    pub counters: Option<Counters>,
+}
+
+/// Process counters from `/proc/self/io` and `/proc/self/status`: system
+/// calls that read or write and context switches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Read system calls (`syscr`: read, readv...; not recv).
+    pub read_calls: u64,
+    /// Write system calls (`syscw`: write, writev...).
+    pub write_calls: u64,
+    /// Voluntary context switches (blocking waits).
+    pub voluntary_switches: u64,
+    /// Involuntary context switches (preemptions).
+    pub involuntary_switches: u64,
+}
+
+impl Counters {
+    /// The counters of this process now.
+    pub fn now() -> Option<Counters> {
+        let io = std::fs::read_to_string("/proc/self/io").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Counters::parse(&io, &status)
+    }
+
+    fn parse(io: &str, status: &str) -> Option<Counters> {
+        let field = |text: &str, key: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        Some(Counters {
+            read_calls: field(io, "syscr:")?,
+            write_calls: field(io, "syscw:")?,
+            voluntary_switches: field(status, "voluntary_ctxt_switches:")?,
+            involuntary_switches: field(status, "nonvoluntary_ctxt_switches:")?,
+        })
+    }
+
+    fn since(self, before: Counters) -> Counters {
+        Counters {
+            read_calls: self.read_calls.saturating_sub(before.read_calls),
+            write_calls: self.write_calls.saturating_sub(before.write_calls),
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(before.voluntary_switches),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(before.involuntary_switches),
+        }
+    }
 }
 
 impl Report {
@@ -97,8 +148,18 @@ impl Report {
     }
     /// The report as one JSON object.
     pub fn to_json(&self) -> String {
+        let per_io = |n: u64| n as f64 / self.ios.max(1) as f64;
+        let counters = match self.counters {
+            Some(c) => format!(
+                ",\"writes_per_io\":{:.3},\"switches_per_io\":{:.3},\"preemptions_per_io\":{:.3}",
+                per_io(c.write_calls),
+                per_io(c.voluntary_switches),
+                per_io(c.involuntary_switches)
+            ),
+            None => String::new(),
+        };
         format!(
-            "{{\"iops\":{:.0},\"mbps\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},\"lat_p999_us\":{},\"cpu_us_per_io\":{:.2},\"ios\":{},\"seconds\":{:.3}}}",
+            "{{\"iops\":{:.0},\"mbps\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},\"lat_p999_us\":{},\"cpu_us_per_io\":{:.2},\"ios\":{},\"seconds\":{:.3}{counters}}}",
             self.iops(),
             self.mbps(),
             self.percentile(50.0),
@@ -206,9 +267,12 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
             ScsiCommand::read(spec.lun, cdb.to_vec(), spec.bs)
         }
     };
-    let mut in_flight: HashMap<Tag, Instant> = HashMap::with_capacity(spec.qd * 2);
+    // Submit times of the commands in flight: a short list searched from
+    // the front (the oldest command usually completes first), no hashing.
+    let mut in_flight: Vec<(Tag, Instant)> = Vec::with_capacity(spec.qd);
     let mut lat_us = Vec::with_capacity(1 << 16);
     let mut per_second = Vec::new();
+    let counters0 = Counters::now();
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
     let end = start + spec.duration;
@@ -217,14 +281,16 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
     let mut ios = 0u64;
     for _ in 0..spec.qd {
         let task = client.submit(make(&mut rng))?;
-        in_flight.insert(task, Instant::now());
+        in_flight.push((task, Instant::now()));
     }
     while !in_flight.is_empty() {
         let (task, outcome, _data) = client.wait_any()?;
         let now = Instant::now();
-        let Some(t0) = in_flight.remove(&task) else {
+        let Some(i) = in_flight.iter().position(|f| f.0 == task) else {
             continue;
         };
+        // `remove`, not `swap_remove`: keeps the list in submission order.
+        let (_, t0) = in_flight.remove(i);
         match outcome {
             TaskOutcome::Scsi(r) if r.is_good() => {}
             TaskOutcome::Scsi(r) => {
@@ -256,12 +322,18 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
             }
         }
         if now < end {
+            // The completion's clock reading doubles as the submit time:
+            // one clock read per I/O.
             let task = client.submit(make(&mut rng))?;
-            in_flight.insert(task, Instant::now());
+            in_flight.push((task, now));
         }
     }
     let elapsed = start.elapsed();
     let cpu_secs = process_cpu_secs() - cpu0;
+    let counters = match (Counters::now(), counters0) {
+        (Some(after), Some(before)) => Some(after.since(before)),
+        _ => None,
+    };
     if spec.progress {
         eprintln!();
     }
@@ -273,6 +345,7 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
         lat_us,
         cpu_secs,
         per_second,
+        counters,
     })
 }
 
@@ -380,6 +453,12 @@ mod tests {
             lat_us: (1..=1000).collect(),
             cpu_secs: 0.005,
             per_second: vec![500, 500],
+            counters: Some(Counters {
+                read_calls: 100,
+                write_calls: 50,
+                voluntary_switches: 10,
+                involuntary_switches: 0,
+            }),
         }
     }
 
@@ -398,6 +477,7 @@ mod tests {
             "\"lat_p50_us\":",
             "\"lat_p99_us\":",
             "\"cpu_us_per_io\":",
+            "\"writes_per_io\":0.050",
         ] {
             assert!(j.contains(key), "{j}");
         }
@@ -419,5 +499,21 @@ mod tests {
         assert_eq!(stat_cpu_secs("garbage"), None);
         // This machine's own file parses.
         assert!(stat_cpu_secs(&std::fs::read_to_string("/proc/self/stat").unwrap()).is_some());
+    }
+
+    #[test]
+    fn counters_parsed_from_proc() {
+        let io = "rchar: 1\nwchar: 2\nsyscr: 30\nsyscw: 40\nread_bytes: 0\n";
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t5\nnonvoluntary_ctxt_switches:\t6\n";
+        let c = Counters::parse(io, status).unwrap();
+        assert_eq!((c.read_calls, c.write_calls), (30, 40));
+        assert_eq!((c.voluntary_switches, c.involuntary_switches), (5, 6));
+        assert_eq!(Counters::parse("syscr: 1\n", status), None);
+        let later = Counters {
+            read_calls: 31,
+            ..c
+        };
+        assert_eq!(later.since(c).read_calls, 1);
+        assert!(Counters::now().is_some());
     }
 }

@@ -374,21 +374,10 @@ impl Session {
                 if m.in_flight.is_empty() {
                     return Err("no command in flight".into());
                 }
-                let in_flight = &m.in_flight;
-                let mut got = None;
-                m.blocking
-                    .run_until(|c| {
-                        for (i, t) in in_flight.iter().enumerate() {
-                            if let Some(r) = c.take_completed(*t) {
-                                got = Some((i, r));
-                                return true;
-                            }
-                        }
-                        false
-                    })
-                    .map_err(|e| e.describe())?;
-                let (i, (outcome, data)) = got.ok_or("session closed")?;
-                let task = m.in_flight.swap_remove(i);
+                let (task, outcome, data) = m.blocking.wait_any().map_err(|e| e.describe())?;
+                if let Some(i) = m.in_flight.iter().position(|t| *t == task) {
+                    m.in_flight.swap_remove(i);
+                }
                 Ok((Tag(task.0.into()), outcome, data))
             }
             Inner::Smol(s) => {

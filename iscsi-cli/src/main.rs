@@ -254,9 +254,12 @@ fn digests(arg: DigestArg) -> Vec<DigestType> {
 
 /// Operational parameters the tool offers: large data segments and bursts,
 /// immediate and unsolicited data (targets answer with their own limits).
+/// MaxRecvDataSegmentLength = MaxBurstLength (1 MiB): a target may then
+/// send a 1 MiB read in one Data-In PDU, which reaches the application as
+/// a slice of the receive buffer instead of being assembled from pieces.
 fn tuned_params() -> OperationalParams {
     OperationalParams {
-        max_recv_data_segment_length: 262_144,
+        max_recv_data_segment_length: 1 << 20,
         max_burst_length: 1 << 20,
         first_burst_length: 262_144,
         immediate_data: true,

@@ -43,18 +43,18 @@
 //! [`Client::handle_wakeup`]. [`Blocking`] is a ready-made loop for one
 //! session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
 pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, Session, SessionConfig,
-    TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
+    SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
@@ -64,7 +64,9 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 /// Size of each socket read.
 const READ_CHUNK: usize = 256 * 1024;
 /// PDUs taken from the core per vectored write (3 slices each at most).
-const BATCH: usize = 21;
+const BATCH: usize = 64;
+/// Task tags index their slot by their low 16 bits (the core's task slab).
+const SLOT_MASK: u32 = 0xffff;
 
 /// Errors of the mio driver.
 #[derive(Debug, thiserror::Error)]
@@ -157,15 +159,17 @@ pub struct Client {
     token: Token,
     portal: String,
     conn: Option<Conn>,
-    rx: BytesMut,
+    rx: RecvBuffer,
     /// Transmits taken from the core and not fully written; `sent` bytes
     /// of the first are on the wire.
     out: VecDeque<Transmit>,
     sent: usize,
     blocked: bool,
     events: VecDeque<Event>,
-    collected: HashMap<TaskId, Collected>,
-    completed: HashMap<TaskId, (TaskOutcome, Bytes)>,
+    /// Collected tasks in flight, in a slot per task tag (no hashing).
+    collected: Vec<Option<(TaskId, Collected)>>,
+    /// Collected tasks that ended, oldest first.
+    completed: VecDeque<(TaskId, TaskOutcome, Bytes)>,
     requests: mpsc::Receiver<Request>,
     request_tx: mpsc::Sender<Request>,
     connect_error: Option<(String, io::Error)>,
@@ -201,13 +205,13 @@ impl Client {
             token,
             portal: portal.to_string(),
             conn: None,
-            rx: BytesMut::new(),
+            rx: RecvBuffer::default(),
             out: VecDeque::new(),
             sent: 0,
             blocked: false,
             events: VecDeque::new(),
-            collected: HashMap::new(),
-            completed: HashMap::new(),
+            collected: Vec::new(),
+            completed: VecDeque::new(),
             requests,
             request_tx,
             connect_error: None,
@@ -340,7 +344,31 @@ impl Client {
 
     /// The outcome and read data of a collected task, once it ended.
     pub fn take_completed(&mut self, task: TaskId) -> Option<(TaskOutcome, Bytes)> {
-        self.completed.remove(&task)
+        let i = self.completed.iter().position(|c| c.0 == task)?;
+        self.completed.remove(i).map(|(_, o, d)| (o, d))
+    }
+
+    /// The collected task that ended first, with its outcome and read data.
+    pub fn take_any_completed(&mut self) -> Option<(TaskId, TaskOutcome, Bytes)> {
+        self.completed.pop_front()
+    }
+
+    /// Whether ended collected tasks wait for [`Client::take_completed`].
+    pub fn has_completed(&self) -> bool {
+        !self.completed.is_empty()
+    }
+
+    /// Starts `action` like [`Client::start_collected`], but leaves its
+    /// PDUs queued: they go out, with everything else queued, at the next
+    /// event handled or [`Client::flush`] (one vectored write for a batch
+    /// of commands).
+    pub fn start_deferred(&mut self, action: Action) -> Result<TaskId, Error> {
+        self.start_inner(action, None, true)
+    }
+
+    /// Writes what is queued (see [`Client::start_deferred`]).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.drive()
     }
 
     fn start_inner(
@@ -352,7 +380,13 @@ impl Client {
         let task = self.session.start(Instant::now(), action)?;
         if collect {
             let data = ReadData::default();
-            self.collected.insert(task, Collected { data, reply });
+            let i = (task.0 & SLOT_MASK) as usize;
+            if self.collected.len() <= i {
+                self.collected.resize_with(i + 1, || None);
+            }
+            if let Some(slot) = self.collected.get_mut(i) {
+                *slot = Some((task, Collected { data, reply }));
+            }
         }
         Ok(task)
     }
@@ -361,7 +395,7 @@ impl Client {
     /// progress; then fix the write interest.
     fn drive(&mut self) -> Result<(), Error> {
         loop {
-            self.flush();
+            self.write_out();
             self.drain_events()?;
             let writable = self.conn.as_ref().is_some_and(|c| c.connected) && !self.blocked;
             if !(writable && self.session.has_transmit()) {
@@ -386,7 +420,10 @@ impl Client {
 
     /// Writes queued PDUs with vectored writes until none is left or the
     /// socket would block.
-    fn flush(&mut self) {
+    fn write_out(&mut self) {
+        if self.out.is_empty() && !self.session.has_transmit() {
+            return;
+        }
         let now = Instant::now();
         loop {
             let Some(conn) = self.conn.as_mut().filter(|c| c.connected && !self.blocked) else {
@@ -441,39 +478,28 @@ impl Client {
             let Some(conn) = self.conn.as_mut().filter(|c| c.connected) else {
                 return Ok(());
             };
-            if self.rx.capacity() - self.rx.len() < READ_CHUNK / 4 {
-                self.rx.reserve(READ_CHUNK);
-            }
-            let start = self.rx.len();
-            // Safe Rust cannot read into spare capacity: zero the window.
-            let end = (start + READ_CHUNK).min(self.rx.capacity());
-            self.rx.resize(end, 0);
-            let r = conn
-                .stream
-                .read(self.rx.get_mut(start..).unwrap_or(&mut []));
+            // Zero-filled once per region, not before every read.
+            let max_pdu = self.session.max_recv_pdu_len();
+            let r = conn.stream.read(self.rx.spare(max_pdu, READ_CHUNK));
             match r {
                 Ok(0) => {
-                    self.rx.truncate(start);
                     self.connection_lost();
                     return Ok(());
                 }
                 Ok(n) => {
-                    self.rx.truncate(start + n);
-                    self.session.handle_input(Instant::now(), &mut self.rx);
+                    self.rx.commit(n);
+                    self.session.handle_input(Instant::now(), self.rx.filled());
                     // Answers (R2T data, NOP-Outs) go out before more input.
                     self.drive()?;
                 }
-                Err(e) => {
-                    self.rx.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(()),
-                        io::ErrorKind::Interrupted => {}
-                        _ => {
-                            self.connection_lost();
-                            return Ok(());
-                        }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(()),
+                    io::ErrorKind::Interrupted => {}
+                    _ => {
+                        self.connection_lost();
+                        return Ok(());
                     }
-                }
+                },
             }
         }
     }
@@ -530,18 +556,25 @@ impl Client {
                     continue;
                 }
                 Event::DataIn { task, offset, data } => {
-                    if let Some(c) = self.collected.get_mut(&task) {
-                        c.data.push(offset, data);
-                        continue;
+                    if let Some(Some((t, c))) =
+                        self.collected.get_mut((task.0 & SLOT_MASK) as usize)
+                    {
+                        if *t == task {
+                            c.data.push(offset, data);
+                            continue;
+                        }
                     }
                     self.events.push_back(Event::DataIn { task, offset, data });
                 }
                 Event::Complete { task, outcome } => {
-                    if let Some(c) = self.collected.remove(&task) {
-                        let data = c.data.into_bytes();
-                        match c.reply {
-                            Some(reply) => drop(reply.send(Ok((outcome, data)))),
-                            None => drop(self.completed.insert(task, (outcome, data))),
+                    let slot = self.collected.get_mut((task.0 & SLOT_MASK) as usize);
+                    if let Some(s) = slot.filter(|s| s.as_ref().is_some_and(|(t, _)| *t == task)) {
+                        if let Some((_, c)) = s.take() {
+                            let data = c.data.into_bytes();
+                            match c.reply {
+                                Some(reply) => drop(reply.send(Ok((outcome, data)))),
+                                None => self.completed.push_back((task, outcome, data)),
+                            }
                         }
                         continue;
                     }
@@ -553,7 +586,7 @@ impl Client {
                 }
                 Event::Closed(reason) => {
                     self.close_conn();
-                    for (_, c) in self.collected.drain() {
+                    for (_, c) in self.collected.drain(..).flatten() {
                         if let Some(reply) = c.reply {
                             let _ = reply.send(Err(Error::Closed));
                         }
@@ -623,6 +656,14 @@ pub fn run_until(
         }
         if let Some(e) = client.close_error() {
             return Err(e);
+        }
+        // Work queued without a write (`Client::start_deferred`) goes out
+        // before blocking.
+        if client.session.has_transmit() {
+            client.drive()?;
+            if done(client) {
+                return Ok(());
+            }
         }
         let now = Instant::now();
         let timeout = client
@@ -721,8 +762,28 @@ impl Blocking {
     }
 
     /// Submits a SCSI command without waiting; see [`Blocking::wait`].
+    ///
+    /// The command is written at once, unless completions wait to be
+    /// collected: then it is written, with every command submitted
+    /// meanwhile, in one vectored write by the next `submit` made with no
+    /// completion waiting, or by the next call that waits for input.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
-        self.client.start_collected(Action::Scsi(cmd))
+        if self.client.has_completed() {
+            self.client.start_deferred(Action::Scsi(cmd))
+        } else {
+            self.client.start_collected(Action::Scsi(cmd))
+        }
+    }
+
+    /// Waits for whichever task started with [`Blocking::submit`] ends
+    /// first (in completion order).
+    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
+        let mut got = None;
+        self.run_until(|c| {
+            got = c.take_any_completed();
+            got.is_some()
+        })?;
+        got.ok_or(Error::Closed)
     }
 
     /// Waits for a task started with [`Blocking::submit`].

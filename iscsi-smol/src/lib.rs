@@ -30,7 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -40,13 +40,13 @@ use std::time::Instant;
 
 use async_channel::{bounded, unbounded, Receiver, Sender};
 use async_io::{Async, Timer};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
 pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, ScsiResult, Session,
-    SessionConfig, TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
+    Session, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::transmit::Transmit;
@@ -57,7 +57,9 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Reads per wakeup before the driver looks at requests again.
 const READS_PER_WAKE: usize = 16;
 /// PDUs taken from the core per vectored write.
-const BATCH: usize = 21;
+const BATCH: usize = 64;
+/// Task tags index their slot by their low 16 bits (the core's task slab).
+const SLOT_MASK: u32 = 0xffff;
 /// Non-task events kept for [`Client::events`] before new ones are dropped.
 const EVENT_BACKLOG: usize = 256;
 
@@ -173,13 +175,13 @@ impl Client {
             session: Session::new(config, Instant::now()),
             portal: portal.to_string(),
             conn: None,
-            rx: BytesMut::new(),
+            rx: RecvBuffer::default(),
             out: VecDeque::new(),
             sent: 0,
             blocked: false,
             requests: rx,
             orphaned: false,
-            waiters: HashMap::new(),
+            waiters: Vec::new(),
             login_waiters: Vec::new(),
             events: events_tx,
             pending_connect: None,
@@ -381,13 +383,14 @@ pub struct Driver {
     session: Session,
     portal: String,
     conn: Option<Async<TcpStream>>,
-    rx: BytesMut,
+    rx: RecvBuffer,
     out: VecDeque<Transmit>,
     sent: usize,
     blocked: bool,
     requests: Receiver<Request>,
     orphaned: bool,
-    waiters: HashMap<TaskId, Waiter>,
+    /// Tasks in flight, in a slot per task tag (no hashing).
+    waiters: Vec<Option<(TaskId, Waiter)>>,
     login_waiters: Vec<Sender<Result<(), Error>>>,
     events: Sender<Event>,
     pending_connect: Option<Option<Portal>>,
@@ -532,7 +535,13 @@ impl Driver {
                 match r {
                     Ok(task) => {
                         let data = ReadData::default();
-                        self.waiters.insert(task, Waiter { data, done });
+                        let i = (task.0 & SLOT_MASK) as usize;
+                        if self.waiters.len() <= i {
+                            self.waiters.resize_with(i + 1, || None);
+                        }
+                        if let Some(slot) = self.waiters.get_mut(i) {
+                            *slot = Some((task, Waiter { data, done }));
+                        }
                         let _ = started.try_send(Ok(task));
                     }
                     Err(e) => drop(started.try_send(Err(e.into()))),
@@ -566,6 +575,9 @@ impl Driver {
 
     /// Vectored writes until nothing is left or the socket would block.
     fn flush(&mut self) {
+        if self.out.is_empty() && !self.session.has_transmit() {
+            return;
+        }
         let now = Instant::now();
         loop {
             let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) else {
@@ -622,36 +634,27 @@ impl Driver {
             let Some(conn) = self.conn.as_ref() else {
                 return;
             };
-            if self.rx.capacity() - self.rx.len() < READ_CHUNK / 4 {
-                self.rx.reserve(READ_CHUNK);
-            }
-            let start = self.rx.len();
-            // Safe Rust cannot read into spare capacity: zero the window.
-            let end = (start + READ_CHUNK).min(self.rx.capacity());
-            self.rx.resize(end, 0);
+            // Zero-filled once per region, not before every read.
+            let max_pdu = self.session.max_recv_pdu_len();
             let mut stream: &TcpStream = conn.get_ref();
-            let r = stream.read(self.rx.get_mut(start..).unwrap_or(&mut []));
+            let r = stream.read(self.rx.spare(max_pdu, READ_CHUNK));
             match r {
                 Ok(0) => {
-                    self.rx.truncate(start);
                     return self.connection_lost();
                 }
                 Ok(n) => {
-                    self.rx.truncate(start + n);
-                    self.session.handle_input(Instant::now(), &mut self.rx);
+                    self.rx.commit(n);
+                    self.session.handle_input(Instant::now(), self.rx.filled());
                     self.step();
                     if self.pending_connect.is_some() {
                         return;
                     }
                 }
-                Err(e) => {
-                    self.rx.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return,
-                        io::ErrorKind::Interrupted => {}
-                        _ => return self.connection_lost(),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => {}
+                    _ => return self.connection_lost(),
+                },
             }
         }
     }
@@ -690,13 +693,19 @@ impl Driver {
             match ev {
                 Event::Connect { portal } => self.pending_connect = Some(portal),
                 Event::DataIn { task, offset, data } => {
-                    if let Some(w) = self.waiters.get_mut(&task) {
-                        w.data.push(offset, data);
+                    if let Some(Some((t, w))) = self.waiters.get_mut((task.0 & SLOT_MASK) as usize)
+                    {
+                        if *t == task {
+                            w.data.push(offset, data);
+                        }
                     }
                 }
                 Event::Complete { task, outcome } => {
-                    if let Some(w) = self.waiters.remove(&task) {
-                        let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
+                    let slot = self.waiters.get_mut((task.0 & SLOT_MASK) as usize);
+                    if let Some(s) = slot.filter(|s| s.as_ref().is_some_and(|(t, _)| *t == task)) {
+                        if let Some((_, w)) = s.take() {
+                            let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
+                        }
                     }
                 }
                 Event::LoggedIn { tsih } => {
@@ -710,7 +719,7 @@ impl Driver {
                     self.close_conn();
                     self.closed = Some(reason.clone());
                     let err = self.close_error();
-                    for (_, w) in self.waiters.drain() {
+                    for (_, w) in self.waiters.drain(..).flatten() {
                         let _ = w.done.try_send(Err(err.dup()));
                     }
                     for w in self.login_waiters.drain(..) {

@@ -20,27 +20,38 @@
 //! write every [`Transmit`] from
 //! `poll_transmit`, then take every event from `poll_event`, then block on the
 //! socket until input arrives or the deadline from `poll_timeout` passes.
+//!
+//! Cost per I/O: commands submitted while completions wait to be collected
+//! go out together in one vectored write (see [`Client::submit`]); one
+//! socket read takes every PDU that has arrived, into a receive buffer
+//! that is zero-filled once per region rather than before every read;
+//! completions and read data are kept in a queue and a slot per task tag,
+//! with no hashing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, ScsiCommand, Session, SessionConfig,
-    TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
+    SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 
 pub use iscsi_proto::initiator::Completed;
 use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
-/// PDUs written per vectored write.
-const BATCH: usize = 16;
+/// PDUs written per vectored write (3 parts each at most; Linux takes up
+/// to 1024 parts per `writev`).
+const BATCH: usize = 64;
+/// Task tags index their slot by their low 16 bits (the core's task slab,
+/// `iscsi_proto::initiator::TaskTable`).
+const SLOT_MASK: u32 = 0xffff;
 
 /// Which way bytes crossed the socket (for [`Options::tap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +151,14 @@ pub struct Client {
     conn: Option<Conn>,
     portal: String,
     opts: Options,
-    rx: BytesMut,
-    reads: HashMap<TaskId, ReadData>,
+    rx: RecvBuffer,
+    /// Read data of tasks in flight, in a slot per task tag.
+    reads: Vec<Option<(TaskId, ReadData)>>,
     batch: Vec<Transmit>,
-    done: HashMap<TaskId, TaskOutcome>,
+    /// Completed tasks not yet collected, oldest first.
+    done: VecDeque<(TaskId, TaskOutcome, Bytes)>,
+    /// The read timeout set on the socket (`None`: blocking).
+    armed: Option<Duration>,
     async_events: VecDeque<Event>,
     closed: Option<Option<ConnectionError>>,
     logged_in: bool,
@@ -169,10 +184,11 @@ impl Client {
             conn: None,
             portal: portal.to_string(),
             opts,
-            rx: BytesMut::new(),
-            reads: HashMap::new(),
+            rx: RecvBuffer::default(),
+            reads: Vec::new(),
             batch: Vec::with_capacity(BATCH),
-            done: HashMap::new(),
+            done: VecDeque::new(),
+            armed: None,
             async_events: VecDeque::new(),
             closed: None,
             logged_in: false,
@@ -204,37 +220,54 @@ impl Client {
     }
 
     /// Submits a command without waiting; see [`Client::wait`].
+    ///
+    /// The command is written at once, unless completions are waiting to
+    /// be collected: then it is held and written, together with every
+    /// command submitted meanwhile, in one vectored write by the next
+    /// `submit` made with no completion waiting, the next call that waits
+    /// for input ([`Client::wait`], [`Client::wait_any`], [`Client::idle`],
+    /// ...) or [`Client::flush`]. An application that keeps commands in
+    /// flight (collect one, submit one) thus pays one write per batch of
+    /// completions instead of one per command. An application that submits
+    /// while completions wait and then stops calling the client should call
+    /// [`Client::flush`].
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
         let task = self.session.submit(Instant::now(), cmd)?;
-        self.flush()?;
+        if self.done.is_empty() {
+            self.flush()?;
+        }
         Ok(task)
+    }
+
+    /// Writes every PDU the session has ready (commands held by
+    /// [`Client::submit`] included).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.write_pending()
     }
 
     /// Waits for a task to end; returns its outcome and any read data.
     pub fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
-        self.run_until(|c| c.done.contains_key(&task))?;
-        let outcome = self
+        self.run_until(|c| c.done.iter().any(|d| d.0 == task))?;
+        let i = self
             .done
-            .remove(&task)
+            .iter()
+            .position(|d| d.0 == task)
             .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
-        let data = self
-            .reads
-            .remove(&task)
-            .map(ReadData::into_bytes)
-            .unwrap_or_default();
+        let (_, outcome, data) = self
+            .done
+            .remove(i)
+            .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
         Ok((outcome, data))
     }
 
-    /// Waits for whichever submitted task ends first.
+    /// Waits for whichever submitted task ends first (in completion order).
     pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
         self.run_until(|c| !c.done.is_empty())?;
-        let task = *self
+        let done = self
             .done
-            .keys()
-            .next()
+            .pop_front()
             .ok_or_else(|| Error::Unexpected("no task".into()))?;
-        let (outcome, data) = self.wait(task)?;
-        Ok((task, outcome, data))
+        Ok(done)
     }
 
     /// Runs one SCSI command to completion.
@@ -266,7 +299,7 @@ impl Client {
     }
 
     fn tmf_result(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
-        self.flush()?;
+        self.write_pending()?;
         match self.wait(task)? {
             (TaskOutcome::TaskManagement(r), _) => Ok(r),
             (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
@@ -277,7 +310,7 @@ impl Client {
     /// Sends a NOP-Out ping and waits for the echo.
     pub fn ping(&mut self, data: Bytes) -> Result<Bytes, Error> {
         let task = self.session.nop_ping(Instant::now(), data)?;
-        self.flush()?;
+        self.write_pending()?;
         match self.wait(task)? {
             (TaskOutcome::Pong(d), _) => Ok(d),
             (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
@@ -340,7 +373,12 @@ impl Client {
     ) -> Result<(), Error> {
         let mut waited = false;
         loop {
-            self.flush()?;
+            self.drain_events()?;
+            if done(self) {
+                return Ok(());
+            }
+            // Everything queued goes out before blocking on input.
+            self.write_pending()?;
             self.drain_events()?;
             // An event (e.g. Connect) may have queued PDUs: send them before
             // blocking on input.
@@ -365,11 +403,14 @@ impl Client {
     }
 
     /// Writes every pending PDU, batched into vectored writes.
-    fn flush(&mut self) -> Result<(), Error> {
-        let now = Instant::now();
+    fn write_pending(&mut self) -> Result<(), Error> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
+        if !self.session.has_transmit() {
+            return Ok(());
+        }
+        let now = Instant::now();
         // The batch buffer is reused across calls and the part list lives on
         // the stack: sending a PDU allocates nothing.
         let mut batch = std::mem::take(&mut self.batch);
@@ -421,6 +462,7 @@ impl Client {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         self.rx.clear();
+        self.armed = None;
         self.session.handle_closed(Instant::now());
     }
 
@@ -430,10 +472,30 @@ impl Client {
                 Event::Connect { portal } => self.open(portal)?,
                 Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
                 Event::DataIn { task, offset, data } => {
-                    self.reads.entry(task).or_default().push(offset, data);
+                    let i = (task.0 & SLOT_MASK) as usize;
+                    if self.reads.len() <= i {
+                        self.reads.resize_with(i + 1, || None);
+                    }
+                    if let Some(slot) = self.reads.get_mut(i) {
+                        match slot {
+                            Some((t, r)) if *t == task => r.push(offset, data),
+                            _ => {
+                                let mut r = ReadData::default();
+                                r.push(offset, data);
+                                *slot = Some((task, r));
+                            }
+                        }
+                    }
                 }
                 Event::Complete { task, outcome } => {
-                    self.done.insert(task, outcome);
+                    let slot = self.reads.get_mut((task.0 & SLOT_MASK) as usize);
+                    let data = match slot {
+                        Some(s) if s.as_ref().is_some_and(|(t, _)| *t == task) => {
+                            s.take().map(|(_, r)| r.into_bytes()).unwrap_or_default()
+                        }
+                        _ => Bytes::new(),
+                    };
+                    self.done.push_back((task, outcome, data));
                 }
                 Event::Closed(reason) => {
                     if let Some(c) = self.conn.take() {
@@ -459,6 +521,7 @@ impl Client {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         self.rx.clear();
+        self.armed = None;
         let addr = match &portal {
             Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
             Some(p) => format!("{}:{}", p.host, p.port),
@@ -512,33 +575,30 @@ impl Client {
             d.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
         });
-        conn.stream.set_read_timeout(timeout)?;
-        if self.rx.capacity() - self.rx.len() < self.opts.read_chunk / 4 {
-            self.rx.reserve(self.opts.read_chunk);
+        // SO_RCVTIMEO applies afresh to every read: keep the one set while
+        // it is within an eighth (at least a millisecond) of the wait we
+        // need, rather than a system call before every read.
+        let keep = match (self.armed, timeout) {
+            (None, None) => true,
+            (Some(a), Some(t)) => a.abs_diff(t) <= (t / 8).max(Duration::from_millis(1)),
+            _ => false,
+        };
+        if !keep {
+            conn.stream.set_read_timeout(timeout)?;
+            self.armed = timeout;
         }
-        let start = self.rx.len();
-        // Safe Rust cannot read into uninitialised spare capacity, so the
-        // read window is zeroed first; it is at most one read chunk.
-        let want = (start + self.opts.read_chunk).min(self.rx.capacity());
-        self.rx.resize(want, 0);
-        let r = conn.stream.read(&mut self.rx[start..]);
+        let max_pdu = self.session.max_recv_pdu_len();
+        let buf = self.rx.spare(max_pdu, self.opts.read_chunk);
+        let r = conn.stream.read(buf);
         let now = Instant::now();
         match r {
-            Ok(0) => {
-                self.rx.truncate(start);
-                self.connection_lost();
-            }
+            Ok(0) => self.connection_lost(),
             Ok(n) => {
-                self.rx.truncate(start + n);
+                let got = self.rx.commit(n);
                 if let Some(tap) = self.opts.tap.as_mut() {
-                    tap(
-                        Direction::Received,
-                        conn.local,
-                        conn.peer,
-                        &self.rx[start..start + n],
-                    );
+                    tap(Direction::Received, conn.local, conn.peer, got);
                 }
-                self.session.handle_input(now, &mut self.rx);
+                self.session.handle_input(now, self.rx.filled());
             }
             Err(e)
                 if matches!(
@@ -546,16 +606,12 @@ impl Client {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                self.rx.truncate(start);
                 if core_deadline.is_some_and(|c| c <= now) {
                     self.session.handle_timeout(now);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.rx.truncate(start),
-            Err(_) => {
-                self.rx.truncate(start);
-                self.connection_lost();
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.connection_lost(),
         }
         Ok(())
     }

@@ -166,7 +166,9 @@ struct TextTask {
 
 #[derive(Debug)]
 enum Kind {
-    Scsi(Box<ScsiTask>),
+    // Inline, not boxed: a SCSI command is the per-I/O task and its slab
+    // slot is reused, so it costs no allocation.
+    Scsi(ScsiTask),
     Nop,
     Tmf {
         function: w::TmfFunction,
@@ -660,13 +662,13 @@ impl Session {
             return Err(UsageError::InvalidCommand("data_out longer than 2^32 - 1"));
         }
         let itt = self.new_task(
-            Kind::Scsi(Box::new(ScsiTask {
+            Kind::Scsi(ScsiTask {
                 cmd,
                 next_data_sn: Serial(0),
                 read_bytes: 0,
                 next_r2t_sn: Serial(0),
                 outstanding_r2t: 0,
-            })),
+            }),
             false,
         )?;
         self.pending.push_back(itt);
@@ -2098,17 +2100,24 @@ impl Session {
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
-        let cmd = s.cmd.clone();
+        // Only the fields needed, not a clone of the command: cloning its
+        // CDB `Bytes` could allocate on every I/O.
+        let cmd = &s.cmd;
+        let (lun, attr, expected_read_len) = (cmd.lun, cmd.attr, cmd.expected_read_len);
+        let mut cdb = [0u8; 16];
+        let head = cmd.cdb.len().min(16);
+        cdb[..head].copy_from_slice(&cmd.cdb[..head]);
+        let ext_cdb = (cmd.cdb.len() > 16).then(|| cmd.cdb.slice(16..));
+        let write_buf = cmd.data_out.clone().unwrap_or_default();
         let (imm_ok, initial_r2t, first_burst) = self
             .negotiated
             .as_ref()
             .map(|n| (n.immediate_data, n.initial_r2t, n.first_burst_length))
             .unwrap_or((false, true, 0));
         let mrdsl = self.target_mrdsl();
-        let write_buf = cmd.data_out.clone().unwrap_or_default();
         let write_len = write_buf.len() as u32;
         let write = write_len > 0;
-        let read = cmd.expected_read_len > 0;
+        let read = expected_read_len > 0;
         // RFC 7143 section 13.11 (ImmediateData) and 13.14
         // (FirstBurstLength): immediate data is at most FirstBurstLength
         // and, as any data segment, at most the target's
@@ -2125,19 +2134,16 @@ impl Session {
         } else {
             imm
         };
-        let mut cdb = [0u8; 16];
-        let head = cmd.cdb.len().min(16);
-        cdb[..head].copy_from_slice(&cmd.cdb[..head]);
         let mut ahs = Vec::new();
         // RFC 7143 section 11.2.2.3: CDB bytes beyond 16 go in an Extended
         // CDB AHS.
-        if cmd.cdb.len() > 16 {
-            ahs.push(Ahs::ExtendedCdb(cmd.cdb.slice(16..)));
+        if let Some(ext) = ext_cdb {
+            ahs.push(Ahs::ExtendedCdb(ext));
         }
         // RFC 7143 section 11.2.2.4: a bidirectional command carries the
         // expected read length in an AHS.
         if read && write {
-            ahs.push(Ahs::BidiReadLength(cmd.expected_read_len));
+            ahs.push(Ahs::BidiReadLength(expected_read_len));
         }
         let header = w::ScsiCommand {
             immediate: false,
@@ -2146,16 +2152,12 @@ impl Session {
             final_pdu: unsol_end == imm,
             read,
             write,
-            attr: cmd.attr,
-            lun: cmd.lun,
+            attr,
+            lun,
             itt,
             // RFC 7143 section 11.3.4: for bidirectional commands the
             // write length; else the length of the transfer.
-            expected_data_transfer_length: if write {
-                write_len
-            } else {
-                cmd.expected_read_len
-            },
+            expected_data_transfer_length: if write { write_len } else { expected_read_len },
             cmd_sn,
             exp_stat_sn: Serial(0),
             cdb,
@@ -2164,7 +2166,7 @@ impl Session {
         if unsol_end > imm {
             self.queue_data_out(
                 itt,
-                cmd.lun,
+                lun,
                 RESERVED_TAG,
                 &write_buf,
                 imm as usize,
