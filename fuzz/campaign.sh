@@ -5,7 +5,8 @@
 #   SECONDS_EACH=600 fuzz/campaign.sh pdu_decode text_kv
 # Logs go to fuzz/logs/TARGET.log; the last line of each is libFuzzer's
 # "Done N runs in S second(s)". A crash leaves its input in
-# fuzz/artifacts/TARGET/: turn it into a regression test before fixing.
+# fuzz/artifacts/TARGET/: copy it to fuzz/regressions/TARGET/ (run by
+# iscsi-proto/tests/fuzz_regressions.rs) and fix it.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${SECONDS_EACH:-1800}

@@ -928,8 +928,14 @@ impl Session {
             .map(|(itt, t)| (t.seq, itt))
             .collect();
         tags.sort_unstable();
+        // One pass over the queue for all of them (a pass per task was
+        // quadratic in the queue length: found by the fuzzer as a slow unit).
+        let tasks = &self.tasks;
+        self.pending.retain(|&i| match tasks.get(i) {
+            Some(t) => Some(i) == keep || matches!(t.kind, Kind::Logout),
+            None => true,
+        });
         for (_, itt) in tags {
-            self.pending.retain(|&i| i != itt);
             self.complete(itt, TaskOutcome::Failed(err.clone()));
         }
     }
