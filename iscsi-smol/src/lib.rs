@@ -48,6 +48,7 @@ use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
     Session, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
+pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
@@ -130,6 +131,7 @@ enum Request {
         done: Sender<Reply>,
     },
     WaitLogin(Sender<Result<(), Error>>),
+    Negotiated(Sender<Option<Negotiated>>),
 }
 
 /// A task in flight; [`Pending::wait`] yields how it ended.
@@ -240,6 +242,17 @@ impl Client {
             .await
             .map_err(|_| self.reason.get())?;
         rx.recv().await.map_err(|_| self.reason.get())?
+    }
+
+    /// The values negotiated at login (RFC 7143 section 13), once the
+    /// session is in the Full Feature Phase; `None` before.
+    pub async fn negotiated(&self) -> Result<Option<Negotiated>, Error> {
+        let (tx, rx) = bounded(1);
+        self.requests
+            .send(Request::Negotiated(tx))
+            .await
+            .map_err(|_| self.reason.get())?;
+        rx.recv().await.map_err(|_| self.reason.get())
     }
 
     /// Non-task events (async messages, rejects, recovery notices, the
@@ -457,6 +470,7 @@ impl Driver {
         while let Ok(r) = self.requests.try_recv() {
             match r {
                 Request::WaitLogin(tx) => drop(tx.try_send(Err(err.dup()))),
+                Request::Negotiated(tx) => drop(tx),
                 Request::Start { started, .. } => drop(started.try_send(Err(err.dup()))),
             }
         }
@@ -519,6 +533,9 @@ impl Driver {
     fn request(&mut self, r: Request) {
         let now = Instant::now();
         match r {
+            Request::Negotiated(tx) => {
+                let _ = tx.try_send(self.session.negotiated().cloned());
+            }
             Request::WaitLogin(tx) => {
                 if self.session.is_logged_in() {
                     let _ = tx.try_send(Ok(()));

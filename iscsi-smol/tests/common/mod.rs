@@ -39,6 +39,16 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
         .await
         .unwrap();
     t.wait_note(|n| *n == Note::LoggedIn);
+    c.logged_in().await.unwrap();
+    let neg = c
+        .negotiated()
+        .await
+        .unwrap()
+        .expect("negotiated after login");
+    assert!(
+        neg.max_burst_length > 0 && neg.error_recovery_level == 0,
+        "{neg:?}"
+    );
 
     let data = pattern(96 * 1024, 3);
     c.write(0, 20, data.clone(), BLOCK as u32).await.unwrap();
