@@ -34,7 +34,7 @@
 //! After every input or action the client runs the core's drain order
 //! itself: write transmits until none is left or the socket would block
 //! (then it adds write interest and resumes the partial write with
-//! [`Transmit::parts_from`] on the next writable event), handle the core's
+//! a [`TxQueue`] on the next writable event), handle the core's
 //! events (a [`Event::Connect`] opens a non-blocking connection under the
 //! same token), and leave the next deadline in [`Client::poll_timeout`].
 //!
@@ -51,12 +51,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::TxQueue;
 pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
     SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
-use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -162,8 +162,7 @@ pub struct Client {
     rx: RecvBuffer,
     /// Transmits taken from the core and not fully written; `sent` bytes
     /// of the first are on the wire.
-    out: VecDeque<Transmit>,
-    sent: usize,
+    tx: TxQueue,
     blocked: bool,
     events: VecDeque<Event>,
     /// Collected tasks in flight, in a slot per task tag (no hashing).
@@ -206,8 +205,7 @@ impl Client {
             portal: portal.to_string(),
             conn: None,
             rx: RecvBuffer::default(),
-            out: VecDeque::new(),
-            sent: 0,
+            tx: TxQueue::default(),
             blocked: false,
             events: VecDeque::new(),
             collected: Vec::new(),
@@ -421,7 +419,7 @@ impl Client {
     /// Writes queued PDUs with vectored writes until none is left or the
     /// socket would block.
     fn write_out(&mut self) {
-        if self.out.is_empty() && !self.session.has_transmit() {
+        if self.tx.is_empty() && !self.session.has_transmit() {
             return;
         }
         let now = Instant::now();
@@ -429,39 +427,15 @@ impl Client {
             let Some(conn) = self.conn.as_mut().filter(|c| c.connected && !self.blocked) else {
                 return;
             };
-            while self.out.len() < BATCH {
-                match self.session.poll_transmit(now) {
-                    Some(t) => self.out.push_back(t),
-                    None => break,
-                }
-            }
-            if self.out.is_empty() {
+            self.tx.fill(&mut self.session, now, BATCH);
+            if self.tx.is_empty() {
                 return;
             }
             let mut slices = [IoSlice::new(&[]); BATCH * 3];
-            let mut n = 0;
-            for (i, t) in self.out.iter().enumerate() {
-                // Resume a partial write where it stopped.
-                for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
-                    if let Some(s) = slices.get_mut(n) {
-                        *s = IoSlice::new(part);
-                        n += 1;
-                    }
-                }
-            }
+            let n = self.tx.io_slices(&mut slices);
             match conn.stream.write_vectored(slices.get(..n).unwrap_or(&[])) {
                 Ok(0) => return self.connection_lost(),
-                Ok(written) => {
-                    let mut left = written + self.sent;
-                    while let Some(front) = self.out.front() {
-                        if left < front.len() {
-                            break;
-                        }
-                        left -= front.len();
-                        self.out.pop_front();
-                    }
-                    self.sent = left;
-                }
+                Ok(written) => self.tx.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.blocked = true;
                     return;
@@ -537,8 +511,7 @@ impl Client {
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
         self.rx.clear();
-        self.out.clear();
-        self.sent = 0;
+        self.tx.clear();
         self.blocked = false;
     }
 

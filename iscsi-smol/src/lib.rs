@@ -30,7 +30,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -43,6 +42,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::TxQueue;
 pub use iscsi_proto::initiator::{Action, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
@@ -50,7 +50,6 @@ use iscsi_proto::initiator::{
 };
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
-use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
 /// Size of each socket read.
@@ -178,8 +177,7 @@ impl Client {
             portal: portal.to_string(),
             conn: None,
             rx: RecvBuffer::default(),
-            out: VecDeque::new(),
-            sent: 0,
+            tx: TxQueue::default(),
             blocked: false,
             requests: rx,
             orphaned: false,
@@ -397,8 +395,7 @@ pub struct Driver {
     portal: String,
     conn: Option<Async<TcpStream>>,
     rx: RecvBuffer,
-    out: VecDeque<Transmit>,
-    sent: usize,
+    tx: TxQueue,
     blocked: bool,
     requests: Receiver<Request>,
     orphaned: bool,
@@ -592,7 +589,7 @@ impl Driver {
 
     /// Vectored writes until nothing is left or the socket would block.
     fn flush(&mut self) {
-        if self.out.is_empty() && !self.session.has_transmit() {
+        if self.tx.is_empty() && !self.session.has_transmit() {
             return;
         }
         let now = Instant::now();
@@ -600,40 +597,16 @@ impl Driver {
             let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) else {
                 return;
             };
-            while self.out.len() < BATCH {
-                match self.session.poll_transmit(now) {
-                    Some(t) => self.out.push_back(t),
-                    None => break,
-                }
-            }
-            if self.out.is_empty() {
+            self.tx.fill(&mut self.session, now, BATCH);
+            if self.tx.is_empty() {
                 return;
             }
             let mut slices = [IoSlice::new(&[]); BATCH * 3];
-            let mut n = 0;
-            for (i, t) in self.out.iter().enumerate() {
-                // Resume a partial write where it stopped.
-                for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
-                    if let Some(s) = slices.get_mut(n) {
-                        *s = IoSlice::new(part);
-                        n += 1;
-                    }
-                }
-            }
+            let n = self.tx.io_slices(&mut slices);
             let mut stream: &TcpStream = conn.get_ref();
             match stream.write_vectored(slices.get(..n).unwrap_or(&[])) {
                 Ok(0) => return self.connection_lost(),
-                Ok(written) => {
-                    let mut left = written + self.sent;
-                    while let Some(front) = self.out.front() {
-                        if left < front.len() {
-                            break;
-                        }
-                        left -= front.len();
-                        self.out.pop_front();
-                    }
-                    self.sent = left;
-                }
+                Ok(written) => self.tx.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.blocked = true;
                     return;
@@ -681,8 +654,7 @@ impl Driver {
             let _ = c.get_ref().shutdown(std::net::Shutdown::Both);
         }
         self.rx.clear();
-        self.out.clear();
-        self.sent = 0;
+        self.tx.clear();
         self.blocked = false;
     }
 

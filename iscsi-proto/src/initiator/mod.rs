@@ -13,7 +13,7 @@ pub mod tasks;
 pub mod types;
 pub mod window;
 
-pub use driver_support::{Action, Completed, ReadData, RecvBuffer};
+pub use driver_support::{Action, Completed, ReadData, RecvBuffer, TxQueue};
 pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
 pub use types::{
