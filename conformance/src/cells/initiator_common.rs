@@ -513,11 +513,18 @@ pub(super) fn wait_all(
     client: &mut Client,
     tasks: &[TaskId],
 ) -> Result<Vec<(TaskId, TaskOutcome, Bytes)>, String> {
+    wait_all_with(tasks, || client.wait_any().map_err(|e| e.to_string()))
+}
+
+/// [`wait_all`] over any driver: `wait_any` yields the next task to end.
+pub(super) fn wait_all_with(
+    tasks: &[TaskId],
+    mut wait_any: impl FnMut() -> Result<(TaskId, TaskOutcome, Bytes), String>,
+) -> Result<Vec<(TaskId, TaskOutcome, Bytes)>, String> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(tasks.len());
     for _ in 0..tasks.len() {
-        let (t, o, d) = client
-            .wait_any()
+        let (t, o, d) = wait_any()
             .map_err(|e| format!("wait_any after {} of {}: {e}", out.len(), tasks.len()))?;
         if !tasks.contains(&t) {
             return Err(format!("unknown task {t:?} ended: {o:?}"));

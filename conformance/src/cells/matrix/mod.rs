@@ -45,7 +45,6 @@ use iscsi_proto::scsi::cdb::{self, Capacity, StandardInquiry};
 use iscsi_proto::scsi::sense::{SenseData, SenseKey};
 use iscsi_proto::scsi::status::ScsiStatus;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
-use std::collections::HashSet;
 use std::time::Duration;
 use world::{initiator_creds, target_creds, Lease, TargetView};
 
@@ -316,27 +315,12 @@ fn exec(c: &mut dyn Initiator, cmd: ScsiCommand, what: &str) -> Result<(Bytes, b
     Err(format!("{what}: UNIT ATTENTION four times"))
 }
 
-/// Waits for every task of `ids` through `wait_any`: each must end exactly
-/// once and no other task may end.
+/// Every task of `ids` ends exactly once and no other task ends.
 fn wait_all(
     c: &mut dyn Initiator,
     ids: &[TaskId],
 ) -> Result<Vec<(TaskId, TaskOutcome, Bytes)>, String> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(ids.len());
-    for _ in 0..ids.len() {
-        let (t, o, d) = c
-            .wait_any()
-            .map_err(|e| format!("wait_any after {} of {}: {e}", out.len(), ids.len()))?;
-        if !ids.contains(&t) {
-            return Err(format!("unknown task {t:?} ended: {o:?}"));
-        }
-        if !seen.insert(t) {
-            return Err(format!("task {t:?} ended twice"));
-        }
-        out.push((t, o, d));
-    }
-    Ok(out)
+    super::initiator_common::wait_all_with(ids, || c.wait_any())
 }
 
 fn expect_good(o: &TaskOutcome, what: &str) -> Result<(), String> {
@@ -791,7 +775,7 @@ mod tests {
     fn names_are_unique_and_filterable() {
         let all = combos();
         assert_eq!(all.len(), 144);
-        let names: HashSet<String> = all.iter().map(Combo::name).collect();
+        let names: std::collections::HashSet<String> = all.iter().map(Combo::name).collect();
         assert_eq!(names.len(), 144);
         assert!(names.contains("tgtd-std-chap-digests-r2t-imm"));
         assert!(names.contains("istgt-smol-mutual-nodigests-nor2t-noimm"));
