@@ -13,7 +13,7 @@ use iscsi_proto::initiator::{SessionConfig, TaskOutcome};
 use iscsi_proto::login::negotiation::{DigestType, OperationalParams, TargetConfig};
 use iscsi_proto::testing::{LoginResponder, RESERVED};
 use iscsi_proto::wire::digest::{crc32c, digest_bytes, digest_from_bytes, header_digest};
-use iscsi_proto::wire::pdu::{self as w, Header};
+use iscsi_proto::wire::pdu as w;
 use iscsi_proto::wire::{Serial, WireError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -438,15 +438,7 @@ fn reject_command(ctx: &mut CellCtx) -> Result<(), String> {
                 // RFC 7143 section 7.3: the initiator "MUST plug the CmdSN
                 // gap": an immediate ABORT TASK whose RefCmdSN is the
                 // rejected command's CmdSN.
-                let m = p.recv()?;
-                let Header::TaskMgmtRequest(m) = m.header else {
-                    return Err(format!("expected ABORT TASK, got {:?}", m.header));
-                };
-                check_eq("TMF function", m.function, w::TmfFunction::AbortTask)?;
-                check_eq("TMF I bit", m.immediate, true)?;
-                check_eq("TMF referenced task", m.referenced_task_tag, c.itt)?;
-                check_eq("TMF RefCmdSN", m.ref_cmd_sn, c.cmd_sn)?;
-                check_eq("TMF LUN", m.lun, c.lun)?;
+                let m = p.expect_abort_of(&c)?;
                 p.t.ack_cmd(c.cmd_sn);
                 p.t.tmf_response(m.itt, w::TmfResponse::TaskDoesNotExist);
                 p.flush()?;

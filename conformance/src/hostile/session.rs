@@ -206,17 +206,7 @@ fn tmf_race(ctx: &mut CellCtx) -> Result<(), String> {
         move |_, p, _| {
             p.login_plain()?;
             let c = p.expect_cmd()?;
-            let pdu = p.recv()?;
-            let Header::TaskMgmtRequest(m) = pdu.header else {
-                return Err(format!("expected ABORT TASK, got {:?}", pdu.header));
-            };
-            // RFC 7143 section 11.5: ABORT TASK names the task (Referenced
-            // Task Tag, RefCmdSN) and goes out immediate.
-            check_eq("TMF function", m.function, w::TmfFunction::AbortTask)?;
-            check_eq("TMF I bit", m.immediate, true)?;
-            check_eq("TMF referenced task", m.referenced_task_tag, c.itt)?;
-            check_eq("TMF RefCmdSN", m.ref_cmd_sn, c.cmd_sn)?;
-            check_eq("TMF LUN", m.lun, c.lun)?;
+            let m = p.expect_abort_of(&c)?;
             check_eq("TMF CmdSN", m.cmd_sn, c.cmd_sn.next())?;
             // The task wins the race: its status first, then "task does
             // not exist" (RFC 7143 section 11.6.1, response 1).

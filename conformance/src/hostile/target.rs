@@ -284,6 +284,22 @@ impl Peer {
         }
     }
 
+    /// The next PDU, which must be an ABORT TASK for command `c`. RFC 7143
+    /// section 11.5: it names the task (Referenced Task Tag, RefCmdSN, LUN)
+    /// and, like every task management request here, goes out immediate.
+    pub fn expect_abort_of(&mut self, c: &w::ScsiCommand) -> Result<w::TaskMgmtRequest, String> {
+        let p = self.recv()?;
+        let Header::TaskMgmtRequest(m) = p.header else {
+            return Err(format!("expected ABORT TASK, got {:?}", p.header));
+        };
+        check_eq("TMF function", m.function, w::TmfFunction::AbortTask)?;
+        check_eq("TMF I bit", m.immediate, true)?;
+        check_eq("TMF referenced task", m.referenced_task_tag, c.itt)?;
+        check_eq("TMF RefCmdSN", m.ref_cmd_sn, c.cmd_sn)?;
+        check_eq("TMF LUN", m.lun, c.lun)?;
+        Ok(m)
+    }
+
     /// The next PDU, which must be a NOP-Out; with its data.
     pub fn expect_nop_out(&mut self) -> Result<(w::NopOut, bytes::Bytes), String> {
         let p = self.recv()?;
