@@ -106,6 +106,7 @@ impl std::fmt::Debug for Session {
 fn smol_start(
     portal: &str,
     config: SessionConfig,
+    coalesce: iscsi_std::Coalesce,
 ) -> Result<
     (
         iscsi_smol::Client,
@@ -114,6 +115,7 @@ fn smol_start(
     String,
 > {
     let (client, driver) = iscsi_smol::Client::new(portal, config);
+    let driver = driver.with_coalesce(coalesce);
     let thread = std::thread::Builder::new()
         .name("iscsi-smol-driver".into())
         .spawn(move || async_io::block_on(driver.run()))
@@ -209,7 +211,8 @@ impl Describe for iscsi_proto::error::UsageError {
 
 impl Session {
     /// Connects to `portal` and logs in with `config` on driver `kind`.
-    /// `opts` (socket options and the pcap tap) only applies to `std`.
+    /// `opts` (socket options and the pcap tap) only applies to `std`, but
+    /// for `coalesce`, which applies to all.
     pub fn connect(
         kind: DriverKind,
         portal: &str,
@@ -221,7 +224,8 @@ impl Session {
                 .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.describe()),
             DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
-                .map(|blocking| {
+                .map(|mut blocking| {
+                    blocking.client().set_coalesce(opts.coalesce);
                     Inner::Mio(Box::new(MioSession {
                         blocking,
                         in_flight: Vec::new(),
@@ -229,7 +233,7 @@ impl Session {
                 })
                 .map_err(|e| e.describe()),
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config)?;
+                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
                 match block_on(client.logged_in()) {
                     Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
@@ -266,7 +270,7 @@ impl Session {
                 iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.describe())
             }
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config)?;
+                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
                 let result = block_on(async {
                     client.logged_in().await?;
                     let p = client.start(iscsi_smol::Action::SendTargets).await?;

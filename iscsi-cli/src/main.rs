@@ -78,6 +78,12 @@ struct Global {
     /// -vvv every received PDU (ISCSI_LOG=TARGET=LEVEL,... overrides).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Receive coalescing: with many commands in flight, wake when up to N
+    /// of them have been answered (SO_RCVLOWAT, held at most 1 ms) rather
+    /// than for each; 0 turns it off.
+    #[arg(long, global = true, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(0..=64))]
+    coalesce: u16,
     /// The initiator driver: blocking std sockets, a mio event loop, or the
     /// async smol driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
@@ -357,6 +363,13 @@ fn challenge_bytes() -> Vec<u8> {
 fn options(g: &Global) -> Result<(Options, Option<PcapHandle>), String> {
     let mut opts = Options {
         connect_timeout: std::time::Duration::from_secs(g.timeout),
+        coalesce: match g.coalesce {
+            0 => iscsi_std::Coalesce::OFF,
+            n => iscsi_std::Coalesce {
+                max_tasks: usize::from(n),
+                ..iscsi_std::Coalesce::default()
+            },
+        },
         ..Options::default()
     };
     let handle = match &g.pcap {

@@ -51,12 +51,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
-use iscsi_proto::initiator::TxQueue;
-pub use iscsi_proto::initiator::{Action, Completed};
+pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
     SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
+use iscsi_proto::initiator::{LowWater, TxQueue};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -174,6 +174,8 @@ pub struct Client {
     connect_error: Option<(String, io::Error)>,
     logged_in_once: bool,
     closed: Option<Option<ConnectionError>>,
+    /// The receive low-water mark planner (receive coalescing).
+    low_water: LowWater,
 }
 
 impl std::fmt::Debug for Client {
@@ -215,9 +217,23 @@ impl Client {
             connect_error: None,
             logged_in_once: false,
             closed: None,
+            low_water: LowWater::new(Coalesce::default()),
         };
         c.drive()?;
         Ok(c)
+    }
+
+    /// Sets receive coalescing (`SO_RCVLOWAT`, see
+    /// `iscsi_proto::initiator::coalesce`): on by default with
+    /// [`Coalesce::default`]; [`Coalesce::OFF`] turns it off. Applies from
+    /// the next wait.
+    pub fn set_coalesce(&mut self, coalesce: Coalesce) {
+        if let Some(conn) = self.conn.as_ref().filter(|c| c.connected) {
+            if self.low_water.mark() != 1 {
+                let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
+            }
+        }
+        self.low_water = LowWater::new(coalesce);
     }
 
     /// The token the socket is registered under.
@@ -251,9 +267,13 @@ impl Client {
     }
 
     /// The deadline for the caller's poll timeout: call
-    /// [`Client::handle_timeout`] once it passes.
+    /// [`Client::handle_timeout`] once it passes (the core's timers, and
+    /// the end of a wait for a receive low-water mark).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+        match (self.session.poll_timeout(), self.low_water.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event for the application: everything the core emits
@@ -293,14 +313,52 @@ impl Client {
         self.drive()
     }
 
-    /// Fires the core's timer if its deadline has passed (harmless before).
+    /// Fires the core's timer if its deadline has passed, and ends a wait
+    /// for a receive low-water mark that has lasted its longest (harmless
+    /// before).
     pub fn handle_timeout(&mut self) -> Result<(), Error> {
         let now = Instant::now();
+        if self.low_water.deadline().is_some_and(|d| d <= now) {
+            // Whatever is there, below the mark: take it.
+            self.read_ready()?;
+            if let Some(mark) = self.low_water.timeout() {
+                self.set_low_water(mark);
+            }
+            self.drive()?;
+        }
         if self.session.poll_timeout().is_some_and(|d| d <= now) {
             self.session.handle_timeout(now);
             self.drive()?;
         }
         Ok(())
+    }
+
+    /// Sets the socket's receive low-water mark; if that fails, coalescing
+    /// stops.
+    fn set_low_water(&mut self, mark: usize) {
+        let Some(conn) = self.conn.as_ref().filter(|c| c.connected) else {
+            return;
+        };
+        if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
+            let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
+            self.low_water = LowWater::new(Coalesce::OFF);
+        }
+    }
+
+    /// Plans the next wait's low-water mark (after the socket has been
+    /// read until it would block).
+    fn plan_wait(&mut self) {
+        if !self.conn.as_ref().is_some_and(|c| c.connected) {
+            return;
+        }
+        let pending = self.blocked || !self.tx.is_empty() || self.session.has_transmit();
+        let buffered = self.rx.filled().len();
+        if let Some(mark) = self
+            .low_water
+            .plan(&self.session, buffered, pending, Instant::now())
+        {
+            self.set_low_water(mark);
+        }
     }
 
     /// Starts the work queued by [`Submitter`]s (call on the waker's token;
@@ -389,9 +447,16 @@ impl Client {
         Ok(task)
     }
 
+    /// [`Client::drive_io`], then the plan for the next wait for input.
+    fn drive(&mut self) -> Result<(), Error> {
+        self.drive_io()?;
+        self.plan_wait();
+        Ok(())
+    }
+
     /// The drain order: transmit, then events, until neither makes
     /// progress; then fix the write interest.
-    fn drive(&mut self) -> Result<(), Error> {
+    fn drive_io(&mut self) -> Result<(), Error> {
         loop {
             self.write_out();
             self.drain_events()?;
@@ -461,10 +526,12 @@ impl Client {
                     return Ok(());
                 }
                 Ok(n) => {
+                    let now = Instant::now();
+                    self.low_water.on_input(n, now);
                     self.rx.commit(n);
-                    self.session.handle_input(Instant::now(), self.rx.filled());
+                    self.session.handle_input(now, self.rx.filled());
                     // Answers (R2T data, NOP-Outs) go out before more input.
-                    self.drive()?;
+                    self.drive_io()?;
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return Ok(()),
@@ -513,6 +580,7 @@ impl Client {
         self.rx.clear();
         self.tx.clear();
         self.blocked = false;
+        self.low_water.reset();
     }
 
     fn connection_lost(&mut self) {

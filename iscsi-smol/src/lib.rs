@@ -42,12 +42,12 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
-use iscsi_proto::initiator::TxQueue;
-pub use iscsi_proto::initiator::{Action, Completed};
+pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
     Session, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
+use iscsi_proto::initiator::{LowWater, TxQueue};
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
@@ -189,6 +189,7 @@ impl Client {
             logged_in_once: false,
             closed: None,
             reason: reason.clone(),
+            low_water: LowWater::new(Coalesce::default()),
         };
         (
             Client {
@@ -408,6 +409,8 @@ pub struct Driver {
     logged_in_once: bool,
     closed: Option<Option<ConnectionError>>,
     reason: Arc<CloseReason>,
+    /// The receive low-water mark planner (receive coalescing).
+    low_water: LowWater,
 }
 
 impl std::fmt::Debug for Driver {
@@ -427,6 +430,14 @@ enum Wake {
 }
 
 impl Driver {
+    /// Sets receive coalescing (`SO_RCVLOWAT`, see
+    /// `iscsi_proto::initiator::coalesce`) before [`Driver::run`]: on by
+    /// default with [`Coalesce::default`]; [`Coalesce::OFF`] turns it off.
+    pub fn with_coalesce(mut self, coalesce: Coalesce) -> Driver {
+        self.low_water = LowWater::new(coalesce);
+        self
+    }
+
     /// Runs the session until it closes: `Ok` after a logout, else why it
     /// ended. When every [`Client`] is dropped the driver logs out.
     pub async fn run(mut self) -> Result<(), Error> {
@@ -435,6 +446,7 @@ impl Driver {
             if self.closed.is_some() {
                 return self.finish();
             }
+            self.plan_wait();
             match self.wait().await {
                 Wake::Request(Some(r)) => {
                     self.request(r);
@@ -448,6 +460,14 @@ impl Driver {
                 Wake::Writable => self.blocked = false,
                 Wake::Timer => {
                     let now = Instant::now();
+                    if self.low_water.deadline().is_some_and(|d| d <= now) {
+                        // The wait for the low-water mark lasted its
+                        // longest: take whatever is there.
+                        self.read_ready();
+                        if let Some(mark) = self.low_water.timeout() {
+                            self.set_low_water(mark);
+                        }
+                    }
                     if self.session.poll_timeout().is_some_and(|d| d <= now) {
                         self.session.handle_timeout(now);
                     }
@@ -474,6 +494,31 @@ impl Driver {
         match err {
             Error::Closed => Ok(()),
             e => Err(e),
+        }
+    }
+
+    /// Plans the next wait's receive low-water mark.
+    fn plan_wait(&mut self) {
+        if self.conn.is_none() {
+            return;
+        }
+        let pending = self.blocked || !self.tx.is_empty() || self.session.has_transmit();
+        let buffered = self.rx.filled().len();
+        let now = Instant::now();
+        if let Some(mark) = self.low_water.plan(&self.session, buffered, pending, now) {
+            self.set_low_water(mark);
+        }
+    }
+
+    /// Sets the socket's receive low-water mark; if that fails, coalescing
+    /// stops.
+    fn set_low_water(&mut self, mark: usize) {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        if iscsi_sys::set_recv_low_water(conn.get_ref(), mark).is_err() {
+            let _ = iscsi_sys::set_recv_low_water(conn.get_ref(), 1);
+            self.low_water = LowWater::new(Coalesce::OFF);
         }
     }
 
@@ -504,7 +549,10 @@ impl Driver {
                 _ => future::pending().await,
             }
         };
-        let deadline = self.session.poll_timeout();
+        let deadline = match (self.session.poll_timeout(), self.low_water.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timer = async {
             match deadline {
                 Some(d) => {
@@ -633,8 +681,10 @@ impl Driver {
                     return self.connection_lost();
                 }
                 Ok(n) => {
+                    let now = Instant::now();
+                    self.low_water.on_input(n, now);
                     self.rx.commit(n);
-                    self.session.handle_input(Instant::now(), self.rx.filled());
+                    self.session.handle_input(now, self.rx.filled());
                     self.step();
                     if self.pending_connect.is_some() {
                         return;
@@ -656,6 +706,7 @@ impl Driver {
         self.rx.clear();
         self.tx.clear();
         self.blocked = false;
+        self.low_water.reset();
     }
 
     fn connection_lost(&mut self) {

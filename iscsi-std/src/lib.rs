@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+pub use iscsi_proto::initiator::Coalesce;
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
+    Event, LogoutMode, LogoutResult, LowWater, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
     SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 
@@ -75,6 +76,11 @@ pub struct Options {
     pub read_chunk: usize,
     /// Optional byte tap.
     pub tap: Option<Tap>,
+    /// Receive coalescing (`SO_RCVLOWAT`): with many tasks in flight, wake
+    /// once several responses are in rather than for each
+    /// (`iscsi_proto::initiator::coalesce`). On by default;
+    /// [`Coalesce::OFF`] turns it off.
+    pub coalesce: Coalesce,
 }
 
 impl Default for Options {
@@ -83,6 +89,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(5),
             read_chunk: 256 * 1024,
             tap: None,
+            coalesce: Coalesce::default(),
         }
     }
 }
@@ -93,6 +100,7 @@ impl std::fmt::Debug for Options {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_chunk", &self.read_chunk)
             .field("tap", &self.tap.is_some())
+            .field("coalesce", &self.coalesce)
             .finish()
     }
 }
@@ -159,6 +167,8 @@ pub struct Client {
     done: VecDeque<(TaskId, TaskOutcome, Bytes)>,
     /// The read timeout set on the socket (`None`: blocking).
     armed: Option<Duration>,
+    /// The receive low-water mark planner.
+    low_water: LowWater,
     async_events: VecDeque<Event>,
     closed: Option<Option<ConnectionError>>,
     logged_in: bool,
@@ -179,6 +189,7 @@ impl Client {
     /// Full Feature Phase.
     pub fn connect(portal: &str, config: SessionConfig, opts: Options) -> Result<Client, Error> {
         let now = Instant::now();
+        let coalesce = opts.coalesce;
         let mut client = Client {
             session: Session::new(config, now),
             conn: None,
@@ -189,10 +200,12 @@ impl Client {
             batch: Vec::with_capacity(BATCH),
             done: VecDeque::new(),
             armed: None,
+            low_water: LowWater::new(Coalesce::OFF),
             async_events: VecDeque::new(),
             closed: None,
             logged_in: false,
         };
+        client.low_water = LowWater::new(coalesce);
         client.run_until(|c| c.logged_in)?;
         Ok(client)
     }
@@ -463,6 +476,7 @@ impl Client {
         }
         self.rx.clear();
         self.armed = None;
+        self.low_water.reset();
         self.session.handle_closed(Instant::now());
     }
 
@@ -522,6 +536,7 @@ impl Client {
         }
         self.rx.clear();
         self.armed = None;
+        self.low_water.reset();
         let addr = match &portal {
             Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
             Some(p) => format!("{}:{}", p.host, p.port),
@@ -587,6 +602,37 @@ impl Client {
             conn.stream.set_read_timeout(timeout)?;
             self.armed = timeout;
         }
+        // Receive coalescing: with a mark above 1 the kernel holds back
+        // readability until that many bytes are in; the wait for it ends by
+        // the planner's deadline, then the mark drops to 1 if nothing came.
+        let buffered = self.rx.filled().len();
+        if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
+            if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
+                self.low_water = LowWater::new(Coalesce::OFF);
+            }
+        }
+        if let Some(d) = self.low_water.deadline() {
+            let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
+            match iscsi_sys::wait_readable(&conn.stream, wait) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Some(mark) = self.low_water.timeout() {
+                        if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
+                            self.low_water = LowWater::new(Coalesce::OFF);
+                        }
+                    }
+                    if core_deadline.is_some_and(|c| c <= Instant::now()) {
+                        self.session.handle_timeout(Instant::now());
+                        return Ok(());
+                    }
+                }
+                Err(_) => {
+                    // Back to the socket default, and no more coalescing.
+                    let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
+                    self.low_water = LowWater::new(Coalesce::OFF);
+                }
+            }
+        }
         let max_pdu = self.session.max_recv_pdu_len();
         let buf = self.rx.spare(max_pdu, self.opts.read_chunk);
         let r = conn.stream.read(buf);
@@ -594,6 +640,7 @@ impl Client {
         match r {
             Ok(0) => self.connection_lost(),
             Ok(n) => {
+                self.low_water.on_input(n, now);
                 let got = self.rx.commit(n);
                 if let Some(tap) = self.opts.tap.as_mut() {
                     tap(Direction::Received, conn.local, conn.peer, got);

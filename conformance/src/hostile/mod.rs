@@ -16,6 +16,7 @@
 //! deliberately malformed bytes (bad digests, an unknown opcode, an
 //! oversize DataSegmentLength) run without one and say so in their note.
 
+mod coalesce;
 mod drv;
 mod faults;
 mod flow;
@@ -198,6 +199,7 @@ pub fn cells() -> Vec<Cell> {
     v.extend(flow::cells());
     v.extend(faults::cells());
     v.extend(session::cells());
+    v.extend(coalesce::cells());
     v.into_iter()
         .map(|c| c.with_timeout(Duration::from_secs(60)))
         .collect()

@@ -70,6 +70,7 @@ use crate::login::status::{LoginStatus, StatusClass};
 use crate::scsi::sense::SenseData;
 use crate::transmit::Transmit;
 use crate::wire::ahs::Ahs;
+use crate::wire::bhs::BHS_LEN;
 use crate::wire::frame::{data_trailer, encode_header, Digests};
 use crate::wire::pdu::{self as w, Header, Stage};
 use crate::wire::text::{self, TextAssembler};
@@ -378,6 +379,72 @@ impl Session {
     /// Tasks started by the application and not yet completed.
     pub fn tasks_in_flight(&self) -> usize {
         self.tasks.iter().filter(|(_, t)| !t.internal).count()
+    }
+
+    /// What the target owes us now: how many tasks (the application's and
+    /// internal ones) have been handed to the target and not yet ended, and
+    /// how many bytes it is expected to send, without hearing from us
+    /// again, before the `tasks` of them that expect the least have ended.
+    ///
+    /// A hint for receive coalescing (`initiator::LowWater`), not a promise:
+    /// it assumes every read returns all the data it asked for, in Data-In
+    /// PDUs as long as our MaxRecvDataSegmentLength allows (RFC 7143 section
+    /// 11.7.7), the last carrying the status (section 11.7.4, phase
+    /// collapse), so a read that ends early (CHECK CONDITION, a residual
+    /// underflow, section 11.4.5) brings fewer bytes. A write, or a task
+    /// waiting for an R2T, owes one PDU header: the R2T or the SCSI Response
+    /// (section 11.8), after which the target waits for us. Tasks still
+    /// waiting for the CmdSN window owe nothing. Outside the full feature
+    /// phase nothing is owed. `tasks` is capped at 64.
+    pub fn expected_input(&self, tasks: usize) -> ExpectedInput {
+        const CAP: usize = 64;
+        let none = ExpectedInput { tasks: 0, bytes: 0 };
+        let (Phase::Full, Some(n)) = (&self.phase, self.negotiated.as_ref()) else {
+            return none;
+        };
+        // Section 11.1 / 12.1: BHS, then the header digest; the data digest
+        // follows the data segment.
+        let hdr = BHS_LEN + if n.header_digest { 4 } else { 0 };
+        let dd = if n.data_digest { 4 } else { 0 };
+        let seg = (n.initiator_max_recv_data_segment_length as usize).max(512);
+        let k = tasks.min(CAP);
+        // The k smallest expectations, kept sorted (k is small).
+        let mut least = [0usize; CAP];
+        let mut len = 0;
+        let mut open = 0;
+        for (_, t) in self.tasks.iter() {
+            if t.cmd_sn.is_none() {
+                continue; // not sent yet: the target owes nothing
+            }
+            open += 1;
+            let e = match &t.kind {
+                Kind::Scsi(s) => {
+                    let rest = s.cmd.expected_read_len.saturating_sub(s.read_bytes) as usize;
+                    if rest == 0 {
+                        hdr
+                    } else {
+                        rest.saturating_add(rest.div_ceil(seg).saturating_mul(hdr + dd))
+                    }
+                }
+                _ => hdr,
+            };
+            if k == 0 || (len == k && least.get(k - 1).is_some_and(|&m| e >= m)) {
+                continue;
+            }
+            let at = least[..len].partition_point(|&m| m <= e);
+            let end = len.min(k - 1);
+            least.copy_within(at..end, at + 1);
+            if let Some(slot) = least.get_mut(at) {
+                *slot = e;
+            }
+            len = (len + 1).min(k);
+        }
+        ExpectedInput {
+            tasks: open,
+            bytes: least[..len]
+                .iter()
+                .fold(0usize, |a, &b| a.saturating_add(b)),
+        }
     }
 
     /// The caller's non-immediate commands waiting for the CmdSN window

@@ -26,6 +26,15 @@ impl TaskId {
     }
 }
 
+/// What the target owes the initiator, from [`Session::expected_input`](crate::initiator::Session::expected_input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpectedInput {
+    /// Tasks sent to the target and not yet ended.
+    pub tasks: usize,
+    /// Bytes expected before the asked-for number of them end.
+    pub bytes: usize,
+}
+
 /// The default iSCSI TCP port (RFC 7143 section 13.8: "the IANA-assigned
 /// default port for iSCSI").
 pub const DEFAULT_PORT: u16 = 3260;

@@ -1,0 +1,239 @@
+//! Receive coalescing: fewer wakeups per I/O for the drivers.
+//!
+//! A driver that wakes up for every response spends most of its CPU time on
+//! the wakeup, not on the protocol: with 32 reads of 4 KiB in flight against
+//! a target that answers one at a time, a blocking driver sleeps and wakes
+//! about once per I/O. [`LowWater`] plans a receive low-water mark (the
+//! socket option `SO_RCVLOWAT`) from what the target owes
+//! ([`Session::expected_input`]): the kernel then wakes the driver once
+//! several responses are in, like interrupt moderation on a NIC.
+//!
+//! The planner is sans-IO like the rest of the core: the driver sets the
+//! mark it returns on its socket, waits for input no later than
+//! [`LowWater::deadline`], and reports what happened.
+//!
+//! Safety rules, so coalescing never stalls a session:
+//! - the mark counts only what the target owes without hearing from us
+//!   (no task whose command or data is still unsent, see
+//!   [`Session::expected_input`]), and only for at most half of the tasks
+//!   the target holds, so the target keeps working while we sleep;
+//! - with fewer than [`MIN_TASKS`] tasks at the target there is no
+//!   coalescing (mark 1): a lone task is answered as soon as it ends;
+//! - the mark is at most what arrives in half of
+//!   [`Coalesce::max_delay`] at the input rate measured so far, so a slow
+//!   target is not waited for;
+//! - every wait for a mark above 1 ends by [`LowWater::deadline`]: if
+//!   nothing came, the mark drops to 1 until input arrives; if too little
+//!   came, the rate estimate is halved.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use iscsi_proto::initiator::{Coalesce, LowWater};
+//!
+//! let mut lw = LowWater::new(Coalesce::default());
+//! assert_eq!(lw.mark(), 1);
+//! // Before each wait:
+//! //   if let Some(m) = lw.plan(&session, rx.filled().len(), tx_pending, now) {
+//! //       set SO_RCVLOWAT to m
+//! //   }
+//! //   wait for readability until lw.deadline() (and the core's deadline);
+//! //   on input: lw.on_input(n, now);
+//! //   on the deadline with nothing read: if let Some(m) = lw.timeout() { set m }
+//! assert_eq!(lw.timeout(), None);
+//! ```
+
+use std::time::{Duration, Instant};
+
+use super::session::Session;
+
+/// Below this many tasks at the target there is no coalescing.
+pub const MIN_TASKS: usize = 4;
+
+/// The largest mark planned (bytes).
+pub const MAX_MARK: usize = 1 << 20;
+
+/// Input-rate samples span at least this long.
+const RATE_WINDOW: Duration = Duration::from_millis(2);
+
+/// Receive coalescing settings for a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalesce {
+    /// The most task endings one wakeup waits for (it is also never more
+    /// than half of the tasks the target holds). 0 or 1 turns coalescing
+    /// off.
+    pub max_tasks: usize,
+    /// The longest a wait for the mark lasts once planned; a completion may
+    /// be held in the socket up to this long.
+    pub max_delay: Duration,
+}
+
+impl Coalesce {
+    /// No coalescing: every byte wakes the driver.
+    pub const OFF: Coalesce = Coalesce {
+        max_tasks: 0,
+        max_delay: Duration::ZERO,
+    };
+
+    /// Whether coalescing is on.
+    pub fn is_on(&self) -> bool {
+        self.max_tasks > 1 && !self.max_delay.is_zero()
+    }
+}
+
+impl Default for Coalesce {
+    /// Up to 16 task endings per wakeup, held at most 1 ms.
+    fn default() -> Self {
+        Coalesce {
+            max_tasks: 16,
+            max_delay: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Plans a socket's receive low-water mark (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct LowWater {
+    cfg: Coalesce,
+    /// The mark last returned by `plan` (1: the socket default).
+    applied: usize,
+    deadline: Option<Instant>,
+    /// A wait ended with nothing read: mark 1 until input arrives.
+    starved: bool,
+    input_since_plan: bool,
+    /// Estimated input rate, bytes per second (0: unknown).
+    rate: u64,
+    window: Option<(Instant, u64)>,
+}
+
+impl LowWater {
+    /// A planner for a new socket (mark 1).
+    pub fn new(cfg: Coalesce) -> Self {
+        LowWater {
+            cfg,
+            applied: 1,
+            deadline: None,
+            starved: false,
+            input_since_plan: false,
+            rate: 0,
+            window: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> Coalesce {
+        self.cfg
+    }
+
+    /// A new connection: its socket starts with the default mark of 1 and
+    /// the rate is measured afresh.
+    pub fn reset(&mut self) {
+        *self = LowWater::new(self.cfg);
+    }
+
+    /// The mark last planned (1: none).
+    pub fn mark(&self) -> usize {
+        self.applied
+    }
+
+    /// The estimated input rate in bytes per second (0 until measured).
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// When the wait for the planned mark must end; `None` while the mark
+    /// is 1. The driver then reads whatever is there (non-blocking) and, if
+    /// nothing was, calls [`LowWater::timeout`].
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Plans the next wait for input. `buffered`: bytes of a partial PDU
+    /// the driver holds (e.g. `RecvBuffer::filled().len()` after
+    /// [`Session::handle_input`]); `output_pending`: PDUs are still waiting
+    /// to be written (by the session or the driver): the target may be
+    /// waiting for them, so nothing is coalesced. Returns the mark to set on
+    /// the socket when it differs from the one set, else `None`.
+    pub fn plan(
+        &mut self,
+        session: &Session,
+        buffered: usize,
+        output_pending: bool,
+        now: Instant,
+    ) -> Option<usize> {
+        let want = if !self.cfg.is_on() || self.starved || output_pending || self.rate == 0 {
+            1
+        } else {
+            let open = session.expected_input(0).tasks;
+            if open < MIN_TASKS {
+                1
+            } else {
+                let k = (open / 2).min(self.cfg.max_tasks);
+                let owed = session.expected_input(k).bytes;
+                let budget = self
+                    .rate
+                    .saturating_mul(self.cfg.max_delay.as_nanos() as u64)
+                    / 2_000_000_000;
+                let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+                owed.min(budget)
+                    .min(MAX_MARK)
+                    .saturating_sub(buffered)
+                    .max(1)
+            }
+        };
+        self.input_since_plan = false;
+        self.deadline = (want > 1).then(|| now + self.cfg.max_delay);
+        if want != self.applied {
+            self.applied = want;
+            Some(want)
+        } else {
+            None
+        }
+    }
+
+    /// `n` bytes were read at `now`.
+    pub fn on_input(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.input_since_plan = true;
+        self.starved = false;
+        match &mut self.window {
+            None => self.window = Some((now, 0)),
+            Some((start, bytes)) => {
+                *bytes = bytes.saturating_add(n as u64);
+                let elapsed = now.saturating_duration_since(*start);
+                if elapsed >= RATE_WINDOW {
+                    let ns = elapsed.as_nanos().max(1);
+                    let sample =
+                        u64::try_from(u128::from(*bytes) * 1_000_000_000 / ns).unwrap_or(u64::MAX);
+                    self.rate = if self.rate == 0 {
+                        sample
+                    } else {
+                        (self.rate.saturating_mul(3) / 4).saturating_add(sample / 4)
+                    };
+                    *start = now;
+                    *bytes = 0;
+                }
+            }
+        }
+    }
+
+    /// The deadline passed and the driver has read what there was. If
+    /// nothing came since the plan, the mark drops to 1 until input
+    /// arrives (returned: set it); if too little came, the rate estimate
+    /// is halved.
+    pub fn timeout(&mut self) -> Option<usize> {
+        self.deadline.take()?;
+        if self.input_since_plan {
+            self.rate /= 2;
+            return None;
+        }
+        self.starved = true;
+        if self.applied != 1 {
+            self.applied = 1;
+            Some(1)
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Receive coalescing: what the target owes (`Session::expected_input`) and
+//! the low-water mark planner (`LowWater`), against a scripted target.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use iscsi_proto::initiator::coalesce::{MAX_MARK, MIN_TASKS};
+use iscsi_proto::initiator::{Coalesce, ExpectedInput, LowWater, ScsiCommand, SessionConfig};
+use iscsi_proto::testing::{LoginResponder, Pair};
+use iscsi_proto::wire::pdu::{Header, Residual};
+
+const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+const WRITE10: [u8; 10] = [0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+const BHS: usize = 48;
+
+fn cfg() -> SessionConfig {
+    SessionConfig::new("iqn.2024-01.test:init").with_target("iqn.2024-01.test:disk")
+}
+
+fn plain() -> Pair {
+    let mut p = Pair::new(cfg());
+    p.login_with(&mut LoginResponder::plain());
+    assert!(p.session.is_logged_in());
+    p
+}
+
+/// Our MaxRecvDataSegmentLength: the longest Data-In segment.
+fn seg(p: &Pair) -> usize {
+    p.session
+        .negotiated()
+        .unwrap()
+        .initiator_max_recv_data_segment_length as usize
+}
+
+fn read(p: &mut Pair, len: u32) {
+    p.session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], len))
+        .unwrap();
+}
+
+fn write(p: &mut Pair, len: usize) {
+    let data = Bytes::from(vec![7u8; len]);
+    p.session
+        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], data))
+        .unwrap();
+}
+
+/// Feeds the planner `bytes_per_ms` bytes every millisecond for 20 ms of
+/// virtual time, so it has a rate estimate.
+fn warm_up(lw: &mut LowWater, p: &mut Pair, bytes_per_ms: usize) {
+    for _ in 0..20 {
+        p.advance(Duration::from_millis(1));
+        lw.on_input(bytes_per_ms, p.now);
+    }
+}
+
+#[test]
+fn nothing_is_owed_before_login() {
+    let p = Pair::new(cfg());
+    assert_eq!(p.session.expected_input(8), ExpectedInput::default());
+}
+
+#[test]
+fn reads_owe_their_data_and_headers_writes_a_header() {
+    let mut p = plain();
+    for _ in 0..3 {
+        read(&mut p, 4096);
+    }
+    write(&mut p, 512);
+    // Not yet taken by the driver, but numbered: counted (the driver does
+    // not coalesce while output is pending).
+    p.flush();
+    let all = p.session.expected_input(0);
+    assert_eq!((all.tasks, all.bytes), (4, 0));
+    // The least first: the write's SCSI Response, then whole reads with
+    // their status in the last Data-In.
+    assert_eq!(p.session.expected_input(1).bytes, BHS);
+    assert_eq!(p.session.expected_input(2).bytes, BHS + 4096 + BHS);
+    assert_eq!(p.session.expected_input(4).bytes, BHS + 3 * (4096 + BHS));
+    assert_eq!(p.session.expected_input(100).bytes, BHS + 3 * (4096 + BHS));
+}
+
+#[test]
+fn a_long_read_owes_one_header_per_segment_and_less_once_data_came() {
+    let mut p = plain();
+    let s = seg(&p);
+    let len = 2 * s + 100;
+    read(&mut p, len as u32);
+    p.flush();
+    let c = match p.target.expect().header {
+        Header::ScsiCommand(c) => c,
+        h => panic!("{:?}", h.opcode()),
+    };
+    assert_eq!(p.session.expected_input(1).bytes, len + 3 * BHS);
+    // The first segment arrives: the rest is owed.
+    p.target.ack_cmd(c.cmd_sn);
+    p.target.data_in(c.itt, 0, 0, &vec![1u8; s], None);
+    p.deliver();
+    assert_eq!(p.session.expected_input(1).bytes, s + 100 + 2 * BHS);
+    p.target.data_in(c.itt, 1, s as u32, &vec![1u8; s], None);
+    p.deliver();
+    assert_eq!(p.session.expected_input(1).bytes, 100 + BHS);
+    // The last segment with the status: nothing owed.
+    p.target.data_in(
+        c.itt,
+        2,
+        2 * s as u32,
+        &[1u8; 100],
+        Some((0, Residual::None)),
+    );
+    p.deliver();
+    assert_eq!(p.session.expected_input(1), ExpectedInput::default());
+}
+
+#[test]
+fn commands_held_by_a_closed_window_owe_nothing() {
+    // MaxCmdSN = ExpCmdSN - 1 at login: the window is closed (RFC 7143
+    // 4.2.2.1).
+    let mut r = LoginResponder::plain();
+    r.window = (0, 0);
+    let mut p = Pair::new(cfg());
+    p.login_with(&mut r);
+    assert!(!p.session.window().is_open());
+    read(&mut p, 4096);
+    read(&mut p, 4096);
+    p.flush();
+    assert_eq!(p.session.queued_commands(), 2);
+    assert_eq!(p.session.expected_input(2), ExpectedInput::default());
+}
+
+#[test]
+fn planner_stays_at_one_without_a_rate_tasks_or_when_off() {
+    let mut p = plain();
+    for _ in 0..8 {
+        read(&mut p, 4096);
+    }
+    p.flush();
+    let mut lw = LowWater::new(Coalesce::default());
+    // No rate measured yet.
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+    assert_eq!((lw.mark(), lw.deadline()), (1, None));
+    warm_up(&mut lw, &mut p, 1 << 20);
+    assert!(lw.rate() > 0);
+    // Output pending: the target may be waiting for it.
+    assert_eq!(lw.plan(&p.session, 0, true, p.now), None);
+    assert_eq!(lw.mark(), 1);
+    // Off.
+    let mut off = LowWater::new(Coalesce::OFF);
+    warm_up(&mut off, &mut p, 1 << 20);
+    assert_eq!(off.plan(&p.session, 0, false, p.now), None);
+    // Too few tasks at the target.
+    let mut q = plain();
+    for _ in 0..MIN_TASKS - 1 {
+        read(&mut q, 4096);
+    }
+    q.flush();
+    let mut lw = LowWater::new(Coalesce::default());
+    warm_up(&mut lw, &mut q, 1 << 20);
+    assert_eq!(lw.plan(&q.session, 0, false, q.now), None);
+}
+
+#[test]
+fn planner_waits_for_half_the_tasks_then_falls_back() {
+    let mut p = plain();
+    for _ in 0..8 {
+        read(&mut p, 4096);
+    }
+    p.flush();
+    let cfg = Coalesce::default();
+    let mut lw = LowWater::new(cfg);
+    // 1 MiB per ms is 512 KiB per half max delay: far above 4 reads.
+    warm_up(&mut lw, &mut p, 1 << 20);
+    let four = 4 * (4096 + BHS);
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), Some(four));
+    assert_eq!(lw.deadline(), Some(p.now + cfg.max_delay));
+    // Unchanged: nothing to set again. A partial PDU held by the driver
+    // counts towards the mark.
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+    assert_eq!(lw.plan(&p.session, 100, false, p.now), Some(four - 100));
+    // The deadline passes with nothing read: back to 1 until input.
+    assert_eq!(lw.timeout(), Some(1));
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+    assert_eq!((lw.mark(), lw.deadline()), (1, None));
+    p.advance(Duration::from_micros(100));
+    lw.on_input(10, p.now);
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), Some(four));
+    // The deadline passes with too little read: the rate is halved.
+    let rate = lw.rate();
+    lw.on_input(10, p.now);
+    assert_eq!(lw.timeout(), None);
+    assert_eq!(lw.rate(), rate / 2);
+    // A new connection starts afresh.
+    lw.reset();
+    assert_eq!((lw.mark(), lw.rate(), lw.deadline()), (1, 0, None));
+}
+
+#[test]
+fn planner_caps_the_mark_by_rate_tasks_and_size() {
+    let mut p = plain();
+    for _ in 0..40 {
+        read(&mut p, 4096);
+    }
+    p.flush();
+    // max_tasks caps k below half of 40.
+    let mut lw = LowWater::new(Coalesce {
+        max_tasks: 5,
+        ..Coalesce::default()
+    });
+    warm_up(&mut lw, &mut p, 1 << 20);
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), Some(5 * (4096 + BHS)));
+    // A slow target: 8 KiB per ms is 4 KiB per half max delay.
+    let mut slow = LowWater::new(Coalesce::default());
+    warm_up(&mut slow, &mut p, 8192);
+    let m = slow.plan(&p.session, 0, false, p.now).unwrap();
+    assert!((4000..=4200).contains(&m), "{m}");
+    // Huge reads: at most MAX_MARK.
+    let mut q = plain();
+    for _ in 0..8 {
+        read(&mut q, 4 << 20);
+    }
+    q.flush();
+    let mut lw = LowWater::new(Coalesce::default());
+    warm_up(&mut lw, &mut q, 64 << 20);
+    assert_eq!(lw.plan(&q.session, 0, false, q.now), Some(MAX_MARK));
+}
