@@ -240,7 +240,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::initiator::{Auth, Event, LogoutMode, ScsiCommand, Session, SessionConfig, TaskId};
+use crate::initiator::coalesce::MAX_MARK;
+use crate::initiator::{
+    Auth, Coalesce, Event, ExpectedInput, LogoutMode, LowWater, ScsiCommand, Session,
+    SessionConfig, TaskId,
+};
 use crate::wire::pdu::{LoginResponse, Stage, TmfFunction};
 use crate::wire::serial::Serial;
 
@@ -393,6 +397,8 @@ pub fn initiator_stream(data: &[u8]) {
     let mut buf = BytesMut::new();
     let mut tasks: Vec<TaskId> = Vec::new();
     let write_buf = Bytes::from(vec![0x5au8; 70_000]);
+    // The receive coalescing planner rides along, as a driver would use it.
+    let mut lw = LowWater::new(Coalesce::default());
     let mut steps = 0;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
@@ -406,6 +412,7 @@ pub fn initiator_stream(data: &[u8]) {
                 let n = (arg + 1) * 13;
                 let (chunk, tail) = rest.split_at(n.min(rest.len()));
                 rest = tail;
+                lw.on_input(chunk.len(), now);
                 feed(&mut s, now, &mut buf, chunk, &mut out);
             }
             6 => {
@@ -462,6 +469,9 @@ pub fn initiator_stream(data: &[u8]) {
             }
             14 => {
                 now += Duration::from_millis(250 * (arg as u64 + 1));
+                if lw.deadline().is_some_and(|d| d <= now) {
+                    let _ = lw.timeout();
+                }
                 s.handle_timeout(now);
             }
             _ => {
@@ -484,19 +494,41 @@ pub fn initiator_stream(data: &[u8]) {
         }
         if reconnect {
             buf.clear();
+            lw.reset();
             s.handle_connected(now);
             drain(&mut s, now, &mut out);
         }
+        let _ = lw.plan(&s, buf.len(), s.has_transmit(), now);
+        assert!((1..=MAX_MARK).contains(&lw.mark()));
+        assert_eq!(lw.deadline().is_some(), lw.mark() > 1);
         // Both counts are O(tasks): checked every 32 steps (and at the
         // end) so that long inputs stay fast to execute.
         if steps % 32 == 0 {
             check_counts(&s, tasks.len());
+            check_expected_input(&s);
         }
         if s.is_closed() {
             break;
         }
     }
     check_counts(&s, tasks.len());
+    check_expected_input(&s);
+}
+
+/// What the target owes grows with the number of tasks asked about, and
+/// the task count does not depend on it.
+fn check_expected_input(s: &Session) {
+    let all = s.expected_input(64);
+    assert_eq!(
+        s.expected_input(0),
+        ExpectedInput {
+            tasks: all.tasks,
+            bytes: 0
+        }
+    );
+    let (one, two) = (s.expected_input(1), s.expected_input(2));
+    assert!(one.bytes <= two.bytes && two.bytes <= all.bytes);
+    assert_eq!((one.tasks, two.tasks), (all.tasks, all.tasks));
 }
 
 /// The caller's tasks in flight and queued never exceed what was submitted.
