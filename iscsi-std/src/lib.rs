@@ -200,12 +200,11 @@ impl Client {
             batch: Vec::with_capacity(BATCH),
             done: VecDeque::new(),
             armed: None,
-            low_water: LowWater::new(Coalesce::OFF),
+            low_water: LowWater::new(coalesce),
             async_events: VecDeque::new(),
             closed: None,
             logged_in: false,
         };
-        client.low_water = LowWater::new(coalesce);
         client.run_until(|c| c.logged_in)?;
         Ok(client)
     }
@@ -607,9 +606,7 @@ impl Client {
         // the planner's deadline, then the mark drops to 1 if nothing came.
         let buffered = self.rx.filled().len();
         if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
-            if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
-                self.low_water = LowWater::new(Coalesce::OFF);
-            }
+            set_low_water(&mut self.low_water, &conn.stream, mark);
         }
         if let Some(d) = self.low_water.deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
@@ -617,20 +614,14 @@ impl Client {
                 Ok(true) => {}
                 Ok(false) => {
                     if let Some(mark) = self.low_water.timeout() {
-                        if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
-                            self.low_water = LowWater::new(Coalesce::OFF);
-                        }
+                        set_low_water(&mut self.low_water, &conn.stream, mark);
                     }
                     if core_deadline.is_some_and(|c| c <= Instant::now()) {
                         self.session.handle_timeout(Instant::now());
                         return Ok(());
                     }
                 }
-                Err(_) => {
-                    // Back to the socket default, and no more coalescing.
-                    let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
-                    self.low_water = LowWater::new(Coalesce::OFF);
-                }
+                Err(_) => set_low_water(&mut self.low_water, &conn.stream, 0),
             }
         }
         let max_pdu = self.session.max_recv_pdu_len();
@@ -661,6 +652,15 @@ impl Client {
             Err(_) => self.connection_lost(),
         }
         Ok(())
+    }
+}
+
+/// Sets the socket's receive low-water mark as planned; `0`, or a failure,
+/// puts the socket back to the default (1) and stops coalescing.
+fn set_low_water(lw: &mut LowWater, stream: &TcpStream, mark: usize) {
+    if mark == 0 || iscsi_sys::set_recv_low_water(stream, mark).is_err() {
+        let _ = iscsi_sys::set_recv_low_water(stream, 1);
+        *lw = LowWater::new(Coalesce::OFF);
     }
 }
 
