@@ -45,7 +45,7 @@ pub struct CaptureReport {
     pub data_digest_frames: usize,
     /// Every `key=value` of every Login/Text PDU, in order.
     pub key_values: Vec<String>,
-    /// Lines tshark printed for `_ws.malformed || _ws.expert.severity == error`.
+    /// Lines tshark printed for [`BAD_FRAMES`].
     pub problems: Vec<String>,
 }
 
@@ -239,6 +239,15 @@ impl Drop for Capture {
 
 const READ_LIMIT: Duration = Duration::from_secs(60);
 
+/// The frames a clean capture has none of: malformed, or with an expert
+/// error, except segments TCP itself flags as reordered or retransmitted
+/// (loopback reorders when the sender moves between CPUs; tshark then
+/// reassembles the bytes twice and reports the overlap as an error that
+/// says nothing about the iSCSI stream; see `live::is_tcp_recovery`).
+pub const BAD_FRAMES: &str = "(_ws.malformed || _ws.expert.severity == error) \
+     && !tcp.analysis.out_of_order && !tcp.analysis.retransmission \
+     && !tcp.analysis.spurious_retransmission && !tcp.analysis.fast_retransmission";
+
 /// Reads `pcap` with tshark (TCP `port` decoded as iSCSI): counts PDUs,
 /// collects opcodes, digests and login keys, and the frames tshark flags
 /// as malformed or as expert errors.
@@ -248,15 +257,7 @@ pub fn analyze(pcap: &Path, port: u16) -> Result<CaptureReport, String> {
     let bad = run(
         READ_LIMIT,
         "tshark",
-        &[
-            "-n",
-            "-r",
-            &file,
-            "-d",
-            &decode,
-            "-Y",
-            "_ws.malformed || _ws.expert.severity == error",
-        ],
+        &["-n", "-r", &file, "-d", &decode, "-Y", BAD_FRAMES],
     )?;
     if !bad.success() {
         return Err(bad.describe());

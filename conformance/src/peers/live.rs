@@ -84,6 +84,11 @@ pub fn parse_live_line(line: &str) -> Option<LiveFrame> {
         number,
         ..LiveFrame::default()
     };
+    // A segment TCP itself delivered again or out of order (loopback can
+    // reorder when the sender moves between CPUs; the receiver's SACK then
+    // brings a retransmission): tshark reassembles its bytes twice and
+    // reports an overlap "error" that says nothing about the iSCSI stream.
+    let tcp_recovered = msgs.iter().any(|m| is_tcp_recovery(m));
     for (i, s) in sev.iter().enumerate() {
         let v = parse_num(s).unwrap_or(0);
         // With a '|' inside a message the lists no longer line up: then
@@ -93,7 +98,7 @@ pub fn parse_live_line(line: &str) -> Option<LiveFrame> {
         } else {
             col(2).to_string()
         };
-        if v >= SEVERITY_ERROR {
+        if v >= SEVERITY_ERROR && !tcp_recovered {
             f.expert_errors.push(msg.clone());
         }
         if msg.contains("not captured") || msg.contains("wasn't captured") {
@@ -681,6 +686,19 @@ fn frame_loop(out: impl Read, shared: &(Mutex<FrameState>, Condvar)) {
     cv.notify_all();
 }
 
+/// Whether an expert message is TCP's own analysis of a reordered or
+/// retransmitted segment.
+pub fn is_tcp_recovery(msg: &str) -> bool {
+    [
+        "(suspected) out-of-order segment",
+        "(suspected) retransmission",
+        "(suspected) spurious retransmission",
+        "(suspected) fast retransmission",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +726,14 @@ mod tests {
         assert_eq!(g.r2t_desired, vec![65536]);
         assert!(parse_live_line("").is_none());
         assert!(parse_live_line("x\t").is_none());
+        // A reordered segment's reassembly overlap is TCP's, not ours; the
+        // same error without TCP's out-of-order flag still counts.
+        let o = parse_live_line("85\t4194304|8388608\tThis frame is a (suspected) out-of-order segment|New fragment overlaps old data (retransmission?)\t\t").unwrap();
+        assert!(o.expert_errors.is_empty());
+        let m =
+            parse_live_line("86\t8388608\tNew fragment overlaps old data (retransmission?)\t\t")
+                .unwrap();
+        assert_eq!(m.expert_errors.len(), 1);
         // Opcodes and lengths that do not line up are not paired.
         let h = parse_live_line("4\t\t\t0x01|0x05\t100").unwrap();
         assert_eq!(h.pdus, vec![(0x01, 0), (0x05, 0)]);
