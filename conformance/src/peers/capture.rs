@@ -45,7 +45,7 @@ pub struct CaptureReport {
     pub data_digest_frames: usize,
     /// Every `key=value` of every Login/Text PDU, in order.
     pub key_values: Vec<String>,
-    /// Lines tshark printed for [`BAD_FRAMES`].
+    /// Lines tshark printed for `BAD_FRAMES`.
     pub problems: Vec<String>,
 }
 
