@@ -38,6 +38,16 @@ fn read(p: &mut Pair, len: u32) {
         .unwrap();
 }
 
+/// A logged-in session with `n` reads of `len` bytes sent to the target.
+fn reading(n: usize, len: u32) -> Pair {
+    let mut p = plain();
+    for _ in 0..n {
+        read(&mut p, len);
+    }
+    p.flush();
+    p
+}
+
 fn write(p: &mut Pair, len: usize) {
     let data = Bytes::from(vec![7u8; len]);
     p.session
@@ -130,11 +140,7 @@ fn commands_held_by_a_closed_window_owe_nothing() {
 
 #[test]
 fn planner_stays_at_one_without_a_rate_tasks_or_when_off() {
-    let mut p = plain();
-    for _ in 0..8 {
-        read(&mut p, 4096);
-    }
-    p.flush();
+    let mut p = reading(8, 4096);
     let mut lw = LowWater::new(Coalesce::default());
     // No rate measured yet.
     assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
@@ -149,11 +155,7 @@ fn planner_stays_at_one_without_a_rate_tasks_or_when_off() {
     warm_up(&mut off, &mut p, 1 << 20);
     assert_eq!(off.plan(&p.session, 0, false, p.now), None);
     // Too few tasks at the target.
-    let mut q = plain();
-    for _ in 0..MIN_TASKS - 1 {
-        read(&mut q, 4096);
-    }
-    q.flush();
+    let mut q = reading(MIN_TASKS - 1, 4096);
     let mut lw = LowWater::new(Coalesce::default());
     warm_up(&mut lw, &mut q, 1 << 20);
     assert_eq!(lw.plan(&q.session, 0, false, q.now), None);
@@ -161,11 +163,7 @@ fn planner_stays_at_one_without_a_rate_tasks_or_when_off() {
 
 #[test]
 fn planner_waits_for_half_the_tasks_then_falls_back() {
-    let mut p = plain();
-    for _ in 0..8 {
-        read(&mut p, 4096);
-    }
-    p.flush();
+    let mut p = reading(8, 4096);
     let cfg = Coalesce::default();
     let mut lw = LowWater::new(cfg);
     // 1 MiB per ms is 512 KiB per half max delay: far above 4 reads.
@@ -196,11 +194,7 @@ fn planner_waits_for_half_the_tasks_then_falls_back() {
 
 #[test]
 fn planner_caps_the_mark_by_rate_tasks_and_size() {
-    let mut p = plain();
-    for _ in 0..40 {
-        read(&mut p, 4096);
-    }
-    p.flush();
+    let mut p = reading(40, 4096);
     // max_tasks caps k below half of 40.
     let mut lw = LowWater::new(Coalesce {
         max_tasks: 5,
@@ -214,11 +208,7 @@ fn planner_caps_the_mark_by_rate_tasks_and_size() {
     let m = slow.plan(&p.session, 0, false, p.now).unwrap();
     assert!((4000..=4200).contains(&m), "{m}");
     // Huge reads: at most MAX_MARK.
-    let mut q = plain();
-    for _ in 0..8 {
-        read(&mut q, 4 << 20);
-    }
-    q.flush();
+    let mut q = reading(8, 4 << 20);
     let mut lw = LowWater::new(Coalesce::default());
     warm_up(&mut lw, &mut q, 64 << 20);
     assert_eq!(lw.plan(&q.session, 0, false, q.now), Some(MAX_MARK));
