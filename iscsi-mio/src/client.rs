@@ -228,10 +228,8 @@ impl Client {
     /// [`Coalesce::default`]; [`Coalesce::OFF`] turns it off. Applies from
     /// the next wait.
     pub fn set_coalesce(&mut self, coalesce: Coalesce) {
-        if let Some(conn) = self.conn.as_ref().filter(|c| c.connected) {
-            if self.low_water.mark() != 1 {
-                let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
-            }
+        if self.low_water.mark() != 1 {
+            self.set_low_water(1);
         }
         self.low_water = LowWater::new(coalesce);
     }
@@ -270,10 +268,7 @@ impl Client {
     /// [`Client::handle_timeout`] once it passes (the core's timers, and
     /// the end of a wait for a receive low-water mark).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.session.poll_timeout(), self.low_water.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.low_water.earliest(self.session.poll_timeout())
     }
 
     /// The next event for the application: everything the core emits
@@ -336,12 +331,10 @@ impl Client {
     /// Sets the socket's receive low-water mark; if that fails, coalescing
     /// stops.
     fn set_low_water(&mut self, mark: usize) {
-        let Some(conn) = self.conn.as_ref().filter(|c| c.connected) else {
-            return;
-        };
-        if iscsi_sys::set_recv_low_water(&conn.stream, mark).is_err() {
-            let _ = iscsi_sys::set_recv_low_water(&conn.stream, 1);
-            self.low_water = LowWater::new(Coalesce::OFF);
+        if let Some(conn) = self.conn.as_ref().filter(|c| c.connected) {
+            let stream = &conn.stream;
+            self.low_water
+                .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
         }
     }
 

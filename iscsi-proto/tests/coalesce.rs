@@ -213,3 +213,40 @@ fn planner_caps_the_mark_by_rate_tasks_and_size() {
     warm_up(&mut lw, &mut q, 64 << 20);
     assert_eq!(lw.plan(&q.session, 0, false, q.now), Some(MAX_MARK));
 }
+
+#[test]
+fn a_failed_socket_call_turns_coalescing_off_and_deadlines_merge() {
+    let mut p = reading(8, 4096);
+    let mut lw = LowWater::new(Coalesce::default());
+    warm_up(&mut lw, &mut p, 1 << 20);
+    let mark = lw.plan(&p.session, 0, false, p.now).unwrap();
+    let d = lw.deadline().unwrap();
+    assert_eq!(lw.earliest(None), Some(d));
+    assert_eq!(lw.earliest(Some(d + Duration::from_secs(1))), Some(d));
+    let sooner = d - Duration::from_micros(10);
+    assert_eq!(lw.earliest(Some(sooner)), Some(sooner));
+    // A socket call that works leaves the planner as it is.
+    let mut set = Vec::new();
+    lw.apply(mark, |m| {
+        set.push(m);
+        true
+    });
+    assert_eq!(
+        (set.as_slice(), lw.config()),
+        (&[mark][..], Coalesce::default())
+    );
+    // One that fails: the socket is put back to 1 and nothing is coalesced
+    // any more.
+    let mut set = Vec::new();
+    lw.apply(mark, |m| {
+        set.push(m);
+        m == 1
+    });
+    assert_eq!(set, [mark, 1]);
+    assert_eq!(lw.config(), Coalesce::OFF);
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+    assert_eq!(
+        (lw.mark(), lw.deadline(), lw.earliest(None)),
+        (1, None, None)
+    );
+}

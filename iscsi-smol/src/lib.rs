@@ -513,12 +513,10 @@ impl Driver {
     /// Sets the socket's receive low-water mark; if that fails, coalescing
     /// stops.
     fn set_low_water(&mut self, mark: usize) {
-        let Some(conn) = self.conn.as_ref() else {
-            return;
-        };
-        if iscsi_sys::set_recv_low_water(conn.get_ref(), mark).is_err() {
-            let _ = iscsi_sys::set_recv_low_water(conn.get_ref(), 1);
-            self.low_water = LowWater::new(Coalesce::OFF);
+        if let Some(conn) = self.conn.as_ref() {
+            let stream = conn.get_ref();
+            self.low_water
+                .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
         }
     }
 
@@ -549,10 +547,7 @@ impl Driver {
                 _ => future::pending().await,
             }
         };
-        let deadline = match (self.session.poll_timeout(), self.low_water.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = self.low_water.earliest(self.session.poll_timeout());
         let timer = async {
             match deadline {
                 Some(d) => {

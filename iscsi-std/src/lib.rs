@@ -606,7 +606,9 @@ impl Client {
         // the planner's deadline, then the mark drops to 1 if nothing came.
         let buffered = self.rx.filled().len();
         if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
-            set_low_water(&mut self.low_water, &conn.stream, mark);
+            let stream = &conn.stream;
+            self.low_water
+                .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
         }
         if let Some(d) = self.low_water.deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
@@ -614,14 +616,20 @@ impl Client {
                 Ok(true) => {}
                 Ok(false) => {
                     if let Some(mark) = self.low_water.timeout() {
-                        set_low_water(&mut self.low_water, &conn.stream, mark);
+                        let stream = &conn.stream;
+                        self.low_water
+                            .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
                     }
                     if core_deadline.is_some_and(|c| c <= Instant::now()) {
                         self.session.handle_timeout(Instant::now());
                         return Ok(());
                     }
                 }
-                Err(_) => set_low_water(&mut self.low_water, &conn.stream, 0),
+                Err(_) => {
+                    let stream = &conn.stream;
+                    self.low_water
+                        .turn_off(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+                }
             }
         }
         let max_pdu = self.session.max_recv_pdu_len();
@@ -652,15 +660,6 @@ impl Client {
             Err(_) => self.connection_lost(),
         }
         Ok(())
-    }
-}
-
-/// Sets the socket's receive low-water mark as planned; `0`, or a failure,
-/// puts the socket back to the default (1) and stops coalescing.
-fn set_low_water(lw: &mut LowWater, stream: &TcpStream, mark: usize) {
-    if mark == 0 || iscsi_sys::set_recv_low_water(stream, mark).is_err() {
-        let _ = iscsi_sys::set_recv_low_water(stream, 1);
-        *lw = LowWater::new(Coalesce::OFF);
     }
 }
 

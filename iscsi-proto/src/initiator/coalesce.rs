@@ -34,11 +34,11 @@
 //! assert_eq!(lw.mark(), 1);
 //! // Before each wait:
 //! //   if let Some(m) = lw.plan(&session, rx.filled().len(), tx_pending, now) {
-//! //       set SO_RCVLOWAT to m
+//! //       lw.apply(m, |m| set SO_RCVLOWAT to m);
 //! //   }
-//! //   wait for readability until lw.deadline() (and the core's deadline);
+//! //   wait for readability until lw.earliest(session.poll_timeout());
 //! //   on input: lw.on_input(n, now);
-//! //   on the deadline with nothing read: if let Some(m) = lw.timeout() { set m }
+//! //   on lw.deadline() with nothing read: if let Some(m) = lw.timeout() { lw.apply(m, ..) }
 //! assert_eq!(lw.timeout(), None);
 //! ```
 
@@ -145,6 +145,31 @@ impl LowWater {
     /// nothing was, calls [`LowWater::timeout`].
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// The earlier of [`LowWater::deadline`] and `other` (e.g. the core's
+    /// [`Session::poll_timeout`]): when the driver's wait must end.
+    pub fn earliest(&self, other: Option<Instant>) -> Option<Instant> {
+        match (self.deadline, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets `mark` (from [`LowWater::plan`] or [`LowWater::timeout`]) with
+    /// `set`, the driver's socket call (true on success). If it fails,
+    /// coalescing stops ([`LowWater::turn_off`]).
+    pub fn apply(&mut self, mark: usize, mut set: impl FnMut(usize) -> bool) {
+        if !set(mark) {
+            self.turn_off(set);
+        }
+    }
+
+    /// Stops coalescing: the socket goes back to mark 1 (best effort, with
+    /// `set`) and every later plan is 1.
+    pub fn turn_off(&mut self, set: impl FnOnce(usize) -> bool) {
+        let _ = set(1);
+        *self = LowWater::new(Coalesce::OFF);
     }
 
     /// Plans the next wait for input. `buffered`: bytes of a partial PDU
