@@ -1,0 +1,518 @@
+//! Full Feature Phase, receive side: one handler per target PDU
+//! (RFC 7143 section 11), StatSN acknowledgement.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::*;
+
+impl Session {
+
+    pub(super) fn on_pdu(&mut self, now: Instant, pdu: Pdu) -> Result<(), ConnectionError> {
+        if matches!(self.phase, Phase::Login(_)) {
+            return self.on_login_pdu(now, pdu);
+        }
+        let Pdu { header, data, .. } = pdu;
+        tracing::trace!(target: "iscsi::pdu", ?header, len = data.len(), "received");
+        match header {
+            Header::NopIn(h) => self.on_nop_in(h, data),
+            Header::ScsiResponse(h) => self.on_scsi_response(h, data),
+            Header::DataIn(h) => self.on_data_in(h, data),
+            Header::R2t(h) => self.on_r2t(h),
+            Header::TaskMgmtResponse(h) => {
+                self.ack(h.stat_sn)?;
+                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+                if let Some(Task {
+                    kind: Kind::Tmf { function, affected },
+                    ..
+                }) = self.tasks.get_mut(h.itt)
+                {
+                    let (function, affected) = (*function, core::mem::take(affected));
+                    // RFC 7143 section 11.6.1: "Function complete" means the
+                    // affected tasks are gone at the target; any that had
+                    // not completed yet end here, exactly once.
+                    if h.response == w::TmfResponse::FunctionComplete {
+                        for itt in affected {
+                            self.complete(itt, TaskOutcome::Failed(TaskError::Aborted(function)));
+                        }
+                    }
+                    self.complete(h.itt, TaskOutcome::TaskManagement(h.response));
+                }
+                Ok(())
+            }
+            Header::TextResponse(h) => self.on_text_response(h, data),
+            Header::LogoutResponse(h) => {
+                self.ack(h.stat_sn)?;
+                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+                if matches!(
+                    self.tasks.get(h.itt),
+                    Some(Task {
+                        kind: Kind::Logout,
+                        ..
+                    })
+                ) {
+                    let result = LogoutResult {
+                        response: h.response,
+                        time2wait: h.time2wait,
+                        time2retain: h.time2retain,
+                    };
+                    tracing::info!(target: "iscsi::login", response = ?h.response, "logged out");
+                    self.complete(h.itt, TaskOutcome::LoggedOut(result));
+                    self.fail_user_tasks(TaskError::LoggedOut, None);
+                    self.close_quietly();
+                    self.events.push_back(Event::Closed(None));
+                    Ok(())
+                } else {
+                    Err(violation(
+                        "Logout Response without a Logout Request",
+                        "11.15",
+                    ))
+                }
+            }
+            Header::AsyncMessage(h) => self.on_async(now, h, data),
+            Header::Reject(h) => {
+                self.ack(h.stat_sn)?;
+                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+                // RFC 7143 section 11.17: the data segment holds the
+                // header of the rejected PDU; its ITT names the task.
+                let itt = data
+                    .get(16..20)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(RESERVED_TAG);
+                let first = data.first().copied().unwrap_or(0);
+                let opcode = first & 0x3f;
+                let immediate = first & 0x40 != 0;
+                // Command PDUs (RFC 7143 section 11.2.1.2): NOP-Out, SCSI
+                // Command, Task Management, Text, Logout. Data-Out and
+                // SNACK are not.
+                let is_command = matches!(opcode, 0x00 | 0x01 | 0x02 | 0x04 | 0x06);
+                tracing::warn!(target: "iscsi::session", reason = ?h.reason, opcode, itt, "Reject received (RFC 7143 section 11.17)");
+                if itt != RESERVED_TAG && self.tasks.get(itt).is_some() && !is_command {
+                    // RFC 7143 section 7.3: "Targets MUST NOT implicitly
+                    // terminate an active task by sending a Reject PDU for
+                    // any PDU exchanged during the life of the task"; the
+                    // initiator "can eventually expect a response". The
+                    // task (and its remaining Data-Out) goes on.
+                } else if itt != RESERVED_TAG && self.tasks.get(itt).is_some() {
+                    if matches!(self.tasks.get(itt).map(|t| &t.kind), Some(Kind::Logout)) {
+                        self.logout_sent = false;
+                        self.logout_deadline = None;
+                    }
+                    if !immediate && matches!(opcode, 0x01 | 0x04) {
+                        self.plug_cmd_sn_gap(itt);
+                    }
+                    self.complete(itt, TaskOutcome::Failed(TaskError::Rejected(h.reason)));
+                } else {
+                    self.events.push_back(Event::Rejected { reason: h.reason });
+                }
+                Ok(())
+            }
+            Header::LoginResponse(_) => {
+                Err(violation("Login Response in Full Feature Phase", "11.13"))
+            }
+            // Initiator opcodes from the target: RFC 7143 section 11.2.1.2
+            // "targets MUST NOT use initiator opcodes".
+            _ => Err(ConnectionError::Protocol(ProtocolError::Violation {
+                rule: "initiator opcode sent by the target",
+                section: "11.2.1.2",
+                reject: Some(w::RejectReason::ProtocolError),
+            })),
+        }
+    }
+
+    /// Acknowledges a status-bearing StatSN (RFC 7143 section 4.2.2.2):
+    /// in order it advances ExpStatSN (past any StatSN that arrived early);
+    /// an old one is ignored; one up to [`STAT_SN_AHEAD`] ahead is
+    /// remembered until the gap before it fills; a larger jump means lost
+    /// status, a connection failure at ErrorRecoveryLevel 0.
+    pub(super) fn ack(&mut self, stat_sn: Serial) -> Result<(), ConnectionError> {
+        let ahead = stat_sn.0.wrapping_sub(self.exp_stat_sn.0);
+        if ahead == 0 {
+            self.exp_stat_sn = stat_sn.next();
+            // Bit 0 now stands for the new ExpStatSN itself.
+            loop {
+                let received = self.stat_sn_ahead & 1 != 0;
+                self.stat_sn_ahead >>= 1;
+                if !received {
+                    break;
+                }
+                self.exp_stat_sn = self.exp_stat_sn.next();
+            }
+            Ok(())
+        } else if stat_sn.precedes(self.exp_stat_sn) {
+            Ok(())
+        } else if ahead <= STAT_SN_AHEAD {
+            self.stat_sn_ahead |= 1u64 << (ahead - 1);
+            Ok(())
+        } else {
+            Err(ConnectionError::Protocol(ProtocolError::StatSnGap {
+                expected: self.exp_stat_sn.0,
+                received: stat_sn.0,
+            }))
+        }
+    }
+
+    pub(super) fn on_nop_in(&mut self, h: w::NopIn, data: Bytes) -> Result<(), ConnectionError> {
+        if h.itt == RESERVED_TAG {
+            // RFC 7143 section 11.19.2: with ITT 0xffffffff the StatSN is
+            // "not advanced": a target ping or a window update.
+            self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+            if h.ttt != RESERVED_TAG {
+                tracing::debug!(target: "iscsi::nop", ttt = h.ttt, len = data.len(), "answering the target's NOP-In ping");
+                // RFC 7143 section 11.18.3: the answer to a target ping
+                // "MUST" carry ITT 0xffffffff, the NOP-In's TTT and LUN,
+                // and (section 11.18.2) echo its data; it goes out as an
+                // immediate command right away.
+                let limit = self.target_mrdsl() as usize;
+                let echo = data.slice(..data.len().min(limit));
+                let nop = w::NopOut {
+                    immediate: true,
+                    lun: h.lun,
+                    itt: RESERVED_TAG,
+                    ttt: h.ttt,
+                    cmd_sn: Serial(0),
+                    exp_stat_sn: Serial(0),
+                };
+                self.urgent.push_back(OutPdu {
+                    header: nop.into(),
+                    ahs: Vec::new(),
+                    data: echo,
+                    digests: self.tx_digests,
+                    data_out: None,
+                    numbered: false,
+                });
+            }
+            return Ok(());
+        }
+        // A reply to our ping consumes a StatSN (section 11.19.2).
+        self.ack(h.stat_sn)?;
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        // RFC 7143 section 11.19.1: a reply carries TTT 0xffffffff.
+        match self.tasks.get(h.itt) {
+            Some(Task {
+                kind: Kind::Nop, ..
+            }) => {
+                self.complete(h.itt, TaskOutcome::Pong(data));
+                Ok(())
+            }
+            Some(_) => Err(violation(
+                "NOP-In answers a task that is not a ping",
+                "11.19",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn scsi_task(&mut self, itt: u32) -> Option<&mut ScsiTask> {
+        match self.tasks.get_mut(itt) {
+            Some(Task {
+                kind: Kind::Scsi(s),
+                ..
+            }) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(super) fn on_scsi_response(&mut self, h: w::ScsiResponse, data: Bytes) -> Result<(), ConnectionError> {
+        self.ack(h.stat_sn)?;
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        let Some(s) = self.scsi_task(h.itt) else {
+            // A response for a task already aborted or completed.
+            return Ok(());
+        };
+        let bytes_read = s.read_bytes;
+        // RFC 7143 section 11.4.7: SenseLength, sense data, response data.
+        let outcome = match w::split_sense(&data) {
+            Ok(parts) => {
+                let sense = (!parts.sense.is_empty()).then_some(parts.sense);
+                let sense_data = sense.as_ref().and_then(|b| SenseData::parse(b).ok());
+                TaskOutcome::Scsi(ScsiResult {
+                    response: h.response,
+                    status: h.status,
+                    sense,
+                    sense_data,
+                    residual: h.residual,
+                    bidi_read_residual: h.bidi_read_residual,
+                    bytes_read,
+                })
+            }
+            Err(e) => TaskOutcome::Failed(TaskError::Protocol(e.into())),
+        };
+        self.complete(h.itt, outcome);
+        Ok(())
+    }
+
+    pub(super) fn on_data_in(&mut self, h: w::DataIn, data: Bytes) -> Result<(), ConnectionError> {
+        if let Some(st) = &h.status {
+            self.ack(st.stat_sn)?;
+        }
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        let in_order = self.negotiated.as_ref().is_none_or(|n| n.data_pdu_in_order);
+        let Some(s) = self.scsi_task(h.itt) else {
+            return Ok(());
+        };
+        // RFC 7143 section 11.7.4: DataSN counts the task's Data-In PDUs
+        // from 0; at ErrorRecoveryLevel 0 a gap cannot be repaired.
+        if h.data_sn != s.next_data_sn {
+            return Err(ConnectionError::Protocol(ProtocolError::OutOfOrder {
+                what: "DataSN",
+                expected: s.next_data_sn.0,
+                received: h.data_sn.0,
+                section: "11.7.4",
+            }));
+        }
+        s.next_data_sn = s.next_data_sn.next();
+        if !data.is_empty() {
+            if s.cmd.expected_read_len == 0 {
+                return Err(violation("Data-In for a command without read data", "11.7"));
+            }
+            // RFC 7143 section 11.7.5 (Buffer Offset) with DataPDUInOrder=Yes
+            // (section 13.18): PDUs arrive in increasing offset order.
+            if in_order && h.buffer_offset != s.read_bytes {
+                return Err(violation("Data-In Buffer Offset out of order", "11.7.5"));
+            }
+            let end = u64::from(h.buffer_offset) + data.len() as u64;
+            if end > u64::from(s.cmd.expected_read_len) {
+                return Err(violation(
+                    "Data-In beyond the Expected Data Transfer Length",
+                    "11.7.5",
+                ));
+            }
+            s.read_bytes = s.read_bytes.saturating_add(data.len() as u32);
+            self.events.push_back(Event::DataIn {
+                task: TaskId(h.itt),
+                offset: h.buffer_offset,
+                data,
+            });
+        }
+        if let Some(st) = h.status {
+            let bytes_read = self.scsi_task(h.itt).map(|s| s.read_bytes).unwrap_or(0);
+            self.complete(
+                h.itt,
+                TaskOutcome::Scsi(ScsiResult {
+                    response: w::ScsiResponseCode::CommandCompleted,
+                    status: st.status,
+                    sense: None,
+                    sense_data: None,
+                    residual: st.residual,
+                    bidi_read_residual: w::Residual::None,
+                    bytes_read,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_r2t(&mut self, h: w::R2t) -> Result<(), ConnectionError> {
+        // RFC 7143 section 11.8: R2T carries the next StatSN without
+        // advancing it.
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        let (max_r2t, max_burst) = self
+            .negotiated
+            .as_ref()
+            .map(|n| (n.max_outstanding_r2t, n.max_burst_length))
+            .unwrap_or((1, 262_144));
+        let mrdsl = self.target_mrdsl();
+        let Some(s) = self.scsi_task(h.itt) else {
+            return Ok(());
+        };
+        let Some(buf) = s.cmd.data_out.clone() else {
+            return Err(violation("R2T for a command without write data", "11.8"));
+        };
+        // RFC 7143 section 11.8.2: R2TSN numbers the task's R2Ts from 0.
+        if h.r2t_sn != s.next_r2t_sn {
+            return Err(ConnectionError::Protocol(ProtocolError::OutOfOrder {
+                what: "R2TSN",
+                expected: s.next_r2t_sn.0,
+                received: h.r2t_sn.0,
+                section: "11.8.2",
+            }));
+        }
+        // RFC 7143 section 13.17: the target "MUST NOT" exceed
+        // MaxOutstandingR2T.
+        if s.outstanding_r2t >= max_r2t {
+            return Err(violation(
+                "more outstanding R2Ts than MaxOutstandingR2T",
+                "13.17",
+            ));
+        }
+        // RFC 7143 section 11.8.4: a Desired Data Transfer Length of 0 and
+        // more than MaxBurstLength are both errors.
+        let len = h.desired_data_transfer_length;
+        if len == 0 || len > max_burst {
+            return Err(violation(
+                "R2T Desired Data Transfer Length 0 or above MaxBurstLength",
+                "11.8.4",
+            ));
+        }
+        let start = h.buffer_offset as usize;
+        let end = start.saturating_add(len as usize);
+        if end > buf.len() {
+            return Err(violation(
+                "R2T beyond the Expected Data Transfer Length",
+                "11.8.3",
+            ));
+        }
+        s.next_r2t_sn = s.next_r2t_sn.next();
+        s.outstanding_r2t = s.outstanding_r2t.saturating_add(1);
+        self.queue_data_out(h.itt, h.lun, h.ttt, &buf, start, end, mrdsl as usize, true);
+        Ok(())
+    }
+
+    /// Queues Data-Out PDUs covering `buf[start..end]`, each at most
+    /// `mrdsl` bytes (RFC 7143 section 13.12, the target's limit), DataSN
+    /// from 0 (section 11.7.4: per R2T or unsolicited sequence), F on the
+    /// last (section 11.7.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue_data_out(
+        &mut self,
+        itt: u32,
+        lun: u64,
+        ttt: u32,
+        buf: &Bytes,
+        start: usize,
+        end: usize,
+        mrdsl: usize,
+        solicited: bool,
+    ) {
+        let mut off = start;
+        let mut sn = Serial(0);
+        while off < end {
+            let n = (end - off).min(mrdsl.max(1));
+            let last = off + n >= end;
+            let d = w::DataOut {
+                final_pdu: last,
+                lun,
+                itt,
+                ttt,
+                exp_stat_sn: Serial(0),
+                data_sn: sn,
+                buffer_offset: off as u32,
+            };
+            self.tx.push_back(OutPdu {
+                header: d.into(),
+                ahs: Vec::new(),
+                data: buf.slice(off..off + n),
+                digests: self.tx_digests,
+                data_out: Some((itt, last && solicited)),
+                numbered: false,
+            });
+            sn = sn.next();
+            off += n;
+        }
+    }
+
+    pub(super) fn on_text_response(&mut self, h: w::TextResponse, data: Bytes) -> Result<(), ConnectionError> {
+        self.ack(h.stat_sn)?;
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        let Some(Task {
+            kind: Kind::Text(t),
+            ..
+        }) = self.tasks.get_mut(h.itt)
+        else {
+            return Ok(());
+        };
+        let more = !h.final_pdu;
+        // RFC 7143 section 11.11.1: "A Text Response with the F bit set to 1
+        // MUST NOT contain key=value pairs that may require additional
+        // answers" and the TTT is 0xffffffff; with F=0 the target sets a TTT
+        // the initiator echoes to get the rest (section 11.11.4).
+        if more && h.ttt == RESERVED_TAG {
+            return Err(violation(
+                "Text Response with F=0 and no Target Transfer Tag",
+                "11.11.4",
+            ));
+        }
+        // RFC 7143 section 11.11.2: "If the C bit is set to 1, the F bit
+        // MUST be 0".
+        if h.cont && !more {
+            return Err(violation("Text Response with C=1 and F=1", "11.11.2"));
+        }
+        // The text of the whole sequence is one unit until F=1 (bounded by
+        // the assembler's cap).
+        match t.assembler.push(&data, more) {
+            Err(e) => {
+                self.complete(h.itt, TaskOutcome::Failed(TaskError::Protocol(e.into())));
+                return Ok(());
+            }
+            Ok(Some(pairs)) => {
+                let internal = matches!(self.tasks.get(h.itt), Some(t) if t.internal);
+                let outcome = if internal {
+                    TaskOutcome::Targets(Vec::new())
+                } else {
+                    match parse_send_targets(&pairs) {
+                        Ok(targets) => TaskOutcome::Targets(targets),
+                        Err(e) => TaskOutcome::Failed(TaskError::Protocol(e.into())),
+                    }
+                };
+                self.complete(h.itt, outcome);
+                return Ok(());
+            }
+            Ok(None) => {}
+        }
+        t.ttt = h.ttt;
+        t.started = true;
+        self.pending.push_back(h.itt);
+        Ok(())
+    }
+
+    pub(super) fn on_async(
+        &mut self,
+        now: Instant,
+        h: w::AsyncMessage,
+        data: Bytes,
+    ) -> Result<(), ConnectionError> {
+        self.ack(h.stat_sn)?;
+        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        tracing::info!(target: "iscsi::session", event = ?h.event, lun = h.lun, vcode = h.vcode, parameter1 = h.parameter1, parameter2 = h.parameter2, parameter3 = h.parameter3, "asynchronous message received (RFC 7143 section 11.9)");
+        let (sense, event_data) = match w::split_sense(&data) {
+            Ok(p) => (p.sense, p.response_data),
+            Err(_) => (Bytes::new(), data.clone()),
+        };
+        self.events.push_back(Event::AsyncEvent(AsyncNotice {
+            event: h.event,
+            lun: h.lun,
+            vcode: h.vcode,
+            parameters: [h.parameter1, h.parameter2, h.parameter3],
+            sense,
+            event_data,
+        }));
+        match h.event {
+            // RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST
+            // honor this request by issuing a Logout as early as possible
+            // but no later than Parameter3 seconds".
+            w::AsyncEvent::LogoutRequested
+                if self.logout_waiting.is_none() && !self.logout_sent =>
+            {
+                let deadline = later(now, Duration::from_secs(u64::from(h.parameter3)));
+                if let Ok(itt) = self.new_task(Kind::Logout, true) {
+                    self.logout_waiting = Some((itt, Some(deadline)));
+                }
+            }
+            // AsyncEvent 2/3: the target will drop the connection(s);
+            // Parameter2 is Time2Wait for the reconnection.
+            w::AsyncEvent::DropConnection | w::AsyncEvent::DropAllConnections => {
+                self.time2wait = Some(h.parameter2);
+            }
+            // AsyncEvent 4: renegotiation requested. We have nothing to
+            // change: an empty Text Request completes the negotiation.
+            w::AsyncEvent::NegotiationRequested => {
+                if let Ok(itt) = self.new_task(
+                    Kind::Text(Box::new(TextTask {
+                        request: Bytes::new(),
+                        assembler: TextAssembler::with_limit(self.cfg.max_text_len),
+                        ttt: RESERVED_TAG,
+                        started: false,
+                    })),
+                    true,
+                ) {
+                    self.pending.push_back(itt);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+}

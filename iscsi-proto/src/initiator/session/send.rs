@@ -1,0 +1,268 @@
+//! Full Feature Phase, send side: CmdSN dispatch, SCSI commands with
+//! their unsolicited data, text, task management, pings and logout.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::*;
+
+impl Session {
+
+    /// Sends queued non-immediate commands while the window is open (RFC
+    /// 7143 section 4.2.2.1: non-immediate commands carry CmdSN "from
+    /// ExpCmdSN to MaxCmdSN inclusive").
+    pub(super) fn dispatch_pending(&mut self) {
+        while let Some(&itt) = self.pending.front() {
+            if self.tasks.get(itt).is_none() {
+                self.pending.pop_front();
+                continue;
+            }
+            let Some(cmd_sn) = self.window.take() else {
+                break;
+            };
+            self.pending.pop_front();
+            if let Some(t) = self.tasks.get_mut(itt) {
+                t.cmd_sn = Some(cmd_sn);
+            }
+            match self.tasks.get(itt).map(|t| &t.kind) {
+                Some(Kind::Scsi(_)) => self.send_scsi(itt, cmd_sn),
+                Some(Kind::Text(_)) => self.send_text(itt, cmd_sn),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn send_scsi(&mut self, itt: u32, cmd_sn: Serial) {
+        let Some(s) = self.scsi_task(itt) else {
+            return;
+        };
+        // Only the fields needed, not a clone of the command: cloning its
+        // CDB `Bytes` could allocate on every I/O.
+        let cmd = &s.cmd;
+        let (lun, attr, expected_read_len) = (cmd.lun, cmd.attr, cmd.expected_read_len);
+        let mut cdb = [0u8; 16];
+        let head = cmd.cdb.len().min(16);
+        cdb[..head].copy_from_slice(&cmd.cdb[..head]);
+        let ext_cdb = (cmd.cdb.len() > 16).then(|| cmd.cdb.slice(16..));
+        let write_buf = cmd.data_out.clone().unwrap_or_default();
+        let (imm_ok, initial_r2t, first_burst) = self
+            .negotiated
+            .as_ref()
+            .map(|n| (n.immediate_data, n.initial_r2t, n.first_burst_length))
+            .unwrap_or((false, true, 0));
+        let mrdsl = self.target_mrdsl();
+        let write_len = write_buf.len() as u32;
+        let write = write_len > 0;
+        let read = expected_read_len > 0;
+        // RFC 7143 section 13.11 (ImmediateData) and 13.14
+        // (FirstBurstLength): immediate data is at most FirstBurstLength
+        // and, as any data segment, at most the target's
+        // MaxRecvDataSegmentLength.
+        let imm = if write && imm_ok {
+            write_len.min(first_burst).min(mrdsl)
+        } else {
+            0
+        };
+        // RFC 7143 section 13.10 (InitialR2T=No): unsolicited data up to
+        // FirstBurstLength in total, immediate data included.
+        let unsol_end = if write && !initial_r2t {
+            write_len.min(first_burst).max(imm)
+        } else {
+            imm
+        };
+        let mut ahs = Vec::new();
+        // RFC 7143 section 11.2.2.3: CDB bytes beyond 16 go in an Extended
+        // CDB AHS.
+        if let Some(ext) = ext_cdb {
+            ahs.push(Ahs::ExtendedCdb(ext));
+        }
+        // RFC 7143 section 11.2.2.4: a bidirectional command carries the
+        // expected read length in an AHS.
+        if read && write {
+            ahs.push(Ahs::BidiReadLength(expected_read_len));
+        }
+        let header = w::ScsiCommand {
+            immediate: false,
+            // RFC 7143 section 11.3.1: F=1 when no unsolicited Data-Out
+            // PDUs follow.
+            final_pdu: unsol_end == imm,
+            read,
+            write,
+            attr,
+            lun,
+            itt,
+            // RFC 7143 section 11.3.4: for bidirectional commands the
+            // write length; else the length of the transfer.
+            expected_data_transfer_length: if write { write_len } else { expected_read_len },
+            cmd_sn,
+            exp_stat_sn: Serial(0),
+            cdb,
+        };
+        self.push(header, ahs, write_buf.slice(..imm as usize), true);
+        if unsol_end > imm {
+            self.queue_data_out(
+                itt,
+                lun,
+                RESERVED_TAG,
+                &write_buf,
+                imm as usize,
+                unsol_end as usize,
+                mrdsl as usize,
+                false,
+            );
+        }
+    }
+
+    pub(super) fn send_text(&mut self, itt: u32, cmd_sn: Serial) {
+        let Some(Task {
+            kind: Kind::Text(t),
+            ..
+        }) = self.tasks.get_mut(itt)
+        else {
+            return;
+        };
+        let (data, ttt) = if t.started {
+            // RFC 7143 section 11.10.4: continue with an empty request
+            // echoing the target's TTT.
+            (Bytes::new(), t.ttt)
+        } else {
+            t.started = true;
+            (t.request.clone(), RESERVED_TAG)
+        };
+        let req = w::TextRequest {
+            immediate: false,
+            final_pdu: true,
+            cont: false,
+            lun: 0,
+            itt,
+            ttt,
+            cmd_sn,
+            exp_stat_sn: Serial(0),
+        };
+        self.push(req, Vec::new(), data, true);
+    }
+
+    pub(super) fn send_tmf(
+        &mut self,
+        itt: u32,
+        function: w::TmfFunction,
+        lun: u64,
+        referenced: u32,
+        ref_cmd_sn: Serial,
+        exp_data_sn: Serial,
+    ) {
+        if let Some(t) = self.tasks.get_mut(itt) {
+            t.cmd_sn = Some(self.window.cmd_sn());
+        }
+        // RFC 7143 section 11.5: task management requests go out as
+        // immediate commands so a full window cannot block them.
+        let req = w::TaskMgmtRequest {
+            immediate: true,
+            function,
+            lun,
+            itt,
+            referenced_task_tag: referenced,
+            cmd_sn: Serial(0),
+            exp_stat_sn: Serial(0),
+            ref_cmd_sn,
+            exp_data_sn,
+        };
+        self.urgent.push_back(OutPdu {
+            header: req.into(),
+            ahs: Vec::new(),
+            data: Bytes::new(),
+            digests: self.tx_digests,
+            data_out: None,
+            numbered: false,
+        });
+    }
+
+    /// RFC 7143 section 7.3: "The CmdSN of the rejected command PDU (if it
+    /// is a non-immediate command) MUST NOT be considered received by the
+    /// target ... Upon receiving the Reject, the initiator MUST plug the
+    /// CmdSN gap in order to continue to use the session", here "by
+    /// aborting the task": an internal ABORT TASK whose RefCmdSN is the
+    /// rejected CmdSN, which the target then "consider[s] as received"
+    /// (section 11.6.1 b). Without it every later command waits forever.
+    pub(super) fn plug_cmd_sn_gap(&mut self, itt: u32) {
+        let Some(task) = self.tasks.get(itt) else {
+            return;
+        };
+        let Some(ref_cmd_sn) = task.cmd_sn else {
+            return;
+        };
+        let lun = match &task.kind {
+            Kind::Scsi(s) => s.cmd.lun,
+            _ => 0,
+        };
+        let function = w::TmfFunction::AbortTask;
+        if let Ok(tmf) = self.new_task(
+            Kind::Tmf {
+                function,
+                affected: Vec::new(),
+            },
+            true,
+        ) {
+            self.send_tmf(tmf, function, lun, itt, ref_cmd_sn, Serial(0));
+        }
+    }
+
+    pub(super) fn send_ping(&mut self, itt: u32, data: Bytes) {
+        // RFC 7143 section 11.18: a ping with a valid ITT asks for a NOP-In;
+        // TTT 0xffffffff; sent immediate.
+        let nop = w::NopOut {
+            immediate: true,
+            lun: 0,
+            itt,
+            ttt: RESERVED_TAG,
+            cmd_sn: Serial(0),
+            exp_stat_sn: Serial(0),
+        };
+        self.push(nop, Vec::new(), data, false);
+    }
+
+    pub(super) fn send_keepalive(&mut self, now: Instant, timeout: Duration) {
+        if self.keepalive_task.is_none() {
+            if let Ok(itt) = self.new_task(Kind::Nop, true) {
+                self.keepalive_task = Some(itt);
+                self.send_ping(itt, Bytes::new());
+            }
+        }
+        self.ping_deadline = Some(later(now, timeout));
+    }
+
+    pub(super) fn maybe_send_logout(&mut self, now: Instant) {
+        let Some((itt, _)) = self.logout_waiting else {
+            return;
+        };
+        let busy = self
+            .tasks
+            .iter()
+            .any(|(i, t)| i != itt && !t.internal && !matches!(t.kind, Kind::Logout));
+        if !busy {
+            self.send_logout(now, itt);
+        }
+    }
+
+    pub(super) fn send_logout(&mut self, now: Instant, itt: u32) {
+        self.logout_waiting = None;
+        self.logout_sent = true;
+        self.pending.clear();
+        if let Some(t) = self.tasks.get_mut(itt) {
+            t.cmd_sn = Some(self.window.cmd_sn());
+        }
+        // RFC 7143 section 11.14: Logout Request, reason 0 "close the
+        // session"; sent immediate.
+        let req = w::LogoutRequest {
+            immediate: true,
+            reason: w::LogoutReason::CloseSession,
+            itt,
+            cid: self.cfg.cid,
+            cmd_sn: Serial(0),
+            exp_stat_sn: Serial(0),
+        };
+        self.push(req, Vec::new(), Bytes::new(), false);
+        self.logout_deadline = Some(later(now, self.cfg.login_timeout));
+    }
+}
