@@ -114,7 +114,7 @@ fn smol_start(
     ),
     String,
 > {
-    let (client, driver) = iscsi_smol::Client::new(portal, config);
+    let (client, driver) = iscsi_smol::Client::new(portal, config).map_err(|e| e.to_string())?;
     let driver = driver.with_coalesce(coalesce);
     let thread = std::thread::Builder::new()
         .name("iscsi-smol-driver".into())

@@ -50,7 +50,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
@@ -92,6 +93,9 @@ pub enum Error {
     /// The core refused a call.
     #[error("{0}")]
     Usage(#[from] UsageError),
+    /// The configuration is unusable (nothing was sent).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// A task failed.
     #[error("{0}")]
     Task(TaskError),
@@ -200,8 +204,10 @@ impl Client {
         token: Token,
     ) -> Result<Client, Error> {
         let (request_tx, requests) = mpsc::channel();
+        let mut random = [0u8; 3];
+        iscsi_sys::fill_random(&mut random)?;
         let mut c = Client {
-            session: Session::new(config, Instant::now()),
+            session: open_session(config, Instant::now(), random)?,
             registry: registry.try_clone()?,
             token,
             portal: portal.to_string(),

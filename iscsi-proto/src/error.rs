@@ -9,6 +9,8 @@
 //! - [`ConnectionError`]: why a connection (and, without recovery, the
 //!   session) ended.
 //! - [`TaskError`]: why one task ended without a normal outcome.
+//! - [`ConfigError`]: a configuration that cannot be used, reported where
+//!   the session is built (never later as the peer's fault).
 
 use crate::login::chap::ChapError;
 use crate::login::negotiation::NegotiationError;
@@ -145,6 +147,36 @@ pub enum UsageError {
     NotAbortable(crate::initiator::TaskId),
 }
 
+/// The initiator's configuration is unusable; reported by
+/// [`Session::new`](crate::initiator::Session::new), before anything is
+/// sent, never later as if the target had broken a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No ISID was given. The core draws no randomness: the random part
+    /// of the ISID (RFC 7143 section 11.12.5, type 2 "Random") must come
+    /// from the caller; the drivers fill it from the operating system. Two
+    /// initiators with the same InitiatorName and ISID reinstate each
+    /// other's sessions (section 6.3.5).
+    #[error("no ISID configured: two sessions with the same InitiatorName and ISID replace each other (RFC 7143 section 6.3.5)")]
+    MissingIsid,
+    /// An ISID of the reserved type 3 (RFC 7143 section 11.12.5).
+    #[error("ISID type 3 is reserved (RFC 7143 section 11.12.5)")]
+    ReservedIsid,
+    /// Operational values, names or authentication settings outside the
+    /// RFC's ranges (e.g. FirstBurstLength above MaxBurstLength, section
+    /// 13.14).
+    #[error(transparent)]
+    Negotiation(#[from] NegotiationError),
+    /// CHAP settings are unusable.
+    #[error("CHAP configuration: {0}")]
+    Chap(#[from] ChapError),
+    /// A duration or count that makes the session unusable: the reason
+    /// names it.
+    #[error("invalid configuration: {0}")]
+    Invalid(&'static str),
+}
+
 /// Which timer fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -181,6 +213,15 @@ pub enum ConnectionError {
         /// The decoded status, which names it.
         status: LoginStatus,
     },
+    /// A PDU we were about to send could not be encoded (for instance a
+    /// data segment above 2^24 - 1 bytes, RFC 7143 section 11.2.1.6). Never
+    /// dropped silently: the connection ends with this error.
+    #[error("could not encode an outgoing PDU: {0}")]
+    Encode(WireError),
+    /// The configuration was changed after `Session::new` validated it
+    /// (its fields are public) and is now unusable.
+    #[error("configuration: {0}")]
+    InvalidConfig(ConfigError),
     /// More redirections than `SessionConfig::max_redirects` (RFC 7143
     /// section 11.13.5, class 1).
     #[error("redirected more than {0} times")]

@@ -305,7 +305,9 @@ pub fn login_initiator(data: &[u8]) {
         return;
     };
     let base = Instant::now();
-    let mut s = Session::new(fuzz_config(ctrl), base);
+    let Ok(mut s) = crate::initiator::open_session(fuzz_config(ctrl), base, [1, 2, 3]) else {
+        return;
+    };
     let mut out = Vec::new();
     drain(&mut s, base, &mut out);
     s.handle_connected(base);
@@ -345,7 +347,7 @@ pub fn login_initiator(data: &[u8]) {
 /// of 8 commands, no digests, defaults).
 fn logged_in(ctrl: u8, now: Instant) -> Option<Session> {
     let cfg = fuzz_config(ctrl & !0b110);
-    let mut s = Session::new(cfg, now);
+    let mut s = crate::initiator::open_session(cfg, now, [1, 2, 3]).ok()?;
     let mut out = Vec::new();
     drain(&mut s, now, &mut out);
     s.handle_connected(now);

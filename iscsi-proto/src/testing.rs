@@ -604,10 +604,16 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// A session created at a fixed virtual time and connected.
+    /// A session created at a fixed virtual time and connected. An unset
+    /// ISID gets fixed "random" bytes 12:34:56, as a driver would draw
+    /// from the OS. Panics on a configuration `Session::new` refuses (test
+    /// support only: build the session directly to test those).
     pub fn new(cfg: SessionConfig) -> Pair {
         let now = Instant::now();
-        let session = Session::new(cfg, now);
+        let session = match crate::initiator::open_session(cfg, now, [0x12, 0x34, 0x56]) {
+            Ok(s) => s,
+            Err(e) => panic!("Pair::new: invalid configuration: {e}"),
+        };
         let mut p = Pair {
             session,
             target: ScriptedTarget::new(),

@@ -41,7 +41,8 @@ use async_channel::{bounded, unbounded, Receiver, Sender};
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
-use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
@@ -84,6 +85,12 @@ pub enum Error {
     /// The core refused a call.
     #[error("{0}")]
     Usage(#[from] UsageError),
+    /// The configuration is unusable (nothing was sent).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The operating system gave no random bytes for the ISID.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
     /// A task failed.
     #[error("{0}")]
     Task(TaskError),
@@ -168,12 +175,15 @@ impl Client {
     /// A client and the driver that must run (on any executor) for the
     /// client to make progress. Login starts when the driver runs;
     /// [`Client::logged_in`] waits for it.
-    pub fn new(portal: &str, config: SessionConfig) -> (Client, Driver) {
+    pub fn new(portal: &str, config: SessionConfig) -> Result<(Client, Driver), Error> {
+        let mut random = [0u8; 3];
+        iscsi_sys::fill_random(&mut random)?;
+        let session = open_session(config, Instant::now(), random)?;
         let (requests, rx) = unbounded();
         let (events_tx, events) = bounded(EVENT_BACKLOG);
         let reason = Arc::new(CloseReason::default());
         let driver = Driver {
-            session: Session::new(config, Instant::now()),
+            session,
             portal: portal.to_string(),
             conn: None,
             rx: RecvBuffer::default(),
@@ -191,14 +201,14 @@ impl Client {
             reason: reason.clone(),
             low_water: LowWater::new(Coalesce::default()),
         };
-        (
+        Ok((
             Client {
                 requests,
                 events,
                 reason,
             },
             driver,
-        )
+        ))
     }
 
     /// Connects and logs in: hands the driver to `spawn` (e.g.
@@ -209,7 +219,7 @@ impl Client {
         config: SessionConfig,
         spawn: impl FnOnce(DriverFuture),
     ) -> Result<Client, Error> {
-        let (client, driver) = Client::new(portal, config);
+        let (client, driver) = Client::new(portal, config)?;
         spawn(Box::pin(async move {
             let _ = driver.run().await;
         }));

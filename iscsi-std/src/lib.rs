@@ -36,7 +36,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iscsi_proto::error::{ConnectionError, TaskError, UsageError};
+use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
+use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::Coalesce;
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, LowWater, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
@@ -129,6 +130,9 @@ pub enum Error {
     /// The core refused a call.
     #[error("{0}")]
     Usage(#[from] UsageError),
+    /// The configuration is unusable (nothing was sent).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// A task failed.
     #[error("{0}")]
     Task(TaskError),
@@ -190,8 +194,10 @@ impl Client {
     pub fn connect(portal: &str, config: SessionConfig, opts: Options) -> Result<Client, Error> {
         let now = Instant::now();
         let coalesce = opts.coalesce;
+        let mut random = [0u8; 3];
+        iscsi_sys::fill_random(&mut random)?;
         let mut client = Client {
-            session: Session::new(config, now),
+            session: open_session(config, now, random)?,
             conn: None,
             portal: portal.to_string(),
             opts,

@@ -132,3 +132,27 @@ mod tests {
         assert_eq!(b.read(&mut buf).unwrap(), 0);
     }
 }
+
+/// Fills `buf` with random bytes from the operating system (`/dev/urandom`
+/// on Unix). The protocol core draws no randomness: drivers use this for
+/// what it needs from outside, such as the random part of an ISID (RFC 7143
+/// section 11.12.5) and mutual CHAP challenges (section 12.1.3).
+#[cfg(unix)]
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// Fills `buf` with random bytes from the operating system (std's hash
+/// keys, seeded by the OS, where there is no `/dev/urandom`).
+#[cfg(not(unix))]
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in buf.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    Ok(())
+}

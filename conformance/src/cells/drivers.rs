@@ -325,7 +325,8 @@ struct SmolInit {
 
 impl SmolInit {
     fn connect(portal: &str, cfg: SessionConfig) -> Result<SmolInit, String> {
-        let (client, driver) = iscsi_smol::Client::new(portal, cfg);
+        let (client, driver) =
+            iscsi_smol::Client::new(portal, cfg).map_err(|e| format!("smol client: {e}"))?;
         let thread = std::thread::Builder::new()
             .name("smol-driver".into())
             .spawn(move || async_io::block_on(driver.run()))
@@ -587,7 +588,13 @@ fn istgt_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
     let mut note = String::new();
     let r = ctx.captured(t.port(), || {
         let cfg = config(Some(t.iqn()), op_params());
-        let isid: String = cfg.isid.0.iter().map(|b| format!("{b:02x}")).collect();
+        let isid: String = cfg
+            .isid
+            .unwrap_or_default()
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut c = connect(kind, &t.portal(), cfg)?;
         let cap = read_capacity(c.as_mut(), l)?;
         check_capacity(&cap, t.backing_file())?;

@@ -307,7 +307,7 @@ pub struct SmolDrv {
 
 impl SmolDrv {
     fn connect(portal: &str, cfg: SessionConfig) -> Result<SmolDrv, DrvError> {
-        let (client, driver) = iscsi_smol::Client::new(portal, cfg);
+        let (client, driver) = iscsi_smol::Client::new(portal, cfg)?;
         let (tx, result) = mpsc::channel();
         std::thread::Builder::new()
             .name("hostile-smol".into())

@@ -266,7 +266,8 @@ impl Harness {
         Harness {
             now: start,
             start,
-            ini: Ini::new(ini_cfg, start),
+            ini: iscsi_proto::initiator::open_session(ini_cfg, start, [0x12, 0x34, 0x56])
+                .expect("valid initiator config"),
             tgt,
             tgt_cfg,
             lus,

@@ -11,11 +11,27 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::session::Session;
-use super::types::{LogoutMode, ScsiCommand, ScsiResult, TaskId};
-use crate::error::UsageError;
+use super::types::{LogoutMode, ScsiCommand, ScsiResult, SessionConfig, TaskId};
+use crate::error::{ConfigError, UsageError};
 use crate::transmit::Transmit;
 use crate::wire::pdu::TmfFunction;
 use crate::wire::{Bhs, BHS_LEN};
+
+/// The session a driver runs for `config`. The core draws no randomness,
+/// so a driver passes three random bytes from the operating system:
+/// an unset ISID becomes a random one (RFC 7143 section 11.12.5, type 2),
+/// so that two initiators with the same InitiatorName never reinstate each
+/// other's sessions (section 6.3.5); an ISID the caller set is kept.
+pub fn open_session(
+    mut config: SessionConfig,
+    now: Instant,
+    random: [u8; 3],
+) -> Result<Session, ConfigError> {
+    if config.isid.is_none() {
+        config.isid = Some(crate::wire::Isid::random(random, 0));
+    }
+    Session::new(config, now)
+}
 
 /// Work a driver can start on a session (a request from its API).
 #[derive(Debug, Clone)]

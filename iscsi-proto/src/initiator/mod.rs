@@ -16,7 +16,7 @@ pub mod types;
 pub mod window;
 
 pub use coalesce::{Coalesce, LowWater};
-pub use driver_support::{Action, Completed, ReadData, RecvBuffer, TxQueue};
+pub use driver_support::{open_session, Action, Completed, ReadData, RecvBuffer, TxQueue};
 pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
 pub use types::{

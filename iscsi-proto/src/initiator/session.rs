@@ -60,7 +60,7 @@ use bytes::{Bytes, BytesMut};
 use super::tasks::{TaskTable, RESERVED_TAG};
 use super::types::*;
 use super::window::CmdWindow;
-use crate::error::{ConnectionError, ProtocolError, TaskError, TimerKind, UsageError};
+use crate::error::{ConfigError, ConnectionError, ProtocolError, TaskError, TimerKind, UsageError};
 use crate::login::chap::{ChapCredentials, InitiatorChap, InitiatorChapConfig};
 use crate::login::discovery::{parse_send_targets, parse_target_address};
 use crate::login::negotiation::{
@@ -211,6 +211,8 @@ struct OutPdu {
 /// configuration).
 pub struct Session {
     cfg: SessionConfig,
+    /// `cfg.isid`, checked by `Session::new`.
+    isid: w::Isid,
     phase: Phase,
     logged_in_once: bool,
     /// Logins started on this session (recovery and redirects add more).
@@ -267,16 +269,103 @@ fn io<E: Into<ProtocolError>>(e: E) -> ConnectionError {
     ConnectionError::Protocol(e.into())
 }
 
+/// The negotiation engine and CHAP state for a login under `cfg`. Building
+/// them validates every configured value (RFC 7143 section 13 ranges,
+/// names, authentication), so [`Session::new`] calls it once up front.
+fn login_engines(
+    cfg: &SessionConfig,
+) -> Result<(InitiatorNegotiator, Option<InitiatorChap>), ConfigError> {
+    let session_type = if cfg.is_discovery() {
+        SessionType::Discovery
+    } else {
+        SessionType::Normal
+    };
+    let mut icfg = InitiatorConfig::new(cfg.initiator_name.clone(), session_type);
+    icfg.initiator_alias = cfg.initiator_alias.clone();
+    icfg.target_name = cfg.target_name.clone();
+    icfg.params = cfg.operational.clone();
+    // RFC 7143 section 13.20: at level 0 the initiator only recovers
+    // by session recovery; offer that honestly.
+    icfg.params.error_recovery_level = 0;
+    let chap = match &cfg.auth {
+        Auth::None => {
+            icfg.auth_methods = vec![AuthMethod::None];
+            None
+        }
+        Auth::Chap {
+            user,
+            secret,
+            algorithms,
+            mutual,
+        } => {
+            // One-way CHAP also offers None (the target may not ask for
+            // authentication); mutual CHAP insists on authenticating the
+            // target, so it offers CHAP only.
+            icfg.auth_methods = if mutual.is_some() {
+                vec![AuthMethod::Chap]
+            } else {
+                vec![AuthMethod::Chap, AuthMethod::None]
+            };
+            // RFC 7143 section 12.1.3: our challenge must be unpredictable;
+            // the core has no randomness of its own to make one up.
+            if mutual.is_some() && cfg.chap_challenge.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "mutual CHAP needs caller-supplied random challenge bytes",
+                ));
+            }
+            let mut c =
+                InitiatorChapConfig::new(ChapCredentials::new(user.clone(), secret.clone()));
+            c.algorithms = algorithms.clone();
+            c.mutual = mutual
+                .as_ref()
+                .map(|(u, s)| ChapCredentials::new(u.clone(), s.clone()));
+            Some(InitiatorChap::new(c)?)
+        }
+    };
+    Ok((InitiatorNegotiator::new(icfg)?, chap))
+}
+
+/// Checks what the negotiation engine does not: the ISID and the
+/// session's own timers and limits.
+fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
+    let isid = cfg.isid.ok_or(ConfigError::MissingIsid)?;
+    // RFC 7143 section 11.12.5: T=3 is reserved.
+    if isid.t() == 3 {
+        return Err(ConfigError::ReservedIsid);
+    }
+    if cfg.login_timeout.is_zero() {
+        return Err(ConfigError::Invalid("login_timeout must be above zero"));
+    }
+    if cfg
+        .keepalive
+        .is_some_and(|k| k.interval.is_zero() || k.timeout.is_zero())
+    {
+        return Err(ConfigError::Invalid(
+            "keepalive interval and timeout must be above zero",
+        ));
+    }
+    if cfg.max_text_len == 0 {
+        return Err(ConfigError::Invalid("max_text_len must be above zero"));
+    }
+    login_engines(cfg)?;
+    Ok(isid)
+}
+
 fn violation(rule: &'static str, section: &'static str) -> ConnectionError {
     ConnectionError::Protocol(ProtocolError::violation(rule, section))
 }
 
 impl Session {
     /// A new session; emits `Event::Connect { portal: None }` and arms the
-    /// login deadline (which covers the TCP connect).
-    pub fn new(config: SessionConfig, now: Instant) -> Session {
+    /// login deadline (which covers the TCP connect). The configuration is
+    /// validated here: a value the RFC does not allow, a missing ISID or
+    /// unusable CHAP settings are a [`ConfigError`], never reported later
+    /// as the target's fault.
+    pub fn new(config: SessionConfig, now: Instant) -> Result<Session, ConfigError> {
+        let isid = validate(&config)?;
         let initial = Serial(config.initial_cmd_sn);
         let mut s = Session {
+            isid,
             decoder: PduDecoder::new(DecoderConfig {
                 digests: Digests::NONE,
                 max_data_segment_length: LOGIN_MRDSL,
@@ -315,7 +404,7 @@ impl Session {
         };
         s.events.push_back(Event::Connect { portal: None });
         s.update_timer();
-        s
+        Ok(s)
     }
 
     // ------------------------------------------------------------------
@@ -372,7 +461,7 @@ impl Session {
 
     /// The ISID.
     pub fn isid(&self) -> w::Isid {
-        self.cfg.isid
+        self.isid
     }
 
     /// The connection ID.
@@ -485,7 +574,7 @@ impl Session {
 
     /// The next PDU to send, encoded. ExpStatSN is stamped now, so it is
     /// always the latest.
-    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         loop {
             let out = match self.urgent.pop_front() {
                 Some(o) => o,
@@ -537,13 +626,23 @@ impl Session {
                 Header::SnackRequest(h) => h.exp_stat_sn = exp,
                 _ => {}
             }
-            let Ok(len) = u32::try_from(out.data.len()) else {
-                continue;
-            };
             self.scratch.clear();
-            if encode_header(&mut self.scratch, &header, &out.ahs, len, out.digests).is_err() {
-                // Only oversize segments fail, and submit() refuses those.
-                continue;
+            let encoded = u32::try_from(out.data.len())
+                .map_err(|_| WireError::Unencodable {
+                    reason: "data segment longer than 2^24 - 1 bytes",
+                    section: "11.2.1.6",
+                })
+                .and_then(|len| {
+                    encode_header(&mut self.scratch, &header, &out.ahs, len, out.digests)
+                });
+            if let Err(e) = encoded {
+                // submit() refuses what cannot be encoded, so this is a bug;
+                // still, a PDU is never dropped silently: the connection
+                // ends with the reason.
+                debug_assert!(false, "unencodable PDU: {e}");
+                self.fail_connection(now, ConnectionError::Encode(e));
+                self.after_action(now);
+                return None;
             }
             let trailer = data_trailer(&out.data, out.digests);
             return Some(Transmit::new(&self.scratch, out.data, trailer));
@@ -1160,7 +1259,6 @@ impl Session {
             cause: err,
         });
     }
-
 }
 
 /// `now + d`, saturating (a configured `Duration::MAX` must not panic).
@@ -1169,4 +1267,3 @@ fn later(now: Instant, d: Duration) -> Instant {
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         .unwrap_or(now)
 }
-

@@ -174,8 +174,14 @@ pub struct SessionConfig {
     /// TargetName (section 13.4); `None` makes a discovery session
     /// (SessionType=Discovery, section 13.21).
     pub target_name: Option<String>,
-    /// The Initiator Session ID (section 11.12.5).
-    pub isid: Isid,
+    /// The Initiator Session ID (section 11.12.5). Required: `None` makes
+    /// [`Session::new`](super::Session::new) fail with
+    /// [`ConfigError::MissingIsid`](crate::error::ConfigError). The core
+    /// draws no randomness; the drivers fill an unset ISID with a random
+    /// one from the operating system (type 2, "Random"). Keep the ISID
+    /// stable across reconnections of one logical session: session
+    /// recovery (section 6.3.5) relies on it.
+    pub isid: Option<Isid>,
     /// Authentication.
     pub auth: Auth,
     /// Caller-supplied random bytes: the mutual CHAP challenge (its first
@@ -227,13 +233,14 @@ impl std::fmt::Debug for SessionConfig {
 impl SessionConfig {
     /// A configuration with RFC 7143 defaults: discovery session, no
     /// authentication, 30 s login timeout, no keepalive, no recovery, 4
-    /// redirects, CmdSN 1.
+    /// redirects, CmdSN 1, and no ISID yet (set one with
+    /// [`with_isid`](Self::with_isid), or let a driver draw a random one).
     pub fn new(initiator_name: impl Into<String>) -> SessionConfig {
         SessionConfig {
             initiator_name: initiator_name.into(),
             initiator_alias: None,
             target_name: None,
-            isid: Isid::random([0x12, 0x34, 0x56], 0),
+            isid: None,
             auth: Auth::None,
             chap_challenge: Vec::new(),
             operational: OperationalParams::default(),
@@ -255,7 +262,7 @@ impl SessionConfig {
 
     /// Sets the ISID.
     pub fn with_isid(mut self, isid: Isid) -> Self {
-        self.isid = isid;
+        self.isid = Some(isid);
         self
     }
 

@@ -403,7 +403,7 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
             .push("discovery without credentials refused".into());
     }
     let dcfg = with(config(None, dop));
-    let disc_isid = hex(&dcfg.isid.0);
+    let disc_isid = hex(&dcfg.isid.unwrap_or_default().0);
     match discover(c.kind, &v.portal, dcfg) {
         Ok(targets) => {
             let rec = targets
@@ -433,7 +433,7 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
 
     // Login with the cell's wishes.
     let cfg = with(config(Some(&v.iqn), op_params_for(c)));
-    let isid = hex(&cfg.isid.0);
+    let isid = hex(&cfg.isid.unwrap_or_default().0);
     let mut ini = connect(c.kind, &v.portal, cfg)?;
     let cl = ini.as_mut();
     if let Some(n) = cl.negotiated() {

@@ -9,50 +9,10 @@ use bytes::Bytes;
 use super::*;
 
 impl Session {
-
     pub(super) fn start_login(&mut self) -> Result<Box<Login>, ConnectionError> {
-        let cfg = &self.cfg;
-        let session_type = if cfg.is_discovery() {
-            SessionType::Discovery
-        } else {
-            SessionType::Normal
-        };
-        let mut icfg = InitiatorConfig::new(cfg.initiator_name.clone(), session_type);
-        icfg.initiator_alias = cfg.initiator_alias.clone();
-        icfg.target_name = cfg.target_name.clone();
-        icfg.params = cfg.operational.clone();
-        // RFC 7143 section 13.20: at level 0 the initiator only recovers
-        // by session recovery; offer that honestly.
-        icfg.params.error_recovery_level = 0;
-        let chap = match &cfg.auth {
-            Auth::None => {
-                icfg.auth_methods = vec![AuthMethod::None];
-                None
-            }
-            Auth::Chap {
-                user,
-                secret,
-                algorithms,
-                mutual,
-            } => {
-                // One-way CHAP also offers None (the target may not ask for
-                // authentication); mutual CHAP insists on authenticating the
-                // target, so it offers CHAP only.
-                icfg.auth_methods = if mutual.is_some() {
-                    vec![AuthMethod::Chap]
-                } else {
-                    vec![AuthMethod::Chap, AuthMethod::None]
-                };
-                let mut c =
-                    InitiatorChapConfig::new(ChapCredentials::new(user.clone(), secret.clone()));
-                c.algorithms = algorithms.clone();
-                c.mutual = mutual
-                    .as_ref()
-                    .map(|(u, s)| ChapCredentials::new(u.clone(), s.clone()));
-                Some(InitiatorChap::new(c).map_err(io)?)
-            }
-        };
-        let mut neg = InitiatorNegotiator::new(icfg).map_err(io)?;
+        // Validated by Session::new: a failure here is a configuration
+        // changed since (the fields are public), reported as such.
+        let (mut neg, chap) = login_engines(&self.cfg).map_err(ConnectionError::InvalidConfig)?;
         // Connection-level reset.
         self.exp_stat_sn = Serial(0);
         self.stat_sn_ahead = 0;
@@ -109,7 +69,12 @@ impl Session {
     /// Queues `body` as one or more Login Requests (RFC 7143 section 6.1:
     /// text longer than the target's MaxRecvDataSegmentLength is split with
     /// C=1 on all but the last PDU, and a PDU with C=1 "MUST" have T=0).
-    pub(super) fn send_login_text(&mut self, login: &mut Login, body: Bytes, transit: Option<Stage>) {
+    pub(super) fn send_login_text(
+        &mut self,
+        login: &mut Login,
+        body: Bytes,
+        transit: Option<Stage>,
+    ) {
         tracing::trace!(target: "iscsi::login", stage = ?login.stage, keys = %crate::tracefmt::TextKeys(&body), "login request");
         let max = LOGIN_MRDSL as usize;
         let (seg, rest) = if body.len() > max {
@@ -131,7 +96,7 @@ impl Session {
             nsg,
             version_max: 0,
             version_min: 0,
-            isid: self.cfg.isid,
+            isid: self.isid,
             // RFC 7143 section 6.3.5: session reinstatement uses the same
             // ISID with TSIH 0 (a new session replacing the failed one).
             tsih: 0,
@@ -195,7 +160,7 @@ impl Session {
                 return Err(violation("Login Response with a foreign ITT", "11.13"));
             }
             // RFC 7143 section 11.12.5: ISID is the initiator's, echoed.
-            if resp.isid != self.cfg.isid {
+            if resp.isid != self.isid {
                 return Err(violation("Login Response with a foreign ISID", "11.13"));
             }
             // RFC 7143 section 11.13.4 / 4.2.2.2: StatSN starts with the login
@@ -479,7 +444,6 @@ impl Session {
         }
         Ok(())
     }
-
 }
 
 /// The mutual CHAP challenge for login number `n` of a session. RFC 1994

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use super::*;
 
 impl Session {
-
     pub(super) fn on_pdu(&mut self, now: Instant, pdu: Pdu) -> Result<(), ConnectionError> {
         if matches!(self.phase, Phase::Login(_)) {
             return self.on_login_pdu(now, pdu);
@@ -214,7 +213,11 @@ impl Session {
         }
     }
 
-    pub(super) fn on_scsi_response(&mut self, h: w::ScsiResponse, data: Bytes) -> Result<(), ConnectionError> {
+    pub(super) fn on_scsi_response(
+        &mut self,
+        h: w::ScsiResponse,
+        data: Bytes,
+    ) -> Result<(), ConnectionError> {
         self.ack(h.stat_sn)?;
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let Some(s) = self.scsi_task(h.itt) else {
@@ -403,7 +406,11 @@ impl Session {
         }
     }
 
-    pub(super) fn on_text_response(&mut self, h: w::TextResponse, data: Bytes) -> Result<(), ConnectionError> {
+    pub(super) fn on_text_response(
+        &mut self,
+        h: w::TextResponse,
+        data: Bytes,
+    ) -> Result<(), ConnectionError> {
         self.ack(h.stat_sn)?;
         self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let Some(Task {
@@ -514,5 +521,4 @@ impl Session {
         }
         Ok(())
     }
-
 }

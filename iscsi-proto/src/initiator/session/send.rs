@@ -8,7 +8,6 @@ use bytes::Bytes;
 use super::*;
 
 impl Session {
-
     /// Sends queued non-immediate commands while the window is open (RFC
     /// 7143 section 4.2.2.1: non-immediate commands carry CmdSN "from
     /// ExpCmdSN to MaxCmdSN inclusive").
