@@ -141,6 +141,10 @@ struct Login {
     out_transit: Option<Stage>,
     rounds: u32,
     first_response: bool,
+    /// The NSG our current request exchange asked for with T=1 (`None`:
+    /// T=0). A response may transit only if we did, and never beyond it
+    /// (RFC 7143 sections 6.3 and 11.13.6; checked in `session/login.rs`).
+    asked: Option<Stage>,
 }
 
 enum Phase {

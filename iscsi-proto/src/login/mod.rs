@@ -4,11 +4,13 @@
 //! - [`negotiation`]: the initiator and target negotiation engines driven by
 //!   that table, producing one [`negotiation::Negotiated`].
 //! - [`chap`]: CHAP (RFC 7143 section 12.1.3) for both sides, mutual included.
+//! - [`ffp`]: text negotiation in Full Feature Phase (RFC 7143 section 6.4).
 //! - [`discovery`]: SendTargets responses (TargetName/TargetAddress groups).
 //! - [`status`]: Login Response status class/detail (RFC 7143 section 11.13.5).
 
 pub mod chap;
 pub mod discovery;
+pub mod ffp;
 pub mod keys;
 pub mod negotiation;
 pub mod status;

@@ -437,7 +437,7 @@ impl Role {
     }
 }
 
-fn short(v: &str) -> String {
+pub(super) fn short(v: &str) -> String {
     let mut end = v.len().min(64);
     while !v.is_char_boundary(end) {
         end -= 1;
@@ -454,7 +454,7 @@ fn invalid(def: &KeyDef, v: &str) -> NegotiationError {
 }
 
 /// Checks a single (non-list) value against its key's type and range.
-fn check_value(def: &KeyDef, v: &str) -> Result<(), NegotiationError> {
+pub(super) fn check_value(def: &KeyDef, v: &str) -> Result<(), NegotiationError> {
     let ok = match def.value {
         ValueType::Bool => text::parse_bool(v).is_ok(),
         ValueType::Number { min, max } => {

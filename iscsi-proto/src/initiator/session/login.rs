@@ -56,6 +56,7 @@ impl Session {
             out_transit: None,
             rounds: 0,
             first_response: true,
+            asked: None,
         });
         let next = if stage == Stage::Security {
             Stage::Operational
@@ -85,6 +86,7 @@ impl Session {
         let cont = !rest.is_empty();
         login.out_rest = rest;
         login.out_transit = transit;
+        login.asked = transit;
         let (t, nsg) = match transit {
             Some(nsg) if !cont => (true, nsg),
             _ => (false, login.stage),
@@ -210,6 +212,7 @@ impl Session {
             ));
         }
         login.first_response = false;
+        check_transit(login, &resp)?;
         // Our multi-PDU request continues: the target answers each C=1 PDU
         // with an empty response (RFC 7143 section 6.1).
         if !login.out_rest.is_empty() {
@@ -226,7 +229,13 @@ impl Session {
                 return Err(violation("Login Response with both C and T set", "11.13.7"));
             }
             login.assembler.push(&pdu.data, true).map_err(io)?;
+            // The empty request only fetches the rest of the response text:
+            // it stays part of the exchange our last keys started, so the
+            // T/NSG asked for there still governs the final piece (targets
+            // answer it with that request's T bit).
+            let asked = login.asked;
             self.send_login_text(login, Bytes::new(), None);
+            login.asked = asked;
             return Ok(false);
         }
         let pairs = login
@@ -235,6 +244,21 @@ impl Session {
             .map_err(io)?
             .unwrap_or_default();
         let replies = login.neg.handle_response(&pairs).map_err(io)?;
+        // RFC 7143 section 11.13.6: "A Login Response with a T bit set to 1
+        // MUST NOT contain key=value pairs that may require additional
+        // answers from the initiator within the same stage" (section 6.3:
+        // "Targets MUST NOT submit parameters that require an additional
+        // initiator Login Request in a Login Response with the T bit set to
+        // 1"). Answers and declarations (TargetAlias, TargetPortalGroupTag,
+        // MaxRecvDataSegmentLength, ...) produce no reply; a new offer or
+        // an unknown key (which needs NotUnderstood) does.
+        if resp.transit && !replies.is_empty() {
+            tracing::debug!(target: "iscsi::login", keys = ?replies.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), "Login Response with T=1 needs answers");
+            return Err(violation(
+                "Login Response with T=1 carries keys that need an answer",
+                "11.13.6",
+            ));
+        }
         let mut out: Vec<(String, String)> = replies;
         let finished = resp.transit && resp.nsg == Stage::FullFeature;
         match login.stage {
@@ -378,10 +402,13 @@ impl Session {
         if resp.tsih == 0 {
             return Err(violation("final Login Response with TSIH 0", "11.13.3"));
         }
+        check_login_window(login.cmd_sn, resp)?;
         self.tsih = resp.tsih;
         // RFC 7143 section 4.2.2.1: the window starts at the login's CmdSN;
         // ExpCmdSN/MaxCmdSN come from the final response (a closed window
-        // opens later with a NOP-In or response).
+        // opens later with a NOP-In or response). `check_login_window` made
+        // sure ExpCmdSN is that CmdSN and MaxCmdSN >= ExpCmdSN - 1, so the
+        // reset takes the values as they are.
         self.window
             .reset(login.cmd_sn, resp.exp_cmd_sn, resp.max_cmd_sn);
         // RFC 7143 section 13.1: digests start "immediately after the
@@ -474,6 +501,75 @@ fn fresh_challenge(seed: &[u8], n: u32) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// The T bit and NSG of a success Login Response against what our request
+/// asked for.
+///
+/// - RFC 7143 section 11.13.6: "If the status class is 0, the T bit MUST NOT
+///   be set to 1 if the T bit in the request was set to 0" (section 6.3: "a
+///   target can only respond with a transition after one is proposed by the
+///   initiator"). While a multi-PDU request of ours is still going out, the
+///   PDU in flight has C=1 and therefore T=0 (section 11.12.2).
+/// - RFC 7143 section 6.3: "The selected NSG MUST NOT exceed the value
+///   stated by the initiator." A target that jumps from the security stage
+///   to Full Feature Phase would skip the operational keys we require
+///   (digests, for one).
+fn check_transit(login: &Login, resp: &w::LoginResponse) -> Result<(), ConnectionError> {
+    if !resp.transit {
+        return Ok(());
+    }
+    let asked = if login.out_rest.is_empty() {
+        login.asked
+    } else {
+        None
+    };
+    let Some(asked) = asked else {
+        return Err(violation(
+            "Login Response with T=1 to a request with T=0",
+            "11.13.6",
+        ));
+    };
+    if resp.nsg as u8 > asked as u8 {
+        return Err(violation(
+            "Login Response NSG exceeds the NSG the initiator asked for",
+            "6.3",
+        ));
+    }
+    Ok(())
+}
+
+/// The CmdSN window of the final Login Response of a leading login.
+///
+/// Every login this initiator makes is a leading login (TSIH 0: a new or
+/// reinstated session, one connection), so RFC 7143 section 11.12.8
+/// applies: "If the Login Request is a leading Login Request, the target
+/// MUST use the value presented in CmdSN as the target value for ExpCmdSN",
+/// and "the first non-immediate command in the Full Feature Phase also
+/// carries" that CmdSN. Section 4.2.2.1: "The target MUST NOT transmit a
+/// MaxCmdSN that is less than ExpCmdSN-1."
+///
+/// Decision: a final response that breaks either rule fails the login with
+/// a [`ProtocolError::Violation`]. Adopting a different ExpCmdSN would make
+/// us skip command numbers the target says it never received, and ignoring
+/// the pair (section 4.2.2.1's rule for later PDUs) would start the session
+/// with no window at all; either way commands could wait forever.
+fn check_login_window(cmd_sn: Serial, resp: &w::LoginResponse) -> Result<(), ConnectionError> {
+    if resp.exp_cmd_sn != cmd_sn {
+        tracing::debug!(target: "iscsi::login", CmdSN = cmd_sn.0, ExpCmdSN = resp.exp_cmd_sn.0, "final Login Response: ExpCmdSN is not the login's CmdSN");
+        return Err(violation(
+            "final Login Response ExpCmdSN differs from the leading login's CmdSN",
+            "11.12.8",
+        ));
+    }
+    if resp.max_cmd_sn.precedes(resp.exp_cmd_sn.minus(1)) {
+        tracing::debug!(target: "iscsi::login", ExpCmdSN = resp.exp_cmd_sn.0, MaxCmdSN = resp.max_cmd_sn.0, "final Login Response: MaxCmdSN < ExpCmdSN - 1");
+        return Err(violation(
+            "final Login Response MaxCmdSN is less than ExpCmdSN - 1",
+            "4.2.2.1",
+        ));
+    }
+    Ok(())
 }
 
 fn encode(pairs: &[(String, String)]) -> Result<Bytes, ConnectionError> {
