@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{
     execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk,
-    ScsiOutcome,
+    ScsiOutcome, TransportId,
 };
 use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, SessionType};
 use iscsi_proto::scsi::sense::asc;
@@ -675,6 +675,12 @@ impl Server {
                     // id is derived from both: a reconnecting initiator
                     // keeps its reservations and unit attentions.
                     c.nexus = nexus_of(&initiator_name, isid);
+                    // SPC-4 7.6.4.6: the initiator port's TransportID
+                    // (name, ",i,0x", ISID) for READ FULL STATUS.
+                    let tid = TransportId::iscsi(&initiator_name, Some(isid.0));
+                    for lu in &mut self.lus {
+                        lu.set_transport_id(c.nexus, tid.clone());
+                    }
                     self.reinstate(idx, &initiator_name, isid);
                 }
                 c.login = Some(LoginInfo {
