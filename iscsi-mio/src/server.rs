@@ -710,6 +710,14 @@ impl Server {
                     _ => c.session.complete(task, out.status, sense, out.data_in),
                 };
             }
+            // Commands run to completion when delivered, so an aborted
+            // task is never running here: acknowledge at once, which lets
+            // the core send the Task Management response (RFC 7143 section
+            // 11.5.1). Commands still queued when the abort came were
+            // withdrawn by the core and never reach the logical unit.
+            TargetEvent::TaskAborted { task } => {
+                let _ = c.session.abort_acknowledged(task);
+            }
             TargetEvent::TaskManagement { function, lun, .. } => {
                 self.task_management(c.nexus, function, lun);
             }
@@ -726,9 +734,7 @@ impl Server {
             {
                 eprintln!("iscsi-mio: {}: connection closed: {reason}", c.peer);
             }
-            // TaskAborted: commands run to completion when delivered, so
-            // there is never anything to cancel. LoggedOut: the session
-            // closes by itself after the response.
+            // LoggedOut: the session closes by itself after the response.
             _ => {}
         }
     }
