@@ -5,9 +5,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::event::{CloseReason, ScsiRequest, TargetEvent, TaskId, UsageError};
-use super::session::{Session, NO_TAG};
+use super::session::{Session, LOGIN_MAX_SEGMENT, NO_TAG};
 use super::window::Admit;
-use crate::login::keys;
+use crate::login::keys::{self, ResultRule, Senders, Usage};
 use crate::login::SessionType;
 use crate::scsi::sense::SenseData;
 use crate::scsi::{ScsiStatus, SenseKey};
@@ -1247,22 +1247,53 @@ impl Session {
 
     fn text_answer(&mut self, pairs: &[(String, String)]) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        let mut declared_ours = false;
         for (k, v) in pairs {
             if k == "SendTargets" {
                 self.send_targets(v, &mut out);
             } else if k == "MaxRecvDataSegmentLength" {
-                // RFC 7143 section 13.12: declarative, may be re-declared in
-                // the Full Feature Phase; 512 to 2^24 - 1.
+                // RFC 7143 section 13.12: "Use: ALL, Declarative", 512 to
+                // 2^24 - 1: the initiator may re-declare it in the Full
+                // Feature Phase, and "The transmitter ... is required to
+                // send PDUs with a data segment that does not exceed
+                // MaxRecvDataSegmentLength of the receiver": Data-In,
+                // NOP-In and Text Response segments follow the new value.
                 match parse_number(v) {
-                    Ok(n) if (512..=0x00ff_ffff).contains(&n) => {
-                        self.peer_mrdsl = n as u32;
+                    Ok(n) if (512..=keys::MAX_DATA_LEN).contains(&n) => {
+                        self.peer_mrdsl = u32::try_from(n).unwrap_or(LOGIN_MAX_SEGMENT);
+                        // The target declares its own in return (section
+                        // 13.12: "The initiator or target declares").
+                        if !declared_ours {
+                            declared_ours = true;
+                            let ours = self
+                                .negotiated
+                                .as_ref()
+                                .map_or(self.cfg.params.max_recv_data_segment_length, |n| {
+                                    n.target_max_recv_data_segment_length
+                                });
+                            out.push((k.clone(), ours.to_string()));
+                        }
                     }
+                    // RFC 7143 section 6.2: "Proposing a value not
+                    // admissible (e.g., not within the specified bounds)
+                    // MAY be answered with the constant "Reject""; the
+                    // limit stays as it was.
                     _ => out.push((k.clone(), "Reject".to_owned())),
                 }
-            } else if keys::lookup(k).is_some() {
-                // RFC 7143 section 6.2: a key the target will not
-                // renegotiate now is answered with Reject.
-                out.push((k.clone(), "Reject".to_owned()));
+            } else if let Some(def) = keys::lookup(k) {
+                let ffp_ok = matches!(def.usage, Usage::All | Usage::FullFeatureOnly)
+                    && matches!(def.senders, Senders::Initiator | Senders::Both);
+                if !(ffp_ok && def.rule == ResultRule::Declarative) {
+                    // RFC 7143 section 13: "LO" (leading connection's login
+                    // only) and "IO" (Login Phase only) keys, and keys the
+                    // initiator may not send, are not negotiable here;
+                    // section 6.2: an acceptor "not allowed to use any of the
+                    // proposed options ... may use the constant "Reject"",
+                    // and the key keeps its current value.
+                    out.push((k.clone(), "Reject".to_owned()));
+                }
+                // Otherwise a declaration legal in the Full Feature Phase
+                // (InitiatorAlias, section 13.7): noted, no answer needed.
             } else {
                 // RFC 7143 section 6.2: "the answer for a key not
                 // understood MUST be key=NotUnderstood".
