@@ -41,7 +41,7 @@ mod util;
 pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
 pub use lu::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
 pub use outcome::{DataDirection, ScsiOutcome, Transfer};
-pub use pr::{pr_type, MAX_REGISTRATIONS};
+pub use pr::{pr_type, TransportId, MAX_REGISTRATIONS};
 
 /// Identifies an I_T nexus (initiator port + target port) to the logical
 /// unit: persistent reservations and unit attentions are kept per nexus.

@@ -8,7 +8,7 @@ use iscsi_proto::scsi::{Lun, SenseData, SenseKey};
 
 use crate::device::BlockDevice;
 use crate::outcome::{ScsiOutcome, Transfer};
-use crate::pr::{Access, Pr};
+use crate::pr::{Access, Pr, TransportId};
 use crate::util::{bad_cdb, bad_opcode, be, byte, illegal, truncate, Fail};
 use crate::NexusId;
 
@@ -214,6 +214,16 @@ impl LogicalUnit {
     /// gone. Persistent reservations survive nexus loss (SPC-4 5.7.2).
     pub fn nexus_lost(&mut self, nexus: NexusId) {
         self.ua.remove(&nexus);
+        self.pr.port_lost(nexus);
+    }
+
+    /// Tells the logical unit the TransportID of the initiator port of
+    /// `nexus` (e.g. [`TransportId::iscsi`] with the InitiatorName and
+    /// ISID, when the session logs in). PERSISTENT RESERVE IN READ FULL
+    /// STATUS (SPC-4 6.15.5) reports it for the nexus's registration; an
+    /// unknown port is reported with an empty iSCSI name.
+    pub fn set_transport_id(&mut self, nexus: NexusId, id: TransportId) {
+        self.pr.set_port(nexus, id);
     }
 
     pub(crate) fn take_ua(&mut self, nexus: NexusId) -> Option<SenseData> {
@@ -274,7 +284,9 @@ impl LogicalUnit {
             op::MODE_SELECT_6 | op::MODE_SELECT_10 => self.mode_select(c, data_out),
             op::PERSISTENT_RESERVE_IN => {
                 let alloc = be(c, 7, 2);
-                self.pr.pr_in(c).map(|v| truncate(v, alloc))
+                self.pr
+                    .pr_in(c, self.cfg.relative_port)
+                    .map(|v| truncate(v, alloc))
             }
             op::PERSISTENT_RESERVE_OUT => {
                 let mut uas = Vec::new();

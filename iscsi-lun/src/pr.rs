@@ -1,6 +1,8 @@
 //! Persistent reservations (SPC-4 5.7, 6.13 PERSISTENT RESERVE IN,
 //! 6.14 PERSISTENT RESERVE OUT), kept in memory (no APTPL).
 
+use std::collections::HashMap;
+
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{SenseData, SenseKey};
 
@@ -24,6 +26,59 @@ pub mod pr_type {
     pub const WRITE_EXCLUSIVE_AR: u8 = 7;
     /// Exclusive Access - All Registrants.
     pub const EXCLUSIVE_ACCESS_AR: u8 = 8;
+}
+
+/// An initiator port's TransportID (SPC-4 7.6.4), as PERSISTENT RESERVE
+/// IN READ FULL STATUS reports it for each registered I_T nexus.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TransportId(Vec<u8>);
+
+/// SPC-4 7.6.1, table 444: PROTOCOL IDENTIFIER 5h is iSCSI.
+const PROTOCOL_ISCSI: u8 = 0x05;
+
+/// The longest iSCSI name (RFC 7143 section 4.2.7.1: "no more than 223
+/// bytes"); longer input is cut there.
+const MAX_ISCSI_NAME: usize = 223;
+
+impl TransportId {
+    /// The iSCSI TransportID of an initiator port (SPC-4 7.6.4.6): with
+    /// an ISID, FORMAT CODE 01b, "the ISCSI NAME ... the SEPARATOR field
+    /// [\",i,0x\"] ... the ISCSI INITIATOR SESSION ID field ... in the
+    /// form of ASCII characters that are the hexadecimal digits"; without
+    /// one, FORMAT CODE 00b with the name alone. Null terminated and null
+    /// padded: "The ADDITIONAL LENGTH field shall be at least 20 and shall
+    /// be a multiple of four."
+    pub fn iscsi(initiator_name: &str, isid: Option<[u8; 6]>) -> TransportId {
+        let name = initiator_name.as_bytes();
+        let name = name.get(..MAX_ISCSI_NAME).unwrap_or(name);
+        let mut body = name.to_vec();
+        let format = match isid {
+            Some(isid) => {
+                body.extend_from_slice(b",i,0x");
+                for b in isid {
+                    body.extend_from_slice(format!("{b:02x}").as_bytes());
+                }
+                0x40
+            }
+            None => 0x00,
+        };
+        // The terminating null, then padding to a multiple of four, at
+        // least 20 bytes.
+        body.push(0);
+        let len = body.len().max(20).next_multiple_of(4);
+        body.resize(len, 0);
+        let mut out = Vec::with_capacity(4 + len);
+        out.push(format | PROTOCOL_ISCSI);
+        out.push(0);
+        out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(&body);
+        TransportId(out)
+    }
+
+    /// The TransportID bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// How a command is treated under a persistent reservation (SPC-4 5.7.1,
@@ -51,6 +106,12 @@ pub(crate) struct Pr {
     generation: u32,
     regs: Vec<(NexusId, u64)>,
     res: Option<Reservation>,
+    /// The TransportIDs of the live I_T nexuses the target told us about.
+    ports: HashMap<NexusId, TransportId>,
+    /// The TransportIDs of registered nexuses that are gone (SPC-4 5.7.2:
+    /// registrations survive the loss of the nexus); pruned to the
+    /// registered ones after every PERSISTENT RESERVE OUT.
+    reg_ports: HashMap<NexusId, TransportId>,
 }
 
 fn is_all_registrants(ty: u8) -> bool {
@@ -77,6 +138,55 @@ fn ua(code: (u8, u8)) -> SenseData {
 }
 
 impl Pr {
+    /// Records the TransportID of `n`.
+    pub(crate) fn set_port(&mut self, n: NexusId, id: TransportId) {
+        self.ports.insert(n, id);
+    }
+
+    /// `n` is gone: its TransportID is kept only while it is registered.
+    pub(crate) fn port_lost(&mut self, n: NexusId) {
+        if let Some(id) = self.ports.remove(&n) {
+            if self.key_of(n).is_some() {
+                self.reg_ports.insert(n, id);
+            }
+        }
+    }
+
+    fn prune_ports(&mut self) {
+        let regs = &self.regs;
+        self.reg_ports
+            .retain(|n, _| regs.iter().any(|(x, _)| x == n));
+    }
+
+    /// SPC-4 6.15.5: the full status descriptors, one per registration.
+    fn full_status(&self, relative_port: u16, d: &mut Vec<u8>) {
+        let unknown = TransportId::iscsi("", None);
+        let mut list = Vec::new();
+        for &(n, key) in &self.regs {
+            let tid = self
+                .ports
+                .get(&n)
+                .or_else(|| self.reg_ports.get(&n))
+                .unwrap_or(&unknown);
+            list.extend_from_slice(&key.to_be_bytes());
+            list.extend_from_slice(&[0; 4]);
+            // Byte 12: ALL_TG_PT (bit 1) is zero (not supported), R_HOLDER
+            // (bit 0); byte 13: SCOPE and TYPE, "not valid" (zero) unless
+            // R_HOLDER is one.
+            let (holder, scope_type) = match self.res {
+                Some(r) if self.is_holder(n) => (0x01, r.ty & 0x0f),
+                _ => (0x00, 0x00),
+            };
+            list.extend_from_slice(&[holder, scope_type, 0, 0, 0, 0]);
+            list.extend_from_slice(&relative_port.to_be_bytes());
+            let tid = tid.as_bytes();
+            list.extend_from_slice(&u32::try_from(tid.len()).unwrap_or(0).to_be_bytes());
+            list.extend_from_slice(tid);
+        }
+        d.extend_from_slice(&u32::try_from(list.len()).unwrap_or(u32::MAX).to_be_bytes());
+        d.extend_from_slice(&list);
+    }
+
     fn key_of(&self, n: NexusId) -> Option<u64> {
         self.regs.iter().find(|(x, _)| *x == n).map(|&(_, k)| k)
     }
@@ -107,7 +217,9 @@ impl Pr {
     }
 
     /// PERSISTENT RESERVE IN (SPC-4 6.13); returns untruncated data.
-    pub(crate) fn pr_in(&self, c: &[u8]) -> Result<Vec<u8>, Fail> {
+    /// `relative_port`: the RELATIVE TARGET PORT IDENTIFIER for READ FULL
+    /// STATUS.
+    pub(crate) fn pr_in(&self, c: &[u8], relative_port: u16) -> Result<Vec<u8>, Fail> {
         let sa = c.get(1).copied().unwrap_or(0) & 0x1f;
         let mut d = Vec::new();
         d.extend_from_slice(&self.generation.to_be_bytes());
@@ -142,6 +254,8 @@ impl Pr {
                 d.clear();
                 d.extend_from_slice(&[0, 8, 0x00, 0x80, 0xea, 0x01, 0, 0]);
             }
+            // 6.15.5 READ FULL STATUS.
+            0x03 => self.full_status(relative_port, &mut d),
             _ => return Err(bad_cdb(1)),
         }
         Ok(d)
@@ -150,6 +264,18 @@ impl Pr {
     /// PERSISTENT RESERVE OUT (SPC-4 6.14). `uas` receives unit attentions
     /// to queue for other nexuses.
     pub(crate) fn pr_out(
+        &mut self,
+        n: NexusId,
+        c: &[u8],
+        data_out: &[u8],
+        uas: &mut Vec<(NexusId, SenseData)>,
+    ) -> Result<(), Fail> {
+        let r = self.pr_out_inner(n, c, data_out, uas);
+        self.prune_ports();
+        r
+    }
+
+    fn pr_out_inner(
         &mut self,
         n: NexusId,
         c: &[u8],

@@ -370,14 +370,22 @@ impl LogicalUnit {
         }
         self.check_range(lba, n)?;
         self.check_writable()?;
+        let half = self.bytes(n)?;
+        // SBC-3 5.2: the Data-Out buffer holds "the verify instance of the
+        // data" followed by "the write instance of the data", NUMBER OF
+        // LOGICAL BLOCKS each. A buffer of any other length (a transport's
+        // Expected Data Transfer Length that disagrees with the CDB, even
+        // with short_writes) cannot be split into the two instances: the
+        // CDB is invalid for it (as Linux LIO answers an over- or
+        // underflowing COMPARE AND WRITE), and nothing is compared or
+        // written.
+        if Some(data_out.len()) != half.checked_mul(2) {
+            return Err(bad_cdb(13));
+        }
         if n == 0 {
             return Ok(Vec::new());
         }
-        let half = self.bytes(n)?;
-        let data = data_out
-            .get(..half.saturating_mul(2))
-            .ok_or_else(|| bad_cdb(13))?;
-        let (verify, write) = data.split_at(half);
+        let (verify, write) = data_out.split_at(half);
         let at = self.offset(lba);
         let mut cur = vec![0u8; half];
         self.dev.read_at(at, &mut cur).map_err(read_err)?;

@@ -391,6 +391,55 @@ fn abort_task_of_held_write() {
     logout(&mut h);
 }
 
+/// RFC 7143 section 11.5.1: "The iSCSI target MUST ensure that no
+/// responses for the tasks covered by a task management function are
+/// delivered to the iSCSI initiator after the Task Management response";
+/// RFC 3720 10.6.2, the target "c) Propagates the command to and receives
+/// the response from the target SCSI layer" before "e) Sends the task set
+/// management response". While the application has not stopped an
+/// aborted write, the initiator gets no answer; once it has, the answer
+/// comes and the write never reaches the medium.
+#[test]
+fn tmf_answered_only_after_the_application_stopped_the_write() {
+    for f in [
+        TmfFunction::AbortTask,
+        TmfFunction::AbortTaskSet,
+        TmfFunction::LogicalUnitReset,
+    ] {
+        let mut h = Harness::new(ini_config(), tgt_config(1), &[DISK], Cuts::Random(5));
+        h.login();
+        let before = h.disk(0, 0, 8 * 512);
+        h.hold = true;
+        h.defer_abort_acks = true;
+        let w = h.submit(write_cmd(0, pattern(9, 8 * 512)));
+        h.pump();
+        assert_eq!(h.held.len(), 1, "the application took the write");
+        let tmf = match f {
+            TmfFunction::AbortTask => h.ini.abort_task(h.now, w).unwrap(),
+            _ => h.ini.task_management(h.now, lun(0), f).unwrap(),
+        };
+        h.pump();
+        assert_eq!(h.unacked_aborts.len(), 1, "{f:?}");
+        assert!(h.outcome(tmf).is_none(), "{f:?}: answered before the ack");
+        assert!(h.tgt_sent(op::TMF_RESP).is_empty(), "{f:?}");
+        h.ack_aborts();
+        assert_eq!(
+            h.outcome(tmf),
+            Some(&TaskOutcome::TaskManagement(TmfResponse::FunctionComplete)),
+            "{f:?}"
+        );
+        assert!(matches!(
+            h.outcome(w),
+            Some(TaskOutcome::Failed(TaskError::Aborted(_)))
+        ));
+        // The application has nothing left to run; the medium is as before.
+        h.hold = false;
+        h.release();
+        assert_eq!(h.disk(0, 0, 8 * 512), before, "{f:?}");
+        logout(&mut h);
+    }
+}
+
 #[test]
 fn abort_task_racing_the_response() {
     // The target completes the command while the ABORT TASK is on its way:

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use iscsi_lun::NexusId;
-use iscsi_lun::{pr_type, LogicalUnit, MAX_REGISTRATIONS};
+use iscsi_lun::{pr_type, LogicalUnit, TransportId, MAX_REGISTRATIONS};
 use iscsi_proto::scsi::cdb::{self, opcode as op, RwFlags};
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{ScsiStatus, SenseKey};
@@ -517,4 +517,140 @@ fn prin_allocation_length() {
     good(&o);
     assert_eq!(o.data_in.len(), 8);
     assert_eq!(&o.data_in[4..8], &8u32.to_be_bytes());
+}
+
+/// SPC-4 7.6.4.6 (iSCSI TransportID, format code 01b): byte 0 is FORMAT
+/// CODE 01b and PROTOCOL IDENTIFIER 5h (0x45), bytes 2..4 the ADDITIONAL
+/// LENGTH, then the ISCSI NAME, the SEPARATOR ",i,0x", the ISCSI INITIATOR
+/// SESSION ID "in the form of ASCII characters that are the hexadecimal
+/// digits converted from the binary iSCSI initiator session identifier",
+/// a null terminator and null padding: "The ADDITIONAL LENGTH field shall
+/// be at least 20 and shall be a multiple of four." Format 00b (0x05)
+/// carries the name alone.
+#[test]
+fn iscsi_transport_ids() {
+    let t = TransportId::iscsi("iqn.x", Some([0x80, 0x12, 0x34, 0x56, 0x78, 0x9a]));
+    let b = t.as_bytes();
+    assert_eq!(b[0], 0x45);
+    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    assert_eq!(b.len(), 4 + len);
+    assert!(len >= 20 && len % 4 == 0);
+    assert_eq!(&b[4..4 + 22], b"iqn.x,i,0x80123456789a");
+    assert!(b[4 + 22..].iter().all(|&x| x == 0) && b.len() > 4 + 22);
+    let t = TransportId::iscsi("iqn.y", None);
+    let b = t.as_bytes();
+    assert_eq!(b[0], 0x05);
+    let len = u16::from_be_bytes([b[2], b[3]]) as usize;
+    assert_eq!((b.len(), len), (24, 20));
+    assert_eq!(&b[4..9], b"iqn.y");
+    assert!(b[9..].iter().all(|&x| x == 0));
+    // A name long enough to need padding: 22 bytes + null = 23 -> 24.
+    let b = TransportId::iscsi("iqn.2026-11.rs.iscsi:ab", None)
+        .as_bytes()
+        .to_vec();
+    assert_eq!(u16::from_be_bytes([b[2], b[3]]), 24);
+}
+
+/// SPC-4 6.15.5 READ FULL STATUS: PRGENERATION, ADDITIONAL LENGTH, then
+/// "a full status descriptor for each reservation key ... registered":
+/// bytes 0..8 RESERVATION KEY, byte 12 ALL_TG_PT (bit 1) and R_HOLDER
+/// (bit 0: "the I_T nexus described by this full status descriptor is a
+/// reservation holder"), byte 13 SCOPE and TYPE ("If the R_HOLDER bit is
+/// set to zero, the SCOPE and TYPE fields are not valid"; zero here),
+/// bytes 18..20 RELATIVE TARGET PORT IDENTIFIER, bytes 20..24 ADDITIONAL
+/// DESCRIPTOR LENGTH, then the TransportID of the initiator port.
+#[test]
+fn read_full_status() {
+    let mut l = lu_with(iscsi_lun::LuConfig {
+        relative_port: 7,
+        ..iscsi_lun::LuConfig::default()
+    });
+    let t1 = TransportId::iscsi("iqn.one", Some([0x40, 0, 0, 0, 0, 1]));
+    let t2 = TransportId::iscsi("iqn.two", Some([0x40, 0, 0, 0, 0, 2]));
+    l.set_transport_id(I1, t1.clone());
+    l.set_transport_id(I2, t2.clone());
+    // Nothing registered: an empty list.
+    let d = prin(&mut l, OBS, 3);
+    assert_eq!(&d[4..8], &0u32.to_be_bytes());
+    assert_eq!(d.len(), 8);
+    good(&prout(&mut l, I1, REGISTER, 0, 0, 0xaa));
+    good(&prout(&mut l, I2, REGISTER, 0, 0, 0xbb));
+    good(&prout(
+        &mut l,
+        I1,
+        RESERVE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xaa,
+        0,
+    ));
+    let gen = generation(&mut l);
+    let d = prin(&mut l, OBS, 3);
+    assert_eq!(u32::from_be_bytes(d[0..4].try_into().unwrap()), gen);
+    let add = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
+    assert_eq!(d.len(), 8 + add);
+    let mut descs = Vec::new();
+    let mut at = 8;
+    while at < d.len() {
+        let dl = u32::from_be_bytes(d[at + 20..at + 24].try_into().unwrap()) as usize;
+        descs.push(d[at..at + 24 + dl].to_vec());
+        at += 24 + dl;
+    }
+    assert_eq!(at, d.len());
+    assert_eq!(descs.len(), 2);
+    let one = descs
+        .iter()
+        .find(|x| x[..8] == 0xaau64.to_be_bytes())
+        .unwrap();
+    let two = descs
+        .iter()
+        .find(|x| x[..8] == 0xbbu64.to_be_bytes())
+        .unwrap();
+    assert_eq!(
+        one[12] & 0x03,
+        0x01,
+        "I1 holds the reservation, not ALL_TG_PT"
+    );
+    assert_eq!(one[13], pr_type::WRITE_EXCLUSIVE, "scope 0, type WE");
+    assert_eq!(two[12] & 0x03, 0, "I2 is only registered");
+    assert_eq!(two[13], 0);
+    for (x, t) in [(one, &t1), (two, &t2)] {
+        assert_eq!(u16::from_be_bytes([x[18], x[19]]), 7);
+        assert_eq!(&x[24..], t.as_bytes());
+    }
+    // All-registrants: every registrant is a holder (SPC-4 5.7.9).
+    good(&prout(
+        &mut l,
+        I1,
+        RELEASE,
+        pr_type::WRITE_EXCLUSIVE,
+        0xaa,
+        0,
+    ));
+    good(&prout(
+        &mut l,
+        I2,
+        RESERVE,
+        pr_type::EXCLUSIVE_ACCESS_AR,
+        0xbb,
+        0,
+    ));
+    let d = prin(&mut l, OBS, 3);
+    let first_len = u32::from_be_bytes(d[28..32].try_into().unwrap()) as usize;
+    for x in [&d[8..], &d[8 + 24 + first_len..]] {
+        assert_eq!(x[12] & 0x01, 0x01);
+        assert_eq!(x[13], pr_type::EXCLUSIVE_ACCESS_AR);
+    }
+    // The allocation length cuts the list (SPC-4 4.2.5.6).
+    let o = l.execute(
+        OBS,
+        &[op::PERSISTENT_RESERVE_IN, 3, 0, 0, 0, 0, 0, 0, 12, 0],
+        &[],
+    );
+    good(&o);
+    assert_eq!(o.data_in.len(), 12);
+    // Registrations (and their TransportIDs) survive the loss of the
+    // nexus (SPC-4 5.7.2): I2's descriptor still names its port.
+    l.nexus_lost(I2);
+    let d = prin(&mut l, OBS, 3);
+    assert!(d.windows(t2.as_bytes().len()).any(|w| w == t2.as_bytes()));
 }

@@ -704,3 +704,43 @@ fn execute_transport_writes_the_whole_blocks_of_a_short_data_out() {
     let o = l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]);
     assert_eq!(&o.data_in[..], &short[..]);
 }
+
+/// SBC-3 5.2: COMPARE AND WRITE transfers "the verify instance of the data
+/// ... followed by the write instance", NUMBER OF LOGICAL BLOCKS each, so
+/// the Data-Out buffer is exactly 2 x NUMBER OF LOGICAL BLOCKS blocks. A
+/// transport buffer of another size (libiscsi's NUMBER OF LOGICAL BLOCKS
+/// 256, which wraps to 0 in the one-byte field, with 512 blocks of data;
+/// or a CDB rewritten to 1 or 3 blocks under 4 blocks of data) cannot be
+/// split into the two instances: ILLEGAL REQUEST, INVALID FIELD IN CDB,
+/// and nothing is written (as Linux LIO refuses an over/underflowing
+/// COMPARE AND WRITE with INVALID FIELD IN CDB).
+#[test]
+fn compare_and_write_data_out_must_be_two_instances() {
+    let mut l = lu();
+    good(&l.execute(I1, &cdb::write10(0, 4, RwFlags::default()), &[b'A'; 4 * BS]));
+    for (n, blocks) in [(0u8, 512usize), (0, 2), (1, 4), (3, 4), (2, 3)] {
+        let mut data = vec![b'A'; blocks * BS];
+        data[blocks * BS / 2..].fill(b'Z');
+        for o in [
+            l.execute(I1, &caw(0, n), &data),
+            l.execute_transport(I1, &caw(0, n), &data),
+        ] {
+            let s = sense(&o, SenseKey::IllegalRequest, asc::INVALID_FIELD_IN_CDB);
+            // SPC-4 4.5.2.4.2: the field pointer names byte 13 of the CDB.
+            assert_eq!(
+                s.sense_key_specific,
+                Some([0xc0, 0, 13]),
+                "n={n} blocks={blocks}"
+            );
+        }
+    }
+    // Nothing was written: the blocks still hold 'A'.
+    let o = l.execute(I1, &cdb::read10(0, 4, RwFlags::default()), &[]);
+    assert!(o.data_in.iter().all(|&b| b == b'A'));
+    // The exact size still works, through both entry points.
+    let mut buf = vec![b'A'; BS];
+    buf.extend_from_slice(&[b'C'; BS]);
+    good(&l.execute_transport(I1, &caw(0, 1), &buf));
+    let o = l.execute(I1, &cdb::read10(0, 1, RwFlags::default()), &[]);
+    assert!(o.data_in.iter().all(|&b| b == b'C'));
+}

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{
     execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, NexusId, RamDisk,
-    ScsiOutcome,
+    ScsiOutcome, TransportId,
 };
 use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, SessionType};
 use iscsi_proto::scsi::sense::asc;
@@ -675,6 +675,12 @@ impl Server {
                     // id is derived from both: a reconnecting initiator
                     // keeps its reservations and unit attentions.
                     c.nexus = nexus_of(&initiator_name, isid);
+                    // SPC-4 7.6.4.6: the initiator port's TransportID
+                    // (name, ",i,0x", ISID) for READ FULL STATUS.
+                    let tid = TransportId::iscsi(&initiator_name, Some(isid.0));
+                    for lu in &mut self.lus {
+                        lu.set_transport_id(c.nexus, tid.clone());
+                    }
                     self.reinstate(idx, &initiator_name, isid);
                 }
                 c.login = Some(LoginInfo {
@@ -704,6 +710,14 @@ impl Server {
                     _ => c.session.complete(task, out.status, sense, out.data_in),
                 };
             }
+            // Commands run to completion when delivered, so an aborted
+            // task is never running here: acknowledge at once, which lets
+            // the core send the Task Management response (RFC 7143 section
+            // 11.5.1). Commands still queued when the abort came were
+            // withdrawn by the core and never reach the logical unit.
+            TargetEvent::TaskAborted { task } => {
+                let _ = c.session.abort_acknowledged(task);
+            }
             TargetEvent::TaskManagement { function, lun, .. } => {
                 self.task_management(c.nexus, function, lun);
             }
@@ -720,9 +734,7 @@ impl Server {
             {
                 eprintln!("iscsi-mio: {}: connection closed: {reason}", c.peer);
             }
-            // TaskAborted: commands run to completion when delivered, so
-            // there is never anything to cancel. LoggedOut: the session
-            // closes by itself after the response.
+            // LoggedOut: the session closes by itself after the response.
             _ => {}
         }
     }

@@ -216,13 +216,18 @@ fn abort_task_aborts_and_the_task_is_never_answered() {
     let t = h.task_of();
     let req = tmf(&mut h, TmfFunction::AbortTask, 0, c.itt);
     h.send(req, Bytes::new());
+    // The application was running the task: the response waits for its
+    // acknowledgement (RFC 7143 section 11.5.1; tests/target_tmf.rs).
+    let ev = h.events();
+    assert_eq!(ev, vec![TargetEvent::TaskAborted { task: t }]);
+    assert!(h.recv().is_empty());
+    h.s.abort_acknowledged(t).unwrap();
     let resp = tmf_response(&mut h);
     assert_eq!(resp.response, TmfResponse::FunctionComplete);
     assert_eq!(resp.itt, req.itt);
     let ev = h.events();
-    assert_eq!(ev[0], TargetEvent::TaskAborted { task: t });
     assert!(
-        matches!(&ev[1], TargetEvent::TaskManagement { function: TmfFunction::AbortTask, aborted, .. } if aborted == &vec![t])
+        matches!(&ev[0], TargetEvent::TaskManagement { function: TmfFunction::AbortTask, aborted, .. } if aborted == &vec![t])
     );
     assert!(h
         .s
@@ -269,8 +274,14 @@ fn lun_reset_and_task_set_functions() {
     assert_eq!(ev.len(), 2);
     let req = tmf(&mut h, TmfFunction::LogicalUnitReset, 1 << 48, 0);
     h.send(req, Bytes::new());
-    assert_eq!(tmf_response(&mut h).response, TmfResponse::FunctionComplete);
     let ev2 = h.events();
+    assert_eq!(ev2.len(), 1);
+    let TargetEvent::TaskAborted { task } = ev2[0] else {
+        panic!("{ev2:?}")
+    };
+    h.s.abort_acknowledged(task).unwrap();
+    assert_eq!(tmf_response(&mut h).response, TmfResponse::FunctionComplete);
+    let ev2 = [ev2, h.events()].concat();
     assert_eq!(ev2.len(), 2);
     assert!(
         matches!(&ev2[1], TargetEvent::TaskManagement { function: TmfFunction::LogicalUnitReset, lun, .. } if *lun == 1 << 48)
@@ -296,9 +307,13 @@ fn lun_reset_and_task_set_functions() {
     // TARGET WARM RESET aborts the rest; COLD closes the connection.
     let req = tmf(&mut h, TmfFunction::TargetWarmReset, 0, 0);
     h.send(req, Bytes::new());
-    assert_eq!(tmf_response(&mut h).response, TmfResponse::FunctionComplete);
     assert_eq!(h.s.live_tasks(), 0);
-    h.events();
+    for e in h.events() {
+        if let TargetEvent::TaskAborted { task } = e {
+            h.s.abort_acknowledged(task).unwrap();
+        }
+    }
+    assert_eq!(tmf_response(&mut h).response, TmfResponse::FunctionComplete);
     let req = tmf(&mut h, TmfFunction::TargetColdReset, 0, 0);
     h.send(req, Bytes::new());
     assert_eq!(tmf_response(&mut h).response, TmfResponse::FunctionComplete);

@@ -58,6 +58,8 @@ pub mod op {
     pub const NOP_IN: u8 = 0x20;
     /// SCSI Response.
     pub const SCSI_RSP: u8 = 0x21;
+    /// Task Management Function Response.
+    pub const TMF_RESP: u8 = 0x22;
     /// SCSI Data-In.
     pub const DATA_IN: u8 = 0x25;
     /// Asynchronous Message.
@@ -215,6 +217,12 @@ pub struct Harness {
     pub hold: bool,
     /// Commands held (see [`Harness::release`]).
     pub held: Vec<ScsiRequest>,
+    /// Do not acknowledge `TaskAborted` at once (as an application still
+    /// stopping the task): the tasks wait in `unacked_aborts` until
+    /// [`Harness::ack_aborts`].
+    pub defer_abort_acks: bool,
+    /// Aborted tasks not acknowledged yet (with `defer_abort_acks`).
+    pub unacked_aborts: Vec<TgtTaskId>,
     /// How each target task ended, by (connection number, task).
     pub tgt_ends: HashMap<(usize, TgtTaskId), TgtEnd>,
     /// Every command delivered by a target connection, by (connection
@@ -284,6 +292,8 @@ impl Harness {
             outcomes: BTreeMap::new(),
             hold: false,
             held: Vec::new(),
+            defer_abort_acks: false,
+            unacked_aborts: Vec::new(),
             tgt_ends: HashMap::new(),
             tgt_commands: Vec::new(),
             drop_t2i: false,
@@ -461,8 +471,18 @@ impl Harness {
                     }
                 }
                 TargetEvent::TaskAborted { task } => {
+                    // The application stops the task (drops the held
+                    // command) and says so; aborts reported by a close
+                    // need no acknowledgement.
                     self.held.retain(|r| r.task != *task);
                     self.end_tgt(*task, TgtEnd::Aborted);
+                    if self.defer_abort_acks {
+                        self.unacked_aborts.push(*task);
+                    } else if !self.tgt.is_closed() {
+                        self.tgt
+                            .abort_acknowledged(*task)
+                            .expect("acknowledging a reported abort");
+                    }
                 }
                 TargetEvent::TaskManagement { function, lun, .. } => {
                     self.task_management(*function, *lun);
@@ -525,6 +545,16 @@ impl Harness {
                 );
             }
         }
+    }
+
+    /// Acknowledges the aborts deferred by `defer_abort_acks`, then pumps.
+    pub fn ack_aborts(&mut self) {
+        for task in std::mem::take(&mut self.unacked_aborts) {
+            self.tgt
+                .abort_acknowledged(task)
+                .expect("acknowledging a reported abort");
+        }
+        self.pump();
     }
 
     /// Executes the held commands (those not aborted meanwhile).

@@ -65,7 +65,11 @@ pub enum TargetEvent {
     /// A SCSI command to execute; answer with [`Session::complete`](super::Session::complete).
     Command(ScsiRequest),
     /// A task was aborted (task management, or the connection ended): it
-    /// must not be completed and will never be answered.
+    /// will never be answered. Stop it, so that it no longer touches the
+    /// medium, then call
+    /// [`Session::abort_acknowledged`](super::Session::abort_acknowledged):
+    /// the Task Management response waits for that (RFC 7143 section
+    /// 11.5.1). No acknowledgement is needed once the connection closed.
     TaskAborted {
         /// The task.
         task: TaskId,

@@ -5,9 +5,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::event::{CloseReason, ScsiRequest, TargetEvent, TaskId, UsageError};
-use super::session::{Session, NO_TAG};
+use super::session::{Session, LOGIN_MAX_SEGMENT, NO_TAG};
 use super::window::Admit;
-use crate::login::keys;
+use crate::login::keys::{self, ResultRule, Senders, Usage};
 use crate::login::SessionType;
 use crate::scsi::sense::SenseData;
 use crate::scsi::{ScsiStatus, SenseKey};
@@ -46,6 +46,37 @@ pub(super) enum Held {
     /// A CmdSN to consume without action (an aborted held command, or a
     /// gap plugged by ABORT TASK, RFC 7143 section 11.5.1).
     Hole,
+}
+
+/// A task management request whose response waits (RFC 7143 section
+/// 11.5.1; RFC 3720 section 10.6.2: the target "b) Waits for ... all
+/// affected tasks in the task set to be received. c) Propagates the
+/// command to and receives the response from the target SCSI layer").
+#[derive(Debug)]
+pub(super) struct PendingTmf {
+    req: TaskMgmtRequest,
+    response: TmfResponse,
+    /// Delivered tasks it aborted, reported in `TaskManagement`.
+    aborted: Vec<TaskId>,
+    /// Aborted tasks the application has not acknowledged yet.
+    waiting: Vec<TaskId>,
+    /// Commands with a CmdSN before this one must have been received
+    /// (ExpCmdSN reached it) before the response.
+    until: Option<Serial>,
+    cold: bool,
+}
+
+impl PendingTmf {
+    /// Whether a non-immediate command `cmd_sn` on `lun` arriving now is
+    /// one this request acts on ("all the commands ... having a CmdSN
+    /// lower than the task management CmdSN", RFC 7143 section 11.5.1).
+    fn covers(&self, cmd_sn: Serial, lun: u64) -> bool {
+        let lun_ok = match self.req.function {
+            TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset => true,
+            _ => lun == self.req.lun,
+        };
+        lun_ok && self.until.is_some_and(|u| cmd_sn.precedes(u))
+    }
 }
 
 /// Text request/response exchange state (RFC 7143 sections 11.10, 11.11).
@@ -248,8 +279,15 @@ impl Session {
         }
     }
 
-    /// Orders a command PDU by CmdSN (RFC 7143 section 4.2.2.1).
+    /// Orders a command PDU by CmdSN, then sends the task management
+    /// responses that became due.
     fn sequence(&mut self, pdu: Pdu) {
+        self.sequence_inner(pdu);
+        self.finish_tmfs();
+    }
+
+    /// Orders a command PDU by CmdSN (RFC 7143 section 4.2.2.1).
+    fn sequence_inner(&mut self, pdu: Pdu) {
         let (cmd_sn, immediate) = match &pdu.header {
             Header::ScsiCommand(h) => (h.cmd_sn, h.immediate),
             Header::NopOut(h) => (h.cmd_sn, h.immediate),
@@ -440,9 +478,21 @@ impl Session {
     }
 
     fn accept_task(&mut self, id: TaskId) {
-        if let Some(t) = self.tasks.get_mut(&id) {
-            t.accepted = true;
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        // RFC 7143 section 11.5.1: a pending task management request acts
+        // on "all the commands ... having a CmdSN lower than the task
+        // management CmdSN", including those received after it: such a
+        // command is aborted as it reaches its place in the order, never
+        // delivered.
+        if !t.immediate && self.pending_tmfs.iter().any(|p| p.covers(t.cmd_sn, t.lun)) {
+            let itt = t.itt;
+            self.remove_task(id);
+            self.bury_itt(itt);
+            return;
         }
+        t.accepted = true;
         self.progress(id);
     }
 
@@ -701,6 +751,15 @@ impl Session {
         data_in: Bytes,
         write_len: Option<u32>,
     ) -> Result<(), UsageError> {
+        if self.aborting.remove(&id).is_some() {
+            // The task was aborted while the application ran it: the
+            // completion acknowledges the abort and is discarded (RFC 7143
+            // section 11.5.1: no response for a covered task after the
+            // Task Management response; none before it either, as the
+            // initiator has given the task up).
+            self.abort_done(id);
+            return Ok(());
+        }
         match self.tasks.get(&id) {
             Some(t) if t.delivered => {}
             _ => return Err(UsageError::UnknownTask(id)),
@@ -852,6 +911,10 @@ impl Session {
 
     // ----- task management -----
 
+    /// Aborts a task. A task the application has not seen yet (not
+    /// delivered, or its `Command` event still queued) is dropped here;
+    /// one the application took is reported as `TaskAborted` and awaits
+    /// its acknowledgement: its id is returned.
     fn abort(&mut self, id: TaskId) -> Option<TaskId> {
         let t = self.remove_task(id)?;
         self.bury_itt(t.itt);
@@ -860,11 +923,80 @@ impl Session {
                 *item = Held::Hole;
             }
         }
-        if t.delivered {
-            self.events.push_back(TargetEvent::TaskAborted { task: id });
-            Some(id)
-        } else {
-            None
+        if !t.delivered {
+            return None;
+        }
+        // Not polled yet: withdraw the command, so the application never
+        // executes it (and never touches the medium for it).
+        if let Some(i) = self
+            .events
+            .iter()
+            .position(|e| matches!(e, TargetEvent::Command(r) if r.task == id))
+        {
+            self.events.remove(i);
+            return None;
+        }
+        self.events.push_back(TargetEvent::TaskAborted { task: id });
+        self.aborting.insert(id, (t.lun, t.itt));
+        Some(id)
+    }
+
+    /// The application stopped an aborted task (acknowledged, or completed
+    /// it): the requests waiting for it may be answered.
+    pub(super) fn abort_done(&mut self, task: TaskId) {
+        for p in &mut self.pending_tmfs {
+            p.waiting.retain(|t| *t != task);
+        }
+        self.finish_tmfs();
+    }
+
+    /// Sends the responses of the pending task management requests that
+    /// no longer wait: every aborted task acknowledged and every command
+    /// before them received (RFC 7143 section 11.5.1; RFC 3720 section
+    /// 10.6.1: "The response to ABORT TASK SET and CLEAR TASK SET MUST only
+    /// be issued by the target after all of the commands affected have
+    /// been received by the target, the corresponding task management
+    /// functions have been executed by the SCSI target").
+    pub(super) fn finish_tmfs(&mut self) {
+        while self.phase == super::session::Phase::FullFeature {
+            let exp = self.window.exp_cmd_sn();
+            let Some(i) = self
+                .pending_tmfs
+                .iter()
+                .position(|p| p.waiting.is_empty() && p.until.is_none_or(|u| !exp.precedes(u)))
+            else {
+                return;
+            };
+            let p = self.pending_tmfs.remove(i);
+            self.send_tmf_response(p);
+        }
+    }
+
+    fn send_tmf_response(&mut self, p: PendingTmf) {
+        let (exp, max) = self.window_fields();
+        let stat_sn = self.take_stat_sn();
+        self.push_pdu(
+            TaskMgmtResponse {
+                response: p.response,
+                itt: p.req.itt,
+                stat_sn,
+                exp_cmd_sn: exp,
+                max_cmd_sn: max,
+            },
+            Bytes::new(),
+        );
+        if p.response == TmfResponse::FunctionComplete {
+            self.events.push_back(TargetEvent::TaskManagement {
+                function: p.req.function,
+                lun: p.req.lun,
+                aborted: p.aborted,
+            });
+        }
+        if p.cold {
+            // RFC 7143 section 11.5.1: for TARGET COLD RESET the target
+            // "MUST ... terminate all of its TCP connections to all
+            // initiators" after the response.
+            self.close(CloseReason::ColdReset);
         }
     }
 
@@ -911,11 +1043,18 @@ impl Session {
             | TmfFunction::LogicalUnitReset => {
                 if self.lun_exists(h.lun) {
                     // RFC 7143 section 4.2.3.3 / 11.5.1: the tasks of the
-                    // LUN are aborted; aborted tasks get no response.
+                    // LUN are aborted; aborted tasks get no response. ABORT
+                    // TASK SET and CLEAR TASK SET act on "the commands ...
+                    // having a CmdSN lower than the task management CmdSN"
+                    // (immediate ones included); LOGICAL UNIT RESET "may
+                    // affect ... commands from the same session with CmdSN
+                    // equal or exceeding CmdSN": all of them.
+                    let reset = h.function == TmfFunction::LogicalUnitReset;
                     let ids: Vec<TaskId> = self
                         .tasks
                         .values()
                         .filter(|t| t.lun == h.lun)
+                        .filter(|t| reset || t.immediate || t.cmd_sn.precedes(h.cmd_sn))
                         .map(|t| t.id)
                         .collect();
                     for id in ids {
@@ -942,31 +1081,55 @@ impl Session {
             // supported" (CLEAR ACA: ACA is not implemented; unknown codes).
             _ => TmfResponse::NotSupported,
         };
-        let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
-            TaskMgmtResponse {
-                response,
-                itt: h.itt,
-                stat_sn,
-                exp_cmd_sn: exp,
-                max_cmd_sn: max,
-            },
-            Bytes::new(),
-        );
+        // Tasks already aborted by an earlier request and still running in
+        // the application are covered too: wait for them as well.
+        let mut waiting = aborted.clone();
         if response == TmfResponse::FunctionComplete {
-            self.events.push_back(TargetEvent::TaskManagement {
-                function: h.function,
-                lun: h.lun,
-                aborted,
-            });
+            for (&id, &(lun, itt)) in &self.aborting {
+                let covered = match h.function {
+                    TmfFunction::AbortTask => itt == h.referenced_task_tag && lun == h.lun,
+                    TmfFunction::AbortTaskSet
+                    | TmfFunction::ClearTaskSet
+                    | TmfFunction::LogicalUnitReset => lun == h.lun,
+                    TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset => true,
+                    _ => false,
+                };
+                if covered && !waiting.contains(&id) {
+                    waiting.push(id);
+                }
+            }
         }
-        if cold {
-            // RFC 7143 section 11.5.1: for TARGET COLD RESET the target
-            // "MUST ... terminate all of its TCP connections to all
-            // initiators" after the response.
-            self.close(CloseReason::ColdReset);
-        }
+        // RFC 7143 section 11.5.1: an immediate request "must be
+        // considered immediately for execution, but the operations
+        // involved ... may be postponed to allow the target to receive all
+        // relevant tasks": the commands before its CmdSN that were inside
+        // the window we advertised (so may legally be on their way).
+        let until = match h.function {
+            TmfFunction::AbortTaskSet
+            | TmfFunction::ClearTaskSet
+            | TmfFunction::LogicalUnitReset
+            | TmfFunction::TargetWarmReset
+            | TmfFunction::TargetColdReset
+                if response == TmfResponse::FunctionComplete && h.immediate =>
+            {
+                let limit = self.window.max_cmd_sn().next();
+                Some(if limit.precedes(h.cmd_sn) {
+                    limit
+                } else {
+                    h.cmd_sn
+                })
+            }
+            _ => None,
+        };
+        self.pending_tmfs.push(PendingTmf {
+            req: h,
+            response,
+            aborted,
+            waiting,
+            until,
+            cold,
+        });
+        self.finish_tmfs();
     }
 
     /// Considers `sn` received (an aborted command that never arrived).
@@ -1084,22 +1247,53 @@ impl Session {
 
     fn text_answer(&mut self, pairs: &[(String, String)]) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        let mut declared_ours = false;
         for (k, v) in pairs {
             if k == "SendTargets" {
                 self.send_targets(v, &mut out);
             } else if k == "MaxRecvDataSegmentLength" {
-                // RFC 7143 section 13.12: declarative, may be re-declared in
-                // the Full Feature Phase; 512 to 2^24 - 1.
+                // RFC 7143 section 13.12: "Use: ALL, Declarative", 512 to
+                // 2^24 - 1: the initiator may re-declare it in the Full
+                // Feature Phase, and "The transmitter ... is required to
+                // send PDUs with a data segment that does not exceed
+                // MaxRecvDataSegmentLength of the receiver": Data-In,
+                // NOP-In and Text Response segments follow the new value.
                 match parse_number(v) {
-                    Ok(n) if (512..=0x00ff_ffff).contains(&n) => {
-                        self.peer_mrdsl = n as u32;
+                    Ok(n) if (512..=keys::MAX_DATA_LEN).contains(&n) => {
+                        self.peer_mrdsl = u32::try_from(n).unwrap_or(LOGIN_MAX_SEGMENT);
+                        // The target declares its own in return (section
+                        // 13.12: "The initiator or target declares").
+                        if !declared_ours {
+                            declared_ours = true;
+                            let ours = self
+                                .negotiated
+                                .as_ref()
+                                .map_or(self.cfg.params.max_recv_data_segment_length, |n| {
+                                    n.target_max_recv_data_segment_length
+                                });
+                            out.push((k.clone(), ours.to_string()));
+                        }
                     }
+                    // RFC 7143 section 6.2: "Proposing a value not
+                    // admissible (e.g., not within the specified bounds)
+                    // MAY be answered with the constant "Reject""; the
+                    // limit stays as it was.
                     _ => out.push((k.clone(), "Reject".to_owned())),
                 }
-            } else if keys::lookup(k).is_some() {
-                // RFC 7143 section 6.2: a key the target will not
-                // renegotiate now is answered with Reject.
-                out.push((k.clone(), "Reject".to_owned()));
+            } else if let Some(def) = keys::lookup(k) {
+                let ffp_ok = matches!(def.usage, Usage::All | Usage::FullFeatureOnly)
+                    && matches!(def.senders, Senders::Initiator | Senders::Both);
+                if !(ffp_ok && def.rule == ResultRule::Declarative) {
+                    // RFC 7143 section 13: "LO" (leading connection's login
+                    // only) and "IO" (Login Phase only) keys, and keys the
+                    // initiator may not send, are not negotiable here;
+                    // section 6.2: an acceptor "not allowed to use any of the
+                    // proposed options ... may use the constant "Reject"",
+                    // and the key keeps its current value.
+                    out.push((k.clone(), "Reject".to_owned()));
+                }
+                // Otherwise a declaration legal in the Full Feature Phase
+                // (InitiatorAlias, section 13.7): noted, no answer needed.
             } else {
                 // RFC 7143 section 6.2: "the answer for a key not
                 // understood MUST be key=NotUnderstood".

@@ -13,6 +13,8 @@
 //!     while let Some(ev) = s.poll_event() {
 //!         // TargetEvent::Command(req) -> run it, then (C):
 //!         // s.complete(req.task, status, sense, data_in)
+//!         // TargetEvent::TaskAborted { task } -> stop it, then (C):
+//!         // s.abort_acknowledged(task)
 //!         // and drain poll_transmit again
 //!     }
 //!     if s.is_closed() { close the socket after flushing; break }
@@ -26,6 +28,16 @@
 //! [`Config::max_immediate_tasks`], write data by
 //! [`Config::max_transfer_length`], and decoding pauses while
 //! [`Config::max_queued_transmits`] PDUs wait.
+//!
+//! Task management (RFC 7143 section 11.5.1): a Task Management response
+//! is sent only once every task it covers has stopped. A command whose
+//! [`TargetEvent::Command`] was not polled yet is withdrawn from the event
+//! queue (the application never sees it); one the application took is
+//! reported as [`TargetEvent::TaskAborted`] and stops when the application
+//! calls [`Session::abort_acknowledged`] (or completes it: the completion
+//! is then discarded). Immediate ABORT TASK SET, CLEAR TASK SET and resets
+//! also wait for the commands before their CmdSN that are still on the way
+//! (within the advertised window), and abort them on arrival.
 //!
 //! Ordering: non-immediate commands are accepted in CmdSN order (RFC 7143
 //! section 4.2.2.1); a read is reported as soon as it is accepted, a

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::config::{Config, TargetAuth};
 use super::event::{CloseReason, ConfigError, ProtocolError, TargetEvent, TaskId, UsageError};
-use super::ffp::{Held, Task, TextPhase};
+use super::ffp::{Held, PendingTmf, Task, TextPhase};
 use super::login::LoginState;
 use super::transmit::Transmit;
 use super::window::TargetWindow;
@@ -108,6 +108,12 @@ pub struct Session {
     pub(super) tasks: BTreeMap<TaskId, Task>,
     pub(super) by_itt: BTreeMap<u32, TaskId>,
     pub(super) held: Vec<(Serial, Held)>,
+    /// Delivered tasks reported as [`TargetEvent::TaskAborted`] that the
+    /// application has not yet acknowledged (their LUN and ITT).
+    pub(super) aborting: BTreeMap<TaskId, (u64, u32)>,
+    /// Task management requests whose response waits for the tasks they
+    /// cover (RFC 7143 section 11.5.1), in arrival order.
+    pub(super) pending_tmfs: Vec<PendingTmf>,
     dead_itts: VecDeque<u32>,
     pub(super) next_task_id: u64,
     next_ttt: u32,
@@ -185,6 +191,8 @@ impl Session {
             tasks: BTreeMap::new(),
             by_itt: BTreeMap::new(),
             held: Vec::new(),
+            aborting: BTreeMap::new(),
+            pending_tmfs: Vec::new(),
             dead_itts: VecDeque::new(),
             next_task_id: 1,
             next_ttt,
@@ -261,8 +269,16 @@ impl Session {
     }
 
     /// SCSI tasks alive (receiving data, executing, or held for ordering).
+    /// Aborted tasks awaiting [`abort_acknowledged`](Self::abort_acknowledged)
+    /// are not counted.
     pub fn live_tasks(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Aborted tasks whose acknowledgement
+    /// ([`abort_acknowledged`](Self::abort_acknowledged)) is awaited.
+    pub fn unacknowledged_aborts(&self) -> usize {
+        self.aborting.len()
     }
 
     /// Number of Reject PDUs sent so far (diagnostics).
@@ -401,6 +417,30 @@ impl Session {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
+    }
+
+    /// Acknowledges a [`TargetEvent::TaskAborted`] reported by task
+    /// management: the application has stopped the task and will not
+    /// touch the medium for it any more. The Task Management response that
+    /// covers the task is sent only once every task it aborted is
+    /// acknowledged (RFC 7143 section 11.5.1: the target "MUST ensure that
+    /// no responses for the tasks covered by a task management function
+    /// are delivered to the iSCSI initiator after the Task Management
+    /// response"). Completing the task with [`complete`](Self::complete)
+    /// instead also acknowledges it, and what it carries is discarded.
+    ///
+    /// Tasks aborted because the connection closed need no
+    /// acknowledgement. Errors: [`UsageError::UnknownTask`] when the task
+    /// is not awaiting one, [`UsageError::Closed`] after the close.
+    pub fn abort_acknowledged(&mut self, task: TaskId) -> Result<(), UsageError> {
+        if self.phase == Phase::Closed {
+            return Err(UsageError::Closed);
+        }
+        if self.aborting.remove(&task).is_none() {
+            return Err(UsageError::UnknownTask(task));
+        }
+        self.abort_done(task);
+        Ok(())
     }
 
     /// Asks the initiator to log out within `parameter3` seconds
@@ -590,6 +630,8 @@ impl Session {
         }
         self.by_itt.clear();
         self.held.clear();
+        self.aborting.clear();
+        self.pending_tmfs.clear();
         self.phase = Phase::Closed;
         self.nop.ping = None;
         self.events.push_back(TargetEvent::Closed { reason });
