@@ -147,9 +147,10 @@ pub enum UsageError {
     NotAbortable(crate::initiator::TaskId),
 }
 
-/// The initiator's configuration is unusable; reported by
-/// [`Session::new`](crate::initiator::Session::new), before anything is
-/// sent, never later as if the target had broken a rule.
+/// A configuration is unusable, in either role; reported where the
+/// session is built ([`initiator::Session::new`](crate::initiator::Session::new),
+/// [`target::Session::new`](crate::target::Session::new)), before anything
+/// is sent, never later as if the peer had broken a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -171,6 +172,20 @@ pub enum ConfigError {
     /// CHAP settings are unusable.
     #[error("CHAP configuration: {0}")]
     Chap(#[from] ChapError),
+    /// Target role: no target node configured.
+    #[error("no target node configured")]
+    NoTargets,
+    /// Target role: TSIH 0 is reserved (RFC 7143 section 11.12.6: the
+    /// target sets a non-zero TSIH in the final Login Response).
+    #[error("TSIH 0 is reserved (RFC 7143 section 11.12.6)")]
+    ZeroTsih,
+    /// Target role: command window depth 0.
+    #[error("command window depth must be at least 1")]
+    ZeroWindow,
+    /// Target role: a CHAP challenge length outside 1..=1024 (RFC 7143
+    /// section 12.1.3).
+    #[error("CHAP challenge length must be 1..=1024 (RFC 7143 section 12.1.3)")]
+    ChallengeLength,
     /// A duration or count that makes the session unusable: the reason
     /// names it.
     #[error("invalid configuration: {0}")]

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::login::negotiation::{Negotiated, NegotiationError};
+use crate::login::negotiation::Negotiated;
 use crate::login::{LoginStatus, SessionType};
 use crate::wire::{Isid, RejectReason, Serial, TaskAttr, TmfFunction};
 
@@ -157,27 +157,4 @@ pub enum UsageError {
     SenseTooLong,
 }
 
-/// The configuration is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No target node configured.
-    #[error("no target node configured")]
-    NoTargets,
-    /// TSIH 0 is reserved (RFC 7143 section 11.12.6: the target sets a
-    /// non-zero TSIH in the final Login Response).
-    #[error("TSIH 0 is reserved (RFC 7143 section 11.12.6)")]
-    ZeroTsih,
-    /// Window depth 0.
-    #[error("command window depth must be at least 1")]
-    ZeroWindow,
-    /// CHAP settings are unusable.
-    #[error("CHAP configuration: {0}")]
-    Chap(#[from] crate::login::ChapError),
-    /// Operational values outside the RFC ranges.
-    #[error(transparent)]
-    Negotiation(#[from] NegotiationError),
-    /// A CHAP challenge length outside 1..=1024 (RFC 7143 section 12.1.3).
-    #[error("CHAP challenge length must be 1..=1024 (RFC 7143 section 12.1.3)")]
-    ChallengeLength,
-}
+pub use crate::error::ConfigError;
