@@ -269,6 +269,12 @@ pub enum TaskError {
     /// recovered.
     #[error("connection lost")]
     ConnectionLost,
+    /// The connection was lost after the command may have reached the
+    /// target, and the command is not one that may run twice (see
+    /// `initiator::Reissue`): whether it ran is unknown. Session recovery
+    /// did not send it again (RFC 7143 section 6.3.5).
+    #[error("outcome unknown: connection lost after the command was sent")]
+    OutcomeUnknown,
     /// The session was logged out before the task finished.
     #[error("session logged out")]
     LoggedOut,

@@ -19,10 +19,15 @@
 //! # use std::time::Instant;
 //! # use bytes::BytesMut;
 //! # use iscsi_proto::initiator::{Event, Session, SessionConfig};
+//! # use iscsi_proto::wire::Isid;
 //! # fn read_socket(_: &mut BytesMut) -> bool { true }
 //! # fn write_socket(_: &[u8]) {}
-//! let cfg = SessionConfig::new("iqn.2024-01.example:host");
-//! let mut session = Session::new(cfg, Instant::now());
+//! # fn os_random() -> [u8; 3] { [1, 2, 3] }
+//! // The ISID's random part comes from the caller: the core draws no
+//! // randomness (RFC 7143 section 11.12.5).
+//! let cfg = SessionConfig::new("iqn.2024-01.example:host")
+//!     .with_isid(Isid::random(os_random(), 0));
+//! let mut session = Session::new(cfg, Instant::now()).expect("valid configuration");
 //! let mut rx = BytesMut::new();
 //! loop {
 //!     while let Some(t) = session.poll_transmit(Instant::now()) {
@@ -197,6 +202,12 @@ struct Task {
     internal: bool,
     /// Order of submission, for reissue after recovery.
     seq: u64,
+    /// The command PDU left through `poll_transmit` on the current
+    /// connection: the target may have it (and may have run it).
+    sent: bool,
+    /// A task management function covering this task was sent and not
+    /// answered: it may have been aborted or may have run.
+    abort_pending: bool,
 }
 
 struct OutPdu {
@@ -254,6 +265,10 @@ pub struct Session {
     /// must be sent anyway (target-requested logout).
     logout_waiting: Option<(u32, Option<Instant>)>,
     logout_sent: bool,
+    /// The logout was asked for by the target (AsyncEvent 1) and the
+    /// application has not adopted it: with recovery configured, the
+    /// session logs in again afterwards and new work waits for that.
+    target_logout: bool,
     next_timeout: Option<Instant>,
 }
 
@@ -403,6 +418,7 @@ impl Session {
             logout_deadline: None,
             logout_waiting: None,
             logout_sent: false,
+            target_logout: false,
             next_timeout: None,
             cfg: config,
         };
@@ -600,6 +616,11 @@ impl Session {
                 }
             }
             let mut header = out.header;
+            if let Header::ScsiCommand(h) = &header {
+                if let Some(t) = self.tasks.get_mut(h.itt) {
+                    t.sent = true;
+                }
+            }
             let exp = self.exp_stat_sn;
             // RFC 7143 section 4.2.2.1: an immediate command carries "the
             // current CmdSN", the number of the next non-immediate command
@@ -761,12 +782,19 @@ impl Session {
         if let Some((itt, Some(d))) = self.logout_waiting {
             if now >= d && self.is_logged_in() {
                 // RFC 7143 section 11.9.1 (AsyncEvent 1): log out "no later
-                // than Parameter3 seconds": stop waiting for tasks.
-                self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
+                // than Parameter3 seconds": stop waiting for tasks. When
+                // the session logs in again they are handled as after a
+                // connection loss (reissued only where that is safe).
+                if !self.holds_new_work() {
+                    self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
+                }
                 self.send_logout(now, itt);
             }
         }
-        if self.is_logged_in() {
+        // RFC 7143 section 11.14: "After sending the Logout Request PDU,
+        // an initiator MUST NOT send any new iSCSI requests on the closing
+        // connection": no keepalive ping then.
+        if self.is_logged_in() && !self.logout_sent {
             if self.ping_deadline.is_some_and(|d| now >= d) {
                 self.ping_deadline = None;
                 self.fail_connection(now, ConnectionError::TimedOut(TimerKind::Keepalive));
@@ -795,6 +823,10 @@ impl Session {
     fn check_actionable(&self) -> Result<(), UsageError> {
         match self.phase {
             Phase::Closed => Err(UsageError::Closed),
+            // A target-requested logout followed by a new login: work
+            // queues for the new session (RFC 7143 section 11.9.1 asks
+            // the initiator to log out, not to stop).
+            _ if self.holds_new_work() => Ok(()),
             _ if self.logout_waiting.is_some() || self.logout_sent => Err(UsageError::LoggingOut),
             Phase::Full => Ok(()),
             // During recovery new work queues and is issued after relogin.
@@ -814,6 +846,8 @@ impl Session {
                 cmd_sn: None,
                 internal,
                 seq,
+                sent: false,
+                abort_pending: false,
             })
             .ok_or(UsageError::TooManyTasks)
     }
@@ -1035,6 +1069,7 @@ impl Session {
             if let Some(t) = self.tasks.get_mut(itt) {
                 t.internal = false;
             }
+            self.target_logout = false;
             if mode == LogoutMode::AbortTasks {
                 self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
             }
@@ -1042,6 +1077,23 @@ impl Session {
             return Ok(TaskId(itt));
         }
         if self.logout_sent {
+            // A target-requested logout already went out: the
+            // application's logout joins it (its task completes with the
+            // Logout Response), and the session then ends.
+            let adopted = self.tasks.iter_mut().find_map(|(itt, t)| {
+                matches!(t.kind, Kind::Logout).then(|| {
+                    t.internal = false;
+                    itt
+                })
+            });
+            if let Some(itt) = adopted {
+                self.target_logout = false;
+                if mode == LogoutMode::AbortTasks {
+                    self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
+                }
+                self.after_action(now);
+                return Ok(TaskId(itt));
+            }
             return Err(UsageError::LoggingOut);
         }
         let itt = self.new_task(Kind::Logout, false)?;
@@ -1116,7 +1168,9 @@ impl Session {
 
     fn after_action(&mut self, now: Instant) {
         if self.is_logged_in() {
-            self.dispatch_pending();
+            if !self.holds_new_work() {
+                self.dispatch_pending();
+            }
             self.maybe_send_logout(now);
         }
         self.update_timer();
@@ -1139,7 +1193,7 @@ impl Session {
                 }
                 if self.ping_deadline.is_some() {
                     consider(self.ping_deadline);
-                } else if let Some(ka) = self.cfg.keepalive {
+                } else if let Some(ka) = self.cfg.keepalive.filter(|_| !self.logout_sent) {
                     consider(Some(later(self.last_rx, ka.interval)));
                 }
             }
@@ -1173,13 +1227,43 @@ impl Session {
         self.ping_deadline = None;
         self.logout_deadline = None;
         self.logout_waiting = None;
+        self.target_logout = false;
         self.next_timeout = None;
+    }
+
+    /// Whether new work queues instead of being refused or sent: a
+    /// target-requested logout that the application did not adopt, with
+    /// recovery configured (the session logs in again afterwards).
+    pub(super) fn holds_new_work(&self) -> bool {
+        self.target_logout && self.cfg.recovery.is_some()
+    }
+
+    /// Application tasks the target holds (sent, not yet answered), the
+    /// logout itself aside.
+    pub(super) fn tasks_at_target(&self) -> bool {
+        self.tasks
+            .iter()
+            .any(|(_, t)| !t.internal && t.cmd_sn.is_some() && !matches!(t.kind, Kind::Logout))
     }
 
     /// The connection failed: recover (RFC 7143 section 7.1.5, session
     /// recovery at ErrorRecoveryLevel 0) or close.
-    fn fail_connection(&mut self, now: Instant, err: ConnectionError) {
+    pub(super) fn fail_connection(&mut self, now: Instant, err: ConnectionError) {
         if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        // RFC 7143 section 11.14: our Logout Request asked the target to
+        // close the session; a close with nothing outstanding is that
+        // close, whether or not the Logout Response made it.
+        if self.logout_sent && !self.tasks_at_target() {
+            let unanswered = LogoutResult {
+                response: w::LogoutResponseCode::Success,
+                time2wait: 0,
+                time2retain: 0,
+                answered: false,
+            };
+            tracing::info!(target: "iscsi::login", cause = %err, "connection closed after the Logout Request: logged out");
+            self.logged_out(now, unanswered);
             return;
         }
         let recovery = self.cfg.recovery;
@@ -1198,48 +1282,6 @@ impl Session {
         }
         self.recovery_attempt = self.recovery_attempt.saturating_add(1);
         let attempt = self.recovery_attempt;
-        // Reset the connection state.
-        self.urgent.clear();
-        self.tx.clear();
-        self.queued_numbered = 0;
-        self.decoder = PduDecoder::new(DecoderConfig {
-            digests: Digests::NONE,
-            max_data_segment_length: LOGIN_MRDSL,
-        });
-        self.tx_digests = Digests::NONE;
-        self.ping_deadline = None;
-        self.login_deadline = None;
-        // Tasks: SCSI commands and text requests are reissued in their
-        // original order with new CmdSNs; pings and task management died
-        // with the connection.
-        let mut reissue: Vec<(u64, u32)> = Vec::new();
-        let mut fail: Vec<u32> = Vec::new();
-        for (itt, t) in self.tasks.iter_mut() {
-            match &mut t.kind {
-                Kind::Scsi(s) => {
-                    s.next_data_sn = Serial(0);
-                    s.read_bytes = 0;
-                    s.next_r2t_sn = Serial(0);
-                    s.outstanding_r2t = 0;
-                    t.cmd_sn = None;
-                    reissue.push((t.seq, itt));
-                }
-                Kind::Text(tt) => {
-                    tt.assembler.reset();
-                    tt.ttt = RESERVED_TAG;
-                    tt.started = false;
-                    t.cmd_sn = None;
-                    reissue.push((t.seq, itt));
-                }
-                _ => fail.push(itt),
-            }
-        }
-        let failed = fail.len();
-        for itt in fail {
-            self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
-        }
-        reissue.sort_unstable();
-        self.pending = reissue.into_iter().map(|(_, i)| i).collect();
         let t2w = self
             .time2wait
             .take()
@@ -1253,15 +1295,106 @@ impl Session {
         // RFC 7143 section 13.15 (DefaultTime2Wait): the minimum time to
         // wait before attempting a new connection after a failure.
         let after = backoff.max(Duration::from_secs(u64::from(t2w)));
-        self.phase = Phase::Waiting {
-            until: later(now, after),
-        };
-        tracing::info!(target: "iscsi::recovery", attempt, ?after, cause = %err, reissued = self.pending.len(), failed, "connection lost; reconnecting for session reinstatement (RFC 7143 section 6.3.5)");
+        let (reissued, failed) = self.reconnect_after(now, after);
+        tracing::info!(target: "iscsi::recovery", attempt, ?after, cause = %err, reissued, failed, "connection lost; reconnecting for session reinstatement (RFC 7143 section 6.3.5)");
         self.events.push_back(Event::Recovering {
             attempt,
             after,
             cause: err,
         });
+    }
+
+    /// The session's logout finished (`result.answered`: by a Logout
+    /// Response). A target-requested logout the application did not adopt
+    /// is followed, with recovery configured, by a new login that carries
+    /// on with the queued work; otherwise the session is over.
+    pub(super) fn logged_out(&mut self, now: Instant, result: LogoutResult) {
+        let logout = self
+            .tasks
+            .iter()
+            .find_map(|(itt, t)| matches!(t.kind, Kind::Logout).then_some(itt));
+        if let Some(itt) = logout {
+            self.complete(itt, TaskOutcome::LoggedOut(result));
+        }
+        if self.holds_new_work() {
+            self.logout_sent = false;
+            self.logout_waiting = None;
+            self.logout_deadline = None;
+            self.target_logout = false;
+            // RFC 7143 section 11.15.3 (Time2Wait): the minimum wait
+            // before a new login.
+            let after = Duration::from_secs(u64::from(result.time2wait));
+            let (reissued, failed) = self.reconnect_after(now, after);
+            tracing::info!(target: "iscsi::recovery", ?after, reissued, failed, "logged out at the target's request; logging in again");
+            return;
+        }
+        self.fail_user_tasks(TaskError::LoggedOut, None);
+        self.close_quietly();
+        self.events.push_back(Event::Closed(None));
+    }
+
+    /// Drops the connection's state and schedules a new connection and
+    /// login after `after`. The tasks of the old session (RFC 7143 section
+    /// 6.3.5: terminated at the target when the new login reinstates the
+    /// session) are sorted: a command that may have run and must not run
+    /// twice ([`Reissue`], or one whose abort was in flight) fails with
+    /// [`TaskError::OutcomeUnknown`]; the rest go out again in their
+    /// original order with new CmdSNs; pings and task management die with
+    /// the connection. Returns (reissued, failed).
+    fn reconnect_after(&mut self, now: Instant, after: Duration) -> (usize, usize) {
+        self.urgent.clear();
+        self.tx.clear();
+        self.queued_numbered = 0;
+        self.decoder = PduDecoder::new(DecoderConfig {
+            digests: Digests::NONE,
+            max_data_segment_length: LOGIN_MRDSL,
+        });
+        self.tx_digests = Digests::NONE;
+        self.ping_deadline = None;
+        self.login_deadline = None;
+        let mut reissue: Vec<(u64, u32)> = Vec::new();
+        let mut unknown: Vec<u32> = Vec::new();
+        let mut fail: Vec<u32> = Vec::new();
+        for (itt, t) in self.tasks.iter_mut() {
+            let may_have_run = t.sent || t.abort_pending;
+            match &mut t.kind {
+                Kind::Scsi(s)
+                    if may_have_run && (t.abort_pending || !s.cmd.reissue.allows(&s.cmd.cdb)) =>
+                {
+                    unknown.push(itt);
+                }
+                Kind::Scsi(s) => {
+                    s.next_data_sn = Serial(0);
+                    s.read_bytes = 0;
+                    s.next_r2t_sn = Serial(0);
+                    s.outstanding_r2t = 0;
+                    t.cmd_sn = None;
+                    t.sent = false;
+                    reissue.push((t.seq, itt));
+                }
+                Kind::Text(tt) => {
+                    tt.assembler.reset();
+                    tt.ttt = RESERVED_TAG;
+                    tt.started = false;
+                    t.cmd_sn = None;
+                    reissue.push((t.seq, itt));
+                }
+                _ => fail.push(itt),
+            }
+        }
+        let failed = fail.len() + unknown.len();
+        for itt in unknown {
+            self.complete(itt, TaskOutcome::Failed(TaskError::OutcomeUnknown));
+        }
+        for itt in fail {
+            self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
+        }
+        reissue.sort_unstable();
+        self.pending = reissue.into_iter().map(|(_, i)| i).collect();
+        self.phase = Phase::Waiting {
+            until: later(now, after),
+        };
+        (self.pending.len(), failed)
     }
 }
 

@@ -327,6 +327,62 @@ pub struct ScsiCommand {
     pub expected_read_len: u32,
     /// Task attribute.
     pub attr: TaskAttr,
+    /// Whether session recovery may send this command again after a
+    /// connection loss (see [`Reissue`]).
+    pub reissue: Reissue,
+}
+
+/// Whether a command that may have reached the target before a connection
+/// loss is sent again after session recovery (RFC 7143 section 6.3.5: the
+/// old session's tasks are terminated at reinstatement; whether it ran is
+/// unknown). A command that never left the initiator is always sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Reissue {
+    /// Decided by the CDB: the READ and WRITE families (6/10/12/16 and
+    /// 32-byte variants), which leave the same blocks whether they ran
+    /// once or twice, plus commands that change nothing (TEST UNIT READY,
+    /// INQUIRY, READ CAPACITY, MODE SENSE, REPORT LUNS, SYNCHRONIZE CACHE,
+    /// VERIFY). Anything else (COMPARE AND WRITE, PERSISTENT RESERVE OUT,
+    /// WRITE AND VERIFY... ) fails with [`TaskError::OutcomeUnknown`](crate::error::TaskError::OutcomeUnknown).
+    #[default]
+    Auto,
+    /// Always reissue: the application knows running it twice is harmless.
+    Always,
+    /// Never reissue: fail with `OutcomeUnknown` once it may have been sent.
+    Never,
+}
+
+impl Reissue {
+    /// Whether a command with `cdb` may run again under this policy.
+    pub fn allows(self, cdb: &[u8]) -> bool {
+        match self {
+            Reissue::Always => true,
+            Reissue::Never => false,
+            Reissue::Auto => is_repeatable(cdb),
+        }
+    }
+}
+
+/// SBC-3/SPC-4 operation codes whose effect does not depend on whether
+/// they already ran once.
+fn is_repeatable(cdb: &[u8]) -> bool {
+    match cdb.first() {
+        // TEST UNIT READY, READ(6), WRITE(6), INQUIRY, MODE SENSE(6),
+        // READ CAPACITY(10), READ(10), WRITE(10), VERIFY(10),
+        // SYNCHRONIZE CACHE(10), MODE SENSE(10), READ(16), WRITE(16),
+        // VERIFY(16), SYNCHRONIZE CACHE(16), REPORT LUNS, READ(12),
+        // WRITE(12), VERIFY(12).
+        Some(
+            0x00 | 0x08 | 0x0a | 0x12 | 0x1a | 0x25 | 0x28 | 0x2a | 0x2f | 0x35 | 0x5a | 0x88
+            | 0x8a | 0x8f | 0x91 | 0xa0 | 0xa8 | 0xaa | 0xaf,
+        ) => true,
+        // SERVICE ACTION IN(16): READ CAPACITY(16) only.
+        Some(0x9e) => cdb.get(1).is_some_and(|sa| sa & 0x1f == 0x10),
+        // Variable length (0x7f): READ(32) 0x0009, WRITE(32) 0x000b,
+        // VERIFY(32) 0x000a.
+        Some(0x7f) => matches!(cdb.get(8..10), Some([0x00, 0x09 | 0x0a | 0x0b])),
+        _ => false,
+    }
 }
 
 impl ScsiCommand {
@@ -338,6 +394,7 @@ impl ScsiCommand {
             data_out: None,
             expected_read_len: 0,
             attr: TaskAttr::Simple,
+            reissue: Reissue::Auto,
         }
     }
 
@@ -369,6 +426,12 @@ impl ScsiCommand {
     /// Sets the task attribute.
     pub fn with_attr(mut self, attr: TaskAttr) -> Self {
         self.attr = attr;
+        self
+    }
+
+    /// Sets whether recovery may send the command again (see [`Reissue`]).
+    pub fn with_reissue(mut self, reissue: Reissue) -> Self {
+        self.reissue = reissue;
         self
     }
 }
@@ -419,6 +482,11 @@ pub struct LogoutResult {
     pub time2wait: u16,
     /// Time2Retain, seconds (section 11.15.4).
     pub time2retain: u16,
+    /// Whether a Logout Response arrived. `false`: the target closed the
+    /// connection after our Logout Request with no task outstanding, which
+    /// ends the session as asked (section 11.14); the other fields are
+    /// then the defaults (success, 0, 0).
+    pub answered: bool,
 }
 
 /// One target from SendTargets.

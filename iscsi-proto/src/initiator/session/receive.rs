@@ -35,6 +35,13 @@ impl Session {
                         for itt in affected {
                             self.complete(itt, TaskOutcome::Failed(TaskError::Aborted(function)));
                         }
+                    } else {
+                        // Not aborted: the tasks go on and will be answered.
+                        for itt in affected {
+                            if let Some(t) = self.tasks.get_mut(itt) {
+                                t.abort_pending = false;
+                            }
+                        }
                     }
                     self.complete(h.itt, TaskOutcome::TaskManagement(h.response));
                 }
@@ -55,12 +62,10 @@ impl Session {
                         response: h.response,
                         time2wait: h.time2wait,
                         time2retain: h.time2retain,
+                        answered: true,
                     };
                     tracing::info!(target: "iscsi::login", response = ?h.response, "logged out");
-                    self.complete(h.itt, TaskOutcome::LoggedOut(result));
-                    self.fail_user_tasks(TaskError::LoggedOut, None);
-                    self.close_quietly();
-                    self.events.push_back(Event::Closed(None));
+                    self.logged_out(now, result);
                     Ok(())
                 } else {
                     Err(violation(
@@ -157,7 +162,9 @@ impl Session {
             // RFC 7143 section 11.19.2: with ITT 0xffffffff the StatSN is
             // "not advanced": a target ping or a window update.
             self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
-            if h.ttt != RESERVED_TAG {
+            // RFC 7143 section 11.14: no new request after our Logout
+            // Request, a ping answer included.
+            if h.ttt != RESERVED_TAG && !self.logout_sent {
                 tracing::debug!(target: "iscsi::nop", ttt = h.ttt, len = data.len(), "answering the target's NOP-In ping");
                 // RFC 7143 section 11.18.3: the answer to a target ping
                 // "MUST" carry ITT 0xffffffff, the NOP-In's TTT and LUN,
@@ -266,6 +273,11 @@ impl Session {
             }));
         }
         s.next_data_sn = s.next_data_sn.next();
+        // RFC 7143 section 11.7.4: a bidirectional command's R2Ts and
+        // Data-Ins share one numbering sequence.
+        if s.cmd.data_out.is_some() {
+            s.next_r2t_sn = s.next_data_sn;
+        }
         if !data.is_empty() {
             if s.cmd.expected_read_len == 0 {
                 return Err(violation("Data-In for a command without read data", "11.7"));
@@ -358,6 +370,11 @@ impl Session {
             ));
         }
         s.next_r2t_sn = s.next_r2t_sn.next();
+        // RFC 7143 section 11.7.4: "R2T and Data-In PDUs, in the context of
+        // bidirectional commands, share the numbering sequence".
+        if s.cmd.expected_read_len > 0 {
+            s.next_data_sn = s.next_r2t_sn;
+        }
         s.outstanding_r2t = s.outstanding_r2t.saturating_add(1);
         self.queue_data_out(h.itt, h.lun, h.ttt, &buf, start, end, mrdsl as usize, true);
         Ok(())
@@ -495,6 +512,7 @@ impl Session {
                 let deadline = later(now, Duration::from_secs(u64::from(h.parameter3)));
                 if let Ok(itt) = self.new_task(Kind::Logout, true) {
                     self.logout_waiting = Some((itt, Some(deadline)));
+                    self.target_logout = true;
                 }
             }
             // AsyncEvent 2/3: the target will drop the connection(s);

@@ -151,11 +151,29 @@ impl Session {
         ref_cmd_sn: Serial,
         exp_data_sn: Serial,
     ) {
+        let mut covered = Vec::new();
         if let Some(t) = self.tasks.get_mut(itt) {
             t.cmd_sn = Some(self.window.cmd_sn());
+            if let Kind::Tmf { affected, .. } = &t.kind {
+                covered.clone_from(affected);
+            }
+        }
+        covered.push(referenced);
+        // Until the answer, these may or may not be aborted: never
+        // reissued after a connection loss.
+        for c in covered {
+            if let Some(t) = self.tasks.get_mut(c) {
+                t.abort_pending = true;
+            }
         }
         // RFC 7143 section 11.5: task management requests go out as
-        // immediate commands so a full window cannot block them.
+        // immediate commands so a full window cannot block them. They are
+        // queued behind what is already queued, not ahead of it: section
+        // 11.5.1 has the target act on the commands "with CmdSN lower
+        // than the TMF's CmdSN", so a command that holds a lower CmdSN
+        // must reach the target before the TMF that may cover it, or the
+        // target answers "Function complete" for a task it never saw and
+        // then runs it.
         let req = w::TaskMgmtRequest {
             immediate: true,
             function,
@@ -167,14 +185,7 @@ impl Session {
             ref_cmd_sn,
             exp_data_sn,
         };
-        self.urgent.push_back(OutPdu {
-            header: req.into(),
-            ahs: Vec::new(),
-            data: Bytes::new(),
-            digests: self.tx_digests,
-            data_out: None,
-            numbered: false,
-        });
+        self.push(req, Vec::new(), Bytes::new(), false);
     }
 
     /// RFC 7143 section 7.3: "The CmdSN of the rejected command PDU (if it
@@ -235,10 +246,15 @@ impl Session {
         let Some((itt, _)) = self.logout_waiting else {
             return;
         };
-        let busy = self
-            .tasks
-            .iter()
-            .any(|(i, t)| i != itt && !t.internal && !matches!(t.kind, Kind::Logout));
+        // A target-requested logout that a new login follows waits only
+        // for what the target holds; queued work goes to the new session.
+        let busy = if self.holds_new_work() {
+            self.tasks_at_target()
+        } else {
+            self.tasks
+                .iter()
+                .any(|(i, t)| i != itt && !t.internal && !matches!(t.kind, Kind::Logout))
+        };
         if !busy {
             self.send_logout(now, itt);
         }
@@ -247,7 +263,9 @@ impl Session {
     pub(super) fn send_logout(&mut self, now: Instant, itt: u32) {
         self.logout_waiting = None;
         self.logout_sent = true;
-        self.pending.clear();
+        if !self.holds_new_work() {
+            self.pending.clear();
+        }
         if let Some(t) = self.tasks.get_mut(itt) {
             t.cmd_sn = Some(self.window.cmd_sn());
         }

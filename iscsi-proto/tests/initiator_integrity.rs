@@ -1,0 +1,362 @@
+//! Integrity rules of the initiator, each test written from the RFC 7143
+//! sentence it quotes: task management never overtakes the commands it
+//! covers, recovery never silently re-executes a command, bidirectional
+//! numbering, logout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use iscsi_proto::error::{TaskError, UsageError};
+use iscsi_proto::initiator::{
+    Event, LogoutMode, Recovery, Reissue, ScsiCommand, SessionConfig, TaskOutcome,
+};
+use iscsi_proto::testing::{LoginResponder, Pair};
+use iscsi_proto::wire::pdu::{self as w, Header};
+use iscsi_proto::wire::{Pdu, Serial};
+
+const WRITE10: [u8; 10] = [0x2a, 0, 0, 0, 0, 0, 0, 0, 32, 0];
+const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+/// COMPARE AND WRITE (SBC-3 5.2): not idempotent.
+const CAW: [u8; 16] = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+
+fn cfg() -> SessionConfig {
+    SessionConfig::new("iqn.2024-01.test:init").with_target("iqn.2024-01.test:disk")
+}
+
+fn recovering() -> SessionConfig {
+    cfg().with_recovery(Recovery {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    })
+}
+
+fn logged_in(c: SessionConfig) -> Pair {
+    let mut p = Pair::new(c);
+    p.login_with(&mut LoginResponder::plain());
+    assert!(p.session.is_logged_in(), "{:?}", p.events);
+    p
+}
+
+fn all_pdus(p: &mut Pair) -> Vec<Pdu> {
+    let mut v = Vec::new();
+    while let Some(pdu) = p.target.recv() {
+        v.push(pdu);
+    }
+    v
+}
+
+/// Sequence numbers of command PDUs in wire order: (is TMF, CmdSN, ITT).
+fn commands(pdus: &[Pdu]) -> Vec<(bool, Serial, u32)> {
+    pdus.iter()
+        .filter_map(|p| match &p.header {
+            Header::ScsiCommand(h) => Some((false, h.cmd_sn, h.itt)),
+            Header::TaskMgmtRequest(h) => Some((true, h.cmd_sn, h.itt)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 7143 section 11.5.1: "the target must wait for ... [affected]
+/// commands with CmdSN lower than the TMF's CmdSN"; a TMF can only cover
+/// what reached the target before it. So on the wire a TMF never precedes
+/// a command with a lower CmdSN that it covers.
+#[test]
+fn abort_task_set_follows_the_commands_still_in_the_transmit_queue() {
+    let mut p = logged_in(cfg());
+    let data = Bytes::from(vec![7u8; 16384]);
+    let wr = p
+        .session
+        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], data))
+        .unwrap();
+    // The socket would block: nothing drained yet.
+    let tmf = p
+        .session
+        .task_management(p.now, 0, w::TmfFunction::AbortTaskSet)
+        .unwrap();
+    p.flush();
+    let pdus = all_pdus(&mut p);
+    let cmds = commands(&pdus);
+    let cmd_pos = cmds.iter().position(|c| !c.0).expect("the write is sent");
+    let tmf_pos = cmds.iter().position(|c| c.0).expect("the TMF is sent");
+    assert!(cmd_pos < tmf_pos, "TMF overtook the command: {cmds:?}");
+    // The TMF's CmdSN is above the write's: the write is covered.
+    assert!(cmds[cmd_pos].1.precedes(cmds[tmf_pos].1), "{cmds:?}");
+    // Function complete aborts the write, exactly once.
+    p.target.tmf_response(cmds[tmf_pos].2, w::TmfResponse::FunctionComplete);
+    p.deliver();
+    assert_eq!(
+        p.outcome(wr),
+        Some(&TaskOutcome::Failed(TaskError::Aborted(w::TmfFunction::AbortTaskSet)))
+    );
+    assert_eq!(p.completions(wr), 1);
+    assert_eq!(p.completions(tmf), 1);
+}
+
+/// Same rule for ABORT TASK of a command that holds a CmdSN but is not yet
+/// on the wire (RFC 7143 section 11.5.1, RefCmdSN).
+#[test]
+fn abort_task_follows_its_command() {
+    let mut p = logged_in(cfg());
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    let _tmf = p.session.abort_task(p.now, rd).unwrap();
+    p.flush();
+    let cmds = commands(&all_pdus(&mut p));
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert!(!cmds[0].0 && cmds[1].0, "TMF overtook the command: {cmds:?}");
+}
+
+/// RFC 7143 section 6.3.5 / 7.1.4.4: after session reinstatement "the
+/// tasks ... are terminated"; reissuing is the initiator's choice, and only
+/// safe for commands whose effect does not depend on whether they ran
+/// before. COMPARE AND WRITE does: it fails back with an "outcome unknown"
+/// error instead of running again behind the application's back.
+#[test]
+fn recovery_does_not_reissue_a_non_idempotent_command() {
+    let mut p = logged_in(recovering());
+    let caw = p
+        .session
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024])),
+        )
+        .unwrap();
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    p.flush();
+    let first = commands(&all_pdus(&mut p));
+    assert_eq!(first.len(), 2);
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert_eq!(
+        p.outcome(caw),
+        Some(&TaskOutcome::Failed(TaskError::OutcomeUnknown))
+    );
+    assert_eq!(p.completions(caw), 1);
+    // Reconnect and log in again: only the read goes out.
+    p.advance(Duration::from_secs(5));
+    p.login_with(&mut LoginResponder::plain());
+    p.flush();
+    let again = commands(&all_pdus(&mut p));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(p.outcome(rd).is_none());
+}
+
+/// The application decides per command: `Reissue::Never` on a READ fails
+/// it back; `Reissue::Always` on COMPARE AND WRITE reissues it.
+#[test]
+fn reissue_is_a_per_command_choice() {
+    let mut p = logged_in(recovering());
+    let rd = p
+        .session
+        .submit(
+            p.now,
+            ScsiCommand::read(0, &READ10[..], 512).with_reissue(Reissue::Never),
+        )
+        .unwrap();
+    let caw = p
+        .session
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024]))
+                .with_reissue(Reissue::Always),
+        )
+        .unwrap();
+    p.flush();
+    let _ = all_pdus(&mut p);
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert_eq!(
+        p.outcome(rd),
+        Some(&TaskOutcome::Failed(TaskError::OutcomeUnknown))
+    );
+    assert!(p.outcome(caw).is_none());
+}
+
+/// A command that never reached the wire before the loss is safe to send
+/// after recovery, whatever it is.
+#[test]
+fn an_unsent_command_is_sent_after_recovery() {
+    let mut p = logged_in(recovering());
+    let caw = p
+        .session
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024])),
+        )
+        .unwrap();
+    // Lost before anything was written to the socket.
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert!(p.outcome(caw).is_none(), "{:?}", p.events);
+    p.advance(Duration::from_secs(5));
+    p.login_with(&mut LoginResponder::plain());
+    p.flush();
+    assert_eq!(commands(&all_pdus(&mut p)).len(), 1);
+}
+
+/// A task whose ABORT TASK was in flight when the connection died may
+/// have been aborted or have run: it is never reissued.
+#[test]
+fn a_task_with_an_abort_in_flight_is_not_reissued() {
+    let mut p = logged_in(recovering());
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    p.flush();
+    let _tmf = p.session.abort_task(p.now, rd).unwrap();
+    p.flush();
+    let _ = all_pdus(&mut p);
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert_eq!(
+        p.outcome(rd),
+        Some(&TaskOutcome::Failed(TaskError::OutcomeUnknown))
+    );
+    p.advance(Duration::from_secs(5));
+    p.login_with(&mut LoginResponder::plain());
+    p.flush();
+    assert_eq!(commands(&all_pdus(&mut p)).len(), 0);
+}
+
+/// RFC 7143 section 11.7.4: "R2T and Data-In PDUs, in the context of
+/// bidirectional commands, share the numbering sequence". Data-In DataSN 0
+/// then R2T R2TSN 1 is legal.
+#[test]
+fn bidirectional_data_in_and_r2t_share_one_sequence() {
+    let mut p = logged_in(cfg());
+    let mut cmd = ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![1u8; 512]));
+    cmd.expected_read_len = 512;
+    let t = p.session.submit(p.now, cmd).unwrap();
+    p.flush();
+    let pdus = all_pdus(&mut p);
+    let itt = commands(&pdus)[0].2;
+    p.target.data_in(itt, 0, 0, &[9u8; 512], None);
+    p.target.r2t(itt, 0x55, 1, 0, 512);
+    p.deliver();
+    assert!(p.session.is_logged_in(), "{:?}", p.events);
+    let outs: Vec<Pdu> = all_pdus(&mut p);
+    assert!(
+        outs.iter().any(|o| matches!(&o.header, Header::DataOut(d) if d.ttt == 0x55)),
+        "no Data-Out for the R2T: {outs:?}"
+    );
+    assert!(p.outcome(t).is_none());
+}
+
+/// RFC 7143 section 11.14: "After sending the Logout Request PDU, an
+/// initiator MUST NOT send any new iSCSI requests on the closing
+/// connection." A keepalive ping is such a request.
+#[test]
+fn no_keepalive_after_the_logout_request() {
+    let c = cfg().with_keepalive(Duration::from_secs(1), Duration::from_secs(30));
+    let mut p = logged_in(c);
+    p.session.logout(p.now, LogoutMode::WaitForTasks).unwrap();
+    p.flush();
+    let first = all_pdus(&mut p);
+    assert!(first
+        .iter()
+        .any(|x| matches!(x.header, Header::LogoutRequest(_))));
+    p.advance(Duration::from_secs(5));
+    p.advance(Duration::from_secs(5));
+    let after = all_pdus(&mut p);
+    assert!(after.is_empty(), "sent after the Logout Request: {after:?}");
+}
+
+/// RFC 7143 section 11.14: a session logs out by "Logout Request, close the
+/// session"; a target that closes the connection right after the request,
+/// with no task outstanding, has done what was asked. The session ends
+/// cleanly, not as a connection failure.
+#[test]
+fn connection_closed_after_logout_request_is_a_logout() {
+    let mut p = logged_in(cfg());
+    let lo = p.session.logout(p.now, LogoutMode::WaitForTasks).unwrap();
+    p.flush();
+    let _ = all_pdus(&mut p);
+    p.session.handle_closed(p.now);
+    p.flush();
+    assert!(
+        matches!(p.outcome(lo), Some(TaskOutcome::LoggedOut(r)) if !r.answered),
+        "{:?}",
+        p.events
+    );
+    assert!(p.events.iter().any(|e| matches!(e, Event::Closed(None))), "{:?}", p.events);
+}
+
+/// RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST honor this
+/// request by issuing a Logout as early as possible but no later than
+/// Parameter3 seconds". The application's own logout joins it instead of
+/// failing with "a logout is in progress".
+#[test]
+fn application_logout_joins_a_target_requested_logout() {
+    let mut p = logged_in(cfg());
+    p.target
+        .async_message(w::AsyncEvent::LogoutRequested, [0, 0, 2], &[]);
+    p.deliver();
+    let pdus = all_pdus(&mut p);
+    let req = pdus
+        .iter()
+        .find_map(|x| match &x.header {
+            Header::LogoutRequest(h) => Some(h.itt),
+            _ => None,
+        })
+        .expect("the logout goes out at once: no task outstanding");
+    let lo = p.session.logout(p.now, LogoutMode::WaitForTasks);
+    assert!(lo.is_ok(), "{lo:?}");
+    p.target.logout_response(req, 0, 0);
+    p.deliver();
+    assert!(matches!(p.outcome(lo.unwrap()), Some(TaskOutcome::LoggedOut(_))));
+    let _ = UsageError::LoggingOut;
+}
+
+/// AsyncEvent 1 with recovery on: outstanding commands finish, the Logout
+/// goes out, and the session logs in again; work submitted meanwhile runs
+/// on the new session.
+#[test]
+fn target_requested_logout_with_recovery_logs_in_again() {
+    let mut p = logged_in(recovering());
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    p.flush();
+    let itt = commands(&all_pdus(&mut p))[0].2;
+    p.target
+        .async_message(w::AsyncEvent::LogoutRequested, [0, 0, 5], &[]);
+    p.deliver();
+    // New work while the logout waits for the read.
+    let later = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .expect("work queues for the next login");
+    p.flush();
+    let mid = all_pdus(&mut p);
+    assert!(
+        !mid.iter().any(|x| matches!(x.header, Header::LogoutRequest(_))),
+        "logout before the read finished: {mid:?}"
+    );
+    assert!(commands(&mid).is_empty(), "{mid:?}");
+    p.target.data_in(itt, 0, 0, &[3u8; 512], Some((0, w::Residual::None)));
+    p.deliver();
+    assert!(matches!(p.outcome(rd), Some(TaskOutcome::Scsi(_))));
+    let lo = all_pdus(&mut p)
+        .iter()
+        .find_map(|x| match &x.header {
+            Header::LogoutRequest(h) => Some(h.itt),
+            _ => None,
+        })
+        .expect("logout after the read");
+    p.target.logout_response(lo, 0, 0);
+    p.deliver();
+    p.advance(Duration::from_secs(5));
+    p.login_with(&mut LoginResponder::plain());
+    assert!(p.session.is_logged_in(), "{:?}", p.events);
+    p.flush();
+    assert_eq!(commands(&all_pdus(&mut p)).len(), 1);
+    assert!(p.outcome(later).is_none());
+}
