@@ -202,6 +202,9 @@ pub enum TimerKind {
     Keepalive,
     /// The target did not answer the Logout Request in time.
     Logout,
+    /// A command's per-task timeout passed and neither ABORT TASK nor
+    /// LOGICAL UNIT RESET ended it (`SessionConfig::task_timeout`).
+    Task,
 }
 
 /// Why a connection ended.
@@ -275,6 +278,10 @@ pub enum TaskError {
     /// did not send it again (RFC 7143 section 6.3.5).
     #[error("outcome unknown: connection lost after the command was sent")]
     OutcomeUnknown,
+    /// The command's per-task timeout passed (`SessionConfig::task_timeout`)
+    /// and the target confirmed its abort.
+    #[error("timed out (aborted after the per-task timeout)")]
+    TimedOut,
     /// The session was logged out before the task finished.
     #[error("session logged out")]
     LoggedOut,

@@ -83,11 +83,14 @@ fn abort_task_set_follows_the_commands_still_in_the_transmit_queue() {
     // The TMF's CmdSN is above the write's: the write is covered.
     assert!(cmds[cmd_pos].1.precedes(cmds[tmf_pos].1), "{cmds:?}");
     // Function complete aborts the write, exactly once.
-    p.target.tmf_response(cmds[tmf_pos].2, w::TmfResponse::FunctionComplete);
+    p.target
+        .tmf_response(cmds[tmf_pos].2, w::TmfResponse::FunctionComplete);
     p.deliver();
     assert_eq!(
         p.outcome(wr),
-        Some(&TaskOutcome::Failed(TaskError::Aborted(w::TmfFunction::AbortTaskSet)))
+        Some(&TaskOutcome::Failed(TaskError::Aborted(
+            w::TmfFunction::AbortTaskSet
+        )))
     );
     assert_eq!(p.completions(wr), 1);
     assert_eq!(p.completions(tmf), 1);
@@ -106,7 +109,10 @@ fn abort_task_follows_its_command() {
     p.flush();
     let cmds = commands(&all_pdus(&mut p));
     assert_eq!(cmds.len(), 2, "{cmds:?}");
-    assert!(!cmds[0].0 && cmds[1].0, "TMF overtook the command: {cmds:?}");
+    assert!(
+        !cmds[0].0 && cmds[1].0,
+        "TMF overtook the command: {cmds:?}"
+    );
 }
 
 /// RFC 7143 section 6.3.5 / 7.1.4.4: after session reinstatement "the
@@ -243,7 +249,8 @@ fn bidirectional_data_in_and_r2t_share_one_sequence() {
     assert!(p.session.is_logged_in(), "{:?}", p.events);
     let outs: Vec<Pdu> = all_pdus(&mut p);
     assert!(
-        outs.iter().any(|o| matches!(&o.header, Header::DataOut(d) if d.ttt == 0x55)),
+        outs.iter()
+            .any(|o| matches!(&o.header, Header::DataOut(d) if d.ttt == 0x55)),
         "no Data-Out for the R2T: {outs:?}"
     );
     assert!(p.outcome(t).is_none());
@@ -285,7 +292,11 @@ fn connection_closed_after_logout_request_is_a_logout() {
         "{:?}",
         p.events
     );
-    assert!(p.events.iter().any(|e| matches!(e, Event::Closed(None))), "{:?}", p.events);
+    assert!(
+        p.events.iter().any(|e| matches!(e, Event::Closed(None))),
+        "{:?}",
+        p.events
+    );
 }
 
 /// RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST honor this
@@ -310,7 +321,10 @@ fn application_logout_joins_a_target_requested_logout() {
     assert!(lo.is_ok(), "{lo:?}");
     p.target.logout_response(req, 0, 0);
     p.deliver();
-    assert!(matches!(p.outcome(lo.unwrap()), Some(TaskOutcome::LoggedOut(_))));
+    assert!(matches!(
+        p.outcome(lo.unwrap()),
+        Some(TaskOutcome::LoggedOut(_))
+    ));
     let _ = UsageError::LoggingOut;
 }
 
@@ -337,11 +351,13 @@ fn target_requested_logout_with_recovery_logs_in_again() {
     p.flush();
     let mid = all_pdus(&mut p);
     assert!(
-        !mid.iter().any(|x| matches!(x.header, Header::LogoutRequest(_))),
+        !mid.iter()
+            .any(|x| matches!(x.header, Header::LogoutRequest(_))),
         "logout before the read finished: {mid:?}"
     );
     assert!(commands(&mid).is_empty(), "{mid:?}");
-    p.target.data_in(itt, 0, 0, &[3u8; 512], Some((0, w::Residual::None)));
+    p.target
+        .data_in(itt, 0, 0, &[3u8; 512], Some((0, w::Residual::None)));
     p.deliver();
     assert!(matches!(p.outcome(rd), Some(TaskOutcome::Scsi(_))));
     let lo = all_pdus(&mut p)
@@ -359,4 +375,89 @@ fn target_requested_logout_with_recovery_logs_in_again() {
     p.flush();
     assert_eq!(commands(&all_pdus(&mut p)).len(), 1);
     assert!(p.outcome(later).is_none());
+}
+
+fn tmfs(pdus: &[Pdu]) -> Vec<w::TaskMgmtRequest> {
+    pdus.iter()
+        .filter_map(|p| match &p.header {
+            Header::TaskMgmtRequest(h) => Some(*h),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A target that never answers a command must not leave it pending
+/// forever. With a per-task timeout the initiator escalates as open-iscsi
+/// does: ABORT TASK (RFC 7143 section 11.5.1), then LOGICAL UNIT RESET,
+/// then it drops the connection (section 7.1.5: recovery at ERL 0).
+#[test]
+fn a_command_the_target_never_answers_escalates() {
+    let c = cfg().with_task_timeout(Duration::from_secs(5));
+    let mut p = logged_in(c);
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    p.flush();
+    let itt = commands(&all_pdus(&mut p))[0].2;
+    p.advance(Duration::from_secs(4));
+    assert!(tmfs(&all_pdus(&mut p)).is_empty());
+    p.advance(Duration::from_secs(1));
+    let abort = tmfs(&all_pdus(&mut p));
+    assert_eq!(abort.len(), 1, "{abort:?}");
+    assert_eq!(abort[0].function, w::TmfFunction::AbortTask);
+    assert_eq!(abort[0].referenced_task_tag, itt);
+    p.advance(Duration::from_secs(5));
+    let reset = tmfs(&all_pdus(&mut p));
+    assert_eq!(reset.len(), 1, "{reset:?}");
+    assert_eq!(reset[0].function, w::TmfFunction::LogicalUnitReset);
+    assert!(p.outcome(rd).is_none());
+    p.advance(Duration::from_secs(5));
+    assert_eq!(
+        p.outcome(rd),
+        Some(&TaskOutcome::Failed(TaskError::ConnectionLost))
+    );
+    assert!(p.session.is_closed(), "{:?}", p.events);
+    assert_eq!(p.completions(rd), 1);
+}
+
+/// The ABORT TASK of a timed-out command is answered "Function complete":
+/// the command ends once, with a timeout error the application can tell
+/// from an abort it asked for.
+#[test]
+fn a_timed_out_command_ends_once_when_its_abort_completes() {
+    let c = cfg().with_task_timeout(Duration::from_secs(5));
+    let mut p = logged_in(c);
+    let rd = p
+        .session
+        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .unwrap();
+    p.flush();
+    let _ = all_pdus(&mut p);
+    p.advance(Duration::from_secs(5));
+    let abort = tmfs(&all_pdus(&mut p));
+    assert_eq!(abort.len(), 1);
+    p.target
+        .tmf_response(abort[0].itt, w::TmfResponse::FunctionComplete);
+    p.deliver();
+    assert_eq!(
+        p.outcome(rd),
+        Some(&TaskOutcome::Failed(TaskError::TimedOut))
+    );
+    assert_eq!(p.completions(rd), 1);
+    // Nothing more happens: no reset, no drop.
+    p.advance(Duration::from_secs(30));
+    assert!(tmfs(&all_pdus(&mut p)).is_empty());
+    assert!(p.session.is_logged_in());
+}
+
+/// TaskReporting=FastAbort (RFC 7143 section 13.23) changes what the target
+/// reports for aborted tasks and adds AsyncEvent 5 duties; this initiator
+/// does not implement it, so it must not offer it.
+#[test]
+fn fast_abort_is_not_offered() {
+    let mut c = cfg().with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
+    c.operational.task_reporting = vec![iscsi_proto::login::negotiation::TaskReporting::FastAbort];
+    let r = iscsi_proto::initiator::Session::new(c, std::time::Instant::now());
+    assert!(r.is_err(), "{r:?}");
 }

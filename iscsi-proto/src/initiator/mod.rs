@@ -21,6 +21,7 @@ pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
 pub use types::{
     AsyncNotice, Auth, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult, Portal, Recovery,
-    Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome, DEFAULT_PORT,
+    Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
+    DEFAULT_PORT,
 };
 pub use window::{CmdWindow, WindowUpdate};

@@ -75,6 +75,7 @@ use crate::login::negotiation::{
 mod login;
 mod receive;
 mod send;
+mod timeouts;
 use crate::login::status::{LoginStatus, StatusClass};
 use crate::scsi::sense::SenseData;
 use crate::transmit::Transmit;
@@ -208,6 +209,10 @@ struct Task {
     /// A task management function covering this task was sent and not
     /// answered: it may have been aborted or may have run.
     abort_pending: bool,
+    /// Per-task timeout: when the next escalation step is due.
+    deadline: Option<Instant>,
+    /// Escalation steps taken (0 none, 1 ABORT TASK, 2 LOGICAL UNIT RESET).
+    escalation: u8,
 }
 
 struct OutPdu {
@@ -269,6 +274,10 @@ pub struct Session {
     /// application has not adopted it: with recovery configured, the
     /// session logs in again afterwards and new work waits for that.
     target_logout: bool,
+    /// A lower bound of the tasks' escalation deadlines (it may belong to
+    /// a task that has completed since: the timer then fires early, and
+    /// `escalate_timeouts` recomputes it with one pass over the tasks).
+    task_deadline: Option<Instant>,
     next_timeout: Option<Instant>,
 }
 
@@ -363,6 +372,22 @@ fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
             "keepalive interval and timeout must be above zero",
         ));
     }
+    if cfg.task_timeout.is_some_and(|t| t.is_zero()) {
+        return Err(ConfigError::Invalid("task_timeout must be above zero"));
+    }
+    // RFC 7143 section 13.23: FastAbort changes which responses the
+    // target sends for aborted tasks and adds the AsyncEvent 5 duties
+    // (section 11.9.1); this initiator does not implement them, so it
+    // does not offer the value.
+    if cfg
+        .operational
+        .task_reporting
+        .contains(&crate::login::negotiation::TaskReporting::FastAbort)
+    {
+        return Err(ConfigError::Invalid(
+            "TaskReporting=FastAbort is not supported by this initiator",
+        ));
+    }
     if cfg.max_text_len == 0 {
         return Err(ConfigError::Invalid("max_text_len must be above zero"));
     }
@@ -419,6 +444,7 @@ impl Session {
             logout_waiting: None,
             logout_sent: false,
             target_logout: false,
+            task_deadline: None,
             next_timeout: None,
             cfg: config,
         };
@@ -791,6 +817,9 @@ impl Session {
                 self.send_logout(now, itt);
             }
         }
+        if self.is_logged_in() {
+            self.escalate_timeouts(now);
+        }
         // RFC 7143 section 11.14: "After sending the Logout Request PDU,
         // an initiator MUST NOT send any new iSCSI requests on the closing
         // connection": no keepalive ping then.
@@ -848,6 +877,8 @@ impl Session {
                 seq,
                 sent: false,
                 abort_pending: false,
+                deadline: None,
+                escalation: 0,
             })
             .ok_or(UsageError::TooManyTasks)
     }
@@ -1169,7 +1200,7 @@ impl Session {
     fn after_action(&mut self, now: Instant) {
         if self.is_logged_in() {
             if !self.holds_new_work() {
-                self.dispatch_pending();
+                self.dispatch_pending(now);
             }
             self.maybe_send_logout(now);
         }
@@ -1187,6 +1218,7 @@ impl Session {
             Phase::Connecting | Phase::Login(_) => consider(self.login_deadline),
             Phase::Waiting { until } => consider(Some(*until)),
             Phase::Full => {
+                consider(self.task_deadline);
                 consider(self.logout_deadline);
                 if let Some((_, d)) = self.logout_waiting {
                     consider(d);
@@ -1228,6 +1260,7 @@ impl Session {
         self.logout_deadline = None;
         self.logout_waiting = None;
         self.target_logout = false;
+        self.task_deadline = None;
         self.next_timeout = None;
     }
 
@@ -1370,6 +1403,8 @@ impl Session {
                     s.outstanding_r2t = 0;
                     t.cmd_sn = None;
                     t.sent = false;
+                    t.deadline = None;
+                    t.escalation = 0;
                     reissue.push((t.seq, itt));
                 }
                 Kind::Text(tt) => {
@@ -1382,6 +1417,7 @@ impl Session {
                 _ => fail.push(itt),
             }
         }
+        self.task_deadline = None;
         let failed = fail.len() + unknown.len();
         for itt in unknown {
             self.complete(itt, TaskOutcome::Failed(TaskError::OutcomeUnknown));

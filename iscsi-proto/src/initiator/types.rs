@@ -204,6 +204,13 @@ pub struct SessionConfig {
     pub cid: u16,
     /// Cap on one assembled text response (login or SendTargets), bytes.
     pub max_text_len: usize,
+    /// Per-task timeout for SCSI commands, from the moment a command gets
+    /// its CmdSN; `None` (the default) waits forever. When it passes the
+    /// session escalates as open-iscsi does, one timeout per step: ABORT
+    /// TASK (the command then fails with `TaskError::TimedOut`), then
+    /// LOGICAL UNIT RESET, then it drops the connection (and recovers if
+    /// recovery is configured).
+    pub task_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -226,6 +233,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("initial_cmd_sn", &self.initial_cmd_sn)
             .field("cid", &self.cid)
             .field("max_text_len", &self.max_text_len)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }
@@ -251,6 +259,7 @@ impl SessionConfig {
             initial_cmd_sn: 1,
             cid: 0,
             max_text_len: crate::wire::text::DEFAULT_MAX_TEXT_LEN,
+            task_timeout: None,
         }
     }
 
@@ -288,6 +297,12 @@ impl SessionConfig {
     /// Enables keepalive pings.
     pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keepalive = Some(Keepalive { interval, timeout });
+        self
+    }
+
+    /// Sets the per-task timeout (see [`SessionConfig::task_timeout`]).
+    pub fn with_task_timeout(mut self, t: Duration) -> Self {
+        self.task_timeout = Some(t);
         self
     }
 
@@ -380,7 +395,7 @@ fn is_repeatable(cdb: &[u8]) -> bool {
         Some(0x9e) => cdb.get(1).is_some_and(|sa| sa & 0x1f == 0x10),
         // Variable length (0x7f): READ(32) 0x0009, WRITE(32) 0x000b,
         // VERIFY(32) 0x000a.
-        Some(0x7f) => matches!(cdb.get(8..10), Some([0x00, 0x09 | 0x0a | 0x0b])),
+        Some(0x7f) => matches!(cdb.get(8..10), Some([0x00, 0x09..=0x0b])),
         _ => false,
     }
 }

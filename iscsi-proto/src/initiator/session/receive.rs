@@ -33,7 +33,14 @@ impl Session {
                     // not completed yet end here, exactly once.
                     if h.response == w::TmfResponse::FunctionComplete {
                         for itt in affected {
-                            self.complete(itt, TaskOutcome::Failed(TaskError::Aborted(function)));
+                            // A command the per-task timeout aborted
+                            // reports the timeout, not an abort the
+                            // application asked for.
+                            let err = match self.tasks.get(itt) {
+                                Some(t) if t.escalation > 0 => TaskError::TimedOut,
+                                _ => TaskError::Aborted(function),
+                            };
+                            self.complete(itt, TaskOutcome::Failed(err));
                         }
                     } else {
                         // Not aborted: the tasks go on and will be answered.

@@ -11,7 +11,7 @@ impl Session {
     /// Sends queued non-immediate commands while the window is open (RFC
     /// 7143 section 4.2.2.1: non-immediate commands carry CmdSN "from
     /// ExpCmdSN to MaxCmdSN inclusive").
-    pub(super) fn dispatch_pending(&mut self) {
+    pub(super) fn dispatch_pending(&mut self, now: Instant) {
         while let Some(&itt) = self.pending.front() {
             if self.tasks.get(itt).is_none() {
                 self.pending.pop_front();
@@ -23,6 +23,11 @@ impl Session {
             self.pending.pop_front();
             if let Some(t) = self.tasks.get_mut(itt) {
                 t.cmd_sn = Some(cmd_sn);
+                if let (Kind::Scsi(_), Some(limit)) = (&t.kind, self.cfg.task_timeout) {
+                    let d = later(now, limit);
+                    t.deadline = Some(d);
+                    self.task_deadline = Some(self.task_deadline.map_or(d, |e| e.min(d)));
+                }
             }
             match self.tasks.get(itt).map(|t| &t.kind) {
                 Some(Kind::Scsi(_)) => self.send_scsi(itt, cmd_sn),
