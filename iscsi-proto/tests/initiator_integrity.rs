@@ -461,3 +461,92 @@ fn fast_abort_is_not_offered() {
     let r = iscsi_proto::initiator::Session::new(c, std::time::Instant::now());
     assert!(r.is_err(), "{r:?}");
 }
+
+/// RFC 7143 section 13.12: MaxRecvDataSegmentLength is declarative and may
+/// be sent in the Full Feature Phase; after AsyncEvent 4 (section 11.9.1,
+/// "the target requests parameter negotiation") the target re-declares
+/// 1024 in its Text Response, and from then on no data segment to it is
+/// longer than 1024 bytes.
+#[test]
+fn a_max_recv_data_segment_length_the_target_redeclares_is_obeyed() {
+    let mut p = logged_in(cfg());
+    p.target
+        .async_message(w::AsyncEvent::NegotiationRequested, [0, 0, 0], &[]);
+    p.deliver();
+    let text = all_pdus(&mut p)
+        .into_iter()
+        .find_map(|x| match x.header {
+            Header::TextRequest(h) => Some(h),
+            _ => None,
+        })
+        .expect("a Text Request answers AsyncEvent 4");
+    p.target.text_response(
+        text.itt,
+        true,
+        false,
+        0xffff_ffff,
+        b"MaxRecvDataSegmentLength=1024\0",
+    );
+    p.deliver();
+    assert!(p.session.is_logged_in(), "{:?}", p.events);
+    assert_eq!(
+        p.session
+            .negotiated()
+            .unwrap()
+            .target_max_recv_data_segment_length,
+        1024
+    );
+    let t = p
+        .session
+        .submit(
+            p.now,
+            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![5u8; 4096])),
+        )
+        .unwrap();
+    p.flush();
+    for pdu in all_pdus(&mut p) {
+        assert!(
+            pdu.data.len() <= 1024,
+            "{} bytes to the target",
+            pdu.data.len()
+        );
+    }
+    assert!(p.outcome(t).is_none());
+}
+
+/// The application re-declares its own MaxRecvDataSegmentLength in the
+/// Full Feature Phase (RFC 7143 section 13.12); the task completes when
+/// the target answers.
+#[test]
+fn the_application_can_redeclare_its_max_recv_data_segment_length() {
+    let mut p = logged_in(cfg());
+    let task = p
+        .session
+        .declare_max_recv_data_segment_length(p.now, 16384)
+        .unwrap();
+    p.flush();
+    let (text, data) = all_pdus(&mut p)
+        .into_iter()
+        .find_map(|x| match x.header {
+            Header::TextRequest(h) => Some((h, x.data)),
+            _ => None,
+        })
+        .expect("a Text Request");
+    assert_eq!(&data[..], b"MaxRecvDataSegmentLength=16384\0");
+    p.target.text_response(
+        text.itt,
+        true,
+        false,
+        0xffff_ffff,
+        b"MaxRecvDataSegmentLength=8192\0",
+    );
+    p.deliver();
+    assert!(
+        matches!(p.outcome(task), Some(TaskOutcome::Negotiated)),
+        "{:?}",
+        p.events
+    );
+    let n = p.session.negotiated().unwrap();
+    assert_eq!(n.initiator_max_recv_data_segment_length, 16384);
+    assert_eq!(n.target_max_recv_data_segment_length, 8192);
+}

@@ -177,6 +177,12 @@ struct TextTask {
     ttt: u32,
     /// Whether the first request has been sent (else this is a continuation).
     started: bool,
+    /// A Full Feature Phase negotiation (keys applied from the answer)
+    /// rather than SendTargets.
+    negotiate: bool,
+    /// Our own declarations, effective when the sequence completes (RFC
+    /// 7143 section 6.4).
+    declared: Option<Box<Negotiated>>,
 }
 
 #[derive(Debug)]
@@ -1074,6 +1080,49 @@ impl Session {
                 assembler: TextAssembler::with_limit(self.cfg.max_text_len),
                 ttt: RESERVED_TAG,
                 started: false,
+                negotiate: false,
+                declared: None,
+            })),
+            false,
+        )?;
+        self.pending.push_back(itt);
+        self.after_action(now);
+        Ok(TaskId(itt))
+    }
+
+    /// Re-declares our MaxRecvDataSegmentLength in the Full Feature Phase
+    /// (RFC 7143 section 13.12: a declarative key allowed there) with a
+    /// Text Request. The new value takes effect when the target's answer
+    /// completes the sequence (section 6.4); the task then completes with
+    /// [`TaskOutcome::Negotiated`]. Values the target declares back are
+    /// applied too.
+    pub fn declare_max_recv_data_segment_length(
+        &mut self,
+        now: Instant,
+        value: u32,
+    ) -> Result<TaskId, UsageError> {
+        self.check_actionable()?;
+        let Some(current) = self.negotiated.as_ref() else {
+            return Err(UsageError::NotLoggedIn);
+        };
+        let (declared, pairs) =
+            crate::login::ffp::ffp_declare_max_recv_data_segment_length(current, value).map_err(
+                |_| UsageError::InvalidCommand("MaxRecvDataSegmentLength must be 512..=16777215"),
+            )?;
+        let mut body = Vec::new();
+        text::encode_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut body,
+        )
+        .map_err(|_| UsageError::InvalidCommand("unencodable key"))?;
+        let itt = self.new_task(
+            Kind::Text(Box::new(TextTask {
+                request: Bytes::from(body),
+                assembler: TextAssembler::with_limit(self.cfg.max_text_len),
+                ttt: RESERVED_TAG,
+                started: false,
+                negotiate: true,
+                declared: Some(Box::new(declared)),
             })),
             false,
         )?;

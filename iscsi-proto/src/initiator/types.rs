@@ -521,6 +521,9 @@ pub enum TaskOutcome {
     TaskManagement(TmfResponse),
     /// The logout completed.
     LoggedOut(LogoutResult),
+    /// A Full Feature Phase text negotiation finished (RFC 7143 sections
+    /// 11.10, 13.12): the new values are in `Session::negotiated`.
+    Negotiated,
     /// The task failed.
     Failed(TaskError),
 }

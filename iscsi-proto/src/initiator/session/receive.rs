@@ -467,6 +467,12 @@ impl Session {
                 self.complete(h.itt, TaskOutcome::Failed(TaskError::Protocol(e.into())));
                 return Ok(());
             }
+            Ok(Some(pairs)) if t.negotiate => {
+                let declared = t.declared.take();
+                let outcome = self.apply_ffp_text(declared, &pairs);
+                self.complete(h.itt, outcome);
+                return Ok(());
+            }
             Ok(Some(pairs)) => {
                 let internal = matches!(self.tasks.get(h.itt), Some(t) if t.internal);
                 let outcome = if internal {
@@ -486,6 +492,41 @@ impl Session {
         t.started = true;
         self.pending.push_back(h.itt);
         Ok(())
+    }
+
+    /// The final Text Response of a Full Feature Phase negotiation: apply
+    /// what the target declared (RFC 7143 section 13.12:
+    /// MaxRecvDataSegmentLength) on top of our own declarations, all at
+    /// once, now that the sequence is complete (section 6.4).
+    fn apply_ffp_text(
+        &mut self,
+        declared: Option<Box<Negotiated>>,
+        pairs: &[(String, String)],
+    ) -> TaskOutcome {
+        let Some(base) = declared.map(|b| *b).or_else(|| self.negotiated.clone()) else {
+            return TaskOutcome::Failed(TaskError::ConnectionLost);
+        };
+        match crate::login::ffp::ffp_text_response(&base, pairs) {
+            // RFC 7143 section 11.11.1: "A Text Response with the F bit set
+            // to 1 MUST NOT contain key=value pairs that may require
+            // additional answers from the initiator."
+            Ok((_, replies)) if !replies.is_empty() => {
+                TaskOutcome::Failed(TaskError::Protocol(ProtocolError::violation(
+                    "final Text Response with keys that need an answer",
+                    "11.11.1",
+                )))
+            }
+            Ok((n, _)) => {
+                tracing::info!(target: "iscsi::session", initiator = n.initiator_max_recv_data_segment_length, target = n.target_max_recv_data_segment_length, "MaxRecvDataSegmentLength renegotiated (RFC 7143 section 13.12)");
+                self.decoder.set_config(DecoderConfig {
+                    digests: self.tx_digests,
+                    max_data_segment_length: n.initiator_max_recv_data_segment_length,
+                });
+                self.negotiated = Some(n);
+                TaskOutcome::Negotiated
+            }
+            Err(e) => TaskOutcome::Failed(TaskError::Protocol(e.into())),
+        }
     }
 
     pub(super) fn on_async(
@@ -536,6 +577,8 @@ impl Session {
                         assembler: TextAssembler::with_limit(self.cfg.max_text_len),
                         ttt: RESERVED_TAG,
                         started: false,
+                        negotiate: true,
+                        declared: None,
                     })),
                     true,
                 ) {
