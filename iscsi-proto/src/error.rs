@@ -231,6 +231,15 @@ pub enum ConnectionError {
         /// The decoded status, which names it.
         status: LoginStatus,
     },
+    /// The target closed the connection shortly after each of several
+    /// logins in a row: another initiator with the same InitiatorName and
+    /// ISID is most likely reinstating the session each time (RFC 7143
+    /// section 6.3.5), and the two would take turns forever.
+    #[error("the target closed the session right after each of {times} logins: another initiator with the same InitiatorName and ISID is taking it over (RFC 7143 section 6.3.5)")]
+    TakenOver {
+        /// Short-lived logins in a row.
+        times: u32,
+    },
     /// A PDU we were about to send could not be encoded (for instance a
     /// data segment above 2^24 - 1 bytes, RFC 7143 section 11.2.1.6). Never
     /// dropped silently: the connection ends with this error.

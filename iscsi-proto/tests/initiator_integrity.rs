@@ -550,3 +550,40 @@ fn the_application_can_redeclare_its_max_recv_data_segment_length() {
     assert_eq!(n.initiator_max_recv_data_segment_length, 16384);
     assert_eq!(n.target_max_recv_data_segment_length, 8192);
 }
+
+/// RFC 7143 section 6.3.5: a login with the same InitiatorName and ISID
+/// and TSIH 0 reinstates (replaces) the existing session. Two initiators
+/// sharing them take turns closing each other's connection right after
+/// each login; that is not a connection failure to retry forever: it is
+/// detected and reported.
+#[test]
+fn a_session_taken_over_again_and_again_is_reported() {
+    let c = cfg().with_recovery(Recovery {
+        max_attempts: 1000,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    });
+    let mut p = logged_in(c);
+    for _ in 0..20 {
+        if p.session.is_closed() {
+            break;
+        }
+        // The other initiator's login closes our connection.
+        p.advance(Duration::from_secs(1));
+        p.session.handle_closed(p.now);
+        p.flush();
+        p.advance(Duration::from_secs(3));
+        if p.session.is_closed() {
+            break;
+        }
+        p.login_with(&mut LoginResponder::plain());
+    }
+    assert!(
+        p.events.iter().any(|e| matches!(
+            e,
+            Event::Closed(Some(iscsi_proto::error::ConnectionError::TakenOver { .. }))
+        )),
+        "{:?}",
+        p.events
+    );
+}

@@ -99,6 +99,11 @@ const MAX_CDB_LEN: usize = 260;
 /// defined constant"). istgt sends a Task Management Function Response
 /// after status it numbered later, so a StatSN a little ahead is normal.
 const STAT_SN_AHEAD: u32 = 64;
+/// A login whose connection the target closes within this time counts as
+/// taken over (see `ConnectionError::TakenOver`).
+const SHORT_LIVED: Duration = Duration::from_secs(10);
+/// Short-lived logins in a row before recovery gives up.
+const TAKEN_OVER_AFTER: u32 = 5;
 
 /// The session's state, as seen from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,6 +270,10 @@ pub struct Session {
     permanent_portal: Option<Portal>,
     redirects: u8,
     recovery_attempt: u32,
+    /// When the current connection entered the Full Feature Phase.
+    logged_in_at: Instant,
+    /// Connections in a row the target closed soon after the login.
+    short_lived: u32,
     time2wait: Option<u16>,
     // Timers.
     login_deadline: Option<Instant>,
@@ -441,6 +450,8 @@ impl Session {
             permanent_portal: None,
             redirects: 0,
             recovery_attempt: 0,
+            logged_in_at: now,
+            short_lived: 0,
             time2wait: None,
             login_deadline: Some(later(now, config.login_timeout)),
             last_rx: now,
@@ -1347,6 +1358,23 @@ impl Session {
             tracing::info!(target: "iscsi::login", cause = %err, "connection closed after the Logout Request: logged out");
             self.logged_out(now, unanswered);
             return;
+        }
+        // RFC 7143 section 6.3.5: a target closes a session's connection
+        // when another login with the same ISID reinstates it. Closes that
+        // come right after each login, again and again, are that.
+        if matches!(self.phase, Phase::Full) {
+            let short = matches!(err, ConnectionError::Closed)
+                && now.saturating_duration_since(self.logged_in_at) < SHORT_LIVED;
+            self.short_lived = if short {
+                self.short_lived.saturating_add(1)
+            } else {
+                0
+            };
+            if self.short_lived >= TAKEN_OVER_AFTER {
+                let times = self.short_lived;
+                self.fail_closed(ConnectionError::TakenOver { times });
+                return;
+            }
         }
         let recovery = self.cfg.recovery;
         let can_recover = self.logged_in_once && !self.logout_sent && self.logout_waiting.is_none();

@@ -461,6 +461,7 @@ impl Session {
         self.login_deadline = None;
         self.redirects = 0;
         self.last_rx = now;
+        self.logged_in_at = now;
         self.ping_deadline = None;
         if self.logged_in_once {
             self.recovery_attempt = 0;
