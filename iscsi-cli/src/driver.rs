@@ -459,7 +459,7 @@ mod tests {
     fn config() -> SessionConfig {
         SessionConfig::new(INITIATOR)
             .with_target(TARGET)
-            .with_operational(crate::tuned_params())
+            .with_operational(crate::tool::tuned_params())
     }
 
     /// Every driver: discovery, login, negotiated values, READ CAPACITY,
