@@ -426,6 +426,15 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Logs out at the end of the tool's work: `Ok(None)` after a clean
+    /// logout, `Ok(Some(warning))` when only the logout's answer was lost
+    /// (the tool then exits 0), `Err` when the tool must fail.
+    pub fn close(self) -> Result<Option<String>, String> {
+        self.logout().map(|()| None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

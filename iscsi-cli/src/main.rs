@@ -83,6 +83,14 @@ struct Global {
     #[arg(long, global = true, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(0..=64))]
     coalesce: u16,
+    /// Turn session recovery off. By default a lost connection is
+    /// recovered as at ErrorRecoveryLevel 0 (RFC 7143 section 6.3.5): the
+    /// tool logs in again with the same ISID and reissues the commands in
+    /// flight (its READs and WRITEs are idempotent), and after a logout
+    /// the target asked for (AsyncEvent 1) it logs in again and goes on.
+    /// With this flag either ends the command with an error.
+    #[arg(long, global = true)]
+    no_recovery: bool,
     /// The initiator driver: blocking std sockets, a mio event loop, or the
     /// async smol driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
@@ -285,6 +293,10 @@ fn session_config(
         .with_keepalive(timeout, timeout);
     if let Some(t) = target {
         config = config.with_target(t);
+        // Normal sessions only: a discovery session has no block I/O.
+        if !g.no_recovery {
+            config = config.with_recovery(tool::recovery_policy());
+        }
     }
     let mutual = match &g.mutual_chap {
         Some(m) => {
@@ -665,6 +677,29 @@ mod tests {
         let cli = Cli::try_parse_from(["iscsi", "--driver", "mio", "discover", "h"]).unwrap();
         assert_eq!(cli.global.driver, DriverKind::Mio);
         assert!(Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).is_err());
+    }
+
+    /// Session recovery (ERL 0 reinstatement) is the default of every
+    /// command on every driver; `--no-recovery` turns it off.
+    #[test]
+    fn recovery_is_the_default_and_no_recovery_turns_it_off() {
+        for d in ["std", "mio", "smol"] {
+            for cmd in [
+                &["read", "iscsi://h/t/1", "--lba", "0", "--blocks", "1"][..],
+                &["write", "iscsi://h/t/1", "--lba", "0"][..],
+                &["bench", "iscsi://h/t/1"][..],
+            ] {
+                let mut args = vec!["iscsi", "--driver", d];
+                args.extend_from_slice(cmd);
+                let cli = Cli::try_parse_from(&args).unwrap();
+                let c = session_config(&cli.global, Some("t"), None, None).unwrap();
+                assert_eq!(c.recovery, Some(tool::recovery_policy()), "{args:?}");
+                args.push("--no-recovery");
+                let cli = Cli::try_parse_from(&args).unwrap();
+                let c = session_config(&cli.global, Some("t"), None, None).unwrap();
+                assert_eq!(c.recovery, None, "{args:?}");
+            }
+        }
     }
 
     #[test]
