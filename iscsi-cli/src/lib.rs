@@ -1,8 +1,15 @@
 //! The `iscsi` tool is the binary of this package (`src/main.rs`). This
-//! library target exists only so that `cargo test` compiles the embedding
-//! examples of the workspace README as doc tests.
+//! library holds the parts of it that tests drive directly: the driver
+//! layer ([`driver`], `--driver std|mio|smol`), the tool's block I/O
+//! ([`tool`]: READ/WRITE loops, the recovery policy) and the benchmark
+//! engine ([`bench`]). `cargo test` also compiles the embedding examples
+//! of the workspace README as doc tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod bench;
+pub mod driver;
+pub mod tool;
 
 /// The workspace README: its Rust code blocks (the std, mio and smol
 /// embedding examples) are compiled as doc tests. Only built for doctests.

@@ -8,8 +8,6 @@
 // rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
-mod bench;
-mod driver;
 mod logging;
 mod pcap;
 mod serve;
@@ -26,14 +24,15 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use iscsi_proto::initiator::{Auth, ScsiCommand, SessionConfig};
 use iscsi_proto::login::negotiation::{DigestType, OperationalParams};
-use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags, StandardInquiry};
+use iscsi_proto::scsi::cdb::{self, StandardInquiry};
 use iscsi_proto::scsi::lun::Lun;
-use iscsi_proto::scsi::sense::{SenseData, SenseKey};
-use iscsi_proto::scsi::status::ScsiStatus;
 use iscsi_proto::wire::pdu::Isid;
 use iscsi_std::{Direction, Options};
 
-use crate::driver::{Completed, DriverKind, Session};
+use iscsi_cli::{bench, driver, tool};
+
+use crate::driver::{DriverKind, Session};
+use crate::tool::{exec, read_capacity, tuned_params};
 
 use crate::pcap::PcapWriter;
 use crate::url::IscsiUrl;
@@ -84,6 +83,14 @@ struct Global {
     #[arg(long, global = true, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(0..=64))]
     coalesce: u16,
+    /// Turn session recovery off. By default a lost connection is
+    /// recovered as at ErrorRecoveryLevel 0 (RFC 7143 section 6.3.5): the
+    /// tool logs in again with the same ISID and reissues the commands in
+    /// flight (its READs and WRITEs are idempotent), and after a logout
+    /// the target asked for (AsyncEvent 1) it logs in again and goes on.
+    /// With this flag either ends the command with an error.
+    #[arg(long, global = true)]
+    no_recovery: bool,
     /// The initiator driver: blocking std sockets, a mio event loop, or the
     /// async smol driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
@@ -258,22 +265,6 @@ fn digests(arg: DigestArg) -> Vec<DigestType> {
     }
 }
 
-/// Operational parameters the tool offers: large data segments and bursts,
-/// immediate and unsolicited data (targets answer with their own limits).
-/// MaxRecvDataSegmentLength = MaxBurstLength (1 MiB): a target may then
-/// send a 1 MiB read in one Data-In PDU, which reaches the application as
-/// a slice of the receive buffer instead of being assembled from pieces.
-fn tuned_params() -> OperationalParams {
-    OperationalParams {
-        max_recv_data_segment_length: 1 << 20,
-        max_burst_length: 1 << 20,
-        first_burst_length: 262_144,
-        immediate_data: true,
-        initial_r2t: false,
-        ..Default::default()
-    }
-}
-
 /// Session configuration from the global options and a URL's credentials.
 fn session_config(
     g: &Global,
@@ -302,6 +293,10 @@ fn session_config(
         .with_keepalive(timeout, timeout);
     if let Some(t) = target {
         config = config.with_target(t);
+        // Normal sessions only: a discovery session has no block I/O.
+        if !g.no_recovery {
+            config = config.with_recovery(tool::recovery_policy());
+        }
     }
     let mutual = match &g.mutual_chap {
         Some(m) => {
@@ -544,39 +539,16 @@ fn with_session<T>(
     let result = (|| {
         let mut client = Session::connect(g.driver, &u.portal(), config, opts)?;
         let value = f(&mut client, lun)?;
-        client.logout().map_err(|e| format!("logout: {e}"))?;
+        // Every command completed intact: a logout whose answer was lost
+        // (the target closed the connection after our Logout Request)
+        // is a warning, not a failure.
+        if let Some(warning) = client.close()? {
+            eprintln!("iscsi: warning: {warning}");
+        }
         Ok(value)
     })();
     finish_pcap(pcap)?;
     result
-}
-
-/// Runs a command; a non-GOOD status becomes one clear line. A UNIT
-/// ATTENTION (SAM-5 5.14: reported once per I_T nexus after a reset or a
-/// new login) is retried a few times, as initiators do.
-fn exec(client: &mut Session, cmd: ScsiCommand, what: &str) -> Result<Completed, String> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let done = client
-            .execute(cmd.clone())
-            .map_err(|e| format!("{what}: {e}"))?;
-        if done.result.is_good() {
-            return Ok(done);
-        }
-        let sense = done.result.sense_data.or_else(|| {
-            done.result
-                .sense
-                .as_ref()
-                .and_then(|s| SenseData::parse(s).ok())
-        });
-        if attempts < 4 && matches!(&sense, Some(s) if s.key == SenseKey::UnitAttention) {
-            continue;
-        }
-        let status = ScsiStatus::from_u8(done.result.status);
-        let detail = sense.map(|s| format!(": {s}")).unwrap_or_default();
-        return Err(format!("{what} failed: {status}{detail}"));
-    }
 }
 
 fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
@@ -607,24 +579,6 @@ fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn read_capacity(c: &mut Session, lun: u64) -> Result<Capacity, String> {
-    let d = exec(
-        c,
-        ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8),
-        "READ CAPACITY(10)",
-    )?;
-    let cap10 = Capacity::parse10(&d.data).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
-    if !cap10.needs_16() {
-        return Ok(cap10);
-    }
-    let d = exec(
-        c,
-        ScsiCommand::read(lun, cdb::read_capacity16(32).to_vec(), 32),
-        "READ CAPACITY(16)",
-    )?;
-    Capacity::parse16(&d.data).map_err(|e| format!("READ CAPACITY(16) data: {e}"))
-}
-
 fn readcap(g: &Global, url: &str, json: bool) -> Result<(), String> {
     let cap = with_session(g, url, read_capacity)?;
     let blocks = cap.num_blocks().ok_or("capacity overflows")?;
@@ -640,9 +594,6 @@ fn readcap(g: &Global, url: &str, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Largest transfer per command (bytes).
-const MAX_TRANSFER: u64 = 1 << 20;
-
 fn read(
     g: &Global,
     url: &str,
@@ -657,27 +608,7 @@ fn read(
         None => Box::new(io::stdout().lock()),
     };
     with_session(g, url, |c, lun| {
-        let cap = read_capacity(c, lun)?;
-        let bs = u64::from(cap.block_len);
-        let end = lba
-            .checked_add(u64::from(blocks))
-            .ok_or("LBA range overflows")?;
-        // No check against the capacity here: the target is the judge, and
-        // a read past the end comes back as CHECK CONDITION, ILLEGAL
-        // REQUEST, LOGICAL BLOCK ADDRESS OUT OF RANGE, reported decoded.
-        // (Writes are checked first, so nothing is written partially.)
-        let per = (MAX_TRANSFER / bs).max(1);
-        let mut at = lba;
-        while at < end {
-            let n = per.min(end - at) as u32;
-            let len = u32::try_from(u64::from(n) * bs).map_err(|_| "transfer too large")?;
-            let cdb = cdb::read16(at, n, RwFlags::default());
-            let d = exec(c, ScsiCommand::read(lun, cdb.to_vec(), len), "READ(16)")?;
-            out.write_all(&d.data)
-                .map_err(|e| format!("write output: {e}"))?;
-            at += u64::from(n);
-        }
-        out.flush().map_err(|e| format!("write output: {e}"))
+        tool::read_blocks(c, lun, lba, blocks, &mut out)
     })
 }
 
@@ -692,35 +623,7 @@ fn write(g: &Global, url: &str, lba: u64, input: Option<&PathBuf>) -> Result<(),
             .map_err(|e| format!("read stdin: {e}"))?,
     };
     let data = Bytes::from(data);
-    with_session(g, url, |c, lun| {
-        let cap = read_capacity(c, lun)?;
-        let bs = u64::from(cap.block_len);
-        if data.len() as u64 % bs != 0 {
-            return Err(format!(
-                "input is {} bytes, not a multiple of the block size {bs}",
-                data.len()
-            ));
-        }
-        let blocks = data.len() as u64 / bs;
-        let end = lba.checked_add(blocks).ok_or("LBA range overflows")?;
-        if end > cap.num_blocks().unwrap_or(0) {
-            return Err(format!(
-                "blocks {lba}..{end} are past the end of the LUN ({} blocks)",
-                cap.num_blocks().unwrap_or(0)
-            ));
-        }
-        let per = (MAX_TRANSFER / bs).max(1);
-        let mut at = lba;
-        while at < end {
-            let n = per.min(end - at);
-            let off = ((at - lba) * bs) as usize;
-            let chunk = data.slice(off..off + (n * bs) as usize);
-            let cdb = cdb::write16(at, n as u32, RwFlags::default());
-            exec(c, ScsiCommand::write(lun, cdb.to_vec(), chunk), "WRITE(16)")?;
-            at += n;
-        }
-        Ok(())
-    })
+    with_session(g, url, |c, lun| tool::write_blocks(c, lun, lba, &data))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -781,6 +684,29 @@ mod tests {
         let cli = Cli::try_parse_from(["iscsi", "--driver", "mio", "discover", "h"]).unwrap();
         assert_eq!(cli.global.driver, DriverKind::Mio);
         assert!(Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).is_err());
+    }
+
+    /// Session recovery (ERL 0 reinstatement) is the default of every
+    /// command on every driver; `--no-recovery` turns it off.
+    #[test]
+    fn recovery_is_the_default_and_no_recovery_turns_it_off() {
+        for d in ["std", "mio", "smol"] {
+            for cmd in [
+                &["read", "iscsi://h/t/1", "--lba", "0", "--blocks", "1"][..],
+                &["write", "iscsi://h/t/1", "--lba", "0"][..],
+                &["bench", "iscsi://h/t/1"][..],
+            ] {
+                let mut args = vec!["iscsi", "--driver", d];
+                args.extend_from_slice(cmd);
+                let cli = Cli::try_parse_from(&args).unwrap();
+                let c = session_config(&cli.global, Some("t"), None, None).unwrap();
+                assert_eq!(c.recovery, Some(tool::recovery_policy()), "{args:?}");
+                args.push("--no-recovery");
+                let cli = Cli::try_parse_from(&args).unwrap();
+                let c = session_config(&cli.global, Some("t"), None, None).unwrap();
+                assert_eq!(c.recovery, None, "{args:?}");
+            }
+        }
     }
 
     #[test]

@@ -149,7 +149,7 @@ fn demo_client(
         &portal,
         SessionConfig::new(name)
             .with_target(target)
-            .with_operational(crate::tuned_params()),
+            .with_operational(crate::tool::tuned_params()),
         Options::default(),
     )
     .map_err(|e| format!("login: {e}"))?;
@@ -169,7 +169,7 @@ fn demo_client(
         .unwrap_or_default()
     );
     let lun = Lun::from_number(0).to_u64();
-    let cap = crate::read_capacity(&mut c, lun)?;
+    let cap = crate::tool::read_capacity(&mut c, lun)?;
     let blocks = cap.num_blocks().unwrap_or(0);
     println!("4. LUN 0: {} blocks of {} bytes", blocks, cap.block_len);
     let len = 4u32 << 20;
@@ -177,7 +177,7 @@ fn demo_client(
     let lba = 1000u64;
     let data = Bytes::from(bench::XorShift::new(0xdead_beef).bytes(len as usize));
     let t = Instant::now();
-    crate::exec(
+    crate::tool::exec(
         &mut c,
         ScsiCommand::write(
             lun,
@@ -186,7 +186,7 @@ fn demo_client(
         ),
         "WRITE(16)",
     )?;
-    let back = crate::exec(
+    let back = crate::tool::exec(
         &mut c,
         ScsiCommand::read(lun, cdb::read16(lba, n, RwFlags::default()).to_vec(), len),
         "READ(16)",

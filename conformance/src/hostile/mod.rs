@@ -22,6 +22,7 @@ mod faults;
 mod flow;
 mod session;
 mod target;
+mod tool;
 
 pub use drv::{connect, run, Drv, DrvError, Kind};
 pub use target::{check_eq, join, spawn, Listener, Peer, Rx, STEP};
@@ -200,6 +201,7 @@ pub fn cells() -> Vec<Cell> {
     v.extend(faults::cells());
     v.extend(session::cells());
     v.extend(coalesce::cells());
+    v.extend(tool::cells());
     v.into_iter()
         .map(|c| c.with_timeout(Duration::from_secs(60)))
         .collect()
