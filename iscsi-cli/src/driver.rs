@@ -17,18 +17,16 @@
 //! Commands in flight are named by a [`Tag`], unique among the session's
 //! commands in flight.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use futures_lite::future::block_on;
-use iscsi_proto::error::{ConnectionError, TaskError, TimerKind, UsageError};
-use iscsi_proto::initiator::{ScsiCommand, SessionConfig, SessionState, TargetRecord, TaskOutcome};
+use iscsi_proto::error::{ConnectionError, TimerKind};
+use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
 
 /// Which driver runs the session.
@@ -56,62 +54,32 @@ impl DriverKind {
 
 pub use iscsi_proto::initiator::Completed;
 
-/// A command in flight on a [`Session`] (unique while in flight, and
-/// kept across a new login after a target-requested logout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A command in flight on a [`Session`] (unique while in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tag(u64);
 
 type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 
 /// The smol driver: the client handle, the driver thread and the tasks in
-/// flight (by the id this layer gave them).
+/// flight.
 pub struct SmolSession {
     client: iscsi_smol::Client,
     thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
-    pending: Vec<(u64, SmolWait)>,
-    next_id: u64,
+    pending: Vec<(Tag, SmolWait)>,
+    next_tag: u64,
 }
 
-/// The mio driver: its blocking loop.
+/// The mio driver: its blocking loop and the tasks in flight.
 pub struct MioSession {
     blocking: iscsi_mio::client::Blocking,
+    in_flight: Vec<TaskId>,
 }
 
-/// How many times in a row the session may be ended by the target (and
-/// logged in again) without one command completing in between.
-const MAX_RELOGINS: u32 = 4;
-
-/// Options for a new login after a target-requested logout.
-type Reopen = Box<dyn FnMut() -> iscsi_std::Options>;
-
 /// A logged-in session on one of the drivers.
-///
-/// With session recovery in its configuration
-/// ([`SessionConfig::recovery`]), a session the target ends with a logout
-/// (AsyncEvent 1, RFC 7143 section 11.9.1) is transparent to the caller:
-/// the commands in flight finish (or, past Parameter3, fail with
-/// `LoggedOut`), the core's Logout goes out and is answered, this layer
-/// logs in again and submits the commands the old session refused or
-/// failed, under their original [`Tag`]s. The tool's commands (READ,
-/// WRITE, READ CAPACITY, INQUIRY) are idempotent, so this is safe.
 pub struct Session {
     inner: Inner,
-    portal: String,
-    config: SessionConfig,
-    reopen: Reopen,
-    /// Commands in flight on `inner`, by its id: their tag and command.
-    flight: HashMap<u64, (Tag, ScsiCommand)>,
-    /// Completions taken from `inner` and not yet handed out.
-    ready: VecDeque<(Tag, TaskOutcome, Bytes)>,
-    /// Commands for the next session (refused or failed by a logout).
-    parked: Vec<(Tag, ScsiCommand)>,
-    next_tag: u64,
     /// Commands submitted and not yet collected by `wait_any`.
     outstanding: usize,
-    /// New logins after a target logout so far.
-    relogins: u32,
-    /// New logins since the last completion.
-    stalled: u32,
 }
 
 enum Inner {
@@ -121,46 +89,6 @@ enum Inner {
     Mio(Box<MioSession>),
     /// `iscsi-smol`.
     Smol(Box<SmolSession>),
-    /// Between two sessions (a new login failed).
-    Gone(DriverKind),
-}
-
-/// Why a driver call failed.
-enum Fail {
-    /// The session is logging out or logged out (the target asked): the
-    /// command may run on a new session.
-    Logout(String),
-    /// Anything else.
-    Other(String),
-}
-
-impl Fail {
-    fn std(e: iscsi_std::Error) -> Fail {
-        match e {
-            iscsi_std::Error::Usage(UsageError::LoggingOut | UsageError::Closed)
-            | iscsi_std::Error::Closed => Fail::Logout(e.describe()),
-            e => Fail::Other(e.describe()),
-        }
-    }
-    fn mio(e: iscsi_mio::client::Error) -> Fail {
-        match e {
-            iscsi_mio::client::Error::Usage(UsageError::LoggingOut | UsageError::Closed)
-            | iscsi_mio::client::Error::Closed => Fail::Logout(e.describe()),
-            e => Fail::Other(e.describe()),
-        }
-    }
-    fn smol(e: iscsi_smol::Error) -> Fail {
-        match e {
-            iscsi_smol::Error::Usage(UsageError::LoggingOut | UsageError::Closed)
-            | iscsi_smol::Error::Closed => Fail::Logout(e.describe()),
-            e => Fail::Other(e.describe()),
-        }
-    }
-}
-
-/// The line for a target logout when recovery is off.
-fn ended_by_target(e: &str) -> String {
-    format!("{e}: the target ended the session (session recovery is off: --no-recovery)")
 }
 
 impl std::fmt::Debug for Session {
@@ -281,147 +209,49 @@ impl Describe for iscsi_proto::error::UsageError {
     }
 }
 
-/// Connects and logs in on driver `kind`.
-fn open_inner(
-    kind: DriverKind,
-    portal: &str,
-    config: SessionConfig,
-    opts: iscsi_std::Options,
-) -> Result<Inner, String> {
-    match kind {
-        DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
-            .map(|c| Inner::Std(Box::new(c)))
-            .map_err(|e| e.describe()),
-        DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
-            .map(|mut blocking| {
-                blocking.client().set_coalesce(opts.coalesce);
-                Inner::Mio(Box::new(MioSession { blocking }))
-            })
-            .map_err(|e| e.describe()),
-        DriverKind::Smol => {
-            let (client, thread) = smol_start(portal, config, opts.coalesce)?;
-            match block_on(client.logged_in()) {
-                Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
-                    client,
-                    thread: Some(thread),
-                    pending: Vec::new(),
-                    next_id: 0,
-                }))),
-                Err(e) => {
-                    drop(client);
-                    Err(smol_failure(e, thread))
-                }
-            }
-        }
-    }
-}
-
-/// Ends a session whose commands were all collected: waits for a logout
-/// already under way (the target asked for it) to be answered, or logs
-/// out; a session the target already logged out is fine.
-fn close_inner(inner: Inner) -> Result<(), String> {
-    match inner {
-        Inner::Std(mut c) => {
-            loop {
-                match c.session().state() {
-                    SessionState::Closed => return Ok(()),
-                    SessionState::LoggingOut => match c.idle(Duration::from_millis(50)) {
-                        Ok(()) => {}
-                        Err(iscsi_std::Error::Closed) => return Ok(()),
-                        Err(e) => return Err(e.describe()),
-                    },
-                    _ => break,
-                }
-            }
-            match c.logout() {
-                Ok(_)
-                | Err(iscsi_std::Error::Closed)
-                | Err(iscsi_std::Error::Usage(UsageError::Closed)) => Ok(()),
-                Err(e) => Err(e.describe()),
-            }
-        }
-        Inner::Mio(mut m) => {
-            let state = m.blocking.client().session().state();
-            if matches!(state, SessionState::LoggingOut | SessionState::Closed) {
-                let r = m.blocking.run_until(|c| c.is_closed());
-                return match (m.blocking.client().close_error(), r) {
-                    (Some(iscsi_mio::client::Error::Closed), _) => Ok(()),
-                    (Some(e), _) | (None, Err(e)) => Err(e.describe()),
-                    (None, Ok(())) => Ok(()),
-                };
-            }
-            match m.blocking.logout() {
-                Ok(_)
-                | Err(iscsi_mio::client::Error::Closed)
-                | Err(iscsi_mio::client::Error::Usage(UsageError::Closed)) => Ok(()),
-                Err(e) => Err(e.describe()),
-            }
-        }
-        Inner::Smol(mut s) => {
-            s.pending.clear();
-            let result = block_on(s.client.logout());
-            let thread = s.thread.take();
-            // Dropping the last client lets the driver end once the
-            // session is closed (it logs out first if it is not).
-            drop(s);
-            let ended = thread.map(JoinHandle::join);
-            match (result, ended) {
-                (_, Some(Err(_))) => Err("the smol driver thread panicked".to_string()),
-                (Ok(_), _) => Ok(()),
-                (
-                    Err(iscsi_smol::Error::Usage(UsageError::LoggingOut | UsageError::Closed))
-                    | Err(iscsi_smol::Error::Closed),
-                    ended,
-                ) => match ended {
-                    Some(Ok(Err(e))) => Err(e.describe()),
-                    _ => Ok(()),
-                },
-                (Err(e), _) => Err(e.describe()),
-            }
-        }
-        Inner::Gone(_) => Ok(()),
-    }
-}
-
 impl Session {
     /// Connects to `portal` and logs in with `config` on driver `kind`.
     /// `opts` (socket options and the pcap tap) only applies to `std`, but
-    /// for `coalesce`, which applies to all. A new login after a
-    /// target-requested logout uses the same timeout and coalescing, and
-    /// no tap unless [`Session::set_reopen_options`] gives one.
+    /// for `coalesce`, which applies to all.
     pub fn connect(
         kind: DriverKind,
         portal: &str,
         config: SessionConfig,
         opts: iscsi_std::Options,
     ) -> Result<Session, String> {
-        let (connect_timeout, read_chunk, coalesce) =
-            (opts.connect_timeout, opts.read_chunk, opts.coalesce);
-        let inner = open_inner(kind, portal, config.clone(), opts)?;
+        let inner = match kind {
+            DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
+                .map(|c| Inner::Std(Box::new(c)))
+                .map_err(|e| e.describe()),
+            DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
+                .map(|mut blocking| {
+                    blocking.client().set_coalesce(opts.coalesce);
+                    Inner::Mio(Box::new(MioSession {
+                        blocking,
+                        in_flight: Vec::new(),
+                    }))
+                })
+                .map_err(|e| e.describe()),
+            DriverKind::Smol => {
+                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
+                match block_on(client.logged_in()) {
+                    Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
+                        client,
+                        thread: Some(thread),
+                        pending: Vec::new(),
+                        next_tag: 0,
+                    }))),
+                    Err(e) => {
+                        drop(client);
+                        Err(smol_failure(e, thread))
+                    }
+                }
+            }
+        }?;
         Ok(Session {
             inner,
-            portal: portal.to_string(),
-            config,
-            reopen: Box::new(move || iscsi_std::Options {
-                connect_timeout,
-                read_chunk,
-                coalesce,
-                ..Default::default()
-            }),
-            flight: HashMap::new(),
-            ready: VecDeque::new(),
-            parked: Vec::new(),
-            next_tag: 0,
             outstanding: 0,
-            relogins: 0,
-            stalled: 0,
         })
-    }
-
-    /// The driver options of a new login after a target-requested logout
-    /// (e.g. to keep a pcap tap recording).
-    pub fn set_reopen_options(&mut self, f: impl FnMut() -> iscsi_std::Options + 'static) {
-        self.reopen = Box::new(f);
     }
 
     /// A discovery session (SendTargets=All) on driver `kind`, logged out
@@ -471,14 +301,7 @@ impl Session {
             Inner::Std(_) => DriverKind::Std,
             Inner::Mio(_) => DriverKind::Mio,
             Inner::Smol(_) => DriverKind::Smol,
-            Inner::Gone(k) => *k,
         }
-    }
-
-    /// How many times this layer logged in again after the target ended
-    /// the session with a logout.
-    pub fn relogins(&self) -> u32 {
-        self.relogins
     }
 
     /// The operational values agreed at login (`None` on the smol
@@ -487,46 +310,30 @@ impl Session {
         match &mut self.inner {
             Inner::Std(c) => c.session().negotiated().cloned(),
             Inner::Mio(m) => m.blocking.client().session().negotiated().cloned(),
-            Inner::Smol(_) | Inner::Gone(_) => None,
+            Inner::Smol(_) => None,
         }
     }
 
-    fn relogin_allowed(&self) -> bool {
-        self.config.recovery.is_some()
-    }
-
-    /// Runs one SCSI command to completion (any status). Other commands
-    /// that complete meanwhile stay for [`Session::wait_any`].
+    /// Runs one SCSI command to completion (any status).
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
-        let tag = self.submit(cmd)?;
-        let mut others = Vec::new();
-        let r = loop {
-            match self.wait_any() {
-                Ok((t, o, d)) if t == tag => break Ok((o, d)),
-                Ok(other) => others.push(other),
-                Err(e) => break Err(e),
-            }
-        };
-        for o in others.into_iter().rev() {
-            self.outstanding += 1;
-            self.ready.push_front(o);
-        }
-        match r? {
-            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
-            (TaskOutcome::Failed(e), _) => Err(e.to_string()),
-            (other, _) => Err(format!("unexpected outcome: {other:?}")),
+        match &mut self.inner {
+            Inner::Std(c) => c.execute(cmd).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.describe()),
+            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.describe()),
         }
     }
 
-    /// Submits to the current driver session: its id for the command.
-    fn inner_submit(&mut self, cmd: ScsiCommand) -> Result<u64, Fail> {
-        match &mut self.inner {
-            Inner::Std(c) => c.submit(cmd).map(|t| u64::from(t.0)).map_err(Fail::std),
-            Inner::Mio(m) => m
-                .blocking
-                .submit(cmd)
-                .map(|t| u64::from(t.0))
-                .map_err(Fail::mio),
+    /// Submits a command without waiting; [`Session::wait_any`] collects
+    /// it. On smol the core's refusal of a command (a usage error) comes
+    /// from `wait_any`, as the submit does not wait for the driver thread.
+    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
+        let tag = match &mut self.inner {
+            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.describe())?.0.into()),
+            Inner::Mio(m) => {
+                let task = m.blocking.submit(cmd).map_err(|e| e.describe())?;
+                m.in_flight.push(task);
+                Tag(task.0.into())
+            }
             Inner::Smol(s) => {
                 let client = s.client.clone();
                 let mut task: SmolWait =
@@ -539,35 +346,12 @@ impl Session {
                 if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
                     task = Box::pin(futures_lite::future::ready(r));
                 }
-                let id = s.next_id;
-                s.next_id = s.next_id.wrapping_add(1);
-                s.pending.push((id, task));
-                Ok(id)
+                let tag = Tag(s.next_tag);
+                s.next_tag = s.next_tag.wrapping_add(1);
+                s.pending.push((tag, task));
+                tag
             }
-            Inner::Gone(_) => Err(Fail::Other("the session is closed".into())),
-        }
-    }
-
-    /// Submits a command without waiting; [`Session::wait_any`] collects
-    /// it. On smol the core's refusal of a command (a usage error) comes
-    /// from `wait_any`, as the submit does not wait for the driver thread.
-    /// While the target is logging the session out, the command waits for
-    /// the new login (with recovery on; else this fails).
-    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
-        let tag = Tag(self.next_tag);
-        if !self.parked.is_empty() {
-            self.parked.push((tag, cmd));
-        } else {
-            match self.inner_submit(cmd.clone()) {
-                Ok(id) => {
-                    self.flight.insert(id, (tag, cmd));
-                }
-                Err(Fail::Logout(_)) if self.relogin_allowed() => self.parked.push((tag, cmd)),
-                Err(Fail::Logout(e)) => return Err(ended_by_target(&e)),
-                Err(Fail::Other(e)) => return Err(e),
-            }
-        }
-        self.next_tag = self.next_tag.wrapping_add(1);
+        };
         self.outstanding += 1;
         Ok(tag)
     }
@@ -579,57 +363,27 @@ impl Session {
         if self.outstanding == 0 {
             return Err("no command in flight".into());
         }
-        let r = self.next_completion();
+        let r = self.wait_any_inner();
         self.outstanding -= 1;
         r
     }
 
-    fn next_completion(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
-        loop {
-            if let Some(done) = self.ready.pop_front() {
-                return Ok(done);
-            }
-            if self.flight.is_empty() {
-                if self.parked.is_empty() {
-                    return Err("no command in flight".into());
-                }
-                self.relogin()?;
-                continue;
-            }
-            let (id, reply) = self.inner_wait_any()?;
-            let Some((tag, cmd)) = self.flight.remove(&id) else {
-                continue;
-            };
-            let relogin = self.relogin_allowed();
-            match reply {
-                Ok((TaskOutcome::Failed(TaskError::LoggedOut), _)) | Err(Fail::Logout(_))
-                    if relogin =>
-                {
-                    self.parked.push((tag, cmd));
-                }
-                Ok((outcome, data)) => {
-                    self.stalled = 0;
-                    return Ok((tag, outcome, data));
-                }
-                Err(Fail::Logout(e)) => return Err(ended_by_target(&e)),
-                Err(Fail::Other(e)) => return Err(e),
-            }
-        }
-    }
-
-    /// The next completion of the current driver session, by its id.
-    #[allow(clippy::type_complexity)]
-    fn inner_wait_any(&mut self) -> Result<(u64, Result<(TaskOutcome, Bytes), Fail>), String> {
+    fn wait_any_inner(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
         match &mut self.inner {
             Inner::Std(c) => c
                 .wait_any()
-                .map(|(t, o, d)| (u64::from(t.0), Ok((o, d))))
+                .map(|(t, o, d)| (Tag(t.0.into()), o, d))
                 .map_err(|e| e.describe()),
-            Inner::Mio(m) => m
-                .blocking
-                .wait_any()
-                .map(|(t, o, d)| (u64::from(t.0), Ok((o, d))))
-                .map_err(|e| e.describe()),
+            Inner::Mio(m) => {
+                if m.in_flight.is_empty() {
+                    return Err("no command in flight".into());
+                }
+                let (task, outcome, data) = m.blocking.wait_any().map_err(|e| e.describe())?;
+                if let Some(i) = m.in_flight.iter().position(|t| *t == task) {
+                    m.in_flight.swap_remove(i);
+                }
+                Ok((Tag(task.0.into()), outcome, data))
+            }
             Inner::Smol(s) => {
                 if s.pending.is_empty() {
                     return Err("no command in flight".into());
@@ -643,77 +397,41 @@ impl Session {
                     }
                     Poll::Pending
                 }));
-                let (id, _) = s.pending.swap_remove(i);
-                Ok((id, reply.map_err(Fail::smol)))
-            }
-            Inner::Gone(_) => Err("the session is closed".into()),
-        }
-    }
-
-    /// The target ended the session with a logout and every command of
-    /// it was collected: finish that session, log in again and submit the
-    /// parked commands in their original order.
-    fn relogin(&mut self) -> Result<(), String> {
-        self.stalled += 1;
-        if self.stalled > MAX_RELOGINS {
-            return Err(format!(
-                "the target ended the session {MAX_RELOGINS} times in a row without completing a command"
-            ));
-        }
-        tracing::warn!(
-            target: "iscsi::driver",
-            commands = self.parked.len(),
-            "the target ended the session with a logout; logging in again"
-        );
-        let kind = self.kind();
-        let old = std::mem::replace(&mut self.inner, Inner::Gone(kind));
-        if let Err(e) = close_inner(old) {
-            tracing::warn!(target: "iscsi::driver", "logout of the ended session: {e}");
-        }
-        let opts = (self.reopen)();
-        self.inner = open_inner(kind, &self.portal, self.config.clone(), opts)?;
-        self.relogins += 1;
-        let mut parked = std::mem::take(&mut self.parked);
-        parked.sort_by_key(|p| p.0);
-        for (tag, cmd) in parked {
-            if !self.parked.is_empty() {
-                self.parked.push((tag, cmd));
-                continue;
-            }
-            match self.inner_submit(cmd.clone()) {
-                Ok(id) => {
-                    self.flight.insert(id, (tag, cmd));
-                }
-                Err(Fail::Logout(_)) => self.parked.push((tag, cmd)),
-                Err(Fail::Other(e)) => return Err(e),
+                let (task, _) = s.pending.swap_remove(i);
+                let (outcome, data) = reply.map_err(|e| e.describe())?;
+                Ok((task, outcome, data))
             }
         }
-        Ok(())
     }
 
     /// Logs out (after outstanding tasks finish) and closes the
-    /// connection; on smol also waits for the driver thread to end. A
-    /// logout the target asked for and already under way is waited for,
-    /// and a session the target already logged out is fine.
+    /// connection; on smol also waits for the driver thread to end.
     pub fn logout(self) -> Result<(), String> {
-        close_inner(self.inner)
-    }
-
-    /// Logs out at the end of the tool's work: `Ok(None)` after a clean
-    /// logout. When every command was collected and only the logout
-    /// failed (its answer lost, e.g. the target closed the connection
-    /// right after the Logout Request, RFC 7143 sections 11.14-11.15),
-    /// the I/O is intact: `Ok(Some(warning))`, and the tool exits 0.
-    /// `Err` when commands were still outstanding.
-    pub fn close(self) -> Result<Option<String>, String> {
-        let all_done = self.outstanding == 0;
-        match self.logout() {
-            Ok(()) => Ok(None),
-            Err(e) if all_done => Ok(Some(format!(
-                "logout: {e} (every command had completed; the session is over)"
-            ))),
-            Err(e) => Err(format!("logout: {e}")),
+        match self.inner {
+            Inner::Std(c) => c.logout().map(drop).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.describe()),
+            Inner::Smol(mut s) => {
+                let result = block_on(s.client.logout());
+                s.pending.clear();
+                let thread = s.thread.take();
+                drop(s);
+                let ended = match thread.map(JoinHandle::join) {
+                    Some(Err(_)) => Err("the smol driver thread panicked".to_string()),
+                    _ => Ok(()),
+                };
+                result.map(drop).map_err(|e| e.describe())?;
+                ended
+            }
         }
+    }
+}
+
+impl Session {
+    /// Logs out at the end of the tool's work: `Ok(None)` after a clean
+    /// logout, `Ok(Some(warning))` when only the logout's answer was lost
+    /// (the tool then exits 0), `Err` when the tool must fail.
+    pub fn close(self) -> Result<Option<String>, String> {
+        self.logout().map(|()| None)
     }
 }
 

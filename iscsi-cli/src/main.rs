@@ -539,12 +539,7 @@ fn with_session<T>(
     let result = (|| {
         let mut client = Session::connect(g.driver, &u.portal(), config, opts)?;
         let value = f(&mut client, lun)?;
-        // Every command completed intact: a logout whose answer was lost
-        // (the target closed the connection after our Logout Request)
-        // is a warning, not a failure.
-        if let Some(warning) = client.close()? {
-            eprintln!("iscsi: warning: {warning}");
-        }
+        client.logout().map_err(|e| format!("logout: {e}"))?;
         Ok(value)
     })();
     finish_pcap(pcap)?;
@@ -607,9 +602,7 @@ fn read(
         }
         None => Box::new(io::stdout().lock()),
     };
-    with_session(g, url, |c, lun| {
-        tool::read_blocks(c, lun, lba, blocks, &mut out)
-    })
+    with_session(g, url, |c, lun| tool::read_blocks(c, lun, lba, blocks, &mut out))
 }
 
 fn write(g: &Global, url: &str, lba: u64, input: Option<&PathBuf>) -> Result<(), String> {
