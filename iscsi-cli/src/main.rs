@@ -602,7 +602,9 @@ fn read(
         }
         None => Box::new(io::stdout().lock()),
     };
-    with_session(g, url, |c, lun| tool::read_blocks(c, lun, lba, blocks, &mut out))
+    with_session(g, url, |c, lun| {
+        tool::read_blocks(c, lun, lba, blocks, &mut out)
+    })
 }
 
 fn write(g: &Global, url: &str, lba: u64, input: Option<&PathBuf>) -> Result<(), String> {

@@ -165,11 +165,7 @@ fn serve(p: &mut Peer, disk: &mut [u8], fault: Fault) -> Result<End, String> {
                             .to_vec();
                         if let Fault::AsyncLogoutOnRead(p3) = fault {
                             if async_at.is_none() {
-                                p.t.async_message(
-                                    w::AsyncEvent::LogoutRequested,
-                                    [0, 0, p3],
-                                    &[],
-                                );
+                                p.t.async_message(w::AsyncEvent::LogoutRequested, [0, 0, p3], &[]);
                                 async_at = Some((Instant::now(), p3));
                             }
                         }
@@ -297,7 +293,9 @@ fn drop_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
                     serve(&mut p, &mut disk, Fault::DropMidWrite)?,
                     End::Dropped,
                 )?;
-                let mut q = l.accept().map_err(|e| format!("{name}: no reconnection: {e}"))?;
+                let mut q = l
+                    .accept()
+                    .map_err(|e| format!("{name}: no reconnection: {e}"))?;
                 check_eq(
                     &format!("{name}: second connection"),
                     serve(&mut q, &mut disk, Fault::None)?,
@@ -328,7 +326,9 @@ fn drop_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
                 }
                 let mut s = connect(k, portal, false)?;
                 let e = match tool::write_blocks(&mut s, 0, WRITE_LBA as u64, &want) {
-                    Ok(()) => return Err(format!("{name}: --no-recovery: the cut write succeeded")),
+                    Ok(()) => {
+                        return Err(format!("{name}: --no-recovery: the cut write succeeded"))
+                    }
                     Err(e) => e,
                 };
                 if !e.starts_with("WRITE(16): ") || e.contains('\n') {
@@ -353,7 +353,11 @@ fn close_after_logout(ctx: &mut CellCtx) -> Result<(), String> {
         true,
         |k, p, _: &mpsc::Receiver<()>| {
             let mut disk = vec![0u8; DISK];
-            check_eq("end", serve(p, &mut disk, Fault::CloseOnLogout)?, End::Dropped)?;
+            check_eq(
+                "end",
+                serve(p, &mut disk, Fault::CloseOnLogout)?,
+                End::Dropped,
+            )?;
             check_medium(&disk, 0, &data(LEN, 3 + k as u32))
         },
         |k, portal, _| {
@@ -361,7 +365,10 @@ fn close_after_logout(ctx: &mut CellCtx) -> Result<(), String> {
             let mut s = connect(k, portal, true)?;
             tool::write_blocks(&mut s, 0, 0, &want)?;
             Ok(match s.close()? {
-                None => "1 MiB written; the close after the Logout Request reported as a clean logout".into(),
+                None => {
+                    "1 MiB written; the close after the Logout Request reported as a clean logout"
+                        .into()
+                }
                 Some(w) => format!("1 MiB written; success with the warning {w:?}"),
             })
         },
