@@ -328,3 +328,31 @@ fn regression_no_hang_after_warm_reset_with_queued_write() {
         ],
     );
 }
+
+/// ABORT TASK SET issued while the write's command still waits in
+/// `poll_transmit`: the TMF (stamped with the write's own CmdSN) goes
+/// first and does not cover the write; the target's application is slow
+/// and still runs the write after the initiator told its application the
+/// write was aborted.
+#[test]
+fn regression_aborted_write_executed_after_report() {
+    replay(
+        Invariant::AbortedNotExecutedAfter,
+        window1(),
+        &[
+            Op::Write {
+                lun: 0,
+                lba: 0,
+                blocks: 0,
+            },
+            Op::Tmf {
+                kind: TmfKind::AbortTaskSet,
+                lun: 0,
+            },
+            Op::IniTx { n: 0 },
+            Op::Hold(true),
+            Op::ToTarget { n: 0 },
+            Op::ToInitiator { n: 0 },
+        ],
+    );
+}

@@ -230,7 +230,10 @@ impl SubKind {
     fn is_scsi(&self) -> bool {
         matches!(
             self,
-            SubKind::Read { .. } | SubKind::Write { .. } | SubKind::Caw { .. } | SubKind::PrOut { .. }
+            SubKind::Read { .. }
+                | SubKind::Write { .. }
+                | SubKind::Caw { .. }
+                | SubKind::PrOut { .. }
         )
     }
 
@@ -328,7 +331,9 @@ pub fn stamp(sub: u32, lun: u8, lba: u8) -> Vec<u8> {
     v[9] = lba;
     let mut x = u64::from(sub) << 16 | u64::from(lun) << 8 | u64::from(lba);
     for chunk in v[16..].chunks_mut(8) {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let b = x.to_le_bytes();
         chunk.copy_from_slice(&b[..chunk.len()]);
     }
@@ -508,7 +513,10 @@ impl World {
         w.ini_events();
         w.pump_all();
         if !w.ini.is_logged_in() {
-            w.violate(Invariant::NoHang, "the initial login did not complete".into());
+            w.violate(
+                Invariant::NoHang,
+                "the initial login did not complete".into(),
+            );
         }
         w
     }
@@ -699,7 +707,11 @@ impl World {
                 c[0] = 0x89;
                 c[2..10].copy_from_slice(&u64::from(lba).to_be_bytes());
                 c[13] = 1;
-                ScsiCommand::write(lun_field(lun), Bytes::copy_from_slice(&c), Bytes::from(data))
+                ScsiCommand::write(
+                    lun_field(lun),
+                    Bytes::copy_from_slice(&c),
+                    Bytes::from(data),
+                )
             }
             SubKind::PrOut { lun } => {
                 // SPC-4 6.16: REGISTER AND IGNORE EXISTING KEY (6),
@@ -863,7 +875,11 @@ impl World {
         if self.i2t.is_empty() {
             return;
         }
-        let n = if n == 0 { self.i2t.len() } else { n.min(self.i2t.len()) };
+        let n = if n == 0 {
+            self.i2t.len()
+        } else {
+            n.min(self.i2t.len())
+        };
         let chunk = self.i2t.split_to(n);
         self.t_rx.extend_from_slice(&chunk);
         self.tgt.handle_input(self.now, &mut self.t_rx);
@@ -876,7 +892,11 @@ impl World {
             return;
         }
         if !self.t2i.is_empty() {
-            let n = if n == 0 { self.t2i.len() } else { n.min(self.t2i.len()) };
+            let n = if n == 0 {
+                self.t2i.len()
+            } else {
+                n.min(self.t2i.len())
+            };
             let chunk = self.t2i.split_to(n);
             self.i_rx.extend_from_slice(&chunk);
             self.ini.handle_input(self.now, &mut self.i_rx);
@@ -902,7 +922,19 @@ impl World {
     fn tgt_app(&mut self) {
         loop {
             while let Some(ev) = self.tgt.poll_event() {
-                self.log(|| format!("tgt event {ev:?}"));
+                self.log(|| match &ev {
+                    TargetEvent::Command(r) => format!(
+                        "tgt event Command {:?} ITT {:#x} CmdSN {} LUN {:#x} CDB {:02x?} ({} bytes out)",
+                        r.task,
+                        r.itt,
+                        r.cmd_sn.get(),
+                        r.lun,
+                        &r.cdb[..],
+                        r.data_out.len()
+                    ),
+                    TargetEvent::LoggedIn { tsih, .. } => format!("tgt event LoggedIn tsih {tsih}"),
+                    other => format!("tgt event {other:?}"),
+                });
                 match ev {
                     TargetEvent::Command(req) => {
                         if self.hold {
@@ -1362,18 +1394,16 @@ impl World {
             })
             .collect();
         let superseded = |ended: u64| {
-            writers.iter().any(|y| {
-                y.good() && y.submitted > ended && y.ended.is_some_and(|e| e < start)
-            })
+            writers
+                .iter()
+                .any(|y| y.good() && y.submitted > ended && y.ended.is_some_and(|e| e < start))
         };
         let mut out = Vec::new();
         if !superseded(0) {
             out.push(0);
         }
         for x in &writers {
-            if x.submitted < end
-                && x.may_have_applied()
-                && !superseded(x.ended.unwrap_or(u64::MAX))
+            if x.submitted < end && x.may_have_applied() && !superseded(x.ended.unwrap_or(u64::MAX))
             {
                 out.push(x.id);
             }
@@ -1496,7 +1526,11 @@ impl World {
                     .as_ref()
                     .map(short_outcome)
                     .unwrap_or_else(|| "LIVE".into()),
-                if sub.live_at_loss { " (live at loss)" } else { "" }
+                if sub.live_at_loss {
+                    " (live at loss)"
+                } else {
+                    ""
+                }
             ));
         }
         for e in &self.execs {

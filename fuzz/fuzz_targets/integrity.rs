@@ -1,0 +1,28 @@
+//! The integrity oracle of `iscsi-lun/tests/integrity_model.rs`, driven by
+//! fuzzer bytes: the first two bytes pick the session setup, then each
+//! pair of bytes is one op (submit READ/WRITE/COMPARE AND WRITE/PERSISTENT
+//! RESERVE OUT, ABORT TASK, TMFs, pings, Text, asynchronous messages 1/2/4,
+//! partial `poll_transmit` draining, deliveries in cuts, a slow target
+//! application, connection drops, virtual time). The harness and the
+//! invariants are the test's own (`integrity_support`, included here), so
+//! both check exactly the same rules; any broken invariant panics.
+#![no_main]
+
+#[allow(dead_code, clippy::all)]
+#[path = "../../iscsi-lun/tests/integrity_support/mod.rs"]
+mod integrity_support;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (setup, ops) = integrity_support::decode(data);
+    let w = integrity_support::run(&setup, &ops);
+    if !w.violations.is_empty() {
+        let mut msg = String::new();
+        for v in &w.violations {
+            msg.push_str(&format!("{v}\n"));
+        }
+        panic!(
+            "integrity invariant broken:\n{msg}setup: {setup:?}\nops: {ops:#?}\nhistory:\n{}",
+            w.summary()
+        );
+    }
+});
