@@ -356,3 +356,24 @@ fn regression_aborted_write_executed_after_report() {
         ],
     );
 }
+
+/// The fuzz target's seed (plain I/O, a COMPARE AND WRITE, PR OUT, ping,
+/// Text, AsyncEvent 4) decodes and breaks nothing.
+#[test]
+fn fuzz_seed_decodes_and_passes() {
+    let seed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/integrity/seed-plain-io"
+    ))
+    .expect("seed file");
+    let (setup, ops) = decode(&seed);
+    assert!(ops.len() >= 10, "{ops:?}");
+    let w = run(&setup, &ops);
+    assert!(
+        w.violations.is_empty(),
+        "{:#?}\n{}",
+        w.violations,
+        w.summary()
+    );
+    assert!(w.subs.len() >= 5);
+}

@@ -663,7 +663,7 @@ impl World {
                 .kind
                 .writes()
                 .is_some_and(|(l, a, n)| l == lun && (a..a + n).contains(&lba));
-            if covers && s.good() && best.map_or(true, |b| b.ended < s.ended) {
+            if covers && s.good() && best.is_none_or(|b| b.ended < s.ended) {
                 best = Some(s);
             }
         }
@@ -867,7 +867,7 @@ impl World {
         }
     }
 
-    fn to_target(&mut self, n: usize) {
+    fn deliver_to_target(&mut self, n: usize) {
         if self.tgt_closed_seen {
             self.i2t.clear();
             return;
@@ -886,7 +886,7 @@ impl World {
         self.tgt_app();
     }
 
-    fn to_initiator(&mut self, n: usize) {
+    fn deliver_to_initiator(&mut self, n: usize) {
         if self.ini_closed_seen {
             self.t2i.clear();
             return;
@@ -1186,8 +1186,8 @@ impl World {
             Op::AsyncDrop => self.async_message(2),
             Op::AsyncNegotiate => self.async_message(4),
             Op::IniTx { n } => self.ini_tx(usize::from(n)),
-            Op::ToTarget { n } => self.to_target(usize::from(n)),
-            Op::ToInitiator { n } => self.to_initiator(usize::from(n)),
+            Op::ToTarget { n } => self.deliver_to_target(usize::from(n)),
+            Op::ToInitiator { n } => self.deliver_to_initiator(usize::from(n)),
             Op::Hold(h) => self.hold = h,
             Op::Release { n } => self.release(usize::from(n)),
             Op::Drop => {
@@ -1222,8 +1222,8 @@ impl World {
                 self.conn,
             );
             self.ini_tx(0);
-            self.to_target(0);
-            self.to_initiator(0);
+            self.deliver_to_target(0);
+            self.deliver_to_initiator(0);
             self.ini_tx(0);
             let after = (
                 self.i2t.len(),
