@@ -379,8 +379,9 @@ fn fuzz_seed_decodes_and_passes() {
 }
 
 /// PERSISTENT RESERVE OUT executed by the target, then the connection
-/// drops before its response arrives: session recovery reissues it and
-/// the logical unit executes it a second time.
+/// drops before its response arrives: session recovery used to reissue it
+/// and the logical unit executed it a second time. It now fails back with
+/// `OutcomeUnknown` and runs once.
 #[test]
 fn regression_at_most_once_pr_out_executed_twice() {
     let setup = window1();
@@ -390,19 +391,5 @@ fn regression_at_most_once_pr_out_executed_twice() {
         Op::ToTarget { n: 0 },
         Op::Drop,
     ];
-    let w = run(&setup, &ops);
-    let twice = w
-        .of(Invariant::AtMostOnce)
-        .iter()
-        .any(|v| v.what.contains("executed 2 times"));
-    assert!(
-        twice
-            && w.violations
-                .iter()
-                .all(|v| v.invariant == Invariant::AtMostOnce),
-        "{:#?}\n{}",
-        w.violations,
-        w.summary()
-    );
     replay(Invariant::AtMostOnce, setup, &ops);
 }
