@@ -231,6 +231,11 @@ pub enum ConnectionError {
         /// The decoded status, which names it.
         status: LoginStatus,
     },
+    /// The target asked for a logout (AsyncEvent 1, RFC 7143 section
+    /// 11.9.1) and the session logged out; with recovery configured it logs
+    /// in again (reported as `Event::Recovering` with this cause).
+    #[error("the target asked for a logout (RFC 7143 section 11.9.1)")]
+    TargetLogout,
     /// The target closed the connection shortly after each of several
     /// logins in a row: another initiator with the same InitiatorName and
     /// ISID is most likely reinstating the session each time (RFC 7143

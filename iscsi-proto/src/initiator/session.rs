@@ -1436,6 +1436,14 @@ impl Session {
             let after = Duration::from_secs(u64::from(result.time2wait));
             let (reissued, failed) = self.reconnect_after(now, after);
             tracing::info!(target: "iscsi::recovery", ?after, reissued, failed, "logged out at the target's request; logging in again");
+            // Tasks that were at the target ended with the old session:
+            // the application hears of the new login as of a recovery
+            // (not counted against `Recovery::max_attempts`).
+            self.events.push_back(Event::Recovering {
+                attempt: 1,
+                after,
+                cause: ConnectionError::TargetLogout,
+            });
             return;
         }
         self.fail_user_tasks(TaskError::LoggedOut, None);
