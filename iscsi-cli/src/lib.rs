@@ -2,7 +2,7 @@
 //! library holds the parts of it that tests drive directly: the driver
 //! layer ([`driver`], `--driver std|mio|smol`), the tool's block I/O
 //! ([`tool`]: READ/WRITE loops, the recovery policy) and the benchmark
-//! engine ([`bench`]). `cargo test` also compiles the embedding examples
+//! engine ([`mod@bench`]). `cargo test` also compiles the embedding examples
 //! of the workspace README as doc tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
