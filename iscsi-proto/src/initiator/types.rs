@@ -358,7 +358,8 @@ pub enum Reissue {
     /// once or twice, plus commands that change nothing (TEST UNIT READY,
     /// INQUIRY, READ CAPACITY, MODE SENSE, REPORT LUNS, SYNCHRONIZE CACHE,
     /// VERIFY). Anything else (COMPARE AND WRITE, PERSISTENT RESERVE OUT,
-    /// WRITE AND VERIFY... ) fails with [`TaskError::OutcomeUnknown`](crate::error::TaskError::OutcomeUnknown).
+    /// WRITE AND VERIFY... ) fails with
+    /// [`TaskError::OutcomeUnknown`].
     #[default]
     Auto,
     /// Always reissue: the application knows running it twice is harmless.
