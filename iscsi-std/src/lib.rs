@@ -12,6 +12,9 @@
 //! let inquiry = [0x12, 0, 0, 0, 96, 0];
 //! let done = client.execute(ScsiCommand::read(0, inquiry.to_vec(), 96))?;
 //! println!("{} bytes of INQUIRY data", done.data.len());
+//! for event in client.take_events() {
+//!     println!("session event: {event:?}");
+//! }
 //! client.logout()?;
 //! # Ok::<(), iscsi_std::Error>(())
 //! ```
@@ -20,6 +23,17 @@
 //! write every [`Transmit`] from
 //! `poll_transmit`, then take every event from `poll_event`, then block on the
 //! socket until input arrives or the deadline from `poll_timeout` passes.
+//!
+//! Who drives: the application's own calls do, on the application's
+//! thread (a call that waits reads the socket itself). Between calls, a
+//! background thread takes over once the application has left the client
+//! alone for [`Options::background`] (on by default): it answers the
+//! target's NOP-In pings, runs the core's timers (keepalive, session
+//! recovery, the logout a target asks for with AsyncEvent 1) and writes what
+//! the core queues, so a session left alone for minutes is still logged in
+//! when it is used again. The session and the driver's state sit behind a
+//! mutex that each call holds for its whole duration; the background thread
+//! waits for input without it and steps back as soon as a call begins.
 //!
 //! Cost per I/O: commands submitted while completions wait to be collected
 //! go out together in one vectored write (see [`Client::submit`]); one
@@ -30,9 +44,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -54,6 +71,11 @@ const BATCH: usize = 64;
 /// Task tags index their slot by their low 16 bits (the core's task slab,
 /// `iscsi_proto::initiator::TaskTable`).
 const SLOT_MASK: u32 = 0xffff;
+/// Rounds of input, timers and output one background step runs before it
+/// looks again whether the application wants the session.
+const BACKGROUND_ROUNDS: usize = 64;
+/// The longest the background thread waits without looking again.
+const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Which way bytes crossed the socket (for [`Options::tap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +87,9 @@ pub enum Direction {
 }
 
 /// A callback that sees every byte sent and received, with the local and
-/// peer addresses (used by `iscsi --pcap`).
+/// peer addresses (used by `iscsi --pcap`). With [`Options::background`]
+/// on it may also be called from the background thread (never from two
+/// threads at once).
 pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
 
 /// Driver options (socket-level only; protocol settings live in
@@ -82,6 +106,14 @@ pub struct Options {
     /// (`iscsi_proto::initiator::coalesce`). On by default;
     /// [`Coalesce::OFF`] turns it off.
     pub coalesce: Coalesce,
+    /// Background driving: once the application has made no call for this
+    /// long, a thread of the client answers the target's NOP-In pings
+    /// (RFC 7143 section 11.18), runs the core's timers and writes what the
+    /// core queues, until the application calls again. `None` turns it off:
+    /// the session then moves only inside calls, and a long-idle
+    /// application must call [`Client::idle`] regularly or a target that
+    /// pings will drop it. Default: 50 ms.
+    pub background: Option<Duration>,
 }
 
 impl Default for Options {
@@ -91,6 +123,7 @@ impl Default for Options {
             read_chunk: 256 * 1024,
             tap: None,
             coalesce: Coalesce::default(),
+            background: Some(Duration::from_millis(50)),
         }
     }
 }
@@ -102,6 +135,7 @@ impl std::fmt::Debug for Options {
             .field("read_chunk", &self.read_chunk)
             .field("tap", &self.tap.is_some())
             .field("coalesce", &self.coalesce)
+            .field("background", &self.background)
             .finish()
     }
 }
@@ -122,9 +156,13 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
     /// The session failed (login failure, timeout, protocol violation...).
+    /// Every later call reports it again.
     #[error("{0}")]
     Connection(ConnectionError),
-    /// The session ended (logged out or closed) before the operation finished.
+    /// The session ended (logged out, by the application or because the
+    /// target asked for it, or closed) before the operation finished.
+    /// Every later call reports it again; [`Client::take_events`] tells
+    /// what happened.
     #[error("session closed")]
     Closed,
     /// The core refused a call.
@@ -152,13 +190,14 @@ fn connect_message(addr: &str, e: &io::Error) -> String {
 }
 
 struct Conn {
-    stream: TcpStream,
+    /// Shared with the background thread's wait for input.
+    stream: Arc<TcpStream>,
     local: SocketAddr,
     peer: SocketAddr,
 }
 
-/// A logged-in (or discovery) session over a blocking TCP socket.
-pub struct Client {
+/// The session and the driver state: owned by whichever thread drives.
+struct Inner {
     session: Session,
     conn: Option<Conn>,
     portal: String,
@@ -173,30 +212,122 @@ pub struct Client {
     armed: Option<Duration>,
     /// The receive low-water mark planner.
     low_water: LowWater,
-    async_events: VecDeque<Event>,
-    closed: Option<Option<ConnectionError>>,
+    /// Session events for the application.
+    events: VecDeque<Event>,
+    /// The session ended: `None` after a logout, else why. Sticky.
+    ended: Option<Option<ConnectionError>>,
+    /// An error the background thread met, for the application's next call.
+    deferred: Option<Error>,
     logged_in: bool,
+}
+
+/// Where the state lives between calls, and the background thread's flags.
+struct Slot {
+    /// `None` while a call (or a background step) holds it.
+    inner: Option<Box<Inner>>,
+    /// Application calls made so far.
+    calls: u64,
+    /// The client is being dropped: the background thread ends.
+    stop: bool,
+}
+
+struct Shared {
+    slot: Mutex<Slot>,
+    /// Signalled when the background thread puts the state back, and on
+    /// stop.
+    cv: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // Nothing panics while the lock is held: a poisoned lock still
+        // holds a consistent slot.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the state out of the slot, waiting while the background
+    /// thread holds it (one step: no blocking wait for input).
+    fn take(&self) -> Box<Inner> {
+        let mut g = self.lock();
+        loop {
+            if let Some(inner) = g.inner.take() {
+                return inner;
+            }
+            g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The state out of the slot; put back on drop (also when unwinding, so a
+/// panicking [`Tap`] cannot lose it).
+struct Lease<'a> {
+    shared: &'a Shared,
+    inner: Option<Box<Inner>>,
+    /// Held by the application (counts as a call) rather than the
+    /// background thread (wakes waiting calls).
+    app: bool,
+}
+
+impl Lease<'_> {
+    /// The state (always there until the lease is dropped).
+    fn get(&mut self) -> Result<&mut Inner, Error> {
+        self.inner
+            .as_deref_mut()
+            .ok_or_else(|| Error::Unexpected("driver state lost".into()))
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let inner = self.inner.take();
+        let mut g = self.shared.lock();
+        g.inner = inner;
+        if self.app {
+            g.calls = g.calls.wrapping_add(1);
+        } else {
+            drop(g);
+            self.shared.cv.notify_all();
+        }
+    }
+}
+
+/// A logged-in (or discovery) session over a blocking TCP socket.
+///
+/// The application's calls drive the session; between calls a background
+/// thread does (see [`Options::background`]). Dropping the client closes
+/// the connection without logging out and stops the thread.
+pub struct Client {
+    shared: Arc<Shared>,
+    /// The state, held here from [`Client::session`] until the next call
+    /// that takes `&mut self`.
+    parked: OnceCell<Box<Inner>>,
+    background: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("portal", &self.portal)
-            .field("logged_in", &self.logged_in)
-            .finish()
+        self.with_inner(|i| {
+            f.debug_struct("Client")
+                .field("portal", &i.portal)
+                .field("logged_in", &i.logged_in)
+                .field("background", &self.background.is_some())
+                .finish()
+        })
     }
 }
 
 impl Client {
     /// Connects to `portal` (`host:port`), logs in with `config` (following
     /// redirects as the core asks) and returns once the session is in the
-    /// Full Feature Phase.
+    /// Full Feature Phase; then starts the background thread
+    /// ([`Options::background`]).
     pub fn connect(portal: &str, config: SessionConfig, opts: Options) -> Result<Client, Error> {
         let now = Instant::now();
         let coalesce = opts.coalesce;
+        let background = opts.background;
         let mut random = [0u8; 3];
         iscsi_sys::fill_random(&mut random)?;
-        let mut client = Client {
+        let mut inner = Box::new(Inner {
             session: open_session(config, now, random)?,
             conn: None,
             portal: portal.to_string(),
@@ -207,12 +338,35 @@ impl Client {
             done: VecDeque::new(),
             armed: None,
             low_water: LowWater::new(coalesce),
-            async_events: VecDeque::new(),
-            closed: None,
+            events: VecDeque::new(),
+            ended: None,
+            deferred: None,
             logged_in: false,
+        });
+        inner.run_until(|c| c.logged_in)?;
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                inner: Some(inner),
+                calls: 0,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let background = match background {
+            Some(quiet) => {
+                let s = shared.clone();
+                let thread = std::thread::Builder::new()
+                    .name("iscsi-std".into())
+                    .spawn(move || background_loop(&s, quiet))?;
+                Some(thread)
+            }
+            None => None,
         };
-        client.run_until(|c| c.logged_in)?;
-        Ok(client)
+        Ok(Client {
+            shared,
+            parked: OnceCell::new(),
+            background,
+        })
     }
 
     /// Runs a discovery session (SendTargets=All) against `portal` and logs
@@ -223,18 +377,65 @@ impl Client {
         opts: Options,
     ) -> Result<Vec<TargetRecord>, Error> {
         let mut client = Client::connect(portal, config, opts)?;
-        let task = client.session.send_targets(Instant::now())?;
-        let targets = match client.wait(task)? {
-            (TaskOutcome::Targets(t), _) => t,
-            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+        let targets = {
+            let mut l = client.lease();
+            let i = l.get()?;
+            i.check()?;
+            let task = i.session.send_targets(Instant::now())?;
+            match i.wait(task)? {
+                (TaskOutcome::Targets(t), _) => t,
+                (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+            }
         };
         client.logout()?;
         Ok(targets)
     }
 
+    /// The state, for one call of the application.
+    fn lease(&mut self) -> Lease<'_> {
+        let inner = match self.parked.take() {
+            Some(i) => i,
+            None => self.shared.take(),
+        };
+        Lease {
+            shared: &self.shared,
+            inner: Some(inner),
+            app: true,
+        }
+    }
+
+    /// Runs `f` on the state without taking it out of the slot.
+    fn with_inner<R>(&self, f: impl FnOnce(&Inner) -> R) -> R {
+        if let Some(i) = self.parked.get() {
+            return f(i);
+        }
+        let mut g = self.shared.lock();
+        loop {
+            if let Some(i) = g.inner.as_deref() {
+                return f(i);
+            }
+            g = self
+                .shared
+                .cv
+                .wait(g)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
     /// The sans-IO session (for its getters).
+    ///
+    /// The reference borrows the client, so the session is held for the
+    /// application from here until the next call that takes `&mut self`:
+    /// meanwhile the background thread does not drive it. Prefer
+    /// [`Client::with_session`] before leaving the client alone.
     pub fn session(&self) -> &Session {
-        &self.session
+        &self.parked.get_or_init(|| self.shared.take()).session
+    }
+
+    /// Runs `f` on the sans-IO session (for its getters) without holding
+    /// it beyond the call.
+    pub fn with_session<R>(&self, f: impl FnOnce(&Session) -> R) -> R {
+        self.with_inner(|i| f(&i.session))
     }
 
     /// Submits a command without waiting; see [`Client::wait`].
@@ -244,27 +445,274 @@ impl Client {
     /// command submitted meanwhile, in one vectored write by the next
     /// `submit` made with no completion waiting, the next call that waits
     /// for input ([`Client::wait`], [`Client::wait_any`], [`Client::idle`],
-    /// ...) or [`Client::flush`]. An application that keeps commands in
-    /// flight (collect one, submit one) thus pays one write per batch of
-    /// completions instead of one per command. An application that submits
-    /// while completions wait and then stops calling the client should call
-    /// [`Client::flush`].
+    /// ...), [`Client::flush`], or the background thread once the
+    /// application has left the client alone ([`Options::background`]). An
+    /// application that keeps commands in flight (collect one, submit one)
+    /// thus pays one write per batch of completions instead of one per
+    /// command.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
-        let task = self.session.submit(Instant::now(), cmd)?;
-        if self.done.is_empty() {
-            self.flush()?;
-        }
-        Ok(task)
+        self.lease().get()?.submit(cmd)
     }
 
     /// Writes every PDU the session has ready (commands held by
     /// [`Client::submit`] included).
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.write_pending()
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        i.write_pending()
     }
 
     /// Waits for a task to end; returns its outcome and any read data.
     pub fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
+        self.lease().get()?.wait(task)
+    }
+
+    /// Waits for whichever submitted task ends first (in completion order).
+    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.take_deferred()?;
+        i.run_until(|c| !c.done.is_empty())?;
+        let done = i
+            .done
+            .pop_front()
+            .ok_or_else(|| Error::Unexpected("no task".into()))?;
+        Ok(done)
+    }
+
+    /// Runs one SCSI command to completion.
+    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        let task = i.submit(cmd)?;
+        match i.wait(task)? {
+            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Runs a task management function and waits for its response.
+    pub fn task_management(
+        &mut self,
+        lun: u64,
+        function: TmfFunction,
+    ) -> Result<TmfResponse, Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        let task = i.session.task_management(Instant::now(), lun, function)?;
+        i.tmf_result(task)
+    }
+
+    /// Aborts a task (ABORT TASK) and waits for the response.
+    pub fn abort(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        let tmf = i.session.abort_task(Instant::now(), task)?;
+        i.tmf_result(tmf)
+    }
+
+    /// Sends a NOP-Out ping and waits for the echo.
+    pub fn ping(&mut self, data: Bytes) -> Result<Bytes, Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        let task = i.session.nop_ping(Instant::now(), data)?;
+        i.write_pending()?;
+        match i.wait(task)? {
+            (TaskOutcome::Pong(d), _) => Ok(d),
+            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
+            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Takes every session event received so far, oldest first: every
+    /// [`Event`] of the core except those the driver consumes itself
+    /// (`Connect`, which it carries out, and `DataIn`/`Complete`, which
+    /// become the results of [`Client::wait`] and friends). That includes
+    /// `LoggedIn`, `Recovering` (a connection failed and session recovery
+    /// began), `Reinstated` (recovery succeeded: the target sees a new
+    /// session and will report a UNIT ATTENTION), `AsyncEvent`, `Rejected`
+    /// and `Closed`, whether they arrived during a call or while the
+    /// background thread drove the session.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        match self.lease().get() {
+            Ok(i) => i.events.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The same as [`Client::take_events`] (its former name).
+    pub fn take_async_events(&mut self) -> Vec<Event> {
+        self.take_events()
+    }
+
+    /// Logs out (closing the session after outstanding tasks finish) and
+    /// closes the connection.
+    pub fn logout(mut self) -> Result<LogoutResult, Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        let task = i.session.logout(Instant::now(), LogoutMode::WaitForTasks)?;
+        let result = match i.wait(task)? {
+            (TaskOutcome::LoggedOut(r), _) => r,
+            (TaskOutcome::Failed(e), _) => return Err(Error::Task(e)),
+            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
+        };
+        i.close_conn();
+        Ok(result)
+    }
+
+    /// Services the connection on the application's thread for about
+    /// `duration` (at least one wait for input): answers the target's
+    /// NOP-In pings (RFC 7143 section 11.18: a NOP-In with a valid TTT
+    /// "MUST" be answered), sends keepalive pings and runs the core's
+    /// timers. With [`Options::background`] on (the default) the
+    /// background thread does this on its own between calls; with it off,
+    /// a long-idle application should call this (or [`Client::poll_idle`])
+    /// regularly, e.g. every few seconds.
+    pub fn idle(&mut self, duration: Duration) -> Result<(), Error> {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.take_deferred()?;
+        let until = Instant::now() + duration;
+        i.run(|_| false, Some(until))
+    }
+
+    /// Services whatever input is already waiting (blocking for at most
+    /// about a millisecond), then returns; see [`Client::idle`].
+    pub fn poll_idle(&mut self) -> Result<(), Error> {
+        self.idle(Duration::ZERO)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.cv.notify_all();
+        // Close the connection as dropping its socket always did; this also
+        // ends a background wait for input on it.
+        let mut inner = match self.parked.take() {
+            Some(i) => i,
+            None => self.shared.take(),
+        };
+        inner.close_conn();
+        drop(inner);
+        if let Some(t) = self.background.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the background thread waits for after a step.
+enum Wait {
+    /// Input on this socket, or the deadline.
+    Input(Arc<TcpStream>, Option<Instant>),
+    /// A deadline (no connection, or no way to wait on the socket).
+    Timer(Option<Instant>),
+    /// The session is over: nothing more to drive.
+    Ended,
+}
+
+/// The background thread: drives the session while the application makes
+/// no call (see [`Options::background`]).
+fn background_loop(shared: &Shared, quiet: Duration) {
+    let mut seen: Option<u64> = None;
+    let mut g = shared.lock();
+    loop {
+        if g.stop {
+            return;
+        }
+        // Drive only once a whole quiet period passed with no call made
+        // and none in progress.
+        let idle = g.inner.is_some() && seen == Some(g.calls);
+        if !idle {
+            seen = Some(g.calls);
+            g = shared
+                .cv
+                .wait_timeout(g, quiet)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            continue;
+        }
+        let inner = g.inner.take();
+        drop(g);
+        let mut lease = Lease {
+            shared,
+            inner,
+            app: false,
+        };
+        let wait = match lease.get() {
+            Ok(i) => i.background_step(),
+            Err(_) => Wait::Ended,
+        };
+        drop(lease);
+        match wait {
+            Wait::Ended => return,
+            Wait::Input(stream, until) => {
+                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
+                    u.saturating_duration_since(Instant::now())
+                        .min(BACKGROUND_MAX_WAIT)
+                });
+                if !t.is_zero() && iscsi_sys::wait_readable(&*stream, t).is_err() {
+                    // No way to wait on the socket here: look again after
+                    // a quiet period.
+                    std::thread::sleep(quiet.min(t));
+                }
+                g = shared.lock();
+            }
+            Wait::Timer(until) => {
+                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
+                    u.saturating_duration_since(Instant::now())
+                        .min(BACKGROUND_MAX_WAIT)
+                });
+                g = shared.lock();
+                if !t.is_zero() && !g.stop {
+                    g = shared
+                        .cv
+                        .wait_timeout(g, t)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The session's end or an error of the background thread, before an
+    /// action.
+    fn check(&mut self) -> Result<(), Error> {
+        self.take_deferred()?;
+        match &self.ended {
+            None => Ok(()),
+            Some(None) => Err(Error::Closed),
+            Some(Some(e)) => Err(Error::Connection(e.clone())),
+        }
+    }
+
+    /// Reports an error the background thread met, if any.
+    fn take_deferred(&mut self) -> Result<(), Error> {
+        match self.deferred.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
+        self.check()?;
+        let task = self.session.submit(Instant::now(), cmd)?;
+        if self.done.is_empty() {
+            self.write_pending()?;
+        }
+        Ok(task)
+    }
+
+    fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
+        self.take_deferred()?;
         self.run_until(|c| c.done.iter().any(|d| d.0 == task))?;
         let i = self
             .done
@@ -278,44 +726,6 @@ impl Client {
         Ok((outcome, data))
     }
 
-    /// Waits for whichever submitted task ends first (in completion order).
-    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
-        self.run_until(|c| !c.done.is_empty())?;
-        let done = self
-            .done
-            .pop_front()
-            .ok_or_else(|| Error::Unexpected("no task".into()))?;
-        Ok(done)
-    }
-
-    /// Runs one SCSI command to completion.
-    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
-        let task = self.submit(cmd)?;
-        match self.wait(task)? {
-            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Runs a task management function and waits for its response.
-    pub fn task_management(
-        &mut self,
-        lun: u64,
-        function: TmfFunction,
-    ) -> Result<TmfResponse, Error> {
-        let task = self
-            .session
-            .task_management(Instant::now(), lun, function)?;
-        self.tmf_result(task)
-    }
-
-    /// Aborts a task (ABORT TASK) and waits for the response.
-    pub fn abort(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
-        let tmf = self.session.abort_task(Instant::now(), task)?;
-        self.tmf_result(tmf)
-    }
-
     fn tmf_result(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
         self.write_pending()?;
         match self.wait(task)? {
@@ -325,60 +735,14 @@ impl Client {
         }
     }
 
-    /// Sends a NOP-Out ping and waits for the echo.
-    pub fn ping(&mut self, data: Bytes) -> Result<Bytes, Error> {
-        let task = self.session.nop_ping(Instant::now(), data)?;
-        self.write_pending()?;
-        match self.wait(task)? {
-            (TaskOutcome::Pong(d), _) => Ok(d),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// Asynchronous events received so far (SCSI events, vendor events...).
-    pub fn take_async_events(&mut self) -> Vec<Event> {
-        self.async_events.drain(..).collect()
-    }
-
-    /// Logs out (closing the session after outstanding tasks finish) and
-    /// closes the connection.
-    pub fn logout(mut self) -> Result<LogoutResult, Error> {
-        let task = self
-            .session
-            .logout(Instant::now(), LogoutMode::WaitForTasks)?;
-        let result = match self.wait(task)? {
-            (TaskOutcome::LoggedOut(r), _) => r,
-            (TaskOutcome::Failed(e), _) => return Err(Error::Task(e)),
-            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
-        };
+    fn close_conn(&mut self) {
         if let Some(c) = self.conn.take() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
-        Ok(result)
-    }
-
-    /// Services the connection while the application has nothing to do,
-    /// for about `duration` (at least one wait for input): answers the
-    /// target's NOP-In pings (RFC 7143 section 11.18: a NOP-In with a
-    /// valid TTT "MUST" be answered), sends keepalive pings and runs the
-    /// core's timers. A blocking client that is neither waiting on a task
-    /// nor idling does not read its socket, so a long-idle application
-    /// should call this (or [`Client::poll_idle`]) regularly, e.g. every
-    /// few seconds, from the thread that owns the client.
-    pub fn idle(&mut self, duration: Duration) -> Result<(), Error> {
-        let until = Instant::now() + duration;
-        self.run(|_| false, Some(until))
-    }
-
-    /// Services whatever input is already waiting (blocking for at most
-    /// about a millisecond), then returns; see [`Client::idle`].
-    pub fn poll_idle(&mut self) -> Result<(), Error> {
-        self.idle(Duration::ZERO)
     }
 
     /// Drives the session until `done(self)` holds or the session closes.
-    fn run_until(&mut self, done: impl FnMut(&Client) -> bool) -> Result<(), Error> {
+    fn run_until(&mut self, done: impl FnMut(&Inner) -> bool) -> Result<(), Error> {
         self.run(done, None)
     }
 
@@ -386,7 +750,7 @@ impl Client {
     /// (after at least one wait for input) `until` passes.
     fn run(
         &mut self,
-        mut done: impl FnMut(&Client) -> bool,
+        mut done: impl FnMut(&Inner) -> bool,
         until: Option<Instant>,
     ) -> Result<(), Error> {
         let mut waited = false;
@@ -406,12 +770,7 @@ impl Client {
             if done(self) {
                 return Ok(());
             }
-            if let Some(closed) = self.closed.take() {
-                return Err(match closed {
-                    Some(e) => Error::Connection(e),
-                    None => Error::Closed,
-                });
-            }
+            self.check()?;
             if waited && until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(());
             }
@@ -420,9 +779,73 @@ impl Client {
         }
     }
 
+    /// Writes and handles events until nothing moves (no waiting).
+    fn pump(&mut self) -> Result<(), Error> {
+        loop {
+            self.drain_events()?;
+            self.write_pending()?;
+            self.drain_events()?;
+            if self.conn.is_none() || !self.session.has_transmit() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One step of the background thread: everything that can be done
+    /// without waiting (timers due, input already in, output, events);
+    /// then what to wait for.
+    fn background_step(&mut self) -> Wait {
+        for _ in 0..BACKGROUND_ROUNDS {
+            if let Err(e) = self.pump() {
+                tracing::debug!(target: "iscsi::driver", driver = "std", error = %e, "background step failed");
+                if self.deferred.is_none() {
+                    self.deferred = Some(e);
+                }
+            }
+            if self.ended.is_some() {
+                return Wait::Ended;
+            }
+            let now = Instant::now();
+            let core = self.session.poll_timeout();
+            if core.is_some_and(|d| d <= now) {
+                self.session.handle_timeout(now);
+                continue;
+            }
+            let Some(conn) = self.conn.as_ref() else {
+                return Wait::Timer(core);
+            };
+            let stream = conn.stream.clone();
+            match iscsi_sys::wait_readable(&*stream, Duration::ZERO) {
+                Ok(true) => {
+                    self.read_input();
+                    continue;
+                }
+                Ok(false) => {}
+                Err(_) => return Wait::Timer(core),
+            }
+            if self.low_water.deadline().is_some_and(|d| d <= now) {
+                // The wait for the mark ended with too little in: the
+                // planner decides the next mark.
+                if let Some(mark) = self.low_water.timeout() {
+                    self.low_water
+                        .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
+                }
+                continue;
+            }
+            let buffered = self.rx.filled().len();
+            if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
+                self.low_water
+                    .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
+            }
+            return Wait::Input(stream, self.low_water.earliest(core));
+        }
+        // Busy: look again at once (after checking for an application call).
+        Wait::Timer(Some(Instant::now()))
+    }
+
     /// Writes every pending PDU, batched into vectored writes.
     fn write_pending(&mut self) -> Result<(), Error> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_ref() else {
             return Ok(());
         };
         if !self.session.has_transmit() {
@@ -458,7 +881,7 @@ impl Client {
                     tap(Direction::Sent, conn.local, conn.peer, p);
                 }
             }
-            if let Err(e) = write_all_vectored(&mut conn.stream, &parts[..n]) {
+            if let Err(e) = write_all_vectored(&conn.stream, &parts[..n]) {
                 break Err(e);
             }
         };
@@ -476,9 +899,7 @@ impl Client {
 
     fn connection_lost(&mut self) {
         tracing::debug!(target: "iscsi::driver", driver = "std", "connection lost");
-        if let Some(c) = self.conn.take() {
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
+        self.close_conn();
         self.rx.clear();
         self.armed = None;
         self.low_water.reset();
@@ -489,7 +910,6 @@ impl Client {
         while let Some(ev) = self.session.poll_event() {
             match ev {
                 Event::Connect { portal } => self.open(portal)?,
-                Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
                 Event::DataIn { task, offset, data } => {
                     let i = (task.0 & SLOT_MASK) as usize;
                     if self.reads.len() <= i {
@@ -516,19 +936,21 @@ impl Client {
                     };
                     self.done.push_back((task, outcome, data));
                 }
-                Event::Closed(reason) => {
-                    if let Some(c) = self.conn.take() {
-                        let _ = c.stream.shutdown(Shutdown::Both);
+                other => {
+                    match &other {
+                        Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
+                        Event::Closed(reason) => {
+                            self.close_conn();
+                            self.ended = Some(reason.clone());
+                        }
+                        Event::Recovering { .. } => {
+                            self.logged_in = false;
+                            self.close_conn();
+                        }
+                        _ => {}
                     }
-                    self.closed = Some(reason);
+                    self.events.push_back(other);
                 }
-                Event::Recovering { .. } => {
-                    self.logged_in = false;
-                    if let Some(c) = self.conn.take() {
-                        let _ = c.stream.shutdown(Shutdown::Both);
-                    }
-                }
-                other => self.async_events.push_back(other),
             }
         }
         Ok(())
@@ -536,9 +958,7 @@ impl Client {
 
     /// Opens a TCP connection where the core asked and tells the core.
     fn open(&mut self, portal: Option<Portal>) -> Result<(), Error> {
-        if let Some(c) = self.conn.take() {
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
+        self.close_conn();
         self.rx.clear();
         self.armed = None;
         self.low_water.reset();
@@ -553,12 +973,47 @@ impl Client {
         let local = stream.local_addr()?;
         let peer = stream.peer_addr()?;
         self.conn = Some(Conn {
-            stream,
+            stream: Arc::new(stream),
             local,
             peer,
         });
         self.session.handle_connected(Instant::now());
         Ok(())
+    }
+
+    /// Reads once from the socket (blocking up to its read timeout) and
+    /// hands what came to the core; `false` if nothing came.
+    fn read_input(&mut self) -> bool {
+        let Some(conn) = self.conn.as_ref() else {
+            return false;
+        };
+        let max_pdu = self.session.max_recv_pdu_len();
+        let buf = self.rx.spare(max_pdu, self.opts.read_chunk);
+        let r = (&*conn.stream).read(buf);
+        let now = Instant::now();
+        match r {
+            Ok(0) => self.connection_lost(),
+            Ok(n) => {
+                self.low_water.on_input(n, now);
+                let got = self.rx.commit(n);
+                if let Some(tap) = self.opts.tap.as_mut() {
+                    tap(Direction::Received, conn.local, conn.peer, got);
+                }
+                self.session.handle_input(now, self.rx.filled());
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => self.connection_lost(),
+        }
+        true
     }
 
     /// Blocks until bytes arrive or the core's next deadline (or `until`)
@@ -576,7 +1031,7 @@ impl Client {
             (Some(d), Some(u)) => Some(d.min(u)),
             (d, u) => d.or(u),
         };
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_ref() else {
             // No connection and nothing scheduled: the core is waiting for
             // a timer (e.g. Time2Wait before a reconnect).
             match deadline {
@@ -591,6 +1046,7 @@ impl Client {
                 None => return Err(Error::Closed),
             }
         };
+        let stream = conn.stream.clone();
         let timeout = deadline.map(|d| {
             d.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
@@ -604,7 +1060,7 @@ impl Client {
             _ => false,
         };
         if !keep {
-            conn.stream.set_read_timeout(timeout)?;
+            stream.set_read_timeout(timeout)?;
             self.armed = timeout;
         }
         // Receive coalescing: with a mark above 1 the kernel holds back
@@ -612,19 +1068,17 @@ impl Client {
         // the planner's deadline, then the mark drops to 1 if nothing came.
         let buffered = self.rx.filled().len();
         if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
-            let stream = &conn.stream;
             self.low_water
-                .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+                .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
         }
         if let Some(d) = self.low_water.deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
-            match iscsi_sys::wait_readable(&conn.stream, wait) {
+            match iscsi_sys::wait_readable(&*stream, wait) {
                 Ok(true) => {}
                 Ok(false) => {
                     if let Some(mark) = self.low_water.timeout() {
-                        let stream = &conn.stream;
                         self.low_water
-                            .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+                            .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
                     }
                     if core_deadline.is_some_and(|c| c <= Instant::now()) {
                         self.session.handle_timeout(Instant::now());
@@ -632,38 +1086,16 @@ impl Client {
                     }
                 }
                 Err(_) => {
-                    let stream = &conn.stream;
                     self.low_water
-                        .turn_off(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+                        .turn_off(|m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
                 }
             }
         }
-        let max_pdu = self.session.max_recv_pdu_len();
-        let buf = self.rx.spare(max_pdu, self.opts.read_chunk);
-        let r = conn.stream.read(buf);
-        let now = Instant::now();
-        match r {
-            Ok(0) => self.connection_lost(),
-            Ok(n) => {
-                self.low_water.on_input(n, now);
-                let got = self.rx.commit(n);
-                if let Some(tap) = self.opts.tap.as_mut() {
-                    tap(Direction::Received, conn.local, conn.peer, got);
-                }
-                self.session.handle_input(now, self.rx.filled());
+        if !self.read_input() {
+            let now = Instant::now();
+            if core_deadline.is_some_and(|c| c <= now) {
+                self.session.handle_timeout(now);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if core_deadline.is_some_and(|c| c <= now) {
-                    self.session.handle_timeout(now);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => self.connection_lost(),
         }
         Ok(())
     }
@@ -691,7 +1123,7 @@ fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
 }
 
 /// `write_all` for a list of buffers, with `write_vectored`.
-fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+fn write_all_vectored(mut stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
     let mut idx = 0;
     let mut off = 0;
     while idx < parts.len() {

@@ -7,6 +7,7 @@
 
 mod baseline;
 mod drivers;
+mod idle_keepalive;
 mod initiator_common;
 mod initiator_istgt;
 mod initiator_tgtd;
@@ -33,6 +34,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(initiator_istgt::cells());
     v.extend(target_compare::cells());
     v.extend(drivers::cells());
+    v.extend(idle_keepalive::cells());
     v.extend(crate::hostile::cells());
     v.extend(matrix::cells());
     v

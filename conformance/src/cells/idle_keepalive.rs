@@ -1,0 +1,106 @@
+//! A session left alone against a target that drops silent initiators
+//! (issue "Integrity first", item 10): tgtd with `nop_interval=2,nop_count=3`
+//! pings every 2 s and closes a connection after 3 unanswered pings (its
+//! log: "tcp connection timed out after 3 failed NOP-OUT"), 6 to 8 s into
+//! the silence. The client logs in, reads, is not called for 15 s, then
+//! reads again: the second read must succeed on the same session, with no
+//! recovery event, and the capture must show the pings answered.
+//!
+//! The `iscsi-std` client is left truly alone (no `idle()` call): its
+//! background thread answers the pings (`iscsi_std::Options::background`).
+
+use super::initiator_common::{config, connect, lun, op_params, read_capacity, read_cmd};
+use crate::peers::{Tgtd, TgtdConfig};
+use crate::runner::{Cell, CellCtx};
+use iscsi_proto::initiator::Event;
+use std::time::Duration;
+
+const G: &str = "idle-keepalive";
+
+/// tgtd's disk is LUN 1 (LUN 0 is its controller).
+const LUN: u16 = 1;
+
+/// How long the client is left alone: about twice tgtd's drop time.
+const IDLE: Duration = Duration::from_secs(15);
+
+/// NOP-In pings tgtd must have sent during the idle time (one per 2 s).
+const MIN_PINGS: usize = 5;
+
+pub(super) fn cells() -> Vec<Cell> {
+    vec![Cell::new(G, "std-tgtd-nop-interval", std_tgtd)]
+}
+
+/// Starts tgtd with `nop_interval=2,nop_count=3` on its target (set with
+/// tgtadm; tgtd applies them to every connection that logs in after).
+fn pinging_tgtd() -> Result<Tgtd, String> {
+    let t = Tgtd::start(&TgtdConfig::default())?;
+    for (k, v) in [("nop_interval", "2"), ("nop_count", "3")] {
+        t.tgtadm(&[
+            "--op", "update", "--mode", "target", "--tid", "1", "--name", k, "--value", v,
+        ])?;
+    }
+    let shown = t.tgtadm(&["--op", "show", "--mode", "target"])?;
+    if !shown.contains("Nop interval: 2") || !shown.contains("Nop count: 3") {
+        return Err(format!("tgtd did not take the NOP settings: {shown}"));
+    }
+    Ok(t)
+}
+
+fn std_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
+    let t = pinging_tgtd()?;
+    let report = ctx.captured(t.port(), || {
+        let mut client = connect(&t.portal(), config(Some(t.iqn()), op_params()))?;
+        let cap = read_capacity(&mut client, lun(LUN))?;
+        let read = || read_cmd(lun(LUN), 0, 8, cap.block_len);
+        let first = client
+            .execute(read())
+            .map_err(|e| format!("first read: {e}"))?;
+        if !first.result.is_good() {
+            return Err(format!("first read: {:?}", first.result));
+        }
+        // Nothing calls the client now.
+        std::thread::sleep(IDLE);
+        let second = client
+            .execute(read())
+            .map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
+        if !second.result.is_good() {
+            return Err(format!(
+                "read after {} s idle: {:?} (a UNIT ATTENTION means the session was recovered)",
+                IDLE.as_secs(),
+                second.result
+            ));
+        }
+        if second.data != first.data {
+            return Err("the two reads of the same blocks differ".into());
+        }
+        let recovered: Vec<Event> = client
+            .take_events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::Recovering { .. } | Event::Reinstated { .. }))
+            .collect();
+        if !recovered.is_empty() {
+            return Err(format!(
+                "the session was recovered, not kept: {recovered:?}"
+            ));
+        }
+        client.logout().map_err(|e| format!("logout: {e}"))?;
+        Ok(())
+    })?;
+    let log = t.log_tail(50);
+    if log.contains("failed NOP-OUT") {
+        return Err(format!("tgtd dropped the connection: {log}"));
+    }
+    // 0x20: NOP-In (tgtd's pings), 0x00: NOP-Out (our answers).
+    let pings = report.opcodes.iter().filter(|&&o| o == 0x20).count();
+    let answers = report.opcodes.iter().filter(|&&o| o == 0x00).count();
+    if pings < MIN_PINGS || answers < pings {
+        return Err(format!(
+            "expected at least {MIN_PINGS} NOP-In pings, each answered: {pings} NOP-In, {answers} NOP-Out"
+        ));
+    }
+    ctx.note(format!(
+        "idle {} s: {pings} NOP-In pings answered, same session",
+        IDLE.as_secs()
+    ));
+    Ok(())
+}
