@@ -58,7 +58,7 @@ use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::Coalesce;
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, LowWater, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
-    SessionConfig, TargetRecord, TaskId, TaskOutcome,
+    SessionConfig, SessionState, TargetRecord, TaskId, TaskOutcome,
 };
 
 pub use iscsi_proto::initiator::Completed;
@@ -704,6 +704,14 @@ impl Inner {
 
     fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
         self.check()?;
+        if self.session.state() == SessionState::LoggingOut {
+            // The logout may be over already, its answer waiting in the
+            // socket: take what has arrived, then report the session as
+            // it now is (`Closed` once ended).
+            self.read_ready_input();
+            self.pump()?;
+            self.check()?;
+        }
         let task = self.session.submit(Instant::now(), cmd)?;
         if self.done.is_empty() {
             self.write_pending()?;
@@ -787,6 +795,21 @@ impl Inner {
             self.drain_events()?;
             if self.conn.is_none() || !self.session.has_transmit() {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Feeds the session whatever input is already in the socket, without
+    /// waiting.
+    fn read_ready_input(&mut self) {
+        while let Some(conn) = self.conn.as_ref() {
+            let stream = conn.stream.clone();
+            if !matches!(iscsi_sys::wait_readable(&*stream, Duration::ZERO), Ok(true)) {
+                return;
+            }
+            self.read_input();
+            if self.ended.is_some() {
+                return;
             }
         }
     }

@@ -143,10 +143,20 @@ fn target_requested_logout_is_carried_out_while_idle() {
     target
         .wait_note(Duration::from_secs(20), |n| *n == Note::LoggedOut)
         .expect("the idle client logged out as the target asked");
-    // The next call reports the ended session at once.
-    match c.execute(ScsiCommand::new(0, vec![0u8; 6])) {
-        Err(Error::Closed) => {}
-        other => panic!("expected Error::Closed, got {other:?}"),
+    // The target notes the logout as it writes its Logout Response; until
+    // the client has read it the session is still logging out (and says
+    // so). Then every call reports the ended session.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.execute(ScsiCommand::new(0, vec![0u8; 6])) {
+            Err(Error::Closed) => break,
+            Err(Error::Usage(iscsi_proto::error::UsageError::LoggingOut))
+                if std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("expected Error::Closed, got {other:?}"),
+        }
     }
     // And again: the state is sticky.
     assert!(matches!(c.ping(bytes::Bytes::new()), Err(Error::Closed)));
