@@ -28,6 +28,15 @@
 //! LENGTH advertised in the Block Limits VPD page (or the allocation
 //! length), and no CDB or Data-Out content can make `execute` panic.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 mod device;

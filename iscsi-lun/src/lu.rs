@@ -431,12 +431,12 @@ pub fn execute_no_lun(cdb: &[u8], luns: &[Lun]) -> ScsiOutcome {
             if byte(c, 1) & 0x01 != 0 || byte(c, 2) != 0 {
                 return Err(illegal(asc::LUN_NOT_SUPPORTED));
             }
-            let mut d = vec![0u8; 36];
+            let mut d = [0u8; 36];
             d[0] = 0x7f;
             d[2] = 0x06;
             d[3] = 0x12;
             d[4] = 31;
-            Ok(truncate(d, be(c, 3, 2)))
+            Ok(truncate(d.to_vec(), be(c, 3, 2)))
         }
         op::REQUEST_SENSE => Ok(truncate(
             not_supported.to_fixed().to_vec(),

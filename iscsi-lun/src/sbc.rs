@@ -436,14 +436,14 @@ impl LogicalUnit {
 
     /// READ CAPACITY (16), SBC-3 5.16.
     pub(crate) fn read_capacity16(&mut self, c: &[u8]) -> Result<Vec<u8>, Fail> {
-        let mut d = vec![0u8; 32];
+        let mut d = [0u8; 32];
         d[..8].copy_from_slice(&self.num_blocks.saturating_sub(1).to_be_bytes());
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
         if self.thin() {
             // LBPME and LBPRZ (unmapped blocks read as zero).
             d[14] = 0xc0;
         }
-        Ok(truncate(d, be(c, 10, 4)))
+        Ok(truncate(d.to_vec(), be(c, 10, 4)))
     }
 
     /// GET LBA STATUS, SBC-3 5.6. With provisioning on, scans up to 1 MiB

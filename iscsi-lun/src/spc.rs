@@ -119,24 +119,26 @@ impl LogicalUnit {
             // SBC-3 6.6.3 Block Limits (page length 3Ch).
             0xb0 => {
                 let thin = self.thin();
-                body.resize(0x3c, 0);
-                body[0] = 0x01; // WSNZ
-                body[1] = self.cfg.max_compare_and_write_blocks;
-                body[2..4].copy_from_slice(&1u16.to_be_bytes());
-                body[4..8].copy_from_slice(&self.cfg.max_transfer_blocks.to_be_bytes());
-                body[8..12].copy_from_slice(&self.cfg.max_transfer_blocks.to_be_bytes());
+                // A fixed-size page: its indices are checked at compile time.
+                let mut p = [0u8; 0x3c];
+                p[0] = 0x01; // WSNZ
+                p[1] = self.cfg.max_compare_and_write_blocks;
+                p[2..4].copy_from_slice(&1u16.to_be_bytes());
+                p[4..8].copy_from_slice(&self.cfg.max_transfer_blocks.to_be_bytes());
+                p[8..12].copy_from_slice(&self.cfg.max_transfer_blocks.to_be_bytes());
                 if thin {
-                    body[16..20].copy_from_slice(&self.cfg.max_unmap_blocks.to_be_bytes());
-                    body[20..24].copy_from_slice(&self.cfg.max_unmap_descriptors.to_be_bytes());
-                    body[24..28].copy_from_slice(&1u32.to_be_bytes());
+                    p[16..20].copy_from_slice(&self.cfg.max_unmap_blocks.to_be_bytes());
+                    p[20..24].copy_from_slice(&self.cfg.max_unmap_descriptors.to_be_bytes());
+                    p[24..28].copy_from_slice(&1u32.to_be_bytes());
                 }
-                body[32..40]
-                    .copy_from_slice(&u64::from(self.cfg.max_write_same_blocks).to_be_bytes());
+                p[32..40].copy_from_slice(&u64::from(self.cfg.max_write_same_blocks).to_be_bytes());
+                body.extend_from_slice(&p);
             }
             // SBC-3 6.6.2 Block Device Characteristics: non-rotating medium.
             0xb1 => {
-                body.resize(0x3c, 0);
-                body[0..2].copy_from_slice(&1u16.to_be_bytes());
+                let mut p = [0u8; 0x3c];
+                p[0..2].copy_from_slice(&1u16.to_be_bytes());
+                body.extend_from_slice(&p);
             }
             // SBC-3 6.6.4 Logical Block Provisioning.
             0xb2 => {
@@ -164,16 +166,16 @@ impl LogicalUnit {
         match page {
             // SBC-3 6.5.5 Caching mode page: WCE is the one changeable bit.
             0x08 => {
-                let mut p = vec![0u8; 20];
+                let mut p = [0u8; 20];
                 p[0] = 0x08;
                 p[1] = 0x12;
                 p[2] = if changeable || self.wce { 0x04 } else { 0 };
-                p
+                p.to_vec()
             }
             // SPC-4 7.5.8 Control mode page: queue algorithm modifier 1
             // (unrestricted reordering) when reporting current values.
             0x0a => {
-                let mut p = vec![0u8; 12];
+                let mut p = [0u8; 12];
                 p[0] = 0x0a;
                 p[1] = 0x0a;
                 if !changeable {
@@ -181,14 +183,14 @@ impl LogicalUnit {
                     p[8] = 0xff;
                     p[9] = 0xff;
                 }
-                p
+                p.to_vec()
             }
             // SPC-4 7.5.14 Informational Exceptions Control mode page.
             _ => {
-                let mut p = vec![0u8; 12];
+                let mut p = [0u8; 12];
                 p[0] = 0x1c;
                 p[1] = 0x0a;
-                p
+                p.to_vec()
             }
         }
     }

@@ -17,6 +17,15 @@
 //! - `testing` (feature `testing`): a scripted target and an in-memory pair
 //!   harness for tests of the session and of drivers.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 pub mod error;

@@ -8,6 +8,15 @@
 //! This module is for tests: its helpers panic (with a message) when a
 //! test's expectation is not met.
 
+// Test support: a panic is a test failure, so the crate's panic-policy lints
+// do not apply here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

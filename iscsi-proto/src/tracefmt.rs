@@ -32,7 +32,10 @@ impl fmt::Display for TextKeys<'_> {
             }
             first = false;
             let (key, value) = match pair.iter().position(|b| *b == b'=') {
-                Some(i) => (&pair[..i], pair.get(i + 1..).unwrap_or_default()),
+                Some(i) => (
+                    pair.get(..i).unwrap_or_default(),
+                    pair.get(i + 1..).unwrap_or_default(),
+                ),
                 None => (pair, &[][..]),
             };
             let key = String::from_utf8_lossy(key);

@@ -28,6 +28,15 @@
 //! a request, readable input, writability (only while blocked) or the
 //! deadline from `poll_timeout`.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 use std::future::Future;

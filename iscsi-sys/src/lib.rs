@@ -13,6 +13,15 @@
 //! return [`std::io::ErrorKind::Unsupported`] and the drivers do not
 //! coalesce.
 #![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 use std::io;

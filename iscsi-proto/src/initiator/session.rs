@@ -587,7 +587,11 @@ impl Session {
             if k == 0 || (len == k && least.get(k - 1).is_some_and(|&m| e >= m)) {
                 continue;
             }
-            let at = least[..len].partition_point(|&m| m <= e);
+            // `len <= k <= CAP`, so the slice is always there.
+            let at = least
+                .get(..len)
+                .unwrap_or_default()
+                .partition_point(|&m| m <= e);
             let end = len.min(k - 1);
             least.copy_within(at..end, at + 1);
             if let Some(slot) = least.get_mut(at) {
@@ -597,8 +601,9 @@ impl Session {
         }
         ExpectedInput {
             tasks: open,
-            bytes: least[..len]
+            bytes: least
                 .iter()
+                .take(len)
                 .fold(0usize, |a, &b| a.saturating_add(b)),
         }
     }

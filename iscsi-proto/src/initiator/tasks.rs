@@ -76,6 +76,9 @@ impl<T> TaskTable<T> {
                 (self.slots.len() - 1) as u32
             }
         };
+        // Free-list indices and the one just pushed are all below
+        // `slots.len()`, and `slots` never shrinks: this cannot panic.
+        #[allow(clippy::indexing_slicing)]
         let slot = &mut self.slots[index as usize];
         // Never hand out the reserved tag: skip the one generation that
         // would produce it for the last index.
@@ -102,20 +105,20 @@ impl<T> TaskTable<T> {
     /// The task with this tag, if it is in flight.
     pub fn get(&self, tag: u32) -> Option<&T> {
         let i = self.slot_index(tag)?;
-        self.slots[i].value.as_ref()
+        self.slots.get(i)?.value.as_ref()
     }
 
     /// The task with this tag, mutably, if it is in flight.
     pub fn get_mut(&mut self, tag: u32) -> Option<&mut T> {
         let i = self.slot_index(tag)?;
-        self.slots[i].value.as_mut()
+        self.slots.get_mut(i)?.value.as_mut()
     }
 
     /// Removes a task; its tag is not handed out again until the slot's
     /// generation wraps (65536 reuses of the same slot later).
     pub fn remove(&mut self, tag: u32) -> Option<T> {
         let i = self.slot_index(tag)?;
-        let slot = &mut self.slots[i];
+        let slot = self.slots.get_mut(i)?;
         let value = slot.value.take();
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(i as u32);

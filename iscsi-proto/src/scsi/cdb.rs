@@ -330,7 +330,7 @@ pub const STANDARD_INQUIRY_MIN_LEN: usize = 36;
 impl StandardInquiry {
     /// Parses standard INQUIRY data; needs at least 36 bytes.
     pub fn parse(data: &[u8]) -> Result<StandardInquiry, ScsiError> {
-        let Some(d) = data.get(..STANDARD_INQUIRY_MIN_LEN) else {
+        let Some(d) = data.first_chunk::<STANDARD_INQUIRY_MIN_LEN>() else {
             return Err(ScsiError::Truncated {
                 what: "standard INQUIRY data",
                 need: STANDARD_INQUIRY_MIN_LEN,
@@ -381,7 +381,7 @@ impl Capacity {
     /// SBC-3 5.15.2: a last LBA of 0xFFFFFFFF means the capacity does not
     /// fit and READ CAPACITY (16) must be used; see [`Capacity::needs_16`].
     pub fn parse10(data: &[u8]) -> Result<Capacity, ScsiError> {
-        let Some(d) = data.get(..8) else {
+        let Some(d) = data.first_chunk::<8>() else {
             return Err(ScsiError::Truncated {
                 what: "READ CAPACITY (10) data",
                 need: 8,
@@ -400,7 +400,7 @@ impl Capacity {
     /// first 12 are enough for the last LBA and block length and are
     /// accepted when the allocation length was short).
     pub fn parse16(data: &[u8]) -> Result<Capacity, ScsiError> {
-        let Some(d) = data.get(..12) else {
+        let Some(d) = data.first_chunk::<12>() else {
             return Err(ScsiError::Truncated {
                 what: "READ CAPACITY (16) data",
                 need: 12,
@@ -452,7 +452,7 @@ impl ReportLuns {
     /// Parses REPORT LUNS data. Entries past the returned bytes are not
     /// invented: allocation is bounded by `data.len() / 8`.
     pub fn parse(data: &[u8]) -> Result<ReportLuns, ScsiError> {
-        let Some(h) = data.get(..8) else {
+        let Some(h) = data.first_chunk::<8>() else {
             return Err(ScsiError::Truncated {
                 what: "REPORT LUNS data",
                 need: 8,

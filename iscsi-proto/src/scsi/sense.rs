@@ -411,7 +411,7 @@ impl SenseData {
                 };
                 match ty {
                     // SPC-4 4.5.2.2 information descriptor (length 0x0a).
-                    0x00 if d.len() >= 12 && d[2] & 0x80 != 0 => {
+                    0x00 if d.len() >= 12 && byte(d, 2) & 0x80 != 0 => {
                         s.information = Some(be_u64(d, 4));
                     }
                     // SPC-4 4.5.2.3 command-specific information.
@@ -420,18 +420,18 @@ impl SenseData {
                         s.command_specific = (v != 0).then_some(v);
                     }
                     // SPC-4 4.5.2.4 sense key specific (length 0x06).
-                    0x02 if d.len() >= 7 && d[4] & 0x80 != 0 => {
-                        s.sense_key_specific = Some([d[4], d[5], d[6]]);
+                    0x02 if d.len() >= 7 && byte(d, 4) & 0x80 != 0 => {
+                        s.sense_key_specific = Some([byte(d, 4), byte(d, 5), byte(d, 6)]);
                     }
                     // SPC-4 4.5.2.7 stream commands: FILEMARK/EOM/ILI.
                     0x04 if d.len() >= 4 => {
-                        s.filemark = d[3] & 0x80 != 0;
-                        s.eom = d[3] & 0x40 != 0;
-                        s.ili = d[3] & 0x20 != 0;
+                        s.filemark = byte(d, 3) & 0x80 != 0;
+                        s.eom = byte(d, 3) & 0x40 != 0;
+                        s.ili = byte(d, 3) & 0x20 != 0;
                     }
                     // SPC-4 4.5.2.8 block commands: ILI.
                     0x05 if d.len() >= 4 => {
-                        s.ili = d[3] & 0x20 != 0;
+                        s.ili = byte(d, 3) & 0x20 != 0;
                     }
                     _ => {}
                 }
@@ -445,7 +445,7 @@ impl SenseData {
     /// 11.4.7.2: a 2-byte SenseLength, then the sense data). Returns
     /// `Ok(None)` when SenseLength is 0 (no sense data).
     pub fn parse_iscsi_segment(segment: &[u8]) -> Result<Option<SenseData>, ScsiError> {
-        let Some(len_bytes) = segment.get(..2) else {
+        let Some(len_bytes) = segment.first_chunk::<2>() else {
             return Err(ScsiError::Truncated {
                 what: "SenseLength",
                 need: 2,
@@ -453,7 +453,7 @@ impl SenseData {
                 section: "RFC 7143 11.4.7.2",
             });
         };
-        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        let len = usize::from(u16::from_be_bytes(*len_bytes));
         if len == 0 {
             return Ok(None);
         }

@@ -513,6 +513,8 @@ pub fn encode_hex(data: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(2 + data.len().saturating_mul(2));
     s.push_str("0x");
+    // `b >> 4` and `b & 0xf` are below 16, the length of `HEX`.
+    #[allow(clippy::indexing_slicing)]
     for &b in data {
         s.push(char::from(HEX[usize::from(b >> 4)]));
         s.push(char::from(HEX[usize::from(b & 0xf)]));
@@ -530,6 +532,8 @@ pub fn encode_base64(data: &[u8]) -> String {
         let b1 = u32::from(chunk.get(1).copied().unwrap_or(0));
         let b2 = u32::from(chunk.get(2).copied().unwrap_or(0));
         let acc = (b0 << 16) | (b1 << 8) | b2;
+        // Masked to 6 bits: below 64, the length of `B64`.
+        #[allow(clippy::indexing_slicing)]
         let idx = |shift: u32| char::from(B64[((acc >> shift) & 0x3f) as usize]);
         s.push(idx(18));
         s.push(idx(12));

@@ -88,8 +88,9 @@ impl Session {
                 // RFC 7143 section 11.17: the data segment holds the
                 // header of the rejected PDU; its ITT names the task.
                 let itt = data
-                    .get(16..20)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .get(16..)
+                    .and_then(|b| b.first_chunk::<4>())
+                    .map(|b| u32::from_be_bytes(*b))
                     .unwrap_or(RESERVED_TAG);
                 let first = data.first().copied().unwrap_or(0);
                 let opcode = first & 0x3f;

@@ -46,8 +46,9 @@ impl Session {
         let cmd = &s.cmd;
         let (lun, attr, expected_read_len) = (cmd.lun, cmd.attr, cmd.expected_read_len);
         let mut cdb = [0u8; 16];
-        let head = cmd.cdb.len().min(16);
-        cdb[..head].copy_from_slice(&cmd.cdb[..head]);
+        for (d, s) in cdb.iter_mut().zip(cmd.cdb.iter()) {
+            *d = *s;
+        }
         let ext_cdb = (cmd.cdb.len() > 16).then(|| cmd.cdb.slice(16..));
         let write_buf = cmd.data_out.clone().unwrap_or_default();
         let (imm_ok, initial_r2t, first_burst) = self
