@@ -5,6 +5,15 @@
 //! engine ([`mod@bench`]). `cargo test` also compiles the embedding examples
 //! of the workspace README as doc tests.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 pub mod bench;

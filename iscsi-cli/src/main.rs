@@ -4,6 +4,15 @@
 //!
 //! Every failure is one line on stderr and a non-zero exit status.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 // Doc comments here are clap's help text (`iscsi://host[:port]/...`), not
 // rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]

@@ -42,6 +42,15 @@
 //! completions and read data are kept in a queue and a slot per task tag,
 //! with no hashing.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 use std::cell::OnceCell;
@@ -867,6 +876,9 @@ impl Inner {
     }
 
     /// Writes every pending PDU, batched into vectored writes.
+    // Indexing is in bounds: a batch holds at most BATCH transmits of at
+    // most 3 parts each, and `parts` has 3 * BATCH slots.
+    #[allow(clippy::indexing_slicing)]
     fn write_pending(&mut self) -> Result<(), Error> {
         let Some(conn) = self.conn.as_ref() else {
             return Ok(());
@@ -1146,6 +1158,10 @@ fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
 }
 
 /// `write_all` for a list of buffers, with `write_vectored`.
+// Indexing is in bounds: `idx < parts.len()` is the loop condition, `off`
+// never exceeds `parts[idx].len()` (it only grows by less than what is
+// left of that part), and `count <= slices.len()`.
+#[allow(clippy::indexing_slicing)]
 fn write_all_vectored(mut stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
     let mut idx = 0;
     let mut off = 0;
