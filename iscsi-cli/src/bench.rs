@@ -136,11 +136,9 @@ impl Report {
     }
     /// Latency percentile in microseconds (`p` in 0..=100).
     pub fn percentile(&self, p: f64) -> u32 {
-        if self.lat_us.is_empty() {
-            return 0;
-        }
-        let i = ((p / 100.0) * (self.lat_us.len() - 1) as f64).round() as usize;
-        self.lat_us[i.min(self.lat_us.len() - 1)]
+        let last = self.lat_us.len().saturating_sub(1);
+        let i = ((p / 100.0) * last as f64).round() as usize;
+        self.lat_us.get(i.min(last)).copied().unwrap_or(0)
     }
     /// Initiator CPU microseconds per I/O.
     pub fn cpu_us_per_io(&self) -> f64 {
@@ -399,7 +397,9 @@ pub fn plot_svg(r: &Report, title: &str) -> String {
     let mut buckets = [0u64; 24];
     for &l in &r.lat_us {
         let b = (32 - l.max(1).leading_zeros()) as usize;
-        buckets[b.min(23)] += 1;
+        if let Some(n) = buckets.get_mut(b.min(23)) {
+            *n += 1;
+        }
     }
     let bmax = buckets.iter().copied().max().unwrap_or(1).max(1) as f64;
     let bw = pw / buckets.len() as f64;
