@@ -289,8 +289,11 @@ fn session_config(
     // A random-format ISID (RFC 7143 section 11.12.5, T = 10b): 24 random
     // bits from the OS and the process id as qualifier, so concurrent
     // sessions from this host get distinct ISIDs.
-    let r = challenge_bytes();
-    let isid = Isid::random([r[0], r[1], r[2]], std::process::id() as u16);
+    let mut r = [0u8; 3];
+    r.iter_mut()
+        .zip(challenge_bytes())
+        .for_each(|(d, b)| *d = b);
+    let isid = Isid::random(r, std::process::id() as u16);
     let timeout = std::time::Duration::from_secs(g.timeout);
     // Keepalive (RFC 7143 section 11.18): after `timeout` of silence a
     // NOP-Out ping; no answer within `timeout` ends the session with a
@@ -357,7 +360,7 @@ fn challenge_bytes() -> Vec<u8> {
                 .unwrap_or(0),
         );
         let v = h.finish().to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
+        chunk.iter_mut().zip(v).for_each(|(d, b)| *d = b);
     }
     buf
 }
