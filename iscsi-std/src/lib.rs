@@ -115,8 +115,9 @@ pub struct Options {
     /// (`iscsi_proto::initiator::coalesce`). On by default;
     /// [`Coalesce::OFF`] turns it off.
     pub coalesce: Coalesce,
-    /// Background driving: once the application has made no call for this
-    /// long, a thread of the client answers the target's NOP-In pings
+    /// Background driving: once the application has made no call that
+    /// waits for input ([`Client::wait`], [`Client::execute`], ...) for
+    /// this long, a thread of the client answers the target's NOP-In pings
     /// (RFC 7143 section 11.18), runs the core's timers and writes what the
     /// core queues, until the application calls again. `None` turns it off:
     /// the session then moves only inside calls, and a long-idle
@@ -227,6 +228,8 @@ struct Inner {
     ended: Option<Option<ConnectionError>>,
     /// An error the background thread met, for the application's next call.
     deferred: Option<Error>,
+    /// The application's current call waited for input (drove the session).
+    drove: bool,
     logged_in: bool,
 }
 
@@ -234,7 +237,9 @@ struct Inner {
 struct Slot {
     /// `None` while a call (or a background step) holds it.
     inner: Option<Box<Inner>>,
-    /// Application calls made so far.
+    /// Application calls made so far that drove the session (waited for
+    /// input); calls that did not (a refused action, `take_events`...) do
+    /// not hold the background thread back.
     calls: u64,
     /// The client is being dropped: the background thread ends.
     stop: bool,
@@ -288,11 +293,16 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        let inner = self.inner.take();
+        let mut inner = self.inner.take();
+        let drove = inner
+            .as_deref_mut()
+            .is_some_and(|i| std::mem::take(&mut i.drove));
         let mut g = self.shared.lock();
         g.inner = inner;
         if self.app {
-            g.calls = g.calls.wrapping_add(1);
+            if drove {
+                g.calls = g.calls.wrapping_add(1);
+            }
         } else {
             drop(g);
             self.shared.cv.notify_all();
@@ -350,6 +360,7 @@ impl Client {
             events: VecDeque::new(),
             ended: None,
             deferred: None,
+            drove: false,
             logged_in: false,
         });
         inner.run_until(|c| c.logged_in)?;
@@ -635,8 +646,8 @@ fn background_loop(shared: &Shared, quiet: Duration) {
         if g.stop {
             return;
         }
-        // Drive only once a whole quiet period passed with no call made
-        // and none in progress.
+        // Drive only once a whole quiet period passed with no call that
+        // waited for input, and none in progress.
         let idle = g.inner.is_some() && seen == Some(g.calls);
         if !idle {
             seen = Some(g.calls);
@@ -1054,6 +1065,7 @@ impl Inner {
     /// Blocks until bytes arrive or the core's next deadline (or `until`)
     /// passes.
     fn wait_for_input(&mut self, until: Option<Instant>) -> Result<(), Error> {
+        self.drove = true;
         let now = Instant::now();
         let core_deadline = self.session.poll_timeout();
         if let Some(d) = core_deadline {
