@@ -27,7 +27,11 @@ const IDLE: Duration = Duration::from_secs(15);
 const MIN_PINGS: usize = 5;
 
 pub(super) fn cells() -> Vec<Cell> {
-    vec![Cell::new(G, "std-tgtd-nop-interval", std_tgtd)]
+    vec![
+        Cell::new(G, "std-tgtd-nop-interval", std_tgtd),
+        Cell::new(G, "mio-tgtd-nop-interval", mio_tgtd),
+        Cell::new(G, "smol-tgtd-nop-interval", smol_tgtd),
+    ]
 }
 
 /// Starts tgtd with `nop_interval=2,nop_count=3` on its target (set with
@@ -103,4 +107,87 @@ fn std_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
         IDLE.as_secs()
     ));
     Ok(())
+}
+
+/// The checks every driver's cell ends with: tgtd did not drop the
+/// connection, and each of its pings was answered.
+fn check_pings(ctx: &mut CellCtx, t: &Tgtd, opcodes: &[u8]) -> Result<(), String> {
+    let log = t.log_tail(50);
+    if log.contains("failed NOP-OUT") {
+        return Err(format!("tgtd dropped the connection: {log}"));
+    }
+    let pings = opcodes.iter().filter(|&&o| o == 0x20).count();
+    let answers = opcodes.iter().filter(|&&o| o == 0x00).count();
+    if pings < MIN_PINGS || answers < pings {
+        return Err(format!(
+            "expected at least {MIN_PINGS} NOP-In pings, each answered: {pings} NOP-In, {answers} NOP-Out"
+        ));
+    }
+    ctx.note(format!(
+        "idle {} s: {pings} NOP-In pings answered, same session",
+        IDLE.as_secs()
+    ));
+    Ok(())
+}
+
+/// `iscsi-mio`: the application's event loop runs (here
+/// `Blocking::run_until`) but asks nothing of the session for 15 s.
+fn mio_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
+    let t = pinging_tgtd()?;
+    let report = ctx.captured(t.port(), || {
+        let mut b =
+            iscsi_mio::client::Blocking::connect(&t.portal(), config(Some(t.iqn()), op_params()))
+                .map_err(|e| format!("connect: {e}"))?;
+        let read = || read_cmd(lun(LUN), 0, 8, 512);
+        let first = b.execute(read()).map_err(|e| format!("first read: {e}"))?;
+        let until = std::time::Instant::now() + IDLE;
+        b.run_until(|_| std::time::Instant::now() >= until)
+            .map_err(|e| format!("idle loop: {e}"))?;
+        let second = b
+            .execute(read())
+            .map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
+        if !first.result.is_good() || !second.result.is_good() || first.data != second.data {
+            return Err(format!("reads: {:?} / {:?}", first.result, second.result));
+        }
+        let recovered: Vec<Event> = b
+            .take_async_events()
+            .into_iter()
+            .filter(|e| matches!(e, Event::Recovering { .. } | Event::Reinstated { .. }))
+            .collect();
+        if !recovered.is_empty() {
+            return Err(format!(
+                "the session was recovered, not kept: {recovered:?}"
+            ));
+        }
+        b.logout().map_err(|e| format!("logout: {e}"))?;
+        Ok(())
+    })?;
+    check_pings(ctx, &t, &report.opcodes)
+}
+
+/// `iscsi-smol`: the driver task runs on its own thread; the application
+/// makes no call for 15 s. Without recovery configured, a dropped
+/// connection would fail the second read.
+fn smol_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
+    let t = pinging_tgtd()?;
+    let report = ctx.captured(t.port(), || {
+        let mut s = iscsi_cli::driver::Session::connect(
+            iscsi_cli::driver::DriverKind::Smol,
+            &t.portal(),
+            config(Some(t.iqn()), op_params()),
+            Default::default(),
+        )?;
+        let read = || read_cmd(lun(LUN), 0, 8, 512);
+        let first = s.execute(read()).map_err(|e| format!("first read: {e}"))?;
+        std::thread::sleep(IDLE);
+        let second = s
+            .execute(read())
+            .map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
+        if !first.result.is_good() || !second.result.is_good() || first.data != second.data {
+            return Err(format!("reads: {:?} / {:?}", first.result, second.result));
+        }
+        s.logout().map_err(|e| format!("logout: {e}"))?;
+        Ok(())
+    })?;
+    check_pings(ctx, &t, &report.opcodes)
 }
