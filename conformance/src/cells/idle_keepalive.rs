@@ -139,6 +139,9 @@ fn mio_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
             iscsi_mio::client::Blocking::connect(&t.portal(), config(Some(t.iqn()), op_params()))
                 .map_err(|e| format!("connect: {e}"))?;
         let read = || read_cmd(lun(LUN), 0, 8, 512);
+        // The first command of a new nexus gets the UNIT ATTENTION of the
+        // power-on (SPC-4 6.4): take it here.
+        let _ = b.execute(read());
         let first = b.execute(read()).map_err(|e| format!("first read: {e}"))?;
         let until = std::time::Instant::now() + IDLE;
         b.run_until(|_| std::time::Instant::now() >= until)
@@ -178,6 +181,9 @@ fn smol_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
             Default::default(),
         )?;
         let read = || read_cmd(lun(LUN), 0, 8, 512);
+        // The first command of a new nexus gets the UNIT ATTENTION of the
+        // power-on (SPC-4 6.4): take it here.
+        let _ = s.execute(read());
         let first = s.execute(read()).map_err(|e| format!("first read: {e}"))?;
         std::thread::sleep(IDLE);
         let second = s
