@@ -90,23 +90,7 @@ fn std_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
         client.logout().map_err(|e| format!("logout: {e}"))?;
         Ok(())
     })?;
-    let log = t.log_tail(50);
-    if log.contains("failed NOP-OUT") {
-        return Err(format!("tgtd dropped the connection: {log}"));
-    }
-    // 0x20: NOP-In (tgtd's pings), 0x00: NOP-Out (our answers).
-    let pings = report.opcodes.iter().filter(|&&o| o == 0x20).count();
-    let answers = report.opcodes.iter().filter(|&&o| o == 0x00).count();
-    if pings < MIN_PINGS || answers < pings {
-        return Err(format!(
-            "expected at least {MIN_PINGS} NOP-In pings, each answered: {pings} NOP-In, {answers} NOP-Out"
-        ));
-    }
-    ctx.note(format!(
-        "idle {} s: {pings} NOP-In pings answered, same session",
-        IDLE.as_secs()
-    ));
-    Ok(())
+    check_pings(ctx, &t, &report.opcodes)
 }
 
 /// The checks every driver's cell ends with: tgtd did not drop the
