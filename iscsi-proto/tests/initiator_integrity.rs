@@ -587,3 +587,22 @@ fn a_session_taken_over_again_and_again_is_reported() {
         p.events
     );
 }
+
+/// The default reissue rule: the READ/WRITE families and commands that
+/// change nothing may run twice; COMPARE AND WRITE (SBC-3 5.2), PERSISTENT
+/// RESERVE OUT (SPC-4 6.16) and GET LBA STATUS's service action (not READ
+/// CAPACITY(16)) are not on the list.
+#[test]
+fn the_default_reissue_rule_follows_the_opcode() {
+    let auto = |cdb: &[u8]| Reissue::Auto.allows(cdb);
+    assert!(auto(&READ10));
+    assert!(auto(&WRITE10));
+    assert!(auto(&[0x9e, 0x10]), "READ CAPACITY(16)");
+    assert!(!auto(&[0x9e, 0x12]), "GET LBA STATUS");
+    assert!(!auto(&CAW));
+    assert!(!auto(&[0x5f, 0x06]), "PERSISTENT RESERVE OUT");
+    assert!(!auto(&[0x2e]), "WRITE AND VERIFY(10)");
+    assert!(!auto(&[]));
+    assert!(Reissue::Always.allows(&CAW));
+    assert!(!Reissue::Never.allows(&READ10));
+}

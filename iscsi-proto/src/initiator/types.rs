@@ -382,20 +382,35 @@ impl Reissue {
 /// SBC-3/SPC-4 operation codes whose effect does not depend on whether
 /// they already ran once.
 fn is_repeatable(cdb: &[u8]) -> bool {
-    match cdb.first() {
-        // TEST UNIT READY, READ(6), WRITE(6), INQUIRY, MODE SENSE(6),
-        // READ CAPACITY(10), READ(10), WRITE(10), VERIFY(10),
-        // SYNCHRONIZE CACHE(10), MODE SENSE(10), READ(16), WRITE(16),
-        // VERIFY(16), SYNCHRONIZE CACHE(16), REPORT LUNS, READ(12),
-        // WRITE(12), VERIFY(12).
+    use crate::scsi::cdb::opcode as op;
+    match cdb.first().copied() {
         Some(
-            0x00 | 0x08 | 0x0a | 0x12 | 0x1a | 0x25 | 0x28 | 0x2a | 0x2f | 0x35 | 0x5a | 0x88
-            | 0x8a | 0x8f | 0x91 | 0xa0 | 0xa8 | 0xaa | 0xaf,
+            op::TEST_UNIT_READY
+            | op::READ_6
+            | op::WRITE_6
+            | op::INQUIRY
+            | op::MODE_SENSE_6
+            | op::READ_CAPACITY_10
+            | op::READ_10
+            | op::WRITE_10
+            | op::VERIFY_10
+            | op::SYNCHRONIZE_CACHE_10
+            | op::MODE_SENSE_10
+            | op::READ_16
+            | op::WRITE_16
+            | op::VERIFY_16
+            | op::SYNCHRONIZE_CACHE_16
+            | op::REPORT_LUNS
+            | op::READ_12
+            | op::WRITE_12
+            | op::VERIFY_12,
         ) => true,
         // SERVICE ACTION IN(16): READ CAPACITY(16) only.
-        Some(0x9e) => cdb.get(1).is_some_and(|sa| sa & 0x1f == 0x10),
-        // Variable length (0x7f): READ(32) 0x0009, WRITE(32) 0x000b,
-        // VERIFY(32) 0x000a.
+        Some(op::SERVICE_ACTION_IN_16) => cdb
+            .get(1)
+            .is_some_and(|sa| sa & 0x1f == op::SAI_READ_CAPACITY_16),
+        // Variable length (0x7f, SBC-3 5.x): READ(32) 0x0009, VERIFY(32)
+        // 0x000a, WRITE(32) 0x000b.
         Some(0x7f) => matches!(cdb.get(8..10), Some([0x00, 0x09..=0x0b])),
         _ => false,
     }

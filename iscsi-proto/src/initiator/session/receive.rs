@@ -475,14 +475,10 @@ impl Session {
                 return Ok(());
             }
             Ok(Some(pairs)) => {
-                let internal = matches!(self.tasks.get(h.itt), Some(t) if t.internal);
-                let outcome = if internal {
-                    TaskOutcome::Targets(Vec::new())
-                } else {
-                    match parse_send_targets(&pairs) {
-                        Ok(targets) => TaskOutcome::Targets(targets),
-                        Err(e) => TaskOutcome::Failed(TaskError::Protocol(e.into())),
-                    }
+                // SendTargets (internal text tasks are negotiations).
+                let outcome = match parse_send_targets(&pairs) {
+                    Ok(targets) => TaskOutcome::Targets(targets),
+                    Err(e) => TaskOutcome::Failed(TaskError::Protocol(e.into())),
                 };
                 self.complete(h.itt, outcome);
                 return Ok(());
@@ -505,6 +501,9 @@ impl Session {
         pairs: &[(String, String)],
     ) -> TaskOutcome {
         let Some(base) = declared.map(|b| *b).or_else(|| self.negotiated.clone()) else {
+            // Text Responses are handled only in the Full Feature Phase,
+            // which always has negotiated values.
+            debug_assert!(false, "FFP text response without negotiated values");
             return TaskOutcome::Failed(TaskError::ConnectionLost);
         };
         match crate::login::ffp::ffp_text_response(&base, pairs) {

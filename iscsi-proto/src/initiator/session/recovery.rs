@@ -15,12 +15,14 @@ impl Session {
         self.target_logout && self.cfg.recovery.is_some()
     }
 
-    /// Application tasks the target holds (sent, not yet answered), the
-    /// logout itself aside.
-    pub(super) fn tasks_at_target(&self) -> bool {
-        self.tasks
-            .iter()
-            .any(|(_, t)| !t.internal && t.cmd_sn.is_some() && !matches!(t.kind, Kind::Logout))
+    /// Whether application tasks are outstanding, the logout aside; with
+    /// `at_target_only`, only those the target holds (sent, not answered).
+    pub(super) fn has_user_tasks(&self, at_target_only: bool) -> bool {
+        self.tasks.iter().any(|(_, t)| {
+            !t.internal
+                && !matches!(t.kind, Kind::Logout)
+                && (!at_target_only || t.cmd_sn.is_some())
+        })
     }
 
     /// The connection failed: recover (RFC 7143 section 7.1.5, session
@@ -32,7 +34,7 @@ impl Session {
         // RFC 7143 section 11.14: our Logout Request asked the target to
         // close the session; a close with nothing outstanding is that
         // close, whether or not the Logout Response made it.
-        if self.logout_sent && !self.tasks_at_target() {
+        if self.logout_sent && !self.has_user_tasks(true) {
             let unanswered = LogoutResult {
                 response: w::LogoutResponseCode::Success,
                 time2wait: 0,

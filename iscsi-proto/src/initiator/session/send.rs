@@ -254,14 +254,7 @@ impl Session {
         };
         // A target-requested logout that a new login follows waits only
         // for what the target holds; queued work goes to the new session.
-        let busy = if self.holds_new_work() {
-            self.tasks_at_target()
-        } else {
-            self.tasks
-                .iter()
-                .any(|(i, t)| i != itt && !t.internal && !matches!(t.kind, Kind::Logout))
-        };
-        if !busy {
+        if !self.has_user_tasks(self.holds_new_work()) {
             self.send_logout(now, itt);
         }
     }
