@@ -426,15 +426,6 @@ impl Session {
     }
 }
 
-impl Session {
-    /// Logs out at the end of the tool's work: `Ok(None)` after a clean
-    /// logout, `Ok(Some(warning))` when only the logout's answer was lost
-    /// (the tool then exits 0), `Err` when the tool must fail.
-    pub fn close(self) -> Result<Option<String>, String> {
-        self.logout().map(|()| None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

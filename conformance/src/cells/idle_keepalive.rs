@@ -12,7 +12,7 @@
 use super::initiator_common::{config, connect, lun, op_params, read_capacity, read_cmd};
 use crate::peers::{Tgtd, TgtdConfig};
 use crate::runner::{Cell, CellCtx};
-use iscsi_proto::initiator::Event;
+use iscsi_proto::initiator::{Completed, Event, ScsiCommand};
 use std::time::Duration;
 
 const G: &str = "idle-keepalive";
@@ -114,6 +114,28 @@ fn check_pings(ctx: &mut CellCtx, t: &Tgtd, opcodes: &[u8]) -> Result<(), String
     Ok(())
 }
 
+/// Reads the same blocks before and after `idle`; both must be GOOD and
+/// equal (without recovery configured, a dropped connection fails the
+/// second read).
+fn reads_around_idle<S>(
+    s: &mut S,
+    exec: impl Fn(&mut S, ScsiCommand) -> Result<Completed, String>,
+    idle: impl FnOnce(&mut S) -> Result<(), String>,
+) -> Result<(), String> {
+    let read = || read_cmd(lun(LUN), 0, 8, 512);
+    // The first command of a new nexus gets the UNIT ATTENTION of the
+    // power-on (SPC-4 6.4): take it here.
+    let _ = exec(s, read());
+    let first = exec(s, read()).map_err(|e| format!("first read: {e}"))?;
+    idle(s)?;
+    let second =
+        exec(s, read()).map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
+    if !first.result.is_good() || !second.result.is_good() || first.data != second.data {
+        return Err(format!("reads: {:?} / {:?}", first.result, second.result));
+    }
+    Ok(())
+}
+
 /// `iscsi-mio`: the application's event loop runs (here
 /// `Blocking::run_until`) but asks nothing of the session for 15 s.
 fn mio_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
@@ -122,20 +144,15 @@ fn mio_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
         let mut b =
             iscsi_mio::client::Blocking::connect(&t.portal(), config(Some(t.iqn()), op_params()))
                 .map_err(|e| format!("connect: {e}"))?;
-        let read = || read_cmd(lun(LUN), 0, 8, 512);
-        // The first command of a new nexus gets the UNIT ATTENTION of the
-        // power-on (SPC-4 6.4): take it here.
-        let _ = b.execute(read());
-        let first = b.execute(read()).map_err(|e| format!("first read: {e}"))?;
-        let until = std::time::Instant::now() + IDLE;
-        b.run_until(|_| std::time::Instant::now() >= until)
-            .map_err(|e| format!("idle loop: {e}"))?;
-        let second = b
-            .execute(read())
-            .map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
-        if !first.result.is_good() || !second.result.is_good() || first.data != second.data {
-            return Err(format!("reads: {:?} / {:?}", first.result, second.result));
-        }
+        reads_around_idle(
+            &mut b,
+            |b, cmd| b.execute(cmd).map_err(|e| e.to_string()),
+            |b| {
+                let until = std::time::Instant::now() + IDLE;
+                b.run_until(|_| std::time::Instant::now() >= until)
+                    .map_err(|e| format!("idle loop: {e}"))
+            },
+        )?;
         let recovered: Vec<Event> = b
             .take_async_events()
             .into_iter()
@@ -164,18 +181,14 @@ fn smol_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
             config(Some(t.iqn()), op_params()),
             Default::default(),
         )?;
-        let read = || read_cmd(lun(LUN), 0, 8, 512);
-        // The first command of a new nexus gets the UNIT ATTENTION of the
-        // power-on (SPC-4 6.4): take it here.
-        let _ = s.execute(read());
-        let first = s.execute(read()).map_err(|e| format!("first read: {e}"))?;
-        std::thread::sleep(IDLE);
-        let second = s
-            .execute(read())
-            .map_err(|e| format!("read after {} s idle: {e}", IDLE.as_secs()))?;
-        if !first.result.is_good() || !second.result.is_good() || first.data != second.data {
-            return Err(format!("reads: {:?} / {:?}", first.result, second.result));
-        }
+        reads_around_idle(
+            &mut s,
+            |s, cmd| s.execute(cmd),
+            |_| {
+                std::thread::sleep(IDLE);
+                Ok(())
+            },
+        )?;
         s.logout().map_err(|e| format!("logout: {e}"))?;
         Ok(())
     })?;

@@ -288,13 +288,8 @@ pub(super) fn cells() -> Vec<Cell> {
                 .map_err(|e| format!("run {i} ({}): connect: {e}", kind.name()))?;
                 iscsi_cli::tool::write_blocks(&mut s, u64::from(LUN), (i as u64 % 64) * 2048, &data)
                     .map_err(|e| format!("run {i} ({}): write: {e}", kind.name()))?;
-                match s.close() {
-                    Ok(None) => {}
-                    Ok(Some(w)) => {
-                        return Err(format!("run {i} ({}): logout warning: {w}", kind.name()))
-                    }
-                    Err(e) => return Err(format!("run {i} ({}): logout: {e}", kind.name())),
-                }
+                s.logout()
+                    .map_err(|e| format!("run {i} ({}): logout: {e}", kind.name()))?;
             }
             ctx.note(format!(
                 "{loops} x 1 MiB writes (std/mio/smol), seed {seed:#x}, every logout clean"

@@ -321,9 +321,7 @@ fn drop_mid_write(ctx: &mut CellCtx) -> Result<(), String> {
                 let mut s = connect(k, portal, true)?;
                 tool::write_blocks(&mut s, 0, WRITE_LBA as u64, &want)
                     .map_err(|e| format!("{name}: write with recovery: {e}"))?;
-                if let Some(w) = s.close().map_err(|e| format!("{name}: {e}"))? {
-                    notes.push(format!("{name}: logout warning: {w}"));
-                }
+                s.logout().map_err(|e| format!("{name}: logout: {e}"))?;
                 let mut s = connect(k, portal, false)?;
                 let e = match tool::write_blocks(&mut s, 0, WRITE_LBA as u64, &want) {
                     Ok(()) => {
@@ -364,13 +362,11 @@ fn close_after_logout(ctx: &mut CellCtx) -> Result<(), String> {
             let want = Bytes::from(data(LEN, 3 + k as u32));
             let mut s = connect(k, portal, true)?;
             tool::write_blocks(&mut s, 0, 0, &want)?;
-            Ok(match s.close()? {
-                None => {
-                    "1 MiB written; the close after the Logout Request reported as a clean logout"
-                        .into()
-                }
-                Some(w) => format!("1 MiB written; success with the warning {w:?}"),
-            })
+            s.logout()?;
+            Ok(
+                "1 MiB written; the close after the Logout Request reported as a clean logout"
+                    .into(),
+            )
         },
     )
 }
@@ -413,9 +409,8 @@ fn async_logout_mid_read(ctx: &mut CellCtx) -> Result<(), String> {
                 if out[..] != disk[..LEN] {
                     return Err(format!("{name}: the data read differs from the medium"));
                 }
-                if let Some(w) = s.close().map_err(|e| format!("{name}: {e}"))? {
-                    return Err(format!("{name}: logout after the new login: {w}"));
-                }
+                s.logout()
+                    .map_err(|e| format!("{name}: logout after the new login: {e}"))?;
             }
             Ok("AsyncEvent 1 (Parameter3 2 s) before the first 1 MiB READ's data: READ completed, Logout within 2 s, logged in again, second READ on the new session, data intact".into())
         },
