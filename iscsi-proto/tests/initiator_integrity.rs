@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use iscsi_proto::error::{TaskError, UsageError};
+use iscsi_proto::error::TaskError;
 use iscsi_proto::initiator::{
     Event, LogoutMode, Recovery, Reissue, ScsiCommand, SessionConfig, TaskOutcome,
 };
@@ -44,6 +44,14 @@ fn all_pdus(p: &mut Pair) -> Vec<Pdu> {
         v.push(pdu);
     }
     v
+}
+
+/// The ITT of the first Logout Request among `pdus`.
+fn logout_itt(pdus: &[Pdu]) -> Option<u32> {
+    pdus.iter().find_map(|x| match &x.header {
+        Header::LogoutRequest(h) => Some(h.itt),
+        _ => None,
+    })
 }
 
 /// Sequence numbers of command PDUs in wire order: (is TMF, CmdSN, ITT).
@@ -266,9 +274,7 @@ fn no_keepalive_after_the_logout_request() {
     p.session.logout(p.now, LogoutMode::WaitForTasks).unwrap();
     p.flush();
     let first = all_pdus(&mut p);
-    assert!(first
-        .iter()
-        .any(|x| matches!(x.header, Header::LogoutRequest(_))));
+    assert!(logout_itt(&first).is_some());
     p.advance(Duration::from_secs(5));
     p.advance(Duration::from_secs(5));
     let after = all_pdus(&mut p);
@@ -309,14 +315,8 @@ fn application_logout_joins_a_target_requested_logout() {
     p.target
         .async_message(w::AsyncEvent::LogoutRequested, [0, 0, 2], &[]);
     p.deliver();
-    let pdus = all_pdus(&mut p);
-    let req = pdus
-        .iter()
-        .find_map(|x| match &x.header {
-            Header::LogoutRequest(h) => Some(h.itt),
-            _ => None,
-        })
-        .expect("the logout goes out at once: no task outstanding");
+    let req =
+        logout_itt(&all_pdus(&mut p)).expect("the logout goes out at once: no task outstanding");
     let lo = p.session.logout(p.now, LogoutMode::WaitForTasks);
     assert!(lo.is_ok(), "{lo:?}");
     p.target.logout_response(req, 0, 0);
@@ -325,7 +325,6 @@ fn application_logout_joins_a_target_requested_logout() {
         p.outcome(lo.unwrap()),
         Some(TaskOutcome::LoggedOut(_))
     ));
-    let _ = UsageError::LoggingOut;
 }
 
 /// AsyncEvent 1 with recovery on: outstanding commands finish, the Logout
@@ -360,13 +359,7 @@ fn target_requested_logout_with_recovery_logs_in_again() {
         .data_in(itt, 0, 0, &[3u8; 512], Some((0, w::Residual::None)));
     p.deliver();
     assert!(matches!(p.outcome(rd), Some(TaskOutcome::Scsi(_))));
-    let lo = all_pdus(&mut p)
-        .iter()
-        .find_map(|x| match &x.header {
-            Header::LogoutRequest(h) => Some(h.itt),
-            _ => None,
-        })
-        .expect("logout after the read");
+    let lo = logout_itt(&all_pdus(&mut p)).expect("logout after the read");
     p.target.logout_response(lo, 0, 0);
     p.deliver();
     p.advance(Duration::from_secs(5));
