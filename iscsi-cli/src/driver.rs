@@ -56,7 +56,15 @@ pub use iscsi_proto::initiator::Completed;
 
 /// A command in flight on a [`Session`] (unique while in flight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tag(u64);
+pub struct Tag(TagKind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TagKind {
+    /// The core's task id (std, mio).
+    Task(TaskId),
+    /// A number of this wrapper's own (smol hands out futures, not ids).
+    Local(u64),
+}
 
 type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 
@@ -328,11 +336,11 @@ impl Session {
     /// from `wait_any`, as the submit does not wait for the driver thread.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
         let tag = match &mut self.inner {
-            Inner::Std(c) => Tag(c.submit(cmd).map_err(|e| e.describe())?.0.into()),
+            Inner::Std(c) => Tag(TagKind::Task(c.submit(cmd).map_err(|e| e.describe())?)),
             Inner::Mio(m) => {
                 let task = m.blocking.submit(cmd).map_err(|e| e.describe())?;
                 m.in_flight.push(task);
-                Tag(task.0.into())
+                Tag(TagKind::Task(task))
             }
             Inner::Smol(s) => {
                 let client = s.client.clone();
@@ -346,7 +354,7 @@ impl Session {
                 if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
                     task = Box::pin(futures_lite::future::ready(r));
                 }
-                let tag = Tag(s.next_tag);
+                let tag = Tag(TagKind::Local(s.next_tag));
                 s.next_tag = s.next_tag.wrapping_add(1);
                 s.pending.push((tag, task));
                 tag
@@ -372,7 +380,7 @@ impl Session {
         match &mut self.inner {
             Inner::Std(c) => c
                 .wait_any()
-                .map(|(t, o, d)| (Tag(t.0.into()), o, d))
+                .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
                 .map_err(|e| e.describe()),
             Inner::Mio(m) => {
                 if m.in_flight.is_empty() {
@@ -382,7 +390,7 @@ impl Session {
                 if let Some(i) = m.in_flight.iter().position(|t| *t == task) {
                     m.in_flight.swap_remove(i);
                 }
-                Ok((Tag(task.0.into()), outcome, data))
+                Ok((Tag(TagKind::Task(task)), outcome, data))
             }
             Inner::Smol(s) => {
                 if s.pending.is_empty() {

@@ -248,7 +248,7 @@ fn run(s: &Setup) {
         if let Some(victim) = abort.and_then(|a| tasks.get(a % tasks.len().max(1))) {
             // Let some of the traffic through first so the abort can land
             // anywhere: before sending, while in flight, after completion.
-            if victim.0 .0 % 2 == 0 {
+            if victim.0.itt() % 2 == 0 {
                 h.pump();
             }
             tmf = h.ini.abort_task(h.now, victim.0).ok();

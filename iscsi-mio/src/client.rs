@@ -54,11 +54,12 @@ use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
+    Event, LogoutMode, LogoutResult, NetworkPortal, ReadData, RecvBuffer, ScsiCommand, Session,
     SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::initiator::{LowWater, TxQueue};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+use iscsi_proto::TaskMap;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
@@ -66,8 +67,6 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 const READ_CHUNK: usize = 256 * 1024;
 /// PDUs taken from the core per vectored write (3 slices each at most).
 const BATCH: usize = 64;
-/// Task tags index their slot by their low 16 bits (the core's task slab).
-const SLOT_MASK: u32 = 0xffff;
 
 /// Errors of the mio driver.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +169,7 @@ pub struct Client {
     blocked: bool,
     events: VecDeque<Event>,
     /// Collected tasks in flight, in a slot per task tag (no hashing).
-    collected: Vec<Option<(TaskId, Collected)>>,
+    collected: TaskMap<Collected>,
     /// Collected tasks that ended, oldest first.
     completed: VecDeque<(TaskId, TaskOutcome, Bytes)>,
     requests: mpsc::Receiver<Request>,
@@ -216,7 +215,7 @@ impl Client {
             tx: TxQueue::default(),
             blocked: false,
             events: VecDeque::new(),
-            collected: Vec::new(),
+            collected: TaskMap::new(),
             completed: VecDeque::new(),
             requests,
             request_tx,
@@ -435,13 +434,7 @@ impl Client {
         let task = self.session.start(Instant::now(), action)?;
         if collect {
             let data = ReadData::default();
-            let i = (task.0 & SLOT_MASK) as usize;
-            if self.collected.len() <= i {
-                self.collected.resize_with(i + 1, || None);
-            }
-            if let Some(slot) = self.collected.get_mut(i) {
-                *slot = Some((task, Collected { data, reply }));
-            }
+            self.collected.insert(task, Collected { data, reply });
         }
         Ok(task)
     }
@@ -596,25 +589,18 @@ impl Client {
                     continue;
                 }
                 Event::DataIn { task, offset, data } => {
-                    if let Some(Some((t, c))) =
-                        self.collected.get_mut((task.0 & SLOT_MASK) as usize)
-                    {
-                        if *t == task {
-                            c.data.push(offset, data);
-                            continue;
-                        }
+                    if let Some(c) = self.collected.get_mut(task) {
+                        c.data.push(offset, data);
+                        continue;
                     }
                     self.events.push_back(Event::DataIn { task, offset, data });
                 }
                 Event::Complete { task, outcome } => {
-                    let slot = self.collected.get_mut((task.0 & SLOT_MASK) as usize);
-                    if let Some(s) = slot.filter(|s| s.as_ref().is_some_and(|(t, _)| *t == task)) {
-                        if let Some((_, c)) = s.take() {
-                            let data = c.data.into_bytes();
-                            match c.reply {
-                                Some(reply) => drop(reply.send(Ok((outcome, data)))),
-                                None => self.completed.push_back((task, outcome, data)),
-                            }
+                    if let Some(c) = self.collected.remove(task) {
+                        let data = c.data.into_bytes();
+                        match c.reply {
+                            Some(reply) => drop(reply.send(Ok((outcome, data)))),
+                            None => self.completed.push_back((task, outcome, data)),
                         }
                         continue;
                     }
@@ -626,7 +612,7 @@ impl Client {
                 }
                 Event::Closed(reason) => {
                     self.close_conn();
-                    for (_, c) in self.collected.drain(..).flatten() {
+                    for (_, c) in self.collected.drain() {
                         if let Some(reply) = c.reply {
                             let _ = reply.send(Err(Error::Closed));
                         }
@@ -646,7 +632,7 @@ impl Client {
 
     /// Opens a non-blocking connection where the core asked, under the
     /// same token.
-    fn open(&mut self, portal: Option<Portal>) -> Result<(), Error> {
+    fn open(&mut self, portal: Option<NetworkPortal>) -> Result<(), Error> {
         self.close_conn();
         let addr = match &portal {
             Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),

@@ -33,9 +33,13 @@ pub mod initiator;
 pub mod login;
 pub mod scsi;
 pub mod target;
+mod task_id;
 mod tracefmt;
 pub mod transmit;
 pub mod wire;
+
+pub use initiator::NetworkPortal;
+pub use task_id::{TaskId, TaskMap};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

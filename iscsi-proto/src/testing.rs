@@ -607,7 +607,7 @@ pub struct Pair {
     cut_idx: usize,
     rx: BytesMut,
     /// `Event::Connect`s seen (the harness reconnects automatically).
-    pub connects: Vec<Option<crate::initiator::Portal>>,
+    pub connects: Vec<Option<crate::initiator::NetworkPortal>>,
     /// Largest receive buffer the initiator had to hold.
     pub max_rx: usize,
 }

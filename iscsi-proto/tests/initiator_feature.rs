@@ -202,7 +202,7 @@ fn window_closed_at_login_then_opened_by_nop_in() {
     p.deliver();
     let c = scsi_cmd(&p.target.expect());
     assert_eq!(c.cmd_sn, exp);
-    assert_eq!(c.itt, t.0);
+    assert_eq!(c.itt, t.itt());
     let _ = ping;
 }
 
@@ -575,7 +575,7 @@ fn abort_task_racing_completion() {
     };
     assert!(m.immediate);
     assert_eq!(m.function, w::TmfFunction::AbortTask);
-    assert_eq!(m.referenced_task_tag, t.0);
+    assert_eq!(m.referenced_task_tag, t.itt());
     assert_eq!(m.ref_cmd_sn, c.cmd_sn);
     // The response for the task wins the race.
     p.target
@@ -627,7 +627,7 @@ fn lun_reset_aborts_affected_tasks_exactly_once() {
         .data_in(ca.itt, 0, 0, b"aaaa", Some((0, Residual::None)));
     p.target
         .tmf_response(m.itt, w::TmfResponse::FunctionComplete);
-    p.target.scsi_response(b.0, 0, Residual::None, None);
+    p.target.scsi_response(b.itt(), 0, Residual::None, None);
     p.target
         .data_in(co.itt, 0, 0, b"oooo", Some((0, Residual::None)));
     p.deliver();
@@ -804,9 +804,18 @@ fn usage_errors() {
         p.session.submit(p.now, ScsiCommand::new(0, Bytes::new())),
         Err(UsageError::InvalidCommand(_))
     ));
+    // A task that has ended is unknown.
+    let ended = p
+        .session
+        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .unwrap();
+    p.flush();
+    p.target.scsi_response(ended.itt(), 0, Residual::None, None);
+    p.deliver();
+    assert!(p.outcome(ended).is_some());
     assert_eq!(
-        p.session.abort_task(p.now, TaskId(1234)),
-        Err(UsageError::UnknownTask(TaskId(1234)))
+        p.session.abort_task(p.now, ended),
+        Err(UsageError::UnknownTask(ended))
     );
     let mut d = Pair::new(SessionConfig::new("iqn.2024-01.test:init"));
     d.login();
@@ -1074,5 +1083,5 @@ fn internal_text_request_is_not_a_queued_command() {
         panic!("expected the renegotiation Text Request first")
     };
     let c = scsi_cmd(&p.target.expect());
-    assert_eq!(c.itt, t.0);
+    assert_eq!(c.itt, t.itt());
 }

@@ -54,13 +54,14 @@ use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, Portal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
+    Event, LogoutMode, LogoutResult, NetworkPortal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
     Session, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::initiator::{LowWater, TxQueue};
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+use iscsi_proto::TaskMap;
 
 /// Size of each socket read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -68,8 +69,6 @@ const READ_CHUNK: usize = 256 * 1024;
 const READS_PER_WAKE: usize = 16;
 /// PDUs taken from the core per vectored write.
 const BATCH: usize = 64;
-/// Task tags index their slot by their low 16 bits (the core's task slab).
-const SLOT_MASK: u32 = 0xffff;
 /// Non-task events kept for [`Client::events`] before new ones are dropped.
 const EVENT_BACKLOG: usize = 256;
 
@@ -200,7 +199,7 @@ impl Client {
             blocked: false,
             requests: rx,
             orphaned: false,
-            waiters: Vec::new(),
+            waiters: TaskMap::new(),
             login_waiters: Vec::new(),
             events: events_tx,
             pending_connect: None,
@@ -420,10 +419,10 @@ pub struct Driver {
     requests: Receiver<Request>,
     orphaned: bool,
     /// Tasks in flight, in a slot per task tag (no hashing).
-    waiters: Vec<Option<(TaskId, Waiter)>>,
+    waiters: TaskMap<Waiter>,
     login_waiters: Vec<Sender<Result<(), Error>>>,
     events: Sender<Event>,
-    pending_connect: Option<Option<Portal>>,
+    pending_connect: Option<Option<NetworkPortal>>,
     connect_error: Option<(String, io::Error)>,
     logged_in_once: bool,
     closed: Option<Option<ConnectionError>>,
@@ -611,13 +610,7 @@ impl Driver {
                 match r {
                     Ok(task) => {
                         let data = ReadData::default();
-                        let i = (task.0 & SLOT_MASK) as usize;
-                        if self.waiters.len() <= i {
-                            self.waiters.resize_with(i + 1, || None);
-                        }
-                        if let Some(slot) = self.waiters.get_mut(i) {
-                            *slot = Some((task, Waiter { data, done }));
-                        }
+                        self.waiters.insert(task, Waiter { data, done });
                         let _ = started.try_send(Ok(task));
                     }
                     Err(e) => drop(started.try_send(Err(e.into()))),
@@ -747,19 +740,13 @@ impl Driver {
             match ev {
                 Event::Connect { portal } => self.pending_connect = Some(portal),
                 Event::DataIn { task, offset, data } => {
-                    if let Some(Some((t, w))) = self.waiters.get_mut((task.0 & SLOT_MASK) as usize)
-                    {
-                        if *t == task {
-                            w.data.push(offset, data);
-                        }
+                    if let Some(w) = self.waiters.get_mut(task) {
+                        w.data.push(offset, data);
                     }
                 }
                 Event::Complete { task, outcome } => {
-                    let slot = self.waiters.get_mut((task.0 & SLOT_MASK) as usize);
-                    if let Some(s) = slot.filter(|s| s.as_ref().is_some_and(|(t, _)| *t == task)) {
-                        if let Some((_, w)) = s.take() {
-                            let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
-                        }
+                    if let Some(w) = self.waiters.remove(task) {
+                        let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
                     }
                 }
                 Event::LoggedIn { tsih } => {
@@ -773,7 +760,7 @@ impl Driver {
                     self.close_conn();
                     self.closed = Some(reason.clone());
                     let err = self.close_error();
-                    for (_, w) in self.waiters.drain(..).flatten() {
+                    for (_, w) in self.waiters.drain() {
                         let _ = w.done.try_send(Err(err.dup()));
                     }
                     for w in self.login_waiters.drain(..) {
@@ -792,7 +779,7 @@ impl Driver {
 
     /// Connects where the core asked, racing the core's deadline (the
     /// login timeout covers the TCP connect).
-    async fn open(&mut self, portal: Option<Portal>) {
+    async fn open(&mut self, portal: Option<NetworkPortal>) {
         self.close_conn();
         let addr = match &portal {
             Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),

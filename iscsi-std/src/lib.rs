@@ -66,9 +66,10 @@ use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
 use iscsi_proto::initiator::open_session;
 pub use iscsi_proto::initiator::Coalesce;
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, LowWater, Portal, ReadData, RecvBuffer, ScsiCommand, Session,
-    SessionConfig, SessionState, TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, LowWater, NetworkPortal, ReadData, RecvBuffer, ScsiCommand,
+    Session, SessionConfig, SessionState, TargetRecord, TaskId, TaskOutcome,
 };
+use iscsi_proto::TaskMap;
 
 pub use iscsi_proto::initiator::Completed;
 use iscsi_proto::transmit::Transmit;
@@ -77,9 +78,6 @@ use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 /// PDUs written per vectored write (3 parts each at most; Linux takes up
 /// to 1024 parts per `writev`).
 const BATCH: usize = 64;
-/// Task tags index their slot by their low 16 bits (the core's task slab,
-/// `iscsi_proto::initiator::TaskTable`).
-const SLOT_MASK: u32 = 0xffff;
 /// Rounds of input, timers and output one background step runs before it
 /// looks again whether the application wants the session.
 const BACKGROUND_ROUNDS: usize = 64;
@@ -214,7 +212,7 @@ struct Inner {
     opts: Options,
     rx: RecvBuffer,
     /// Read data of tasks in flight, in a slot per task tag.
-    reads: Vec<Option<(TaskId, ReadData)>>,
+    reads: TaskMap<ReadData>,
     batch: Vec<Transmit>,
     /// Completed tasks not yet collected, oldest first.
     done: VecDeque<(TaskId, TaskOutcome, Bytes)>,
@@ -352,7 +350,7 @@ impl Client {
             portal: portal.to_string(),
             opts,
             rx: RecvBuffer::default(),
-            reads: Vec::new(),
+            reads: TaskMap::new(),
             batch: Vec::with_capacity(BATCH),
             done: VecDeque::new(),
             armed: None,
@@ -956,30 +954,20 @@ impl Inner {
         while let Some(ev) = self.session.poll_event() {
             match ev {
                 Event::Connect { portal } => self.open(portal)?,
-                Event::DataIn { task, offset, data } => {
-                    let i = (task.0 & SLOT_MASK) as usize;
-                    if self.reads.len() <= i {
-                        self.reads.resize_with(i + 1, || None);
+                Event::DataIn { task, offset, data } => match self.reads.get_mut(task) {
+                    Some(r) => r.push(offset, data),
+                    None => {
+                        let mut r = ReadData::default();
+                        r.push(offset, data);
+                        self.reads.insert(task, r);
                     }
-                    if let Some(slot) = self.reads.get_mut(i) {
-                        match slot {
-                            Some((t, r)) if *t == task => r.push(offset, data),
-                            _ => {
-                                let mut r = ReadData::default();
-                                r.push(offset, data);
-                                *slot = Some((task, r));
-                            }
-                        }
-                    }
-                }
+                },
                 Event::Complete { task, outcome } => {
-                    let slot = self.reads.get_mut((task.0 & SLOT_MASK) as usize);
-                    let data = match slot {
-                        Some(s) if s.as_ref().is_some_and(|(t, _)| *t == task) => {
-                            s.take().map(|(_, r)| r.into_bytes()).unwrap_or_default()
-                        }
-                        _ => Bytes::new(),
-                    };
+                    let data = self
+                        .reads
+                        .remove(task)
+                        .map(ReadData::into_bytes)
+                        .unwrap_or_default();
                     self.done.push_back((task, outcome, data));
                 }
                 other => {
@@ -1003,7 +991,7 @@ impl Inner {
     }
 
     /// Opens a TCP connection where the core asked and tells the core.
-    fn open(&mut self, portal: Option<Portal>) -> Result<(), Error> {
+    fn open(&mut self, portal: Option<NetworkPortal>) -> Result<(), Error> {
         self.close_conn();
         self.rx.clear();
         self.armed = None;

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::runner::{Cell, CellCtx};
 use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
-use iscsi_proto::initiator::{Event, Portal, Recovery, SessionConfig, TaskOutcome};
+use iscsi_proto::initiator::{Event, NetworkPortal, Recovery, SessionConfig, TaskOutcome};
 use iscsi_proto::login::negotiation::{OperationalParams, TargetConfig};
 use iscsi_proto::login::status::LoginStatus;
 use iscsi_proto::testing::{LoginResponder, LoginScript, RESERVED};
@@ -279,7 +279,7 @@ fn redirect_case(detail: u8, a: Listener, b: Listener) -> Result<String, String>
         check_eq(
             "target portal",
             c.session().target_portal().cloned(),
-            Some(Portal {
+            Some(NetworkPortal {
                 host: "127.0.0.1".into(),
                 port: pb,
                 portal_group_tag: Some(1),

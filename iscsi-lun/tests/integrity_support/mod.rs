@@ -845,7 +845,11 @@ impl World {
                     }
                     // Which submission this is (the task is live in the
                     // initiator when its command goes out).
-                    if let Some(&i) = self.live.get(&TaskId(c.itt)) {
+                    if let Some(&i) = self
+                        .live
+                        .iter()
+                        .find_map(|(t, i)| (t.itt() == c.itt).then_some(i))
+                    {
                         let conn = self.conn;
                         let s = &mut self.subs[i];
                         if s.kind.non_idempotent() && s.sent_on.iter().any(|&k| k != conn) {

@@ -20,8 +20,8 @@ pub use driver_support::{open_session, Action, Completed, ReadData, RecvBuffer, 
 pub use session::{Session, SessionState};
 pub use tasks::TaskTable;
 pub use types::{
-    AsyncNotice, Auth, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult, Portal, Recovery,
-    Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
+    AsyncNotice, Auth, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult, NetworkPortal,
+    Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
     DEFAULT_PORT,
 };
 pub use window::{CmdWindow, WindowUpdate};

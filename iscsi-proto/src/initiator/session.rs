@@ -267,8 +267,8 @@ pub struct Session {
     events: VecDeque<Event>,
     scratch: BytesMut,
     // Redirection and recovery.
-    portal: Option<Portal>,
-    permanent_portal: Option<Portal>,
+    portal: Option<NetworkPortal>,
+    permanent_portal: Option<NetworkPortal>,
     redirects: u8,
     recovery_attempt: u32,
     /// When the current connection entered the Full Feature Phase.
@@ -621,7 +621,7 @@ impl Session {
 
     /// The portal of the current connection: `None` for the configured
     /// one, else where a redirection pointed.
-    pub fn target_portal(&self) -> Option<&Portal> {
+    pub fn target_portal(&self) -> Option<&NetworkPortal> {
         self.portal.as_ref()
     }
 
@@ -935,7 +935,7 @@ impl Session {
         )?;
         self.pending.push_back(itt);
         self.after_action(now);
-        Ok(TaskId(itt))
+        Ok(TaskId::from_itt(itt))
     }
 
     /// ABORT TASK for `task` (RFC 7143 section 11.5.1), sent as an
@@ -944,7 +944,7 @@ impl Session {
     /// aborted locally.
     pub fn abort_task(&mut self, now: Instant, task: TaskId) -> Result<TaskId, UsageError> {
         self.check_actionable()?;
-        let (lun, ref_cmd_sn, exp_data_sn) = match self.tasks.get(task.0) {
+        let (lun, ref_cmd_sn, exp_data_sn) = match self.tasks.get(task.itt()) {
             Some(Task {
                 kind: Kind::Scsi(s),
                 cmd_sn,
@@ -965,8 +965,11 @@ impl Session {
         match ref_cmd_sn {
             None => {
                 // Never sent: nothing to ask the target.
-                self.pending.retain(|&i| i != task.0);
-                self.complete(task.0, TaskOutcome::Failed(TaskError::Aborted(function)));
+                self.pending.retain(|&i| i != task.itt());
+                self.complete(
+                    task.itt(),
+                    TaskOutcome::Failed(TaskError::Aborted(function)),
+                );
                 self.complete(
                     tmf,
                     TaskOutcome::TaskManagement(w::TmfResponse::FunctionComplete),
@@ -978,9 +981,9 @@ impl Session {
                     ..
                 }) = self.tasks.get_mut(tmf)
                 {
-                    affected.push(task.0);
+                    affected.push(task.itt());
                 }
-                self.send_tmf(tmf, function, lun, task.0, ref_cmd_sn, exp_data_sn);
+                self.send_tmf(tmf, function, lun, task.itt(), ref_cmd_sn, exp_data_sn);
             }
             Some(_) => {
                 let _ = self.tasks.remove(tmf);
@@ -988,7 +991,7 @@ impl Session {
             }
         }
         self.after_action(now);
-        Ok(TaskId(tmf))
+        Ok(TaskId::from_itt(tmf))
     }
 
     /// A task management function other than ABORT TASK (RFC 7143 section
@@ -1054,7 +1057,7 @@ impl Session {
             Serial(0),
         );
         self.after_action(now);
-        Ok(TaskId(tmf))
+        Ok(TaskId::from_itt(tmf))
     }
 
     /// A NOP-Out ping with a real ITT (immediate). Completes with
@@ -1074,7 +1077,7 @@ impl Session {
         let itt = self.new_task(Kind::Nop, false)?;
         self.send_ping(itt, data);
         self.after_action(now);
-        Ok(TaskId(itt))
+        Ok(TaskId::from_itt(itt))
     }
 
     /// SendTargets (RFC 7143 section 13.3): `All` in a discovery session,
@@ -1104,7 +1107,7 @@ impl Session {
         )?;
         self.pending.push_back(itt);
         self.after_action(now);
-        Ok(TaskId(itt))
+        Ok(TaskId::from_itt(itt))
     }
 
     /// Re-declares our MaxRecvDataSegmentLength in the Full Feature Phase
@@ -1145,7 +1148,7 @@ impl Session {
         )?;
         self.pending.push_back(itt);
         self.after_action(now);
-        Ok(TaskId(itt))
+        Ok(TaskId::from_itt(itt))
     }
 
     /// Logs the session out (RFC 7143 section 11.14, reason "close the
@@ -1171,7 +1174,7 @@ impl Session {
                 self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
             }
             self.after_action(now);
-            return Ok(TaskId(itt));
+            return Ok(TaskId::from_itt(itt));
         }
         if self.logout_sent {
             // A target-requested logout already went out: the
@@ -1189,7 +1192,7 @@ impl Session {
                     self.fail_user_tasks(TaskError::LoggedOut, Some(itt));
                 }
                 self.after_action(now);
-                return Ok(TaskId(itt));
+                return Ok(TaskId::from_itt(itt));
             }
             return Err(UsageError::LoggingOut);
         }
@@ -1199,7 +1202,7 @@ impl Session {
         }
         self.logout_waiting = Some((itt, None));
         self.after_action(now);
-        Ok(TaskId(itt))
+        Ok(TaskId::from_itt(itt))
     }
 
     // ------------------------------------------------------------------
@@ -1235,7 +1238,7 @@ impl Session {
             }
             if !task.internal {
                 self.events.push_back(Event::Complete {
-                    task: TaskId(itt),
+                    task: TaskId::from_itt(itt),
                     outcome,
                 });
             }

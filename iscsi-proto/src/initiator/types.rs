@@ -14,17 +14,7 @@ use crate::wire::pdu::{
     TmfResponse,
 };
 
-/// A task's handle: a newtype over its Initiator Task Tag (never
-/// 0xffffffff, never reused while the task is in flight).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId(pub u32);
-
-impl TaskId {
-    /// The Initiator Task Tag.
-    pub const fn itt(self) -> u32 {
-        self.0
-    }
-}
+pub use crate::task_id::TaskId;
 
 /// What the target owes the initiator, from [`Session::expected_input`](crate::initiator::Session::expected_input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,9 +29,11 @@ pub struct ExpectedInput {
 /// default port for iSCSI").
 pub const DEFAULT_PORT: u16 = 3260;
 
-/// A network portal to connect to.
+/// A network portal: the TCP address of an iSCSI node (RFC 7143 section
+/// 2.2, "Network Portal"), with its portal group tag when known. The
+/// initiator connects to one; the target lists them in SendTargets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Portal {
+pub struct NetworkPortal {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
     /// TCP port.
@@ -50,9 +42,9 @@ pub struct Portal {
     pub portal_group_tag: Option<u16>,
 }
 
-impl From<TargetAddress> for Portal {
-    fn from(a: TargetAddress) -> Portal {
-        Portal {
+impl From<TargetAddress> for NetworkPortal {
+    fn from(a: TargetAddress) -> NetworkPortal {
+        NetworkPortal {
             host: a.host,
             port: a.port.unwrap_or(DEFAULT_PORT),
             portal_group_tag: a.portal_group_tag,
@@ -570,7 +562,7 @@ pub enum Event {
     /// dead: close it.
     Connect {
         /// Where to connect; `None` = the configured portal.
-        portal: Option<Portal>,
+        portal: Option<NetworkPortal>,
     },
     /// Full Feature Phase reached; `negotiated()` is `Some`.
     LoggedIn {

@@ -6,10 +6,7 @@ use crate::login::negotiation::Negotiated;
 use crate::login::{LoginStatus, SessionType};
 use crate::wire::{Isid, RejectReason, Serial, TaskAttr, TmfFunction};
 
-/// Identifies one SCSI task for the application. Unique for the life of
-/// the session (never reused, unlike Initiator Task Tags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId(pub u64);
+pub use crate::task_id::TaskId;
 
 /// A SCSI command ready for execution: all its write data has arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -445,8 +445,8 @@ impl Session {
                 next_data_sn: Serial(0),
             })
         };
-        let id = TaskId(self.next_task_id);
-        self.next_task_id = self.next_task_id.wrapping_add(1);
+        let id = TaskId::target(self.next_task_id, h.itt);
+        self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
         let mut task = Task {
             id,
             itt: h.itt,

@@ -115,7 +115,7 @@ pub struct Session {
     /// cover (RFC 7143 section 11.5.1), in arrival order.
     pub(super) pending_tmfs: Vec<PendingTmf>,
     dead_itts: VecDeque<u32>,
-    pub(super) next_task_id: u64,
+    pub(super) next_task_id: u32,
     next_ttt: u32,
     pub(super) text: TextPhase,
     pub(super) nop: NopState,

@@ -362,7 +362,7 @@ impl Session {
             .iter()
             .find(|(k, _)| k == "TargetAddress")
             .ok_or_else(|| violation("redirection without TargetAddress", "11.13.5"))?;
-        let portal: Portal = parse_target_address(&addr.1).map_err(io)?.into();
+        let portal: NetworkPortal = parse_target_address(&addr.1).map_err(io)?.into();
         self.redirects = self.redirects.saturating_add(1);
         if self.redirects > self.cfg.max_redirects {
             let n = self.cfg.max_redirects;

@@ -304,7 +304,7 @@ impl Session {
             }
             s.read_bytes = s.read_bytes.saturating_add(data.len() as u32);
             self.events.push_back(Event::DataIn {
-                task: TaskId(h.itt),
+                task: TaskId::from_itt(h.itt),
                 offset: h.buffer_offset,
                 data,
             });
