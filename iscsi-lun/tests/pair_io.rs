@@ -10,7 +10,7 @@ use iscsi_proto::error::TaskError;
 use iscsi_proto::initiator::{LogoutMode, ScsiCommand, TaskId, TaskOutcome};
 use iscsi_proto::scsi::cdb::{self, Capacity, StandardInquiry};
 use iscsi_proto::scsi::{SenseData, SenseKey};
-use iscsi_proto::target::TargetEvent;
+use iscsi_proto::target::Event as TargetEvent;
 use iscsi_proto::wire::{Residual, ScsiResponseCode, TmfFunction, TmfResponse};
 use pair_support::*;
 
@@ -694,9 +694,10 @@ fn sixteen_byte_and_extended_cdbs() {
 #[test]
 fn send_targets_in_a_normal_session() {
     let mut tc = tgt_config(1);
-    tc.portals = vec![iscsi_proto::target::Portal {
-        address: "127.0.0.1:3260".into(),
-        portal_group_tag: 1,
+    tc.portals = vec![iscsi_proto::NetworkPortal {
+        host: "127.0.0.1".into(),
+        port: 3260,
+        portal_group_tag: Some(1),
     }];
     let mut h = Harness::new(ini_config(), tc, &[DISK], Cuts::Random(9));
     h.login();

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
 use iscsi_proto::initiator::{Event, LogoutMode, Recovery, ScsiCommand, TaskId, TaskOutcome};
 use iscsi_proto::scsi::cdb;
-use iscsi_proto::target::{CloseReason, TargetEvent};
+use iscsi_proto::target::{CloseReason, Event as TargetEvent};
 use pair_support::*;
 
 const DISK: u64 = 2 << 20;

@@ -11,7 +11,7 @@ use iscsi_proto::error::ConnectionError;
 use iscsi_proto::initiator::{Auth, Event, LogoutMode, ScsiCommand, TaskOutcome};
 use iscsi_proto::login::{ChapCredentials, DigestType, LoginStatus, SessionType, StatusClass};
 use iscsi_proto::scsi::cdb;
-use iscsi_proto::target::{CloseReason, NopConfig, Portal, TargetAuth, TargetEvent, TargetNode};
+use iscsi_proto::target::{CloseReason, Event as TargetEvent, NopConfig, TargetAuth, TargetNode};
 use iscsi_proto::wire::{AsyncEvent, LogoutResponseCode};
 use pair_support::*;
 
@@ -85,7 +85,7 @@ fn login_without_auth_then_logout() {
     }
 }
 
-fn chap_target(mutual: bool) -> iscsi_proto::target::Config {
+fn chap_target(mutual: bool) -> iscsi_proto::target::SessionConfig {
     let mut c = tgt_config(1);
     let ini = ChapCredentials::new("alice", b"alice-secret-123".to_vec());
     c.auth = if mutual {
@@ -231,13 +231,15 @@ fn discovery_send_targets_records_parsed() {
             luns: vec![0],
         });
         tc.portals = vec![
-            Portal {
-                address: "192.0.2.10:3260".into(),
-                portal_group_tag: 1,
+            iscsi_proto::NetworkPortal {
+                host: "192.0.2.10".into(),
+                port: 3260,
+                portal_group_tag: Some(1),
             },
-            Portal {
-                address: "[2001:db8::1]:3261".into(),
-                portal_group_tag: 2,
+            iscsi_proto::NetworkPortal {
+                host: "2001:db8::1".into(),
+                port: 3261,
+                portal_group_tag: Some(2),
             },
         ];
         let cfg = iscsi_proto::initiator::SessionConfig::new(INITIATOR);

@@ -54,8 +54,8 @@ use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, Session
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{Lun, SenseData, SenseKey};
 use iscsi_proto::target::{
-    CloseReason, Config, ConfigError, NopConfig, Portal, ScsiRequest, Session, TargetAuth,
-    TargetEvent, TargetNode, Transmit,
+    CloseReason, ConfigError, Event as TargetEvent, NopConfig, ScsiRequest, Session, SessionConfig,
+    TargetAuth, TargetNode, Transmit,
 };
 use iscsi_proto::wire::{Isid, TmfFunction};
 use mio::net::{TcpListener, TcpStream};
@@ -277,7 +277,7 @@ pub struct Server {
     dirty: Vec<usize>,
     lus: Vec<LogicalUnit>,
     lun_list: Vec<Lun>,
-    template: Config,
+    template: SessionConfig,
     rx_cap: usize,
     max_connections: usize,
     log: bool,
@@ -344,7 +344,7 @@ impl Server {
                 ChapCredentials::new(mu.clone(), ms.as_bytes()),
             ),
         };
-        let mut template = Config::new(config.target_name.clone());
+        let mut template = SessionConfig::new(config.target_name.clone());
         template.targets = vec![TargetNode {
             name: config.target_name.clone(),
             alias: config.target_alias.clone(),
@@ -494,9 +494,10 @@ impl Server {
         cfg.tsih = self.take_tsih();
         cfg.seed = self.take_seed();
         if let Ok(local) = stream.local_addr() {
-            cfg.portals = vec![Portal {
-                address: local.to_string(),
-                portal_group_tag: cfg.portal_group_tag,
+            cfg.portals = vec![iscsi_proto::NetworkPortal {
+                host: local.ip().to_string(),
+                port: local.port(),
+                portal_group_tag: Some(cfg.portal_group_tag),
             }];
         }
         let session = match Session::new(cfg) {

@@ -142,7 +142,7 @@ pub fn text_kv(data: &[u8]) {
 /// beyond what the decoder accepts.
 pub fn target_stream(data: &[u8]) {
     use crate::scsi::ScsiStatus;
-    use crate::target::{Config, NopConfig, Session, TargetEvent};
+    use crate::target::{Event as TargetEvent, NopConfig, Session, SessionConfig as TargetConfig};
     use crate::wire::pdu::{LoginRequest, Stage};
     use crate::wire::{Isid, Serial};
     use bytes::Bytes;
@@ -151,7 +151,7 @@ pub fn target_stream(data: &[u8]) {
     let (ctrl, input) = data.split_at(data.len().min(3));
     let mode = ctrl.first().copied().unwrap_or(0);
     let chunk = usize::from(ctrl.get(1).copied().unwrap_or(0)) + 1;
-    let mut cfg = Config::new("iqn.2024-01.fuzz:t");
+    let mut cfg = TargetConfig::new("iqn.2024-01.fuzz:t");
     cfg.seed = u64::from(ctrl.get(2).copied().unwrap_or(0));
     cfg.params.initial_r2t = mode & 2 == 0;
     cfg.params.immediate_data = mode & 4 != 0;

@@ -6,7 +6,7 @@ mod target_support;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::scsi::{ScsiStatus, SenseData, SenseKey};
-use iscsi_proto::target::TargetEvent;
+use iscsi_proto::target::Event as TargetEvent;
 use iscsi_proto::wire::*;
 use target_support::*;
 

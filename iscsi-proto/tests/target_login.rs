@@ -6,7 +6,7 @@ mod target_support;
 use bytes::Bytes;
 use iscsi_proto::login::chap::ChapAlgorithm;
 use iscsi_proto::login::{ChapCredentials, ChapSecret, LoginStatus, SessionType};
-use iscsi_proto::target::{CloseReason, Phase, Portal, TargetAuth, TargetEvent, TargetNode};
+use iscsi_proto::target::{CloseReason, Event as TargetEvent, Phase, TargetAuth, TargetNode};
 use iscsi_proto::wire::text::{encode_hex, parse_binary, parse_number};
 use iscsi_proto::wire::*;
 use target_support::*;
@@ -135,7 +135,7 @@ fn long_login_response_is_split_with_c_bit() {
     assert_eq!(h.s.phase(), Phase::FullFeature);
 }
 
-fn chap_cfg(mutual: bool) -> iscsi_proto::target::Config {
+fn chap_cfg(mutual: bool) -> iscsi_proto::target::SessionConfig {
     let mut cfg = config();
     let ini = ChapCredentials::new("alice", b"alice-secret-123".to_vec());
     cfg.auth = if mutual {
@@ -368,19 +368,21 @@ fn digests_switch_on_after_the_final_response() {
     assert_eq!(&r[0].data[..], b"ping");
 }
 
-fn discovery_cfg() -> iscsi_proto::target::Config {
+fn discovery_cfg() -> iscsi_proto::target::SessionConfig {
     let mut cfg = config();
     cfg.targets = (0..40)
         .map(|i| TargetNode::new(format!("iqn.2024-01.test:target-number-{i:03}")))
         .collect();
     cfg.portals = vec![
-        Portal {
-            address: "127.0.0.1:3260".into(),
-            portal_group_tag: 1,
+        iscsi_proto::NetworkPortal {
+            host: "127.0.0.1".into(),
+            port: 3260,
+            portal_group_tag: Some(1),
         },
-        Portal {
-            address: "[::1]:3260".into(),
-            portal_group_tag: 1,
+        iscsi_proto::NetworkPortal {
+            host: "::1".into(),
+            port: 3260,
+            portal_group_tag: Some(1),
         },
     ];
     cfg

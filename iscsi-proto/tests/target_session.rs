@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::scsi::ScsiStatus;
-use iscsi_proto::target::{CloseReason, NopConfig, TargetEvent};
+use iscsi_proto::target::{CloseReason, Event as TargetEvent, NopConfig};
 use iscsi_proto::wire::*;
 use target_support::*;
 
 const NO_TAG: u32 = 0xffff_ffff;
 
-fn ffp(cfg: iscsi_proto::target::Config) -> Harness {
+fn ffp(cfg: iscsi_proto::target::SessionConfig) -> Harness {
     let mut h = Harness::new(cfg);
     h.login(&[]);
     h.events();
@@ -484,9 +484,10 @@ fn data_segment_above_our_limit_drops_the_connection() {
 #[test]
 fn text_in_ffp_not_understood_and_send_targets_self() {
     let mut cfg = config();
-    cfg.portals = vec![iscsi_proto::target::Portal {
-        address: "10.0.0.1:3260".into(),
-        portal_group_tag: 1,
+    cfg.portals = vec![iscsi_proto::NetworkPortal {
+        host: "10.0.0.1".into(),
+        port: 3260,
+        portal_group_tag: Some(1),
     }];
     let mut h = ffp(cfg);
     let sn = h.cmd_sn;

@@ -8,7 +8,7 @@ mod target_support;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::scsi::ScsiStatus;
-use iscsi_proto::target::{TargetEvent, TaskId, UsageError};
+use iscsi_proto::target::{Event as TargetEvent, TaskId, UsageError};
 use iscsi_proto::wire::*;
 use target_support::*;
 

@@ -34,7 +34,8 @@ use iscsi_proto::login::OperationalParams;
 use iscsi_proto::scsi::sense::SenseData;
 use iscsi_proto::scsi::{cdb, Lun, ScsiStatus, SenseKey};
 use iscsi_proto::target::{
-    Config as TgtConfig, NopConfig, Phase as TgtPhase, ScsiRequest, Session as Tgt, TargetEvent,
+    Event as TargetEvent, NopConfig, Phase as TgtPhase, ScsiRequest, Session as Tgt,
+    SessionConfig as TgtConfig,
 };
 use iscsi_proto::wire::{
     AsyncEvent, AsyncMessage, DecoderConfig, Digests, Header, Pdu, PduDecoder, Serial, TmfFunction,

@@ -29,7 +29,8 @@ use iscsi_proto::login::OperationalParams;
 use iscsi_proto::scsi::sense::SenseData;
 use iscsi_proto::scsi::{Lun, SenseKey};
 use iscsi_proto::target::{
-    Config as TgtConfig, ScsiRequest, Session as Tgt, TargetEvent, TaskId as TgtTaskId,
+    Event as TargetEvent, ScsiRequest, Session as Tgt, SessionConfig as TgtConfig,
+    TaskId as TgtTaskId,
 };
 use iscsi_proto::wire::{Serial, TmfFunction};
 

@@ -42,6 +42,18 @@ pub struct NetworkPortal {
     pub portal_group_tag: Option<u16>,
 }
 
+impl NetworkPortal {
+    /// `host:port`, an IPv6 literal in brackets (`[::1]:3260`): the
+    /// address part of a TargetAddress value (RFC 7143 section 13.8).
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 impl From<TargetAddress> for NetworkPortal {
     fn from(a: TargetAddress) -> NetworkPortal {
         NetworkPortal {

@@ -1,5 +1,6 @@
 //! Configuration of a target session.
 
+use crate::NetworkPortal;
 use std::time::Duration;
 
 use crate::login::chap::ChapAlgorithm;
@@ -30,16 +31,6 @@ impl TargetNode {
             luns: vec![0],
         }
     }
-}
-
-/// A portal reported by SendTargets (RFC 7143 section 13.8, TargetAddress:
-/// `domainname[:port][,portal-group-tag]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Portal {
-    /// `host:port`, IPv6 literals in brackets (`[::1]:3260`).
-    pub address: String,
-    /// The portal group tag.
-    pub portal_group_tag: u16,
 }
 
 /// How the target authenticates initiators (RFC 7143 section 12).
@@ -91,13 +82,13 @@ pub struct NopConfig {
 
 /// Everything a target session needs. The core draws no randomness: the
 /// CHAP identifiers and challenges, the initial StatSN and the Target
-/// Transfer Tags are derived from [`Config::seed`], and the TSIH is given.
+/// Transfer Tags are derived from [`SessionConfig::seed`], and the TSIH is given.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct SessionConfig {
     /// Target nodes served (at least one).
     pub targets: Vec<TargetNode>,
     /// Portals reported by SendTargets.
-    pub portals: Vec<Portal>,
+    pub portals: Vec<NetworkPortal>,
     /// TargetPortalGroupTag of the portal this connection arrived on
     /// (RFC 7143 section 13.9).
     pub portal_group_tag: u16,
@@ -134,11 +125,11 @@ pub struct Config {
     pub max_queued_transmits: usize,
 }
 
-impl Config {
+impl SessionConfig {
     /// A configuration serving one target node with LUN 0, no
     /// authentication, RFC default operational values, window depth 32.
     pub fn new(target_name: impl Into<String>) -> Self {
-        Config {
+        SessionConfig {
             targets: vec![TargetNode::new(target_name)],
             portals: Vec::new(),
             portal_group_tag: 1,

@@ -38,7 +38,7 @@ pub struct ScsiRequest {
 /// An event for the application, from [`Session::poll_event`](super::Session::poll_event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TargetEvent {
+pub enum Event {
     /// The login phase ended successfully; the session is in Full Feature Phase.
     LoggedIn {
         /// Normal or Discovery.

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::event::{CloseReason, ScsiRequest, TargetEvent, TaskId, UsageError};
+use super::event::{CloseReason, Event, ScsiRequest, TaskId, UsageError};
 use super::session::{Session, LOGIN_MAX_SEGMENT, NO_TAG};
 use super::window::Admit;
 use crate::login::keys::{self, ResultRule, Senders, Usage};
@@ -538,7 +538,7 @@ impl Session {
             expected_read_len: if t.read { t.edtl } else { 0 },
             expected_write_len: if t.write { t.edtl } else { 0 },
         };
-        self.events.push_back(TargetEvent::Command(req));
+        self.events.push_back(Event::Command(req));
     }
 
     /// Sends R2Ts until MaxOutstandingR2T are outstanding or the whole
@@ -931,12 +931,12 @@ impl Session {
         if let Some(i) = self
             .events
             .iter()
-            .position(|e| matches!(e, TargetEvent::Command(r) if r.task == id))
+            .position(|e| matches!(e, Event::Command(r) if r.task == id))
         {
             self.events.remove(i);
             return None;
         }
-        self.events.push_back(TargetEvent::TaskAborted { task: id });
+        self.events.push_back(Event::TaskAborted { task: id });
         self.aborting.insert(id, (t.lun, t.itt));
         Some(id)
     }
@@ -986,7 +986,7 @@ impl Session {
             Bytes::new(),
         );
         if p.response == TmfResponse::FunctionComplete {
-            self.events.push_back(TargetEvent::TaskManagement {
+            self.events.push_back(Event::TaskManagement {
                 function: p.req.function,
                 lun: p.req.lun,
                 aborted: p.aborted,
@@ -1333,7 +1333,11 @@ impl Session {
             for p in &self.cfg.portals {
                 out.push((
                     "TargetAddress".to_owned(),
-                    format!("{},{}", p.address, p.portal_group_tag),
+                    format!(
+                        "{},{}",
+                        p.address(),
+                        p.portal_group_tag.unwrap_or(self.cfg.portal_group_tag)
+                    ),
                 ));
             }
         }
@@ -1375,7 +1379,7 @@ impl Session {
         if response == LogoutResponseCode::Success {
             // RFC 7143 section 11.14: after a successful logout response
             // the connection (and with one connection, the session) ends.
-            self.events.push_back(TargetEvent::LoggedOut);
+            self.events.push_back(Event::LoggedOut);
             self.close(CloseReason::LoggedOut);
         }
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::config::TargetAuth;
-use super::event::{CloseReason, TargetEvent};
+use super::event::{CloseReason, Event};
 use super::session::{Phase, Session, LOGIN_MAX_SEGMENT};
 use super::window::TargetWindow;
 use crate::login::chap::{TargetChap, TargetChapConfig};
@@ -489,7 +489,7 @@ impl Session {
         self.login.assembler.reset();
         let initiator_name = self.initiator_name.clone().unwrap_or_default();
         let target_name = self.target_name().map(str::to_owned);
-        self.events.push_back(TargetEvent::LoggedIn {
+        self.events.push_back(Event::LoggedIn {
             session_type: self.session_type,
             initiator_name,
             target_name,
@@ -527,7 +527,7 @@ impl Session {
             },
             Bytes::new(),
         );
-        self.events.push_back(TargetEvent::LoginFailed { status });
+        self.events.push_back(Event::LoginFailed { status });
         self.close(CloseReason::LoginFailed(status));
     }
 }

@@ -11,9 +11,9 @@
 //!     // (D) outputs, in this order:
 //!     while let Some(t) = s.poll_transmit(now) { write_vectored(t.parts()) }
 //!     while let Some(ev) = s.poll_event() {
-//!         // TargetEvent::Command(req) -> run it, then (C):
+//!         // Event::Command(req) -> run it, then (C):
 //!         // s.complete(req.task, status, sense, data_in)
-//!         // TargetEvent::TaskAborted { task } -> stop it, then (C):
+//!         // Event::TaskAborted { task } -> stop it, then (C):
 //!         // s.abort_acknowledged(task)
 //!         // and drain poll_transmit again
 //!     }
@@ -23,17 +23,17 @@
 //! ```
 //!
 //! The core never reads a clock, draws no randomness (CHAP challenges,
-//! the initial StatSN and transfer tags come from [`Config::seed`]) and
+//! the initial StatSN and transfer tags come from [`SessionConfig::seed`]) and
 //! holds bounded state: tasks are bounded by the command window and
-//! [`Config::max_immediate_tasks`], write data by
-//! [`Config::max_transfer_length`], and decoding pauses while
-//! [`Config::max_queued_transmits`] PDUs wait.
+//! [`SessionConfig::max_immediate_tasks`], write data by
+//! [`SessionConfig::max_transfer_length`], and decoding pauses while
+//! [`SessionConfig::max_queued_transmits`] PDUs wait.
 //!
 //! Task management (RFC 7143 section 11.5.1): a Task Management response
 //! is sent only once every task it covers has stopped. A command whose
-//! [`TargetEvent::Command`] was not polled yet is withdrawn from the event
+//! [`Event::Command`] was not polled yet is withdrawn from the event
 //! queue (the application never sees it); one the application took is
-//! reported as [`TargetEvent::TaskAborted`] and stops when the application
+//! reported as [`Event::TaskAborted`] and stops when the application
 //! calls [`Session::abort_acknowledged`] (or completes it: the completion
 //! is then discarded). Immediate ABORT TASK SET, CLEAR TASK SET and resets
 //! also wait for the commands before their CmdSN that are still on the way
@@ -52,10 +52,8 @@ mod session;
 mod transmit;
 mod window;
 
-pub use config::{Config, NopConfig, Portal, TargetAuth, TargetNode};
-pub use event::{
-    CloseReason, ConfigError, ProtocolError, ScsiRequest, TargetEvent, TaskId, UsageError,
-};
+pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};
+pub use event::{CloseReason, ConfigError, Event, ProtocolError, ScsiRequest, TaskId, UsageError};
 pub use session::{Phase, Session};
 pub use transmit::Transmit;
 pub use window::{Admit, TargetWindow};

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::config::{Config, TargetAuth};
-use super::event::{CloseReason, ConfigError, ProtocolError, TargetEvent, TaskId, UsageError};
+use super::config::{SessionConfig, TargetAuth};
+use super::event::{CloseReason, ConfigError, Event, ProtocolError, TaskId, UsageError};
 use super::ffp::{Held, PendingTmf, Task, TextPhase};
 use super::login::LoginState;
 use super::transmit::Transmit;
@@ -84,14 +84,14 @@ pub(super) struct NopState {
 /// driving loop.
 #[derive(Debug)]
 pub struct Session {
-    pub(super) cfg: Config,
+    pub(super) cfg: SessionConfig,
     pub(super) rng: SplitMix,
     pub(super) phase: Phase,
     pub(super) decoder: PduDecoder,
     pub(super) tx_digests: Digests,
     hdr_buf: BytesMut,
     transmits: VecDeque<Transmit>,
-    pub(super) events: VecDeque<TargetEvent>,
+    pub(super) events: VecDeque<Event>,
     /// The StatSN the next status-carrying PDU gets.
     pub(super) stat_sn: Serial,
     pub(super) window: TargetWindow,
@@ -108,7 +108,7 @@ pub struct Session {
     pub(super) tasks: BTreeMap<TaskId, Task>,
     pub(super) by_itt: BTreeMap<u32, TaskId>,
     pub(super) held: Vec<(Serial, Held)>,
-    /// Delivered tasks reported as [`TargetEvent::TaskAborted`] that the
+    /// Delivered tasks reported as [`Event::TaskAborted`] that the
     /// application has not yet acknowledged (their LUN and ITT).
     pub(super) aborting: BTreeMap<TaskId, (u64, u32)>,
     /// Task management requests whose response waits for the tasks they
@@ -125,7 +125,7 @@ pub struct Session {
 
 impl Session {
     /// Creates a session waiting for the first Login Request.
-    pub fn new(mut cfg: Config) -> Result<Session, ConfigError> {
+    pub fn new(mut cfg: SessionConfig) -> Result<Session, ConfigError> {
         if cfg.targets.is_empty() {
             return Err(ConfigError::NoTargets);
         }
@@ -290,7 +290,7 @@ impl Session {
 
     /// Consumes whole PDUs from `buf` (bytes received from the initiator).
     /// Partial PDUs stay in `buf` until more bytes arrive. Decoding pauses
-    /// while more than [`Config::max_queued_transmits`] PDUs wait to be
+    /// while more than [`SessionConfig::max_queued_transmits`] PDUs wait to be
     /// sent: drain [`poll_transmit`](Self::poll_transmit) and call again.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
         loop {
@@ -382,7 +382,7 @@ impl Session {
 
     // ----- (C) app actions -----
 
-    /// Completes a SCSI task delivered by [`TargetEvent::Command`]: sends
+    /// Completes a SCSI task delivered by [`Event::Command`]: sends
     /// `data_in` (truncated to the Expected Data Transfer Length, with the
     /// residual reported) in Data-In PDUs, then the status, either in the
     /// last Data-In (GOOD or CONDITION MET without sense) or in a SCSI
@@ -419,7 +419,7 @@ impl Session {
         self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
     }
 
-    /// Acknowledges a [`TargetEvent::TaskAborted`] reported by task
+    /// Acknowledges a [`Event::TaskAborted`] reported by task
     /// management: the application has stopped the task and will not
     /// touch the medium for it any more. The Task Management response that
     /// covers the task is sent only once every task it aborted is
@@ -482,7 +482,7 @@ impl Session {
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<TargetEvent> {
+    pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
@@ -624,7 +624,7 @@ impl Session {
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 if t.delivered {
-                    self.events.push_back(TargetEvent::TaskAborted { task: id });
+                    self.events.push_back(Event::TaskAborted { task: id });
                 }
             }
         }
@@ -634,7 +634,7 @@ impl Session {
         self.pending_tmfs.clear();
         self.phase = Phase::Closed;
         self.nop.ping = None;
-        self.events.push_back(TargetEvent::Closed { reason });
+        self.events.push_back(Event::Closed { reason });
         self.update_timer();
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::OperationalParams;
-use iscsi_proto::target::{Config, Session, TargetEvent, TaskId};
+use iscsi_proto::target::{Event as TargetEvent, Session, SessionConfig as TargetConfig, TaskId};
 use iscsi_proto::wire::text::{encode_pairs, parse_pairs};
 use iscsi_proto::wire::*;
 
@@ -40,15 +40,15 @@ pub struct Harness {
     pub chunk: Option<usize>,
 }
 
-pub fn config() -> Config {
-    let mut c = Config::new(TARGET);
+pub fn config() -> TargetConfig {
+    let mut c = TargetConfig::new(TARGET);
     c.seed = 42;
     c.params = OperationalParams::default();
     c
 }
 
 impl Harness {
-    pub fn new(cfg: Config) -> Harness {
+    pub fn new(cfg: TargetConfig) -> Harness {
         Harness {
             s: Session::new(cfg).unwrap(),
             now: Instant::now(),
