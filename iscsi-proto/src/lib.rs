@@ -34,7 +34,8 @@ pub mod login;
 pub mod scsi;
 pub mod target;
 mod task_id;
-mod tracefmt;
+mod trace_format;
+use trace_format as tracefmt; // its former name, used by `crate::tracefmt::` paths
 pub mod transmit;
 pub mod wire;
 

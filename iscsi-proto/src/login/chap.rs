@@ -1,4 +1,5 @@
-//! CHAP authentication for iSCSI (RFC 7143 section 12.1.3, RFC 1994).
+//! CHAP (Challenge Handshake Authentication Protocol) for iSCSI (RFC 7143
+//! section 12.1.3, RFC 1994).
 //!
 //! The exchange, in login security-stage PDUs:
 //! 1. initiator: `CHAP_A=<A1,A2,...>`

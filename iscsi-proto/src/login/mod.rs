@@ -4,16 +4,21 @@
 //! - [`negotiation`]: the initiator and target negotiation engines driven by
 //!   that table, producing one [`negotiation::Negotiated`].
 //! - [`chap`]: CHAP (RFC 7143 section 12.1.3) for both sides, mutual included.
-//! - [`ffp`]: text negotiation in Full Feature Phase (RFC 7143 section 6.4).
+//! - [`full_feature`]: text negotiation in Full Feature Phase (RFC 7143
+//!   section 6.4); also reachable under its former name, `ffp`.
 //! - [`discovery`]: SendTargets responses (TargetName/TargetAddress groups).
 //! - [`status`]: Login Response status class/detail (RFC 7143 section 11.13.5).
 
 pub mod chap;
 pub mod discovery;
-pub mod ffp;
+pub mod full_feature;
 pub mod keys;
 pub mod negotiation;
 pub mod status;
+
+/// The former name of [`full_feature`] (FFP: Full Feature Phase), kept so
+/// that existing paths `login::ffp::...` keep working.
+pub use full_feature as ffp;
 
 pub use chap::{ChapAlgorithm, ChapCredentials, ChapError, ChapSecret};
 pub use negotiation::{

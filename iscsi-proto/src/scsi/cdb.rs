@@ -1,8 +1,8 @@
-//! CDB builders for the commands an initiator needs, and parsers for their
-//! responses (SPC-4, SBC-3). The builders return the CDB bytes to place in
-//! the SCSI Command PDU (RFC 7143 section 11.3.5: "CDBs whose length
-//! exceeds 16 bytes" use an extended-CDB AHS; all builders here are 6, 10,
-//! 12 or 16 bytes and fit the BHS).
+//! CDB (Command Descriptor Block) builders for the commands an initiator
+//! needs, and parsers for their responses (SPC-4, SBC-3). The builders
+//! return the CDB bytes to place in the SCSI Command PDU (RFC 7143 section
+//! 11.3.5: "CDBs whose length exceeds 16 bytes" use an extended-CDB AHS;
+//! all builders here are 6, 10, 12 or 16 bytes and fit the BHS).
 
 use super::lun::Lun;
 use super::ScsiError;

@@ -1,4 +1,5 @@
-//! 64-bit logical unit numbers as carried in the iSCSI BHS.
+//! LUN: 64-bit logical unit numbers as carried in the iSCSI BHS (Basic
+//! Header Segment).
 //!
 //! RFC 7143 section 11.2.1.7 (LUN): the 8-byte LUN field "MUST" carry the
 //! LUN in the format defined by SAM (SAM-5 section 4.6). This module

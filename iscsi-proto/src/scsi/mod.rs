@@ -1,5 +1,6 @@
-//! SCSI helpers for the initiator and the target: LUN encoding, status
-//! codes, sense data and CDB builders/parsers (SAM-5, SPC-4, SBC-3).
+//! SCSI helpers for the initiator and the target: LUN (logical unit number)
+//! encoding, status codes, sense data and CDB (Command Descriptor Block)
+//! builders/parsers (SAM-5, SPC-4, SBC-3).
 //!
 //! Pure functions over byte slices: nothing here does I/O, and no input
 //! makes these functions panic or allocate more than the input's size.

@@ -1,4 +1,4 @@
-//! Additional Header Segments (RFC 7143 section 11.2.2).
+//! AHS: Additional Header Segments (RFC 7143 section 11.2.2).
 //!
 //! Each AHS is `AHSLength` (2 bytes), `AHSType` (1 byte) and `AHSLength`
 //! bytes of AHS-specific data, padded to a multiple of 4 bytes. The whole

@@ -1,4 +1,5 @@
-//! A checked view over the 48-byte Basic Header Segment (RFC 7143 section 11.2.1).
+//! BHS: a checked view over the 48-byte Basic Header Segment (RFC 7143
+//! section 11.2.1).
 //!
 //! [`Bhs`] gives typed access to every field of the BHS without copying.
 //! The meaning of bytes 1-3 and 8-47 depends on the opcode; the getters are

@@ -1,4 +1,4 @@
-//! The streaming PDU decoder.
+//! The streaming PDU (Protocol Data Unit) decoder.
 //!
 //! [`PduDecoder::decode`] takes the connection's receive buffer and returns
 //! one whole PDU at a time. It never consumes a partial PDU: until every

@@ -1,4 +1,5 @@
-//! CRC32C header and data digests (RFC 7143 sections 11.2.3 and 13.1).
+//! CRC32C (Castagnoli CRC) header and data digests (RFC 7143 sections
+//! 11.2.3 and 13.1).
 //!
 //! The digest is CRC32C (the Castagnoli polynomial 0x1EDC6F41). On the wire
 //! the 32-bit result goes out least significant byte first, as the examples

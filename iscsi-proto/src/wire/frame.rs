@@ -1,4 +1,5 @@
-//! PDU framing and encoding (RFC 7143 sections 11.1 and 11.2).
+//! PDU (Protocol Data Unit) framing and encoding (RFC 7143 sections 11.1
+//! and 11.2).
 //!
 //! A PDU on the wire is: BHS (48) | AHS (TotalAHSLength * 4) |
 //! header digest (4, optional) | data segment (DataSegmentLength) |

@@ -1,5 +1,5 @@
-//! The wire layer: RFC 7143 section 11 PDUs, framing, digests, text keys and
-//! serial-number arithmetic.
+//! The wire layer: RFC 7143 section 11 PDUs (Protocol Data Units), framing,
+//! digests, text keys and serial-number arithmetic.
 //!
 //! - [`bhs`]: [`Bhs`], a zero-copy checked view over the 48-byte Basic
 //!   Header Segment, and [`Opcode`].
