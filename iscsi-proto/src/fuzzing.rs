@@ -132,6 +132,9 @@ pub fn roundtrip(data: &[u8]) {
 pub fn text_kv(data: &[u8]) {
     crate::wire::text::fuzz_text_kv(data);
     crate::login::negotiation::fuzz_negotiation(data);
+    if let Ok(pairs) = crate::wire::text::parse_pairs(data) {
+        let _ = crate::login::discovery::parse_send_targets(&pairs);
+    }
 }
 
 /// Fuzz entry point `target_stream`: arbitrary initiator bytes into a

@@ -293,5 +293,8 @@ proptest! {
     fn engines_and_text_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
         iscsi_proto::wire::text::fuzz_text_kv(&data);
         iscsi_proto::login::negotiation::fuzz_negotiation(&data);
+        if let Ok(pairs) = iscsi_proto::wire::text::parse_pairs(&data) {
+            let _ = iscsi_proto::login::discovery::parse_send_targets(&pairs);
+        }
     }
 }

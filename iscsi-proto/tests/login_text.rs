@@ -317,6 +317,9 @@ fn text_fuzz_entry_never_panics_on_odd_inputs() {
     for i in inputs {
         fuzz_text_kv(i);
         iscsi_proto::login::negotiation::fuzz_negotiation(i);
+        if let Ok(pairs) = iscsi_proto::wire::text::parse_pairs(i) {
+            let _ = iscsi_proto::login::discovery::parse_send_targets(&pairs);
+        }
     }
     let mut big = vec![7u8];
     big.extend(std::iter::repeat_n(b'A', 5000));

@@ -11,6 +11,56 @@
 //! - [`decoder`]: the streaming [`PduDecoder`].
 //! - [`error`]: the error type, [`WireError`].
 
+/// Defines an enum of RFC 7143 one-byte code values with an `Other(u8)`
+/// variant, `from_u8`/`to_u8` and `From<u8>` (used by `error` and `pdu`).
+macro_rules! code_enum {
+    (
+        $(#[$m:meta])*
+        pub enum $name:ident, section $sec:literal {
+            $( $(#[$vm:meta])* $var:ident = $val:literal, )*
+        }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vm])* $var, )*
+            #[doc = concat!(
+                "A value RFC 7143 section ", $sec,
+                " reserves or leaves to vendors, kept as received. \
+                 [`", stringify!($name), "::from_u8`] never puts a named value here."
+            )]
+            Other(u8),
+        }
+
+        impl $name {
+            /// Decodes the wire value; values without a name become `Other`.
+            #[inline]
+            pub const fn from_u8(v: u8) -> Self {
+                match v {
+                    $( $val => $name::$var, )*
+                    other => $name::Other(other),
+                }
+            }
+
+            /// The wire value.
+            #[inline]
+            pub const fn to_u8(self) -> u8 {
+                match self {
+                    $( $name::$var => $val, )*
+                    $name::Other(v) => v,
+                }
+            }
+        }
+
+        impl From<u8> for $name {
+            #[inline]
+            fn from(v: u8) -> Self {
+                $name::from_u8(v)
+            }
+        }
+    };
+}
+
 pub mod ahs;
 pub mod bhs;
 pub mod decoder;

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::NegotiationError;
-use super::values::{join, AuthMethod, OperationalParams, SessionType, MAX_ISCSI_NAME_LEN};
+use super::values::{
+    check_value, invalid, join, short, AuthMethod, OperationalParams, SessionType,
+};
 use crate::login::keys::{self, KeyDef, ResultRule, Senders, ValueType};
 use crate::wire::text::{self, SpecialValue};
 
@@ -21,45 +23,6 @@ impl Role {
             Role::Initiator => "target",
             Role::Target => "initiator",
         }
-    }
-}
-
-pub(in crate::login) fn short(v: &str) -> String {
-    let mut end = v.len().min(64);
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    v.get(..end).unwrap_or("").to_owned()
-}
-
-fn invalid(def: &KeyDef, v: &str) -> NegotiationError {
-    NegotiationError::InvalidValue {
-        key: def.name.to_owned(),
-        value: short(v),
-        section: def.section,
-    }
-}
-
-/// Checks a single (non-list) value against its key's type and range.
-pub(in crate::login) fn check_value(def: &KeyDef, v: &str) -> Result<(), NegotiationError> {
-    let ok = match def.value {
-        ValueType::Bool => text::parse_bool(v).is_ok(),
-        ValueType::Number { min, max } => {
-            matches!(text::parse_number(v), Ok(n) if (min..=max).contains(&n))
-        }
-        ValueType::Range { min, max } => {
-            matches!(text::parse_range(v), Ok((lo, hi)) if lo >= min && hi <= max)
-        }
-        ValueType::List(known) | ValueType::Enum(known) => known.contains(&v),
-        ValueType::Text => v.len() <= text::MAX_SIMPLE_VALUE_LEN,
-        ValueType::IscsiName => !v.is_empty() && v.len() <= MAX_ISCSI_NAME_LEN,
-        ValueType::LocalName => v.len() <= text::MAX_SIMPLE_VALUE_LEN,
-        ValueType::Binary { max_len } => text::parse_binary(v, max_len).is_ok(),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(def, v))
     }
 }
 

@@ -1,9 +1,10 @@
 //! The initiator's side of login negotiation: [`InitiatorConfig`] and
 //! [`InitiatorNegotiator`].
 
-use super::engine::{check_value, Engine, Role};
+use super::engine::{Engine, Role};
 use super::error::NegotiationError;
 use super::negotiated::Negotiated;
+use super::values::check_value;
 use super::values::{AuthMethod, OperationalParams, SessionType, TaskReporting};
 use crate::login::keys;
 

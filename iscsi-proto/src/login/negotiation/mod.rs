@@ -25,11 +25,11 @@ mod negotiated;
 mod target;
 mod values;
 
-pub(super) use engine::{check_value, short};
 pub use error::NegotiationError;
 pub use initiator::{InitiatorConfig, InitiatorNegotiator};
 pub use negotiated::Negotiated;
 pub use target::{TargetConfig, TargetNegotiator};
+pub(super) use values::{check_value, short};
 pub use values::{
     AuthMethod, DigestType, LoginStage, OperationalParams, SessionType, TaskReporting,
     MAX_ISCSI_NAME_LEN,
@@ -39,12 +39,11 @@ use crate::wire::text;
 
 /// Fuzzing entry point: runs `data` as text through both engines (as a
 /// target response to a default initiator offer and as an initiator request
-/// to a default target) and the SendTargets parser. Never panics.
+/// to a default target). Never panics.
 pub fn fuzz_negotiation(data: &[u8]) {
     let Ok(pairs) = text::parse_pairs(data) else {
         return;
     };
-    let _ = super::discovery::parse_send_targets(&pairs);
     let mut cfg = InitiatorConfig::new("iqn.2024-01.test:init", SessionType::Normal);
     cfg.target_name = Some("iqn.2024-01.test:tgt".to_owned());
     if let Ok(mut ini) = InitiatorNegotiator::new(cfg) {

@@ -2,7 +2,6 @@
 //! DataDigest, TaskReporting, AuthMethod), the login stage, and
 //! [`OperationalParams`], the operational values one side wants.
 
-use super::engine::check_value;
 use super::error::NegotiationError;
 use crate::login::keys::{self, ValueType};
 use crate::wire::text;
@@ -260,5 +259,44 @@ impl OperationalParams {
             });
         }
         Ok(())
+    }
+}
+
+pub(in crate::login) fn short(v: &str) -> String {
+    let mut end = v.len().min(64);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v.get(..end).unwrap_or("").to_owned()
+}
+
+pub(super) fn invalid(def: &keys::KeyDef, v: &str) -> NegotiationError {
+    NegotiationError::InvalidValue {
+        key: def.name.to_owned(),
+        value: short(v),
+        section: def.section,
+    }
+}
+
+/// Checks a single (non-list) value against its key's type and range.
+pub(in crate::login) fn check_value(def: &keys::KeyDef, v: &str) -> Result<(), NegotiationError> {
+    let ok = match def.value {
+        ValueType::Bool => text::parse_bool(v).is_ok(),
+        ValueType::Number { min, max } => {
+            matches!(text::parse_number(v), Ok(n) if (min..=max).contains(&n))
+        }
+        ValueType::Range { min, max } => {
+            matches!(text::parse_range(v), Ok((lo, hi)) if lo >= min && hi <= max)
+        }
+        ValueType::List(known) | ValueType::Enum(known) => known.contains(&v),
+        ValueType::Text => v.len() <= text::MAX_SIMPLE_VALUE_LEN,
+        ValueType::IscsiName => !v.is_empty() && v.len() <= MAX_ISCSI_NAME_LEN,
+        ValueType::LocalName => v.len() <= text::MAX_SIMPLE_VALUE_LEN,
+        ValueType::Binary { max_len } => text::parse_binary(v, max_len).is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(def, v))
     }
 }

@@ -5,7 +5,7 @@
 
 use super::no_segments;
 use crate::wire::bhs::{Bhs, Opcode};
-use crate::wire::error::WireError;
+use crate::wire::error::{RejectReason, WireError};
 use crate::wire::serial::Serial;
 
 code_enum! {
@@ -48,34 +48,6 @@ code_enum! {
         NegotiationRequested = 4,
         /// 255: vendor specific.
         VendorSpecific = 255,
-    }
-}
-
-code_enum! {
-    /// Reject reason codes (RFC 7143 section 11.17.1).
-    pub enum RejectReason, section "11.17.1" {
-        /// 0x02: Data (payload) digest error.
-        DataDigestError = 0x02,
-        /// 0x03: SNACK Reject.
-        SnackReject = 0x03,
-        /// 0x04: Protocol Error.
-        ProtocolError = 0x04,
-        /// 0x05: Command not supported.
-        CommandNotSupported = 0x05,
-        /// 0x06: Immediate command reject - too many immediate commands.
-        ImmediateCommandReject = 0x06,
-        /// 0x07: Task in progress.
-        TaskInProgress = 0x07,
-        /// 0x08: Invalid data ack.
-        InvalidDataAck = 0x08,
-        /// 0x09: Invalid PDU field.
-        InvalidPduField = 0x09,
-        /// 0x0a: Long op reject - can't generate Target Transfer Tag.
-        LongOpReject = 0x0a,
-        /// 0x0b: Deprecated (was Negotiation Reset); MUST NOT be used.
-        Deprecated = 0x0b,
-        /// 0x0c: Waiting for Logout.
-        WaitingForLogout = 0x0c,
     }
 }
 

@@ -24,54 +24,6 @@
 use super::bhs::Bhs;
 use super::error::WireError;
 
-macro_rules! code_enum {
-    (
-        $(#[$m:meta])*
-        pub enum $name:ident, section $sec:literal {
-            $( $(#[$vm:meta])* $var:ident = $val:literal, )*
-        }
-    ) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$vm])* $var, )*
-            #[doc = concat!(
-                "A value RFC 7143 section ", $sec,
-                " reserves or leaves to vendors, kept as received. \
-                 [`", stringify!($name), "::from_u8`] never puts a named value here."
-            )]
-            Other(u8),
-        }
-
-        impl $name {
-            /// Decodes the wire value; values without a name become `Other`.
-            #[inline]
-            pub const fn from_u8(v: u8) -> Self {
-                match v {
-                    $( $val => $name::$var, )*
-                    other => $name::Other(other),
-                }
-            }
-
-            /// The wire value.
-            #[inline]
-            pub const fn to_u8(self) -> u8 {
-                match self {
-                    $( $name::$var => $val, )*
-                    $name::Other(v) => v,
-                }
-            }
-        }
-
-        impl From<u8> for $name {
-            #[inline]
-            fn from(v: u8) -> Self {
-                $name::from_u8(v)
-            }
-        }
-    };
-}
-
 /// Rejects a PDU that carries an AHS or a data segment where its section of
 /// RFC 7143 says "TotalAHSLength and DataSegmentLength MUST be 0".
 fn no_segments<T: AsRef<[u8]>>(
@@ -92,9 +44,10 @@ mod login_text;
 mod scsi;
 mod task_management;
 
+pub use super::error::RejectReason;
 pub use control::{
     AsyncEvent, AsyncMessage, LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode,
-    NopIn, NopOut, Reject, RejectReason, SnackRequest, SnackType,
+    NopIn, NopOut, Reject, SnackRequest, SnackType,
 };
 pub use data::{DataIn, DataInStatus, DataOut, R2t};
 pub use header::Header;
