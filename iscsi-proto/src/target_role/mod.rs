@@ -44,16 +44,25 @@
 //! write once all its data has arrived, so two writes may be reported in
 //! a different order than their CmdSNs when their data arrives so.
 
+mod completion;
 mod config;
 mod event;
-mod ffp;
+mod full_feature;
 mod login;
+mod logout;
+mod nop;
+mod scsi_command;
 mod session;
-mod transmit;
+mod task_management;
+mod text;
 mod window;
 
 pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};
-pub use event::{CloseReason, ConfigError, Event, ProtocolError, ScsiRequest, TaskId, UsageError};
+pub use event::{CloseReason, Event, ScsiRequest, TaskId};
 pub use session::{Phase, Session};
-pub use transmit::Transmit;
 pub use window::{Admit, TargetWindow};
+
+// The crate's error taxonomy and outgoing PDU, shared with the initiator
+// role, re-exported for convenience.
+pub use crate::error::{ConfigError, ProtocolError, UsageError};
+pub use crate::transmit::Transmit;

@@ -9,14 +9,18 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::config::{SessionConfig, TargetAuth};
-use super::event::{CloseReason, ConfigError, Event, ProtocolError, TaskId, UsageError};
-use super::ffp::{Held, PendingTmf, Task, TextPhase};
+use super::event::{CloseReason, Event, TaskId};
+use super::full_feature::Held;
 use super::login::LoginState;
-use super::transmit::Transmit;
+use super::scsi_command::Task;
+use super::task_management::PendingTmf;
+use super::text::TextPhase;
 use super::window::TargetWindow;
+use crate::error::{ConfigError, ProtocolError, UsageError};
 use crate::login::negotiation::Negotiated;
 use crate::login::SessionType;
 use crate::scsi::ScsiStatus;
+use crate::transmit::Transmit;
 use crate::wire::frame::encode_header;
 use crate::wire::{
     data_trailer, AsyncEvent, AsyncMessage, DecoderConfig, Digests, Header, Isid, PduDecoder,
@@ -322,11 +326,7 @@ impl Session {
                         // RFC 7143 section 13.12: a data segment above our
                         // MaxRecvDataSegmentLength is a protocol error; it
                         // cannot be buffered, so the connection ends.
-                        other => CloseReason::Protocol(ProtocolError {
-                            section: other.rfc_section(),
-                            what: other.to_string(),
-                            reject: None,
-                        }),
+                        other => CloseReason::Protocol(ProtocolError::Wire(other)),
                     };
                     self.close(reason);
                     buf.clear();
@@ -542,11 +542,9 @@ impl Session {
             return;
         }
         let trailer = data_trailer(&data, self.tx_digests);
-        self.transmits.push_back(Transmit {
-            header: self.hdr_buf.split().freeze(),
-            data,
-            trailer,
-        });
+        self.transmits
+            .push_back(Transmit::new(&self.hdr_buf, data, trailer));
+        self.hdr_buf.clear();
     }
 
     /// Sends a Reject carrying the header of the bad PDU (RFC 7143 section
@@ -579,7 +577,7 @@ impl Session {
     ) -> Result<(), UsageError> {
         match self.phase {
             Phase::FullFeature => {}
-            Phase::Login => return Err(UsageError::NotInFullFeature),
+            Phase::Login => return Err(UsageError::NotLoggedIn),
             Phase::Closed => return Err(UsageError::Closed),
         }
         let (exp, max) = self.window_fields();
