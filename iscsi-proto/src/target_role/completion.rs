@@ -42,8 +42,8 @@ impl Session {
         exp_data_sn: Serial,
     ) {
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             ScsiResponse {
                 response: ScsiResponseCode::CommandCompleted,
                 status,
@@ -131,7 +131,7 @@ impl Session {
             .as_ref()
             .map_or(262_144, |n| n.max_burst_length)
             .max(512) as usize;
-        let seg_max = (self.peer_mrdsl as usize).min(max_burst).max(1);
+        let seg_max = (self.conn.max_send_segment as usize).min(max_burst).max(1);
         let total = send.len();
         let mut off = 0usize;
         let mut burst = 0usize;
@@ -152,13 +152,13 @@ impl Session {
             let st = if last && in_data {
                 Some(DataInStatus {
                     status: status_u8,
-                    stat_sn: self.take_stat_sn(),
+                    stat_sn: self.conn.take_stat_sn(),
                     residual,
                 })
             } else {
                 None
             };
-            self.push_pdu(
+            self.conn.push_pdu(
                 DataIn {
                     final_pdu: burst_end,
                     ack: false,

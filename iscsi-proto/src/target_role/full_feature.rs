@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::event::TaskId;
-use super::session::{Session, NO_TAG};
+use super::session::{Phase, Session, NO_TAG};
 use super::window::Admit;
 use crate::login::SessionType;
 use crate::wire::{Bhs, DataOut, Header, Pdu, RejectReason, WireError};
@@ -67,13 +67,7 @@ impl Session {
                 // RFC 7143 section 11.18: ITT 0xffffffff (I=1) is not a
                 // command: either the answer to our ping or a bare
                 // ExpStatSN update. No response.
-                if h.ttt != NO_TAG {
-                    if let Some((ttt, _)) = self.nop.ping {
-                        if ttt == h.ttt {
-                            self.nop.ping = None;
-                        }
-                    }
-                }
+                self.nop_out_unsolicited(h.ttt);
             }
             _ => self.sequence(pdu),
         }
@@ -182,7 +176,7 @@ impl Session {
 
     /// Delivers held commands that are now next in order.
     pub(super) fn drain_held(&mut self) {
-        while self.phase == super::session::Phase::FullFeature {
+        while self.conn.phase == Phase::FullFeature {
             let exp = self.window.exp_cmd_sn();
             let Some(i) = self.held.iter().position(|(s, _)| *s == exp) else {
                 break;

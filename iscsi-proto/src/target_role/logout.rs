@@ -11,7 +11,7 @@ impl Session {
         let response = match h.reason {
             LogoutReason::CloseSession => LogoutResponseCode::Success,
             // RFC 7143 section 11.15.1: 1 "CID not found".
-            LogoutReason::CloseConnection if h.cid == self.cid => LogoutResponseCode::Success,
+            LogoutReason::CloseConnection if h.cid == self.conn.cid => LogoutResponseCode::Success,
             LogoutReason::CloseConnection => LogoutResponseCode::CidNotFound,
             // RFC 7143 section 11.15.1: 2 "connection recovery is not
             // supported" (ErrorRecoveryLevel 0).
@@ -23,10 +23,10 @@ impl Session {
             .as_ref()
             .map_or((2, 20), |n| (n.default_time2wait, n.default_time2retain));
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
+        let stat_sn = self.conn.take_stat_sn();
         // RFC 7143 sections 11.15.2-3: Time2Wait and Time2Retain as
         // negotiated (only meaningful at ErrorRecoveryLevel 2).
-        self.push_pdu(
+        self.conn.push_pdu(
             LogoutResponse {
                 response,
                 itt: h.itt,

@@ -46,6 +46,7 @@
 
 mod completion;
 mod config;
+mod connection;
 mod event;
 mod full_feature;
 mod login;

@@ -317,12 +317,12 @@ impl Session {
             }
             // RFC 7143 section 11.8.3: an R2T carries StatSN but does not
             // advance it ("StatSN ... the next StatSN").
-            self.push_pdu(
+            self.conn.push_pdu(
                 R2t {
                     lun,
                     itt,
                     ttt,
-                    stat_sn: self.stat_sn,
+                    stat_sn: self.conn.stat_sn(),
                     exp_cmd_sn: exp,
                     max_cmd_sn: max,
                     r2t_sn,

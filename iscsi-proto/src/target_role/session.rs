@@ -1,7 +1,10 @@
-//! The target session state machine: plumbing, inputs and outputs.
+//! The target session: the state shared by its connections, the public
+//! A-D interface, and the plumbing the phase modules use.
 //!
 //! The login phase lives in [`super::login`], the Full Feature Phase in
-//! [`super::ffp`]; both are `impl Session` blocks over the state here.
+//! [`super::full_feature`] and the modules it dispatches to; all are
+//! `impl Session` blocks over the state here and in
+//! [`super::connection`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -9,23 +12,18 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::config::{SessionConfig, TargetAuth};
+use super::connection::Connection;
 use super::event::{CloseReason, Event, TaskId};
 use super::full_feature::Held;
-use super::login::LoginState;
 use super::scsi_command::Task;
 use super::task_management::PendingTmf;
-use super::text::TextPhase;
 use super::window::TargetWindow;
 use crate::error::{ConfigError, ProtocolError, UsageError};
 use crate::login::negotiation::Negotiated;
 use crate::login::SessionType;
 use crate::scsi::ScsiStatus;
 use crate::transmit::Transmit;
-use crate::wire::frame::encode_header;
-use crate::wire::{
-    data_trailer, AsyncEvent, AsyncMessage, DecoderConfig, Digests, Header, Isid, PduDecoder,
-    Reject, RejectReason, Serial, WireError,
-};
+use crate::wire::{AsyncEvent, AsyncMessage, Isid, Reject, RejectReason, Serial, WireError};
 
 /// Largest data segment either side may send during the login phase
 /// (RFC 7143 section 13.12: MaxRecvDataSegmentLength defaults to 8192 and
@@ -74,43 +72,85 @@ impl SplitMix {
     }
 }
 
-/// NOP-In ping state (RFC 7143 section 11.19).
-#[derive(Debug, Clone, Default)]
-pub(super) struct NopState {
-    /// When the last PDU arrived (the ping interval counts from there).
-    pub(super) last_rx: Option<Instant>,
-    /// The outstanding ping: its Target Transfer Tag and deadline.
-    pub(super) ping: Option<(u32, Instant)>,
-}
-
-/// One iSCSI connection (and its session: one connection per session for
-/// now) on the target side. Sans-IO: see the module documentation for the
-/// driving loop.
+/// A target session (RFC 7143 section 4: the I_T nexus between one
+/// initiator port and this target) with its one connection. Sans-IO: bytes
+/// and time come in as arguments, PDUs and events go out through the
+/// `poll_*` methods.
+///
+/// What is session-wide lives here: ISID, TSIH, InitiatorName, the command
+/// window ([`TargetWindow`]), the tasks and the negotiated session keys.
+/// What belongs to one TCP connection (CID, StatSN, the login state
+/// machine, digests, MaxRecvDataSegmentLength in each direction, the
+/// transmit queue, the NOP-In keepalive) lives in the session's connection
+/// (RFC 7143 sections 4 and 13.2). Only one connection per session is
+/// negotiated (MaxConnections=1), so the getters of both kinds are here.
+///
+/// # The A-D contract
+///
+/// The methods come in four groups, in this order below:
+///
+/// - **(A) getters** ([`phase`](Self::phase), [`is_closed`](Self::is_closed),
+///   [`tsih`](Self::tsih), [`stat_sn`](Self::stat_sn), ...): read state,
+///   change nothing.
+/// - **(B) inputs** from the driver: [`handle_input`](Self::handle_input)
+///   (bytes read from the socket), [`handle_timeout`](Self::handle_timeout)
+///   (the timer armed from `poll_timeout` fired),
+///   [`handle_closed`](Self::handle_closed) (the peer closed the socket).
+/// - **(C) actions** of the application: [`complete`](Self::complete),
+///   [`complete_write`](Self::complete_write),
+///   [`abort_acknowledged`](Self::abort_acknowledged),
+///   [`request_logout`](Self::request_logout),
+///   [`drop_connection`](Self::drop_connection),
+///   [`close_now`](Self::close_now). They fail with a [`UsageError`] when
+///   misused and never send anything then.
+/// - **(D) outputs**: [`poll_transmit`](Self::poll_transmit),
+///   [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout).
+///
+/// # Drain order
+///
+/// After every (B) input and every (C) action:
+///
+/// 1. write out [`poll_transmit`](Self::poll_transmit) until it returns
+///    `None` (PDUs are in wire order);
+/// 2. handle [`poll_event`](Self::poll_event) until it returns `None`
+///    (answering a command or an abort is a (C) action: drain again from
+///    step 1);
+/// 3. arm one timer at [`poll_timeout`](Self::poll_timeout) (call
+///    [`handle_timeout`](Self::handle_timeout) when it passes).
+///
+/// When [`is_closed`](Self::is_closed) turns true, flush the transmits and
+/// close the socket. [`handle_input`](Self::handle_input) stops decoding
+/// while [`SessionConfig::max_queued_transmits`] PDUs or events wait: the
+/// drain above makes it go on.
 #[derive(Debug)]
 pub struct Session {
     pub(super) cfg: SessionConfig,
+    /// Source of the values the RFC wants unpredictable.
     pub(super) rng: SplitMix,
-    pub(super) phase: Phase,
-    pub(super) decoder: PduDecoder,
-    pub(super) tx_digests: Digests,
-    hdr_buf: BytesMut,
-    transmits: VecDeque<Transmit>,
+    /// Events for the application, in order.
     pub(super) events: VecDeque<Event>,
-    /// The StatSN the next status-carrying PDU gets.
-    pub(super) stat_sn: Serial,
-    pub(super) window: TargetWindow,
-    pub(super) cid: u16,
+    /// The cached earliest deadline of the connection's timers.
+    timeout: Option<Instant>,
+
+    // ----- session-wide state (RFC 7143 section 4) -----
+    /// The initiator's part of the session identifier (section 11.12.5).
     pub(super) isid: Isid,
+    /// The target's part (section 11.12.6); 0 until the login succeeds.
     pub(super) tsih: u16,
-    pub(super) login: LoginState,
-    pub(super) negotiated: Option<Negotiated>,
     pub(super) session_type: SessionType,
+    /// The node logged into (Normal sessions), an index into `cfg.targets`.
     pub(super) target_index: Option<usize>,
     pub(super) initiator_name: Option<String>,
-    /// Largest data segment we may send (the initiator's declaration).
-    pub(super) peer_mrdsl: u32,
+    /// Every negotiated value, once logged in (the session-wide keys and
+    /// the leading connection's).
+    pub(super) negotiated: Option<Negotiated>,
+    /// ExpCmdSN / MaxCmdSN: one command window per session (section
+    /// 4.2.2.1: "CmdSN ... is session-wide").
+    pub(super) window: TargetWindow,
+    /// SCSI tasks alive, by id and by Initiator Task Tag.
     pub(super) tasks: BTreeMap<TaskId, Task>,
     pub(super) by_itt: BTreeMap<u32, TaskId>,
+    /// Commands that arrived before the ones preceding them in CmdSN order.
     pub(super) held: Vec<(Serial, Held)>,
     /// Delivered tasks reported as [`Event::TaskAborted`] that the
     /// application has not yet acknowledged (their LUN and ITT).
@@ -121,10 +161,10 @@ pub struct Session {
     dead_itts: VecDeque<u32>,
     pub(super) next_task_id: u32,
     next_ttt: u32,
-    pub(super) text: TextPhase,
-    pub(super) nop: NopState,
-    timeout: Option<Instant>,
-    rejects_sent: u64,
+
+    // ----- per-connection state (RFC 7143 sections 4 and 13.2) -----
+    /// The session's one connection.
+    pub(super) conn: Connection,
 }
 
 impl Session {
@@ -172,26 +212,15 @@ impl Session {
         let depth = cfg.cmd_window;
         Ok(Session {
             rng,
-            phase: Phase::Login,
-            decoder: PduDecoder::new(DecoderConfig {
-                digests: Digests::NONE,
-                max_data_segment_length: LOGIN_MAX_SEGMENT,
-            }),
-            tx_digests: Digests::NONE,
-            hdr_buf: BytesMut::new(),
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            stat_sn,
-            window: TargetWindow::new(Serial(0), depth),
-            cid: 0,
+            timeout: None,
             isid: Isid::default(),
             tsih: 0,
-            login: LoginState::default(),
-            negotiated: None,
             session_type: SessionType::Normal,
             target_index: None,
             initiator_name: None,
-            peer_mrdsl: LOGIN_MAX_SEGMENT,
+            negotiated: None,
+            window: TargetWindow::new(Serial(0), depth),
             tasks: BTreeMap::new(),
             by_itt: BTreeMap::new(),
             held: Vec::new(),
@@ -200,10 +229,7 @@ impl Session {
             dead_itts: VecDeque::new(),
             next_task_id: 1,
             next_ttt,
-            text: TextPhase::Idle,
-            nop: NopState::default(),
-            timeout: None,
-            rejects_sent: 0,
+            conn: Connection::new(stat_sn),
             cfg,
         })
     }
@@ -212,12 +238,12 @@ impl Session {
 
     /// The phase of the connection.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.conn.phase
     }
 
     /// Whether the connection is over (flush the transmits, then close).
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.conn.phase == Phase::Closed
     }
 
     /// The negotiated values, once logged in.
@@ -254,7 +280,7 @@ impl Session {
 
     /// The connection ID given by the initiator.
     pub fn cid(&self) -> u16 {
-        self.cid
+        self.conn.cid
     }
 
     /// ExpCmdSN as currently advertised.
@@ -269,7 +295,7 @@ impl Session {
 
     /// The StatSN the next response will carry.
     pub fn stat_sn(&self) -> Serial {
-        self.stat_sn
+        self.conn.stat_sn()
     }
 
     /// SCSI tasks alive (receiving data, executing, or held for ordering).
@@ -287,7 +313,7 @@ impl Session {
 
     /// Number of Reject PDUs sent so far (diagnostics).
     pub fn rejects_sent(&self) -> u64 {
-        self.rejects_sent
+        self.conn.rejects_sent()
     }
 
     // ----- (B) inputs -----
@@ -298,20 +324,20 @@ impl Session {
     /// sent: drain [`poll_transmit`](Self::poll_transmit) and call again.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
         loop {
-            if self.phase == Phase::Closed {
+            if self.conn.phase == Phase::Closed {
                 buf.clear();
                 break;
             }
-            if self.transmits.len() >= self.cfg.max_queued_transmits
+            if self.conn.queued_transmits() >= self.cfg.max_queued_transmits
                 || self.events.len() >= self.cfg.max_queued_transmits
             {
                 break;
             }
-            match self.decoder.decode(buf) {
+            match self.conn.decode(buf) {
                 Ok(None) => break,
                 Ok(Some(pdu)) => {
-                    self.nop.last_rx = Some(now);
-                    match self.phase {
+                    self.conn.nop.last_rx = Some(now);
+                    match self.conn.phase {
                         Phase::Login => self.login_pdu(now, pdu),
                         Phase::FullFeature => self.ffp_pdu(pdu),
                         Phase::Closed => {}
@@ -333,9 +359,9 @@ impl Session {
                     break;
                 }
                 Err(e) => {
-                    self.nop.last_rx = Some(now);
-                    let bhs = self.decoder.take_rejected_header().unwrap_or_default();
-                    match self.phase {
+                    self.conn.nop.last_rx = Some(now);
+                    let bhs = self.conn.take_rejected_header();
+                    match self.conn.phase {
                         Phase::Login => self.login_bad_pdu(&bhs),
                         Phase::FullFeature => self.ffp_bad_pdu(&e, bhs),
                         Phase::Closed => {}
@@ -350,31 +376,13 @@ impl Session {
     /// for the configured interval, drops the connection when a ping went
     /// unanswered.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.phase != Phase::FullFeature {
-            self.update_timer();
-            return;
-        }
-        if let Some((_, deadline)) = self.nop.ping {
-            if now >= deadline {
-                // RFC 7143 section 11.19: a NOP-In with a valid TTT asks for
-                // a NOP-Out answer; none came in time, so the connection is
-                // considered failed.
-                self.close(CloseReason::NopTimeout);
-            }
-        } else if let Some(nop) = self.cfg.nop {
-            let since = self.nop.last_rx.unwrap_or(now);
-            if now >= since + nop.interval {
-                let ttt = self.new_ttt();
-                self.nop.ping = Some((ttt, now + nop.timeout));
-                self.send_ping(ttt);
-            }
-        }
+        self.keepalive(now);
         self.update_timer();
     }
 
     /// The peer closed the TCP connection.
     pub fn handle_closed(&mut self, _now: Instant) {
-        if self.phase != Phase::Closed {
+        if self.conn.phase != Phase::Closed {
             self.close(CloseReason::PeerClosed);
         }
         self.update_timer();
@@ -394,7 +402,7 @@ impl Session {
         sense: Option<Bytes>,
         data_in: Bytes,
     ) -> Result<(), UsageError> {
-        if self.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, data_in, None)
@@ -413,7 +421,7 @@ impl Session {
         sense: Option<Bytes>,
         scsi_write_len: u32,
     ) -> Result<(), UsageError> {
-        if self.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
@@ -433,7 +441,7 @@ impl Session {
     /// acknowledgement. Errors: [`UsageError::UnknownTask`] when the task
     /// is not awaiting one, [`UsageError::Closed`] after the close.
     pub fn abort_acknowledged(&mut self, task: TaskId) -> Result<(), UsageError> {
-        if self.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed {
             return Err(UsageError::Closed);
         }
         if self.aborting.remove(&task).is_none() {
@@ -455,7 +463,7 @@ impl Session {
     /// 11.9.1, AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait,
     /// Parameter3 Time2Retain), then closes it.
     pub fn drop_connection(&mut self, time2wait: u16, time2retain: u16) -> Result<(), UsageError> {
-        let cid = self.cid;
+        let cid = self.conn.cid;
         self.send_async(AsyncEvent::DropConnection, cid, time2wait, time2retain)?;
         self.close(CloseReason::Application);
         Ok(())
@@ -463,7 +471,7 @@ impl Session {
 
     /// Closes the connection without a word to the initiator.
     pub fn close_now(&mut self) {
-        if self.phase != Phase::Closed {
+        if self.conn.phase != Phase::Closed {
             self.close(CloseReason::Application);
         }
     }
@@ -472,7 +480,7 @@ impl Session {
 
     /// The next PDU to write, in order.
     pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.conn.pop_transmit()
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
@@ -489,18 +497,8 @@ impl Session {
     // ----- internals shared by login and FFP -----
 
     pub(super) fn update_timer(&mut self) {
-        self.timeout = match (self.phase, self.nop.ping, self.cfg.nop) {
-            (Phase::FullFeature, Some((_, deadline)), _) => Some(deadline),
-            (Phase::FullFeature, None, Some(nop)) => self.nop.last_rx.map(|t| t + nop.interval),
-            _ => None,
-        };
-    }
-
-    /// Takes the StatSN for a status-carrying PDU and advances it.
-    pub(super) fn take_stat_sn(&mut self) -> Serial {
-        let s = self.stat_sn;
-        self.stat_sn = s.next();
-        s
+        // One connection: its keepalive is the only timer.
+        self.timeout = self.conn.timeout(self.cfg.nop);
     }
 
     /// ExpCmdSN and MaxCmdSN to put in the next PDU, the window refreshed
@@ -529,34 +527,16 @@ impl Session {
         t
     }
 
-    /// Queues a PDU; the header is encoded now, the data goes out as is.
-    pub(super) fn push_pdu(&mut self, header: impl Into<Header>, data: Bytes) {
-        let header = header.into();
-        let Ok(len) = u32::try_from(data.len()) else {
-            return;
-        };
-        if encode_header(&mut self.hdr_buf, &header, &[], len, self.tx_digests).is_err() {
-            // Only a data segment above 2^24 - 1 bytes fails, and no caller
-            // builds one (segments are cut to MaxRecvDataSegmentLength).
-            self.hdr_buf.clear();
-            return;
-        }
-        let trailer = data_trailer(&data, self.tx_digests);
-        self.transmits
-            .push_back(Transmit::new(&self.hdr_buf, data, trailer));
-        self.hdr_buf.clear();
-    }
-
     /// Sends a Reject carrying the header of the bad PDU (RFC 7143 section
     /// 11.17.4: "The target returns the header (not including digest) of
     /// the PDU in error as the data of the response"). StatSN advances
     /// (section 11.17.3).
     pub(super) fn send_reject(&mut self, reason: RejectReason, bhs: Bytes) {
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
+        let stat_sn = self.conn.take_stat_sn();
         let bhs = bhs.slice(..bhs.len().min(crate::wire::BHS_LEN));
-        self.rejects_sent = self.rejects_sent.saturating_add(1);
-        self.push_pdu(
+        self.conn.count_reject();
+        self.conn.push_pdu(
             Reject {
                 reason,
                 stat_sn,
@@ -575,14 +555,14 @@ impl Session {
         p2: u16,
         p3: u16,
     ) -> Result<(), UsageError> {
-        match self.phase {
+        match self.conn.phase {
             Phase::FullFeature => {}
             Phase::Login => return Err(UsageError::NotLoggedIn),
             Phase::Closed => return Err(UsageError::Closed),
         }
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             AsyncMessage {
                 lun: 0,
                 stat_sn,
@@ -615,7 +595,7 @@ impl Session {
     /// Ends the connection: every live task is aborted (reported if it was
     /// delivered), then `Closed` is reported.
     pub(super) fn close(&mut self, reason: CloseReason) {
-        if self.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed {
             return;
         }
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
@@ -630,8 +610,8 @@ impl Session {
         self.held.clear();
         self.aborting.clear();
         self.pending_tmfs.clear();
-        self.phase = Phase::Closed;
-        self.nop.ping = None;
+        self.conn.phase = Phase::Closed;
+        self.conn.nop.ping = None;
         self.events.push_back(Event::Closed { reason });
         self.update_timer();
     }

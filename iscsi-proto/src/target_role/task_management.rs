@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::event::{CloseReason, Event, TaskId};
 use super::full_feature::Held;
-use super::session::Session;
+use super::session::{Phase, Session};
 use crate::wire::{Serial, TaskMgmtRequest, TaskMgmtResponse, TmfFunction, TmfResponse};
 
 /// A task management request whose response waits (RFC 7143 section
@@ -88,7 +88,7 @@ impl Session {
     /// been received by the target, the corresponding task management
     /// functions have been executed by the SCSI target").
     pub(super) fn finish_tmfs(&mut self) {
-        while self.phase == super::session::Phase::FullFeature {
+        while self.conn.phase == Phase::FullFeature {
             let exp = self.window.exp_cmd_sn();
             let Some(i) = self
                 .pending_tmfs
@@ -104,8 +104,8 @@ impl Session {
 
     fn send_tmf_response(&mut self, p: PendingTmf) {
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             TaskMgmtResponse {
                 response: p.response,
                 itt: p.req.itt,

@@ -29,7 +29,7 @@ pub(super) enum TextPhase {
 impl Session {
     pub(super) fn text_request(&mut self, h: TextRequest, data: Bytes) {
         let bhs = || Bytes::copy_from_slice(&Header::TextRequest(h).to_bytes(0, 0));
-        let phase = std::mem::take(&mut self.text);
+        let phase = std::mem::take(&mut self.conn.text);
         let mut assembler = match phase {
             TextPhase::Sending { itt, ttt, rest } if h.ttt != NO_TAG => {
                 // RFC 7143 section 11.10.4: the initiator fetches the next
@@ -72,7 +72,7 @@ impl Session {
                 // RFC 7143 section 6.1: a PDU with C=1 is answered with an
                 // empty PDU; the TTT ties the continuation to this exchange.
                 let ttt = self.new_ttt();
-                self.text = TextPhase::Receiving {
+                self.conn.text = TextPhase::Receiving {
                     itt: h.itt,
                     ttt,
                     assembler,
@@ -95,25 +95,25 @@ impl Session {
     /// MaxRecvDataSegmentLength (RFC 7143 sections 6.1 and 11.11: C=1 and
     /// F=0 with a TTT on all but the last, F=1 and TTT 0xffffffff on it).
     fn send_text(&mut self, h: TextRequest, text: Bytes) {
-        let max = self.peer_mrdsl as usize;
+        let max = self.conn.max_send_segment as usize;
         if text.len() > max {
             let ttt = self.new_ttt();
-            self.text = TextPhase::Sending {
+            self.conn.text = TextPhase::Sending {
                 itt: h.itt,
                 ttt,
                 rest: text.slice(max..),
             };
             self.push_text_response(h, false, true, ttt, text.slice(..max));
         } else {
-            self.text = TextPhase::Idle;
+            self.conn.text = TextPhase::Idle;
             self.push_text_response(h, true, false, NO_TAG, text);
         }
     }
 
     fn push_text_response(&mut self, h: TextRequest, fin: bool, cont: bool, ttt: u32, data: Bytes) {
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             TextResponse {
                 final_pdu: fin,
                 cont,
@@ -143,7 +143,7 @@ impl Session {
                 // NOP-In and Text Response segments follow the new value.
                 match parse_number(v) {
                     Ok(n) if (512..=keys::MAX_DATA_LEN).contains(&n) => {
-                        self.peer_mrdsl = u32::try_from(n).unwrap_or(LOGIN_MAX_SEGMENT);
+                        self.conn.max_send_segment = u32::try_from(n).unwrap_or(LOGIN_MAX_SEGMENT);
                         // The target declares its own in return (section
                         // 13.12: "The initiator or target declares").
                         if !declared_ours {
