@@ -10,9 +10,11 @@
 //!   streaming decoder, the text key=value codec and RFC 1982 serial numbers.
 //! - [`login`]: the RFC 7143 section 13 key table, the negotiation engine and CHAP.
 //! - [`scsi`]: CDB builders and sense-data decoding for the initiator.
-//! - [`target`]: the target role: login, command window, tasks, R2T, Data-In.
+//! - [`target`]: the target role ([`target::Session`] and its connection):
+//!   login, command window, tasks, R2T, Data-In (source in `src/target_role/`).
 //! - [`initiator`]: the initiator session state machine ([`initiator::Session`]).
-//! - [`error`]: the session layer's error types.
+//! - [`error`]: the error taxonomy of both roles (peer, caller, configuration,
+//!   connection).
 //! - [`transmit`]: [`transmit::Transmit`], one encoded PDU in three parts.
 //! - `testing` (feature `testing`): a scripted target and an in-memory pair
 //!   harness for tests of the session and of drivers.

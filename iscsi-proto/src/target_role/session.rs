@@ -234,7 +234,7 @@ impl Session {
         })
     }
 
-    // ----- (A) getters -----
+    // ----- (A) getters: read state, change nothing -----
 
     /// The phase of the connection.
     pub fn phase(&self) -> Phase {
@@ -316,7 +316,7 @@ impl Session {
         self.conn.rejects_sent()
     }
 
-    // ----- (B) inputs -----
+    // ----- (B) inputs from the driver -----
 
     /// Consumes whole PDUs from `buf` (bytes received from the initiator).
     /// Partial PDUs stay in `buf` until more bytes arrive. Decoding pauses
@@ -388,7 +388,7 @@ impl Session {
         self.update_timer();
     }
 
-    // ----- (C) app actions -----
+    // ----- (C) actions of the application -----
 
     /// Completes a SCSI task delivered by [`Event::Command`]: sends
     /// `data_in` (truncated to the Expected Data Transfer Length, with the
@@ -476,25 +476,33 @@ impl Session {
         }
     }
 
-    // ----- (D) outputs -----
+    // ----- (D) outputs, in drain order -----
 
-    /// The next PDU to write, in order.
+    /// The next PDU to write, in wire order. Call until `None` after every
+    /// input and action (step 1 of the drain order in the type's docs); a
+    /// PDU not written is lost to the stream.
+    #[must_use = "a PDU not written breaks the stream"]
     pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
         self.conn.pop_transmit()
     }
 
-    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
-    /// must be called. O(1): cached.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timeout
-    }
-
-    /// The next event for the application.
+    /// The next event for the application (step 2 of the drain order).
+    /// Commands must be answered with [`complete`](Self::complete), aborts
+    /// acknowledged with [`abort_acknowledged`](Self::abort_acknowledged).
+    #[must_use = "an event not handled leaves its task unanswered"]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    // ----- internals shared by login and FFP -----
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
+    /// must be called (step 3 of the drain order: arm one timer). O(1):
+    /// cached.
+    #[must_use = "a timer not armed leaves the keepalive unchecked"]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
+    }
+
+    // ----- internals shared by the login and Full Feature Phase modules -----
 
     pub(super) fn update_timer(&mut self) {
         // One connection: its keepalive is the only timer.
