@@ -33,6 +33,7 @@ impl Session {
         );
     }
 
+    /// Queues a SCSI Response (RFC 7143 section 11.4); StatSN advances.
     fn send_scsi_response(
         &mut self,
         itt: u32,

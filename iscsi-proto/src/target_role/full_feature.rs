@@ -26,7 +26,7 @@ pub(super) enum Held {
 
 impl Session {
     /// One PDU in the Full Feature Phase.
-    pub(super) fn ffp_pdu(&mut self, pdu: Pdu) {
+    pub(super) fn full_feature_pdu(&mut self, pdu: Pdu) {
         if !pdu.header.opcode().is_initiator() {
             // RFC 7143 section 11.2.1.2: "Initiators MUST NOT use target
             // opcodes"; Reject reason 0x04 "Protocol Error".
@@ -82,7 +82,7 @@ impl Session {
 
     /// A PDU the decoder refused (non-fatal): Reject it (RFC 7143 section
     /// 11.17), and terminate a task it belonged to.
-    pub(super) fn ffp_bad_pdu(&mut self, e: &WireError, bhs: Bytes) {
+    pub(super) fn full_feature_bad_pdu(&mut self, e: &WireError, bhs: Bytes) {
         let reason = e.reject_reason().unwrap_or(RejectReason::ProtocolError);
         // A Data-Out whose data digest failed is dropped (RFC 7143 section
         // 7.8); at ErrorRecoveryLevel 0 its task cannot recover and ends
@@ -191,6 +191,8 @@ impl Session {
         }
     }
 
+    /// Executes a non-SCSI command that reached its place in CmdSN order
+    /// (or is immediate).
     fn execute(&mut self, pdu: Pdu) {
         match pdu.header {
             Header::NopOut(h) => self.nop_out(h, pdu.data),

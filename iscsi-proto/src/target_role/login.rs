@@ -69,6 +69,7 @@ fn value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 impl Session {
+    /// One PDU in the login phase: only Login Requests are allowed.
     pub(super) fn login_pdu(&mut self, now: Instant, pdu: Pdu) {
         let Header::LoginRequest(req) = pdu.header else {
             // RFC 7143 section 11.13.5: 0x020b "Invalid request type during
@@ -92,6 +93,8 @@ impl Session {
         self.login_reject(itt, LoginStatus::InitiatorError);
     }
 
+    /// A Login Request: identity checks, stage rules, text assembly, then
+    /// the stage's negotiation and the response.
     fn login_request(&mut self, now: Instant, req: LoginRequest, data: Bytes) {
         match self.conn.login.first {
             None => {
@@ -487,6 +490,8 @@ impl Session {
         );
     }
 
+    /// The final Login Response is queued: the connection enters the Full
+    /// Feature Phase and the application hears of the new session.
     fn enter_full_feature(&mut self, now: Instant, negotiated: crate::login::Negotiated) {
         // RFC 7143 section 13.1: digests are used "starting with the first
         // PDU after the final Login Response" in both directions; the

@@ -7,6 +7,8 @@ use super::session::Session;
 use crate::wire::{LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode};
 
 impl Session {
+    /// A Logout Request: answered, and on success the connection (and
+    /// with one connection, the session) ends.
     pub(super) fn logout(&mut self, h: LogoutRequest) {
         let response = match h.reason {
             LogoutReason::CloseSession => LogoutResponseCode::Success,

@@ -217,6 +217,8 @@ impl Session {
         Some(id)
     }
 
+    /// A task reached its place in CmdSN order (or is immediate): it may
+    /// run, unless a pending task management request covers it.
     pub(super) fn accept_task(&mut self, id: TaskId) {
         let Some(t) = self.tasks.get_mut(&id) else {
             return;
@@ -433,6 +435,7 @@ impl Session {
         self.progress(id);
     }
 
+    /// Removes a task from the session's tables.
     pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
         let t = self.tasks.remove(&id)?;
         if self.by_itt.get(&t.itt) == Some(&id) {

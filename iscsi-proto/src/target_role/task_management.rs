@@ -102,6 +102,7 @@ impl Session {
         }
     }
 
+    /// Sends a Task Management response that no longer waits.
     fn send_tmf_response(&mut self, p: PendingTmf) {
         let (exp, max) = self.window_fields();
         let stat_sn = self.conn.take_stat_sn();
@@ -130,12 +131,15 @@ impl Session {
         }
     }
 
+    /// Whether the node logged into exposes `lun`.
     fn lun_exists(&self, lun: u64) -> bool {
         self.target_index
             .and_then(|i| self.cfg.targets.get(i))
             .is_some_and(|t| t.luns.contains(&lun))
     }
 
+    /// A Task Management Function Request: performs it, then queues its
+    /// response to be sent once the tasks it covers have stopped.
     pub(super) fn task_mgmt(&mut self, h: TaskMgmtRequest) {
         let mut aborted = Vec::new();
         let mut cold = false;

@@ -27,6 +27,8 @@ pub(super) enum TextPhase {
 }
 
 impl Session {
+    /// A Text Request: continues or starts an exchange, answers it when
+    /// its text is complete.
     pub(super) fn text_request(&mut self, h: TextRequest, data: Bytes) {
         let bhs = || Bytes::copy_from_slice(&Header::TextRequest(h).to_bytes(0, 0));
         let phase = std::mem::take(&mut self.conn.text);
@@ -110,6 +112,7 @@ impl Session {
         }
     }
 
+    /// Queues one Text Response PDU.
     fn push_text_response(&mut self, h: TextRequest, fin: bool, cont: bool, ttt: u32, data: Bytes) {
         let (exp, max) = self.window_fields();
         let stat_sn = self.conn.take_stat_sn();
@@ -128,6 +131,8 @@ impl Session {
         );
     }
 
+    /// The answer to a complete text: SendTargets, a re-declared
+    /// MaxRecvDataSegmentLength, or Reject / NotUnderstood.
     fn text_answer(&mut self, pairs: &[(String, String)]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut declared_ours = false;
