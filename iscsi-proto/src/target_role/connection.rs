@@ -3,8 +3,8 @@
 //!
 //! A session (see [`super::Session`]) is the I_T nexus: ISID, TSIH, the
 //! command window and the tasks. A connection carries the session's PDUs:
-//! its CID, its own StatSN (section 4.2.2.2: "Responses ... carry a Status
-//! Sequence Number (StatSN) ... per connection"), its login phase (every
+//! its CID, its own StatSN (section 4.2.2.2: "StatSN is a counter
+//! maintained per connection"), its login phase (every
 //! connection logs in, section 6.3), its digests and MaxRecvDataSegmentLength
 //! in each direction (connection-scoped keys, section 13.1 and 13.12), its
 //! queue of PDUs to write and its keepalive.
@@ -195,9 +195,10 @@ mod tests {
 
     #[test]
     fn stat_sn_advances_only_when_taken() {
-        // RFC 7143 section 4.2.2.2: "StatSN ... is incremented by 1 for
-        // every response/status sent on a connection"; an R2T "carries
-        // the next StatSN" without taking it (section 11.8.3).
+        // RFC 7143 section 4.2.2.2: "StatSN is a counter maintained per
+        // connection"; section 11.8.3 (R2T): "The StatSN field will contain
+        // the next StatSN. The StatSN for this connection is not advanced
+        // after this PDU is sent."
         let mut c = Connection::new(Serial(u32::MAX));
         assert_eq!(c.stat_sn(), Serial(u32::MAX));
         assert_eq!(c.stat_sn(), Serial(u32::MAX));
