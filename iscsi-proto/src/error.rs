@@ -1,16 +1,32 @@
-//! The crate's public error types for the session layer.
+//! The crate's error taxonomy, one set of types for both roles (after
+//! rustls's `Error`: whose fault it was decides the type).
 //!
-//! - [`ProtocolError`]: the peer broke RFC 7143. Carries the section and,
-//!   where the RFC names one, the Reject reason. Wraps the wire, text,
-//!   negotiation and CHAP errors of the lower layers.
-//! - [`UsageError`]: the caller broke the API (acting on a session that is
-//!   not logged in, naming an unknown task, ...). A full CmdSN window is not
-//!   an error: commands queue.
-//! - [`ConnectionError`]: why a connection (and, without recovery, the
-//!   session) ended.
-//! - [`TaskError`]: why one task ended without a normal outcome.
-//! - [`ConfigError`]: a configuration that cannot be used, reported where
-//!   the session is built (never later as the peer's fault).
+//! - [`ProtocolError`]: the **peer** broke RFC 7143 (the target, seen by
+//!   the initiator; the initiator, seen by the target). Carries the RFC
+//!   section and, where the RFC names one, the Reject reason
+//!   (section 11.17.1). Wraps the wire, text, negotiation and CHAP errors
+//!   of the lower layers.
+//! - [`UsageError`]: the **caller** broke the API (acting on a session that
+//!   is not logged in, naming an unknown task, ...). Nothing was sent. A
+//!   full CmdSN window is not an error: commands queue.
+//! - [`ConfigError`]: a **configuration** that cannot be used, reported
+//!   where the session is built, in either role (never later as the peer's
+//!   fault).
+//! - Why a **connection** ended: [`ConnectionError`] in the initiator
+//!   role; in the target role [`target::CloseReason`](crate::target::CloseReason),
+//!   whose `Protocol` variant is this module's [`ProtocolError`] (the
+//!   target's other reasons, such as a logout or a cold reset, are normal
+//!   ends, not errors of either side).
+//! - [`TaskError`] (initiator role): why one task ended without a normal
+//!   outcome. The target role has no counterpart: its tasks end by the
+//!   application's completion or by an abort event.
+//!
+//! | fault | initiator role | target role |
+//! |---|---|---|
+//! | peer broke a rule | `ProtocolError` (in `ConnectionError::Protocol`, `TaskError::Protocol`) | `ProtocolError` (in `CloseReason::Protocol`); most are answered with a Reject and the connection goes on |
+//! | caller misuse | `UsageError` | `UsageError` |
+//! | configuration | `ConfigError` from `initiator::Session::new` | `ConfigError` from `target::Session::new` |
+//! | connection ended | `ConnectionError` | `target::CloseReason` |
 
 use crate::login::chap::ChapError;
 use crate::login::negotiation::NegotiationError;
@@ -19,7 +35,8 @@ use crate::wire::pdu::{RejectReason, TmfFunction};
 use crate::wire::text::TextError;
 use crate::wire::WireError;
 
-/// The target broke a rule of RFC 7143.
+/// The peer broke a rule of RFC 7143: the target, in the initiator role;
+/// the initiator, in the target role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -38,7 +55,7 @@ pub enum ProtocolError {
     /// A rule about PDU fields or sequencing was broken.
     #[error("{rule} (RFC 7143 section {section})")]
     Violation {
-        /// What the target did wrong.
+        /// What the peer did wrong.
         rule: &'static str,
         /// The RFC 7143 section of the rule.
         section: &'static str,
@@ -105,23 +122,27 @@ impl ProtocolError {
     }
 }
 
-/// The caller used the session API wrongly. Nothing was sent.
+/// The caller used the session API wrongly, in either role. Nothing was
+/// sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UsageError {
     /// The session has not reached Full Feature Phase yet (or is being
-    /// recovered and the action cannot wait).
+    /// recovered and the action cannot wait). Target role: the connection
+    /// is still in its login phase.
     #[error("the session is not logged in")]
     NotLoggedIn,
-    /// The session is closed.
+    /// The session (target role: the connection) is closed.
     #[error("the session is closed")]
     Closed,
     /// A logout is in progress; no new task may start.
     #[error("a logout is in progress")]
     LoggingOut,
-    /// No task with this id is in flight.
+    /// No task with this id is in flight. Target role: no live task the
+    /// application was given has this id (it was completed, aborted, or
+    /// never existed).
     #[error("unknown task {0:?}")]
-    UnknownTask(crate::initiator::TaskId),
+    UnknownTask(crate::TaskId),
     /// SCSI commands and task management are not allowed in a discovery
     /// session (RFC 7143 section 13.21: a discovery session is "restricted
     /// to the Text Request and Logout").
@@ -144,7 +165,11 @@ pub enum UsageError {
     },
     /// The task cannot be aborted (it is not a SCSI command).
     #[error("task {0:?} is not a SCSI command")]
-    NotAbortable(crate::initiator::TaskId),
+    NotAbortable(crate::TaskId),
+    /// Target role: sense data longer than a SCSI Response can carry (its
+    /// SenseLength field is 2 bytes, RFC 7143 section 11.4.7.1).
+    #[error("sense data longer than 65535 bytes (RFC 7143 section 11.4.7.1)")]
+    SenseTooLong,
 }
 
 /// A configuration is unusable, in either role; reported where the

@@ -1,5 +1,7 @@
 //! [`Transmit`]: one encoded PDU ready for `write_vectored`, in three parts
-//! so that the payload is never copied.
+//! so that the payload is never copied. Both roles emit it
+//! ([`initiator::Session::poll_transmit`](crate::initiator::Session::poll_transmit),
+//! [`target::Session::poll_transmit`](crate::target::Session::poll_transmit)).
 //!
 //! - `header`: BHS + AHS + header digest, inline (no heap) up to
 //!   [`INLINE_HEADER_LEN`] bytes, which covers every PDU except SCSI
@@ -10,7 +12,7 @@
 
 use std::io::IoSlice;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use crate::wire::frame::DataTrailer;
 
@@ -98,6 +100,12 @@ impl Transmit {
         self.len() == 0
     }
 
+    /// The three parts in wire order: header, data segment, trailer (the
+    /// last two may be empty).
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [self.header(), &self.data[..], self.trailer()]
+    }
+
     /// Fills `slices` with the non-empty parts, in order, and returns how
     /// many were filled (1 to 3), for `write_vectored`.
     pub fn as_io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 3]) -> usize {
@@ -131,12 +139,12 @@ impl Transmit {
             })
     }
 
-    /// Appends the whole PDU to `out` (copies; for tests and simple drivers).
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len());
-        out.extend_from_slice(self.header());
-        out.extend_from_slice(&self.data);
-        out.extend_from_slice(self.trailer());
+    /// Appends the whole PDU to `out`, a `Vec<u8>` or a `BytesMut` (copies;
+    /// for tests and simple drivers).
+    pub fn write_to<B: BufMut>(&self, out: &mut B) {
+        for part in self.parts() {
+            out.put_slice(part);
+        }
     }
 
     /// The whole PDU as one vector.
@@ -163,6 +171,10 @@ mod tests {
         assert_eq!(&*slices[1], b"hello");
         let v = t.to_vec();
         assert_eq!(v.len(), t.len());
+        assert_eq!(t.parts().concat(), v);
+        let mut b = bytes::BytesMut::new();
+        t.write_to(&mut b);
+        assert_eq!(&b[..], &v[..]);
         let resumed: Vec<u8> = t.parts_from(50).flatten().copied().collect();
         assert_eq!(&resumed[..], &v[50..]);
         let resumed: Vec<u8> = t.parts_from(55).flatten().copied().collect();

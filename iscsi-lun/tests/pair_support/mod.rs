@@ -438,7 +438,7 @@ impl Harness {
         let mut any = false;
         while let Some(t) = self.tgt.poll_transmit(self.now) {
             any = true;
-            let s = Sniff::parse(&t.header, t.len());
+            let s = Sniff::parse(t.header(), t.len());
             // Every target PDU carries MaxCmdSN at bytes 32..36 (RFC 7143
             // section 11), except the Login Response before the session
             // exists, which still carries a valid one.

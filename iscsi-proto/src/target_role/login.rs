@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::config::TargetAuth;
 use super::event::{CloseReason, Event};
-use super::session::{Phase, Session, LOGIN_MAX_SEGMENT};
+use super::session::{Session, LOGIN_MAX_SEGMENT};
 use super::window::TargetWindow;
 use crate::login::chap::{TargetChap, TargetChapConfig};
 use crate::login::negotiation::{LoginStage, TargetConfig, TargetNegotiator};
@@ -50,6 +50,13 @@ pub(super) struct LoginState {
     pending: Option<PendingText>,
 }
 
+impl LoginState {
+    /// Drops any partial login text (the login phase is over).
+    pub(super) fn reset_text(&mut self) {
+        self.assembler.reset();
+    }
+}
+
 fn has_key(pairs: &[(String, String)], key: &str) -> bool {
     pairs.iter().any(|(k, _)| k == key)
 }
@@ -62,6 +69,7 @@ fn value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 }
 
 impl Session {
+    /// One PDU in the login phase: only Login Requests are allowed.
     pub(super) fn login_pdu(&mut self, now: Instant, pdu: Pdu) {
         let Header::LoginRequest(req) = pdu.header else {
             // RFC 7143 section 11.13.5: 0x020b "Invalid request type during
@@ -85,11 +93,13 @@ impl Session {
         self.login_reject(itt, LoginStatus::InitiatorError);
     }
 
+    /// A Login Request: identity checks, stage rules, text assembly, then
+    /// the stage's negotiation and the response.
     fn login_request(&mut self, now: Instant, req: LoginRequest, data: Bytes) {
-        match self.login.first {
+        match self.conn.login.first {
             None => {
                 self.isid = req.isid;
-                self.cid = req.cid;
+                self.conn.cid = req.cid;
                 // RFC 7143 section 4.2.2.1: "Command numbering starts with
                 // the first login request".
                 self.window = TargetWindow::new(req.cmd_sn, self.cfg.cmd_window);
@@ -108,7 +118,7 @@ impl Session {
                     self.login_reject(req.itt, LoginStatus::SessionDoesNotExist);
                     return;
                 }
-                self.login.first = Some(FirstLogin {
+                self.conn.login.first = Some(FirstLogin {
                     isid: req.isid,
                     tsih: req.tsih,
                     cid: req.cid,
@@ -129,7 +139,7 @@ impl Session {
                 }
             }
         }
-        let stage = *self.login.stage.get_or_insert(req.csg);
+        let stage = *self.conn.login.stage.get_or_insert(req.csg);
         // RFC 7143 section 6.3: requests stay in the current stage until
         // both sides agree to transit (CSG must be the stage we are in);
         // CSG=3 is not a login stage.
@@ -143,7 +153,7 @@ impl Session {
             self.login_reject(req.itt, LoginStatus::InitiatorError);
             return;
         }
-        if let Some(p) = self.login.pending.take() {
+        if let Some(p) = self.conn.login.pending.take() {
             // RFC 7143 section 6.1 (text spanning PDUs): while the target
             // sends a long response with C=1, the initiator answers each
             // piece with an empty request.
@@ -154,7 +164,7 @@ impl Session {
             self.send_login_text(now, req, stage, p);
             return;
         }
-        let pairs = match self.login.assembler.push(&data, req.cont) {
+        let pairs = match self.conn.login.assembler.push(&data, req.cont) {
             Err(_) => {
                 self.login_reject(req.itt, LoginStatus::InitiatorError);
                 return;
@@ -168,7 +178,7 @@ impl Session {
             }
             Ok(Some(pairs)) => pairs,
         };
-        if self.login.negotiator.is_none() && !self.first_ltds(req, &pairs) {
+        if self.conn.login.negotiator.is_none() && !self.first_ltds(req, &pairs) {
             return;
         }
         let replies = match stage {
@@ -271,12 +281,12 @@ impl Session {
                 self.login_reject(req.itt, LoginStatus::TargetError);
                 return false;
             };
-            self.login.chap = Some(chap);
-            self.login.chap_required = true;
+            self.conn.login.chap = Some(chap);
+            self.conn.login.chap_required = true;
         }
         self.session_type = session_type;
         self.initiator_name = Some(initiator);
-        self.login.negotiator = Some(neg);
+        self.conn.login.negotiator = Some(neg);
         true
     }
 
@@ -287,7 +297,7 @@ impl Session {
         req: LoginRequest,
         pairs: &[(String, String)],
     ) -> Option<(Vec<(String, String)>, bool)> {
-        let neg = self.login.negotiator.as_mut()?;
+        let neg = self.conn.login.negotiator.as_mut()?;
         let mut replies = match neg.handle_request(pairs, LoginStage::Security) {
             Ok(r) => r,
             Err(_) => {
@@ -298,21 +308,23 @@ impl Session {
             }
         };
         let method = neg.auth_method();
-        if self.login.chap_required {
+        if self.conn.login.chap_required {
             let chap_keys = pairs.iter().any(|(k, _)| k.starts_with("CHAP_"));
             if method == Some(AuthMethod::Chap) && chap_keys {
                 let started = self
+                    .conn
                     .login
                     .chap
                     .as_ref()
                     .is_some_and(|_| has_key(pairs, "CHAP_N") || has_key(pairs, "CHAP_R"));
                 let result = if started {
-                    self.login.chap.as_mut().map(|c| c.verify(pairs))
+                    self.conn.login.chap.as_mut().map(|c| c.verify(pairs))
                 } else {
                     let mut challenge = vec![0u8; self.cfg.chap_challenge_len];
                     self.rng.fill(&mut challenge);
                     let id = self.rng.next_u64() as u8;
-                    self.login
+                    self.conn
+                        .login
                         .chap
                         .as_mut()
                         .map(|c| c.challenge(pairs, id, &challenge))
@@ -327,16 +339,20 @@ impl Session {
                         return None;
                     }
                 }
-                self.login.authenticated =
-                    self.login.chap.as_ref().is_some_and(|c| c.is_complete());
+                self.conn.login.authenticated = self
+                    .conn
+                    .login
+                    .chap
+                    .as_ref()
+                    .is_some_and(|c| c.is_complete());
             }
         } else if method.is_none_or(|m| m == AuthMethod::None) {
-            self.login.authenticated = true;
+            self.conn.login.authenticated = true;
         }
         if !req.transit {
             return Some((replies, false));
         }
-        if self.login.authenticated {
+        if self.conn.login.authenticated {
             return Some((replies, true));
         }
         // RFC 7143 section 6.3: an initiator "willing to negotiate iSCSI
@@ -346,7 +362,12 @@ impl Session {
         // Login Response that has the T bit set to 0, the initiator should
         // keep sending the Login Request ... with the T bit set to 1") and
         // the CHAP exchange follows. Any wrong CHAP key was rejected above.
-        let in_progress = self.login.chap.as_ref().is_some_and(|c| !c.is_complete())
+        let in_progress = self
+            .conn
+            .login
+            .chap
+            .as_ref()
+            .is_some_and(|c| !c.is_complete())
             && method == Some(AuthMethod::Chap);
         if in_progress {
             // CHAP was just selected, or the challenge is in this response:
@@ -366,13 +387,13 @@ impl Session {
         req: LoginRequest,
         pairs: &[(String, String)],
     ) -> Option<(Vec<(String, String)>, bool)> {
-        if self.login.chap_required && !self.login.authenticated {
+        if self.conn.login.chap_required && !self.conn.login.authenticated {
             // RFC 7143 section 6.3: the security stage may only be skipped
             // when the target requires no authentication; 0x0201.
             self.login_reject(req.itt, LoginStatus::AuthenticationFailure);
             return None;
         }
-        let neg = self.login.negotiator.as_mut()?;
+        let neg = self.conn.login.negotiator.as_mut()?;
         match neg.handle_request(pairs, LoginStage::Operational) {
             // RFC 7143 section 6.2: a key the target proposed must be
             // answered before the stage ends, so no transit while one is
@@ -399,13 +420,13 @@ impl Session {
                 text: p.text.slice(max..),
                 ..p
             };
-            self.login.pending = Some(rest);
+            self.conn.login.pending = Some(rest);
             self.send_login_response(req, false, true, stage, stage, chunk, false);
             return;
         }
         let final_response = p.transit && p.nsg == Stage::FullFeature;
         if final_response {
-            let Some(neg) = self.login.negotiator.as_ref() else {
+            let Some(neg) = self.conn.login.negotiator.as_ref() else {
                 self.login_reject(req.itt, LoginStatus::TargetError);
                 return;
             };
@@ -425,7 +446,7 @@ impl Session {
         }
         self.send_login_response(req, p.transit, false, stage, p.nsg, p.text, false);
         if p.transit {
-            self.login.stage = Some(p.nsg);
+            self.conn.login.stage = Some(p.nsg);
         }
     }
 
@@ -445,8 +466,8 @@ impl Session {
         // starting StatSN; "The next response of any kind -- including the
         // next Login Response, if any, in the same Login Phase -- will
         // carry this number + 1."
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             LoginResponse {
                 transit,
                 cont,
@@ -469,6 +490,8 @@ impl Session {
         );
     }
 
+    /// The final Login Response is queued: the connection enters the Full
+    /// Feature Phase and the application hears of the new session.
     fn enter_full_feature(&mut self, now: Instant, negotiated: crate::login::Negotiated) {
         // RFC 7143 section 13.1: digests are used "starting with the first
         // PDU after the final Login Response" in both directions; the
@@ -477,16 +500,14 @@ impl Session {
             header: negotiated.header_digest,
             data: negotiated.data_digest,
         };
-        self.tx_digests = digests;
-        self.decoder.set_digests(digests);
         // RFC 7143 section 13.12: from now on, data segments sent to us are
         // limited by our declared MaxRecvDataSegmentLength, ours by theirs.
-        self.decoder
-            .set_max_data_segment_length(negotiated.target_max_recv_data_segment_length);
-        self.peer_mrdsl = negotiated.initiator_max_recv_data_segment_length.max(512);
-        self.phase = Phase::FullFeature;
-        self.nop.last_rx = Some(now);
-        self.login.assembler.reset();
+        self.conn.enter_full_feature(
+            now,
+            digests,
+            negotiated.target_max_recv_data_segment_length,
+            negotiated.initiator_max_recv_data_segment_length.max(512),
+        );
         let initiator_name = self.initiator_name.clone().unwrap_or_default();
         let target_name = self.target_name().map(str::to_owned);
         self.events.push_back(Event::LoggedIn {
@@ -507,12 +528,12 @@ impl Session {
     pub(super) fn login_reject(&mut self, itt: u32, status: LoginStatus) {
         let (class, detail) = status.raw();
         let (exp, max) = self.window_fields();
-        let stat_sn = self.take_stat_sn();
-        self.push_pdu(
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
             LoginResponse {
                 transit: false,
                 cont: false,
-                csg: self.login.stage.unwrap_or(Stage::Security),
+                csg: self.conn.login.stage.unwrap_or(Stage::Security),
                 nsg: Stage::Security,
                 version_max: VERSION,
                 version_active: VERSION,

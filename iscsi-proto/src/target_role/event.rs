@@ -1,10 +1,12 @@
-//! What the target session reports to the application, and its errors.
+//! What the target session reports to the application ([`Event`],
+//! [`ScsiRequest`]) and why a connection ended ([`CloseReason`]).
 
 use bytes::Bytes;
 
+use crate::error::ProtocolError;
 use crate::login::negotiation::Negotiated;
 use crate::login::{LoginStatus, SessionType};
-use crate::wire::{Isid, RejectReason, Serial, TaskAttr, TmfFunction};
+use crate::wire::{Isid, Serial, TaskAttr, TmfFunction};
 
 pub use crate::task_id::TaskId;
 
@@ -91,19 +93,12 @@ pub enum Event {
     },
 }
 
-/// A protocol violation by the initiator, naming the RFC 7143 section.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} (RFC 7143 section {section})")]
-pub struct ProtocolError {
-    /// The RFC 7143 section of the rule broken.
-    pub section: &'static str,
-    /// What happened.
-    pub what: String,
-    /// The Reject reason sent for it, if one was.
-    pub reject: Option<RejectReason>,
-}
-
-/// Why the connection ended.
+/// Why a target connection (and, with one connection per session, its
+/// session) ended: the target role's counterpart of the initiator's
+/// [`ConnectionError`](crate::error::ConnectionError). A broken rule is the
+/// crate's [`ProtocolError`] (see [`crate::error`] for the taxonomy); the
+/// other reasons are ends that are nobody's fault (a logout, a reset) or
+/// the transport's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -122,7 +117,7 @@ pub enum CloseReason {
     HeaderDigest,
     /// The initiator broke the protocol in a way that ends the connection.
     #[error(transparent)]
-    Protocol(ProtocolError),
+    Protocol(#[from] ProtocolError),
     /// TARGET COLD RESET (RFC 7143 section 11.5.1: the target "MUST ...
     /// terminate all of its TCP connections").
     #[error("target cold reset (RFC 7143 section 11.5.1)")]
@@ -134,24 +129,3 @@ pub enum CloseReason {
     #[error("connection closed by the peer")]
     PeerClosed,
 }
-
-/// The caller misused the API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UsageError {
-    /// No live, delivered task has this id (it was completed, aborted, or
-    /// never existed).
-    #[error("unknown or finished task {0:?}")]
-    UnknownTask(TaskId),
-    /// The session is not in Full Feature Phase.
-    #[error("the session is not in Full Feature Phase")]
-    NotInFullFeature,
-    /// The connection is closed.
-    #[error("the connection is closed")]
-    Closed,
-    /// Sense data longer than a SCSI Response can carry.
-    #[error("sense data longer than 65535 bytes (RFC 7143 section 11.4.7.1)")]
-    SenseTooLong,
-}
-
-pub use crate::error::ConfigError;

@@ -1,7 +1,24 @@
-//! The target role of the sans-IO core: one iSCSI connection (and its
-//! session, one connection per session for now) as a state machine.
+//! The target role of the sans-IO core: one iSCSI session and its
+//! connection (one connection per session for now) as a state machine.
+//!
+//! # Layout
+//!
+//! - [`Session`] (`session.rs`): the session-wide state and the public A-D
+//!   interface; it owns one connection (`connection.rs`: CID, StatSN,
+//!   login state, digests, transmit queue, keepalive).
+//! - `login.rs`: the login phase (RFC 7143 sections 6 and 11.12-11.13).
+//! - `full_feature.rs`: the Full Feature Phase dispatch and CmdSN
+//!   ordering, with one module per kind of request: `scsi_command.rs`
+//!   (admission, R2T, Data-Out), `completion.rs` (Data-In and status),
+//!   `task_management.rs`, `text.rs` (SendTargets), `nop.rs`, `logout.rs`.
+//! - `window.rs`: [`TargetWindow`], the CmdSN window (section 4.2.2.1).
+//! - `event.rs`, `config.rs`: what the application sees and configures.
+//!   Errors are the crate's ([`crate::error`]), shared with the initiator
+//!   role; so is [`Transmit`].
 //!
 //! # Driving a [`Session`]
+//!
+//! The A-D contract and the drain order are documented on [`Session`]:
 //!
 //! ```text
 //! let mut s = Session::new(config)?;
@@ -9,7 +26,7 @@
 //!     // (B) input: bytes read from the socket, or a timer that fired
 //!     s.handle_input(now, &mut rx_buf);          // or s.handle_timeout(now)
 //!     // (D) outputs, in this order:
-//!     while let Some(t) = s.poll_transmit(now) { write_vectored(t.parts()) }
+//!     while let Some(t) = s.poll_transmit(now) { write_vectored(t.as_io_slices(..)) }
 //!     while let Some(ev) = s.poll_event() {
 //!         // Event::Command(req) -> run it, then (C):
 //!         // s.complete(req.task, status, sense, data_in)
@@ -44,16 +61,26 @@
 //! write once all its data has arrived, so two writes may be reported in
 //! a different order than their CmdSNs when their data arrives so.
 
+mod completion;
 mod config;
+mod connection;
 mod event;
-mod ffp;
+mod full_feature;
 mod login;
+mod logout;
+mod nop;
+mod scsi_command;
 mod session;
-mod transmit;
+mod task_management;
+mod text;
 mod window;
 
 pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};
-pub use event::{CloseReason, ConfigError, Event, ProtocolError, ScsiRequest, TaskId, UsageError};
+pub use event::{CloseReason, Event, ScsiRequest, TaskId};
 pub use session::{Phase, Session};
-pub use transmit::Transmit;
 pub use window::{Admit, TargetWindow};
+
+// The crate's error taxonomy and outgoing PDU, shared with the initiator
+// role, re-exported for convenience.
+pub use crate::error::{ConfigError, ProtocolError, UsageError};
+pub use crate::transmit::Transmit;

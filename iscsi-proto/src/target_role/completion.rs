@@ -1,0 +1,194 @@
+//! Completing a SCSI task on the target side: the application's answer
+//! sent as Data-In PDUs (RFC 7143 section 11.7) and the status, either in
+//! the last Data-In or in a SCSI Response (section 11.4).
+
+use bytes::{Bytes, BytesMut};
+
+use super::event::TaskId;
+use super::session::{Session, NO_TAG};
+use crate::error::UsageError;
+use crate::scsi::sense::SenseData;
+use crate::scsi::ScsiStatus;
+use crate::wire::{DataIn, DataInStatus, Residual, ScsiResponse, ScsiResponseCode, Serial};
+
+/// The 2-byte SenseLength followed by the sense bytes (RFC 7143 section
+/// 11.4.7.1).
+fn sense_segment(sense: &[u8]) -> Option<Bytes> {
+    let len = u16::try_from(sense.len()).ok()?;
+    let mut b = BytesMut::with_capacity(sense.len() + 2);
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(sense);
+    Some(b.freeze())
+}
+
+impl Session {
+    pub(super) fn send_check_condition(&mut self, itt: u32, sense: &SenseData) {
+        let seg = Bytes::copy_from_slice(&sense.to_iscsi_segment());
+        self.send_scsi_response(
+            itt,
+            ScsiStatus::CheckCondition.to_u8(),
+            Residual::None,
+            seg,
+            Serial(0),
+        );
+    }
+
+    /// Queues a SCSI Response (RFC 7143 section 11.4); StatSN advances.
+    fn send_scsi_response(
+        &mut self,
+        itt: u32,
+        status: u8,
+        residual: Residual,
+        data: Bytes,
+        exp_data_sn: Serial,
+    ) {
+        let (exp, max) = self.window_fields();
+        let stat_sn = self.conn.take_stat_sn();
+        self.conn.push_pdu(
+            ScsiResponse {
+                response: ScsiResponseCode::CommandCompleted,
+                status,
+                itt,
+                snack_tag: 0,
+                stat_sn,
+                exp_cmd_sn: exp,
+                max_cmd_sn: max,
+                exp_data_sn,
+                bidi_read_residual: Residual::None,
+                residual,
+            },
+            data,
+        );
+    }
+
+    /// The application's answer to a delivered task.
+    /// `write_len`: for a command without the R bit, the number of bytes
+    /// its CDB transfers to the target, if the application knows it (for
+    /// the write residual).
+    pub(super) fn complete_task(
+        &mut self,
+        id: TaskId,
+        status: ScsiStatus,
+        sense: Option<Bytes>,
+        data_in: Bytes,
+        write_len: Option<u32>,
+    ) -> Result<(), UsageError> {
+        if self.aborting.remove(&id).is_some() {
+            // The task was aborted while the application ran it: the
+            // completion acknowledges the abort and is discarded (RFC 7143
+            // section 11.5.1: no response for a covered task after the
+            // Task Management response; none before it either, as the
+            // initiator has given the task up).
+            self.abort_done(id);
+            return Ok(());
+        }
+        match self.tasks.get(&id) {
+            Some(t) if t.delivered => {}
+            _ => return Err(UsageError::UnknownTask(id)),
+        }
+        let sense_seg = match &sense {
+            Some(s) => Some(sense_segment(s).ok_or(UsageError::SenseTooLong)?),
+            None => None,
+        };
+        let Some(t) = self.remove_task(id) else {
+            return Err(UsageError::UnknownTask(id));
+        };
+        let edtl = t.edtl;
+        // RFC 7143 section 11.4.5.1: the residual is the difference between
+        // the Expected Data Transfer Length and what the target transferred
+        // (U bit) or would have (O bit).
+        let (send, residual) = if t.read {
+            let len = u32::try_from(data_in.len()).unwrap_or(u32::MAX);
+            if len > edtl {
+                (
+                    data_in.slice(..edtl as usize),
+                    Residual::Overflow(len - edtl),
+                )
+            } else if len < edtl {
+                (data_in, Residual::Underflow(edtl - len))
+            } else {
+                (data_in, Residual::None)
+            }
+        } else {
+            // RFC 7143 section 11.4.5.1, for writes: "the Residual Count
+            // ... MUST be set to the number of bytes that were not
+            // transferred" (U: the Expected Data Transfer Length exceeded
+            // what the command needed) or that the command needed beyond it
+            // (O). Without the command's own length, none is reported.
+            let residual = match write_len {
+                Some(n) if n > edtl => Residual::Overflow(n - edtl),
+                Some(n) if n < edtl => Residual::Underflow(edtl - n),
+                _ => Residual::None,
+            };
+            (Bytes::new(), residual)
+        };
+        let status_u8 = status.to_u8();
+        // RFC 7143 section 11.7.4 (S bit): status may ride in the last
+        // Data-In only when the command ended without an exception (GOOD,
+        // CONDITION MET), so never with sense data.
+        let in_data = !send.is_empty() && sense_seg.is_none() && status.is_success();
+        let max_burst = self
+            .negotiated
+            .as_ref()
+            .map_or(262_144, |n| n.max_burst_length)
+            .max(512) as usize;
+        let seg_max = (self.conn.max_send_segment as usize).min(max_burst).max(1);
+        let total = send.len();
+        let mut off = 0usize;
+        let mut burst = 0usize;
+        let mut data_sn = Serial(0);
+        while off < total {
+            // RFC 7143 section 13.12: a Data-In never exceeds the
+            // initiator's MaxRecvDataSegmentLength; section 13.13: a
+            // sequence never exceeds MaxBurstLength, and its last PDU has
+            // F=1 (section 11.7.1).
+            let n = (total - off).min(seg_max).min(max_burst - burst);
+            let last = off + n == total;
+            burst += n;
+            let burst_end = last || burst == max_burst;
+            if burst == max_burst {
+                burst = 0;
+            }
+            let (exp, max) = self.window_fields();
+            let st = if last && in_data {
+                Some(DataInStatus {
+                    status: status_u8,
+                    stat_sn: self.conn.take_stat_sn(),
+                    residual,
+                })
+            } else {
+                None
+            };
+            self.conn.push_pdu(
+                DataIn {
+                    final_pdu: burst_end,
+                    ack: false,
+                    lun: 0,
+                    itt: t.itt,
+                    ttt: NO_TAG,
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                    data_sn,
+                    buffer_offset: off as u32,
+                    status: st,
+                },
+                send.slice(off..off + n),
+            );
+            data_sn = data_sn.next();
+            off += n;
+        }
+        if !in_data {
+            // RFC 7143 section 11.4.8: ExpDataSN is "the number of R2T and
+            // Data-In (read) PDUs the target has sent for the command".
+            let exp_data_sn = data_sn.plus(t.r2t_sn.0);
+            self.send_scsi_response(
+                t.itt,
+                status_u8,
+                residual,
+                sense_seg.unwrap_or_default(),
+                exp_data_sn,
+            );
+        }
+        Ok(())
+    }
+}

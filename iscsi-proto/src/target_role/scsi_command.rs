@@ -1,0 +1,446 @@
+//! SCSI commands on the target side: admission of a SCSI Command PDU
+//! (RFC 7143 section 11.3) with its immediate data, and the write data
+//! path: unsolicited Data-Out, R2T (section 11.8) and the Data-Out PDUs
+//! answering it (section 11.7), until the task is delivered to the
+//! application.
+
+use bytes::{Bytes, BytesMut};
+
+use super::event::{Event, ScsiRequest, TaskId};
+use super::session::{Session, NO_TAG};
+use crate::scsi::sense::SenseData;
+use crate::scsi::SenseKey;
+use crate::wire::{Ahs, DataOut, Header, Pdu, R2t, RejectReason, ScsiCommand, Serial, TaskAttr};
+
+/// Most separate pieces a write buffer is kept in before it is copied
+/// into one contiguous buffer (bounds the per-PDU overhead held).
+const MAX_PARTS: usize = 8;
+
+/// Sense for RFC 7143 section 11.4.7.2 "Unexpected unsolicited data".
+const UNEXPECTED_UNSOLICITED: SenseData = SenseData::new(SenseKey::AbortedCommand, 0x0c, 0x0c);
+/// Sense for RFC 7143 section 11.4.7.2 "Incorrect amount of data".
+const INCORRECT_AMOUNT: SenseData = SenseData::new(SenseKey::AbortedCommand, 0x0c, 0x0d);
+/// Sense for RFC 7143 section 11.4.7.2 "Protocol Service CRC error".
+const CRC_ERROR: SenseData = SenseData::new(SenseKey::AbortedCommand, 0x47, 0x05);
+/// SPC-4 DATA OFFSET ERROR (ASC 0x4b, ASCQ 0x05).
+const DATA_OFFSET_ERROR: SenseData = SenseData::new(SenseKey::AbortedCommand, 0x4b, 0x05);
+/// SPC-4 DATA PHASE ERROR (ASC 0x4b, ASCQ 0x00), used for a DataSN gap.
+const DATA_PHASE_ERROR: SenseData = SenseData::new(SenseKey::AbortedCommand, 0x4b, 0x00);
+/// SPC-4 INVALID FIELD IN CDB.
+const INVALID_FIELD_IN_CDB: SenseData = SenseData::new(SenseKey::IllegalRequest, 0x24, 0x00);
+
+/// One data sequence of a write: unsolicited (TTT 0xffffffff) or the
+/// answer to one R2T.
+#[derive(Debug, Clone)]
+pub(super) struct Seq {
+    ttt: u32,
+    end: u32,
+    next_offset: u32,
+    next_data_sn: Serial,
+}
+
+/// The write data received so far.
+#[derive(Debug, Default)]
+enum Assembly {
+    #[default]
+    Empty,
+    Parts(Vec<(u32, Bytes)>),
+    Buffer(BytesMut),
+}
+
+impl Assembly {
+    fn add(&mut self, offset: u32, data: Bytes, total: u32) {
+        if data.is_empty() {
+            return;
+        }
+        match self {
+            Assembly::Empty => *self = Assembly::Parts(vec![(offset, data)]),
+            Assembly::Parts(parts) if parts.len() < MAX_PARTS => parts.push((offset, data)),
+            Assembly::Parts(parts) => {
+                let mut buf = BytesMut::zeroed(total as usize);
+                for (o, d) in parts.drain(..) {
+                    copy_at(&mut buf, o, &d);
+                }
+                copy_at(&mut buf, offset, &data);
+                *self = Assembly::Buffer(buf);
+            }
+            Assembly::Buffer(buf) => copy_at(buf, offset, &data),
+        }
+    }
+
+    /// The data as one buffer: zero-copy when it arrived in one piece.
+    fn finish(self, total: u32) -> Bytes {
+        match self {
+            Assembly::Empty => Bytes::new(),
+            Assembly::Parts(mut parts) if parts.len() == 1 => {
+                parts.pop().map(|(_, d)| d).unwrap_or_default()
+            }
+            Assembly::Parts(parts) => {
+                let mut buf = BytesMut::zeroed(total as usize);
+                for (o, d) in parts {
+                    copy_at(&mut buf, o, &d);
+                }
+                buf.freeze()
+            }
+            Assembly::Buffer(buf) => buf.freeze(),
+        }
+    }
+}
+
+fn copy_at(buf: &mut BytesMut, offset: u32, data: &[u8]) {
+    let start = offset as usize;
+    if let Some(dst) = start
+        .checked_add(data.len())
+        .and_then(|end| buf.get_mut(start..end))
+    {
+        dst.copy_from_slice(data);
+    }
+}
+
+/// A SCSI task.
+#[derive(Debug)]
+pub(super) struct Task {
+    pub(super) id: TaskId,
+    pub(super) itt: u32,
+    pub(super) lun: u64,
+    pub(super) cmd_sn: Serial,
+    pub(super) immediate: bool,
+    attr: TaskAttr,
+    cdb: Bytes,
+    pub(super) read: bool,
+    write: bool,
+    pub(super) edtl: u32,
+    /// Reached in CmdSN order (or immediate): it may be executed.
+    pub(super) accepted: bool,
+    /// Handed to the application.
+    pub(super) delivered: bool,
+    /// The task ends with CHECK CONDITION once its data stops flowing.
+    failure: Option<SenseData>,
+    unsolicited: Option<Seq>,
+    r2ts: Vec<Seq>,
+    next_r2t_offset: u32,
+    pub(super) r2t_sn: Serial,
+    received: u32,
+    data: Assembly,
+}
+
+impl Session {
+    /// Creates the task of a SCSI Command and checks its immediate data
+    /// against the negotiated rules. None when the command was rejected.
+    pub(super) fn new_task(&mut self, h: &ScsiCommand, pdu: &Pdu) -> Option<TaskId> {
+        if self.by_itt.contains_key(&h.itt) {
+            // RFC 7143 section 11.17.1: 0x07 "Task in progress": the ITT is
+            // already used by a live task of this session.
+            let b = self.original_bhs(pdu);
+            self.send_reject(RejectReason::TaskInProgress, b);
+            return None;
+        }
+        let (first_burst, immediate_ok, initial_r2t) = match &self.negotiated {
+            Some(n) => (n.first_burst_length, n.immediate_data, n.initial_r2t),
+            None => (0, false, true),
+        };
+        let mut cdb = BytesMut::from(&h.cdb[..]);
+        for a in &pdu.ahs {
+            if let Ahs::ExtendedCdb(ext) = a {
+                cdb.extend_from_slice(ext);
+            }
+        }
+        let data = pdu.data.clone();
+        let imm = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let mut failure = None;
+        if h.read && h.write {
+            // Bidirectional commands are not implemented.
+            failure = Some(INVALID_FIELD_IN_CDB);
+        } else if h.expected_data_transfer_length > self.cfg.max_transfer_length {
+            failure = Some(INVALID_FIELD_IN_CDB);
+        } else if imm > 0
+            && (!h.write
+                || !immediate_ok
+                || imm > first_burst
+                || imm > h.expected_data_transfer_length)
+        {
+            // RFC 7143 section 13.11: immediate data only with
+            // ImmediateData=Yes; section 13.14: unsolicited data (immediate
+            // included) never exceeds FirstBurstLength; section 11.4.7.2:
+            // "Unexpected unsolicited data".
+            failure = Some(UNEXPECTED_UNSOLICITED);
+        } else if !h.final_pdu && (!h.write || initial_r2t) {
+            // RFC 7143 section 13.10: with InitialR2T=Yes the initiator
+            // "MUST NOT" send unsolicited Data-Out: F must be 1.
+            failure = Some(UNEXPECTED_UNSOLICITED);
+        }
+        let unsolicited_end = first_burst.min(h.expected_data_transfer_length);
+        let unsolicited = if h.final_pdu {
+            None
+        } else {
+            if failure.is_none() && unsolicited_end <= imm {
+                // F=0 announces unsolicited Data-Out, but immediate data
+                // already filled the first burst.
+                failure = Some(INCORRECT_AMOUNT);
+            }
+            Some(Seq {
+                ttt: NO_TAG,
+                end: unsolicited_end,
+                next_offset: imm,
+                next_data_sn: Serial(0),
+            })
+        };
+        let id = TaskId::target(self.next_task_id, h.itt);
+        self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
+        let mut task = Task {
+            id,
+            itt: h.itt,
+            lun: h.lun,
+            cmd_sn: h.cmd_sn,
+            immediate: h.immediate,
+            attr: h.attr,
+            cdb: cdb.freeze(),
+            read: h.read,
+            write: h.write,
+            edtl: h.expected_data_transfer_length,
+            accepted: false,
+            delivered: false,
+            failure,
+            unsolicited,
+            r2ts: Vec::new(),
+            next_r2t_offset: imm,
+            r2t_sn: Serial(0),
+            received: 0,
+            data: Assembly::Empty,
+        };
+        if task.failure.is_none() && task.write {
+            task.received = imm;
+            task.data.add(0, data, task.edtl);
+        }
+        self.tasks.insert(id, task);
+        self.by_itt.insert(h.itt, id);
+        Some(id)
+    }
+
+    /// A task reached its place in CmdSN order (or is immediate): it may
+    /// run, unless a pending task management request covers it.
+    pub(super) fn accept_task(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        // RFC 7143 section 11.5.1: a pending task management request acts
+        // on "all the commands ... having a CmdSN lower than the task
+        // management CmdSN", including those received after it: such a
+        // command is aborted as it reaches its place in the order, never
+        // delivered.
+        if !t.immediate && self.pending_tmfs.iter().any(|p| p.covers(t.cmd_sn, t.lun)) {
+            let itt = t.itt;
+            self.remove_task(id);
+            self.bury_itt(itt);
+            return;
+        }
+        t.accepted = true;
+        self.progress(id);
+    }
+
+    /// Moves a task forward: R2Ts while data is missing, the failure
+    /// response once data stopped, or delivery to the application.
+    fn progress(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.get(&id) else {
+            return;
+        };
+        if !t.accepted || t.unsolicited.is_some() || t.delivered {
+            return;
+        }
+        if let Some(sense) = t.failure {
+            // RFC 7143 section 11.17.1 (after the reason table): the target
+            // "MUST wait until it receives the last expected Data-Out PDUs
+            // with the F bit set to 1 before sending the Response PDU".
+            if t.r2ts.is_empty() {
+                let itt = t.itt;
+                self.remove_task(id);
+                self.bury_itt(itt);
+                self.send_check_condition(itt, &sense);
+            }
+            return;
+        }
+        if t.write && t.received < t.edtl {
+            self.issue_r2ts(id);
+            return;
+        }
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        t.delivered = true;
+        let data_out = std::mem::take(&mut t.data).finish(t.edtl);
+        let req = ScsiRequest {
+            task: id,
+            lun: t.lun,
+            cdb: t.cdb.clone(),
+            attr: t.attr,
+            itt: t.itt,
+            cmd_sn: t.cmd_sn,
+            immediate: t.immediate,
+            data_out,
+            expected_read_len: if t.read { t.edtl } else { 0 },
+            expected_write_len: if t.write { t.edtl } else { 0 },
+        };
+        self.events.push_back(Event::Command(req));
+    }
+
+    /// Sends R2Ts until MaxOutstandingR2T are outstanding or the whole
+    /// transfer is requested (RFC 7143 sections 11.8 and 13.17).
+    fn issue_r2ts(&mut self, id: TaskId) {
+        let (max_r2t, max_burst) = match &self.negotiated {
+            Some(n) => (
+                usize::from(n.max_outstanding_r2t.max(1)),
+                n.max_burst_length.max(512),
+            ),
+            None => return,
+        };
+        loop {
+            let Some(t) = self.tasks.get(&id) else {
+                return;
+            };
+            if t.r2ts.len() >= max_r2t || t.next_r2t_offset >= t.edtl {
+                return;
+            }
+            let offset = t.next_r2t_offset;
+            // RFC 7143 section 11.8.5: the Desired Data Transfer Length
+            // "MUST NOT be 0 and MUST NOT exceed MaxBurstLength".
+            let len = (t.edtl - offset).min(max_burst);
+            let (itt, lun, r2t_sn) = (t.itt, t.lun, t.r2t_sn);
+            let ttt = self.new_ttt();
+            let (exp, max) = self.window_fields();
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.next_r2t_offset = offset + len;
+                t.r2t_sn = r2t_sn.next();
+                t.r2ts.push(Seq {
+                    ttt,
+                    end: offset + len,
+                    next_offset: offset,
+                    next_data_sn: Serial(0),
+                });
+            }
+            // RFC 7143 section 11.8.3: an R2T carries StatSN but does not
+            // advance it ("StatSN ... the next StatSN").
+            self.conn.push_pdu(
+                R2t {
+                    lun,
+                    itt,
+                    ttt,
+                    stat_sn: self.conn.stat_sn(),
+                    exp_cmd_sn: exp,
+                    max_cmd_sn: max,
+                    r2t_sn,
+                    buffer_offset: offset,
+                    desired_data_transfer_length: len,
+                },
+                Bytes::new(),
+            );
+        }
+    }
+
+    /// A Data-Out PDU (RFC 7143 section 11.7). `corrupt`: its data was
+    /// dropped for a digest error (the Reject is already sent).
+    pub(super) fn data_out(&mut self, h: DataOut, data: Bytes, corrupt: bool) {
+        let bhs = || Bytes::copy_from_slice(&Header::DataOut(h).to_bytes(0, 0));
+        let Some(&id) = self.by_itt.get(&h.itt) else {
+            if !corrupt && !self.is_buried(h.itt) {
+                // RFC 7143 section 11.17.1 note 2: an invalid ITT or TTT is
+                // answered with 0x09 "Invalid PDU field".
+                self.send_reject(RejectReason::InvalidPduField, bhs());
+            }
+            return;
+        };
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let seq_index = if h.ttt == NO_TAG {
+            t.unsolicited.as_ref().map(|_| usize::MAX)
+        } else {
+            t.r2ts.iter().position(|s| s.ttt == h.ttt)
+        };
+        let Some(seq_index) = seq_index else {
+            if corrupt {
+                return;
+            }
+            if !t.write || t.delivered {
+                self.send_reject(RejectReason::InvalidPduField, bhs());
+                return;
+            }
+            // Unsolicited data that was not announced, or an unknown TTT:
+            // Reject (note 2 of section 11.17.1), and the task ends with
+            // CHECK CONDITION (section 11.4.7.2 "Unexpected unsolicited data").
+            t.failure.get_or_insert(UNEXPECTED_UNSOLICITED);
+            self.send_reject(RejectReason::InvalidPduField, bhs());
+            self.progress(id);
+            return;
+        };
+        let edtl = t.edtl;
+        let failing = t.failure.is_some();
+        let seq = if seq_index == usize::MAX {
+            t.unsolicited.as_mut()
+        } else {
+            t.r2ts.get_mut(seq_index)
+        };
+        let Some(seq) = seq else {
+            return;
+        };
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let mut new_failure = None;
+        let mut reject = false;
+        if corrupt {
+            new_failure = Some(CRC_ERROR);
+        } else if !failing {
+            if h.data_sn != seq.next_data_sn {
+                // RFC 7143 section 11.7.5: DataSN counts the Data-Out PDUs
+                // of a sequence from 0; a gap is an invalid field (Reject
+                // 0x09, section 11.17.1 note 2) ending the task.
+                new_failure = Some(DATA_PHASE_ERROR);
+                reject = true;
+            } else if h.buffer_offset != seq.next_offset {
+                // RFC 7143 section 13.18: with DataPDUInOrder=Yes data PDUs
+                // come "at continuously increasing addresses" without
+                // overlays: the offset must continue the sequence.
+                new_failure = Some(DATA_OFFSET_ERROR);
+                reject = true;
+            } else if seq.next_offset.checked_add(len).is_none_or(|e| e > seq.end) {
+                // RFC 7143 section 11.4.7.2: more data than the burst or
+                // R2T asked for is an "Incorrect amount of data".
+                new_failure = Some(INCORRECT_AMOUNT);
+            } else {
+                seq.next_offset += len;
+                seq.next_data_sn = seq.next_data_sn.next();
+                t.received = t.received.saturating_add(len);
+                t.data.add(h.buffer_offset, data, edtl);
+            }
+        }
+        let complete = seq.next_offset >= seq.end;
+        let ends = h.final_pdu || (complete && !failing && new_failure.is_none());
+        if h.final_pdu && !complete && !failing && new_failure.is_none() {
+            // RFC 7143 section 11.4.7.2: a sequence that ends short of the
+            // R2T (or of FirstBurstLength) is an "Incorrect amount of data".
+            new_failure = Some(INCORRECT_AMOUNT);
+        }
+        if let Some(f) = new_failure {
+            t.failure.get_or_insert(f);
+        }
+        if ends {
+            if seq_index == usize::MAX {
+                t.unsolicited = None;
+                t.next_r2t_offset = t.received;
+            } else if seq_index < t.r2ts.len() {
+                t.r2ts.remove(seq_index);
+            }
+        }
+        if reject {
+            self.send_reject(RejectReason::InvalidPduField, bhs());
+        }
+        self.progress(id);
+    }
+
+    /// Removes a task from the session's tables.
+    pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
+        let t = self.tasks.remove(&id)?;
+        if self.by_itt.get(&t.itt) == Some(&id) {
+            self.by_itt.remove(&t.itt);
+        }
+        Some(t)
+    }
+}
