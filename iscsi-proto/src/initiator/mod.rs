@@ -33,7 +33,7 @@ pub use tasks::TaskTable;
 pub use timer::{Timer, TimerTable};
 pub use types::{
     AsyncNotice, Auth, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult, NetworkPortal,
-    Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, TaskId, TaskOutcome,
+    Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
     DEFAULT_PORT,
 };
 pub use window::{CmdWindow, WindowUpdate};

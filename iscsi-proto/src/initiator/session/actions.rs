@@ -380,5 +380,4 @@ impl Session {
             self.complete(itt, TaskOutcome::Failed(err.clone()));
         }
     }
-
 }

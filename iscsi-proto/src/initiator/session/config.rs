@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 /// The negotiation engine and CHAP state for a login under `cfg`. Building
 /// them validates every configured value (RFC 7143 section 13 ranges,
 /// names, authentication), so [`Session::new`] calls it once up front.

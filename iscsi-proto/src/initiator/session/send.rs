@@ -105,7 +105,8 @@ impl Session {
             exp_stat_sn: Serial(0),
             cdb,
         };
-        self.conn.push(header, ahs, write_buf.slice(..imm as usize), true);
+        self.conn
+            .push(header, ahs, write_buf.slice(..imm as usize), true);
         if unsol_end > imm {
             self.conn.queue_data_out(
                 itt,

@@ -104,9 +104,7 @@ impl Session {
             }
             Timer::Keepalive => {
                 if let Some(ka) = self.cfg.keepalive {
-                    if self.is_logged_in()
-                        && !self.logout_sent
-                        && !self.timers.is_set(Timer::Ping)
+                    if self.is_logged_in() && !self.logout_sent && !self.timers.is_set(Timer::Ping)
                     {
                         self.send_keepalive(now, ka.timeout);
                     }
