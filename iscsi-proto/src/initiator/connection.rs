@@ -11,7 +11,8 @@
 //! The CmdSN window, the tasks and the session-wide keys are the
 //! [`Session`](super::Session)'s.
 //!
-//! A session has one [`Connection`] today. Each task records the CID of
+//! A session has one [`Connection`] today, whatever MaxConnections (RFC
+//! 7143 section 13.2) allows. Each task records the CID of
 //! the connection its command went out on (its connection allegiance,
 //! section 4.2.5.1), so a second connection, and moving a task to it
 //! (section 7.2.2, ErrorRecoveryLevel 2), only add code.

@@ -101,6 +101,7 @@ impl TimerTable {
     }
 
     /// The earliest deadline among the set timers that `armed` accepts.
+    #[must_use]
     pub fn next_timeout(&self, mut armed: impl FnMut(Timer) -> bool) -> Option<Instant> {
         Timer::ALL
             .iter()
