@@ -1,6 +1,7 @@
-//! (C) Application actions: work the application starts on the session
-//! (SCSI commands, task management, pings, SendTargets, renegotiation,
-//! logout), and the task bookkeeping they share with the receive side.
+//! (C) Application actions, the operations the application starts on the
+//! session (SCSI commands, task management, pings, SendTargets,
+//! renegotiation, logout), and the task bookkeeping they share with the
+//! receive side.
 
 use std::time::Instant;
 
