@@ -1,13 +1,15 @@
-//! The initiator's per-connection state (`Session::connection`) and each
+//! The initiator's per-connection state (`Session::connection`), each
 //! task's connection allegiance (`Session::task_connection`), RFC 7143
-//! sections 4.2.1 and 4.2.5.1.
+//! sections 4.2.1 and 4.2.5.1, and the session-wide window update every
+//! target PDU carries (section 4.2.2.1).
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use iscsi_proto::initiator::{Event, Recovery, ScsiCommand, SessionConfig};
 use iscsi_proto::testing::{LoginResponder, Pair};
 use iscsi_proto::wire::frame::Digests;
-use iscsi_proto::wire::pdu::{Header, Residual};
+use iscsi_proto::wire::pdu::{AsyncEvent, Header, Residual};
 
 const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
 
@@ -115,4 +117,47 @@ fn a_reissued_task_takes_the_new_connection() {
     assert!(p.session.is_logged_in());
     assert_eq!(p.session.task_connection(t), Some(5));
     assert_eq!(p.session.connection().cid(), 5);
+}
+
+/// RFC 7143 section 4.2.2.1: every target PDU that carries ExpCmdSN and
+/// MaxCmdSN updates the session's window, whichever handler it reaches:
+/// here an Asynchronous Message and the answer to our ping open a window
+/// the login left closed.
+#[test]
+fn any_target_pdu_opens_the_window() {
+    for opener in ["async", "nop reply"] {
+        let mut r = LoginResponder::plain();
+        r.window = (0, 0);
+        let mut p = Pair::new(cfg(1));
+        p.login_with(&mut r);
+        assert!(p.session.is_logged_in());
+        assert!(!p.session.window().is_open());
+        let t = p
+            .session
+            .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+            .unwrap();
+        let ping = p.session.nop_ping(p.now, Bytes::new()).unwrap();
+        p.flush();
+        let Header::NopOut(nop) = p.target.expect().header else {
+            panic!("expected the ping");
+        };
+        assert_eq!(p.target.pending(), 0, "{opener}: the command waits");
+        let exp = p.target.exp_cmd_sn;
+        p.target.max_cmd_sn = exp.plus(3);
+        match opener {
+            "async" => p
+                .target
+                .async_message(AsyncEvent::VendorSpecific, [0; 3], &[]),
+            _ => p.target.nop_in_reply(&nop, Bytes::new()),
+        }
+        p.deliver();
+        assert!(p.session.window().is_open(), "{opener}");
+        let Header::ScsiCommand(c) = p.target.expect().header else {
+            panic!("{opener}: expected the queued command");
+        };
+        assert_eq!((c.itt, c.cmd_sn), (t.itt(), exp), "{opener}");
+        if opener == "nop reply" {
+            assert!(p.outcome(ping).is_some());
+        }
+    }
 }

@@ -86,7 +86,7 @@ use super::connection::{ConnState, Connection, OutPdu, LOGIN_MRDSL};
 use super::tasks::{TaskTable, RESERVED_TAG};
 use super::timer::{Timer, TimerTable};
 use super::types::*;
-use super::window::CmdWindow;
+use super::window::{CmdWindow, WindowUpdate};
 use crate::error::{ConfigError, ConnectionError, ProtocolError, TaskError, TimerKind, UsageError};
 use crate::login::chap::{ChapCredentials, InitiatorChap, InitiatorChapConfig};
 use crate::login::discovery::{parse_send_targets, parse_target_address};

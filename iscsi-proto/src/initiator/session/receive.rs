@@ -26,7 +26,10 @@ impl Session {
                     .ack(stat_sn)
                     .map_err(ConnectionError::Protocol)?;
             }
-            self.window.update(n.exp_cmd_sn, n.max_cmd_sn);
+            let update = self.window.update(n.exp_cmd_sn, n.max_cmd_sn);
+            if matches!(update, WindowUpdate::Invalid | WindowUpdate::AcksUnsent) {
+                tracing::debug!(target: "iscsi::window", ?update, ExpCmdSN = n.exp_cmd_sn.0, MaxCmdSN = n.max_cmd_sn.0, "window update ignored (RFC 7143 section 4.2.2.1)");
+            }
         }
         match header {
             Header::NopIn(h) => self.on_nop_in(h, data),
