@@ -361,3 +361,92 @@ impl Connection {
         Ok(Transmit::new(&self.scratch, data, trailer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nop(itt: u32) -> w::NopOut {
+        w::NopOut {
+            immediate: true,
+            lun: 0,
+            itt,
+            ttt: 0xffff_ffff,
+            cmd_sn: Serial(0),
+            exp_stat_sn: Serial(0),
+        }
+    }
+
+    fn itt_of(out: &OutPdu) -> u32 {
+        match &out.header {
+            Header::NopOut(h) => h.itt,
+            Header::DataOut(h) => h.itt,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Answers to the target's pings leave before queued work; numbered
+    /// commands are counted until they leave (RFC 7143 section 4.2.2.1:
+    /// an immediate command carries the CmdSN of the next one not sent).
+    #[test]
+    fn urgent_first_and_numbered_counted() {
+        let mut c = Connection::new(1, Instant::now());
+        c.push(nop(1), Vec::new(), Bytes::new(), true);
+        c.push_urgent(nop(2), Bytes::new());
+        assert_eq!(c.queued_numbered, 1);
+        assert!(c.has_transmit());
+        let first = c.pop().unwrap();
+        assert_eq!(itt_of(&first), 2);
+        assert_eq!(c.queued_numbered, 1);
+        let second = c.pop().unwrap();
+        assert_eq!(itt_of(&second), 1);
+        assert_eq!(c.queued_numbered, 0);
+        assert!(c.pop().is_none());
+        assert!(!c.has_transmit());
+    }
+
+    /// RFC 7143 section 13.12: no Data-Out data segment exceeds the
+    /// target's MaxRecvDataSegmentLength; section 11.7.4: DataSN counts
+    /// from 0 in each sequence; section 11.7.1: F on the last PDU.
+    #[test]
+    fn data_out_is_cut_at_the_target_limit() {
+        let mut c = Connection::new(1, Instant::now());
+        c.enter_full_feature(Digests::NONE, 8192, 1000);
+        let buf = Bytes::from(vec![7u8; 2500]);
+        c.queue_data_out(9, 0, 0x55, &buf, 0, 2500, true);
+        let mut lens = Vec::new();
+        while let Some(out) = c.pop() {
+            let Header::DataOut(h) = out.header else {
+                panic!("expected Data-Out");
+            };
+            assert_eq!(h.data_sn, Serial(lens.len() as u32));
+            assert_eq!(h.buffer_offset, 1000 * lens.len() as u32);
+            assert_eq!(h.final_pdu, out.data.len() == 500);
+            assert_eq!(out.data_out, Some((9, h.final_pdu)));
+            lens.push(out.data.len());
+        }
+        assert_eq!(lens, [1000, 1000, 500]);
+    }
+
+    /// A new login on the connection starts with the login-phase values
+    /// (RFC 7143 section 13.12: 8192; section 13.1: no digests).
+    #[test]
+    fn a_new_login_resets_the_connection_keys() {
+        let mut c = Connection::new(4, Instant::now());
+        let d = Digests {
+            header: true,
+            data: true,
+        };
+        c.enter_full_feature(d, 65536, 262144);
+        assert!(c.is_full());
+        assert_eq!(c.digests(), d);
+        assert_eq!(c.initiator_max_recv_data_segment_length(), 65536);
+        assert_eq!(c.target_max_recv_data_segment_length(), 262144);
+        c.reset_for_login();
+        assert_eq!(c.digests(), Digests::NONE);
+        assert_eq!(c.initiator_max_recv_data_segment_length(), LOGIN_MRDSL);
+        assert_eq!(c.target_max_recv_data_segment_length(), LOGIN_MRDSL);
+        assert_eq!(c.exp_stat_sn(), Serial(0));
+        assert_eq!(c.cid(), 4);
+    }
+}
