@@ -322,6 +322,9 @@ impl Session {
         }
     }
 
+    /// Run after every input and action: in Full Feature Phase, send the
+    /// queued commands the CmdSN window now allows (RFC 7143 section
+    /// 4.2.2.1) and a logout whose wait for tasks is over.
     fn after_action(&mut self, now: Instant) {
         if self.is_logged_in() {
             if !self.holds_new_work() {
