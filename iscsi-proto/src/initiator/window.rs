@@ -89,6 +89,7 @@ impl CmdWindow {
 
     /// Takes the next CmdSN for a non-immediate command, or `None` when the
     /// window is closed (the command must queue; section 4.2.2.1).
+    #[must_use = "a CmdSN taken must be used by a command"]
     pub fn take(&mut self) -> Option<Serial> {
         if !self.is_open() {
             return None;

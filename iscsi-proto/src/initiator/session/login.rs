@@ -8,20 +8,54 @@ use bytes::Bytes;
 
 use super::*;
 
+/// Login round trips before the target is deemed to loop.
+const MAX_LOGIN_ROUNDS: u32 = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChapStep {
+    /// AuthMethod not yet agreed.
+    Method,
+    /// CHAP_A sent, waiting for CHAP_A/I/C.
+    Offered,
+    /// CHAP_N/R sent; for mutual CHAP waiting for the target's CHAP_N/R.
+    Responded,
+    /// Done.
+    Done,
+}
+
+/// The login state machine of one connection (RFC 7143 section 6): the
+/// negotiation, CHAP, and where the request/response exchange is.
+pub(in crate::initiator) struct Login {
+    neg: InitiatorNegotiator,
+    chap: Option<InitiatorChap>,
+    chap_step: ChapStep,
+    /// Our mutual CHAP challenge for this login (its first byte is CHAP_I).
+    chap_challenge: Vec<u8>,
+    /// CSG of the requests we send.
+    stage: Stage,
+    itt: u32,
+    cmd_sn: Serial,
+    assembler: TextAssembler,
+    /// Outgoing text not yet sent (multi-PDU requests).
+    out_rest: Bytes,
+    /// Transit/NSG for the last segment of `out_rest`.
+    out_transit: Option<Stage>,
+    rounds: u32,
+    first_response: bool,
+    /// The NSG our current request exchange asked for with T=1 (`None`:
+    /// T=0). A response may transit only if we did, and never beyond it
+    /// (RFC 7143 sections 6.3 and 11.13.6; checked in `check_transit`).
+    asked: Option<Stage>,
+}
+
 impl Session {
     pub(super) fn start_login(&mut self) -> Result<Box<Login>, ConnectionError> {
         // Validated by Session::new: a failure here is a configuration
         // changed since (the fields are public), reported as such.
         let (mut neg, chap) = login_engines(&self.cfg).map_err(ConnectionError::InvalidConfig)?;
-        // Connection-level reset.
-        self.exp_stat_sn = Serial(0);
-        self.stat_sn_ahead = 0;
+        // Connection-level reset: a new login on a new transport.
+        self.conn.reset_for_login();
         self.tsih = 0;
-        self.decoder = PduDecoder::new(DecoderConfig {
-            digests: Digests::NONE,
-            max_data_segment_length: LOGIN_MRDSL,
-        });
-        self.tx_digests = Digests::NONE;
         let mut pairs = neg.login_keys();
         let stage = if chap.is_some() {
             pairs.extend(neg.security_offer());
@@ -103,29 +137,28 @@ impl Session {
             // ISID with TSIH 0 (a new session replacing the failed one).
             tsih: 0,
             itt: login.itt,
-            cid: self.cfg.cid,
+            cid: self.conn.cid,
             cmd_sn: login.cmd_sn,
-            exp_stat_sn: self.exp_stat_sn,
+            exp_stat_sn: self.conn.exp_stat_sn(),
         };
-        self.tx.push_back(OutPdu {
-            header: req.into(),
-            ahs: Vec::new(),
-            data: seg,
-            digests: Digests::NONE,
-            data_out: None,
-            numbered: false,
-        });
+        self.conn.push_login(req, seg);
     }
 
     pub(super) fn on_login_pdu(&mut self, now: Instant, pdu: Pdu) -> Result<(), ConnectionError> {
-        let Phase::Login(mut login) = core::mem::replace(&mut self.phase, Phase::Connecting) else {
+        let ConnState::Login(mut login) =
+            core::mem::replace(&mut self.conn.state, ConnState::Connecting)
+        else {
             return Ok(());
         };
         let r = self.on_login_response(now, &mut login, pdu);
-        // on_login_response may have moved the phase on (Full, Connecting
-        // for a redirect, Closed); restore Login only if it did not.
-        if matches!(self.phase, Phase::Connecting) && r.as_ref().is_ok_and(|done| !done) {
-            self.phase = Phase::Login(login);
+        // on_login_response may have moved things on (Full Feature Phase,
+        // Connecting for a redirect, a closed or recovering session);
+        // restore the login only if it did not.
+        if self.phase == Phase::Active
+            && matches!(self.conn.state, ConnState::Connecting)
+            && r.as_ref().is_ok_and(|done| !done)
+        {
+            self.conn.state = ConnState::Login(login);
         }
         r.map(|_| ())
     }
@@ -167,8 +200,7 @@ impl Session {
             }
             // RFC 7143 section 11.13.4 / 4.2.2.2: StatSN starts with the login
             // response; ExpStatSN acknowledges it.
-            self.exp_stat_sn = resp.stat_sn.next();
-            self.stat_sn_ahead = 0;
+            self.conn.stat_sn.start(resp.stat_sn);
         }
         match status.class() {
             StatusClass::Success => {}
@@ -374,10 +406,10 @@ impl Session {
             self.permanent_portal = Some(portal.clone());
         }
         self.portal = Some(portal.clone());
-        self.phase = Phase::Connecting;
-        self.login_deadline = Some(later(now, self.cfg.login_timeout));
-        self.tx.clear();
-        self.urgent.clear();
+        self.conn.state = ConnState::Connecting;
+        self.timers
+            .set(Timer::Login, later(now, self.cfg.login_timeout));
+        self.conn.clear_queues();
         self.events.push_back(Event::Connect {
             portal: Some(portal),
         });
@@ -417,18 +449,19 @@ impl Session {
             header: neg.header_digest,
             data: neg.data_digest,
         };
-        self.decoder.set_config(DecoderConfig {
+        // RFC 7143 section 13.12: each side's declared
+        // MaxRecvDataSegmentLength (ours bounds what we accept).
+        self.conn.enter_full_feature(
             digests,
-            // RFC 7143 section 13.12: our declared MaxRecvDataSegmentLength.
-            max_data_segment_length: neg.initiator_max_recv_data_segment_length,
-        });
-        self.tx_digests = digests;
+            neg.initiator_max_recv_data_segment_length,
+            neg.target_max_recv_data_segment_length,
+        );
         // Every key agreed on this connection (RFC 7143 section 13), at
         // info: `iscsi -v` shows it.
         tracing::info!(
             target: "iscsi::login",
             tsih = self.tsih,
-            cid = self.cfg.cid,
+            cid = self.conn.cid,
             reinstated = self.logged_in_once,
             SessionType = ?neg.session_type,
             TargetName = neg.target_name.as_deref().unwrap_or("-"),
@@ -457,12 +490,11 @@ impl Session {
             "logged in"
         );
         self.negotiated = Some(neg);
-        self.phase = Phase::Full;
-        self.login_deadline = None;
+        self.timers.stop(Timer::Login);
         self.redirects = 0;
-        self.last_rx = now;
-        self.logged_in_at = now;
-        self.ping_deadline = None;
+        self.touch_rx(now);
+        self.conn.logged_in_at = now;
+        self.timers.stop(Timer::Ping);
         if self.logged_in_once {
             self.recovery_attempt = 0;
             self.events.push_back(Event::Reinstated { tsih: self.tsih });

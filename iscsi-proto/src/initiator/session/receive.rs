@@ -1,5 +1,7 @@
-//! Full Feature Phase, receive side: one handler per target PDU
-//! (RFC 7143 section 11), StatSN acknowledgement.
+//! Full Feature Phase, receive side: the StatSN acknowledgement and the
+//! CmdSN window update every target PDU carries (applied once, in
+//! `Session::on_pdu`, before the PDU's handler runs), then one handler
+//! per target PDU (RFC 7143 section 11).
 
 use std::time::Instant;
 
@@ -9,19 +11,32 @@ use super::*;
 
 impl Session {
     pub(super) fn on_pdu(&mut self, now: Instant, pdu: Pdu) -> Result<(), ConnectionError> {
-        if matches!(self.phase, Phase::Login(_)) {
+        if self.conn.is_logging_in() {
             return self.on_login_pdu(now, pdu);
         }
         let Pdu { header, data, .. } = pdu;
         tracing::trace!(target: "iscsi::pdu", ?header, len = data.len(), "received");
+        if let Some(n) = numbering(&header) {
+            // RFC 7143 section 4.2.2.2: status acknowledged through
+            // ExpStatSN on this connection; section 4.2.2.1: the
+            // session's window from ExpCmdSN/MaxCmdSN.
+            if let Some(stat_sn) = n.stat_sn {
+                self.conn
+                    .stat_sn
+                    .ack(stat_sn)
+                    .map_err(ConnectionError::Protocol)?;
+            }
+            let update = self.window.update(n.exp_cmd_sn, n.max_cmd_sn);
+            if matches!(update, WindowUpdate::Invalid | WindowUpdate::AcksUnsent) {
+                tracing::debug!(target: "iscsi::window", ?update, ExpCmdSN = n.exp_cmd_sn.0, MaxCmdSN = n.max_cmd_sn.0, "window update ignored (RFC 7143 section 4.2.2.1)");
+            }
+        }
         match header {
             Header::NopIn(h) => self.on_nop_in(h, data),
             Header::ScsiResponse(h) => self.on_scsi_response(h, data),
             Header::DataIn(h) => self.on_data_in(h, data),
             Header::R2t(h) => self.on_r2t(h),
             Header::TaskMgmtResponse(h) => {
-                self.ack(h.stat_sn)?;
-                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
                 if let Some(Task {
                     kind: Kind::Tmf { function, affected },
                     ..
@@ -56,8 +71,6 @@ impl Session {
             }
             Header::TextResponse(h) => self.on_text_response(h, data),
             Header::LogoutResponse(h) => {
-                self.ack(h.stat_sn)?;
-                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
                 if matches!(
                     self.tasks.get(h.itt),
                     Some(Task {
@@ -83,8 +96,6 @@ impl Session {
             }
             Header::AsyncMessage(h) => self.on_async(now, h, data),
             Header::Reject(h) => {
-                self.ack(h.stat_sn)?;
-                self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
                 // RFC 7143 section 11.17: the data segment holds the
                 // header of the rejected PDU; its ITT names the task.
                 let itt = data
@@ -109,7 +120,7 @@ impl Session {
                 } else if itt != RESERVED_TAG && self.tasks.get(itt).is_some() {
                     if matches!(self.tasks.get(itt).map(|t| &t.kind), Some(Kind::Logout)) {
                         self.logout_sent = false;
-                        self.logout_deadline = None;
+                        self.timers.stop(Timer::Logout);
                     }
                     if !immediate && matches!(opcode, 0x01 | 0x04) {
                         self.plug_cmd_sn_gap(itt);
@@ -133,43 +144,11 @@ impl Session {
         }
     }
 
-    /// Acknowledges a status-bearing StatSN (RFC 7143 section 4.2.2.2):
-    /// in order it advances ExpStatSN (past any StatSN that arrived early);
-    /// an old one is ignored; one up to [`STAT_SN_AHEAD`] ahead is
-    /// remembered until the gap before it fills; a larger jump means lost
-    /// status, a connection failure at ErrorRecoveryLevel 0.
-    pub(super) fn ack(&mut self, stat_sn: Serial) -> Result<(), ConnectionError> {
-        let ahead = stat_sn.0.wrapping_sub(self.exp_stat_sn.0);
-        if ahead == 0 {
-            self.exp_stat_sn = stat_sn.next();
-            // Bit 0 now stands for the new ExpStatSN itself.
-            loop {
-                let received = self.stat_sn_ahead & 1 != 0;
-                self.stat_sn_ahead >>= 1;
-                if !received {
-                    break;
-                }
-                self.exp_stat_sn = self.exp_stat_sn.next();
-            }
-            Ok(())
-        } else if stat_sn.precedes(self.exp_stat_sn) {
-            Ok(())
-        } else if ahead <= STAT_SN_AHEAD {
-            self.stat_sn_ahead |= 1u64 << (ahead - 1);
-            Ok(())
-        } else {
-            Err(ConnectionError::Protocol(ProtocolError::StatSnGap {
-                expected: self.exp_stat_sn.0,
-                received: stat_sn.0,
-            }))
-        }
-    }
-
     pub(super) fn on_nop_in(&mut self, h: w::NopIn, data: Bytes) -> Result<(), ConnectionError> {
         if h.itt == RESERVED_TAG {
             // RFC 7143 section 11.19.2: with ITT 0xffffffff the StatSN is
-            // "not advanced": a target ping or a window update.
-            self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+            // "not advanced": a target ping or a window update (applied in
+            // `on_pdu`).
             // RFC 7143 section 11.14: no new request after our Logout
             // Request, a ping answer included.
             if h.ttt != RESERVED_TAG && !self.logout_sent {
@@ -178,7 +157,7 @@ impl Session {
                 // "MUST" carry ITT 0xffffffff, the NOP-In's TTT and LUN,
                 // and (section 11.18.2) echo its data; it goes out as an
                 // immediate command right away.
-                let limit = self.target_mrdsl() as usize;
+                let limit = self.conn.target_max_recv_data_segment_length() as usize;
                 let echo = data.slice(..data.len().min(limit));
                 let nop = w::NopOut {
                     immediate: true,
@@ -188,20 +167,12 @@ impl Session {
                     cmd_sn: Serial(0),
                     exp_stat_sn: Serial(0),
                 };
-                self.urgent.push_back(OutPdu {
-                    header: nop.into(),
-                    ahs: Vec::new(),
-                    data: echo,
-                    digests: self.tx_digests,
-                    data_out: None,
-                    numbered: false,
-                });
+                self.conn.push_urgent(nop, echo);
             }
             return Ok(());
         }
-        // A reply to our ping consumes a StatSN (section 11.19.2).
-        self.ack(h.stat_sn)?;
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        // A reply to our ping consumes a StatSN (section 11.19.2,
+        // acknowledged in `on_pdu`).
         // RFC 7143 section 11.19.1: a reply carries TTT 0xffffffff.
         match self.tasks.get(h.itt) {
             Some(Task {
@@ -233,8 +204,6 @@ impl Session {
         h: w::ScsiResponse,
         data: Bytes,
     ) -> Result<(), ConnectionError> {
-        self.ack(h.stat_sn)?;
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let Some(s) = self.scsi_task(h.itt) else {
             // A response for a task already aborted or completed.
             return Ok(());
@@ -262,10 +231,6 @@ impl Session {
     }
 
     pub(super) fn on_data_in(&mut self, h: w::DataIn, data: Bytes) -> Result<(), ConnectionError> {
-        if let Some(st) = &h.status {
-            self.ack(st.stat_sn)?;
-        }
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let in_order = self.negotiated.as_ref().is_none_or(|n| n.data_pdu_in_order);
         let Some(s) = self.scsi_task(h.itt) else {
             return Ok(());
@@ -329,14 +294,12 @@ impl Session {
 
     pub(super) fn on_r2t(&mut self, h: w::R2t) -> Result<(), ConnectionError> {
         // RFC 7143 section 11.8: R2T carries the next StatSN without
-        // advancing it.
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
+        // advancing it (`numbering`).
         let (max_r2t, max_burst) = self
             .negotiated
             .as_ref()
             .map(|n| (n.max_outstanding_r2t, n.max_burst_length))
             .unwrap_or((1, 262_144));
-        let mrdsl = self.target_mrdsl();
         let Some(s) = self.scsi_task(h.itt) else {
             return Ok(());
         };
@@ -384,51 +347,9 @@ impl Session {
             s.next_data_sn = s.next_r2t_sn;
         }
         s.outstanding_r2t = s.outstanding_r2t.saturating_add(1);
-        self.queue_data_out(h.itt, h.lun, h.ttt, &buf, start, end, mrdsl as usize, true);
+        self.conn
+            .queue_data_out(h.itt, h.lun, h.ttt, &buf, start, end, true);
         Ok(())
-    }
-
-    /// Queues Data-Out PDUs covering `buf[start..end]`, each at most
-    /// `mrdsl` bytes (RFC 7143 section 13.12, the target's limit), DataSN
-    /// from 0 (section 11.7.4: per R2T or unsolicited sequence), F on the
-    /// last (section 11.7.1).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn queue_data_out(
-        &mut self,
-        itt: u32,
-        lun: u64,
-        ttt: u32,
-        buf: &Bytes,
-        start: usize,
-        end: usize,
-        mrdsl: usize,
-        solicited: bool,
-    ) {
-        let mut off = start;
-        let mut sn = Serial(0);
-        while off < end {
-            let n = (end - off).min(mrdsl.max(1));
-            let last = off + n >= end;
-            let d = w::DataOut {
-                final_pdu: last,
-                lun,
-                itt,
-                ttt,
-                exp_stat_sn: Serial(0),
-                data_sn: sn,
-                buffer_offset: off as u32,
-            };
-            self.tx.push_back(OutPdu {
-                header: d.into(),
-                ahs: Vec::new(),
-                data: buf.slice(off..off + n),
-                digests: self.tx_digests,
-                data_out: Some((itt, last && solicited)),
-                numbered: false,
-            });
-            sn = sn.next();
-            off += n;
-        }
     }
 
     pub(super) fn on_text_response(
@@ -436,8 +357,6 @@ impl Session {
         h: w::TextResponse,
         data: Bytes,
     ) -> Result<(), ConnectionError> {
-        self.ack(h.stat_sn)?;
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         let Some(Task {
             kind: Kind::Text(t),
             ..
@@ -518,10 +437,10 @@ impl Session {
             }
             Ok((n, _)) => {
                 tracing::info!(target: "iscsi::session", initiator = n.initiator_max_recv_data_segment_length, target = n.target_max_recv_data_segment_length, "MaxRecvDataSegmentLength renegotiated (RFC 7143 section 13.12)");
-                self.decoder.set_config(DecoderConfig {
-                    digests: self.tx_digests,
-                    max_data_segment_length: n.initiator_max_recv_data_segment_length,
-                });
+                self.conn.set_max_recv_data_segment_lengths(
+                    n.initiator_max_recv_data_segment_length,
+                    n.target_max_recv_data_segment_length,
+                );
                 self.negotiated = Some(n);
                 TaskOutcome::Negotiated
             }
@@ -535,8 +454,6 @@ impl Session {
         h: w::AsyncMessage,
         data: Bytes,
     ) -> Result<(), ConnectionError> {
-        self.ack(h.stat_sn)?;
-        self.window.update(h.exp_cmd_sn, h.max_cmd_sn);
         tracing::info!(target: "iscsi::session", event = ?h.event, lun = h.lun, vcode = h.vcode, parameter1 = h.parameter1, parameter2 = h.parameter2, parameter3 = h.parameter3, "asynchronous message received (RFC 7143 section 11.9)");
         let (sense, event_data) = match w::split_sense(&data) {
             Ok(p) => (p.sense, p.response_data),
@@ -559,7 +476,8 @@ impl Session {
             {
                 let deadline = later(now, Duration::from_secs(u64::from(h.parameter3)));
                 if let Ok(itt) = self.new_task(Kind::Logout, true) {
-                    self.logout_waiting = Some((itt, Some(deadline)));
+                    self.logout_waiting = Some(itt);
+                    self.timers.set(Timer::LogoutDue, deadline);
                     self.target_logout = true;
                 }
             }
@@ -588,5 +506,52 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// What a target PDU says about the numbering (RFC 7143 section 4.2.2).
+struct Numbering {
+    /// The StatSN of a PDU that carries status and so advances ExpStatSN.
+    stat_sn: Option<Serial>,
+    exp_cmd_sn: Serial,
+    max_cmd_sn: Serial,
+}
+
+/// The StatSN to acknowledge and the ExpCmdSN/MaxCmdSN pair of a target
+/// PDU, or `None` for a PDU that carries no numbering here (a Login
+/// Response in Full Feature Phase, an initiator opcode: both errors).
+fn numbering(header: &Header) -> Option<Numbering> {
+    let n = |stat_sn, exp_cmd_sn, max_cmd_sn| {
+        Some(Numbering {
+            stat_sn,
+            exp_cmd_sn,
+            max_cmd_sn,
+        })
+    };
+    match header {
+        // RFC 7143 section 11.19.2: a NOP-In with ITT 0xffffffff (a
+        // target ping or window update) does not advance StatSN; a reply
+        // to our ping does.
+        Header::NopIn(h) => n(
+            (h.itt != RESERVED_TAG).then_some(h.stat_sn),
+            h.exp_cmd_sn,
+            h.max_cmd_sn,
+        ),
+        Header::ScsiResponse(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        // RFC 7143 section 11.7.4: StatSN only with the status (S=1).
+        Header::DataIn(h) => n(
+            h.status.as_ref().map(|st| st.stat_sn),
+            h.exp_cmd_sn,
+            h.max_cmd_sn,
+        ),
+        // RFC 7143 section 11.8: an R2T carries the next StatSN without
+        // advancing it.
+        Header::R2t(h) => n(None, h.exp_cmd_sn, h.max_cmd_sn),
+        Header::TaskMgmtResponse(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        Header::TextResponse(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        Header::LogoutResponse(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        Header::AsyncMessage(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        Header::Reject(h) => n(Some(h.stat_sn), h.exp_cmd_sn, h.max_cmd_sn),
+        _ => None,
     }
 }

@@ -28,7 +28,7 @@ impl Session {
     /// The connection failed: recover (RFC 7143 section 7.1.5, session
     /// recovery at ErrorRecoveryLevel 0) or close.
     pub(super) fn fail_connection(&mut self, now: Instant, err: ConnectionError) {
-        if matches!(self.phase, Phase::Closed) {
+        if self.is_closed() {
             return;
         }
         // RFC 7143 section 11.14: our Logout Request asked the target to
@@ -48,9 +48,9 @@ impl Session {
         // RFC 7143 section 6.3.5: a target closes a session's connection
         // when another login with the same ISID reinstates it. Closes that
         // come right after each login, again and again, are that.
-        if matches!(self.phase, Phase::Full) {
+        if self.is_logged_in() {
             let short = matches!(err, ConnectionError::Closed)
-                && now.saturating_duration_since(self.logged_in_at) < SHORT_LIVED;
+                && now.saturating_duration_since(self.conn.logged_in_at) < SHORT_LIVED;
             self.short_lived = if short {
                 self.short_lived.saturating_add(1)
             } else {
@@ -115,7 +115,8 @@ impl Session {
         if self.holds_new_work() {
             self.logout_sent = false;
             self.logout_waiting = None;
-            self.logout_deadline = None;
+            self.timers.stop(Timer::LogoutDue);
+            self.timers.stop(Timer::Logout);
             self.target_logout = false;
             // RFC 7143 section 11.15.3 (Time2Wait): the minimum wait
             // before a new login.
@@ -146,16 +147,11 @@ impl Session {
     /// original order with new CmdSNs; pings and task management die with
     /// the connection. Returns (reissued, failed).
     pub(super) fn reconnect_after(&mut self, now: Instant, after: Duration) -> (usize, usize) {
-        self.urgent.clear();
-        self.tx.clear();
-        self.queued_numbered = 0;
-        self.decoder = PduDecoder::new(DecoderConfig {
-            digests: Digests::NONE,
-            max_data_segment_length: LOGIN_MRDSL,
-        });
-        self.tx_digests = Digests::NONE;
-        self.ping_deadline = None;
-        self.login_deadline = None;
+        // The connection is gone with everything it held (RFC 7143
+        // section 4.2.1); the next one gets the same CID.
+        self.conn = Connection::new(self.conn.cid, now);
+        self.timers.stop(Timer::Ping);
+        self.timers.stop(Timer::Login);
         let mut reissue: Vec<(u64, u32)> = Vec::new();
         let mut unknown: Vec<u32> = Vec::new();
         let mut fail: Vec<u32> = Vec::new();
@@ -173,6 +169,7 @@ impl Session {
                     s.next_r2t_sn = Serial(0);
                     s.outstanding_r2t = 0;
                     t.cmd_sn = None;
+                    t.allegiance = None;
                     t.sent = false;
                     t.deadline = None;
                     t.escalation = 0;
@@ -183,12 +180,13 @@ impl Session {
                     tt.ttt = RESERVED_TAG;
                     tt.started = false;
                     t.cmd_sn = None;
+                    t.allegiance = None;
                     reissue.push((t.seq, itt));
                 }
                 _ => fail.push(itt),
             }
         }
-        self.task_deadline = None;
+        self.timers.stop(Timer::Task);
         let failed = fail.len() + unknown.len();
         for itt in unknown {
             self.complete(itt, TaskOutcome::Failed(TaskError::OutcomeUnknown));
@@ -198,9 +196,8 @@ impl Session {
         }
         reissue.sort_unstable();
         self.pending = reissue.into_iter().map(|(_, i)| i).collect();
-        self.phase = Phase::Waiting {
-            until: later(now, after),
-        };
+        self.phase = Phase::Waiting;
+        self.timers.set(Timer::Reconnect, later(now, after));
         (self.pending.len(), failed)
     }
 }

@@ -26,7 +26,8 @@ impl Session {
                 if let (Kind::Scsi(_), Some(limit)) = (&t.kind, self.cfg.task_timeout) {
                     let d = later(now, limit);
                     t.deadline = Some(d);
-                    self.task_deadline = Some(self.task_deadline.map_or(d, |e| e.min(d)));
+                    let first = self.timers.get(Timer::Task).map_or(d, |e| e.min(d));
+                    self.timers.set(Timer::Task, first);
                 }
             }
             match self.tasks.get(itt).map(|t| &t.kind) {
@@ -56,7 +57,6 @@ impl Session {
             .as_ref()
             .map(|n| (n.immediate_data, n.initial_r2t, n.first_burst_length))
             .unwrap_or((false, true, 0));
-        let mrdsl = self.target_mrdsl();
         let write_len = write_buf.len() as u32;
         let write = write_len > 0;
         let read = expected_read_len > 0;
@@ -64,6 +64,7 @@ impl Session {
         // (FirstBurstLength): immediate data is at most FirstBurstLength
         // and, as any data segment, at most the target's
         // MaxRecvDataSegmentLength.
+        let mrdsl = self.conn.target_max_recv_data_segment_length();
         let imm = if write && imm_ok {
             write_len.min(first_burst).min(mrdsl)
         } else {
@@ -104,16 +105,16 @@ impl Session {
             exp_stat_sn: Serial(0),
             cdb,
         };
-        self.push(header, ahs, write_buf.slice(..imm as usize), true);
+        self.conn
+            .push(header, ahs, write_buf.slice(..imm as usize), true);
         if unsol_end > imm {
-            self.queue_data_out(
+            self.conn.queue_data_out(
                 itt,
                 lun,
                 RESERVED_TAG,
                 &write_buf,
                 imm as usize,
                 unsol_end as usize,
-                mrdsl as usize,
                 false,
             );
         }
@@ -145,7 +146,7 @@ impl Session {
             cmd_sn,
             exp_stat_sn: Serial(0),
         };
-        self.push(req, Vec::new(), data, true);
+        self.conn.push(req, Vec::new(), data, true);
     }
 
     pub(super) fn send_tmf(
@@ -191,7 +192,7 @@ impl Session {
             ref_cmd_sn,
             exp_data_sn,
         };
-        self.push(req, Vec::new(), Bytes::new(), false);
+        self.conn.push(req, Vec::new(), Bytes::new(), false);
     }
 
     /// RFC 7143 section 7.3: "The CmdSN of the rejected command PDU (if it
@@ -235,21 +236,21 @@ impl Session {
             cmd_sn: Serial(0),
             exp_stat_sn: Serial(0),
         };
-        self.push(nop, Vec::new(), data, false);
+        self.conn.push(nop, Vec::new(), data, false);
     }
 
     pub(super) fn send_keepalive(&mut self, now: Instant, timeout: Duration) {
-        if self.keepalive_task.is_none() {
+        if self.conn.keepalive_task.is_none() {
             if let Ok(itt) = self.new_task(Kind::Nop, true) {
-                self.keepalive_task = Some(itt);
+                self.conn.keepalive_task = Some(itt);
                 self.send_ping(itt, Bytes::new());
             }
         }
-        self.ping_deadline = Some(later(now, timeout));
+        self.timers.set(Timer::Ping, later(now, timeout));
     }
 
     pub(super) fn maybe_send_logout(&mut self, now: Instant) {
-        let Some((itt, _)) = self.logout_waiting else {
+        let Some(itt) = self.logout_waiting else {
             return;
         };
         // A target-requested logout that a new login follows waits only
@@ -261,6 +262,7 @@ impl Session {
 
     pub(super) fn send_logout(&mut self, now: Instant, itt: u32) {
         self.logout_waiting = None;
+        self.timers.stop(Timer::LogoutDue);
         self.logout_sent = true;
         if !self.holds_new_work() {
             self.pending.clear();
@@ -274,11 +276,12 @@ impl Session {
             immediate: true,
             reason: w::LogoutReason::CloseSession,
             itt,
-            cid: self.cfg.cid,
+            cid: self.conn.cid,
             cmd_sn: Serial(0),
             exp_stat_sn: Serial(0),
         };
-        self.push(req, Vec::new(), Bytes::new(), false);
-        self.logout_deadline = Some(later(now, self.cfg.login_timeout));
+        self.conn.push(req, Vec::new(), Bytes::new(), false);
+        self.timers
+            .set(Timer::Logout, later(now, self.cfg.login_timeout));
     }
 }
