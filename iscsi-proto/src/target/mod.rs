@@ -48,12 +48,16 @@ mod config;
 mod event;
 mod ffp;
 mod login;
+mod portal;
 mod session;
 mod transmit;
 mod window;
 
 pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};
 pub use event::{CloseReason, ConfigError, Event, ProtocolError, ScsiRequest, TaskId, UsageError};
+pub use portal::{
+    ConnectionHandle, NexusId, Portal, PortalConfig, PortalError, PortalEvent, ResetScope,
+};
 pub use session::{Phase, Session};
 pub use transmit::Transmit;
 pub use window::{Admit, TargetWindow};
