@@ -44,6 +44,7 @@ mod lu;
 mod outcome;
 mod pr;
 mod sbc;
+pub mod serve;
 mod spc;
 mod util;
 
@@ -51,10 +52,10 @@ pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
 pub use lu::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
 pub use outcome::{DataDirection, ScsiOutcome, Transfer};
 pub use pr::{pr_type, TransportId, MAX_REGISTRATIONS};
+pub use serve::{LunSpec, Target, TargetConfig, TargetError};
 
 /// Identifies an I_T nexus (initiator port + target port) to the logical
 /// unit: persistent reservations and unit attentions are kept per nexus.
-/// The target assigns these (e.g. one per iSCSI session: ISID + TSIH +
-/// initiator name hashed or counted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NexusId(pub u64);
+/// The target's [`iscsi_proto::target::Portal`] derives one per initiator
+/// port (InitiatorName + ISID, RFC 7143 section 4.4.1).
+pub use iscsi_proto::target::NexusId;

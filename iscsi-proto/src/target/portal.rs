@@ -382,6 +382,20 @@ impl Portal {
             .is_none_or(|c| c.refusal.is_none() && c.session.is_closed())
     }
 
+    /// The largest PDU a session of this portal accepts: BHS, the longest
+    /// AHS (RFC 7143 section 11.2.1.2: TotalAHSLength counts 4-byte
+    /// words in one byte), both digests, the largest data segment (our
+    /// MaxRecvDataSegmentLength, section 13.12, or the 8192 bytes of the
+    /// login phase) and its padding. A driver buffers this much (plus one
+    /// read) before decoding must make progress.
+    pub fn max_pdu_len(&self) -> usize {
+        let segment = usize::try_from(self.template.params.max_recv_data_segment_length);
+        segment
+            .unwrap_or(usize::MAX)
+            .max(8192)
+            .saturating_add(BHS_LEN + 255 * 4 + 4 + 3 + 4)
+    }
+
     /// The I_T nexus of a connection's Normal session, once logged in.
     pub fn nexus(&self, h: ConnectionHandle) -> Option<NexusId> {
         self.conn(h)
@@ -802,7 +816,13 @@ impl Portal {
         self.events.push_back(out);
     }
 
-    fn logged_in(&mut self, h: ConnectionHandle, session_type: SessionType, name: &str, isid: Isid) {
+    fn logged_in(
+        &mut self,
+        h: ConnectionHandle,
+        session_type: SessionType,
+        name: &str,
+        isid: Isid,
+    ) {
         let nexus = (session_type == SessionType::Normal).then(|| NexusId::of(name, isid));
         if let Some(c) = self.conn_mut(h) {
             c.login = Some(Login {
@@ -869,7 +889,13 @@ impl Portal {
     /// Task management that reaches beyond the session it came on (RFC
     /// 7143 section 11.5.1: "LOGICAL UNIT RESET, TARGET WARM RESET and
     /// TARGET COLD RESET may affect commands from other sessions").
-    fn task_management(&mut self, h: ConnectionHandle, by: NexusId, function: TmfFunction, lun: u64) {
+    fn task_management(
+        &mut self,
+        h: ConnectionHandle,
+        by: NexusId,
+        function: TmfFunction,
+        lun: u64,
+    ) {
         let scope = match function {
             TmfFunction::LogicalUnitReset => ResetScope::LogicalUnit(lun),
             TmfFunction::TargetWarmReset => ResetScope::Target { cold: false },
@@ -887,7 +913,8 @@ impl Portal {
             .collect();
         nexuses.sort_unstable();
         nexuses.dedup();
-        self.events.push_back(PortalEvent::Reset { scope, by, nexuses });
+        self.events
+            .push_back(PortalEvent::Reset { scope, by, nexuses });
         if scope == (ResetScope::Target { cold: true }) {
             // RFC 7143 section 11.5.1: "For the TARGET COLD RESET function,
             // the target MUST then close all of its TCP connections to all
