@@ -28,9 +28,9 @@
 //! the portal's documented drain order until nothing moves: read what the
 //! socket has (bounded by one PDU beyond the receive limit), feed it to
 //! the target, then write every transmit with vectored writes, keeping
-//! the unsent remainder when the socket would block (write interest is
-//! registered only then); connections the portal touched meanwhile are
-//! driven next.
+//! the unsent remainder when the socket would block (until the next
+//! WRITABLE edge); connections the portal touched meanwhile are driven
+//! next.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -43,7 +43,7 @@ use bytes::BytesMut;
 use iscsi_lun::{LogicalUnit, Target};
 use iscsi_proto::target::{ConnectionHandle, Transmit};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 pub use iscsi_lun::{LunSpec, TargetConfig as ServerConfig, TargetError as ServerError};
 
@@ -95,8 +95,6 @@ struct Conn {
     /// Edge-triggered readiness as last seen (cleared on `WouldBlock`).
     readable: bool,
     writable: bool,
-    /// Whether WRITABLE interest is registered.
-    write_interest: bool,
     /// The peer closed its side (or the socket failed).
     eof: bool,
     /// The socket failed: drop the connection without flushing.
@@ -224,8 +222,11 @@ impl Server {
                 continue;
             };
             let (idx, registry) = (handle.index(), self.poll.registry());
+            // Both interests for good: with edge triggering, WRITABLE only
+            // fires again after a write met a full socket buffer.
+            let interest = Interest::READABLE | Interest::WRITABLE;
             if registry
-                .register(&mut stream, Token(FIRST_CONN + idx), Interest::READABLE)
+                .register(&mut stream, Token(FIRST_CONN + idx), interest)
                 .is_err()
             {
                 self.target.remove(handle);
@@ -242,7 +243,6 @@ impl Server {
                     tx_offset: 0,
                     readable: true,
                     writable: true,
-                    write_interest: false,
                     eof: false,
                     broken: false,
                 });
@@ -270,7 +270,7 @@ impl Server {
                 self.target.handle_input(h, now, &mut c.rx);
                 progress |= c.rx.len() != before;
             }
-            progress |= flush(&mut c, &mut self.target, self.poll.registry(), now);
+            progress |= flush(&mut c, &mut self.target, now);
             if !progress || c.broken {
                 break;
             }
@@ -313,10 +313,10 @@ fn read_some(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
     r.is_ok()
 }
 
-/// Writes as much pending output as the socket takes; keeps the unsent
-/// remainder and registers write interest while some is left. Returns
-/// whether anything was written or taken from the portal.
-fn flush(c: &mut Conn, target: &mut Target, registry: &Registry, now: Instant) -> bool {
+/// Writes as much pending output as the socket takes, keeping the unsent
+/// remainder. Returns whether anything was written or taken from the
+/// portal.
+fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
     let mut progress = false;
     while !c.broken {
         while c.pending.len() < MAX_PENDING_TRANSMITS {
@@ -352,17 +352,6 @@ fn flush(c: &mut Conn, target: &mut Target, registry: &Registry, now: Instant) -
                 target.handle_closed(c.handle, now);
             }
         }
-    }
-    let want = !c.pending.is_empty() && !c.broken;
-    if want != c.write_interest {
-        let token = Token(FIRST_CONN + c.handle.index());
-        let interest = if want {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        c.broken |= registry.reregister(&mut c.stream, token, interest).is_err();
-        c.write_interest = want;
     }
     progress
 }
