@@ -63,23 +63,20 @@ const MAX_IOVECS: usize = 64;
 /// Stops a running [`Server`] from any thread: [`Server::run`] closes
 /// every connection and returns.
 #[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
+pub struct ShutdownHandle(Arc<AtomicBool>, Arc<Waker>);
 
 impl ShutdownHandle {
     /// Asks the server to stop; returns at once. Idempotent.
     pub fn shutdown(&self) {
-        self.flag.store(true, Ordering::Release);
+        self.0.store(true, Ordering::Release);
         // A failed wake leaves nothing to do: the flag is also checked
         // after every poll wake-up.
-        let _ = self.waker.wake();
+        let _ = self.1.wake();
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutdown(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -131,12 +128,9 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             local_addr: listener.local_addr()?,
+            shutdown: ShutdownHandle(Arc::default(), waker),
             poll,
             listener,
-            shutdown: ShutdownHandle {
-                flag: Arc::new(AtomicBool::new(false)),
-                waker,
-            },
             conns: Vec::new(),
             rx_cap: target.portal().max_pdu_len().saturating_add(READ_CHUNK),
             target,
@@ -259,11 +253,24 @@ impl Server {
         };
         let (now, h) = (Instant::now(), c.handle);
         loop {
-            let mut progress = false;
             let open = !self.target.portal().is_closed(h);
-            if c.readable && !c.eof && open && c.rx.len() < self.rx_cap {
-                progress |= read_some(&mut c, &mut self.target, now);
-            }
+            let mut progress = c.readable && !c.eof && open && c.rx.len() < self.rx_cap && {
+                let start = c.rx.len();
+                c.rx.resize(start + READ_CHUNK, 0);
+                let r = c.stream.read(c.rx.get_mut(start..).unwrap_or(&mut []));
+                c.rx.truncate(start + *r.as_ref().unwrap_or(&0));
+                match &r {
+                    Ok(n) => c.eof = *n == 0,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => (c.eof, c.broken) = (true, true),
+                }
+                if c.eof {
+                    self.target.handle_closed(h, now);
+                }
+                // Bytes, or the end of the stream, came.
+                r.is_ok()
+            };
             // A closed session drops what is left (the portal clears it).
             if !c.rx.is_empty() {
                 let before = c.rx.len();
@@ -294,38 +301,17 @@ impl Server {
     }
 }
 
-/// Reads one chunk into the receive buffer. Returns whether bytes (or
-/// the end of the stream) came.
-fn read_some(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
-    let start = c.rx.len();
-    c.rx.resize(start + READ_CHUNK, 0);
-    let r = c.stream.read(c.rx.get_mut(start..).unwrap_or(&mut []));
-    c.rx.truncate(start + *r.as_ref().unwrap_or(&0));
-    match &r {
-        Ok(n) => c.eof = *n == 0,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-        Err(_) => (c.eof, c.broken) = (true, true),
-    }
-    if c.eof {
-        target.handle_closed(c.handle, now);
-    }
-    r.is_ok()
-}
-
 /// Writes as much pending output as the socket takes, keeping the unsent
 /// remainder. Returns whether anything was written or taken from the
 /// portal.
 fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
-    let mut progress = false;
+    let (mut progress, h) = (false, c.handle);
     while !c.broken {
-        while c.pending.len() < MAX_PENDING_TRANSMITS {
-            let Some(t) = target.portal_mut().poll_transmit(c.handle, now) else {
-                break;
-            };
-            c.pending.push_back(t);
-            progress = true;
-        }
+        let room = MAX_PENDING_TRANSMITS.saturating_sub(c.pending.len());
+        let taken = std::iter::from_fn(|| target.portal_mut().poll_transmit(h, now)).take(room);
+        let before = c.pending.len();
+        c.pending.extend(taken);
+        progress |= c.pending.len() != before;
         if c.pending.is_empty() || !c.writable {
             break;
         }
@@ -343,27 +329,23 @@ fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
             Ok(0) => c.broken = true,
             Ok(written) => {
                 progress = true;
-                advance(c, written);
+                // Drop the fully written transmits.
+                c.tx_offset += written;
+                while let Some(len) = c.pending.front().map(Transmit::len) {
+                    if len > c.tx_offset {
+                        break;
+                    }
+                    c.tx_offset -= len;
+                    c.pending.pop_front();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 c.broken = true;
-                target.handle_closed(c.handle, now);
+                target.handle_closed(h, now);
             }
         }
     }
     progress
-}
-
-/// Drops `n` written bytes from the front of the pending output.
-fn advance(c: &mut Conn, n: usize) {
-    c.tx_offset += n;
-    while let Some(len) = c.pending.front().map(Transmit::len) {
-        if len > c.tx_offset {
-            return;
-        }
-        c.tx_offset -= len;
-        c.pending.pop_front();
-    }
 }
