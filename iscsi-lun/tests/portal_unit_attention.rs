@@ -70,7 +70,7 @@ impl Ini {
         };
         let mut text = Vec::new();
         iscsi_proto::wire::text::encode_pairs(
-            [("InitiatorName", name), ("TargetName", TARGET)].into_iter(),
+            [("InitiatorName", name), ("TargetName", TARGET)],
             &mut text,
         )
         .unwrap();
