@@ -24,6 +24,11 @@
 //! assert_eq!(&out.data_in[..], &[0xab; 512][..]);
 //! ```
 //!
+//! [`Target`] (module [`serve`]) puts logical units behind an
+//! [`iscsi_proto::target::Portal`]: it runs the portal's commands on them
+//! and applies its I_T nexus events (TransportIDs, unit attentions after a
+//! reset, nexus loss). A driver only moves its bytes (`iscsi_mio::server`).
+//!
 //! Every handler is bounded: Data-In never exceeds the MAXIMUM TRANSFER
 //! LENGTH advertised in the Block Limits VPD page (or the allocation
 //! length), and no CDB or Data-Out content can make `execute` panic.

@@ -453,3 +453,57 @@ fn accept_beyond_the_limit_is_refused() {
     p.remove(a);
     assert_eq!(p.accept(now, None).map(|h| h.index()), Ok(a.index()));
 }
+
+/// RFC 7143 section 4.4.1: the SCSI initiator port is the InitiatorName
+/// plus the ISID; the nexus id is a function of both, stable across logins
+/// (a reconnecting initiator keeps its reservations) and never 0.
+#[test]
+fn the_nexus_is_the_initiator_port() {
+    let a = NexusId::of(INITIATOR, isid(1));
+    assert_eq!(a, NexusId::of(INITIATOR, isid(1)));
+    assert_ne!(a, NexusId::of(INITIATOR, isid(2)));
+    assert_ne!(a, NexusId::of(OTHER_INITIATOR, isid(1)));
+    assert_ne!(a.0, 0);
+    // A Discovery session has no I_T nexus.
+    let now = Instant::now();
+    let mut p = portal();
+    let h = p.accept(now, None).unwrap();
+    let mut ini = Ini {
+        h,
+        isid: isid(1),
+        cmd_sn: Serial(1),
+        itt: 1,
+    };
+    let req = LoginRequest {
+        transit: true,
+        cont: false,
+        csg: Stage::Operational,
+        nsg: Stage::FullFeature,
+        version_max: 0,
+        version_min: 0,
+        isid: isid(1),
+        tsih: 0,
+        itt: 1,
+        cid: 1,
+        cmd_sn: Serial(1),
+        exp_stat_sn: Serial(0),
+    };
+    let text = kv(&[("InitiatorName", INITIATOR), ("SessionType", "Discovery")]);
+    ini.send(&mut p, now, req, text);
+    assert!(matches!(
+        events(&mut p).as_slice(),
+        [PortalEvent::LoggedIn { nexus: None, .. }]
+    ));
+    assert_eq!(p.nexus(h), None);
+}
+
+/// The receive bound a driver keeps: the largest PDU is the BHS, at most
+/// 1020 bytes of AHS (RFC 7143 section 11.2.1.2), two digests, the data
+/// segment up to our MaxRecvDataSegmentLength (section 13.12; 8192 during
+/// login) and 3 bytes of padding.
+#[test]
+fn max_pdu_len_covers_the_largest_pdu() {
+    let p = portal();
+    let mrdsl = OperationalParams::default().max_recv_data_segment_length as usize;
+    assert_eq!(p.max_pdu_len(), mrdsl.max(8192) + 48 + 1020 + 4 + 3 + 4);
+}

@@ -171,6 +171,9 @@ pub enum PortalError {
     /// The session refused the action.
     #[error(transparent)]
     Session(#[from] super::UsageError),
+    /// A connection's session configuration was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// An event for the application, from [`Portal::poll_event`]. Events of
@@ -427,9 +430,9 @@ impl Portal {
                 portal_group_tag: Some(cfg.portal_group_tag),
             }];
         }
-        // The template was checked by `new`; only the TSIH and the seed
-        // changed, and the TSIH is non-zero.
-        let session = Session::new(cfg).map_err(|_| PortalError::NoTsih)?;
+        // The template was checked by `new`; only the TSIH (non-zero), the
+        // seed and the portals changed.
+        let session = Session::new(cfg)?;
         let conn = Conn {
             session,
             tsih,
