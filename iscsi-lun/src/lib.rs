@@ -24,6 +24,11 @@
 //! assert_eq!(&out.data_in[..], &[0xab; 512][..]);
 //! ```
 //!
+//! [`Target`] (module [`serve`]) puts logical units behind an
+//! [`iscsi_proto::target::Portal`]: it runs the portal's commands on them
+//! and applies its I_T nexus events (TransportIDs, unit attentions after a
+//! reset, nexus loss). A driver only moves its bytes (`iscsi_mio::server`).
+//!
 //! Every handler is bounded: Data-In never exceeds the MAXIMUM TRANSFER
 //! LENGTH advertised in the Block Limits VPD page (or the allocation
 //! length), and no CDB or Data-Out content can make `execute` panic.
@@ -44,6 +49,7 @@ mod lu;
 mod outcome;
 mod pr;
 mod sbc;
+pub mod serve;
 mod spc;
 mod util;
 
@@ -51,10 +57,10 @@ pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
 pub use lu::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
 pub use outcome::{DataDirection, ScsiOutcome, Transfer};
 pub use pr::{pr_type, TransportId, MAX_REGISTRATIONS};
+pub use serve::{LunSpec, Target, TargetConfig, TargetError};
 
 /// Identifies an I_T nexus (initiator port + target port) to the logical
 /// unit: persistent reservations and unit attentions are kept per nexus.
-/// The target assigns these (e.g. one per iSCSI session: ISID + TSIH +
-/// initiator name hashed or counted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NexusId(pub u64);
+/// The target's [`iscsi_proto::target::Portal`] derives one per initiator
+/// port (InitiatorName + ISID, RFC 7143 section 4.4.1).
+pub use iscsi_proto::target::NexusId;

@@ -69,6 +69,7 @@ mod full_feature;
 mod login;
 mod logout;
 mod nop;
+mod portal;
 mod scsi_command;
 mod session;
 mod task_management;
@@ -77,6 +78,9 @@ mod window;
 
 pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};
 pub use event::{CloseReason, Event, ScsiRequest, TaskId};
+pub use portal::{
+    ConnectionHandle, NexusId, Portal, PortalConfig, PortalError, PortalEvent, ResetScope,
+};
 pub use session::{Phase, Session};
 pub use window::{Admit, TargetWindow};
 
