@@ -11,7 +11,7 @@ use iscsi_proto::login::{LoginStatus, OperationalParams};
 use iscsi_proto::scsi::ScsiStatus;
 use iscsi_proto::target::{
     CloseReason, ConnectionHandle, NexusId, Portal, PortalConfig, PortalError, PortalEvent,
-    ResetScope, SessionConfig,
+    ResetScope, SessionConfig, TaskId,
 };
 use iscsi_proto::wire::*;
 use target_support::{kv, INITIATOR, TARGET};
@@ -416,6 +416,61 @@ fn a_logical_unit_reset_names_every_nexus() {
         nexuses: all,
     }));
     assert!(!p.is_closed(b.h));
+}
+
+/// RFC 7143 section 11.5.1: "LOGICAL UNIT RESET, TARGET WARM RESET and
+/// TARGET COLD RESET may affect commands from other sessions". A reset
+/// through one nexus aborts the other session's tasks on that logical
+/// unit (taken ones are reported for acknowledgement, unseen ones are
+/// withdrawn), and leaves its tasks on other logical units alone.
+#[test]
+fn a_logical_unit_reset_aborts_the_other_sessions_tasks_on_that_unit() {
+    let now = Instant::now();
+    let mut p = portal();
+    let (mut a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
+    let (mut b, _) = Ini::login(&mut p, now, OTHER_INITIATOR, isid(1), 0);
+    events(&mut p);
+    // b: one task on LUN 1 taken by the application, one on LUN 2 taken,
+    // and one on LUN 1 whose Command event is still queued.
+    b.read(&mut p, now, 1 << 48);
+    b.read(&mut p, now, 2 << 48);
+    let taken: Vec<TaskId> = events(&mut p)
+        .into_iter()
+        .filter_map(|e| match e {
+            PortalEvent::Command { request, .. } => Some(request.task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(taken.len(), 2);
+    b.read(&mut p, now, 1 << 48);
+    a.tmf(&mut p, now, TmfFunction::LogicalUnitReset, 1 << 48);
+    let ev = events(&mut p);
+    let aborted: Vec<TaskId> = ev
+        .iter()
+        .filter_map(|e| match e {
+            PortalEvent::TaskAborted { connection, task } if *connection == b.h => Some(*task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborted, vec![taken[0]], "{ev:?}");
+    // The unseen LUN 1 command was withdrawn: it never reaches the
+    // application.
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, PortalEvent::Command { connection, .. } if *connection == b.h)),
+        "{ev:?}"
+    );
+    // The LUN 2 task still completes normally.
+    assert!(p.abort_acknowledged(b.h, taken[0]).is_ok());
+    assert!(p
+        .complete(
+            b.h,
+            taken[1],
+            ScsiStatus::Good,
+            None,
+            Bytes::from_static(&[0u8; 512])
+        )
+        .is_ok());
 }
 
 /// RFC 7143 section 11.5.1: "For the TARGET COLD RESET function, the

@@ -266,6 +266,29 @@ impl Session {
         self.finish_tmfs();
     }
 
+    /// Aborts this session's tasks on `lun` (every task when `None`)
+    /// because task management on ANOTHER session reset the logical unit
+    /// or the target (RFC 7143 section 11.5.1: "LOGICAL UNIT RESET, TARGET
+    /// WARM RESET and TARGET COLD RESET may affect commands from other
+    /// sessions"). Their initiator gets no response for them: the reset
+    /// establishes a unit attention instead (SAM-5 5.14, task abort status
+    /// off). A task the application took is reported as
+    /// [`Event::TaskAborted`] and awaits `abort_acknowledged`; one it has
+    /// not seen is withdrawn. Returns how many tasks were aborted.
+    pub(crate) fn abort_for_reset(&mut self, lun: Option<u64>) -> usize {
+        let ids: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| lun.is_none_or(|l| t.lun == l))
+            .map(|t| t.id)
+            .collect();
+        let n = ids.len();
+        for id in ids {
+            let _ = self.abort(id);
+        }
+        n
+    }
+
     /// Considers `sn` received (an aborted command that never arrived).
     fn plug(&mut self, sn: Serial) {
         if sn == self.window.exp_cmd_sn() {

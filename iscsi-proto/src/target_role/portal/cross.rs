@@ -145,10 +145,28 @@ impl Portal {
                 nexus,
                 request,
             },
-            Event::TaskAborted { task } => PortalEvent::TaskAborted {
-                connection: h,
-                task,
-            },
+            Event::TaskAborted { task } => {
+                // Its Command event may still wait in the portal's queue
+                // (the session handed it over already): withdraw it, so
+                // the application never executes an aborted command, and
+                // acknowledge the abort on its behalf.
+                let queued = self.events.iter().position(|e| {
+                    matches!(e, PortalEvent::Command { connection, request, .. }
+                        if *connection == h && request.task == task)
+                });
+                if let Some(i) = queued {
+                    self.events.remove(i);
+                    if let Some(c) = self.conn_mut(h) {
+                        let _ = c.session.abort_acknowledged(task);
+                    }
+                    self.touch(h);
+                    return;
+                }
+                PortalEvent::TaskAborted {
+                    connection: h,
+                    task,
+                }
+            }
             Event::TaskManagement {
                 function,
                 lun,
@@ -270,6 +288,27 @@ impl Portal {
             .collect();
         nexuses.sort_unstable();
         nexuses.dedup();
+        // RFC 7143 section 11.5.1: the reset "may affect commands from
+        // other sessions": their tasks on the logical unit (all of them
+        // for a target reset) are aborted too. The issuing session aborted
+        // its own while handling the request.
+        let lun_filter = match scope {
+            ResetScope::LogicalUnit(l) => Some(l),
+            ResetScope::Target { .. } => None,
+        };
+        let mut affected = Vec::new();
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if let Some(c) = c {
+                if ConnectionHandle(i) != h && c.session.abort_for_reset(lun_filter) > 0 {
+                    affected.push(ConnectionHandle(i));
+                }
+            }
+        }
+        for o in affected {
+            // Their `TaskAborted` events reach the application now.
+            self.drain(o);
+            self.touch(o);
+        }
         self.events
             .push_back(PortalEvent::Reset { scope, by, nexuses });
         if scope == (ResetScope::Target { cold: true }) {
