@@ -42,7 +42,6 @@ pub mod scsi;
 pub mod target;
 mod task_id;
 mod trace_format;
-use trace_format as tracefmt; // its former name, used by `crate::tracefmt::` paths
 pub mod transmit;
 pub mod wire;
 

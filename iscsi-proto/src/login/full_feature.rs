@@ -3,8 +3,8 @@
 //!
 //! Pure functions, no session state: the session feeds the key=value pairs
 //! of a Text Response (reassembled across C=1 PDUs) to
-//! [`ffp_text_response`] and sends the replies it returns in its next Text
-//! Request; [`ffp_declare_max_recv_data_segment_length`] builds our own
+//! [`text_response`] and sends the replies it returns in its next Text
+//! Request; [`declare_max_recv_data_segment_length`] builds our own
 //! declaration. SendTargets responses are not negotiations and go through
 //! [`super::discovery`] instead.
 //!
@@ -124,7 +124,7 @@ fn disposition(def: &KeyDef) -> Result<Disposition, NegotiationError> {
 ///   Text Responses should pass their keys together or track them itself
 ///   (section 6.4 forbids declaring a key twice in one sequence).
 /// - Never panics, whatever the pairs.
-pub fn ffp_text_response(
+pub fn text_response(
     negotiated: &Negotiated,
     pairs: &[(String, String)],
 ) -> Result<(Negotiated, Vec<(String, String)>), NegotiationError> {
@@ -217,7 +217,7 @@ fn invalid(def: &KeyDef, v: &str) -> NegotiationError {
 ///
 /// [`NegotiationError::InvalidConfig`] if `value` is outside
 /// 512..=2^24-1 (section 13.12).
-pub fn ffp_declare_max_recv_data_segment_length(
+pub fn declare_max_recv_data_segment_length(
     negotiated: &Negotiated,
     value: u32,
 ) -> Result<(Negotiated, Vec<(String, String)>), NegotiationError> {

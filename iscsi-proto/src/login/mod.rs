@@ -5,7 +5,7 @@
 //!   that table, producing one [`negotiation::Negotiated`].
 //! - [`chap`]: CHAP (RFC 7143 section 12.1.3) for both sides, mutual included.
 //! - [`full_feature`]: text negotiation in Full Feature Phase (RFC 7143
-//!   section 6.4); also reachable under its former name, `ffp`.
+//!   section 6.4).
 //! - [`discovery`]: SendTargets responses (TargetName/TargetAddress groups).
 //! - [`status`]: Login Response status class/detail (RFC 7143 section 11.13.5).
 
@@ -15,10 +15,6 @@ pub mod full_feature;
 pub mod keys;
 pub mod negotiation;
 pub mod status;
-
-/// The former name of [`full_feature`] (FFP: Full Feature Phase), kept so
-/// that existing paths `login::ffp::...` keep working.
-pub use full_feature as ffp;
 
 pub use chap::{ChapAlgorithm, ChapCredentials, ChapError, ChapSecret};
 pub use negotiation::{

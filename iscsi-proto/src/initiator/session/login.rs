@@ -110,7 +110,7 @@ impl Session {
         body: Bytes,
         transit: Option<Stage>,
     ) {
-        tracing::trace!(target: "iscsi::login", stage = ?login.stage, keys = %crate::tracefmt::TextKeys(&body), "login request");
+        tracing::trace!(target: "iscsi::login", stage = ?login.stage, keys = %crate::trace_format::TextKeys(&body), "login request");
         let max = LOGIN_MRDSL as usize;
         let (seg, rest) = if body.len() > max {
             (body.slice(..max), body.slice(max..))
@@ -188,7 +188,7 @@ impl Session {
         // 0"), and real targets (tgtd) send a reject with a zero ISID.
         let status = LoginStatus::from_raw(resp.status_class, resp.status_detail);
         tracing::debug!(target: "iscsi::login", stage = ?resp.csg, transit = resp.transit, next = ?resp.nsg, %status, "login response");
-        tracing::trace!(target: "iscsi::login", keys = %crate::tracefmt::TextKeys(&pdu.data), "login response keys");
+        tracing::trace!(target: "iscsi::login", keys = %crate::trace_format::TextKeys(&pdu.data), "login response keys");
         if status.class() == StatusClass::Success {
             // RFC 7143 section 11.13: the target echoes the Initiator Task Tag.
             if resp.itt != login.itt {

@@ -267,9 +267,10 @@ impl Session {
             return Err(UsageError::NotLoggedIn);
         };
         let (declared, pairs) =
-            crate::login::ffp::ffp_declare_max_recv_data_segment_length(current, value).map_err(
-                |_| UsageError::InvalidCommand("MaxRecvDataSegmentLength must be 512..=16777215"),
-            )?;
+            crate::login::full_feature::declare_max_recv_data_segment_length(current, value)
+                .map_err(|_| {
+                    UsageError::InvalidCommand("MaxRecvDataSegmentLength must be 512..=16777215")
+                })?;
         let mut body = Vec::new();
         text::encode_pairs(
             pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),

@@ -425,7 +425,7 @@ impl Session {
             debug_assert!(false, "FFP text response without negotiated values");
             return TaskOutcome::Failed(TaskError::ConnectionLost);
         };
-        match crate::login::ffp::ffp_text_response(&base, pairs) {
+        match crate::login::full_feature::text_response(&base, pairs) {
             // RFC 7143 section 11.11.1: "A Text Response with the F bit set
             // to 1 MUST NOT contain key=value pairs that may require
             // additional answers from the initiator."

@@ -1,7 +1,7 @@
 //! Full Feature Phase text negotiation on the initiator side
 //! (`login::ffp`), written from RFC 7143 sections 6.2, 6.4 and 13.
 
-use iscsi_proto::login::ffp::{ffp_declare_max_recv_data_segment_length, ffp_text_response};
+use iscsi_proto::login::full_feature::{declare_max_recv_data_segment_length, text_response};
 use iscsi_proto::login::{Negotiated, NegotiationError};
 use iscsi_proto::testing::Pair;
 
@@ -29,8 +29,7 @@ fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
 fn target_declared_max_recv_data_segment_length_is_applied_without_reply() {
     let n = logged_in();
     assert_ne!(n.target_max_recv_data_segment_length, 16384);
-    let (m, replies) =
-        ffp_text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", "16384")])).unwrap();
+    let (m, replies) = text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", "16384")])).unwrap();
     assert_eq!(m.target_max_recv_data_segment_length, 16384);
     assert!(
         replies.is_empty(),
@@ -58,12 +57,12 @@ fn malformed_max_recv_data_segment_length_is_refused() {
         "8192,4096",
         "Reject",
     ] {
-        let r = ffp_text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", bad)]));
+        let r = text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", bad)]));
         assert!(r.is_err(), "{bad:?} accepted: {r:?}");
     }
     // The bounds themselves and hex numbers are fine (section 6.1 numbers).
     for (good, v) in [("512", 512), ("16777215", 16_777_215), ("0x1000", 4096)] {
-        let (m, _) = ffp_text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", good)])).unwrap();
+        let (m, _) = text_response(&n, &pairs(&[("MaxRecvDataSegmentLength", good)])).unwrap();
         assert_eq!(m.target_max_recv_data_segment_length, v, "{good}");
     }
 }
@@ -74,7 +73,7 @@ fn malformed_max_recv_data_segment_length_is_refused() {
 #[test]
 fn unknown_keys_are_answered_not_understood() {
     let n = logged_in();
-    let (m, replies) = ffp_text_response(
+    let (m, replies) = text_response(
         &n,
         &pairs(&[
             ("X-com.example.Feature", "On"),
@@ -115,7 +114,7 @@ fn login_only_negotiated_keys_are_rejected() {
         ("MaxConnections", "4"),
         ("AuthMethod", "CHAP"),
     ]);
-    let (m, replies) = ffp_text_response(&n, &offer).unwrap();
+    let (m, replies) = text_response(&n, &offer).unwrap();
     assert_eq!(m, n, "nothing negotiated in FFP for login-only keys");
     let expect: Vec<(String, String)> = offer
         .iter()
@@ -132,7 +131,7 @@ fn login_only_negotiated_keys_are_rejected() {
 #[test]
 fn login_only_declarations_are_irrelevant() {
     let n = logged_in();
-    let (m, replies) = ffp_text_response(&n, &pairs(&[("TargetPortalGroupTag", "77")])).unwrap();
+    let (m, replies) = text_response(&n, &pairs(&[("TargetPortalGroupTag", "77")])).unwrap();
     assert_eq!(m, n);
     assert_eq!(replies, pairs(&[("TargetPortalGroupTag", "Irrelevant")]));
 }
@@ -142,7 +141,7 @@ fn login_only_declarations_are_irrelevant() {
 #[test]
 fn target_alias_is_applied() {
     let n = logged_in();
-    let (m, replies) = ffp_text_response(&n, &pairs(&[("TargetAlias", "renamed disk")])).unwrap();
+    let (m, replies) = text_response(&n, &pairs(&[("TargetAlias", "renamed disk")])).unwrap();
     assert_eq!(m.target_alias.as_deref(), Some("renamed disk"));
     assert!(replies.is_empty());
 }
@@ -159,7 +158,7 @@ fn reserved_constants_as_proposals_are_protocol_errors() {
         ("MaxBurstLength", "Irrelevant"),
         ("TargetAlias", "NotUnderstood"),
     ] {
-        match ffp_text_response(&n, &pairs(&[(k, v)])) {
+        match text_response(&n, &pairs(&[(k, v)])) {
             Err(NegotiationError::ReservedValue { .. }) => {}
             other => panic!("{k}={v}: {other:?}"),
         }
@@ -173,7 +172,7 @@ fn reserved_constants_as_proposals_are_protocol_errors() {
 #[test]
 fn duplicate_keys_are_refused_except_target_address() {
     let n = logged_in();
-    let r = ffp_text_response(
+    let r = text_response(
         &n,
         &pairs(&[
             ("MaxRecvDataSegmentLength", "4096"),
@@ -184,7 +183,7 @@ fn duplicate_keys_are_refused_except_target_address() {
         matches!(r, Err(NegotiationError::Duplicate { .. })),
         "{r:?}"
     );
-    let (_, replies) = ffp_text_response(
+    let (_, replies) = text_response(
         &n,
         &pairs(&[
             ("TargetAddress", "10.0.0.1:3260,1"),
@@ -207,7 +206,7 @@ fn initiator_only_keys_from_the_target_are_refused() {
         ("SessionType", "Normal"),
         ("SendTargets", "All"),
     ] {
-        match ffp_text_response(&n, &pairs(&[(k, v)])) {
+        match text_response(&n, &pairs(&[(k, v)])) {
             Err(NegotiationError::WrongSender { .. }) => {}
             other => panic!("{k}={v}: {other:?}"),
         }
@@ -220,7 +219,7 @@ fn initiator_only_keys_from_the_target_are_refused() {
 fn invalid_key_names_are_refused() {
     let n = logged_in();
     for k in ["", "has space", "ünïcode", &"K".repeat(64)] {
-        assert!(ffp_text_response(&n, &pairs(&[(k, "1")])).is_err(), "{k:?}");
+        assert!(text_response(&n, &pairs(&[(k, "1")])).is_err(), "{k:?}");
     }
 }
 
@@ -231,7 +230,7 @@ fn invalid_key_names_are_refused() {
 fn obsolete_marker_keys_are_rejected() {
     let n = logged_in();
     let (_, replies) =
-        ffp_text_response(&n, &pairs(&[("IFMarker", "Yes"), ("OFMarkInt", "1~2048")])).unwrap();
+        text_response(&n, &pairs(&[("IFMarker", "Yes"), ("OFMarkInt", "1~2048")])).unwrap();
     assert_eq!(
         replies,
         pairs(&[("IFMarker", "Reject"), ("OFMarkInt", "Reject")])
@@ -243,7 +242,7 @@ fn obsolete_marker_keys_are_rejected() {
 #[test]
 fn our_max_recv_data_segment_length_declaration() {
     let n = logged_in();
-    let (m, out) = ffp_declare_max_recv_data_segment_length(&n, 65536).unwrap();
+    let (m, out) = declare_max_recv_data_segment_length(&n, 65536).unwrap();
     assert_eq!(out, pairs(&[("MaxRecvDataSegmentLength", "65536")]));
     assert_eq!(m.initiator_max_recv_data_segment_length, 65536);
     assert_eq!(
@@ -252,7 +251,7 @@ fn our_max_recv_data_segment_length_declaration() {
     );
     for bad in [0, 511, 1 << 24] {
         assert!(
-            ffp_declare_max_recv_data_segment_length(&n, bad).is_err(),
+            declare_max_recv_data_segment_length(&n, bad).is_err(),
             "{bad}"
         );
     }
@@ -284,7 +283,7 @@ fn arbitrary_pairs_never_panic() {
     ];
     for k in keys {
         for v in values {
-            let _ = ffp_text_response(&n, &pairs(&[(k, v)]));
+            let _ = text_response(&n, &pairs(&[(k, v)]));
         }
     }
 }
