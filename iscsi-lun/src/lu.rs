@@ -338,7 +338,7 @@ impl LogicalUnit {
         let blocks = |n: u64| n.saturating_mul(bs);
         match byte(c, 0) {
             op::READ_6 | op::READ_10 | op::READ_12 | op::READ_16 => {
-                Transfer::data_in(blocks(crate::sbc::rw_fields(c).1))
+                Transfer::data_in(blocks(crate::util::rw_fields(c).1))
             }
             op::WRITE_6
             | op::WRITE_10
@@ -346,9 +346,9 @@ impl LogicalUnit {
             | op::WRITE_16
             | op::WRITE_VERIFY_10
             | op::WRITE_VERIFY_12
-            | op::WRITE_VERIFY_16 => Transfer::data_out(blocks(crate::sbc::rw_fields(c).1)),
+            | op::WRITE_VERIFY_16 => Transfer::data_out(blocks(crate::util::rw_fields(c).1)),
             op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16 => {
-                let n = crate::sbc::rw_fields(c).1;
+                let n = crate::util::rw_fields(c).1;
                 match (byte(c, 1) >> 1) & 0x03 {
                     0x01 => Transfer::data_out(blocks(n)),
                     0x03 if n > 0 => Transfer::data_out(bs),

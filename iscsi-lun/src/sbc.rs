@@ -5,23 +5,7 @@ use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{SenseData, SenseKey};
 
 use crate::lu::LogicalUnit;
-use crate::util::{bad_cdb, be, byte, illegal, lba_oob, truncate, Fail};
-
-/// `(lba, blocks)` of a READ/WRITE/VERIFY/WRITE SAME/SYNCHRONIZE CACHE/
-/// PRE-FETCH CDB, by CDB length (SBC-3 5.x field layouts).
-pub(crate) fn rw_fields(c: &[u8]) -> (u64, u64) {
-    match c.len() {
-        // SBC-3 5.10 READ (6) / 5.31 WRITE (6): 21-bit LBA; "A TRANSFER
-        // LENGTH field set to zero specifies that 256 logical blocks".
-        6 => {
-            let n = u64::from(byte(c, 4));
-            (be(c, 1, 3) & 0x1f_ffff, if n == 0 { 256 } else { n })
-        }
-        10 => (be(c, 2, 4), be(c, 7, 2)),
-        12 => (be(c, 2, 4), be(c, 6, 4)),
-        _ => (be(c, 2, 8), be(c, 10, 4)),
-    }
-}
+use crate::util::{bad_cdb, be, byte, illegal, lba_oob, rw_fields, truncate, Fail};
 
 /// Offset of the transfer length field (for sense field pointers).
 fn len_field(c: &[u8]) -> u16 {

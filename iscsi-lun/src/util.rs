@@ -74,3 +74,19 @@ pub(crate) fn ascii_field(out: &mut Vec<u8>, s: &str, n: usize) {
     b.resize(n, b' ');
     out.extend_from_slice(&b);
 }
+
+/// `(lba, blocks)` of a READ/WRITE/VERIFY/WRITE SAME/SYNCHRONIZE CACHE/
+/// PRE-FETCH CDB, by CDB length (SBC-3 5.x field layouts).
+pub(crate) fn rw_fields(c: &[u8]) -> (u64, u64) {
+    match c.len() {
+        // SBC-3 5.10 READ (6) / 5.31 WRITE (6): 21-bit LBA; "A TRANSFER
+        // LENGTH field set to zero specifies that 256 logical blocks".
+        6 => {
+            let n = u64::from(byte(c, 4));
+            (be(c, 1, 3) & 0x1f_ffff, if n == 0 { 256 } else { n })
+        }
+        10 => (be(c, 2, 4), be(c, 7, 2)),
+        12 => (be(c, 2, 4), be(c, 6, 4)),
+        _ => (be(c, 2, 8), be(c, 10, 4)),
+    }
+}

@@ -20,15 +20,98 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::config::NopConfig;
-use super::login::LoginState;
-use super::nop::NopState;
-use super::session::{Phase, LOGIN_MAX_SEGMENT};
-use super::text::TextPhase;
+use crate::login::chap::TargetChap;
+use crate::login::negotiation::TargetNegotiator;
 use crate::transmit::Transmit;
 use crate::wire::frame::encode_header;
+use crate::wire::text::TextAssembler;
 use crate::wire::{
     data_trailer, DecoderConfig, Digests, Header, Pdu, PduDecoder, Serial, WireError,
 };
+use crate::wire::{Isid, Stage};
+
+/// Largest data segment either side may send during the login phase
+/// (RFC 7143 section 13.12: MaxRecvDataSegmentLength defaults to 8192 and
+/// is only declared for the Full Feature Phase).
+pub(in crate::target) const LOGIN_MAX_SEGMENT: u32 = 8192;
+
+/// The phase of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Login phase (RFC 7143 section 6.3).
+    Login,
+    /// Full Feature Phase.
+    FullFeature,
+    /// The connection is over; only pending transmits remain.
+    Closed,
+}
+
+// Per-connection state of the parts of the protocol (their handlers are
+// in `session/`, one file per part).
+
+/// Values fixed by the first Login Request.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::target) struct FirstLogin {
+    pub(in crate::target) isid: Isid,
+    pub(in crate::target) tsih: u16,
+    pub(in crate::target) cid: u16,
+    pub(in crate::target) version_min: u8,
+}
+
+/// A Login Response text too long for one PDU, sent piece by piece.
+#[derive(Debug, Clone)]
+pub(in crate::target) struct PendingText {
+    pub(in crate::target) text: Bytes,
+    /// Transit and next stage of the last piece.
+    pub(in crate::target) transit: bool,
+    pub(in crate::target) nsg: Stage,
+}
+
+/// State of the login phase.
+#[derive(Debug, Default)]
+pub(in crate::target) struct LoginState {
+    pub(in crate::target) first: Option<FirstLogin>,
+    pub(in crate::target) stage: Option<Stage>,
+    pub(in crate::target) negotiator: Option<TargetNegotiator>,
+    pub(in crate::target) chap: Option<TargetChap>,
+    pub(in crate::target) chap_required: bool,
+    pub(in crate::target) authenticated: bool,
+    pub(in crate::target) assembler: TextAssembler,
+    pub(in crate::target) pending: Option<PendingText>,
+}
+
+impl LoginState {
+    /// Drops any partial login text (the login phase is over).
+    pub(in crate::target) fn reset_text(&mut self) {
+        self.assembler.reset();
+    }
+}
+
+/// NOP-In ping state of one connection (RFC 7143 section 11.19).
+#[derive(Debug, Clone, Default)]
+pub(in crate::target) struct NopState {
+    /// When the last PDU arrived (the ping interval counts from there).
+    pub(in crate::target) last_rx: Option<Instant>,
+    /// The outstanding ping: its Target Transfer Tag and deadline.
+    pub(in crate::target) ping: Option<(u32, Instant)>,
+}
+
+/// Text request/response exchange state (RFC 7143 sections 11.10, 11.11).
+#[derive(Debug, Default)]
+pub(in crate::target) enum TextPhase {
+    /// No exchange in progress.
+    #[default]
+    Idle,
+    /// The initiator sends a long text with C=1.
+    Receiving {
+        itt: u32,
+        ttt: u32,
+        assembler: TextAssembler,
+    },
+    /// We send a long response; the initiator fetches each piece.
+    Sending { itt: u32, ttt: u32, rest: Bytes },
+}
 
 /// The per-connection state of a target session.
 #[derive(Debug)]

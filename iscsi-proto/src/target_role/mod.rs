@@ -1,16 +1,21 @@
 //! The target role of the sans-IO core: one iSCSI session and its
 //! connection (one connection per session for now) as a state machine.
 //!
-//! # Layout
+//! # Layout (the same as the initiator's)
 //!
+//! - [`Portal`] (`portal/`): what spans connections and sessions (TSIH
+//!   allocation, session reinstatement, routing a new connection's login,
+//!   I_T nexus state, task management across sessions). Drivers of a
+//!   whole target use it; a single session can be driven directly.
 //! - [`Session`] (`session.rs`): the session-wide state and the public A-D
-//!   interface; it owns one connection (`connection.rs`: CID, StatSN,
-//!   login state, digests, transmit queue, keepalive).
-//! - `login.rs`: the login phase (RFC 7143 sections 6 and 11.12-11.13).
-//! - `full_feature.rs`: the Full Feature Phase dispatch and CmdSN
-//!   ordering, with one module per kind of request: `scsi_command.rs`
+//!   interface; it owns one connection (`connection.rs`: CID, phase,
+//!   StatSN, login/text/keepalive state, digests, transmit queue).
+//! - `session/`: the session's machinery, one file per part of the
+//!   protocol: `login.rs` (RFC 7143 sections 6 and 11.12-11.13),
+//!   `full_feature.rs` (dispatch and CmdSN ordering), `scsi_command.rs`
 //!   (admission, R2T, Data-Out), `completion.rs` (Data-In and status),
-//!   `task_management.rs`, `text.rs` (SendTargets), `nop.rs`, `logout.rs`.
+//!   `task_management.rs`, `text.rs` (SendTargets, FFP keys), `nop.rs`,
+//!   `logout.rs`.
 //! - `window.rs`: [`TargetWindow`], the CmdSN window (section 4.2.2.1).
 //! - `event.rs`, `config.rs`: what the application sees and configures.
 //!   Errors are the crate's ([`crate::error`]), shared with the initiator
@@ -61,19 +66,11 @@
 //! write once all its data has arrived, so two writes may be reported in
 //! a different order than their CmdSNs when their data arrives so.
 
-mod completion;
 mod config;
 mod connection;
 mod event;
-mod full_feature;
-mod login;
-mod logout;
-mod nop;
 mod portal;
-mod scsi_command;
 mod session;
-mod task_management;
-mod text;
 mod window;
 
 pub use config::{NopConfig, SessionConfig, TargetAuth, TargetNode};

@@ -6,17 +6,26 @@
 //! `impl Session` blocks over the state here and in
 //! [`super::connection`].
 
+// The session's machinery, one file per part of the protocol (the same
+// layout as the initiator's `session/`).
+mod completion;
+mod full_feature;
+pub(super) mod login;
+mod logout;
+pub(super) mod nop;
+mod scsi_command;
+mod task_management;
+pub(super) mod text;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use super::config::{SessionConfig, TargetAuth};
-use super::connection::Connection;
+pub use super::connection::Phase;
+use super::connection::{Connection, LOGIN_MAX_SEGMENT};
 use super::event::{CloseReason, Event, TaskId};
-use super::full_feature::Held;
-use super::scsi_command::Task;
-use super::task_management::PendingTmf;
 use super::window::TargetWindow;
 use crate::error::{ConfigError, ProtocolError, UsageError};
 use crate::login::negotiation::Negotiated;
@@ -24,11 +33,9 @@ use crate::login::SessionType;
 use crate::scsi::ScsiStatus;
 use crate::transmit::Transmit;
 use crate::wire::{AsyncEvent, AsyncMessage, Isid, Reject, RejectReason, Serial, WireError};
-
-/// Largest data segment either side may send during the login phase
-/// (RFC 7143 section 13.12: MaxRecvDataSegmentLength defaults to 8192 and
-/// is only declared for the Full Feature Phase).
-pub(super) const LOGIN_MAX_SEGMENT: u32 = 8192;
+use full_feature::Held;
+use scsi_command::Task;
+use task_management::PendingTmf;
 
 /// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
 pub(super) const NO_TAG: u32 = 0xffff_ffff;
@@ -36,18 +43,6 @@ pub(super) const NO_TAG: u32 = 0xffff_ffff;
 /// How many Initiator Task Tags of aborted or failed tasks are remembered,
 /// so that Data-Out PDUs still in flight for them are dropped silently.
 const DEAD_ITTS: usize = 64;
-
-/// The phase of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Phase {
-    /// Login phase (RFC 7143 section 6.3).
-    Login,
-    /// Full Feature Phase.
-    FullFeature,
-    /// The connection is over; only pending transmits remain.
-    Closed,
-}
 
 /// A deterministic generator for the values the RFC wants unpredictable
 /// (CHAP challenges, the initial StatSN, transfer tags): SplitMix64 over

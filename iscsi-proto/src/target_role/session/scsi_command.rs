@@ -6,10 +6,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::event::{Event, ScsiRequest, TaskId};
-use super::session::{Session, NO_TAG};
+use super::{Session, NO_TAG};
 use crate::scsi::sense::SenseData;
 use crate::scsi::SenseKey;
+use crate::target::event::{Event, ScsiRequest, TaskId};
 use crate::wire::{Ahs, DataOut, Header, Pdu, R2t, RejectReason, ScsiCommand, Serial, TaskAttr};
 
 /// Most separate pieces a write buffer is kept in before it is copied
@@ -32,7 +32,7 @@ const INVALID_FIELD_IN_CDB: SenseData = SenseData::new(SenseKey::IllegalRequest,
 /// One data sequence of a write: unsolicited (TTT 0xffffffff) or the
 /// answer to one R2T.
 #[derive(Debug, Clone)]
-pub(super) struct Seq {
+pub(in crate::target) struct Seq {
     ttt: u32,
     end: u32,
     next_offset: u32,
@@ -99,27 +99,27 @@ fn copy_at(buf: &mut BytesMut, offset: u32, data: &[u8]) {
 
 /// A SCSI task.
 #[derive(Debug)]
-pub(super) struct Task {
-    pub(super) id: TaskId,
-    pub(super) itt: u32,
-    pub(super) lun: u64,
-    pub(super) cmd_sn: Serial,
-    pub(super) immediate: bool,
+pub(in crate::target) struct Task {
+    pub(in crate::target) id: TaskId,
+    pub(in crate::target) itt: u32,
+    pub(in crate::target) lun: u64,
+    pub(in crate::target) cmd_sn: Serial,
+    pub(in crate::target) immediate: bool,
     attr: TaskAttr,
     cdb: Bytes,
-    pub(super) read: bool,
+    pub(in crate::target) read: bool,
     write: bool,
-    pub(super) edtl: u32,
+    pub(in crate::target) edtl: u32,
     /// Reached in CmdSN order (or immediate): it may be executed.
-    pub(super) accepted: bool,
+    pub(in crate::target) accepted: bool,
     /// Handed to the application.
-    pub(super) delivered: bool,
+    pub(in crate::target) delivered: bool,
     /// The task ends with CHECK CONDITION once its data stops flowing.
     failure: Option<SenseData>,
     unsolicited: Option<Seq>,
     r2ts: Vec<Seq>,
     next_r2t_offset: u32,
-    pub(super) r2t_sn: Serial,
+    pub(in crate::target) r2t_sn: Serial,
     received: u32,
     data: Assembly,
 }
@@ -127,7 +127,7 @@ pub(super) struct Task {
 impl Session {
     /// Creates the task of a SCSI Command and checks its immediate data
     /// against the negotiated rules. None when the command was rejected.
-    pub(super) fn new_task(&mut self, h: &ScsiCommand, pdu: &Pdu) -> Option<TaskId> {
+    pub(in crate::target) fn new_task(&mut self, h: &ScsiCommand, pdu: &Pdu) -> Option<TaskId> {
         if self.by_itt.contains_key(&h.itt) {
             // RFC 7143 section 11.17.1: 0x07 "Task in progress": the ITT is
             // already used by a live task of this session.
@@ -219,7 +219,7 @@ impl Session {
 
     /// A task reached its place in CmdSN order (or is immediate): it may
     /// run, unless a pending task management request covers it.
-    pub(super) fn accept_task(&mut self, id: TaskId) {
+    pub(in crate::target) fn accept_task(&mut self, id: TaskId) {
         let Some(t) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -338,7 +338,7 @@ impl Session {
 
     /// A Data-Out PDU (RFC 7143 section 11.7). `corrupt`: its data was
     /// dropped for a digest error (the Reject is already sent).
-    pub(super) fn data_out(&mut self, h: DataOut, data: Bytes, corrupt: bool) {
+    pub(in crate::target) fn data_out(&mut self, h: DataOut, data: Bytes, corrupt: bool) {
         let bhs = || Bytes::copy_from_slice(&Header::DataOut(h).to_bytes(0, 0));
         let Some(&id) = self.by_itt.get(&h.itt) else {
             if !corrupt && !self.is_buried(h.itt) {
@@ -436,7 +436,7 @@ impl Session {
     }
 
     /// Removes a task from the session's tables.
-    pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
+    pub(in crate::target) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
         let t = self.tasks.remove(&id)?;
         if self.by_itt.get(&t.itt) == Some(&id) {
             self.by_itt.remove(&t.itt);

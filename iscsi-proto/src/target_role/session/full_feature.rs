@@ -6,15 +6,15 @@
 
 use bytes::Bytes;
 
-use super::event::TaskId;
-use super::session::{Phase, Session, NO_TAG};
-use super::window::Admit;
+use super::{Phase, Session, NO_TAG};
 use crate::login::SessionType;
+use crate::target::event::TaskId;
+use crate::target::window::Admit;
 use crate::wire::{Bhs, DataOut, Header, Pdu, RejectReason, WireError};
 
 /// A command held because it arrived before the ones preceding it.
 #[derive(Debug)]
-pub(super) enum Held {
+pub(in crate::target) enum Held {
     /// A SCSI command (its task already exists and takes data).
     Scsi(TaskId),
     /// Any other command PDU.
@@ -26,7 +26,7 @@ pub(super) enum Held {
 
 impl Session {
     /// One PDU in the Full Feature Phase.
-    pub(super) fn full_feature_pdu(&mut self, pdu: Pdu) {
+    pub(in crate::target) fn full_feature_pdu(&mut self, pdu: Pdu) {
         if !pdu.header.opcode().is_initiator() {
             // RFC 7143 section 11.2.1.2: "Initiators MUST NOT use target
             // opcodes"; Reject reason 0x04 "Protocol Error".
@@ -75,14 +75,14 @@ impl Session {
 
     /// The header bytes of a PDU for a Reject. The decoded header is
     /// re-emitted (the same bytes for every field the Repr keeps).
-    pub(super) fn original_bhs(&self, pdu: &Pdu) -> Bytes {
+    pub(in crate::target) fn original_bhs(&self, pdu: &Pdu) -> Bytes {
         let len = u32::try_from(pdu.data.len()).unwrap_or(0);
         Bytes::copy_from_slice(&pdu.header.to_bytes(0, len))
     }
 
     /// A PDU the decoder refused (non-fatal): Reject it (RFC 7143 section
     /// 11.17), and terminate a task it belonged to.
-    pub(super) fn full_feature_bad_pdu(&mut self, e: &WireError, bhs: Bytes) {
+    pub(in crate::target) fn full_feature_bad_pdu(&mut self, e: &WireError, bhs: Bytes) {
         let reason = e.reject_reason().unwrap_or(RejectReason::ProtocolError);
         // A Data-Out whose data digest failed is dropped (RFC 7143 section
         // 7.8); at ErrorRecoveryLevel 0 its task cannot recover and ends
@@ -175,7 +175,7 @@ impl Session {
     }
 
     /// Delivers held commands that are now next in order.
-    pub(super) fn drain_held(&mut self) {
+    pub(in crate::target) fn drain_held(&mut self) {
         while self.conn.phase == Phase::FullFeature {
             let exp = self.window.exp_cmd_sn();
             let Some(i) = self.held.iter().position(|(s, _)| *s == exp) else {

@@ -2,34 +2,19 @@
 //! 11.10 and 11.11): long texts in pieces, SendTargets (section 13.3 and
 //! Appendix C) and the keys declarable in the Full Feature Phase.
 
+use crate::target::connection::TextPhase;
 use bytes::Bytes;
 
-use super::session::{Session, LOGIN_MAX_SEGMENT, NO_TAG};
+use super::{Session, LOGIN_MAX_SEGMENT, NO_TAG};
 use crate::login::keys::{self, ResultRule, Senders, Usage};
 use crate::login::SessionType;
 use crate::wire::text::{encode_pairs, parse_number, TextAssembler};
 use crate::wire::{Header, RejectReason, TextRequest, TextResponse};
 
-/// Text request/response exchange state (RFC 7143 sections 11.10, 11.11).
-#[derive(Debug, Default)]
-pub(super) enum TextPhase {
-    /// No exchange in progress.
-    #[default]
-    Idle,
-    /// The initiator sends a long text with C=1.
-    Receiving {
-        itt: u32,
-        ttt: u32,
-        assembler: TextAssembler,
-    },
-    /// We send a long response; the initiator fetches each piece.
-    Sending { itt: u32, ttt: u32, rest: Bytes },
-}
-
 impl Session {
     /// A Text Request: continues or starts an exchange, answers it when
     /// its text is complete.
-    pub(super) fn text_request(&mut self, h: TextRequest, data: Bytes) {
+    pub(in crate::target) fn text_request(&mut self, h: TextRequest, data: Bytes) {
         let bhs = || Bytes::copy_from_slice(&Header::TextRequest(h).to_bytes(0, 0));
         let phase = std::mem::take(&mut self.conn.text);
         let mut assembler = match phase {

@@ -1,61 +1,24 @@
 //! The login phase on the target side (RFC 7143 sections 6.3, 11.12,
 //! 11.13, 12 and 13).
 
+use crate::target::connection::{FirstLogin, PendingText};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::config::TargetAuth;
-use super::event::{CloseReason, Event};
-use super::session::{Session, LOGIN_MAX_SEGMENT};
-use super::window::TargetWindow;
+use super::{Session, LOGIN_MAX_SEGMENT};
 use crate::login::chap::{TargetChap, TargetChapConfig};
 use crate::login::negotiation::{LoginStage, TargetConfig, TargetNegotiator};
 use crate::login::{AuthMethod, LoginStatus, SessionType};
-use crate::wire::text::{encode_pairs, TextAssembler};
-use crate::wire::{Digests, Header, Isid, LoginRequest, LoginResponse, Pdu, Stage};
+use crate::target::config::TargetAuth;
+use crate::target::event::{CloseReason, Event};
+use crate::target::window::TargetWindow;
+use crate::wire::text::encode_pairs;
+use crate::wire::{Digests, Header, LoginRequest, LoginResponse, Pdu, Stage};
 
 /// The only protocol version defined (RFC 7143 section 11.12.4: "the
 /// version number of the current draft is 0x00").
 const VERSION: u8 = 0x00;
-
-/// Values fixed by the first Login Request.
-#[derive(Debug, Clone, Copy)]
-struct FirstLogin {
-    isid: Isid,
-    tsih: u16,
-    cid: u16,
-    version_min: u8,
-}
-
-/// A Login Response text too long for one PDU, sent piece by piece.
-#[derive(Debug, Clone)]
-struct PendingText {
-    text: Bytes,
-    /// Transit and next stage of the last piece.
-    transit: bool,
-    nsg: Stage,
-}
-
-/// State of the login phase.
-#[derive(Debug, Default)]
-pub(super) struct LoginState {
-    first: Option<FirstLogin>,
-    stage: Option<Stage>,
-    negotiator: Option<TargetNegotiator>,
-    chap: Option<TargetChap>,
-    chap_required: bool,
-    authenticated: bool,
-    assembler: TextAssembler,
-    pending: Option<PendingText>,
-}
-
-impl LoginState {
-    /// Drops any partial login text (the login phase is over).
-    pub(super) fn reset_text(&mut self) {
-        self.assembler.reset();
-    }
-}
 
 fn has_key(pairs: &[(String, String)], key: &str) -> bool {
     pairs.iter().any(|(k, _)| k == key)
@@ -70,7 +33,7 @@ fn value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 impl Session {
     /// One PDU in the login phase: only Login Requests are allowed.
-    pub(super) fn login_pdu(&mut self, now: Instant, pdu: Pdu) {
+    pub(in crate::target) fn login_pdu(&mut self, now: Instant, pdu: Pdu) {
         let Header::LoginRequest(req) = pdu.header else {
             // RFC 7143 section 11.13.5: 0x020b "Invalid request type during
             // login"; section 6.3: only Login Requests flow before the
@@ -82,12 +45,12 @@ impl Session {
     }
 
     /// A PDU that failed to decode during login: the login is refused.
-    pub(super) fn login_bad_pdu(&mut self, bhs: &Bytes) {
+    pub(in crate::target) fn login_bad_pdu(&mut self, bhs: &Bytes) {
         let itt = bhs
             .get(16..20)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_be_bytes)
-            .unwrap_or(super::session::NO_TAG);
+            .unwrap_or(super::NO_TAG);
         // RFC 7143 section 11.13.5: 0x0200 "Initiator error" for a
         // malformed request (e.g. C and T both set, a reserved stage).
         self.login_reject(itt, LoginStatus::InitiatorError);
@@ -525,7 +488,7 @@ impl Session {
     /// Refuses the login with `status` and closes the connection (RFC 7143
     /// section 11.13.5: after a non-zero Status-Class "the initiator and
     /// target MUST close the TCP connection").
-    pub(super) fn login_reject(&mut self, itt: u32, status: LoginStatus) {
+    pub(in crate::target) fn login_reject(&mut self, itt: u32, status: LoginStatus) {
         let (class, detail) = status.raw();
         let (exp, max) = self.window_fields();
         let stat_sn = self.conn.take_stat_sn();

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 
-use super::event::{CloseReason, Event, TaskId};
 use super::full_feature::Held;
-use super::session::{Phase, Session};
+use super::{Phase, Session};
+use crate::target::event::{CloseReason, Event, TaskId};
 use crate::wire::{Serial, TaskMgmtRequest, TaskMgmtResponse, TmfFunction, TmfResponse};
 
 /// A task management request whose response waits (RFC 7143 section
@@ -14,7 +14,7 @@ use crate::wire::{Serial, TaskMgmtRequest, TaskMgmtResponse, TmfFunction, TmfRes
 /// affected tasks in the task set to be received. c) Propagates the
 /// command to and receives the response from the target SCSI layer").
 #[derive(Debug)]
-pub(super) struct PendingTmf {
+pub(in crate::target) struct PendingTmf {
     req: TaskMgmtRequest,
     response: TmfResponse,
     /// Delivered tasks it aborted, reported in `TaskManagement`.
@@ -31,7 +31,7 @@ impl PendingTmf {
     /// Whether a non-immediate command `cmd_sn` on `lun` arriving now is
     /// one this request acts on ("all the commands ... having a CmdSN
     /// lower than the task management CmdSN", RFC 7143 section 11.5.1).
-    pub(super) fn covers(&self, cmd_sn: Serial, lun: u64) -> bool {
+    pub(in crate::target) fn covers(&self, cmd_sn: Serial, lun: u64) -> bool {
         let lun_ok = match self.req.function {
             TmfFunction::TargetWarmReset | TmfFunction::TargetColdReset => true,
             _ => lun == self.req.lun,
@@ -73,7 +73,7 @@ impl Session {
 
     /// The application stopped an aborted task (acknowledged, or completed
     /// it): the requests waiting for it may be answered.
-    pub(super) fn abort_done(&mut self, task: TaskId) {
+    pub(in crate::target) fn abort_done(&mut self, task: TaskId) {
         for p in &mut self.pending_tmfs {
             p.waiting.retain(|t| *t != task);
         }
@@ -87,7 +87,7 @@ impl Session {
     /// be issued by the target after all of the commands affected have
     /// been received by the target, the corresponding task management
     /// functions have been executed by the SCSI target").
-    pub(super) fn finish_tmfs(&mut self) {
+    pub(in crate::target) fn finish_tmfs(&mut self) {
         while self.conn.phase == Phase::FullFeature {
             let exp = self.window.exp_cmd_sn();
             let Some(i) = self
@@ -140,7 +140,7 @@ impl Session {
 
     /// A Task Management Function Request: performs it, then queues its
     /// response to be sent once the tasks it covers have stopped.
-    pub(super) fn task_mgmt(&mut self, h: TaskMgmtRequest) {
+    pub(in crate::target) fn task_mgmt(&mut self, h: TaskMgmtRequest) {
         let mut aborted = Vec::new();
         let mut cold = false;
         let response = match h.function {

@@ -6,23 +6,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::event::CloseReason;
-use super::session::{Phase, Session, NO_TAG};
+use super::{Phase, Session, NO_TAG};
+use crate::target::event::CloseReason;
 use crate::wire::{NopIn, NopOut};
-
-/// NOP-In ping state of one connection (RFC 7143 section 11.19).
-#[derive(Debug, Clone, Default)]
-pub(super) struct NopState {
-    /// When the last PDU arrived (the ping interval counts from there).
-    pub(super) last_rx: Option<Instant>,
-    /// The outstanding ping: its Target Transfer Tag and deadline.
-    pub(super) ping: Option<(u32, Instant)>,
-}
 
 impl Session {
     /// The keepalive timer: a NOP-In ping after the configured idle
     /// interval, and the connection dropped when a ping went unanswered.
-    pub(super) fn keepalive(&mut self, now: Instant) {
+    pub(in crate::target) fn keepalive(&mut self, now: Instant) {
         if self.conn.phase != Phase::FullFeature {
             return;
         }
@@ -46,7 +37,7 @@ impl Session {
     /// A NOP-Out with ITT 0xffffffff (RFC 7143 section 11.18: I=1, not a
     /// command): the answer to our ping when it echoes its TTT, else a
     /// bare ExpStatSN update. No response either way.
-    pub(super) fn nop_out_unsolicited(&mut self, ttt: u32) {
+    pub(in crate::target) fn nop_out_unsolicited(&mut self, ttt: u32) {
         if ttt != NO_TAG {
             if let Some((ping, _)) = self.conn.nop.ping {
                 if ping == ttt {
@@ -57,7 +48,7 @@ impl Session {
     }
 
     /// A NOP-Out with a valid ITT: answered with a NOP-In.
-    pub(super) fn nop_out(&mut self, h: NopOut, data: Bytes) {
+    pub(in crate::target) fn nop_out(&mut self, h: NopOut, data: Bytes) {
         let (exp, max) = self.window_fields();
         let stat_sn = self.conn.take_stat_sn();
         // RFC 7143 section 11.19: the NOP-In answering a NOP-Out echoes its
@@ -79,7 +70,7 @@ impl Session {
 
     /// A NOP-In ping (RFC 7143 section 11.19.2: ITT 0xffffffff, a valid
     /// TTT asking for an answer; StatSN is not advanced for it).
-    pub(super) fn send_ping(&mut self, ttt: u32) {
+    pub(in crate::target) fn send_ping(&mut self, ttt: u32) {
         let (exp, max) = self.window_fields();
         self.conn.push_pdu(
             NopIn {

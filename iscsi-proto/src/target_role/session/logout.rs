@@ -2,14 +2,14 @@
 
 use bytes::Bytes;
 
-use super::event::{CloseReason, Event};
-use super::session::Session;
+use super::Session;
+use crate::target::event::{CloseReason, Event};
 use crate::wire::{LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode};
 
 impl Session {
     /// A Logout Request: answered, and on success the connection (and
     /// with one connection, the session) ends.
-    pub(super) fn logout(&mut self, h: LogoutRequest) {
+    pub(in crate::target) fn logout(&mut self, h: LogoutRequest) {
         let response = match h.reason {
             LogoutReason::CloseSession => LogoutResponseCode::Success,
             // RFC 7143 section 11.15.1: 1 "CID not found".

@@ -4,11 +4,11 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::event::TaskId;
-use super::session::{Session, NO_TAG};
+use super::{Session, NO_TAG};
 use crate::error::UsageError;
 use crate::scsi::sense::SenseData;
 use crate::scsi::ScsiStatus;
+use crate::target::event::TaskId;
 use crate::wire::{DataIn, DataInStatus, Residual, ScsiResponse, ScsiResponseCode, Serial};
 
 /// The 2-byte SenseLength followed by the sense bytes (RFC 7143 section
@@ -22,7 +22,7 @@ fn sense_segment(sense: &[u8]) -> Option<Bytes> {
 }
 
 impl Session {
-    pub(super) fn send_check_condition(&mut self, itt: u32, sense: &SenseData) {
+    pub(in crate::target) fn send_check_condition(&mut self, itt: u32, sense: &SenseData) {
         let seg = Bytes::copy_from_slice(&sense.to_iscsi_segment());
         self.send_scsi_response(
             itt,
@@ -65,7 +65,7 @@ impl Session {
     /// `write_len`: for a command without the R bit, the number of bytes
     /// its CDB transfers to the target, if the application knows it (for
     /// the write residual).
-    pub(super) fn complete_task(
+    pub(in crate::target) fn complete_task(
         &mut self,
         id: TaskId,
         status: ScsiStatus,
