@@ -13,6 +13,8 @@
 //! - [`target`]: the target role: login, command window, tasks, R2T, Data-In.
 //! - [`initiator`]: the initiator session state machine ([`initiator::Session`]).
 //! - [`error`]: the session layer's error types.
+//! - [`driver`]: what the initiator drivers share ([`driver::DriverCore`],
+//!   [`driver::Error`]): they only move bytes.
 //! - [`transmit`]: [`transmit::Transmit`], one encoded PDU in three parts.
 //! - `testing` (feature `testing`): a scripted target and an in-memory pair
 //!   harness for tests of the session and of drivers.
@@ -28,6 +30,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod error;
 pub mod initiator;
 pub mod login;

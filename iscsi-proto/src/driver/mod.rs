@@ -1,0 +1,498 @@
+//! What every initiator driver shares, with no I/O: [`DriverCore`] owns the
+//! [`Session`] and everything a driver would otherwise repeat around it
+//! (str0m's "drivers only move bytes"), and [`Error`] is the one error type
+//! the drivers re-export.
+//!
+//! A driver keeps only its socket and its way of waiting. Its loop:
+//!
+//! 1. **Connection requests**: [`DriverCore::poll_conn`] says when to open a
+//!    TCP connection (the address is formatted: `[v6]:port`) or close the
+//!    one it has. The driver reports [`DriverCore::connected`],
+//!    [`DriverCore::connect_failed`] or [`DriverCore::connection_lost`].
+//! 2. **Input**: read into [`DriverCore::recv_space`] (a [`RecvBuffer`]:
+//!    zero-filled once per region, PDUs handed out without a copy), then
+//!    [`DriverCore::received`].
+//! 3. **Output**: [`DriverCore::transmit`] fills `IoSlice`s for one
+//!    vectored write (a [`TxQueue`]: resumes partial writes),
+//!    [`DriverCore::written`] takes the count the socket accepted.
+//! 4. **Time**: wait no later than [`DriverCore::poll_timeout`], then
+//!    [`DriverCore::handle_timeout`]; the receive low-water mark
+//!    (`SO_RCVLOWAT`, [`LowWater`]) comes from
+//!    [`DriverCore::plan_low_water`].
+//! 5. **Work and results**: [`DriverCore::start`] starts an [`Action`];
+//!    the read data and outcome of a task started with `collect` are
+//!    gathered by task ([`TaskMap`]) and taken with
+//!    [`DriverCore::take_completed`] as a [`Reply`] (see [`reply`] for the
+//!    conversions to each kind of result); every other event comes from
+//!    [`DriverCore::poll_event`].
+//!
+//! Every call that feeds the session drains its events at once (the core's
+//! drain order: a driver writes what [`DriverCore::transmit`] offers after
+//! every input, action or timeout, before it waits again).
+//!
+//! A byte tap ([`Tap`], e.g. `iscsi --pcap`) sees every byte handed to the
+//! socket (once written) and taken from it, on every driver.
+//!
+//! How the end of a session is reported is documented on [`Error`]'s
+//! module, [`error`].
+
+pub mod error;
+pub mod reply;
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use self::error::Error;
+pub use self::reply::Reply;
+use crate::error::{ConnectionError, TaskError, UsageError};
+pub use crate::initiator::{Action, Coalesce, Completed};
+use crate::initiator::{
+    open_session, Event, LowWater, ReadData, RecvBuffer, Session, SessionConfig, TaskId,
+    TaskOutcome, TxQueue,
+};
+use crate::TaskMap;
+
+/// PDUs taken from the session for one vectored write.
+pub const BATCH: usize = 64;
+/// `IoSlice`s one vectored write needs (header, data, trailer per PDU);
+/// Linux takes up to 1024 per `writev`.
+pub const IO_SLICES: usize = 3 * BATCH;
+/// The default size of each socket read.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Which way bytes crossed the connection (for a [`Tap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Initiator to target.
+    Sent,
+    /// Target to initiator.
+    Received,
+}
+
+/// A callback that sees every byte sent and received, with the local and
+/// peer addresses of the connection (used by `iscsi --pcap`).
+pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
+
+/// What the driver must do with its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum ConnRequest {
+    /// Close the connection it has (if any) and open one to this address
+    /// (`host:port`, an IPv6 literal in brackets).
+    Open(String),
+    /// Close the connection (recovery begins, or the session is over).
+    Close,
+}
+
+/// The session and every piece of driver state that is not a socket or a
+/// way of waiting (see the [module documentation](self)).
+pub struct DriverCore {
+    session: Session,
+    portal: String,
+    rx: RecvBuffer,
+    tx: TxQueue,
+    low_water: LowWater,
+    read_chunk: usize,
+    tap: Option<Tap>,
+    /// The connection's (local, peer) addresses; `None` while there is none.
+    link: Option<(SocketAddr, SocketAddr)>,
+    request: Option<ConnRequest>,
+    /// Collect the data and outcome of every task, not only of those
+    /// started with `collect`.
+    collect_all: bool,
+    collected: TaskMap<ReadData>,
+    done: VecDeque<(TaskId, Reply)>,
+    events: VecDeque<Event>,
+    connect_error: Option<(String, io::Error)>,
+    logged_in: bool,
+    logged_in_once: bool,
+    /// The session ended: `None` after a logout, else why. Sticky.
+    ended: Option<Option<ConnectionError>>,
+}
+
+impl std::fmt::Debug for DriverCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverCore")
+            .field("portal", &self.portal)
+            .field("state", &self.session.state())
+            .field("connected", &self.link.is_some())
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
+}
+
+impl DriverCore {
+    /// The session for `config`, to run against `portal` (`host:port`).
+    /// `random`: three random bytes from the operating system for the
+    /// ISID (see [`open_session`]). The first [`ConnRequest::Open`] is
+    /// ready at once.
+    pub fn new(
+        portal: &str,
+        config: SessionConfig,
+        now: Instant,
+        random: [u8; 3],
+    ) -> Result<DriverCore, Error> {
+        let mut core = DriverCore {
+            session: open_session(config, now, random)?,
+            portal: portal.to_string(),
+            rx: RecvBuffer::default(),
+            tx: TxQueue::default(),
+            low_water: LowWater::new(Coalesce::default()),
+            read_chunk: READ_CHUNK,
+            tap: None,
+            link: None,
+            request: None,
+            collect_all: false,
+            collected: TaskMap::new(),
+            done: VecDeque::new(),
+            events: VecDeque::new(),
+            connect_error: None,
+            logged_in: false,
+            logged_in_once: false,
+            ended: None,
+        };
+        core.drain();
+        Ok(core)
+    }
+
+    /// Collects the data and outcome of every task (for drivers whose
+    /// application never sees task events).
+    pub fn collect_all(&mut self, on: bool) {
+        self.collect_all = on;
+    }
+
+    /// Installs (or removes) the byte tap.
+    pub fn set_tap(&mut self, tap: Option<Tap>) {
+        self.tap = tap;
+    }
+
+    /// Sets the size of each socket read (default [`READ_CHUNK`]).
+    pub fn set_read_chunk(&mut self, bytes: usize) {
+        self.read_chunk = bytes.max(1);
+    }
+
+    /// Sets receive coalescing (see [`crate::initiator::coalesce`]); the
+    /// driver first puts its socket back to mark 1 if
+    /// [`DriverCore::low_water`]`.mark()` is above 1.
+    pub fn set_coalesce(&mut self, coalesce: Coalesce) {
+        self.low_water = LowWater::new(coalesce);
+    }
+
+    /// The sans-IO session (for its getters).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The portal the session was created for.
+    pub fn portal(&self) -> &str {
+        &self.portal
+    }
+
+    /// Whether the session is in the Full Feature Phase (since the last
+    /// `LoggedIn` or `Reinstated`, until recovery begins).
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    /// Whether the driver has a connection up.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Whether the session is over.
+    pub fn is_closed(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// Why the session is over, as the error every call now reports
+    /// (`None` while it runs): a refusal ([`Error::Connect`],
+    /// [`Error::Login`]) if it never logged in, else [`Error::Closed`].
+    pub fn close_error(&self) -> Option<Error> {
+        let reason = self.ended.as_ref()?;
+        if self.logged_in_once {
+            return Some(Error::Closed(reason.clone()));
+        }
+        Some(match (&self.connect_error, reason) {
+            (Some((addr, e)), _) => Error::Connect {
+                addr: addr.clone(),
+                source: io::Error::new(e.kind(), e.to_string()),
+            },
+            (None, Some(e)) => Error::Login(e.clone()),
+            (None, None) => Error::Closed(None),
+        })
+    }
+
+    /// `Err` with [`DriverCore::close_error`] once the session is over.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.close_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts `action` (see [`Session::start`]). With `collect`, its read
+    /// data and outcome are gathered here for
+    /// [`DriverCore::take_completed`] instead of coming as events.
+    pub fn start(&mut self, now: Instant, action: Action, collect: bool) -> Result<TaskId, Error> {
+        self.check()?;
+        let task = match self.session.start(now, action) {
+            Ok(t) => t,
+            Err(UsageError::Closed) => {
+                self.drain();
+                return Err(self.close_error().unwrap_or(Error::Closed(None)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if collect {
+            self.collected.insert(task, ReadData::default());
+        }
+        self.drain();
+        Ok(task)
+    }
+
+    /// What the driver must do with its connection next, if anything.
+    pub fn poll_conn(&mut self) -> Option<ConnRequest> {
+        self.request.take()
+    }
+
+    /// The connection asked for by [`ConnRequest::Open`] is up.
+    pub fn connected(&mut self, now: Instant, local: SocketAddr, peer: SocketAddr) {
+        self.reset_link();
+        self.link = Some((local, peer));
+        self.connect_error = None;
+        self.session.handle_connected(now);
+        self.drain();
+    }
+
+    /// The connection asked for by [`ConnRequest::Open`] could not be
+    /// made: the session decides (retry later, or end with
+    /// [`Error::Connect`]).
+    pub fn connect_failed(&mut self, now: Instant, addr: &str, error: io::Error) {
+        self.reset_link();
+        self.connect_error = Some((addr.to_string(), error));
+        self.session.handle_closed(now);
+        self.drain();
+    }
+
+    /// The connection broke (end of stream, reset, a write error): the
+    /// session decides (recover, or end with [`Error::Closed`]).
+    pub fn connection_lost(&mut self, now: Instant) {
+        tracing::debug!(target: "iscsi::driver", "connection lost");
+        self.reset_link();
+        self.session.handle_closed(now);
+        self.drain();
+    }
+
+    fn reset_link(&mut self) {
+        self.link = None;
+        self.rx.clear();
+        self.tx.clear();
+        self.low_water.reset();
+    }
+
+    /// Space for the next socket read.
+    pub fn recv_space(&mut self) -> &mut [u8] {
+        let max_pdu = self.session.max_recv_pdu_len();
+        self.rx.spare(max_pdu, self.read_chunk)
+    }
+
+    /// `n` bytes were read into [`DriverCore::recv_space`] (0: the peer
+    /// closed the connection).
+    pub fn received(&mut self, now: Instant, n: usize) {
+        if n == 0 {
+            return self.connection_lost(now);
+        }
+        self.low_water.on_input(n, now);
+        let got = self.rx.commit(n);
+        if let (Some(tap), Some((local, peer))) = (self.tap.as_mut(), self.link) {
+            tap(Direction::Received, local, peer, got);
+        }
+        self.session.handle_input(now, self.rx.filled());
+        self.drain();
+    }
+
+    /// Whether bytes wait to be written (taken from the session or not).
+    pub fn has_output(&self) -> bool {
+        !self.tx.is_empty() || self.session.has_transmit()
+    }
+
+    /// The unwritten bytes as slices for one vectored write (at most
+    /// [`BATCH`] PDUs; `slices` should have [`IO_SLICES`] entries);
+    /// returns how many were filled (0: nothing to write, or no
+    /// connection).
+    pub fn transmit<'a>(&'a mut self, now: Instant, slices: &mut [IoSlice<'a>]) -> usize {
+        if self.link.is_none() {
+            return 0;
+        }
+        self.tx.fill(&mut self.session, now, BATCH);
+        self.tx.io_slices(slices)
+    }
+
+    /// `n` bytes of [`DriverCore::transmit`]'s slices were written.
+    pub fn written(&mut self, n: usize) {
+        match (self.tap.as_mut(), self.link) {
+            (Some(tap), Some((local, peer))) => self
+                .tx
+                .advance_with(n, |part| tap(Direction::Sent, local, peer, part)),
+            _ => self.tx.advance(n),
+        }
+        self.drain();
+    }
+
+    /// When [`DriverCore::handle_timeout`] must be called: the session's
+    /// next deadline or the end of a wait for the receive low-water mark.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.low_water.earliest(self.session.poll_timeout())
+    }
+
+    /// Fires the session's timer if its deadline has passed (harmless
+    /// before); returns whether it fired.
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        if !self.session.poll_timeout().is_some_and(|d| d <= now) {
+            return false;
+        }
+        self.session.handle_timeout(now);
+        self.drain();
+        true
+    }
+
+    /// The receive low-water mark planner (receive coalescing): the
+    /// driver applies its marks with its socket call
+    /// ([`LowWater::apply`]) and, once [`LowWater::deadline`] passed and
+    /// it has read what there was, calls [`LowWater::timeout`].
+    pub fn low_water(&mut self) -> &mut LowWater {
+        &mut self.low_water
+    }
+
+    /// Plans the next wait for input (see [`LowWater::plan`]):
+    /// `output_pending` when the driver could not write everything.
+    /// Returns the mark to set on the socket when it changes.
+    pub fn plan_low_water(&mut self, now: Instant, output_pending: bool) -> Option<usize> {
+        self.link?;
+        let pending = output_pending || self.has_output();
+        let buffered = self.rx.filled().len();
+        self.low_water.plan(&self.session, buffered, pending, now)
+    }
+
+    /// The next event for the application: every [`Event`] of the core
+    /// except `Connect` (a [`ConnRequest`]) and the data and completion
+    /// of collected tasks.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The reply of a collected task, once it ended.
+    pub fn take_completed(&mut self, task: TaskId) -> Option<Reply> {
+        self.take_completed_if(|t| t == task).map(|(_, r)| r)
+    }
+
+    /// The collected task that ended first, with its reply.
+    pub fn take_any_completed(&mut self) -> Option<(TaskId, Reply)> {
+        self.done.pop_front()
+    }
+
+    /// The first ended collected task for which `pick` holds.
+    pub fn take_completed_if(
+        &mut self,
+        mut pick: impl FnMut(TaskId) -> bool,
+    ) -> Option<(TaskId, Reply)> {
+        let i = self.done.iter().position(|(t, _)| pick(*t))?;
+        self.done.remove(i)
+    }
+
+    /// Whether ended collected tasks wait to be taken.
+    pub fn has_completed(&self) -> bool {
+        !self.done.is_empty()
+    }
+
+    /// Whether `task` is collected and has not ended yet.
+    pub fn is_collecting(&self, task: TaskId) -> bool {
+        self.collected.get(task).is_some()
+    }
+
+    /// Takes the session's events: connection requests, collected task
+    /// data and replies, the rest for [`DriverCore::poll_event`]. The
+    /// calls that feed the session do this already.
+    pub fn drain(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Connect { portal } => {
+                    self.reset_link();
+                    let addr = portal.map_or_else(|| self.portal.clone(), |p| p.address());
+                    tracing::debug!(target: "iscsi::driver", %addr, "connecting");
+                    self.request = Some(ConnRequest::Open(addr));
+                }
+                Event::DataIn { task, offset, data } => match self.collected.get_mut(task) {
+                    Some(r) => r.push(offset, data),
+                    None if self.collect_all => {
+                        let mut r = ReadData::default();
+                        r.push(offset, data);
+                        self.collected.insert(task, r);
+                    }
+                    None => self.events.push_back(Event::DataIn { task, offset, data }),
+                },
+                Event::Complete { task, outcome } => match self.collected.remove(task) {
+                    Some(r) => self.done.push_back((task, Ok((outcome, r.into_bytes())))),
+                    None if self.collect_all => {
+                        self.done.push_back((task, Ok((outcome, Bytes::new()))));
+                    }
+                    None => self.events.push_back(Event::Complete { task, outcome }),
+                },
+                Event::LoggedIn { tsih } => {
+                    self.logged_in = true;
+                    self.logged_in_once = true;
+                    self.events.push_back(Event::LoggedIn { tsih });
+                }
+                Event::Reinstated { .. } => {
+                    self.logged_in = true;
+                    self.events.push_back(ev);
+                }
+                Event::Recovering { .. } => {
+                    self.logged_in = false;
+                    self.close_link();
+                    self.events.push_back(ev);
+                }
+                Event::Closed(reason) => {
+                    self.logged_in = false;
+                    self.close_link();
+                    self.ended = Some(reason.clone());
+                    self.fail_collected();
+                    self.events.push_back(Event::Closed(reason));
+                }
+                other => self.events.push_back(other),
+            }
+        }
+    }
+
+    fn close_link(&mut self) {
+        self.request = Some(ConnRequest::Close);
+        self.reset_link();
+    }
+
+    /// The session ended: a task that died with the connection reports
+    /// the session's end (one shape for a lost session: [`Error::Closed`],
+    /// or the refusal if it never logged in), and so does every collected
+    /// task left.
+    fn fail_collected(&mut self) {
+        let Some(err) = self.close_error() else {
+            return;
+        };
+        for (_, reply) in self.done.iter_mut() {
+            let lost = matches!(reply, Ok((TaskOutcome::Failed(TaskError::ConnectionLost), _)));
+            if lost && !matches!(err, Error::Closed(None)) {
+                *reply = Err(err.duplicate());
+            }
+        }
+        let left: Vec<TaskId> = self.collected.drain().map(|(t, _)| t).collect();
+        for task in left {
+            self.done.push_back((task, Err(err.duplicate())));
+        }
+    }
+}
+
+/// The address to tap with when a driver cannot tell its socket's.
+pub const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
