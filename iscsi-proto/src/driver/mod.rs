@@ -259,6 +259,11 @@ impl DriverCore {
         self.request.take()
     }
 
+    /// Whether [`DriverCore::poll_conn`] has a request.
+    pub fn has_conn_request(&self) -> bool {
+        self.request.is_some()
+    }
+
     /// The connection asked for by [`ConnRequest::Open`] is up.
     pub fn connected(&mut self, now: Instant, local: SocketAddr, peer: SocketAddr) {
         self.reset_link();
@@ -272,17 +277,18 @@ impl DriverCore {
     /// made: the session decides (retry later, or end with
     /// [`Error::Connect`]).
     pub fn connect_failed(&mut self, now: Instant, addr: &str, error: io::Error) {
-        self.reset_link();
+        self.close_link();
         self.connect_error = Some((addr.to_string(), error));
         self.session.handle_closed(now);
         self.drain();
     }
 
     /// The connection broke (end of stream, reset, a write error): the
-    /// session decides (recover, or end with [`Error::Closed`]).
+    /// session decides (recover, or end with [`Error::Closed`]); the
+    /// driver is asked to close its socket ([`ConnRequest::Close`]).
     pub fn connection_lost(&mut self, now: Instant) {
         tracing::debug!(target: "iscsi::driver", "connection lost");
-        self.reset_link();
+        self.close_link();
         self.session.handle_closed(now);
         self.drain();
     }
@@ -301,7 +307,7 @@ impl DriverCore {
     }
 
     /// `n` bytes were read into [`DriverCore::recv_space`] (0: the peer
-    /// closed the connection).
+    /// closed the connection; the driver is asked to close its socket).
     pub fn received(&mut self, now: Instant, n: usize) {
         if n == 0 {
             return self.connection_lost(now);
