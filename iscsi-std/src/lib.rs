@@ -338,7 +338,10 @@ impl Client {
     /// meanwhile the background thread does not drive it. Prefer
     /// [`Client::with_session`] before leaving the client alone.
     pub fn session(&self) -> &Session {
-        self.parked.get_or_init(|| self.shared.take()).core.session()
+        self.parked
+            .get_or_init(|| self.shared.take())
+            .core
+            .session()
     }
 
     /// Runs `f` on the sans-IO session (for its getters) without holding

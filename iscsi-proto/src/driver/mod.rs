@@ -49,11 +49,11 @@ use bytes::Bytes;
 pub use self::error::Error;
 pub use self::reply::Reply;
 use crate::error::{ConnectionError, TaskError, UsageError};
-pub use crate::initiator::{Action, Coalesce, Completed};
 use crate::initiator::{
     open_session, Event, LowWater, ReadData, RecvBuffer, Session, SessionConfig, TaskId,
     TaskOutcome, TxQueue,
 };
+pub use crate::initiator::{Action, Coalesce, Completed};
 use crate::TaskMap;
 
 /// PDUs taken from the session for one vectored write.
@@ -77,6 +77,10 @@ pub enum Direction {
 /// peer addresses of the connection (used by `iscsi --pcap`).
 pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
 
+/// Where a task's reply goes once it ended (e.g. the sending half of a
+/// channel), for [`DriverCore::start_notify`].
+pub type Notify = Box<dyn FnOnce(Reply) + Send>;
+
 /// What the driver must do with its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -88,6 +92,32 @@ pub enum ConnRequest {
     Close,
 }
 
+/// How [`DriverCore::write_with`] ended.
+#[derive(Debug)]
+#[must_use]
+pub enum Written {
+    /// Everything was written.
+    All,
+    /// The socket would block: wait for writability, then write again.
+    WouldBlock,
+    /// The connection broke (with the write's error, if any); the core was
+    /// told and asks the driver to close the socket.
+    Lost(Option<io::Error>),
+}
+
+/// How [`DriverCore::read_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Read {
+    /// This many bytes were read and handed to the session.
+    Bytes(usize),
+    /// Nothing to read now (would block, or the read timed out).
+    Nothing,
+    /// The connection ended or broke; the core was told and asks the
+    /// driver to close the socket.
+    Lost,
+}
+
 /// The session and every piece of driver state that is not a socket or a
 /// way of waiting (see the [module documentation](self)).
 pub struct DriverCore {
@@ -96,6 +126,8 @@ pub struct DriverCore {
     rx: RecvBuffer,
     tx: TxQueue,
     low_water: LowWater,
+    /// A receive low-water mark for the driver to set on its socket.
+    mark: Option<usize>,
     read_chunk: usize,
     tap: Option<Tap>,
     /// The connection's (local, peer) addresses; `None` while there is none.
@@ -105,6 +137,8 @@ pub struct DriverCore {
     /// started with `collect`.
     collect_all: bool,
     collected: TaskMap<ReadData>,
+    /// Where the reply of a task goes, for tasks started with one.
+    notify: TaskMap<Notify>,
     done: VecDeque<(TaskId, Reply)>,
     events: VecDeque<Event>,
     connect_error: Option<(String, io::Error)>,
@@ -142,12 +176,14 @@ impl DriverCore {
             rx: RecvBuffer::default(),
             tx: TxQueue::default(),
             low_water: LowWater::new(Coalesce::default()),
+            mark: None,
             read_chunk: READ_CHUNK,
             tap: None,
             link: None,
             request: None,
             collect_all: false,
             collected: TaskMap::new(),
+            notify: TaskMap::new(),
             done: VecDeque::new(),
             events: VecDeque::new(),
             connect_error: None,
@@ -176,9 +212,12 @@ impl DriverCore {
     }
 
     /// Sets receive coalescing (see [`crate::initiator::coalesce`]); the
-    /// driver first puts its socket back to mark 1 if
-    /// [`DriverCore::low_water`]`.mark()` is above 1.
+    /// socket goes back to mark 1 at the next
+    /// [`DriverCore::apply_low_water`].
     pub fn set_coalesce(&mut self, coalesce: Coalesce) {
+        if self.low_water.mark() != 1 {
+            self.mark = Some(1);
+        }
         self.low_water = LowWater::new(coalesce);
     }
 
@@ -241,17 +280,43 @@ impl DriverCore {
         self.check()?;
         let task = match self.session.start(now, action) {
             Ok(t) => t,
-            Err(UsageError::Closed) => {
-                self.drain();
-                return Err(self.close_error().unwrap_or(Error::Closed(None)));
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.refusal(e)),
         };
         if collect {
             self.collected.insert(task, ReadData::default());
         }
         self.drain();
         Ok(task)
+    }
+
+    /// Starts `action` like [`DriverCore::start`] with `collect`, and
+    /// hands its reply to `notify` once it ends (when the session's
+    /// events have been drained) instead of keeping it for
+    /// [`DriverCore::take_completed`].
+    pub fn start_notify(
+        &mut self,
+        now: Instant,
+        action: Action,
+        notify: Notify,
+    ) -> Result<TaskId, Error> {
+        self.check()?;
+        let task = match self.session.start(now, action) {
+            Ok(t) => t,
+            Err(e) => return Err(self.refusal(e)),
+        };
+        self.collected.insert(task, ReadData::default());
+        self.notify.insert(task, notify);
+        self.drain();
+        Ok(task)
+    }
+
+    /// The error for a call the session refused.
+    fn refusal(&mut self, e: UsageError) -> Error {
+        if e != UsageError::Closed {
+            return e.into();
+        }
+        self.drain();
+        self.close_error().unwrap_or(Error::Closed(None))
     }
 
     /// What the driver must do with its connection next, if anything.
@@ -298,6 +363,7 @@ impl DriverCore {
         self.rx.clear();
         self.tx.clear();
         self.low_water.reset();
+        self.mark = None;
     }
 
     /// Space for the next socket read.
@@ -349,6 +415,73 @@ impl DriverCore {
         self.drain();
     }
 
+    /// Writes what there is with `write`, the driver's non-blocking (or
+    /// blocking) vectored write, until nothing is left, the socket would
+    /// block or the connection broke ([`DriverCore::connection_lost`] is
+    /// then done here). The core does no I/O: `write` does.
+    pub fn write_with(
+        &mut self,
+        now: Instant,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> Written {
+        loop {
+            let mut slices = [IoSlice::new(&[]); IO_SLICES];
+            let n = self.transmit(now, &mut slices);
+            if n == 0 {
+                return Written::All;
+            }
+            match write(slices.get(..n).unwrap_or(&[])) {
+                Ok(0) => {
+                    self.connection_lost(now);
+                    return Written::Lost(None);
+                }
+                Ok(k) => self.written(k),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Written::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.connection_lost(now);
+                    return Written::Lost(Some(e));
+                }
+            }
+        }
+    }
+
+    /// Reads once with `read`, the driver's socket read, into
+    /// [`DriverCore::recv_space`] and hands what came to the session
+    /// ([`DriverCore::received`]); an end of stream or a read error is a
+    /// [`DriverCore::connection_lost`].
+    pub fn read_with(
+        &mut self,
+        now: Instant,
+        mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    ) -> Read {
+        loop {
+            match read(self.recv_space()) {
+                Ok(0) => {
+                    self.connection_lost(now);
+                    return Read::Lost;
+                }
+                Ok(n) => {
+                    self.received(now, n);
+                    return Read::Bytes(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Read::Nothing;
+                }
+                Err(_) => {
+                    self.connection_lost(now);
+                    return Read::Lost;
+                }
+            }
+        }
+    }
+
     /// When [`DriverCore::handle_timeout`] must be called: the session's
     /// next deadline or the end of a wait for the receive low-water mark.
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -366,22 +499,54 @@ impl DriverCore {
         true
     }
 
-    /// The receive low-water mark planner (receive coalescing): the
-    /// driver applies its marks with its socket call
-    /// ([`LowWater::apply`]) and, once [`LowWater::deadline`] passed and
-    /// it has read what there was, calls [`LowWater::timeout`].
-    pub fn low_water(&mut self) -> &mut LowWater {
-        &mut self.low_water
-    }
-
-    /// Plans the next wait for input (see [`LowWater::plan`]):
-    /// `output_pending` when the driver could not write everything.
-    /// Returns the mark to set on the socket when it changes.
-    pub fn plan_low_water(&mut self, now: Instant, output_pending: bool) -> Option<usize> {
-        self.link?;
+    /// Plans the next wait for input (receive coalescing, see
+    /// [`LowWater::plan`]): `output_pending` when the driver could not
+    /// write everything. A new mark is set by
+    /// [`DriverCore::apply_low_water`].
+    pub fn plan_low_water(&mut self, now: Instant, output_pending: bool) {
+        if self.link.is_none() {
+            return;
+        }
         let pending = output_pending || self.has_output();
         let buffered = self.rx.filled().len();
-        self.low_water.plan(&self.session, buffered, pending, now)
+        if let Some(m) = self.low_water.plan(&self.session, buffered, pending, now) {
+            self.mark = Some(m);
+        }
+    }
+
+    /// Sets a new receive low-water mark, if there is one, with `set`, the
+    /// driver's socket call (`SO_RCVLOWAT`; true on success). If it fails,
+    /// coalescing stops.
+    pub fn apply_low_water(&mut self, set: impl FnMut(usize) -> bool) {
+        if let Some(m) = self.mark.take() {
+            self.low_water.apply(m, set);
+        }
+    }
+
+    /// When the wait for the planned mark must end (`None` while the
+    /// mark is 1).
+    pub fn low_water_deadline(&self) -> Option<Instant> {
+        self.low_water.deadline()
+    }
+
+    /// The wait for the low-water mark has lasted its longest, and the
+    /// driver has read what there was: the planner decides the next mark
+    /// (see [`LowWater::timeout`]). Returns false before the deadline.
+    pub fn low_water_timeout(&mut self, now: Instant) -> bool {
+        if !self.low_water.deadline().is_some_and(|d| d <= now) {
+            return false;
+        }
+        if let Some(m) = self.low_water.timeout() {
+            self.mark = Some(m);
+        }
+        true
+    }
+
+    /// Stops coalescing when the driver cannot wait on its socket (the
+    /// mark goes back to 1 with `set`).
+    pub fn turn_off_low_water(&mut self, set: impl FnOnce(usize) -> bool) {
+        self.mark = None;
+        self.low_water.turn_off(set);
     }
 
     /// The next event for the application: every [`Event`] of the core
@@ -472,6 +637,19 @@ impl DriverCore {
                 other => self.events.push_back(other),
             }
         }
+        // After the whole batch: a task that died with the session has
+        // its reply rewritten by then (see `fail_collected`).
+        let notify = &mut self.notify;
+        while let Some(i) = (!notify.is_empty())
+            .then(|| self.done.iter().position(|(t, _)| notify.get(*t).is_some()))
+            .flatten()
+        {
+            if let Some((task, reply)) = self.done.remove(i) {
+                if let Some(f) = notify.remove(task) {
+                    f(reply);
+                }
+            }
+        }
     }
 
     fn close_link(&mut self) {
@@ -488,7 +666,10 @@ impl DriverCore {
             return;
         };
         for (_, reply) in self.done.iter_mut() {
-            let lost = matches!(reply, Ok((TaskOutcome::Failed(TaskError::ConnectionLost), _)));
+            let lost = matches!(
+                reply,
+                Ok((TaskOutcome::Failed(TaskError::ConnectionLost), _))
+            );
             if lost && !matches!(err, Error::Closed(None)) {
                 *reply = Err(err.duplicate());
             }

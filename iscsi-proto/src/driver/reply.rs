@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn failed_outcomes_become_task_errors_and_others_unexpected() {
         let r: Reply = Ok((TaskOutcome::Failed(TaskError::OutcomeUnknown), Bytes::new()));
-        assert!(matches!(scsi(r), Err(Error::Task(TaskError::OutcomeUnknown))));
+        assert!(matches!(
+            scsi(r),
+            Err(Error::Task(TaskError::OutcomeUnknown))
+        ));
         let r: Reply = Ok((TaskOutcome::Pong(Bytes::from_static(b"x")), Bytes::new()));
         assert_eq!(&pong(r).unwrap()[..], b"x");
         let r: Reply = Ok((TaskOutcome::Negotiated, Bytes::new()));
