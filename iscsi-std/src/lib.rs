@@ -35,6 +35,20 @@
 //! mutex that each call holds for its whole duration; the background thread
 //! waits for input without it and steps back as soon as a call begins.
 //!
+//! The session and everything but the socket, the thread and the waiting
+//! live in a [`DriverCore`](iscsi_proto::driver::DriverCore), shared with
+//! the other drivers; [`Options::tap`] is its byte tap.
+//!
+//! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`].
+//! A target that refuses us is [`Error::Connect`] (TCP) or [`Error::Login`]
+//! (the login failed); an established session that ends is
+//! [`Error::Closed`] (`None` after a logout), from every task in flight at
+//! that moment ([`Client::wait`]) and every later call. With session
+//! recovery configured (`SessionConfig::recovery`) a lost connection is
+//! recovered instead: the commands that may run twice are reissued, and
+//! one that may not fails with `Error::Task(TaskError::OutcomeUnknown)`
+//! (see the error module for the whole contract).
+//!
 //! Cost per I/O: commands submitted while completions wait to be collected
 //! go out together in one vectored write (see [`Client::submit`]); one
 //! socket read takes every PDU that has arrived, into a receive buffer

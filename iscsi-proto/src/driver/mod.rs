@@ -324,6 +324,19 @@ impl DriverCore {
         self.request.take()
     }
 
+    /// The driver stops driving a session that is not over (e.g. every
+    /// handle on it is gone and it cannot log out): it counts as closed
+    /// (`Error::Closed(None)`) from now on, and the connection is to be
+    /// closed.
+    pub fn abandon(&mut self) {
+        if self.ended.is_none() {
+            self.ended = Some(None);
+            self.close_link();
+            self.fail_collected();
+            self.drain();
+        }
+    }
+
     /// Whether [`DriverCore::poll_conn`] has a request.
     pub fn has_conn_request(&self) -> bool {
         self.request.is_some()
