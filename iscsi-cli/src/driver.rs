@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use clap::ValueEnum;
 use futures_lite::future::block_on;
+use iscsi_proto::driver::{reply, Error};
 use iscsi_proto::error::{ConnectionError, TimerKind};
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
@@ -72,7 +73,7 @@ type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 /// flight.
 pub struct SmolSession {
     client: iscsi_smol::Client,
-    thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
     pending: Vec<(Tag, SmolWait)>,
     next_tag: u64,
 }
@@ -114,16 +115,13 @@ impl std::fmt::Debug for Session {
 fn smol_start(
     portal: &str,
     config: SessionConfig,
-    coalesce: iscsi_std::Coalesce,
-) -> Result<
-    (
-        iscsi_smol::Client,
-        JoinHandle<Result<(), iscsi_smol::Error>>,
-    ),
-    String,
-> {
-    let (client, driver) = iscsi_smol::Client::new(portal, config).map_err(|e| e.to_string())?;
-    let driver = driver.with_coalesce(coalesce);
+    opts: iscsi_std::Options,
+) -> Result<(iscsi_smol::Client, JoinHandle<Result<(), Error>>), String> {
+    let (client, driver) = iscsi_smol::Client::new(portal, config).map_err(|e| e.describe())?;
+    let mut driver = driver.with_coalesce(opts.coalesce);
+    if let Some(tap) = opts.tap {
+        driver = driver.with_tap(tap);
+    }
     let thread = std::thread::Builder::new()
         .name("iscsi-smol-driver".into())
         .spawn(move || async_io::block_on(driver.run()))
@@ -136,10 +134,20 @@ fn smol_start(
 /// cause (e.g. "connection refused"), so the thread is joined for it. The
 /// driver ends once the session failed or (with the client dropped) logs
 /// out, so the join does not hang.
-fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
+fn smol_failure(e: Error, thread: JoinHandle<Result<(), Error>>) -> String {
     match (e, thread.join()) {
-        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.describe(),
+        (Error::Closed(None), Ok(Err(cause))) => cause.describe(),
         (e, _) => e.describe(),
+    }
+}
+
+/// The mio client set up as the options ask, before it connects.
+fn mio_prepare(opts: iscsi_std::Options) -> impl FnOnce(&mut iscsi_mio::client::Client) {
+    move |c| {
+        c.set_coalesce(opts.coalesce);
+        if let Some(tap) = opts.tap {
+            c.set_tap(tap);
+        }
     }
 }
 
@@ -181,31 +189,13 @@ pub fn describe_connection(e: &ConnectionError) -> String {
     }
 }
 
-impl Describe for iscsi_std::Error {
+/// Every driver's error (`iscsi_std::Error`, `iscsi_mio::client::Error`
+/// and `iscsi_smol::Error` are this one type).
+impl Describe for Error {
     fn describe(&self) -> String {
         match self {
-            iscsi_std::Error::Connection(c) => describe_connection(c),
-            iscsi_std::Error::Connect { addr, source } => describe_connect(addr, source),
-            e => e.to_string(),
-        }
-    }
-}
-
-impl Describe for iscsi_mio::client::Error {
-    fn describe(&self) -> String {
-        match self {
-            iscsi_mio::client::Error::Connection(c) => describe_connection(c),
-            iscsi_mio::client::Error::Connect { addr, source } => describe_connect(addr, source),
-            e => e.to_string(),
-        }
-    }
-}
-
-impl Describe for iscsi_smol::Error {
-    fn describe(&self) -> String {
-        match self {
-            iscsi_smol::Error::Connection(c) => describe_connection(c),
-            iscsi_smol::Error::Connect { addr, source } => describe_connect(addr, source),
+            Error::Login(c) | Error::Closed(Some(c)) => describe_connection(c),
+            Error::Connect { addr, source } => describe_connect(addr, source),
             e => e.to_string(),
         }
     }
@@ -219,8 +209,8 @@ impl Describe for iscsi_proto::error::UsageError {
 
 impl Session {
     /// Connects to `portal` and logs in with `config` on driver `kind`.
-    /// `opts` (socket options and the pcap tap) only applies to `std`, but
-    /// for `coalesce`, which applies to all.
+    /// `opts`: the socket options apply to `std` only, the coalescing and
+    /// the byte tap (`--pcap`) to every driver.
     pub fn connect(
         kind: DriverKind,
         portal: &str,
@@ -231,17 +221,18 @@ impl Session {
             DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
                 .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.describe()),
-            DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
-                .map(|mut blocking| {
-                    blocking.client().set_coalesce(opts.coalesce);
-                    Inner::Mio(Box::new(MioSession {
-                        blocking,
-                        in_flight: Vec::new(),
-                    }))
-                })
-                .map_err(|e| e.describe()),
+            DriverKind::Mio => {
+                iscsi_mio::client::Blocking::connect_with(portal, config, mio_prepare(opts))
+                    .map(|blocking| {
+                        Inner::Mio(Box::new(MioSession {
+                            blocking,
+                            in_flight: Vec::new(),
+                        }))
+                    })
+                    .map_err(|e| e.describe())
+            }
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
+                let (client, thread) = smol_start(portal, config, opts)?;
                 match block_on(client.logged_in()) {
                     Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
@@ -275,19 +266,15 @@ impl Session {
                 iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.describe())
             }
             DriverKind::Mio => {
-                iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.describe())
+                iscsi_mio::client::Blocking::discover_with(portal, config, mio_prepare(opts))
+                    .map_err(|e| e.describe())
             }
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
+                let (client, thread) = smol_start(portal, config, opts)?;
                 let result = block_on(async {
                     client.logged_in().await?;
                     let p = client.start(iscsi_smol::Action::SendTargets).await?;
-                    let targets = match p.wait().await? {
-                        (TaskOutcome::Targets(t), _) => t,
-                        (other, _) => {
-                            return Err(iscsi_smol::Error::Unexpected(format!("{other:?}")))
-                        }
-                    };
+                    let targets = reply::targets(p.wait().await)?;
                     client.logout().await?;
                     Ok(targets)
                 });

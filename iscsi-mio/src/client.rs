@@ -443,9 +443,20 @@ const WAKER: Token = Token(1);
 impl Blocking {
     /// Connects to `portal` and logs in with `config`.
     pub fn connect(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
+        Blocking::connect_with(portal, config, |_| {})
+    }
+
+    /// [`Blocking::connect`], with `prepare` run on the client before the
+    /// connection is up (to set a tap or the coalescing).
+    pub fn connect_with(
+        portal: &str,
+        config: SessionConfig,
+        prepare: impl FnOnce(&mut Client),
+    ) -> Result<Blocking, Error> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let client = Client::new(portal, config, poll.registry(), CLIENT)?;
+        let mut client = Client::new(portal, config, poll.registry(), CLIENT)?;
+        prepare(&mut client);
         let mut b = Blocking {
             poll,
             events: Events::with_capacity(64),
@@ -460,7 +471,17 @@ impl Blocking {
     /// Runs a discovery session (SendTargets=All) and logs out. `config`
     /// must have no target name.
     pub fn discover(portal: &str, config: SessionConfig) -> Result<Vec<TargetRecord>, Error> {
-        let mut b = Blocking::connect(portal, config)?;
+        Blocking::discover_with(portal, config, |_| {})
+    }
+
+    /// [`Blocking::discover`], with `prepare` as for
+    /// [`Blocking::connect_with`].
+    pub fn discover_with(
+        portal: &str,
+        config: SessionConfig,
+        prepare: impl FnOnce(&mut Client),
+    ) -> Result<Vec<TargetRecord>, Error> {
+        let mut b = Blocking::connect_with(portal, config, prepare)?;
         let targets = reply::targets(b.wait_action(Action::SendTargets))?;
         b.logout()?;
         Ok(targets)

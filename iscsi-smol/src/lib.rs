@@ -85,9 +85,7 @@ struct CloseReason(OnceLock<Error>);
 
 impl CloseReason {
     fn get(&self) -> Error {
-        self.0
-            .get()
-            .map_or(Error::Closed(None), Error::duplicate)
+        self.0.get().map_or(Error::Closed(None), Error::duplicate)
     }
 }
 
@@ -522,7 +520,10 @@ impl Driver {
     fn step(&mut self) {
         if let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) {
             let mut stream: &TcpStream = conn.get_ref();
-            match self.core.write_with(Instant::now(), |s| stream.write_vectored(s)) {
+            match self
+                .core
+                .write_with(Instant::now(), |s| stream.write_vectored(s))
+            {
                 Written::All => {}
                 Written::WouldBlock => self.blocked = true,
                 Written::Lost(_) => self.close_conn(),

@@ -68,14 +68,14 @@
 #![warn(missing_docs)]
 
 use std::cell::OnceCell;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, IO_SLICES};
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Read as Got, Written};
 pub use iscsi_proto::driver::{Coalesce, Completed, Direction, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Action, Event, LogoutMode, LogoutResult, ScsiCommand, Session, SessionConfig, SessionState,
@@ -704,12 +704,11 @@ impl Inner {
         }
     }
 
-    /// Sets a receive low-water mark on the socket (coalescing stops if
-    /// that fails).
-    fn set_low_water(&mut self, stream: &TcpStream, mark: usize) {
+    /// Sets the socket's new receive low-water mark, if any (coalescing
+    /// stops if that fails).
+    fn apply_low_water(&mut self, stream: &TcpStream) {
         self.core
-            .low_water()
-            .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+            .apply_low_water(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
     }
 
     /// One step of the background thread: everything that can be done
@@ -742,17 +741,14 @@ impl Inner {
                 Ok(false) => {}
                 Err(_) => return Wait::Timer(core),
             }
-            if self.core.low_water().deadline().is_some_and(|d| d <= now) {
+            if self.core.low_water_timeout(now) {
                 // The wait for the mark ended with too little in: the
-                // planner decides the next mark.
-                if let Some(mark) = self.core.low_water().timeout() {
-                    self.set_low_water(&stream, mark);
-                }
+                // planner decided the next mark.
+                self.apply_low_water(&stream);
                 continue;
             }
-            if let Some(mark) = self.core.plan_low_water(now, false) {
-                self.set_low_water(&stream, mark);
-            }
+            self.core.plan_low_water(now, false);
+            self.apply_low_water(&stream);
             return Wait::Input(stream, self.core.poll_timeout());
         }
         // Busy: look again at once (after checking for an application call).
@@ -761,32 +757,29 @@ impl Inner {
 
     /// Writes every pending PDU, batched into vectored writes.
     fn write_pending(&mut self) -> Result<(), Error> {
-        let mut slices = [IoSlice::new(&[]); IO_SLICES];
-        while let Some(stream) = self.conn.clone() {
-            let n = self.core.transmit(Instant::now(), &mut slices);
-            if n == 0 {
-                return Ok(());
-            }
-            match (&*stream).write_vectored(slices.get(..n).unwrap_or(&[])) {
-                Ok(0) => self.connection_lost(),
-                Ok(written) => self.core.written(written),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.connection_lost();
-                    return match e.kind() {
-                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
-                        _ => Err(Error::Io(e)),
-                    };
+        let Some(stream) = self.conn.clone() else {
+            return Ok(());
+        };
+        match self
+            .core
+            .write_with(Instant::now(), |s| (&*stream).write_vectored(s))
+        {
+            Written::All | Written::WouldBlock => Ok(()),
+            Written::Lost(e) => {
+                self.close_conn();
+                match e {
+                    Some(e)
+                        if !matches!(
+                            e.kind(),
+                            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        Err(Error::Io(e))
+                    }
+                    _ => Ok(()),
                 }
             }
-            slices = [IoSlice::new(&[]); IO_SLICES];
         }
-        Ok(())
-    }
-
-    fn connection_lost(&mut self) {
-        self.close_conn();
-        self.core.connection_lost(Instant::now());
     }
 
     /// Opens a TCP connection where the core asked and tells the core.
@@ -810,19 +803,10 @@ impl Inner {
         let Some(stream) = self.conn.clone() else {
             return false;
         };
-        match (&*stream).read(self.core.recv_space()) {
-            Ok(n) => self.core.received(Instant::now(), n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return false;
-            }
-            Err(_) => self.core.connection_lost(Instant::now()),
+        match self.core.read_with(Instant::now(), |b| (&*stream).read(b)) {
+            Got::Bytes(_) => {}
+            Got::Nothing => return false,
+            Got::Lost => self.close_conn(),
         }
         if !self.core.is_connected() {
             self.close_conn();
@@ -874,25 +858,22 @@ impl Inner {
         // Receive coalescing: with a mark above 1 the kernel holds back
         // readability until that many bytes are in; the wait for it ends by
         // the planner's deadline, then the mark drops to 1 if nothing came.
-        if let Some(mark) = self.core.plan_low_water(now, false) {
-            self.set_low_water(&stream, mark);
-        }
-        if let Some(d) = self.core.low_water().deadline() {
+        self.core.plan_low_water(now, false);
+        self.apply_low_water(&stream);
+        if let Some(d) = self.core.low_water_deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
             match iscsi_sys::wait_readable(&*stream, wait) {
                 Ok(true) => {}
                 Ok(false) => {
-                    if let Some(mark) = self.core.low_water().timeout() {
-                        self.set_low_water(&stream, mark);
-                    }
+                    let _ = self.core.low_water_timeout(d);
+                    self.apply_low_water(&stream);
                     if self.core.handle_timeout(Instant::now()) {
                         return Ok(());
                     }
                 }
                 Err(_) => {
                     self.core
-                        .low_water()
-                        .turn_off(|m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
+                        .turn_off_low_water(|m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
                 }
             }
         }
