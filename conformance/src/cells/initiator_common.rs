@@ -381,9 +381,7 @@ pub(super) fn expect_login_failed(
             let _ = c.logout();
             Err(format!("login succeeded; expected {want}"))
         }
-        Err(Error::Login(e @ ConnectionError::LoginFailed { status, .. }))
-            if status == want =>
-        {
+        Err(Error::Login(e @ ConnectionError::LoginFailed { status, .. })) if status == want => {
             Ok(e.to_string())
         }
         Err(e) => Err(format!("expected login failure {want}, got: {e}")),

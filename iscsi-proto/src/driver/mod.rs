@@ -504,7 +504,7 @@ impl DriverCore {
     /// Fires the session's timer if its deadline has passed (harmless
     /// before); returns whether it fired.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
-        if !self.session.poll_timeout().is_some_and(|d| d <= now) {
+        if self.session.poll_timeout().is_none_or(|d| d > now) {
             return false;
         }
         self.session.handle_timeout(now);
@@ -546,7 +546,7 @@ impl DriverCore {
     /// driver has read what there was: the planner decides the next mark
     /// (see [`LowWater::timeout`]). Returns false before the deadline.
     pub fn low_water_timeout(&mut self, now: Instant) -> bool {
-        if !self.low_water.deadline().is_some_and(|d| d <= now) {
+        if self.low_water.deadline().is_none_or(|d| d > now) {
             return false;
         }
         if let Some(m) = self.low_water.timeout() {

@@ -79,7 +79,9 @@ pub(crate) trait Initiator {
 
 fn classify_std(e: iscsi_std::Error) -> EndError {
     match e {
-        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_) => EndError::NoResponse(e.to_string()),
+        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_) => {
+            EndError::NoResponse(e.to_string())
+        }
         e => EndError::Other(e.to_string()),
     }
 }
