@@ -306,7 +306,9 @@ impl TxQueue {
             left -= front.len();
             self.out.pop_front();
         }
-        self.sent = left;
+        // More than was queued cannot have been written: nothing carries
+        // over to the next PDU.
+        self.sent = if self.out.is_empty() { 0 } else { left };
     }
 
     /// [`advance`](Self::advance), showing `each` the written bytes, in
