@@ -141,6 +141,7 @@ impl std::fmt::Debug for Options {
 }
 
 /// The session and the driver state: owned by whichever thread drives.
+#[derive(Debug)]
 struct Inner {
     core: DriverCore,
     /// The connection, shared with the background thread's wait for input.
@@ -155,6 +156,7 @@ struct Inner {
 }
 
 /// Where the state lives between calls, and the background thread's flags.
+#[derive(Debug)]
 struct Slot {
     /// `None` while a call (or a background step) holds it.
     inner: Option<Box<Inner>>,
@@ -166,6 +168,7 @@ struct Slot {
     stop: bool,
 }
 
+#[derive(Debug)]
 struct Shared {
     slot: Mutex<Slot>,
     /// Signalled when the background thread puts the state back, and on
@@ -236,24 +239,13 @@ impl Drop for Lease<'_> {
 /// The application's calls drive the session; between calls a background
 /// thread does (see [`Options::background`]). Dropping the client closes
 /// the connection without logging out and stops the thread.
+#[derive(Debug)]
 pub struct Client {
     shared: Arc<Shared>,
     /// The state, held here from [`Client::session`] until the next call
     /// that takes `&mut self`.
     parked: OnceCell<Box<Inner>>,
     background: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.with_inner(|i| {
-            f.debug_struct("Client")
-                .field("portal", &i.core.portal())
-                .field("logged_in", &i.core.is_logged_in())
-                .field("background", &self.background.is_some())
-                .finish()
-        })
-    }
 }
 
 impl Client {
@@ -463,11 +455,6 @@ impl Client {
         }
     }
 
-    /// The same as [`Client::take_events`] (its former name).
-    pub fn take_async_events(&mut self) -> Vec<Event> {
-        self.take_events()
-    }
-
     /// Logs out (closing the session after outstanding tasks finish) and
     /// closes the connection.
     pub fn logout(mut self) -> Result<LogoutResult, Error> {
@@ -529,6 +516,14 @@ enum Wait {
     Ended,
 }
 
+/// How long the background thread waits for `until`.
+fn background_wait(until: Option<Instant>) -> Duration {
+    until.map_or(BACKGROUND_MAX_WAIT, |u| {
+        u.saturating_duration_since(Instant::now())
+            .min(BACKGROUND_MAX_WAIT)
+    })
+}
+
 /// The background thread: drives the session while the application makes
 /// no call (see [`Options::background`]).
 fn background_loop(shared: &Shared, quiet: Duration) {
@@ -565,10 +560,7 @@ fn background_loop(shared: &Shared, quiet: Duration) {
         match wait {
             Wait::Ended => return,
             Wait::Input(stream, until) => {
-                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .min(BACKGROUND_MAX_WAIT)
-                });
+                let t = background_wait(until);
                 if !t.is_zero() && iscsi_sys::wait_readable(&*stream, t).is_err() {
                     // No way to wait on the socket here: look again after
                     // a quiet period.
@@ -577,10 +569,7 @@ fn background_loop(shared: &Shared, quiet: Duration) {
                 g = shared.lock();
             }
             Wait::Timer(until) => {
-                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .min(BACKGROUND_MAX_WAIT)
-                });
+                let t = background_wait(until);
                 g = shared.lock();
                 if !t.is_zero() && !g.stop {
                     g = shared
@@ -760,26 +749,17 @@ impl Inner {
         let Some(stream) = self.conn.clone() else {
             return Ok(());
         };
-        match self
+        let w = self
             .core
-            .write_with(Instant::now(), |s| (&*stream).write_vectored(s))
-        {
-            Written::All | Written::WouldBlock => Ok(()),
-            Written::Lost(e) => {
-                self.close_conn();
-                match e {
-                    Some(e)
-                        if !matches!(
-                            e.kind(),
-                            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset
-                        ) =>
-                    {
-                        Err(Error::Io(e))
-                    }
-                    _ => Ok(()),
-                }
+            .write_with(Instant::now(), |s| (&*stream).write_vectored(s));
+        if let Written::Lost(e) = w {
+            self.close_conn();
+            let gone = [ErrorKind::BrokenPipe, ErrorKind::ConnectionReset];
+            if let Some(e) = e.filter(|e| !gone.contains(&e.kind())) {
+                return Err(Error::Io(e));
             }
         }
+        Ok(())
     }
 
     /// Opens a TCP connection where the core asked and tells the core.
@@ -803,10 +783,8 @@ impl Inner {
         let Some(stream) = self.conn.clone() else {
             return false;
         };
-        match self.core.read_with(Instant::now(), |b| (&*stream).read(b)) {
-            Got::Bytes(_) => {}
-            Got::Nothing => return false,
-            Got::Lost => self.close_conn(),
+        if self.core.read_with(Instant::now(), |b| (&*stream).read(b)) == Got::Nothing {
+            return false;
         }
         if !self.core.is_connected() {
             self.close_conn();
@@ -823,10 +801,7 @@ impl Inner {
             return Ok(());
         }
         let core_deadline = self.core.session().poll_timeout();
-        let deadline = match (core_deadline, until) {
-            (Some(d), Some(u)) => Some(d.min(u)),
-            (d, u) => d.or(u),
-        };
+        let deadline = [core_deadline, until].into_iter().flatten().min();
         let Some(stream) = self.conn.clone() else {
             // No connection and nothing scheduled: the core is waiting for
             // a timer (e.g. Time2Wait before a reconnect).

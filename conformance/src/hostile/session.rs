@@ -117,7 +117,7 @@ fn async_logout(ctx: &mut CellCtx) -> Result<(), String> {
             )?;
             check_eq("close reason", std_closed_reason(&mut cl, STEP)?, None)?;
             async_seen(
-                &cl.take_async_events(),
+                &cl.take_events(),
                 w::AsyncEvent::LogoutRequested,
                 [0, 0, P3],
             )?;
@@ -172,22 +172,14 @@ fn async_drop(ctx: &mut CellCtx) -> Result<(), String> {
                 std_closed_reason(&mut c, STEP)?,
                 Some(ConnectionError::Closed),
             )?;
-            async_seen(
-                &c.take_async_events(),
-                w::AsyncEvent::DropConnection,
-                [0, 0, 0],
-            )?;
+            async_seen(&c.take_events(), w::AsyncEvent::DropConnection, [0, 0, 0])?;
             let mut c = std_connect(portal, recovering_cfg())?;
             check_eq("TSIH", c.session().tsih(), 0x0d)?;
             let t = c.submit(tur()).map_err(|e| e.to_string())?;
             let (o, _) = c.wait(t).map_err(|e| e.to_string())?;
             expect_good("task with recovery", &o)?;
             check_eq("TSIH after reinstatement", c.session().tsih(), 0x0e)?;
-            async_seen(
-                &c.take_async_events(),
-                w::AsyncEvent::DropConnection,
-                [0, 0, 0],
-            )?;
+            async_seen(&c.take_events(), w::AsyncEvent::DropConnection, [0, 0, 0])?;
             c.logout().map_err(|e| e.to_string())?;
             Ok("AsyncEvent 2 reported; no recovery: task and session Closed; recovery: new login (same ISID, TSIH 0), task reissued, GOOD".into())
         },
