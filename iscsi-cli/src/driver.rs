@@ -141,14 +141,20 @@ fn smol_failure(e: Error, thread: JoinHandle<Result<(), Error>>) -> String {
     }
 }
 
-/// The mio client set up as the options ask, before it connects.
-fn mio_prepare(opts: iscsi_std::Options) -> impl FnOnce(&mut iscsi_mio::client::Client) {
-    move |c| {
-        c.set_coalesce(opts.coalesce);
-        if let Some(tap) = opts.tap {
-            c.set_tap(tap);
-        }
+/// A mio session set up as the options ask (coalescing, the tap), not
+/// logged in yet.
+fn mio_start(
+    portal: &str,
+    config: SessionConfig,
+    opts: iscsi_std::Options,
+) -> Result<iscsi_mio::client::Blocking, Error> {
+    let mut b = iscsi_mio::client::Blocking::new(portal, config)?;
+    b.client().set_coalesce(opts.coalesce);
+    if let Some(tap) = opts.tap {
+        b.client().set_tap(tap);
     }
+    b.login()?;
+    Ok(b)
 }
 
 /// One line for a failure of any driver. Most errors say it well
@@ -221,16 +227,14 @@ impl Session {
             DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
                 .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.describe()),
-            DriverKind::Mio => {
-                iscsi_mio::client::Blocking::connect_with(portal, config, mio_prepare(opts))
-                    .map(|blocking| {
-                        Inner::Mio(Box::new(MioSession {
-                            blocking,
-                            in_flight: Vec::new(),
-                        }))
-                    })
-                    .map_err(|e| e.describe())
-            }
+            DriverKind::Mio => mio_start(portal, config, opts)
+                .map(|blocking| {
+                    Inner::Mio(Box::new(MioSession {
+                        blocking,
+                        in_flight: Vec::new(),
+                    }))
+                })
+                .map_err(|e| e.describe()),
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config, opts)?;
                 match block_on(client.logged_in()) {
@@ -265,10 +269,9 @@ impl Session {
             DriverKind::Std => {
                 iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.describe())
             }
-            DriverKind::Mio => {
-                iscsi_mio::client::Blocking::discover_with(portal, config, mio_prepare(opts))
-                    .map_err(|e| e.describe())
-            }
+            DriverKind::Mio => mio_start(portal, config, opts)
+                .and_then(|b| b.discover_targets())
+                .map_err(|e| e.describe()),
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config, opts)?;
                 let result = block_on(async {

@@ -60,17 +60,14 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Read as Got, Written};
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Notify, Read as Got, Written};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, ScsiCommand, Session, SessionConfig, TargetRecord, TaskId,
-    TaskOutcome,
+    Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-
-type Request = (Action, mpsc::Sender<Reply>);
 
 /// The driver is gone: its channel closed.
 fn gone<T>(_: T) -> Error {
@@ -81,7 +78,7 @@ fn gone<T>(_: T) -> Error {
 /// of the `Poll` the client is registered with.
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    tx: mpsc::Sender<Request>,
+    inbox: mpsc::Sender<(Action, Notify)>,
     waker: Arc<Waker>,
 }
 
@@ -90,7 +87,8 @@ impl Submitter {
     /// once the task ends.
     pub fn start(&self, action: Action) -> Result<mpsc::Receiver<Reply>, Error> {
         let (reply, rx) = mpsc::channel();
-        self.tx.send((action, reply)).map_err(gone)?;
+        let notify = Box::new(move |r| drop(reply.send(r)));
+        self.inbox.send((action, notify)).map_err(gone)?;
         self.waker.wake()?;
         Ok(rx)
     }
@@ -111,7 +109,11 @@ struct Conn {
     interest: Interest,
 }
 
-/// One initiator session on a caller's `mio` registry.
+/// One initiator session on a caller's `mio` registry. Its getters are
+/// the [`DriverCore`]'s (through `Deref`): [`DriverCore::session`],
+/// [`DriverCore::is_closed`], [`DriverCore::close_error`] (why the session
+/// ended, as an error), [`DriverCore::poll_timeout`] (the deadline for the
+/// caller's poll: call [`Client::handle_timeout`] once it passes).
 #[derive(Debug)]
 pub struct Client {
     core: DriverCore,
@@ -120,8 +122,14 @@ pub struct Client {
     conn: Option<Conn>,
     /// A write would block: wait for writability.
     blocked: bool,
-    requests: mpsc::Receiver<Request>,
-    request_tx: mpsc::Sender<Request>,
+}
+
+impl std::ops::Deref for Client {
+    type Target = DriverCore;
+
+    fn deref(&self) -> &DriverCore {
+        &self.core
+    }
 }
 
 impl Client {
@@ -135,7 +143,6 @@ impl Client {
         registry: &Registry,
         token: Token,
     ) -> Result<Client, Error> {
-        let (request_tx, requests) = mpsc::channel();
         let mut random = [0u8; 3];
         iscsi_sys::fill_random(&mut random)?;
         let mut c = Client {
@@ -144,8 +151,6 @@ impl Client {
             token,
             conn: None,
             blocked: false,
-            requests,
-            request_tx,
         };
         c.drive()?;
         Ok(c)
@@ -171,28 +176,6 @@ impl Client {
         self.token
     }
 
-    /// The sans-IO session (for its getters).
-    pub fn session(&self) -> &Session {
-        self.core.session()
-    }
-
-    /// Whether the session is over ([`Event::Closed`] was seen).
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Why the session ended, as an error (`None` while it runs).
-    pub fn close_error(&self) -> Option<Error> {
-        self.core.close_error()
-    }
-
-    /// The deadline for the caller's poll timeout: call
-    /// [`Client::handle_timeout`] once it passes (the core's timers, and
-    /// the end of a wait for a receive low-water mark).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
     /// The next event for the application: everything the core emits
     /// except `Connect` (handled here) and the data and completions of
     /// collected tasks.
@@ -205,7 +188,7 @@ impl Client {
     /// [`Client::handle_wakeup`].
     pub fn submitter(&self, waker: Arc<Waker>) -> Submitter {
         Submitter {
-            tx: self.request_tx.clone(),
+            inbox: self.core.inbox(),
             waker,
         }
     }
@@ -258,16 +241,7 @@ impl Client {
     /// Starts the work queued by [`Submitter`]s (call on the waker's token;
     /// harmless otherwise).
     pub fn handle_wakeup(&mut self) -> Result<(), Error> {
-        let mut any = false;
-        while let Ok((action, reply)) = self.requests.try_recv() {
-            any = true;
-            let tx = reply.clone();
-            let notify = Box::new(move |r| drop(tx.send(r)));
-            if let Err(e) = self.core.start_notify(Instant::now(), action, notify) {
-                let _ = reply.send(Err(e));
-            }
-        }
-        if any {
+        if self.core.start_queued(Instant::now()) {
             self.drive()?;
         }
         Ok(())
@@ -297,11 +271,6 @@ impl Client {
     /// The reply of a collected task, once it ended.
     pub fn take_completed(&mut self, task: TaskId) -> Option<Reply> {
         self.core.take_completed(task)
-    }
-
-    /// Writes what is queued (commands a [`Blocking::submit`] held back).
-    pub fn flush(&mut self) -> Result<(), Error> {
-        self.drive()
     }
 
     /// [`Client::drive_io`], then the plan for the next wait for input.
@@ -405,10 +374,9 @@ impl Client {
     /// same token.
     fn open(&mut self, addr: String) -> Result<(), Error> {
         // Name resolution blocks (std has no other); IP literals do not.
-        let resolved = addr.to_socket_addrs().and_then(|mut a| {
-            a.next()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
-        });
+        let resolved = addr
+            .to_socket_addrs()
+            .and_then(|mut a| a.next().ok_or_else(|| io::ErrorKind::NotFound.into()));
         match resolved.and_then(TcpStream::connect) {
             Ok(mut stream) => {
                 let _ = stream.set_nodelay(true);
@@ -434,7 +402,6 @@ pub struct Blocking {
     events: Events,
     client: Client,
     waker: Arc<Waker>,
-    async_events: Vec<Event>,
 }
 
 const CLIENT: Token = Token(0);
@@ -443,47 +410,42 @@ const WAKER: Token = Token(1);
 impl Blocking {
     /// Connects to `portal` and logs in with `config`.
     pub fn connect(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
-        Blocking::connect_with(portal, config, |_| {})
+        let mut b = Blocking::new(portal, config)?;
+        b.login()?;
+        Ok(b)
     }
 
-    /// [`Blocking::connect`], with `prepare` run on the client before the
-    /// connection is up (to set a tap or the coalescing).
-    pub fn connect_with(
-        portal: &str,
-        config: SessionConfig,
-        prepare: impl FnOnce(&mut Client),
-    ) -> Result<Blocking, Error> {
+    /// A session for `portal` that has not logged in yet: set its client
+    /// up ([`Blocking::client`]: a tap, the coalescing), then
+    /// [`Blocking::login`].
+    pub fn new(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut client = Client::new(portal, config, poll.registry(), CLIENT)?;
-        prepare(&mut client);
-        let mut b = Blocking {
+        let client = Client::new(portal, config, poll.registry(), CLIENT)?;
+        let events = Events::with_capacity(64);
+        Ok(Blocking {
             poll,
-            events: Events::with_capacity(64),
+            events,
             client,
             waker,
-            async_events: Vec::new(),
-        };
-        b.run_until(|c| c.session().is_logged_in())?;
-        Ok(b)
+        })
+    }
+
+    /// Drives the session until it is in the Full Feature Phase.
+    pub fn login(&mut self) -> Result<(), Error> {
+        self.run_until(|c| c.session().is_logged_in())
     }
 
     /// Runs a discovery session (SendTargets=All) and logs out. `config`
     /// must have no target name.
     pub fn discover(portal: &str, config: SessionConfig) -> Result<Vec<TargetRecord>, Error> {
-        Blocking::discover_with(portal, config, |_| {})
+        Blocking::connect(portal, config)?.discover_targets()
     }
 
-    /// [`Blocking::discover`], with `prepare` as for
-    /// [`Blocking::connect_with`].
-    pub fn discover_with(
-        portal: &str,
-        config: SessionConfig,
-        prepare: impl FnOnce(&mut Client),
-    ) -> Result<Vec<TargetRecord>, Error> {
-        let mut b = Blocking::connect_with(portal, config, prepare)?;
-        let targets = reply::targets(b.wait_action(Action::SendTargets))?;
-        b.logout()?;
+    /// SendTargets=All on this (discovery) session, then a logout.
+    pub fn discover_targets(mut self) -> Result<Vec<TargetRecord>, Error> {
+        let targets = reply::targets(self.wait_action(Action::SendTargets))?;
+        self.logout()?;
         Ok(targets)
     }
 
@@ -504,11 +466,6 @@ impl Blocking {
     pub fn run_until(&mut self, mut done: impl FnMut(&mut Client) -> bool) -> Result<(), Error> {
         let c = &mut self.client;
         loop {
-            while let Some(ev) = c.core.poll_event() {
-                if self.async_events.len() < 1024 {
-                    self.async_events.push(ev);
-                }
-            }
             if done(c) {
                 return Ok(());
             }
@@ -540,7 +497,7 @@ impl Blocking {
     /// Events that reached the application so far (async messages,
     /// rejects, recovery notices; at most 1024 are kept).
     pub fn take_async_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.async_events)
+        std::iter::from_fn(|| self.client.core.poll_event()).collect()
     }
 
     /// Submits a SCSI command without waiting; see [`Blocking::wait`].
@@ -561,23 +518,23 @@ impl Blocking {
     /// Waits for whichever task started with [`Blocking::submit`] ends
     /// first (in completion order).
     pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
-        let mut got = None;
-        self.run_until(|c| {
-            got = c.core.take_any_completed();
-            got.is_some()
-        })?;
-        let (task, r) = got.ok_or(Error::Closed(None))?;
+        let (task, r) = self.take(DriverCore::take_any_completed)?;
         r.map(|(o, d)| (task, o, d))
     }
 
     /// Waits for a task started with [`Blocking::submit`].
     pub fn wait(&mut self, task: TaskId) -> Reply {
+        self.take(|c| c.take_completed(task))?
+    }
+
+    /// Drives the session until `take` yields something.
+    fn take<T>(&mut self, mut take: impl FnMut(&mut DriverCore) -> Option<T>) -> Result<T, Error> {
         let mut got = None;
         self.run_until(|c| {
-            got = c.take_completed(task);
+            got = take(&mut c.core);
             got.is_some()
         })?;
-        got.ok_or(Error::Closed(None))?
+        got.ok_or(Error::Closed(None))
     }
 
     fn wait_action(&mut self, action: Action) -> Reply {

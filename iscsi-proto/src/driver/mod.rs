@@ -42,6 +42,7 @@ pub mod reply;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -61,6 +62,10 @@ pub const BATCH: usize = 64;
 /// `IoSlice`s one vectored write needs (header, data, trailer per PDU);
 /// Linux takes up to 1024 per `writev`.
 pub const IO_SLICES: usize = 3 * BATCH;
+/// Session events (async messages, rejects, recovery notices, login and
+/// close) kept for the application before newer ones are dropped; task
+/// events (`DataIn`, `Complete`) are always kept.
+pub const EVENT_BACKLOG: usize = 1024;
 /// The default size of each socket read.
 pub const READ_CHUNK: usize = 256 * 1024;
 
@@ -139,6 +144,11 @@ pub struct DriverCore {
     collected: TaskMap<ReadData>,
     /// Where the reply of a task goes, for tasks started with one.
     notify: TaskMap<Notify>,
+    /// Actions started from other threads, and the sending half for them.
+    inbox: (
+        mpsc::Sender<(Action, Notify)>,
+        mpsc::Receiver<(Action, Notify)>,
+    ),
     done: VecDeque<(TaskId, Reply)>,
     events: VecDeque<Event>,
     connect_error: Option<(String, io::Error)>,
@@ -184,6 +194,7 @@ impl DriverCore {
             collect_all: false,
             collected: TaskMap::new(),
             notify: TaskMap::new(),
+            inbox: mpsc::channel(),
             done: VecDeque::new(),
             events: VecDeque::new(),
             connect_error: None,
@@ -292,22 +303,47 @@ impl DriverCore {
     /// Starts `action` like [`DriverCore::start`] with `collect`, and
     /// hands its reply to `notify` once it ends (when the session's
     /// events have been drained) instead of keeping it for
-    /// [`DriverCore::take_completed`].
+    /// [`DriverCore::take_completed`]. A refused action's error goes to
+    /// `notify` too.
     pub fn start_notify(
         &mut self,
         now: Instant,
         action: Action,
         notify: Notify,
     ) -> Result<TaskId, Error> {
-        self.check()?;
-        let task = match self.session.start(now, action) {
+        let started = match self.check() {
+            Ok(()) => self.session.start(now, action).map_err(|e| self.refusal(e)),
+            Err(e) => Err(e),
+        };
+        let task = match started {
             Ok(t) => t,
-            Err(e) => return Err(self.refusal(e)),
+            Err(e) => {
+                notify(Err(e.duplicate()));
+                return Err(e);
+            }
         };
         self.collected.insert(task, ReadData::default());
         self.notify.insert(task, notify);
         self.drain();
         Ok(task)
+    }
+
+    /// A handle that queues actions from any thread, each with where its
+    /// reply goes; the driver starts them with [`DriverCore::start_queued`]
+    /// once woken (the waking is the driver's: a `mio::Waker`, ...).
+    pub fn inbox(&self) -> mpsc::Sender<(Action, Notify)> {
+        self.inbox.0.clone()
+    }
+
+    /// Starts the actions queued through [`DriverCore::inbox`] (a refused
+    /// one's error goes to its `Notify`); returns whether there were any.
+    pub fn start_queued(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Ok((action, notify)) = self.inbox.1.try_recv() {
+            any = true;
+            let _ = self.start_notify(now, action, notify);
+        }
+        any
     }
 
     /// The error for a call the session refused.
@@ -564,7 +600,7 @@ impl DriverCore {
 
     /// The next event for the application: every [`Event`] of the core
     /// except `Connect` (a [`ConnRequest`]) and the data and completion
-    /// of collected tasks.
+    /// of collected tasks (at most [`EVENT_BACKLOG`] session events wait).
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -629,25 +665,25 @@ impl DriverCore {
                 Event::LoggedIn { tsih } => {
                     self.logged_in = true;
                     self.logged_in_once = true;
-                    self.events.push_back(Event::LoggedIn { tsih });
+                    self.push_event(Event::LoggedIn { tsih });
                 }
                 Event::Reinstated { .. } => {
                     self.logged_in = true;
-                    self.events.push_back(ev);
+                    self.push_event(ev);
                 }
                 Event::Recovering { .. } => {
                     self.logged_in = false;
                     self.close_link();
-                    self.events.push_back(ev);
+                    self.push_event(ev);
                 }
                 Event::Closed(reason) => {
                     self.logged_in = false;
                     self.close_link();
                     self.ended = Some(reason.clone());
                     self.fail_collected();
-                    self.events.push_back(Event::Closed(reason));
+                    self.push_event(Event::Closed(reason));
                 }
-                other => self.events.push_back(other),
+                other => self.push_event(other),
             }
         }
         // After the whole batch: a task that died with the session has
@@ -662,6 +698,14 @@ impl DriverCore {
                     f(reply);
                 }
             }
+        }
+    }
+
+    /// Queues a session event (not a task's) for the application; beyond
+    /// [`EVENT_BACKLOG`] waiting, newer ones are dropped.
+    fn push_event(&mut self, ev: Event) {
+        if self.events.len() < EVENT_BACKLOG {
+            self.events.push_back(ev);
         }
     }
 
