@@ -1,5 +1,5 @@
 //! The initiator on a `mio` event loop: a [`Client`] wraps one
-//! [`Session`] and its non-blocking socket, registered with the caller's
+//! session and its non-blocking socket, registered with the caller's
 //! [`Registry`] under the caller's [`Token`]. No protocol logic lives here:
 //! sockets, clocks and wakeups only.
 //!
@@ -32,13 +32,13 @@
 //! ```
 //!
 //! The session and everything but the socket live in a
-//! [`DriverCore`](iscsi_proto::driver::DriverCore) (shared with the other
+//! [`DriverCore`] (shared with the other
 //! drivers). After every input or action the client runs the core's drain
 //! order: write until nothing is left or the socket would block (then it
 //! adds write interest and resumes the partial write on the next writable
 //! event), carry out the core's connection requests (a new non-blocking
 //! connection under the same token), and leave the next deadline in
-//! [`Client::poll_timeout`].
+//! `Client::poll_timeout` ([`DriverCore::poll_timeout`]).
 //!
 //! Errors: [`Error`] is the drivers' shared
 //! [`iscsi_proto::driver::Error`]; its module documents how a refused
@@ -46,7 +46,7 @@
 //! the end of an established session ([`Error::Closed`], also the
 //! reply of every task in flight at that moment and of every later
 //! `start`), with and without session recovery. [`Event::Closed`] still
-//! comes from [`Client::poll_event`]; [`Client::close_error`] gives the
+//! comes from [`Client::poll_event`]; `Client::close_error` ([`DriverCore::close_error`]) gives the
 //! same error. A byte tap ([`Client::set_tap`]) sees every byte.
 //!
 //! Other threads submit through a [`Submitter`] (a channel plus the

@@ -1,7 +1,7 @@
 //! Async driver for the `iscsi-proto` sans-IO core on `async-io`: runs under
 //! smol, async-std or any executor that can poll a future; no protocol logic.
 //!
-//! One task, the [`Driver`], owns the [`Session`], the socket
+//! One task, the [`Driver`], owns the session (in its driver core), the socket
 //! (`Async<TcpStream>`) and the timer (`async_io::Timer` at the core's
 //! deadline); there is no lock around the core. A [`Client`] is a cheap
 //! clone that sends requests to the driver over a channel; each task gets
@@ -22,7 +22,7 @@
 //! ```
 //!
 //! The session and everything but the socket and the timer live in a
-//! [`DriverCore`](iscsi_proto::driver::DriverCore), shared with the other
+//! [`iscsi_proto::driver::DriverCore`], shared with the other
 //! drivers. The driver's loop is the core's drain order: after every input
 //! or request, write until nothing is left or the socket would block (then
 //! wait for writability; the partial write resumes), hand out the events,

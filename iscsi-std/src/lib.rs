@@ -20,9 +20,9 @@
 //! ```
 //!
 //! The drive loop is the one the core documents: after every input or action,
-//! write every [`Transmit`] from
-//! `poll_transmit`, then take every event from `poll_event`, then block on the
-//! socket until input arrives or the deadline from `poll_timeout` passes.
+//! carry out the core's connection requests and write everything it offers
+//! (`DriverCore::write_with`), then block on the socket until input arrives
+//! or the core's deadline (`DriverCore::poll_timeout`) passes.
 //!
 //! Who drives: the application's own calls do, on the application's
 //! thread (a call that waits reads the socket itself). Between calls, a
@@ -36,7 +36,7 @@
 //! waits for input without it and steps back as soon as a call begins.
 //!
 //! The session and everything but the socket, the thread and the waiting
-//! live in a [`DriverCore`](iscsi_proto::driver::DriverCore), shared with
+//! live in a [`iscsi_proto::driver::DriverCore`], shared with
 //! the other drivers; [`Options::tap`] is its byte tap.
 //!
 //! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`].
