@@ -6,6 +6,10 @@
 //! - `std`: [`iscsi_std::Client`], blocking socket calls on this thread.
 //! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
 //!   on this thread inside each call.
+//!
+//! The three drivers share their core (`iscsi_proto::driver`): one error
+//! type ([`Describe`] has one implementation), the same replies, and the
+//! byte tap that `--pcap` installs on each.
 //! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
 //!   `async_io::block_on` (which also drives the async-io reactor); this
 //!   thread blocks on replies with `futures_lite::future::block_on` (a
@@ -78,12 +82,6 @@ pub struct SmolSession {
     next_tag: u64,
 }
 
-/// The mio driver: its blocking loop and the tasks in flight.
-pub struct MioSession {
-    blocking: iscsi_mio::client::Blocking,
-    in_flight: Vec<TaskId>,
-}
-
 /// A logged-in session on one of the drivers.
 pub struct Session {
     inner: Inner,
@@ -95,7 +93,7 @@ enum Inner {
     /// `iscsi-std`.
     Std(Box<iscsi_std::Client>),
     /// `iscsi-mio`.
-    Mio(Box<MioSession>),
+    Mio(Box<iscsi_mio::client::Blocking>),
     /// `iscsi-smol`.
     Smol(Box<SmolSession>),
 }
@@ -228,12 +226,7 @@ impl Session {
                 .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.describe()),
             DriverKind::Mio => mio_start(portal, config, opts)
-                .map(|blocking| {
-                    Inner::Mio(Box::new(MioSession {
-                        blocking,
-                        in_flight: Vec::new(),
-                    }))
-                })
+                .map(|blocking| Inner::Mio(Box::new(blocking)))
                 .map_err(|e| e.describe()),
             DriverKind::Smol => {
                 let (client, thread) = smol_start(portal, config, opts)?;
@@ -307,7 +300,7 @@ impl Session {
     pub fn negotiated(&mut self) -> Option<Negotiated> {
         match &mut self.inner {
             Inner::Std(c) => c.session().negotiated().cloned(),
-            Inner::Mio(m) => m.blocking.client().session().negotiated().cloned(),
+            Inner::Mio(m) => m.client().session().negotiated().cloned(),
             Inner::Smol(_) => None,
         }
     }
@@ -316,7 +309,7 @@ impl Session {
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
         match &mut self.inner {
             Inner::Std(c) => c.execute(cmd).map_err(|e| e.describe()),
-            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.execute(cmd).map_err(|e| e.describe()),
             Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.describe()),
         }
     }
@@ -327,11 +320,7 @@ impl Session {
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
         let tag = match &mut self.inner {
             Inner::Std(c) => Tag(TagKind::Task(c.submit(cmd).map_err(|e| e.describe())?)),
-            Inner::Mio(m) => {
-                let task = m.blocking.submit(cmd).map_err(|e| e.describe())?;
-                m.in_flight.push(task);
-                Tag(TagKind::Task(task))
-            }
+            Inner::Mio(m) => Tag(TagKind::Task(m.submit(cmd).map_err(|e| e.describe())?)),
             Inner::Smol(s) => {
                 let client = s.client.clone();
                 let mut task: SmolWait =
@@ -372,16 +361,12 @@ impl Session {
                 .wait_any()
                 .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
                 .map_err(|e| e.describe()),
-            Inner::Mio(m) => {
-                if m.in_flight.is_empty() {
-                    return Err("no command in flight".into());
-                }
-                let (task, outcome, data) = m.blocking.wait_any().map_err(|e| e.describe())?;
-                if let Some(i) = m.in_flight.iter().position(|t| *t == task) {
-                    m.in_flight.swap_remove(i);
-                }
-                Ok((Tag(TagKind::Task(task)), outcome, data))
-            }
+            // `outstanding` (checked by `wait_any`) says a task is in
+            // flight: the wait cannot block forever.
+            Inner::Mio(m) => m
+                .wait_any()
+                .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
+                .map_err(|e| e.describe()),
             Inner::Smol(s) => {
                 if s.pending.is_empty() {
                     return Err("no command in flight".into());
@@ -407,7 +392,7 @@ impl Session {
     pub fn logout(self) -> Result<(), String> {
         match self.inner {
             Inner::Std(c) => c.logout().map(drop).map_err(|e| e.describe()),
-            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.logout().map(drop).map_err(|e| e.describe()),
             Inner::Smol(mut s) => {
                 let result = block_on(s.client.logout());
                 s.pending.clear();
