@@ -60,7 +60,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Notify, Read as Got, Written};
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
@@ -78,7 +78,7 @@ fn gone<T>(_: T) -> Error {
 /// of the `Poll` the client is registered with.
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    inbox: mpsc::Sender<(Action, Notify)>,
+    inbox: mpsc::Sender<Queued>,
     waker: Arc<Waker>,
 }
 

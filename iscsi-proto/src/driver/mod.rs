@@ -86,6 +86,10 @@ pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
 /// channel), for [`DriverCore::start_notify`].
 pub type Notify = Box<dyn FnOnce(Reply) + Send>;
 
+/// An action queued from another thread, with where its reply goes
+/// ([`DriverCore::inbox`]).
+pub type Queued = (Action, Notify);
+
 /// What the driver must do with its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -145,10 +149,7 @@ pub struct DriverCore {
     /// Where the reply of a task goes, for tasks started with one.
     notify: TaskMap<Notify>,
     /// Actions started from other threads, and the sending half for them.
-    inbox: (
-        mpsc::Sender<(Action, Notify)>,
-        mpsc::Receiver<(Action, Notify)>,
-    ),
+    inbox: (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
     done: VecDeque<(TaskId, Reply)>,
     events: VecDeque<Event>,
     connect_error: Option<(String, io::Error)>,
@@ -331,7 +332,7 @@ impl DriverCore {
     /// A handle that queues actions from any thread, each with where its
     /// reply goes; the driver starts them with [`DriverCore::start_queued`]
     /// once woken (the waking is the driver's: a `mio::Waker`, ...).
-    pub fn inbox(&self) -> mpsc::Sender<(Action, Notify)> {
+    pub fn inbox(&self) -> mpsc::Sender<Queued> {
         self.inbox.0.clone()
     }
 
