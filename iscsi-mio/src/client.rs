@@ -103,9 +103,6 @@ impl Submitter {
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
-    /// Where it connects to.
-    addr: String,
-    connected: bool,
     interest: Interest,
 }
 
@@ -120,8 +117,6 @@ pub struct Client {
     registry: Registry,
     token: Token,
     conn: Option<Conn>,
-    /// A write would block: wait for writability.
-    blocked: bool,
 }
 
 impl std::ops::Deref for Client {
@@ -150,7 +145,6 @@ impl Client {
             registry: registry.try_clone()?,
             token,
             conn: None,
-            blocked: false,
         };
         c.drive()?;
         Ok(c)
@@ -198,12 +192,12 @@ impl Client {
         if event.token() != self.token {
             return Ok(());
         }
-        if self.conn.as_ref().is_some_and(|c| !c.connected) {
+        if !self.core.is_connected() {
             self.check_connected();
         }
-        if self.conn.as_ref().is_some_and(|c| c.connected) {
+        if self.core.is_connected() {
             if event.is_writable() {
-                self.blocked = false;
+                self.core.writable();
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 self.read_ready()?;
@@ -231,7 +225,7 @@ impl Client {
 
     /// Sets the socket's new receive low-water mark, if any.
     fn apply_low_water(&mut self) {
-        if let Some(conn) = self.conn.as_ref().filter(|c| c.connected) {
+        if let Some(conn) = self.conn.as_ref().filter(|_| self.core.is_connected()) {
             let stream = &conn.stream;
             self.core
                 .apply_low_water(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
@@ -276,7 +270,7 @@ impl Client {
     /// [`Client::drive_io`], then the plan for the next wait for input.
     fn drive(&mut self) -> Result<(), Error> {
         self.drive_io()?;
-        self.core.plan_low_water(Instant::now(), self.blocked);
+        self.core.plan_low_water(Instant::now());
         self.apply_low_water();
         Ok(())
     }
@@ -298,7 +292,7 @@ impl Client {
         }
         // Write interest only while a connect or a blocked write is pending.
         if let Some(conn) = self.conn.as_mut() {
-            let want = if !conn.connected || self.blocked {
+            let want = if self.core.wants_writable() {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
@@ -314,22 +308,20 @@ impl Client {
 
     /// Writes until nothing is left or the socket would block.
     fn write_out(&mut self) {
-        let Some(conn) = self.conn.as_mut().filter(|c| c.connected && !self.blocked) else {
+        let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        match self
+        let w = self
             .core
-            .write_with(Instant::now(), |s| conn.stream.write_vectored(s))
-        {
-            Written::All => {}
-            Written::WouldBlock => self.blocked = true,
-            Written::Lost(_) => self.close_conn(),
+            .write_with(Instant::now(), |s| conn.stream.write_vectored(s));
+        if let Written::Lost(_) = w {
+            self.close_conn();
         }
     }
 
     /// Reads until the socket would block, feeding the core after each read.
     fn read_ready(&mut self) -> Result<(), Error> {
-        while let Some(conn) = self.conn.as_mut().filter(|c| c.connected) {
+        while let Some(conn) = self.conn.as_mut().filter(|_| self.core.is_connected()) {
             match self.core.read_with(Instant::now(), |b| conn.stream.read(b)) {
                 // Answers (R2T data, NOP-Outs) go out before more input.
                 Got::Bytes(_) => self.drive_io()?,
@@ -348,16 +340,12 @@ impl Client {
         let s = &conn.stream;
         let up = s.take_error().and_then(|e| e.map_or(Ok(()), Err));
         match up.and_then(|()| Ok((s.local_addr()?, s.peer_addr()?))) {
-            Ok((local, peer)) => {
-                conn.connected = true;
-                self.core.connected(Instant::now(), local, peer);
-            }
+            Ok((local, peer)) => self.core.connected(Instant::now(), local, peer),
             // Spurious wakeup: still connecting.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
             Err(e) => {
-                let addr = std::mem::take(&mut conn.addr);
                 self.close_conn();
-                self.core.connect_failed(Instant::now(), &addr, e);
+                self.core.connect_failed(Instant::now(), e);
             }
         }
     }
@@ -367,7 +355,6 @@ impl Client {
             let _ = self.registry.deregister(&mut c.stream);
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
-        self.blocked = false;
     }
 
     /// Opens a non-blocking connection where the core asked, under the
@@ -382,15 +369,10 @@ impl Client {
                 let _ = stream.set_nodelay(true);
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 self.registry.register(&mut stream, self.token, interest)?;
-                self.conn = Some(Conn {
-                    stream,
-                    addr,
-                    connected: false,
-                    interest,
-                });
+                self.conn = Some(Conn { stream, interest });
             }
             // The core decides: retry later (recovery) or close.
-            Err(e) => self.core.connect_failed(Instant::now(), &addr, e),
+            Err(e) => self.core.connect_failed(Instant::now(), e),
         }
         Ok(())
     }

@@ -67,8 +67,11 @@ fn to_initiator(core: &mut DriverCore, t: &mut ScriptedTarget, now: Instant) {
 /// Opens the connection the core asks for.
 fn connect(core: &mut DriverCore, t: &mut ScriptedTarget, now: Instant) {
     assert_eq!(core.poll_conn(), Some(ConnRequest::Open(PORTAL.into())));
+    // A connection being opened: wait for writability (its completion).
+    assert!(core.wants_writable() && !core.is_connected());
     t.reconnect();
     core.connected(now, addr("192.0.2.1:40000"), addr(PORTAL));
+    assert!(!core.wants_writable() && core.is_connected());
 }
 
 /// A login through `r`, bytes moved until the session is in the Full
@@ -104,7 +107,7 @@ fn refused_connection_is_a_connect_error() {
     let now = Instant::now();
     let mut core = DriverCore::new(PORTAL, cfg(), now, [1, 2, 3]).unwrap();
     assert_eq!(core.poll_conn(), Some(ConnRequest::Open(PORTAL.into())));
-    core.connect_failed(now, PORTAL, io::ErrorKind::ConnectionRefused.into());
+    core.connect_failed(now, io::ErrorKind::ConnectionRefused.into());
     let e = core.close_error().expect("the session is over");
     assert!(e.is_refused(), "{e:?}");
     assert!(matches!(e, Error::Connect { ref addr, .. } if addr == PORTAL));

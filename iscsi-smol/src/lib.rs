@@ -144,7 +144,6 @@ impl Client {
         let driver = Driver {
             core,
             conn: None,
-            blocked: false,
             requests: rx,
             orphaned: false,
             login_waiters: Vec::new(),
@@ -316,8 +315,6 @@ impl Client {
 pub struct Driver {
     core: DriverCore,
     conn: Option<Async<TcpStream>>,
-    /// A write would block: wait for writability.
-    blocked: bool,
     requests: Receiver<Request>,
     orphaned: bool,
     login_waiters: Vec<Sender<Result<(), Error>>>,
@@ -356,7 +353,7 @@ impl Driver {
             if self.core.is_closed() {
                 return self.finish();
             }
-            self.core.plan_low_water(Instant::now(), self.blocked);
+            self.core.plan_low_water(Instant::now());
             self.apply_low_water();
             match self.wait().await {
                 Wake::Request(Some(r)) => {
@@ -368,7 +365,7 @@ impl Driver {
                 }
                 Wake::Request(None) => self.orphan(),
                 Wake::Readable => self.read_ready(),
-                Wake::Writable => self.blocked = false,
+                Wake::Writable => self.core.writable(),
                 Wake::Timer => {
                     let now = Instant::now();
                     if self.core.low_water_deadline().is_some_and(|d| d <= now) {
@@ -419,7 +416,7 @@ impl Driver {
     /// its tap and reply callbacks, need not be `Sync`).
     fn wait(&self) -> impl Future<Output = Wake> + Send + '_ {
         let deadline = self.core.poll_timeout();
-        let (conn, blocked) = (self.conn.as_ref(), self.blocked);
+        let (conn, blocked) = (self.conn.as_ref(), self.core.wants_writable());
         let requests = (!self.orphaned).then_some(&self.requests);
         Self::wait_for(requests, conn, blocked, deadline)
     }
@@ -518,15 +515,13 @@ impl Driver {
     /// Writes until nothing is left or the socket would block, then hands
     /// out the events.
     fn step(&mut self) {
-        if let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) {
+        if let Some(conn) = self.conn.as_ref() {
             let mut stream: &TcpStream = conn.get_ref();
-            match self
+            let w = self
                 .core
-                .write_with(Instant::now(), |s| stream.write_vectored(s))
-            {
-                Written::All => {}
-                Written::WouldBlock => self.blocked = true,
-                Written::Lost(_) => self.close_conn(),
+                .write_with(Instant::now(), |s| stream.write_vectored(s));
+            if let Written::Lost(_) = w {
+                self.close_conn();
             }
         }
         while let Some(ev) = self.core.poll_event() {
@@ -573,7 +568,6 @@ impl Driver {
         if let Some(c) = self.conn.take() {
             let _ = c.get_ref().shutdown(std::net::Shutdown::Both);
         }
-        self.blocked = false;
     }
 
     /// Connects where the core asked, racing the core's deadline (the
@@ -614,7 +608,7 @@ impl Driver {
                 self.core.connected(now, local, peer);
             }
             // The core decides: retry later (recovery) or close.
-            Some(Err(e)) => self.core.connect_failed(now, &addr, e),
+            Some(Err(e)) => self.core.connect_failed(now, e),
             None => drop(self.core.handle_timeout(now)),
         }
     }

@@ -736,7 +736,7 @@ impl Inner {
                 self.apply_low_water(&stream);
                 continue;
             }
-            self.core.plan_low_water(now, false);
+            self.core.plan_low_water(now);
             self.apply_low_water(&stream);
             return Wait::Input(stream, self.core.poll_timeout());
         }
@@ -773,7 +773,7 @@ impl Inner {
                 self.conn = Some(Arc::new(s));
                 self.core.connected(Instant::now(), local, peer);
             }
-            Err(e) => self.core.connect_failed(Instant::now(), addr, e),
+            Err(e) => self.core.connect_failed(Instant::now(), e),
         }
     }
 
@@ -833,7 +833,7 @@ impl Inner {
         // Receive coalescing: with a mark above 1 the kernel holds back
         // readability until that many bytes are in; the wait for it ends by
         // the planner's deadline, then the mark drops to 1 if nothing came.
-        self.core.plan_low_water(now, false);
+        self.core.plan_low_water(now);
         self.apply_low_water(&stream);
         if let Some(d) = self.core.low_water_deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);

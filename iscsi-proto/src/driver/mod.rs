@@ -107,7 +107,8 @@ pub enum ConnRequest {
 pub enum Written {
     /// Everything was written.
     All,
-    /// The socket would block: wait for writability, then write again.
+    /// The socket would block: wait for writability, tell the core
+    /// ([`DriverCore::writable`]), then write again.
     WouldBlock,
     /// The connection broke (with the write's error, if any); the core was
     /// told and asks the driver to close the socket.
@@ -141,6 +142,12 @@ pub struct DriverCore {
     tap: Option<Tap>,
     /// The connection's (local, peer) addresses; `None` while there is none.
     link: Option<(SocketAddr, SocketAddr)>,
+    /// The address of the connection being opened ([`ConnRequest::Open`]
+    /// taken, not yet [`DriverCore::connected`]).
+    connecting: Option<String>,
+    /// A write would block: nothing is written until
+    /// [`DriverCore::writable`].
+    blocked: bool,
     request: Option<ConnRequest>,
     /// Collect the data and outcome of every task, not only of those
     /// started with `collect`.
@@ -191,6 +198,8 @@ impl DriverCore {
             read_chunk: READ_CHUNK,
             tap: None,
             link: None,
+            connecting: None,
+            blocked: false,
             request: None,
             collect_all: false,
             collected: TaskMap::new(),
@@ -358,7 +367,26 @@ impl DriverCore {
 
     /// What the driver must do with its connection next, if anything.
     pub fn poll_conn(&mut self) -> Option<ConnRequest> {
-        self.request.take()
+        let r = self.request.take();
+        match &r {
+            Some(ConnRequest::Open(addr)) => self.connecting = Some(addr.clone()),
+            Some(ConnRequest::Close) => self.connecting = None,
+            None => {}
+        }
+        r
+    }
+
+    /// Whether the driver must wait for writability: a connection being
+    /// opened, or a write that would block. (Readability: whenever
+    /// [`DriverCore::is_connected`]; the deadline:
+    /// [`DriverCore::poll_timeout`].)
+    pub fn wants_writable(&self) -> bool {
+        self.connecting.is_some() || self.blocked
+    }
+
+    /// The socket is writable again after [`Written::WouldBlock`].
+    pub fn writable(&mut self) {
+        self.blocked = false;
     }
 
     /// The driver stops driving a session that is not over (e.g. every
@@ -390,10 +418,14 @@ impl DriverCore {
 
     /// The connection asked for by [`ConnRequest::Open`] could not be
     /// made: the session decides (retry later, or end with
-    /// [`Error::Connect`]).
-    pub fn connect_failed(&mut self, now: Instant, addr: &str, error: io::Error) {
+    /// [`Error::Connect`] naming the address).
+    pub fn connect_failed(&mut self, now: Instant, error: io::Error) {
+        let addr = self
+            .connecting
+            .take()
+            .unwrap_or_else(|| self.portal.clone());
         self.close_link();
-        self.connect_error = Some((addr.to_string(), error));
+        self.connect_error = Some((addr, error));
         self.session.handle_closed(now);
         self.drain();
     }
@@ -410,6 +442,8 @@ impl DriverCore {
 
     fn reset_link(&mut self) {
         self.link = None;
+        self.connecting = None;
+        self.blocked = false;
         self.rx.clear();
         self.tx.clear();
         self.low_water.reset();
@@ -444,10 +478,10 @@ impl DriverCore {
 
     /// The unwritten bytes as slices for one vectored write (at most
     /// [`BATCH`] PDUs; `slices` should have [`IO_SLICES`] entries);
-    /// returns how many were filled (0: nothing to write, or no
-    /// connection).
+    /// returns how many were filled (0: nothing to write, no connection,
+    /// or a write would block).
     pub fn transmit<'a>(&'a mut self, now: Instant, slices: &mut [IoSlice<'a>]) -> usize {
-        if self.link.is_none() {
+        if self.link.is_none() || self.blocked {
             return 0;
         }
         self.tx.fill(&mut self.session, now, BATCH);
@@ -474,6 +508,9 @@ impl DriverCore {
         now: Instant,
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> Written {
+        if self.blocked {
+            return Written::WouldBlock;
+        }
         loop {
             let mut slices = [IoSlice::new(&[]); IO_SLICES];
             let n = self.transmit(now, &mut slices);
@@ -486,7 +523,10 @@ impl DriverCore {
                     return Written::Lost(None);
                 }
                 Ok(k) => self.written(k),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Written::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Written::WouldBlock;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.connection_lost(now);
@@ -550,14 +590,14 @@ impl DriverCore {
     }
 
     /// Plans the next wait for input (receive coalescing, see
-    /// [`LowWater::plan`]): `output_pending` when the driver could not
-    /// write everything. A new mark is set by
+    /// [`LowWater::plan`]; output still to write, a blocked write
+    /// included, means no coalescing). A new mark is set by
     /// [`DriverCore::apply_low_water`].
-    pub fn plan_low_water(&mut self, now: Instant, output_pending: bool) {
+    pub fn plan_low_water(&mut self, now: Instant) {
         if self.link.is_none() {
             return;
         }
-        let pending = output_pending || self.has_output();
+        let pending = self.blocked || self.has_output();
         let buffered = self.rx.filled().len();
         if let Some(m) = self.low_water.plan(&self.session, buffered, pending, now) {
             self.mark = Some(m);
