@@ -14,11 +14,18 @@
 //!    [`DriverCore::received`].
 //! 3. **Output**: [`DriverCore::transmit`] fills `IoSlice`s for one
 //!    vectored write (a [`TxQueue`]: resumes partial writes),
-//!    [`DriverCore::written`] takes the count the socket accepted.
-//! 4. **Time**: wait no later than [`DriverCore::poll_timeout`], then
+//!    [`DriverCore::written`] takes the count the socket accepted;
+//!    [`DriverCore::write_with`] runs that loop with the driver's write
+//!    call (and [`DriverCore::read_with`] one read), handling would-block,
+//!    interruptions and a broken connection the same way on every driver.
+//! 4. **Waiting**: for readability while [`DriverCore::is_connected`], for
+//!    writability while [`DriverCore::wants_writable`] (a connection being
+//!    opened, or a write that would block: then [`DriverCore::writable`]),
+//!    and no later than [`DriverCore::poll_timeout`], then
 //!    [`DriverCore::handle_timeout`]; the receive low-water mark
 //!    (`SO_RCVLOWAT`, [`LowWater`]) comes from
-//!    [`DriverCore::plan_low_water`].
+//!    [`DriverCore::plan_low_water`] and is set with
+//!    [`DriverCore::apply_low_water`].
 //! 5. **Work and results**: [`DriverCore::start`] starts an [`Action`];
 //!    the read data and outcome of a task started with `collect` are
 //!    gathered by task ([`TaskMap`]) and taken with
