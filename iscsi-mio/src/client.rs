@@ -463,10 +463,9 @@ impl Blocking {
             let timeout = c
                 .poll_timeout()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(Error::Io(e));
-                }
+            match self.poll.poll(&mut self.events, timeout) {
+                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e.into()),
+                _ => {}
             }
             for ev in self.events.iter() {
                 c.handle_event(ev)?;
@@ -489,12 +488,12 @@ impl Blocking {
     /// meanwhile, in one vectored write by the next `submit` made with no
     /// completion waiting, or by the next call that waits for input.
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
-        if self.client.core.has_completed() {
-            let now = Instant::now();
-            self.client.core.start(now, Action::Scsi(cmd), true)
-        } else {
-            self.client.start_collected(Action::Scsi(cmd))
+        let c = &mut self.client;
+        let task = c.core.start(Instant::now(), Action::Scsi(cmd), true)?;
+        if !c.core.has_completed() {
+            c.drive()?;
         }
+        Ok(task)
     }
 
     /// Waits for whichever task started with [`Blocking::submit`] ends
