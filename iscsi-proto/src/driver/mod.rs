@@ -48,11 +48,9 @@ pub mod reply;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Instant;
-
-use bytes::Bytes;
 
 pub use self::error::Error;
 pub use self::reply::Reply;
@@ -156,9 +154,6 @@ pub struct DriverCore {
     /// [`DriverCore::writable`].
     blocked: bool,
     request: Option<ConnRequest>,
-    /// Collect the data and outcome of every task, not only of those
-    /// started with `collect`.
-    collect_all: bool,
     collected: TaskMap<ReadData>,
     /// Where the reply of a task goes, for tasks started with one.
     notify: TaskMap<Notify>,
@@ -208,7 +203,6 @@ impl DriverCore {
             connecting: None,
             blocked: false,
             request: None,
-            collect_all: false,
             collected: TaskMap::new(),
             notify: TaskMap::new(),
             inbox: mpsc::channel(),
@@ -221,12 +215,6 @@ impl DriverCore {
         };
         core.drain();
         Ok(core)
-    }
-
-    /// Collects the data and outcome of every task (for drivers whose
-    /// application never sees task events).
-    pub fn collect_all(&mut self, on: bool) {
-        self.collect_all = on;
     }
 
     /// Installs (or removes) the byte tap.
@@ -677,11 +665,6 @@ impl DriverCore {
         !self.done.is_empty()
     }
 
-    /// Whether `task` is collected and has not ended yet.
-    pub fn is_collecting(&self, task: TaskId) -> bool {
-        self.collected.get(task).is_some()
-    }
-
     /// Takes the session's events: connection requests, collected task
     /// data and replies, the rest for [`DriverCore::poll_event`]. The
     /// calls that feed the session do this already.
@@ -696,18 +679,10 @@ impl DriverCore {
                 }
                 Event::DataIn { task, offset, data } => match self.collected.get_mut(task) {
                     Some(r) => r.push(offset, data),
-                    None if self.collect_all => {
-                        let mut r = ReadData::default();
-                        r.push(offset, data);
-                        self.collected.insert(task, r);
-                    }
                     None => self.events.push_back(Event::DataIn { task, offset, data }),
                 },
                 Event::Complete { task, outcome } => match self.collected.remove(task) {
                     Some(r) => self.done.push_back((task, Ok((outcome, r.into_bytes())))),
-                    None if self.collect_all => {
-                        self.done.push_back((task, Ok((outcome, Bytes::new()))));
-                    }
                     None => self.events.push_back(Event::Complete { task, outcome }),
                 },
                 Event::LoggedIn { tsih } => {
@@ -785,6 +760,3 @@ impl DriverCore {
         }
     }
 }
-
-/// The address to tap with when a driver cannot tell its socket's.
-pub const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
