@@ -6,6 +6,10 @@
 //! - `std`: [`iscsi_std::Client`], blocking socket calls on this thread.
 //! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
 //!   on this thread inside each call.
+//!
+//! The three drivers share their core (`iscsi_proto::driver`): one error
+//! type ([`Describe`] has one implementation), the same replies, and the
+//! byte tap that `--pcap` installs on each.
 //! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
 //!   `async_io::block_on` (which also drives the async-io reactor); this
 //!   thread blocks on replies with `futures_lite::future::block_on` (a
@@ -25,6 +29,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use clap::ValueEnum;
 use futures_lite::future::block_on;
+use iscsi_proto::driver::{reply, Error};
 use iscsi_proto::error::{ConnectionError, TimerKind};
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome};
 use iscsi_proto::login::negotiation::Negotiated;
@@ -72,15 +77,9 @@ type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
 /// flight.
 pub struct SmolSession {
     client: iscsi_smol::Client,
-    thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
     pending: Vec<(Tag, SmolWait)>,
     next_tag: u64,
-}
-
-/// The mio driver: its blocking loop and the tasks in flight.
-pub struct MioSession {
-    blocking: iscsi_mio::client::Blocking,
-    in_flight: Vec<TaskId>,
 }
 
 /// A logged-in session on one of the drivers.
@@ -94,7 +93,7 @@ enum Inner {
     /// `iscsi-std`.
     Std(Box<iscsi_std::Client>),
     /// `iscsi-mio`.
-    Mio(Box<MioSession>),
+    Mio(Box<iscsi_mio::client::Blocking>),
     /// `iscsi-smol`.
     Smol(Box<SmolSession>),
 }
@@ -114,16 +113,13 @@ impl std::fmt::Debug for Session {
 fn smol_start(
     portal: &str,
     config: SessionConfig,
-    coalesce: iscsi_std::Coalesce,
-) -> Result<
-    (
-        iscsi_smol::Client,
-        JoinHandle<Result<(), iscsi_smol::Error>>,
-    ),
-    String,
-> {
-    let (client, driver) = iscsi_smol::Client::new(portal, config).map_err(|e| e.to_string())?;
-    let driver = driver.with_coalesce(coalesce);
+    opts: iscsi_std::Options,
+) -> Result<(iscsi_smol::Client, JoinHandle<Result<(), Error>>), String> {
+    let (client, driver) = iscsi_smol::Client::new(portal, config).map_err(|e| e.describe())?;
+    let mut driver = driver.with_coalesce(opts.coalesce);
+    if let Some(tap) = opts.tap {
+        driver = driver.with_tap(tap);
+    }
     let thread = std::thread::Builder::new()
         .name("iscsi-smol-driver".into())
         .spawn(move || async_io::block_on(driver.run()))
@@ -136,11 +132,27 @@ fn smol_start(
 /// cause (e.g. "connection refused"), so the thread is joined for it. The
 /// driver ends once the session failed or (with the client dropped) logs
 /// out, so the join does not hang.
-fn smol_failure(e: iscsi_smol::Error, thread: JoinHandle<Result<(), iscsi_smol::Error>>) -> String {
+fn smol_failure(e: Error, thread: JoinHandle<Result<(), Error>>) -> String {
     match (e, thread.join()) {
-        (iscsi_smol::Error::Closed, Ok(Err(cause))) => cause.describe(),
+        (Error::Closed(None), Ok(Err(cause))) => cause.describe(),
         (e, _) => e.describe(),
     }
+}
+
+/// A mio session set up as the options ask (coalescing, the tap), not
+/// logged in yet.
+fn mio_start(
+    portal: &str,
+    config: SessionConfig,
+    opts: iscsi_std::Options,
+) -> Result<iscsi_mio::client::Blocking, Error> {
+    let mut b = iscsi_mio::client::Blocking::new(portal, config)?;
+    b.client().set_coalesce(opts.coalesce);
+    if let Some(tap) = opts.tap {
+        b.client().set_tap(tap);
+    }
+    b.login()?;
+    Ok(b)
 }
 
 /// One line for a failure of any driver. Most errors say it well
@@ -181,31 +193,13 @@ pub fn describe_connection(e: &ConnectionError) -> String {
     }
 }
 
-impl Describe for iscsi_std::Error {
+/// Every driver's error (`iscsi_std::Error`, `iscsi_mio::client::Error`
+/// and `iscsi_smol::Error` are this one type).
+impl Describe for Error {
     fn describe(&self) -> String {
         match self {
-            iscsi_std::Error::Connection(c) => describe_connection(c),
-            iscsi_std::Error::Connect { addr, source } => describe_connect(addr, source),
-            e => e.to_string(),
-        }
-    }
-}
-
-impl Describe for iscsi_mio::client::Error {
-    fn describe(&self) -> String {
-        match self {
-            iscsi_mio::client::Error::Connection(c) => describe_connection(c),
-            iscsi_mio::client::Error::Connect { addr, source } => describe_connect(addr, source),
-            e => e.to_string(),
-        }
-    }
-}
-
-impl Describe for iscsi_smol::Error {
-    fn describe(&self) -> String {
-        match self {
-            iscsi_smol::Error::Connection(c) => describe_connection(c),
-            iscsi_smol::Error::Connect { addr, source } => describe_connect(addr, source),
+            Error::Login(c) | Error::Closed(Some(c)) => describe_connection(c),
+            Error::Connect { addr, source } => describe_connect(addr, source),
             e => e.to_string(),
         }
     }
@@ -219,8 +213,8 @@ impl Describe for iscsi_proto::error::UsageError {
 
 impl Session {
     /// Connects to `portal` and logs in with `config` on driver `kind`.
-    /// `opts` (socket options and the pcap tap) only applies to `std`, but
-    /// for `coalesce`, which applies to all.
+    /// `opts`: the socket options apply to `std` only, the coalescing and
+    /// the byte tap (`--pcap`) to every driver.
     pub fn connect(
         kind: DriverKind,
         portal: &str,
@@ -231,17 +225,11 @@ impl Session {
             DriverKind::Std => iscsi_std::Client::connect(portal, config, opts)
                 .map(|c| Inner::Std(Box::new(c)))
                 .map_err(|e| e.describe()),
-            DriverKind::Mio => iscsi_mio::client::Blocking::connect(portal, config)
-                .map(|mut blocking| {
-                    blocking.client().set_coalesce(opts.coalesce);
-                    Inner::Mio(Box::new(MioSession {
-                        blocking,
-                        in_flight: Vec::new(),
-                    }))
-                })
+            DriverKind::Mio => mio_start(portal, config, opts)
+                .map(|blocking| Inner::Mio(Box::new(blocking)))
                 .map_err(|e| e.describe()),
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
+                let (client, thread) = smol_start(portal, config, opts)?;
                 match block_on(client.logged_in()) {
                     Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
                         client,
@@ -274,20 +262,15 @@ impl Session {
             DriverKind::Std => {
                 iscsi_std::Client::discover(portal, config, opts).map_err(|e| e.describe())
             }
-            DriverKind::Mio => {
-                iscsi_mio::client::Blocking::discover(portal, config).map_err(|e| e.describe())
-            }
+            DriverKind::Mio => mio_start(portal, config, opts)
+                .and_then(|b| b.discover_targets())
+                .map_err(|e| e.describe()),
             DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts.coalesce)?;
+                let (client, thread) = smol_start(portal, config, opts)?;
                 let result = block_on(async {
                     client.logged_in().await?;
                     let p = client.start(iscsi_smol::Action::SendTargets).await?;
-                    let targets = match p.wait().await? {
-                        (TaskOutcome::Targets(t), _) => t,
-                        (other, _) => {
-                            return Err(iscsi_smol::Error::Unexpected(format!("{other:?}")))
-                        }
-                    };
+                    let targets = reply::targets(p.wait().await)?;
                     client.logout().await?;
                     Ok(targets)
                 });
@@ -317,7 +300,7 @@ impl Session {
     pub fn negotiated(&mut self) -> Option<Negotiated> {
         match &mut self.inner {
             Inner::Std(c) => c.session().negotiated().cloned(),
-            Inner::Mio(m) => m.blocking.client().session().negotiated().cloned(),
+            Inner::Mio(m) => m.client().session().negotiated().cloned(),
             Inner::Smol(_) => None,
         }
     }
@@ -326,7 +309,7 @@ impl Session {
     pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
         match &mut self.inner {
             Inner::Std(c) => c.execute(cmd).map_err(|e| e.describe()),
-            Inner::Mio(m) => m.blocking.execute(cmd).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.execute(cmd).map_err(|e| e.describe()),
             Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.describe()),
         }
     }
@@ -337,11 +320,7 @@ impl Session {
     pub fn submit(&mut self, cmd: ScsiCommand) -> Result<Tag, String> {
         let tag = match &mut self.inner {
             Inner::Std(c) => Tag(TagKind::Task(c.submit(cmd).map_err(|e| e.describe())?)),
-            Inner::Mio(m) => {
-                let task = m.blocking.submit(cmd).map_err(|e| e.describe())?;
-                m.in_flight.push(task);
-                Tag(TagKind::Task(task))
-            }
+            Inner::Mio(m) => Tag(TagKind::Task(m.submit(cmd).map_err(|e| e.describe())?)),
             Inner::Smol(s) => {
                 let client = s.client.clone();
                 let mut task: SmolWait =
@@ -382,16 +361,12 @@ impl Session {
                 .wait_any()
                 .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
                 .map_err(|e| e.describe()),
-            Inner::Mio(m) => {
-                if m.in_flight.is_empty() {
-                    return Err("no command in flight".into());
-                }
-                let (task, outcome, data) = m.blocking.wait_any().map_err(|e| e.describe())?;
-                if let Some(i) = m.in_flight.iter().position(|t| *t == task) {
-                    m.in_flight.swap_remove(i);
-                }
-                Ok((Tag(TagKind::Task(task)), outcome, data))
-            }
+            // `outstanding` (checked by `wait_any`) says a task is in
+            // flight: the wait cannot block forever.
+            Inner::Mio(m) => m
+                .wait_any()
+                .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
+                .map_err(|e| e.describe()),
             Inner::Smol(s) => {
                 if s.pending.is_empty() {
                     return Err("no command in flight".into());
@@ -417,7 +392,7 @@ impl Session {
     pub fn logout(self) -> Result<(), String> {
         match self.inner {
             Inner::Std(c) => c.logout().map(drop).map_err(|e| e.describe()),
-            Inner::Mio(m) => m.blocking.logout().map(drop).map_err(|e| e.describe()),
+            Inner::Mio(m) => m.logout().map(drop).map_err(|e| e.describe()),
             Inner::Smol(mut s) => {
                 let result = block_on(s.client.logout());
                 s.pending.clear();

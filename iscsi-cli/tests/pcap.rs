@@ -118,8 +118,9 @@ fn pdus(segs: &[Segment], to_target: bool) -> Vec<(u8, usize)> {
     out
 }
 
-#[test]
-fn pcap_of_an_inquiry_holds_the_whole_session() {
+/// The capture of one `iscsi inquiry` on `driver`: the byte tap lives in
+/// the shared driver core, so every driver writes the same capture.
+fn pcap_of_an_inquiry_holds_the_whole_session(driver: &str) {
     let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
     cfg.luns.push(LunSpec::Ram(1 << 20));
     cfg.log = false;
@@ -130,15 +131,18 @@ fn pcap_of_an_inquiry_holds_the_whole_session() {
         let mut server = server;
         server.run()
     });
-    let file = std::env::temp_dir().join(format!("iscsi-cli-pcap-{}.pcap", std::process::id()));
+    let file = std::env::temp_dir().join(format!(
+        "iscsi-cli-pcap-{driver}-{}.pcap",
+        std::process::id()
+    ));
     let out = Command::new(env!("CARGO_BIN_EXE_iscsi"))
-        .args(["--pcap", file.to_str().unwrap()])
+        .args(["--driver", driver, "--pcap", file.to_str().unwrap()])
         .args(["inquiry", &format!("iscsi://{addr}/{IQN}/0")])
         .output()
         .unwrap();
     stop.shutdown();
     thread.join().unwrap().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert!(out.status.success(), "{driver}: {out:?}");
     let bytes = std::fs::read(&file).unwrap();
 
     let segs = parse(&bytes);
@@ -196,4 +200,19 @@ fn pcap_of_an_inquiry_holds_the_whole_session() {
         );
     }
     let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn pcap_with_the_std_driver() {
+    pcap_of_an_inquiry_holds_the_whole_session("std");
+}
+
+#[test]
+fn pcap_with_the_mio_driver() {
+    pcap_of_an_inquiry_holds_the_whole_session("mio");
+}
+
+#[test]
+fn pcap_with_the_smol_driver() {
+    pcap_of_an_inquiry_holds_the_whole_session("smol");
 }

@@ -216,7 +216,9 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
         }
     }
     assert!(logged_in[0] && logged_in[1] && c_done);
-    assert!(a.close_error().is_some_and(|e| matches!(e, Error::Closed)));
+    assert!(a
+        .close_error()
+        .is_some_and(|e| matches!(e, Error::Closed(None))));
     busy.wait_note(|n| *n == Note::InFlight(DEPTH));
     busy.wait_note(|n| *n == Note::LoggedOut);
     plain.wait_note(|n| *n == Note::LoggedOut);

@@ -15,6 +15,8 @@
 //! - [`initiator`]: the initiator session state machine ([`initiator::Session`]).
 //! - [`error`]: the error taxonomy of both roles (peer, caller, configuration,
 //!   connection).
+//! - [`driver`]: what the initiator drivers share ([`driver::DriverCore`],
+//!   [`driver::Error`]): they only move bytes.
 //! - [`transmit`]: [`transmit::Transmit`], one encoded PDU in three parts.
 //! - `testing` (feature `testing`): a scripted target and an in-memory pair
 //!   harness for tests of the session and of drivers.
@@ -30,6 +32,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod error;
 pub mod initiator;
 pub mod login;

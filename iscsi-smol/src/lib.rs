@@ -1,7 +1,7 @@
 //! Async driver for the `iscsi-proto` sans-IO core on `async-io`: runs under
 //! smol, async-std or any executor that can poll a future; no protocol logic.
 //!
-//! One task, the [`Driver`], owns the [`Session`], the socket
+//! One task, the [`Driver`], owns the session (in its driver core), the socket
 //! (`Async<TcpStream>`) and the timer (`async_io::Timer` at the core's
 //! deadline); there is no lock around the core. A [`Client`] is a cheap
 //! clone that sends requests to the driver over a channel; each task gets
@@ -21,12 +21,24 @@
 //! # let _ = data; Ok(()) }
 //! ```
 //!
-//! The driver's loop is the core's drain order: after every input or
-//! request, write transmits until none is left or the socket would block
-//! (then wait for writability and resume the partial write with
-//! `Transmit::parts_from`), handle the events, and wait for the next of:
-//! a request, readable input, writability (only while blocked) or the
-//! deadline from `poll_timeout`.
+//! The session and everything but the socket and the timer live in a
+//! [`iscsi_proto::driver::DriverCore`], shared with the other
+//! drivers. The driver's loop is the core's drain order: after every input
+//! or request, write until nothing is left or the socket would block (then
+//! wait for writability; the partial write resumes), hand out the events,
+//! carry out the core's connection requests, and wait for the next of: a
+//! request, readable input, writability (only while blocked) or the
+//! core's deadline. A byte tap ([`Driver::with_tap`]) sees every byte.
+//!
+//! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`].
+//! A target that refuses us is [`Error::Connect`] (TCP) or
+//! [`Error::Login`] (the login failed); an established session that ends
+//! is [`Error::Closed`] (`None` after a logout), from every task in flight
+//! at that moment ([`Pending::wait`]) and every later call. With session
+//! recovery configured a lost connection is recovered instead: only a
+//! command that cannot safely run twice fails, with
+//! `Error::Task(TaskError::OutcomeUnknown)` (see the error module for the
+//! whole contract).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -40,7 +52,7 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -50,78 +62,20 @@ use async_channel::{bounded, unbounded, Receiver, Sender};
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
-use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
-use iscsi_proto::initiator::open_session;
-pub use iscsi_proto::initiator::{Action, Coalesce, Completed};
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Read as Got, Written};
+pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
+use iscsi_proto::error::UsageError;
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, NetworkPortal, ReadData, RecvBuffer, ScsiCommand, ScsiResult,
-    Session, SessionConfig, TargetRecord, TaskId, TaskOutcome,
+    Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId,
 };
-use iscsi_proto::initiator::{LowWater, TxQueue};
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
-use iscsi_proto::TaskMap;
 
-/// Size of each socket read.
-const READ_CHUNK: usize = 256 * 1024;
 /// Reads per wakeup before the driver looks at requests again.
 const READS_PER_WAKE: usize = 16;
-/// PDUs taken from the core per vectored write.
-const BATCH: usize = 64;
 /// Non-task events kept for [`Client::events`] before new ones are dropped.
 const EVENT_BACKLOG: usize = 256;
-
-/// Errors of the async driver.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The TCP connection could not be made (and the session never logged in).
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        /// Where we tried to connect.
-        addr: String,
-        /// Why it failed.
-        source: io::Error,
-    },
-    /// The session failed (login failure, timeout, protocol violation...).
-    #[error("{0}")]
-    Connection(ConnectionError),
-    /// The session ended (logged out, closed, or its driver stopped).
-    #[error("session closed")]
-    Closed,
-    /// The core refused a call.
-    #[error("{0}")]
-    Usage(#[from] UsageError),
-    /// The configuration is unusable (nothing was sent).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// The operating system gave no random bytes for the ISID.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// A task failed.
-    #[error("{0}")]
-    Task(TaskError),
-    /// A read or write helper's command ended without GOOD status.
-    #[error("SCSI command failed: status {:#04x}", .0.status)]
-    Status(Box<ScsiResult>),
-    /// A task ended with an outcome the operation did not expect.
-    #[error("unexpected outcome: {0}")]
-    Unexpected(String),
-}
-
-impl Error {
-    fn dup(&self) -> Error {
-        match self {
-            Error::Connect { addr, source } => Error::Connect {
-                addr: addr.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            Error::Connection(e) => Error::Connection(e.clone()),
-            _ => Error::Closed,
-        }
-    }
-}
 
 /// Why the session ended, set once by the driver before it stops, so a
 /// request that reaches a driver already gone still learns the reason
@@ -131,12 +85,9 @@ struct CloseReason(OnceLock<Error>);
 
 impl CloseReason {
     fn get(&self) -> Error {
-        self.0.get().map(Error::dup).unwrap_or(Error::Closed)
+        self.0.get().map_or(Error::Closed(None), Error::duplicate)
     }
 }
-
-/// How a task ended: its outcome and its read data.
-pub type Reply = Result<(TaskOutcome, Bytes), Error>;
 
 enum Request {
     Start {
@@ -186,28 +137,18 @@ impl Client {
     pub fn new(portal: &str, config: SessionConfig) -> Result<(Client, Driver), Error> {
         let mut random = [0u8; 3];
         iscsi_sys::fill_random(&mut random)?;
-        let session = open_session(config, Instant::now(), random)?;
+        let core = DriverCore::new(portal, config, Instant::now(), random)?;
         let (requests, rx) = unbounded();
         let (events_tx, events) = bounded(EVENT_BACKLOG);
         let reason = Arc::new(CloseReason::default());
         let driver = Driver {
-            session,
-            portal: portal.to_string(),
+            core,
             conn: None,
-            rx: RecvBuffer::default(),
-            tx: TxQueue::default(),
-            blocked: false,
             requests: rx,
             orphaned: false,
-            waiters: TaskMap::new(),
             login_waiters: Vec::new(),
             events: events_tx,
-            pending_connect: None,
-            connect_error: None,
-            logged_in_once: false,
-            closed: None,
             reason: reason.clone(),
-            low_water: LowWater::new(Coalesce::default()),
         };
         Ok((
             Client {
@@ -243,10 +184,7 @@ impl Client {
         spawn: impl FnOnce(DriverFuture),
     ) -> Result<Vec<TargetRecord>, Error> {
         let client = Client::connect(portal, config, spawn).await?;
-        let targets = match client.start(Action::SendTargets).await?.wait().await? {
-            (TaskOutcome::Targets(t), _) => t,
-            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
-        };
+        let targets = reply::targets(client.start(Action::SendTargets).await?.wait().await)?;
         client.logout().await?;
         Ok(targets)
     }
@@ -306,11 +244,7 @@ impl Client {
 
     /// Runs one SCSI command to completion (any status).
     pub async fn execute(&self, cmd: ScsiCommand) -> Result<Completed, Error> {
-        match self.submit(cmd).await?.wait().await? {
-            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        reply::scsi(self.submit(cmd).await?.wait().await)
     }
 
     /// READ(16) of `blocks` blocks of `block_len` bytes at `lba`; fails
@@ -327,7 +261,7 @@ impl Client {
         let done = self
             .execute(ScsiCommand::read(lun, cdb.to_vec(), len))
             .await?;
-        good(done).map(|c| c.data)
+        reply::good(done).map(|c| c.data)
     }
 
     /// WRITE(16) of `data` (a whole number of `block_len` blocks) at
@@ -345,7 +279,7 @@ impl Client {
         let done = self
             .execute(ScsiCommand::write(lun, cdb.to_vec(), data))
             .await?;
-        good(done).map(drop)
+        reply::good(done).map(drop)
     }
 
     /// Runs a task management function.
@@ -354,90 +288,38 @@ impl Client {
         lun: u64,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
-        tmf(self
-            .start(Action::TaskManagement { lun, function })
-            .await?
-            .wait()
-            .await?)
+        let p = self.start(Action::TaskManagement { lun, function }).await?;
+        reply::task_management(p.wait().await)
     }
 
     /// Aborts a task (ABORT TASK).
     pub async fn abort(&self, task: TaskId) -> Result<TmfResponse, Error> {
-        tmf(self.start(Action::Abort(task)).await?.wait().await?)
+        reply::task_management(self.start(Action::Abort(task)).await?.wait().await)
     }
 
     /// Sends a NOP-Out ping and waits for the echo.
     pub async fn ping(&self, data: Bytes) -> Result<Bytes, Error> {
-        match self.start(Action::Ping(data)).await?.wait().await? {
-            (TaskOutcome::Pong(d), _) => Ok(d),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        reply::pong(self.start(Action::Ping(data)).await?.wait().await)
     }
 
     /// Logs out once outstanding tasks finish; the driver then ends.
     pub async fn logout(&self) -> Result<LogoutResult, Error> {
         let p = self.start(Action::Logout(LogoutMode::WaitForTasks)).await?;
-        match p.wait().await? {
-            (TaskOutcome::LoggedOut(r), _) => Ok(r),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        reply::logged_out(p.wait().await)
     }
-}
-
-fn good(done: Completed) -> Result<Completed, Error> {
-    if done.result.is_good() {
-        Ok(done)
-    } else {
-        Err(Error::Status(Box::new(done.result)))
-    }
-}
-
-fn tmf(reply: (TaskOutcome, Bytes)) -> Result<TmfResponse, Error> {
-    match reply {
-        (TaskOutcome::TaskManagement(r), _) => Ok(r),
-        (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-        (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-    }
-}
-
-struct Waiter {
-    data: ReadData,
-    done: Sender<Reply>,
 }
 
 /// The task that owns the session, its socket and its timer; run it with
 /// [`Driver::run`] on any executor.
+#[derive(Debug)]
 pub struct Driver {
-    session: Session,
-    portal: String,
+    core: DriverCore,
     conn: Option<Async<TcpStream>>,
-    rx: RecvBuffer,
-    tx: TxQueue,
-    blocked: bool,
     requests: Receiver<Request>,
     orphaned: bool,
-    /// Tasks in flight, in a slot per task tag (no hashing).
-    waiters: TaskMap<Waiter>,
     login_waiters: Vec<Sender<Result<(), Error>>>,
     events: Sender<Event>,
-    pending_connect: Option<Option<NetworkPortal>>,
-    connect_error: Option<(String, io::Error)>,
-    logged_in_once: bool,
-    closed: Option<Option<ConnectionError>>,
     reason: Arc<CloseReason>,
-    /// The receive low-water mark planner (receive coalescing).
-    low_water: LowWater,
-}
-
-impl std::fmt::Debug for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
-            .field("portal", &self.portal)
-            .field("state", &self.session.state())
-            .finish()
-    }
 }
 
 enum Wake {
@@ -452,7 +334,14 @@ impl Driver {
     /// `iscsi_proto::initiator::coalesce`) before [`Driver::run`]: on by
     /// default with [`Coalesce::default`]; [`Coalesce::OFF`] turns it off.
     pub fn with_coalesce(mut self, coalesce: Coalesce) -> Driver {
-        self.low_water = LowWater::new(coalesce);
+        self.core.set_coalesce(coalesce);
+        self
+    }
+
+    /// Installs a byte tap before [`Driver::run`]: it sees every byte
+    /// written to and read from the connection (e.g. `iscsi --pcap`).
+    pub fn with_tap(mut self, tap: Tap) -> Driver {
+        self.core.set_tap(Some(tap));
         self
     }
 
@@ -461,10 +350,11 @@ impl Driver {
     pub async fn run(mut self) -> Result<(), Error> {
         loop {
             self.drive().await;
-            if self.closed.is_some() {
+            if self.core.is_closed() {
                 return self.finish();
             }
-            self.plan_wait();
+            self.core.plan_low_water(Instant::now());
+            self.apply_low_water();
             match self.wait().await {
                 Wake::Request(Some(r)) => {
                     self.request(r);
@@ -475,20 +365,17 @@ impl Driver {
                 }
                 Wake::Request(None) => self.orphan(),
                 Wake::Readable => self.read_ready(),
-                Wake::Writable => self.blocked = false,
+                Wake::Writable => self.core.writable(),
                 Wake::Timer => {
                     let now = Instant::now();
-                    if self.low_water.deadline().is_some_and(|d| d <= now) {
+                    if self.core.low_water_deadline().is_some_and(|d| d <= now) {
                         // The wait for the low-water mark lasted its
                         // longest: take whatever is there.
                         self.read_ready();
-                        if let Some(mark) = self.low_water.timeout() {
-                            self.set_low_water(mark);
-                        }
+                        let _ = self.core.low_water_timeout(now);
+                        self.apply_low_water();
                     }
-                    if self.session.poll_timeout().is_some_and(|d| d <= now) {
-                        self.session.handle_timeout(now);
-                    }
+                    self.core.handle_timeout(now);
                 }
             }
         }
@@ -497,58 +384,57 @@ impl Driver {
     /// The session is over: refuse what is still queued (with why it
     /// ended) and stop.
     fn finish(self) -> Result<(), Error> {
-        let err = self.close_error();
+        let err = self.core.close_error().unwrap_or(Error::Closed(None));
         // Recorded before the channel closes: a client whose request finds
         // the channel closed reads it from there.
-        let _ = self.reason.0.set(err.dup());
+        let _ = self.reason.0.set(err.duplicate());
         self.requests.close();
         while let Ok(r) = self.requests.try_recv() {
             match r {
-                Request::WaitLogin(tx) => drop(tx.try_send(Err(err.dup()))),
+                Request::WaitLogin(tx) => drop(tx.try_send(Err(err.duplicate()))),
                 Request::Negotiated(tx) => drop(tx),
-                Request::Start { started, .. } => drop(started.try_send(Err(err.dup()))),
+                Request::Start { started, .. } => drop(started.try_send(Err(err.duplicate()))),
             }
         }
         match err {
-            Error::Closed => Ok(()),
+            Error::Closed(None) => Ok(()),
             e => Err(e),
         }
     }
 
-    /// Plans the next wait's receive low-water mark.
-    fn plan_wait(&mut self) {
-        if self.conn.is_none() {
-            return;
-        }
-        let pending = self.blocked || !self.tx.is_empty() || self.session.has_transmit();
-        let buffered = self.rx.filled().len();
-        let now = Instant::now();
-        if let Some(mark) = self.low_water.plan(&self.session, buffered, pending, now) {
-            self.set_low_water(mark);
-        }
-    }
-
-    /// Sets the socket's receive low-water mark; if that fails, coalescing
-    /// stops.
-    fn set_low_water(&mut self, mark: usize) {
+    /// Sets the socket's new receive low-water mark, if any.
+    fn apply_low_water(&mut self) {
         if let Some(conn) = self.conn.as_ref() {
             let stream = conn.get_ref();
-            self.low_water
-                .apply(mark, |m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
+            self.core
+                .apply_low_water(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
         }
     }
 
-    /// Waits for the next request, input, writability or deadline.
-    async fn wait(&self) -> Wake {
+    /// Waits for the next request, input, writability or deadline. Only
+    /// the fields it needs are borrowed across the wait (the core, with
+    /// its tap and reply callbacks, need not be `Sync`).
+    fn wait(&self) -> impl Future<Output = Wake> + Send + '_ {
+        let deadline = self.core.poll_timeout();
+        let (conn, blocked) = (self.conn.as_ref(), self.core.wants_writable());
+        let requests = (!self.orphaned).then_some(&self.requests);
+        Self::wait_for(requests, conn, blocked, deadline)
+    }
+
+    async fn wait_for(
+        requests: Option<&Receiver<Request>>,
+        conn: Option<&Async<TcpStream>>,
+        blocked: bool,
+        deadline: Option<Instant>,
+    ) -> Wake {
         let requests = async {
-            if self.orphaned {
-                future::pending().await
-            } else {
-                Wake::Request(self.requests.recv().await.ok())
+            match requests {
+                Some(r) => Wake::Request(r.recv().await.ok()),
+                None => future::pending().await,
             }
         };
         let read = async {
-            match &self.conn {
+            match conn {
                 Some(c) => {
                     let _ = c.readable().await;
                     Wake::Readable
@@ -557,15 +443,14 @@ impl Driver {
             }
         };
         let write = async {
-            match &self.conn {
-                Some(c) if self.blocked => {
+            match conn {
+                Some(c) if blocked => {
                     let _ = c.writable().await;
                     Wake::Writable
                 }
                 _ => future::pending().await,
             }
         };
-        let deadline = self.low_water.earliest(self.session.poll_timeout());
         let timer = async {
             match deadline {
                 Some(d) => {
@@ -581,21 +466,19 @@ impl Driver {
     /// All clients are gone: log out (or stop if not logged in).
     fn orphan(&mut self) {
         self.orphaned = true;
-        let now = Instant::now();
-        if self.session.logout(now, LogoutMode::AbortTasks).is_err() {
-            self.close_conn();
-            self.closed = Some(self.closed.take().flatten());
+        let logout = Action::Logout(LogoutMode::AbortTasks);
+        if self.core.start(Instant::now(), logout, true).is_err() {
+            self.core.abandon();
         }
     }
 
     fn request(&mut self, r: Request) {
-        let now = Instant::now();
         match r {
             Request::Negotiated(tx) => {
-                let _ = tx.try_send(self.session.negotiated().cloned());
+                let _ = tx.try_send(self.core.session().negotiated().cloned());
             }
             Request::WaitLogin(tx) => {
-                if self.session.is_logged_in() {
+                if self.core.session().is_logged_in() {
                     let _ = tx.try_send(Ok(()));
                 } else {
                     self.login_waiters.push(tx);
@@ -606,69 +489,57 @@ impl Driver {
                 started,
                 done,
             } => {
-                let r = self.session.start(now, action);
-                match r {
-                    Ok(task) => {
-                        let data = ReadData::default();
-                        self.waiters.insert(task, Waiter { data, done });
-                        let _ = started.try_send(Ok(task));
-                    }
-                    Err(e) => drop(started.try_send(Err(e.into()))),
-                }
+                let notify = Box::new(move |r| drop(done.try_send(r)));
+                let r = self.core.start_notify(Instant::now(), action, notify);
+                let _ = started.try_send(r);
             }
         }
     }
 
-    /// The drain order: transmit, events, connect where asked, repeat
-    /// until nothing moves.
+    /// The drain order: write, hand out events, carry out connection
+    /// requests, repeat until nothing moves.
     async fn drive(&mut self) {
         loop {
             self.step();
-            match self.pending_connect.take() {
-                Some(portal) => self.open(portal).await,
+            match self.core.poll_conn() {
+                Some(ConnRequest::Open(addr)) => {
+                    self.close_conn();
+                    self.open(addr).await;
+                }
+                Some(ConnRequest::Close) => self.close_conn(),
                 None => return,
             }
         }
     }
 
+    /// Writes until nothing is left or the socket would block, then hands
+    /// out the events.
     fn step(&mut self) {
-        loop {
-            self.flush();
-            self.drain_events();
-            let writable = self.conn.is_some() && !self.blocked;
-            if self.pending_connect.is_some() || !(writable && self.session.has_transmit()) {
-                return;
-            }
-        }
-    }
-
-    /// Vectored writes until nothing is left or the socket would block.
-    fn flush(&mut self) {
-        if self.tx.is_empty() && !self.session.has_transmit() {
-            return;
-        }
-        let now = Instant::now();
-        loop {
-            let Some(conn) = self.conn.as_ref().filter(|_| !self.blocked) else {
-                return;
-            };
-            self.tx.fill(&mut self.session, now, BATCH);
-            if self.tx.is_empty() {
-                return;
-            }
-            let mut slices = [IoSlice::new(&[]); BATCH * 3];
-            let n = self.tx.io_slices(&mut slices);
+        if let Some(conn) = self.conn.as_ref() {
             let mut stream: &TcpStream = conn.get_ref();
-            match stream.write_vectored(slices.get(..n).unwrap_or(&[])) {
-                Ok(0) => return self.connection_lost(),
-                Ok(written) => self.tx.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.blocked = true;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.connection_lost(),
+            let w = self
+                .core
+                .write_with(Instant::now(), |s| stream.write_vectored(s));
+            if let Written::Lost(_) = w {
+                self.close_conn();
             }
+        }
+        while let Some(ev) = self.core.poll_event() {
+            match &ev {
+                Event::LoggedIn { .. } => {
+                    for w in self.login_waiters.drain(..) {
+                        let _ = w.try_send(Ok(()));
+                    }
+                }
+                Event::Closed(_) => {
+                    let err = self.core.close_error().unwrap_or(Error::Closed(None));
+                    for w in self.login_waiters.drain(..) {
+                        let _ = w.try_send(Err(err.duplicate()));
+                    }
+                }
+                _ => {}
+            }
+            let _ = self.events.try_send(ev);
         }
     }
 
@@ -679,29 +550,16 @@ impl Driver {
             let Some(conn) = self.conn.as_ref() else {
                 return;
             };
-            // Zero-filled once per region, not before every read.
-            let max_pdu = self.session.max_recv_pdu_len();
             let mut stream: &TcpStream = conn.get_ref();
-            let r = stream.read(self.rx.spare(max_pdu, READ_CHUNK));
-            match r {
-                Ok(0) => {
-                    return self.connection_lost();
-                }
-                Ok(n) => {
-                    let now = Instant::now();
-                    self.low_water.on_input(n, now);
-                    self.rx.commit(n);
-                    self.session.handle_input(now, self.rx.filled());
+            match self.core.read_with(Instant::now(), |b| stream.read(b)) {
+                Got::Bytes(_) => {
                     self.step();
-                    if self.pending_connect.is_some() {
+                    if self.core.has_conn_request() {
                         return;
                     }
                 }
-                Err(e) => match e.kind() {
-                    io::ErrorKind::WouldBlock => return,
-                    io::ErrorKind::Interrupted => {}
-                    _ => return self.connection_lost(),
-                },
+                Got::Nothing => return,
+                Got::Lost => return self.close_conn(),
             }
         }
     }
@@ -710,83 +568,11 @@ impl Driver {
         if let Some(c) = self.conn.take() {
             let _ = c.get_ref().shutdown(std::net::Shutdown::Both);
         }
-        self.rx.clear();
-        self.tx.clear();
-        self.blocked = false;
-        self.low_water.reset();
-    }
-
-    fn connection_lost(&mut self) {
-        tracing::debug!(target: "iscsi::driver", driver = "smol", "connection lost");
-        self.close_conn();
-        self.session.handle_closed(Instant::now());
-    }
-
-    fn close_error(&self) -> Error {
-        if let (false, Some((addr, e))) = (self.logged_in_once, &self.connect_error) {
-            return Error::Connect {
-                addr: addr.clone(),
-                source: io::Error::new(e.kind(), e.to_string()),
-            };
-        }
-        match &self.closed {
-            Some(Some(e)) => Error::Connection(e.clone()),
-            _ => Error::Closed,
-        }
-    }
-
-    fn drain_events(&mut self) {
-        while let Some(ev) = self.session.poll_event() {
-            match ev {
-                Event::Connect { portal } => self.pending_connect = Some(portal),
-                Event::DataIn { task, offset, data } => {
-                    if let Some(w) = self.waiters.get_mut(task) {
-                        w.data.push(offset, data);
-                    }
-                }
-                Event::Complete { task, outcome } => {
-                    if let Some(w) = self.waiters.remove(task) {
-                        let _ = w.done.try_send(Ok((outcome, w.data.into_bytes())));
-                    }
-                }
-                Event::LoggedIn { tsih } => {
-                    self.logged_in_once = true;
-                    for w in self.login_waiters.drain(..) {
-                        let _ = w.try_send(Ok(()));
-                    }
-                    let _ = self.events.try_send(Event::LoggedIn { tsih });
-                }
-                Event::Closed(reason) => {
-                    self.close_conn();
-                    self.closed = Some(reason.clone());
-                    let err = self.close_error();
-                    for (_, w) in self.waiters.drain() {
-                        let _ = w.done.try_send(Err(err.dup()));
-                    }
-                    for w in self.login_waiters.drain(..) {
-                        let _ = w.try_send(Err(err.dup()));
-                    }
-                    let _ = self.events.try_send(Event::Closed(reason));
-                }
-                Event::Recovering { .. } => {
-                    self.close_conn();
-                    let _ = self.events.try_send(ev);
-                }
-                other => drop(self.events.try_send(other)),
-            }
-        }
     }
 
     /// Connects where the core asked, racing the core's deadline (the
     /// login timeout covers the TCP connect).
-    async fn open(&mut self, portal: Option<NetworkPortal>) {
-        self.close_conn();
-        let addr = match &portal {
-            Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
-            Some(p) => format!("{}:{}", p.host, p.port),
-            None => self.portal.clone(),
-        };
-        tracing::debug!(target: "iscsi::driver", driver = "smol", %addr, "connecting");
+    async fn open(&mut self, addr: String) {
         // Name resolution blocks (std has no other); IP literals do not.
         let resolved = addr.to_socket_addrs().and_then(|mut a| {
             a.next()
@@ -795,7 +581,7 @@ impl Driver {
         let connected = match resolved {
             Ok(sa) => {
                 let connect = async { Some(Async::<TcpStream>::connect(sa).await) };
-                let deadline = self.session.poll_timeout();
+                let deadline = self.core.session().poll_timeout();
                 let timer = async {
                     match deadline {
                         Some(d) => {
@@ -810,18 +596,20 @@ impl Driver {
             Err(e) => Some(Err(e)),
         };
         let now = Instant::now();
-        match connected {
-            Some(Ok(stream)) => {
-                let _ = stream.get_ref().set_nodelay(true);
+        let up = connected.map(|r| {
+            r.and_then(|s| {
+                let _ = s.get_ref().set_nodelay(true);
+                Ok((s.get_ref().local_addr()?, s.get_ref().peer_addr()?, s))
+            })
+        });
+        match up {
+            Some(Ok((local, peer, stream))) => {
                 self.conn = Some(stream);
-                self.session.handle_connected(now);
+                self.core.connected(now, local, peer);
             }
-            Some(Err(e)) => {
-                // The core decides: retry later (recovery) or close.
-                self.connect_error = Some((addr, e));
-                self.session.handle_closed(now);
-            }
-            None => self.session.handle_timeout(now),
+            // The core decides: retry later (recovery) or close.
+            Some(Err(e)) => self.core.connect_failed(now, e),
+            None => drop(self.core.handle_timeout(now)),
         }
     }
 }

@@ -20,9 +20,9 @@
 //! ```
 //!
 //! The drive loop is the one the core documents: after every input or action,
-//! write every [`Transmit`] from
-//! `poll_transmit`, then take every event from `poll_event`, then block on the
-//! socket until input arrives or the deadline from `poll_timeout` passes.
+//! carry out the core's connection requests and write everything it offers
+//! (`DriverCore::write_with`), then block on the socket until input arrives
+//! or the core's deadline (`DriverCore::poll_timeout`) passes.
 //!
 //! Who drives: the application's own calls do, on the application's
 //! thread (a call that waits reads the socket itself). Between calls, a
@@ -34,6 +34,20 @@
 //! when it is used again. The session and the driver's state sit behind a
 //! mutex that each call holds for its whole duration; the background thread
 //! waits for input without it and steps back as soon as a call begins.
+//!
+//! The session and everything but the socket, the thread and the waiting
+//! live in a [`iscsi_proto::driver::DriverCore`], shared with
+//! the other drivers; [`Options::tap`] is its byte tap.
+//!
+//! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`].
+//! A target that refuses us is [`Error::Connect`] (TCP) or [`Error::Login`]
+//! (the login failed); an established session that ends is
+//! [`Error::Closed`] (`None` after a logout), from every task in flight at
+//! that moment ([`Client::wait`]) and every later call. With session
+//! recovery configured (`SessionConfig::recovery`) a lost connection is
+//! recovered instead: the commands that may run twice are reissued, and
+//! one that may not fails with `Error::Task(TaskError::OutcomeUnknown)`
+//! (see the error module for the whole contract).
 //!
 //! Cost per I/O: commands submitted while completions wait to be collected
 //! go out together in one vectored write (see [`Client::submit`]); one
@@ -54,50 +68,26 @@
 #![warn(missing_docs)]
 
 use std::cell::OnceCell;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iscsi_proto::error::{ConfigError, ConnectionError, TaskError, UsageError};
-use iscsi_proto::initiator::open_session;
-pub use iscsi_proto::initiator::Coalesce;
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Read as Got, Written};
+pub use iscsi_proto::driver::{Coalesce, Completed, Direction, Error, Reply, Tap};
 use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, LowWater, NetworkPortal, ReadData, RecvBuffer, ScsiCommand,
-    Session, SessionConfig, SessionState, TargetRecord, TaskId, TaskOutcome,
+    Action, Event, LogoutMode, LogoutResult, ScsiCommand, Session, SessionConfig, SessionState,
+    TargetRecord, TaskId, TaskOutcome,
 };
-use iscsi_proto::TaskMap;
-
-pub use iscsi_proto::initiator::Completed;
-use iscsi_proto::transmit::Transmit;
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
-/// PDUs written per vectored write (3 parts each at most; Linux takes up
-/// to 1024 parts per `writev`).
-const BATCH: usize = 64;
 /// Rounds of input, timers and output one background step runs before it
 /// looks again whether the application wants the session.
 const BACKGROUND_ROUNDS: usize = 64;
 /// The longest the background thread waits without looking again.
 const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
-
-/// Which way bytes crossed the socket (for [`Options::tap`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Initiator to target.
-    Sent,
-    /// Target to initiator.
-    Received,
-}
-
-/// A callback that sees every byte sent and received, with the local and
-/// peer addresses (used by `iscsi --pcap`). With [`Options::background`]
-/// on it may also be called from the background thread (never from two
-/// threads at once).
-pub type Tap = Box<dyn FnMut(Direction, SocketAddr, SocketAddr, &[u8]) + Send>;
 
 /// Driver options (socket-level only; protocol settings live in
 /// [`SessionConfig`]).
@@ -106,7 +96,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Size of each socket read.
     pub read_chunk: usize,
-    /// Optional byte tap.
+    /// Optional byte tap (see [`Tap`]). With [`Options::background`] on it
+    /// may also be called from the background thread (never from two
+    /// threads at once).
     pub tap: Option<Tap>,
     /// Receive coalescing (`SO_RCVLOWAT`): with many tasks in flight, wake
     /// once several responses are in rather than for each
@@ -148,90 +140,23 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// Errors of the blocking driver.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The TCP connection could not be made.
-    #[error("{}", connect_message(.addr, .source))]
-    Connect {
-        /// Where we tried to connect.
-        addr: String,
-        /// Why it failed.
-        source: io::Error,
-    },
-    /// A socket error after connecting.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// The session failed (login failure, timeout, protocol violation...).
-    /// Every later call reports it again.
-    #[error("{0}")]
-    Connection(ConnectionError),
-    /// The session ended (logged out, by the application or because the
-    /// target asked for it, or closed) before the operation finished.
-    /// Every later call reports it again; [`Client::take_events`] tells
-    /// what happened.
-    #[error("session closed")]
-    Closed,
-    /// The core refused a call.
-    #[error("{0}")]
-    Usage(#[from] UsageError),
-    /// The configuration is unusable (nothing was sent).
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    /// A task failed.
-    #[error("{0}")]
-    Task(TaskError),
-    /// A task ended with an outcome the operation did not expect.
-    #[error("unexpected outcome: {0}")]
-    Unexpected(String),
-}
-
-fn connect_message(addr: &str, e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => format!("connection refused: {addr}"),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            format!("connection timed out: {addr}")
-        }
-        _ => format!("cannot connect to {addr}: {e}"),
-    }
-}
-
-struct Conn {
-    /// Shared with the background thread's wait for input.
-    stream: Arc<TcpStream>,
-    local: SocketAddr,
-    peer: SocketAddr,
-}
-
 /// The session and the driver state: owned by whichever thread drives.
+#[derive(Debug)]
 struct Inner {
-    session: Session,
-    conn: Option<Conn>,
-    portal: String,
-    opts: Options,
-    rx: RecvBuffer,
-    /// Read data of tasks in flight, in a slot per task tag.
-    reads: TaskMap<ReadData>,
-    batch: Vec<Transmit>,
-    /// Completed tasks not yet collected, oldest first.
-    done: VecDeque<(TaskId, TaskOutcome, Bytes)>,
+    core: DriverCore,
+    /// The connection, shared with the background thread's wait for input.
+    conn: Option<Arc<TcpStream>>,
+    connect_timeout: Duration,
     /// The read timeout set on the socket (`None`: blocking).
     armed: Option<Duration>,
-    /// The receive low-water mark planner.
-    low_water: LowWater,
-    /// Session events for the application.
-    events: VecDeque<Event>,
-    /// The session ended: `None` after a logout, else why. Sticky.
-    ended: Option<Option<ConnectionError>>,
     /// An error the background thread met, for the application's next call.
     deferred: Option<Error>,
     /// The application's current call waited for input (drove the session).
     drove: bool,
-    logged_in: bool,
 }
 
 /// Where the state lives between calls, and the background thread's flags.
+#[derive(Debug)]
 struct Slot {
     /// `None` while a call (or a background step) holds it.
     inner: Option<Box<Inner>>,
@@ -243,6 +168,7 @@ struct Slot {
     stop: bool,
 }
 
+#[derive(Debug)]
 struct Shared {
     slot: Mutex<Slot>,
     /// Signalled when the background thread puts the state back, and on
@@ -313,6 +239,7 @@ impl Drop for Lease<'_> {
 /// The application's calls drive the session; between calls a background
 /// thread does (see [`Options::background`]). Dropping the client closes
 /// the connection without logging out and stops the thread.
+#[derive(Debug)]
 pub struct Client {
     shared: Arc<Shared>,
     /// The state, held here from [`Client::session`] until the next call
@@ -321,47 +248,27 @@ pub struct Client {
     background: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.with_inner(|i| {
-            f.debug_struct("Client")
-                .field("portal", &i.portal)
-                .field("logged_in", &i.logged_in)
-                .field("background", &self.background.is_some())
-                .finish()
-        })
-    }
-}
-
 impl Client {
     /// Connects to `portal` (`host:port`), logs in with `config` (following
     /// redirects as the core asks) and returns once the session is in the
     /// Full Feature Phase; then starts the background thread
     /// ([`Options::background`]).
     pub fn connect(portal: &str, config: SessionConfig, opts: Options) -> Result<Client, Error> {
-        let now = Instant::now();
-        let coalesce = opts.coalesce;
-        let background = opts.background;
         let mut random = [0u8; 3];
         iscsi_sys::fill_random(&mut random)?;
+        let mut core = DriverCore::new(portal, config, Instant::now(), random)?;
+        core.set_tap(opts.tap);
+        core.set_read_chunk(opts.read_chunk);
+        core.set_coalesce(opts.coalesce);
         let mut inner = Box::new(Inner {
-            session: open_session(config, now, random)?,
+            core,
             conn: None,
-            portal: portal.to_string(),
-            opts,
-            rx: RecvBuffer::default(),
-            reads: TaskMap::new(),
-            batch: Vec::with_capacity(BATCH),
-            done: VecDeque::new(),
+            connect_timeout: opts.connect_timeout,
             armed: None,
-            low_water: LowWater::new(coalesce),
-            events: VecDeque::new(),
-            ended: None,
             deferred: None,
             drove: false,
-            logged_in: false,
         });
-        inner.run_until(|c| c.logged_in)?;
+        inner.run_until(|c| c.core.is_logged_in())?;
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 inner: Some(inner),
@@ -370,7 +277,7 @@ impl Client {
             }),
             cv: Condvar::new(),
         });
-        let background = match background {
+        let background = match opts.background {
             Some(quiet) => {
                 let s = shared.clone();
                 let thread = std::thread::Builder::new()
@@ -395,18 +302,8 @@ impl Client {
         opts: Options,
     ) -> Result<Vec<TargetRecord>, Error> {
         let mut client = Client::connect(portal, config, opts)?;
-        let targets = {
-            let mut l = client.lease();
-            let i = l.get()?;
-            i.check()?;
-            let task = i.session.send_targets(Instant::now())?;
-            match i.wait(task)? {
-                (TaskOutcome::Targets(t), _) => t,
-                (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
-            }
-        };
-        client.logout()?;
-        Ok(targets)
+        reply::targets(client.run_action(Action::SendTargets))
+            .and_then(|t| client.logout().map(|_| t))
     }
 
     /// The state, for one call of the application.
@@ -447,13 +344,16 @@ impl Client {
     /// meanwhile the background thread does not drive it. Prefer
     /// [`Client::with_session`] before leaving the client alone.
     pub fn session(&self) -> &Session {
-        &self.parked.get_or_init(|| self.shared.take()).session
+        self.parked
+            .get_or_init(|| self.shared.take())
+            .core
+            .session()
     }
 
     /// Runs `f` on the sans-IO session (for its getters) without holding
     /// it beyond the call.
     pub fn with_session<R>(&self, f: impl FnOnce(&Session) -> R) -> R {
-        self.with_inner(|i| f(&i.session))
+        self.with_inner(|i| f(i.core.session()))
     }
 
     /// Submits a command without waiting; see [`Client::wait`].
@@ -478,11 +378,13 @@ impl Client {
         let mut l = self.lease();
         let i = l.get()?;
         i.check()?;
-        i.write_pending()
+        i.pump()
     }
 
     /// Waits for a task to end; returns its outcome and any read data.
-    pub fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
+    /// A task in flight when the session ends reports the end
+    /// ([`Error::Closed`]).
+    pub fn wait(&mut self, task: TaskId) -> Reply {
         self.lease().get()?.wait(task)
     }
 
@@ -491,12 +393,23 @@ impl Client {
         let mut l = self.lease();
         let i = l.get()?;
         i.take_deferred()?;
-        i.run_until(|c| !c.done.is_empty())?;
-        let done = i
-            .done
-            .pop_front()
-            .ok_or_else(|| Error::Unexpected("no task".into()))?;
-        Ok(done)
+        let mut got = None;
+        i.run_until(|c| {
+            got = c.core.take_any_completed();
+            got.is_some()
+        })?;
+        let (task, reply) = got.ok_or(Error::Closed(None))?;
+        reply.map(|(o, d)| (task, o, d))
+    }
+
+    /// Starts `action`, writes it and waits for its reply.
+    fn run_action(&mut self, action: Action) -> Reply {
+        let mut l = self.lease();
+        let i = l.get()?;
+        i.check()?;
+        let task = i.core.start(Instant::now(), action, true)?;
+        i.pump()?;
+        i.wait(task)
     }
 
     /// Runs one SCSI command to completion.
@@ -504,11 +417,7 @@ impl Client {
         let mut l = self.lease();
         let i = l.get()?;
         let task = i.submit(cmd)?;
-        match i.wait(task)? {
-            (TaskOutcome::Scsi(result), data) => Ok(Completed { result, data }),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        reply::scsi(i.wait(task))
     }
 
     /// Runs a task management function and waits for its response.
@@ -517,34 +426,17 @@ impl Client {
         lun: u64,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
-        let mut l = self.lease();
-        let i = l.get()?;
-        i.check()?;
-        let task = i.session.task_management(Instant::now(), lun, function)?;
-        i.tmf_result(task)
+        reply::task_management(self.run_action(Action::TaskManagement { lun, function }))
     }
 
     /// Aborts a task (ABORT TASK) and waits for the response.
     pub fn abort(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
-        let mut l = self.lease();
-        let i = l.get()?;
-        i.check()?;
-        let tmf = i.session.abort_task(Instant::now(), task)?;
-        i.tmf_result(tmf)
+        reply::task_management(self.run_action(Action::Abort(task)))
     }
 
     /// Sends a NOP-Out ping and waits for the echo.
     pub fn ping(&mut self, data: Bytes) -> Result<Bytes, Error> {
-        let mut l = self.lease();
-        let i = l.get()?;
-        i.check()?;
-        let task = i.session.nop_ping(Instant::now(), data)?;
-        i.write_pending()?;
-        match i.wait(task)? {
-            (TaskOutcome::Pong(d), _) => Ok(d),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        reply::pong(self.run_action(Action::Ping(data)))
     }
 
     /// Takes every session event received so far, oldest first: every
@@ -558,30 +450,19 @@ impl Client {
     /// background thread drove the session.
     pub fn take_events(&mut self) -> Vec<Event> {
         match self.lease().get() {
-            Ok(i) => i.events.drain(..).collect(),
+            Ok(i) => std::iter::from_fn(|| i.core.poll_event()).collect(),
             Err(_) => Vec::new(),
         }
-    }
-
-    /// The same as [`Client::take_events`] (its former name).
-    pub fn take_async_events(&mut self) -> Vec<Event> {
-        self.take_events()
     }
 
     /// Logs out (closing the session after outstanding tasks finish) and
     /// closes the connection.
     pub fn logout(mut self) -> Result<LogoutResult, Error> {
-        let mut l = self.lease();
-        let i = l.get()?;
-        i.check()?;
-        let task = i.session.logout(Instant::now(), LogoutMode::WaitForTasks)?;
-        let result = match i.wait(task)? {
-            (TaskOutcome::LoggedOut(r), _) => r,
-            (TaskOutcome::Failed(e), _) => return Err(Error::Task(e)),
-            (other, _) => return Err(Error::Unexpected(format!("{other:?}"))),
-        };
-        i.close_conn();
-        Ok(result)
+        let result = reply::logged_out(self.run_action(Action::Logout(LogoutMode::WaitForTasks)));
+        if let Ok(i) = self.lease().get() {
+            i.close_conn();
+        }
+        result
     }
 
     /// Services the connection on the application's thread for about
@@ -635,6 +516,14 @@ enum Wait {
     Ended,
 }
 
+/// How long the background thread waits for `until`.
+fn background_wait(until: Option<Instant>) -> Duration {
+    until.map_or(BACKGROUND_MAX_WAIT, |u| {
+        u.saturating_duration_since(Instant::now())
+            .min(BACKGROUND_MAX_WAIT)
+    })
+}
+
 /// The background thread: drives the session while the application makes
 /// no call (see [`Options::background`]).
 fn background_loop(shared: &Shared, quiet: Duration) {
@@ -671,10 +560,7 @@ fn background_loop(shared: &Shared, quiet: Duration) {
         match wait {
             Wait::Ended => return,
             Wait::Input(stream, until) => {
-                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .min(BACKGROUND_MAX_WAIT)
-                });
+                let t = background_wait(until);
                 if !t.is_zero() && iscsi_sys::wait_readable(&*stream, t).is_err() {
                     // No way to wait on the socket here: look again after
                     // a quiet period.
@@ -683,10 +569,7 @@ fn background_loop(shared: &Shared, quiet: Duration) {
                 g = shared.lock();
             }
             Wait::Timer(until) => {
-                let t = until.map_or(BACKGROUND_MAX_WAIT, |u| {
-                    u.saturating_duration_since(Instant::now())
-                        .min(BACKGROUND_MAX_WAIT)
-                });
+                let t = background_wait(until);
                 g = shared.lock();
                 if !t.is_zero() && !g.stop {
                     g = shared
@@ -705,11 +588,7 @@ impl Inner {
     /// action.
     fn check(&mut self) -> Result<(), Error> {
         self.take_deferred()?;
-        match &self.ended {
-            None => Ok(()),
-            Some(None) => Err(Error::Closed),
-            Some(Some(e)) => Err(Error::Connection(e.clone())),
-        }
+        self.core.check()
     }
 
     /// Reports an error the background thread met, if any.
@@ -722,7 +601,7 @@ impl Inner {
 
     fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
         self.check()?;
-        if self.session.state() == SessionState::LoggingOut {
+        if self.core.session().state() == SessionState::LoggingOut {
             // The logout may be over already, its answer waiting in the
             // socket: take what has arrived, then report the session as
             // it now is (`Closed` once ended).
@@ -730,45 +609,32 @@ impl Inner {
             self.pump()?;
             self.check()?;
         }
-        let task = self.session.submit(Instant::now(), cmd)?;
-        if self.done.is_empty() {
-            self.write_pending()?;
+        let task = self.core.start(Instant::now(), Action::Scsi(cmd), true)?;
+        if !self.core.has_completed() {
+            self.pump()?;
         }
         Ok(task)
     }
 
-    fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), Error> {
+    fn wait(&mut self, task: TaskId) -> Reply {
         self.take_deferred()?;
-        self.run_until(|c| c.done.iter().any(|d| d.0 == task))?;
-        let i = self
-            .done
-            .iter()
-            .position(|d| d.0 == task)
-            .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
-        let (_, outcome, data) = self
-            .done
-            .remove(i)
-            .ok_or_else(|| Error::Unexpected("task vanished".into()))?;
-        Ok((outcome, data))
-    }
-
-    fn tmf_result(&mut self, task: TaskId) -> Result<TmfResponse, Error> {
-        self.write_pending()?;
-        match self.wait(task)? {
-            (TaskOutcome::TaskManagement(r), _) => Ok(r),
-            (TaskOutcome::Failed(e), _) => Err(Error::Task(e)),
-            (other, _) => Err(Error::Unexpected(format!("{other:?}"))),
-        }
+        let mut got = None;
+        self.run_until(|c| {
+            got = c.core.take_completed(task);
+            got.is_some()
+        })?;
+        got.ok_or_else(|| Error::Unexpected("task vanished".into()))?
     }
 
     fn close_conn(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = c.stream.shutdown(Shutdown::Both);
+            let _ = c.shutdown(Shutdown::Both);
         }
+        self.armed = None;
     }
 
     /// Drives the session until `done(self)` holds or the session closes.
-    fn run_until(&mut self, done: impl FnMut(&Inner) -> bool) -> Result<(), Error> {
+    fn run_until(&mut self, done: impl FnMut(&mut Inner) -> bool) -> Result<(), Error> {
         self.run(done, None)
     }
 
@@ -776,23 +642,13 @@ impl Inner {
     /// (after at least one wait for input) `until` passes.
     fn run(
         &mut self,
-        mut done: impl FnMut(&Inner) -> bool,
+        mut done: impl FnMut(&mut Inner) -> bool,
         until: Option<Instant>,
     ) -> Result<(), Error> {
         let mut waited = false;
         loop {
-            self.drain_events()?;
-            if done(self) {
-                return Ok(());
-            }
             // Everything queued goes out before blocking on input.
-            self.write_pending()?;
-            self.drain_events()?;
-            // An event (e.g. Connect) may have queued PDUs: send them before
-            // blocking on input.
-            if self.conn.is_some() && self.session.has_transmit() {
-                continue;
-            }
+            self.pump()?;
             if done(self) {
                 return Ok(());
             }
@@ -805,13 +661,19 @@ impl Inner {
         }
     }
 
-    /// Writes and handles events until nothing moves (no waiting).
+    /// Carries out connection requests and writes until nothing moves (no
+    /// waiting for input).
     fn pump(&mut self) -> Result<(), Error> {
         loop {
-            self.drain_events()?;
+            while let Some(r) = self.core.poll_conn() {
+                self.close_conn();
+                if let ConnRequest::Open(addr) = r {
+                    self.open(&addr);
+                }
+            }
             self.write_pending()?;
-            self.drain_events()?;
-            if self.conn.is_none() || !self.session.has_transmit() {
+            let stuck = self.conn.is_none() || !self.core.has_output();
+            if stuck && !self.core.has_conn_request() {
                 return Ok(());
             }
         }
@@ -820,16 +682,22 @@ impl Inner {
     /// Feeds the session whatever input is already in the socket, without
     /// waiting.
     fn read_ready_input(&mut self) {
-        while let Some(conn) = self.conn.as_ref() {
-            let stream = conn.stream.clone();
+        while let Some(stream) = self.conn.clone() {
             if !matches!(iscsi_sys::wait_readable(&*stream, Duration::ZERO), Ok(true)) {
                 return;
             }
             self.read_input();
-            if self.ended.is_some() {
+            if self.core.is_closed() {
                 return;
             }
         }
+    }
+
+    /// Sets the socket's new receive low-water mark, if any (coalescing
+    /// stops if that fails).
+    fn apply_low_water(&mut self, stream: &TcpStream) {
+        self.core
+            .apply_low_water(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
     }
 
     /// One step of the background thread: everything that can be done
@@ -843,19 +711,17 @@ impl Inner {
                     self.deferred = Some(e);
                 }
             }
-            if self.ended.is_some() {
+            if self.core.is_closed() {
                 return Wait::Ended;
             }
             let now = Instant::now();
-            let core = self.session.poll_timeout();
-            if core.is_some_and(|d| d <= now) {
-                self.session.handle_timeout(now);
+            if self.core.handle_timeout(now) {
                 continue;
             }
-            let Some(conn) = self.conn.as_ref() else {
+            let core = self.core.session().poll_timeout();
+            let Some(stream) = self.conn.clone() else {
                 return Wait::Timer(core);
             };
-            let stream = conn.stream.clone();
             match iscsi_sys::wait_readable(&*stream, Duration::ZERO) {
                 Ok(true) => {
                     self.read_input();
@@ -864,188 +730,64 @@ impl Inner {
                 Ok(false) => {}
                 Err(_) => return Wait::Timer(core),
             }
-            if self.low_water.deadline().is_some_and(|d| d <= now) {
+            if self.core.low_water_timeout(now) {
                 // The wait for the mark ended with too little in: the
-                // planner decides the next mark.
-                if let Some(mark) = self.low_water.timeout() {
-                    self.low_water
-                        .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
-                }
+                // planner decided the next mark.
+                self.apply_low_water(&stream);
                 continue;
             }
-            let buffered = self.rx.filled().len();
-            if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
-                self.low_water
-                    .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
-            }
-            return Wait::Input(stream, self.low_water.earliest(core));
+            self.core.plan_low_water(now);
+            self.apply_low_water(&stream);
+            return Wait::Input(stream, self.core.poll_timeout());
         }
         // Busy: look again at once (after checking for an application call).
         Wait::Timer(Some(Instant::now()))
     }
 
     /// Writes every pending PDU, batched into vectored writes.
-    // Indexing is in bounds: a batch holds at most BATCH transmits of at
-    // most 3 parts each, and `parts` has 3 * BATCH slots.
-    #[allow(clippy::indexing_slicing)]
     fn write_pending(&mut self) -> Result<(), Error> {
-        let Some(conn) = self.conn.as_ref() else {
+        let Some(stream) = self.conn.clone() else {
             return Ok(());
         };
-        if !self.session.has_transmit() {
-            return Ok(());
-        }
-        let now = Instant::now();
-        // The batch buffer is reused across calls and the part list lives on
-        // the stack: sending a PDU allocates nothing.
-        let mut batch = std::mem::take(&mut self.batch);
-        let result = loop {
-            batch.clear();
-            while batch.len() < BATCH {
-                match self.session.poll_transmit(now) {
-                    Some(t) => batch.push(t),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                break Ok(());
-            }
-            let mut parts: [&[u8]; 3 * BATCH] = [&[]; 3 * BATCH];
-            let mut n = 0;
-            for p in batch
-                .iter()
-                .flat_map(|t| t.parts_from(0))
-                .filter(|p| !p.is_empty())
-            {
-                parts[n] = p;
-                n += 1;
-            }
-            if let Some(tap) = self.opts.tap.as_mut() {
-                for p in &parts[..n] {
-                    tap(Direction::Sent, conn.local, conn.peer, p);
-                }
-            }
-            if let Err(e) = write_all_vectored(&conn.stream, &parts[..n]) {
-                break Err(e);
-            }
-        };
-        batch.clear();
-        self.batch = batch;
-        if let Err(e) = result {
-            self.connection_lost();
-            return match e.kind() {
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
-                _ => Err(Error::Io(e)),
-            };
-        }
-        Ok(())
-    }
-
-    fn connection_lost(&mut self) {
-        tracing::debug!(target: "iscsi::driver", driver = "std", "connection lost");
-        self.close_conn();
-        self.rx.clear();
-        self.armed = None;
-        self.low_water.reset();
-        self.session.handle_closed(Instant::now());
-    }
-
-    fn drain_events(&mut self) -> Result<(), Error> {
-        while let Some(ev) = self.session.poll_event() {
-            match ev {
-                Event::Connect { portal } => self.open(portal)?,
-                Event::DataIn { task, offset, data } => match self.reads.get_mut(task) {
-                    Some(r) => r.push(offset, data),
-                    None => {
-                        let mut r = ReadData::default();
-                        r.push(offset, data);
-                        self.reads.insert(task, r);
-                    }
-                },
-                Event::Complete { task, outcome } => {
-                    let data = self
-                        .reads
-                        .remove(task)
-                        .map(ReadData::into_bytes)
-                        .unwrap_or_default();
-                    self.done.push_back((task, outcome, data));
-                }
-                other => {
-                    match &other {
-                        Event::LoggedIn { .. } | Event::Reinstated { .. } => self.logged_in = true,
-                        Event::Closed(reason) => {
-                            self.close_conn();
-                            self.ended = Some(reason.clone());
-                        }
-                        Event::Recovering { .. } => {
-                            self.logged_in = false;
-                            self.close_conn();
-                        }
-                        _ => {}
-                    }
-                    self.events.push_back(other);
-                }
+        let w = self
+            .core
+            .write_with(Instant::now(), |s| (&*stream).write_vectored(s));
+        if let Written::Lost(e) = w {
+            self.close_conn();
+            let gone = [ErrorKind::BrokenPipe, ErrorKind::ConnectionReset];
+            if let Some(e) = e.filter(|e| !gone.contains(&e.kind())) {
+                return Err(Error::Io(e));
             }
         }
         Ok(())
     }
 
     /// Opens a TCP connection where the core asked and tells the core.
-    fn open(&mut self, portal: Option<NetworkPortal>) -> Result<(), Error> {
-        self.close_conn();
-        self.rx.clear();
-        self.armed = None;
-        self.low_water.reset();
-        let addr = match &portal {
-            Some(p) if p.host.contains(':') => format!("[{}]:{}", p.host, p.port),
-            Some(p) => format!("{}:{}", p.host, p.port),
-            None => self.portal.clone(),
-        };
-        tracing::debug!(target: "iscsi::driver", driver = "std", %addr, "connecting");
-        let stream = connect(&addr, self.opts.connect_timeout)?;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        let peer = stream.peer_addr()?;
-        self.conn = Some(Conn {
-            stream: Arc::new(stream),
-            local,
-            peer,
+    fn open(&mut self, addr: &str) {
+        let stream = connect(addr, self.connect_timeout).and_then(|s| {
+            s.set_nodelay(true)?;
+            Ok((s.local_addr()?, s.peer_addr()?, s))
         });
-        self.session.handle_connected(Instant::now());
-        Ok(())
+        match stream {
+            Ok((local, peer, s)) => {
+                self.conn = Some(Arc::new(s));
+                self.core.connected(Instant::now(), local, peer);
+            }
+            Err(e) => self.core.connect_failed(Instant::now(), e),
+        }
     }
 
     /// Reads once from the socket (blocking up to its read timeout) and
     /// hands what came to the core; `false` if nothing came.
     fn read_input(&mut self) -> bool {
-        let Some(conn) = self.conn.as_ref() else {
+        let Some(stream) = self.conn.clone() else {
             return false;
         };
-        let max_pdu = self.session.max_recv_pdu_len();
-        let buf = self.rx.spare(max_pdu, self.opts.read_chunk);
-        let r = (&*conn.stream).read(buf);
-        let now = Instant::now();
-        match r {
-            Ok(0) => self.connection_lost(),
-            Ok(n) => {
-                self.low_water.on_input(n, now);
-                let got = self.rx.commit(n);
-                if let Some(tap) = self.opts.tap.as_mut() {
-                    tap(Direction::Received, conn.local, conn.peer, got);
-                }
-                self.session.handle_input(now, self.rx.filled());
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return false;
-            }
-            Err(_) => self.connection_lost(),
+        if self.core.read_with(Instant::now(), |b| (&*stream).read(b)) == Got::Nothing {
+            return false;
+        }
+        if !self.core.is_connected() {
+            self.close_conn();
         }
         true
     }
@@ -1055,33 +797,23 @@ impl Inner {
     fn wait_for_input(&mut self, until: Option<Instant>) -> Result<(), Error> {
         self.drove = true;
         let now = Instant::now();
-        let core_deadline = self.session.poll_timeout();
-        if let Some(d) = core_deadline {
-            if d <= now {
-                self.session.handle_timeout(now);
-                return Ok(());
-            }
+        if self.core.handle_timeout(now) {
+            return Ok(());
         }
-        let deadline = match (core_deadline, until) {
-            (Some(d), Some(u)) => Some(d.min(u)),
-            (d, u) => d.or(u),
-        };
-        let Some(conn) = self.conn.as_ref() else {
+        let core_deadline = self.core.session().poll_timeout();
+        let deadline = [core_deadline, until].into_iter().flatten().min();
+        let Some(stream) = self.conn.clone() else {
             // No connection and nothing scheduled: the core is waiting for
             // a timer (e.g. Time2Wait before a reconnect).
             match deadline {
                 Some(d) => {
                     std::thread::sleep(d.saturating_duration_since(now));
-                    let now = Instant::now();
-                    if core_deadline.is_some_and(|c| c <= now) {
-                        self.session.handle_timeout(now);
-                    }
+                    self.core.handle_timeout(Instant::now());
                     return Ok(());
                 }
-                None => return Err(Error::Closed),
+                None => return Err(self.core.close_error().unwrap_or(Error::Closed(None))),
             }
         };
-        let stream = conn.stream.clone();
         let timeout = deadline.map(|d| {
             d.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
@@ -1101,95 +833,39 @@ impl Inner {
         // Receive coalescing: with a mark above 1 the kernel holds back
         // readability until that many bytes are in; the wait for it ends by
         // the planner's deadline, then the mark drops to 1 if nothing came.
-        let buffered = self.rx.filled().len();
-        if let Some(mark) = self.low_water.plan(&self.session, buffered, false, now) {
-            self.low_water
-                .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
-        }
-        if let Some(d) = self.low_water.deadline() {
+        self.core.plan_low_water(now);
+        self.apply_low_water(&stream);
+        if let Some(d) = self.core.low_water_deadline() {
             let wait = d.min(deadline.unwrap_or(d)).saturating_duration_since(now);
             match iscsi_sys::wait_readable(&*stream, wait) {
                 Ok(true) => {}
                 Ok(false) => {
-                    if let Some(mark) = self.low_water.timeout() {
-                        self.low_water
-                            .apply(mark, |m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
-                    }
-                    if core_deadline.is_some_and(|c| c <= Instant::now()) {
-                        self.session.handle_timeout(Instant::now());
+                    let _ = self.core.low_water_timeout(d);
+                    self.apply_low_water(&stream);
+                    if self.core.handle_timeout(Instant::now()) {
                         return Ok(());
                     }
                 }
                 Err(_) => {
-                    self.low_water
-                        .turn_off(|m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
+                    self.core
+                        .turn_off_low_water(|m| iscsi_sys::set_recv_low_water(&*stream, m).is_ok());
                 }
             }
         }
         if !self.read_input() {
-            let now = Instant::now();
-            if core_deadline.is_some_and(|c| c <= now) {
-                self.session.handle_timeout(now);
-            }
+            self.core.handle_timeout(Instant::now());
         }
         Ok(())
     }
 }
 
-fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, Error> {
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|source| Error::Connect {
-            addr: addr.to_string(),
-            source,
-        })?
-        .collect();
+fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in addrs {
+    for a in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
     }
-    Err(Error::Connect {
-        addr: addr.to_string(),
-        source: last,
-    })
-}
-
-/// `write_all` for a list of buffers, with `write_vectored`.
-// Indexing is in bounds: `idx < parts.len()` is the loop condition, `off`
-// never exceeds `parts[idx].len()` (it only grows by less than what is
-// left of that part), and `count <= slices.len()`.
-#[allow(clippy::indexing_slicing)]
-fn write_all_vectored(mut stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
-    let mut idx = 0;
-    let mut off = 0;
-    while idx < parts.len() {
-        // At most 3 * BATCH parts: the IoSlices fit on the stack.
-        let mut slices = [IoSlice::new(&[]); 3 * BATCH];
-        let count = (parts.len() - idx).min(slices.len());
-        slices[0] = IoSlice::new(&parts[idx][off..]);
-        for (slot, p) in slices[1..count].iter_mut().zip(&parts[idx + 1..]) {
-            *slot = IoSlice::new(p);
-        }
-        let mut n = match stream.write_vectored(&slices[..count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while n > 0 && idx < parts.len() {
-            let left = parts[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
+    Err(last)
 }

@@ -147,7 +147,7 @@ fn target_requested_logout_is_carried_out_while_idle() {
     // The next call reports the session's state at once: the logout is
     // under way (the Logout Response may not be read yet) or done.
     match c.execute(ScsiCommand::new(0, vec![0u8; 6])) {
-        Err(Error::Closed | Error::Usage(UsageError::LoggingOut)) => {}
+        Err(Error::Closed(_) | Error::Usage(UsageError::LoggingOut)) => {}
         other => panic!("expected Error::Closed or LoggingOut, got {other:?}"),
     }
     // The background thread finishes the logout: calls then report the
@@ -155,7 +155,7 @@ fn target_requested_logout_is_carried_out_while_idle() {
     let mut closed = 0;
     for _ in 0..500 {
         match c.ping(bytes::Bytes::new()) {
-            Err(Error::Closed) => closed += 1,
+            Err(Error::Closed(_)) => closed += 1,
             Err(Error::Usage(UsageError::LoggingOut)) => {
                 assert_eq!(closed, 0, "the closed state is sticky");
                 std::thread::sleep(Duration::from_millis(10));

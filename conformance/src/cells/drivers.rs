@@ -102,7 +102,7 @@ struct StdInit(iscsi_std::Client);
 
 fn std_logout_error(e: iscsi_std::Error) -> LogoutError {
     match e {
-        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed => {
+        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_) => {
             LogoutError::NoResponse(e.to_string())
         }
         e => LogoutError::Other(e.to_string()),
@@ -236,7 +236,7 @@ impl MioInit {
             },
             None,
         )?;
-        got.ok_or(MioError::Closed)
+        got.ok_or(MioError::Closed(None))?
     }
 }
 
@@ -262,7 +262,7 @@ impl Initiator for MioInit {
             ids.push(t);
         }
         let held = self.client.session().tasks_in_flight();
-        let mut out: Vec<Option<(TaskOutcome, Bytes)>> = vec![None; n];
+        let mut out: Vec<Option<iscsi_mio::client::Reply>> = (0..n).map(|_| None).collect();
         let mut left = n;
         self.run(
             |c| {
@@ -279,8 +279,9 @@ impl Initiator for MioInit {
             None,
         )
         .map_err(|e| format!("waiting for {left} of {n}: {e}"))?;
+        let outcomes = out.into_iter().flatten().collect::<Result<Vec<_>, _>>();
         Ok(Batch {
-            outcomes: out.into_iter().flatten().collect(),
+            outcomes: outcomes.map_err(|e| e.to_string())?,
             held: Some(held),
         })
     }
@@ -307,7 +308,7 @@ impl Initiator for MioInit {
             Ok((TaskOutcome::LoggedOut(_), _)) => Ok(()),
             Ok((TaskOutcome::Failed(e), _)) => Err(LogoutError::NoResponse(e.to_string())),
             Ok((other, _)) => Err(LogoutError::Other(format!("{other:?}"))),
-            Err(e @ (MioError::Closed | MioError::Task(_))) => {
+            Err(e @ (MioError::Closed(_) | MioError::Task(_))) => {
                 Err(LogoutError::NoResponse(e.to_string()))
             }
             Err(e) => Err(LogoutError::Other(e.to_string())),
@@ -398,7 +399,7 @@ impl Initiator for SmolInit {
         }
         match r {
             Ok(_) => Ok(()),
-            Err(e @ (iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed)) => {
+            Err(e @ (iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed(_))) => {
                 Err(LogoutError::NoResponse(e.to_string()))
             }
             Err(e) => Err(LogoutError::Other(e.to_string())),

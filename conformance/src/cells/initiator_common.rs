@@ -381,9 +381,7 @@ pub(super) fn expect_login_failed(
             let _ = c.logout();
             Err(format!("login succeeded; expected {want}"))
         }
-        Err(Error::Connection(e @ ConnectionError::LoginFailed { status, .. }))
-            if status == want =>
-        {
+        Err(Error::Login(e @ ConnectionError::LoginFailed { status, .. })) if status == want => {
             Ok(e.to_string())
         }
         Err(e) => Err(format!("expected login failure {want}, got: {e}")),
@@ -399,7 +397,7 @@ pub(super) fn expect_target_refused(result: Result<Client, Error>) -> Result<Str
             let _ = c.logout();
             Err("login succeeded with a wrong target secret".into())
         }
-        Err(Error::Connection(
+        Err(Error::Login(
             e @ ConnectionError::Protocol(ProtocolError::Chap(ChapError::AuthenticationFailed)),
         )) => Ok(e.to_string()),
         Err(e) => Err(format!(

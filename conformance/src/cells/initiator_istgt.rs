@@ -50,7 +50,7 @@ fn logout(client: Client, t: &Istgt) -> Result<(), String> {
         .collect();
     match client.logout() {
         Ok(_) => Ok(()),
-        Err(e @ (iscsi_std::Error::Task(_) | iscsi_std::Error::Closed)) => {
+        Err(e @ (iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_))) => {
             let log = std::fs::read_to_string(t.log_file()).unwrap_or_default();
             let confirmed = log
                 .lines()
@@ -104,7 +104,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 Ok(v) => v,
                 // istgt dropped the Logout Response (see `logout`): the
                 // SendTargets answer is on the wire, check it there.
-                Err(iscsi_std::Error::Task(_) | iscsi_std::Error::Closed)
+                Err(iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_))
                     if r.count_opcode(0x06) > 0 && r.count_opcode(0x26) == 0 =>
                 {
                     if !r.has_key_value(&format!("TargetName={}", t.iqn()))

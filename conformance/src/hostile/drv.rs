@@ -61,35 +61,16 @@ impl std::fmt::Display for DrvError {
     }
 }
 
+/// The drivers' one error type (`iscsi_std::Error`,
+/// `iscsi_mio::client::Error` and `iscsi_smol::Error` are
+/// `iscsi_proto::driver::Error`): a refused login or a session that ended
+/// is a `Connection`.
 impl From<iscsi_std::Error> for DrvError {
     fn from(e: iscsi_std::Error) -> Self {
+        use iscsi_std::Error as E;
         match e {
-            iscsi_std::Error::Connection(c) => DrvError::Connection(Some(c)),
-            iscsi_std::Error::Closed => DrvError::Connection(None),
-            iscsi_std::Error::Task(t) => DrvError::Task(t),
-            e => DrvError::Other(e.to_string()),
-        }
-    }
-}
-
-impl From<iscsi_mio::client::Error> for DrvError {
-    fn from(e: iscsi_mio::client::Error) -> Self {
-        use iscsi_mio::client::Error as E;
-        match e {
-            E::Connection(c) => DrvError::Connection(Some(c)),
-            E::Closed => DrvError::Connection(None),
-            E::Task(t) => DrvError::Task(t),
-            e => DrvError::Other(e.to_string()),
-        }
-    }
-}
-
-impl From<iscsi_smol::Error> for DrvError {
-    fn from(e: iscsi_smol::Error) -> Self {
-        use iscsi_smol::Error as E;
-        match e {
-            E::Connection(c) => DrvError::Connection(Some(c)),
-            E::Closed => DrvError::Connection(None),
+            E::Login(c) => DrvError::Connection(Some(c)),
+            E::Closed(c) => DrvError::Connection(c),
             E::Task(t) => DrvError::Task(t),
             e => DrvError::Other(e.to_string()),
         }
@@ -179,8 +160,8 @@ pub fn std_closed_reason(
                 return Err(format!("the session was still open after {limit:?}"))
             }
             Ok(()) => {}
-            Err(iscsi_std::Error::Connection(e)) => return Ok(Some(e)),
-            Err(iscsi_std::Error::Closed) => return Ok(None),
+            Err(iscsi_std::Error::Login(e)) => return Ok(Some(e)),
+            Err(iscsi_std::Error::Closed(e)) => return Ok(e),
             Err(e) => return Err(format!("idle: {e}")),
         }
     }
@@ -268,7 +249,7 @@ impl Drv for MioDrv {
             got = self.client.take_completed(task);
         }
         match (got, r) {
-            (Some(g), _) => Ok(g),
+            (Some(g), _) => Ok(g?),
             (None, Err(e)) => Err(e),
             (None, Ok(_)) => Err(DrvError::Other("task vanished".into())),
         }

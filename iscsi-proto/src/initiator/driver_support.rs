@@ -306,7 +306,26 @@ impl TxQueue {
             left -= front.len();
             self.out.pop_front();
         }
-        self.sent = left;
+        // More than was queued cannot have been written: nothing carries
+        // over to the next PDU.
+        self.sent = if self.out.is_empty() { 0 } else { left };
+    }
+
+    /// [`advance`](Self::advance), showing `each` the written bytes, in
+    /// order, as they went out (a byte tap).
+    pub fn advance_with(&mut self, written: usize, mut each: impl FnMut(&[u8])) {
+        let mut left = written;
+        'pdus: for (i, t) in self.out.iter().enumerate() {
+            for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
+                if left == 0 {
+                    break 'pdus;
+                }
+                let n = left.min(part.len());
+                each(part.get(..n).unwrap_or(part));
+                left -= n;
+            }
+        }
+        self.advance(written);
     }
 
     /// Drops everything (the connection is gone).
@@ -348,6 +367,20 @@ mod tests {
         }
         assert!(tx.is_empty());
         assert_eq!(wire, b"AAAAaaBBBBbbb");
+        // The tap sees exactly the bytes written, across partial writes.
+        for (h, d) in [(b"DDDD", &b"dd"[..]), (b"EEEE", &b"e"[..])] {
+            tx.out.push_back(Transmit::new(
+                h,
+                Bytes::copy_from_slice(d),
+                DataTrailer::default(),
+            ));
+        }
+        let mut tapped = Vec::new();
+        tx.advance_with(3, |p| tapped.extend_from_slice(p));
+        tx.advance_with(5, |p| tapped.extend_from_slice(p));
+        tx.advance_with(100, |p| tapped.extend_from_slice(p));
+        assert_eq!(tapped, b"DDDDddEEEEe");
+        assert!(tx.is_empty());
         // Fewer slots than parts: only what fits.
         tx.out.push_back(Transmit::new(
             b"CCCC",

@@ -84,7 +84,10 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
     c.logout().await.unwrap();
     t.wait_note(|n| *n == Note::LoggedOut);
     // The driver has ended: further calls fail cleanly.
-    assert!(matches!(c.ping(Bytes::new()).await, Err(Error::Closed)));
+    assert!(matches!(
+        c.ping(Bytes::new()).await,
+        Err(Error::Closed(None))
+    ));
 }
 
 /// 32 commands in flight on one session: the target holds every

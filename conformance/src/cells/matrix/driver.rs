@@ -79,7 +79,9 @@ pub(crate) trait Initiator {
 
 fn classify_std(e: iscsi_std::Error) -> EndError {
     match e {
-        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed => EndError::NoResponse(e.to_string()),
+        iscsi_std::Error::Task(_) | iscsi_std::Error::Closed(_) => {
+            EndError::NoResponse(e.to_string())
+        }
         e => EndError::Other(e.to_string()),
     }
 }
@@ -87,14 +89,14 @@ fn classify_std(e: iscsi_std::Error) -> EndError {
 fn classify_mio(e: iscsi_mio::client::Error) -> EndError {
     use iscsi_mio::client::Error as E;
     match e {
-        E::Task(_) | E::Closed => EndError::NoResponse(e.to_string()),
+        E::Task(_) | E::Closed(_) => EndError::NoResponse(e.to_string()),
         e => EndError::Other(e.to_string()),
     }
 }
 
 fn classify_smol(e: iscsi_smol::Error) -> EndError {
     match e {
-        iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed => {
+        iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed(_) => {
             EndError::NoResponse(e.to_string())
         }
         e => EndError::Other(e.to_string()),
@@ -237,16 +239,17 @@ impl Initiator for MioInit {
         self.b
             .run_until(|c| {
                 for id in &ids {
-                    if let Some((o, d)) = c.take_completed(*id) {
-                        got = Some((*id, o, d));
+                    if let Some(r) = c.take_completed(*id) {
+                        got = Some((*id, r));
                         return true;
                     }
                 }
                 false
             })
             .map_err(|e| e.to_string())?;
-        let (id, o, d) = got.ok_or("run_until returned without a task")?;
+        let (id, r) = got.ok_or("run_until returned without a task")?;
         self.outstanding.retain(|t| *t != id);
+        let (o, d) = r.map_err(|e| e.to_string())?;
         Ok((id, o, d))
     }
 

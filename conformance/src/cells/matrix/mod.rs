@@ -387,7 +387,7 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
             iscsi_std::Options::default(),
         );
         match res {
-            Err(iscsi_std::Error::Connection(ConnectionError::LoginFailed {
+            Err(iscsi_std::Error::Login(ConnectionError::LoginFailed {
                 status: LoginStatus::AuthenticationFailure,
                 ..
             })) => {}
