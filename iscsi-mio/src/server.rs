@@ -32,7 +32,6 @@
 //! WRITABLE edge); connections the portal touched meanwhile are driven
 //! next.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +40,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use iscsi_lun::{LogicalUnit, Target};
-use iscsi_proto::target::{ConnectionHandle, Transmit};
+use iscsi_proto::target::ConnectionHandle;
+use iscsi_proto::transmit::TxQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -86,9 +86,8 @@ struct Conn {
     stream: TcpStream,
     handle: ConnectionHandle,
     rx: BytesMut,
-    /// Transmits not yet fully written; the first is `tx_offset` bytes in.
-    pending: VecDeque<Transmit>,
-    tx_offset: usize,
+    /// Transmits not yet fully written (resumes partial writes).
+    tx: TxQueue,
     /// Edge-triggered readiness as last seen (cleared on `WouldBlock`).
     readable: bool,
     writable: bool,
@@ -233,8 +232,7 @@ impl Server {
                     stream,
                     handle,
                     rx: BytesMut::new(),
-                    pending: VecDeque::new(),
-                    tx_offset: 0,
+                    tx: TxQueue::default(),
                     readable: true,
                     writable: true,
                     eof: false,
@@ -282,7 +280,7 @@ impl Server {
                 break;
             }
         }
-        if c.broken || (self.target.portal().is_closed(h) && c.pending.is_empty()) {
+        if c.broken || (self.target.portal().is_closed(h) && c.tx.is_empty()) {
             let _ = self.poll.registry().deregister(&mut c.stream);
             let _ = c.stream.shutdown(Shutdown::Both);
             self.target.remove(h);
@@ -307,37 +305,21 @@ impl Server {
 fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
     let (mut progress, h) = (false, c.handle);
     while !c.broken {
-        let room = MAX_PENDING_TRANSMITS.saturating_sub(c.pending.len());
-        let taken = std::iter::from_fn(|| target.portal_mut().poll_transmit(h, now)).take(room);
-        let before = c.pending.len();
-        c.pending.extend(taken);
-        progress |= c.pending.len() != before;
-        if c.pending.is_empty() || !c.writable {
+        let before = c.tx.len();
+        c.tx.fill_with(MAX_PENDING_TRANSMITS, || {
+            target.portal_mut().poll_transmit(h, now)
+        });
+        progress |= c.tx.len() != before;
+        if c.tx.is_empty() || !c.writable {
             break;
         }
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-        let (mut n, mut skip) = (0, c.tx_offset);
-        for part in c.pending.iter().flat_map(|t| t.parts()) {
-            let Some(slot) = iov.get_mut(n) else { break };
-            if skip < part.len() {
-                *slot = IoSlice::new(part.get(skip..).unwrap_or(&[]));
-                n += 1;
-            }
-            skip = skip.saturating_sub(part.len());
-        }
+        let n = c.tx.io_slices(&mut iov);
         match c.stream.write_vectored(iov.get(..n).unwrap_or(&[])) {
             Ok(0) => c.broken = true,
             Ok(written) => {
                 progress = true;
-                // Drop the fully written transmits.
-                c.tx_offset += written;
-                while let Some(len) = c.pending.front().map(Transmit::len) {
-                    if len > c.tx_offset {
-                        break;
-                    }
-                    c.tx_offset -= len;
-                    c.pending.pop_front();
-                }
+                c.tx.advance(written);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

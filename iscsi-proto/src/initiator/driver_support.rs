@@ -4,8 +4,6 @@
 //! command, [`ReadData`], which gathers a task's `Event::DataIn` slices,
 //! and [`RecvBuffer`], a receive buffer for socket reads.
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -13,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use super::session::Session;
 use super::types::{LogoutMode, ScsiCommand, ScsiResult, SessionConfig, TaskId};
 use crate::error::{ConfigError, UsageError};
-use crate::transmit::Transmit;
+pub use crate::transmit::TxQueue;
 use crate::wire::pdu::TmfFunction;
 use crate::wire::{Bhs, BHS_LEN};
 
@@ -237,162 +235,16 @@ impl RecvBuffer {
     }
 }
 
-/// PDUs taken from a [`Session`] for a non-blocking socket, with how much
-/// of the first one has been written: what every event-loop driver needs to
-/// send batches with vectored writes and resume after a partial write.
-///
-/// ```
-/// # use iscsi_proto::initiator::TxQueue;
-/// # use std::io::IoSlice;
-/// let mut tx = TxQueue::default();
-/// // tx.fill(&mut session, now, 64);
-/// let mut slices = [IoSlice::new(&[]); 3 * 64];
-/// let n = tx.io_slices(&mut slices);
-/// assert_eq!(n, 0);
-/// // let written = socket.write_vectored(&slices[..n])?;
-/// tx.advance(0);
-/// assert!(tx.is_empty());
-/// ```
-#[derive(Debug, Default)]
-pub struct TxQueue {
-    out: VecDeque<Transmit>,
-    sent: usize,
-}
-
 impl TxQueue {
-    /// Nothing taken from the session is left to write.
-    pub fn is_empty(&self) -> bool {
-        self.out.is_empty()
-    }
-
     /// Takes PDUs from the session until `max` are queued.
     pub fn fill(&mut self, session: &mut Session, now: Instant, max: usize) {
-        while self.out.len() < max {
-            match session.poll_transmit(now) {
-                Some(t) => self.out.push_back(t),
-                None => break,
-            }
-        }
-    }
-
-    /// The unwritten bytes as slices for one vectored write, as many as fit
-    /// in `slices` (three per PDU: header, data, trailer). Returns how many
-    /// were filled.
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (i, t) in self.out.iter().enumerate() {
-            // Resume a partial write where it stopped.
-            for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
-                match slices.get_mut(n) {
-                    Some(s) => {
-                        *s = IoSlice::new(part);
-                        n += 1;
-                    }
-                    None => return n,
-                }
-            }
-        }
-        n
-    }
-
-    /// `written` bytes of [`io_slices`](Self::io_slices) went out: drops
-    /// the PDUs written whole and remembers how far into the next one.
-    pub fn advance(&mut self, written: usize) {
-        let mut left = written.saturating_add(self.sent);
-        while let Some(front) = self.out.front() {
-            if left < front.len() {
-                break;
-            }
-            left -= front.len();
-            self.out.pop_front();
-        }
-        // More than was queued cannot have been written: nothing carries
-        // over to the next PDU.
-        self.sent = if self.out.is_empty() { 0 } else { left };
-    }
-
-    /// [`advance`](Self::advance), showing `each` the written bytes, in
-    /// order, as they went out (a byte tap).
-    pub fn advance_with(&mut self, written: usize, mut each: impl FnMut(&[u8])) {
-        let mut left = written;
-        'pdus: for (i, t) in self.out.iter().enumerate() {
-            for part in t.parts_from(if i == 0 { self.sent } else { 0 }) {
-                if left == 0 {
-                    break 'pdus;
-                }
-                let n = left.min(part.len());
-                each(part.get(..n).unwrap_or(part));
-                left -= n;
-            }
-        }
-        self.advance(written);
-    }
-
-    /// Drops everything (the connection is gone).
-    pub fn clear(&mut self) {
-        self.out.clear();
-        self.sent = 0;
+        self.fill_with(max, || session.poll_transmit(now));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Partial vectored writes resume exactly where they stopped, and
-    /// whole PDUs leave the queue.
-    #[test]
-    fn tx_queue_resumes_partial_writes() {
-        use crate::wire::frame::DataTrailer;
-        let mut tx = TxQueue::default();
-        for (h, d) in [(b"AAAA", &b"aa"[..]), (b"BBBB", &b"bbb"[..])] {
-            tx.out.push_back(Transmit::new(
-                h,
-                Bytes::copy_from_slice(d),
-                DataTrailer::default(),
-            ));
-        }
-        let mut wire = Vec::new();
-        // Write 1, 4, then 2 bytes at a time until empty.
-        for step in [1usize, 4, 2, 2, 2, 2] {
-            let mut slices = [IoSlice::new(&[]); 6];
-            let n = tx.io_slices(&mut slices);
-            let mut left = step;
-            for s in &slices[..n] {
-                let k = left.min(s.len());
-                wire.extend_from_slice(&s[..k]);
-                left -= k;
-            }
-            tx.advance(step - left);
-        }
-        assert!(tx.is_empty());
-        assert_eq!(wire, b"AAAAaaBBBBbbb");
-        // The tap sees exactly the bytes written, across partial writes.
-        for (h, d) in [(b"DDDD", &b"dd"[..]), (b"EEEE", &b"e"[..])] {
-            tx.out.push_back(Transmit::new(
-                h,
-                Bytes::copy_from_slice(d),
-                DataTrailer::default(),
-            ));
-        }
-        let mut tapped = Vec::new();
-        tx.advance_with(3, |p| tapped.extend_from_slice(p));
-        tx.advance_with(5, |p| tapped.extend_from_slice(p));
-        tx.advance_with(100, |p| tapped.extend_from_slice(p));
-        assert_eq!(tapped, b"DDDDddEEEEe");
-        assert!(tx.is_empty());
-        // Fewer slots than parts: only what fits.
-        tx.out.push_back(Transmit::new(
-            b"CCCC",
-            Bytes::from_static(b"c"),
-            DataTrailer::default(),
-        ));
-        let mut one = [IoSlice::new(&[])];
-        assert_eq!(tx.io_slices(&mut one), 1);
-        assert_eq!(&*one[0], b"CCCC");
-        tx.clear();
-        assert!(tx.is_empty());
-    }
 
     #[test]
     fn one_part_at_zero_is_not_copied() {
