@@ -45,18 +45,18 @@
 #![warn(missing_docs)]
 
 mod device;
-mod lu;
+mod logical_unit;
 mod outcome;
-mod pr;
+mod persistent_reservation;
 mod sbc;
 pub mod serve;
 mod spc;
 mod util;
 
 pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
-pub use lu::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
+pub use logical_unit::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
 pub use outcome::{DataDirection, ScsiOutcome, Transfer};
-pub use pr::{pr_type, TransportId, MAX_REGISTRATIONS};
+pub use persistent_reservation::{pr_type, TransportId, MAX_REGISTRATIONS};
 pub use serve::{LunSpec, Target, TargetConfig, TargetError};
 
 /// Identifies an I_T nexus (initiator port + target port) to the logical

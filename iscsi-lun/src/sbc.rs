@@ -1,10 +1,10 @@
-//! SBC-3 commands: READ/WRITE/VERIFY families, capacity, caching,
+//! SBC-3 (SCSI Block Commands) commands: READ/WRITE/VERIFY families, capacity, caching,
 //! provisioning, COMPARE AND WRITE.
 
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{SenseData, SenseKey};
 
-use crate::lu::LogicalUnit;
+use crate::logical_unit::LogicalUnit;
 use crate::util::{bad_cdb, be, byte, illegal, lba_oob, rw_fields, truncate, Fail};
 
 /// Offset of the transfer length field (for sense field pointers).

@@ -1,10 +1,10 @@
-//! SPC-4 commands: INQUIRY and VPD pages, MODE SENSE / MODE SELECT,
+//! SPC-4 (SCSI Primary Commands) commands: INQUIRY and VPD pages, MODE SENSE / MODE SELECT,
 //! REQUEST SENSE.
 
 use iscsi_proto::scsi::sense::asc;
 use iscsi_proto::scsi::{SenseData, SenseKey};
 
-use crate::lu::LogicalUnit;
+use crate::logical_unit::LogicalUnit;
 use crate::util::{ascii_field, bad_cdb, be, byte, illegal, truncate, Fail};
 use crate::NexusId;
 

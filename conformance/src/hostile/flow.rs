@@ -507,7 +507,7 @@ fn stat_sn_gap(ctx: &mut crate::runner::CellCtx) -> Result<(), String> {
                 Err(iscsi_std::Error::Closed(Some(e))) => check_eq("task error", e, want.clone())?,
                 other => return Err(format!("task: expected the session's end, got {other:?}")),
             }
-            let reason = super::drv::std_closed_reason(&mut c, STEP)?;
+            let reason = super::driver_under_test::std_closed_reason(&mut c, STEP)?;
             check_eq("close reason", reason, Some(want))?;
             Ok(format!(
                 "StatSN s0+1 before s0 accepted (ExpStatSN then s0+2); StatSN {:#x} for ExpStatSN {:#x}: StatSnGap, connection dropped, task reports Closed(StatSnGap)",

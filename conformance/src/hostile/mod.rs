@@ -17,14 +17,14 @@
 //! oversize DataSegmentLength) run without one and say so in their note.
 
 mod coalesce;
-mod drv;
+mod driver_under_test;
 mod faults;
 mod flow;
 mod session;
 mod target;
 mod tool;
 
-pub use drv::{connect, run, Drv, DrvError, Kind};
+pub use driver_under_test::{connect, run, Drv, DrvError, Kind};
 pub use target::{check_eq, join, spawn, Listener, Peer, Rx, STEP};
 
 use crate::runner::{Cell, CellCtx};

@@ -4,7 +4,7 @@
 //! connection dropped mid-login, a connection dropped mid-write with
 //! session recovery, and a silent target.
 
-use super::drv::std_closed_reason;
+use super::driver_under_test::std_closed_reason;
 use super::flow::{check_cmd, check_logout, std_connect};
 use super::{
     cfg, check_eq, connect, expect_good, join, pattern, per_driver, read, scenario, spawn, tur,

@@ -361,6 +361,7 @@ impl DriverCore {
     }
 
     /// What the driver must do with its connection next, if anything.
+    #[must_use]
     pub fn poll_conn(&mut self) -> Option<ConnRequest> {
         let r = self.request.take();
         match &r {
@@ -569,6 +570,7 @@ impl DriverCore {
 
     /// When [`DriverCore::handle_timeout`] must be called: the session's
     /// next deadline or the end of a wait for the receive low-water mark.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.low_water.earliest(self.session.poll_timeout())
     }
@@ -637,21 +639,25 @@ impl DriverCore {
     /// The next event for the application: every [`Event`] of the core
     /// except `Connect` (a [`ConnRequest`]) and the data and completion
     /// of collected tasks (at most [`EVENT_BACKLOG`] session events wait).
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// The reply of a collected task, once it ended.
+    #[must_use]
     pub fn take_completed(&mut self, task: TaskId) -> Option<Reply> {
         self.take_completed_if(|t| t == task).map(|(_, r)| r)
     }
 
     /// The collected task that ended first, with its reply.
+    #[must_use]
     pub fn take_any_completed(&mut self) -> Option<(TaskId, Reply)> {
         self.done.pop_front()
     }
 
     /// The first ended collected task for which `pick` holds.
+    #[must_use]
     pub fn take_completed_if(
         &mut self,
         mut pick: impl FnMut(TaskId) -> bool,

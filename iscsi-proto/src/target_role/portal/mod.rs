@@ -25,8 +25,12 @@
 //! - **Task management across sessions**: a LOGICAL UNIT RESET or a target
 //!   reset received on one session is reported as [`PortalEvent::Reset`]
 //!   with every nexus it affects (SAM-5 6.3.3: a logical unit reset
-//!   establishes a unit attention for every I_T nexus); a TARGET COLD
-//!   RESET closes every other session too (section 11.5.1: "the target
+//!   establishes a unit attention for every I_T nexus); the other
+//!   sessions' tasks on that unit (every task, for a target reset) are
+//!   aborted as well (section 11.5.1: these functions "may affect commands
+//!   from other sessions"), a command whose event still waits here being
+//!   withdrawn before the application sees it; a TARGET COLD RESET closes
+//!   every other session too (section 11.5.1: "the target
 //!   MUST then close all of its TCP connections to all initiators").
 //!
 //! The portal reads no clock, does no I/O and draws no randomness: the

@@ -8,7 +8,7 @@ use iscsi_proto::scsi::{Lun, SenseData, SenseKey};
 
 use crate::device::BlockDevice;
 use crate::outcome::{ScsiOutcome, Transfer};
-use crate::pr::{Access, Pr, TransportId};
+use crate::persistent_reservation::{Access, Pr, TransportId};
 use crate::util::{bad_cdb, bad_opcode, be, byte, illegal, truncate, Fail};
 use crate::NexusId;
 
