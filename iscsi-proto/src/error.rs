@@ -142,7 +142,7 @@ pub enum UsageError {
     /// application was given has this id (it was completed, aborted, or
     /// never existed).
     #[error("unknown task {0:?}")]
-    UnknownTask(crate::TaskId),
+    UnknownTask(crate::task_id::TaskId),
     /// SCSI commands and task management are not allowed in a discovery
     /// session (RFC 7143 section 13.21: a discovery session is "restricted
     /// to the Text Request and Logout").
@@ -165,7 +165,7 @@ pub enum UsageError {
     },
     /// The task cannot be aborted (it is not a SCSI command).
     #[error("task {0:?} is not a SCSI command")]
-    NotAbortable(crate::TaskId),
+    NotAbortable(crate::task_id::TaskId),
     /// Target role: sense data longer than a SCSI Response can carry (its
     /// SenseLength field is 2 bytes, RFC 7143 section 11.4.7.1).
     #[error("sense data longer than 65535 bytes (RFC 7143 section 11.4.7.1)")]

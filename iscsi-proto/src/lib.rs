@@ -95,6 +95,7 @@ pub mod scsi;
 // `iscsi_proto::target`: a folder named `target/` is skipped by tools (search,
 // editors, backup) and matched by the common `.gitignore` pattern `target/`
 // meant for Cargo's build output.
+mod network_portal;
 #[path = "target_role/mod.rs"]
 pub mod target;
 mod task_id;
@@ -102,7 +103,7 @@ mod trace_format;
 pub mod transmit;
 pub mod wire;
 
-pub use initiator::NetworkPortal;
+pub use network_portal::NetworkPortal;
 pub use task_id::{TaskId, TaskMap};
 
 #[cfg(any(test, feature = "testing"))]

@@ -60,7 +60,7 @@ use crate::initiator::{
     TaskOutcome, TxQueue,
 };
 pub use crate::initiator::{Action, Coalesce, Completed};
-use crate::TaskMap;
+use crate::task_id::TaskMap;
 
 /// PDUs taken from the session for one vectored write.
 pub const BATCH: usize = 64;

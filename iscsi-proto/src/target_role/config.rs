@@ -1,6 +1,6 @@
 //! Configuration of a target session.
 
-use crate::NetworkPortal;
+use crate::network_portal::NetworkPortal;
 use std::time::Duration;
 
 use crate::login::chap::ChapAlgorithm;

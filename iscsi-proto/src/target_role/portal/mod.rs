@@ -80,10 +80,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::ConfigError;
 use crate::login::SessionType;
+use crate::network_portal::NetworkPortal;
 use crate::scsi::ScsiStatus;
 use crate::target::{Session, SessionConfig, TaskId, Transmit};
 use crate::wire::{Isid, BHS_LEN};
-use crate::NetworkPortal;
 
 mod cross;
 mod event;
