@@ -90,14 +90,16 @@ pub mod driver;
 pub mod error;
 pub mod initiator;
 pub mod login;
+mod network_portal;
 pub mod scsi;
+
 // The target role lives in `src/target_role/` but keeps the public path
 // `iscsi_proto::target`: a folder named `target/` is skipped by tools (search,
 // editors, backup) and matched by the common `.gitignore` pattern `target/`
 // meant for Cargo's build output.
-mod network_portal;
 #[path = "target_role/mod.rs"]
 pub mod target;
+
 mod task_id;
 mod trace_format;
 pub mod transmit;
