@@ -412,7 +412,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+    use iscsi_mio::server::{LunSpec, Server, TargetConfig};
     use iscsi_proto::scsi::cdb::{self, Capacity, RwFlags};
     use iscsi_proto::scsi::lun::Lun;
     use std::collections::HashMap;
@@ -424,7 +424,7 @@ mod tests {
     /// An embedded target (mio server, 16 MiB RAM disk) on a free loopback
     /// port, stopped when `f` returns.
     fn with_target(f: impl FnOnce(String)) {
-        let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), TARGET);
+        let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), TARGET);
         cfg.luns.push(LunSpec::Ram(16 << 20));
         cfg.log = false;
         let server = Server::bind(cfg).unwrap();

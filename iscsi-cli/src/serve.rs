@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig};
 use iscsi_proto::scsi::cdb::{self, RwFlags};
 use iscsi_proto::scsi::lun::Lun;
@@ -71,7 +71,7 @@ pub fn serve(
     let addr: SocketAddr = listen
         .parse()
         .map_err(|_| format!("invalid --listen {listen:?}: expected ADDR:PORT"))?;
-    let mut cfg = ServerConfig::new(addr, target);
+    let mut cfg = TargetConfig::new(addr, target);
     for l in luns {
         cfg.luns.push(parse_lun(l)?);
     }
@@ -98,7 +98,7 @@ pub fn serve(
 /// side runs on `driver`.
 pub fn demo(seconds: u64, driver: DriverKind) -> Result<(), String> {
     let target = "iqn.2026-11.rs.iscsi:demo";
-    let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), target);
+    let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), target);
     cfg.luns.push(LunSpec::Ram(64 << 20));
     cfg.log = false;
     let server = Server::bind(cfg).map_err(|e| format!("cannot start the demo target: {e}"))?;

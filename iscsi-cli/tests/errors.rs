@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig, ShutdownHandle};
+use iscsi_mio::server::{LunSpec, Server, ShutdownHandle, TargetConfig};
 
 const IQN: &str = "iqn.2026-11.rs.iscsi:cli-errors";
 
@@ -16,12 +16,12 @@ const IQN: &str = "iqn.2026-11.rs.iscsi:cli-errors";
 struct Target {
     addr: SocketAddr,
     stop: ShutdownHandle,
-    thread: Option<std::thread::JoinHandle<Result<(), iscsi_mio::server::ServerError>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), iscsi_mio::server::TargetError>>>,
 }
 
 impl Target {
     fn start(chap: Option<(&str, &str)>) -> Target {
-        let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
+        let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
         cfg.luns.push(LunSpec::Ram(1 << 20));
         cfg.log = false;
         cfg.chap = chap.map(|(u, s)| (u.to_string(), s.to_string()));

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 
 const IQN: &str = "iqn.2026-11.rs.iscsi:no-secrets";
 const SECRET: &str = "initiator-SECRET-0123";
@@ -35,7 +35,7 @@ fn values_of(raw: &[u8], key: &str) -> Vec<String> {
 }
 
 fn run(driver: &str, pcap: Option<&std::path::Path>) -> (String, Vec<u8>) {
-    let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
+    let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
     cfg.luns.push(LunSpec::Ram(1 << 20));
     cfg.log = false;
     cfg.chap = Some(("alice".into(), SECRET.into()));

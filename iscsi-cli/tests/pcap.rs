@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 
 const IQN: &str = "iqn.2026-11.rs.iscsi:pcap-test";
 
@@ -121,7 +121,7 @@ fn pdus(segs: &[Segment], to_target: bool) -> Vec<(u8, usize)> {
 /// The capture of one `iscsi inquiry` on `driver`: the byte tap lives in
 /// the shared driver core, so every driver writes the same capture.
 fn pcap_of_an_inquiry_holds_the_whole_session(driver: &str) {
-    let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
+    let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), IQN);
     cfg.luns.push(LunSpec::Ram(1 << 20));
     cfg.log = false;
     let server = Server::bind(cfg).unwrap();

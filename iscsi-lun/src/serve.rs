@@ -184,7 +184,7 @@ impl std::fmt::Debug for TargetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let user =
             |c: &Option<(String, String)>| c.as_ref().map(|(u, _)| format!("{u} / <secret>"));
-        f.debug_struct("ServerConfig")
+        f.debug_struct("TargetConfig")
             .field("listen", &self.listen)
             .field("target_name", &self.target_name)
             .field("target_alias", &self.target_alias)

@@ -9,7 +9,7 @@
 //! (useful with port 0). Runs until killed; one line per login goes to
 //! stderr.
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = args
         .next()
         .unwrap_or_else(|| "iqn.2026-01.rs.iscsi:ram".into());
-    let mut cfg = ServerConfig::new(addr.parse()?, name.clone());
+    let mut cfg = TargetConfig::new(addr.parse()?, name.clone());
     cfg.luns.push(LunSpec::Ram(64 << 20));
     let mut server = Server::bind(cfg)?;
     println!("serving {name} on {}", server.local_addr());

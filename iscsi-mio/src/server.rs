@@ -8,9 +8,9 @@
 //! comes from here: the portal's seed, read from `/dev/urandom` at bind.
 //!
 //! ```no_run
-//! use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+//! use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 //!
-//! let mut cfg = ServerConfig::new(
+//! let mut cfg = TargetConfig::new(
 //!     "127.0.0.1:3260".parse().unwrap(),
 //!     "iqn.2026-01.example:disk",
 //! );
@@ -45,7 +45,7 @@ use iscsi_proto::transmit::TxQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-pub use iscsi_lun::{LunSpec, TargetConfig as ServerConfig, TargetError as ServerError};
+pub use iscsi_lun::{LunSpec, TargetConfig, TargetError};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -114,7 +114,7 @@ pub struct Server {
 impl Server {
     /// Opens the LUNs' storage, binds the listener and prepares the loop.
     /// Nothing is served until [`run`](Self::run).
-    pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+    pub fn bind(config: TargetConfig) -> Result<Server, TargetError> {
         // The one draw of OS randomness: the portal derives every
         // session's seed from it (all zeros if the OS has none).
         let mut seed = [0u8; 8];
@@ -161,7 +161,7 @@ impl Server {
 
     /// Serves until [`ShutdownHandle::shutdown`] is called, then closes
     /// every connection and returns. Errors only when polling itself fails.
-    pub fn run(&mut self) -> Result<(), ServerError> {
+    pub fn run(&mut self) -> Result<(), TargetError> {
         let mut events = Events::with_capacity(256);
         while !self.shutdown.is_shutdown() {
             let deadline = self.target.portal().poll_timeout();

@@ -4,7 +4,7 @@
 
 mod server_support;
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig, ServerError};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig, TargetError};
 use iscsi_proto::scsi::cdb;
 use iscsi_proto::scsi::{Capacity, ReportLuns, SenseData, SenseKey};
 use iscsi_proto::wire::text::parse_pairs;
@@ -269,30 +269,30 @@ fn nop_in_pings_are_sent_when_idle() {
 #[test]
 fn bind_rejects_bad_configurations() {
     let addr = "127.0.0.1:0".parse().unwrap();
-    let cfg = ServerConfig::new(addr, TARGET);
-    assert!(matches!(Server::bind(cfg), Err(ServerError::NoLuns)));
+    let cfg = TargetConfig::new(addr, TARGET);
+    assert!(matches!(Server::bind(cfg), Err(TargetError::NoLuns)));
 
-    let mut cfg = ServerConfig::new(addr, TARGET);
+    let mut cfg = TargetConfig::new(addr, TARGET);
     cfg.luns.push(LunSpec::Ram(1000));
     assert!(matches!(
         Server::bind(cfg),
-        Err(ServerError::Device { lun: 0, .. })
+        Err(TargetError::Device { lun: 0, .. })
     ));
 
-    let mut cfg = ServerConfig::new(addr, TARGET);
+    let mut cfg = TargetConfig::new(addr, TARGET);
     cfg.luns.push(LunSpec::Ram(MIB));
     cfg.mutual_chap = Some(("target".into(), "secretsecret".into()));
     assert!(matches!(
         Server::bind(cfg),
-        Err(ServerError::MutualWithoutChap)
+        Err(TargetError::MutualWithoutChap)
     ));
 
-    let mut cfg = ServerConfig::new(addr, TARGET);
+    let mut cfg = TargetConfig::new(addr, TARGET);
     cfg.luns
         .push(LunSpec::File("/nonexistent/dir/disk.img".into()));
     assert!(matches!(
         Server::bind(cfg),
-        Err(ServerError::Device { lun: 0, .. })
+        Err(TargetError::Device { lun: 0, .. })
     ));
 }
 
@@ -344,7 +344,7 @@ fn chap_login_accepts_the_secret_and_refuses_others() {
 
 #[test]
 fn config_debug_hides_chap_secrets() {
-    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TARGET);
+    let mut cfg = TargetConfig::new("127.0.0.1:0".parse().unwrap(), TARGET);
     cfg.chap = Some(("alice".into(), "hunter2-hunter2".into()));
     cfg.mutual_chap = Some(("tgt".into(), "swordfish-swordfish".into()));
     let s = format!("{cfg:?}");

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig, ShutdownHandle};
+use iscsi_mio::server::{LunSpec, Server, ShutdownHandle, TargetConfig};
 use iscsi_proto::error::UsageError;
 use iscsi_proto::initiator::{Event, Recovery, ScsiCommand, SessionConfig};
 use iscsi_proto::scsi::cdb::{read10, RwFlags};
@@ -29,7 +29,7 @@ struct Pinging {
 
 impl Pinging {
     fn start(interval: Duration) -> Pinging {
-        let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), MIO_TARGET);
+        let mut cfg = TargetConfig::new("127.0.0.1:0".parse().unwrap(), MIO_TARGET);
         cfg.luns = vec![LunSpec::Ram(1 << 20)];
         cfg.log = false;
         cfg.nop_interval = Some(interval);

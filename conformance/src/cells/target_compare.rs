@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use iscsi_mio::server::{LunSpec, Server, ServerConfig};
+use iscsi_mio::server::{LunSpec, Server, TargetConfig};
 
 use super::baseline::{parse_cunit_summary, CunitSummary};
 use crate::peers::{free_port, Tgtd, TgtdConfig};
@@ -46,7 +46,7 @@ fn compare_cell(family: &'static str, limit: Duration) -> Cell {
         move |ctx| {
             // The embedded target with a 64 MiB RAM LUN, on a free port.
             let port = free_port()?;
-            let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], port)), OUR_IQN);
+            let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], port)), OUR_IQN);
             cfg.luns.push(LunSpec::Ram(64 << 20));
             cfg.log = false;
             let mut server = Server::bind(cfg).map_err(|e| format!("embedded target: {e}"))?;
@@ -82,7 +82,7 @@ fn compare_cell(family: &'static str, limit: Duration) -> Cell {
 /// stopper that shuts it down and joins its thread.
 fn start_embedded() -> Result<(String, impl FnOnce()), String> {
     let port = free_port()?;
-    let mut cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], port)), OUR_IQN);
+    let mut cfg = TargetConfig::new(SocketAddr::from(([127, 0, 0, 1], port)), OUR_IQN);
     cfg.luns.push(LunSpec::Ram(64 << 20));
     cfg.log = false;
     let mut server = Server::bind(cfg).map_err(|e| format!("embedded target: {e}"))?;

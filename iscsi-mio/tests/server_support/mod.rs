@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use iscsi_mio::server::{LunSpec, Server, ServerConfig, ServerError, ShutdownHandle};
+use iscsi_mio::server::{LunSpec, Server, ShutdownHandle, TargetConfig, TargetError};
 use iscsi_proto::wire::text::{encode_pairs, parse_pairs};
 use iscsi_proto::wire::*;
 
@@ -19,12 +19,12 @@ pub const TARGET: &str = "iqn.2026-01.test.mio:disk";
 pub struct Running {
     pub addr: SocketAddr,
     pub stop: ShutdownHandle,
-    pub thread: Option<JoinHandle<Result<(), ServerError>>>,
+    pub thread: Option<JoinHandle<Result<(), TargetError>>>,
 }
 
 impl Running {
     /// Stops the server and waits for `run` to return.
-    pub fn stop(mut self) -> Result<(), ServerError> {
+    pub fn stop(mut self) -> Result<(), TargetError> {
         self.stop.shutdown();
         self.thread
             .take()
@@ -43,14 +43,14 @@ impl Drop for Running {
     }
 }
 
-pub fn config(luns: Vec<LunSpec>) -> ServerConfig {
-    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), TARGET);
+pub fn config(luns: Vec<LunSpec>) -> TargetConfig {
+    let mut cfg = TargetConfig::new("127.0.0.1:0".parse().unwrap(), TARGET);
     cfg.luns = luns;
     cfg.log = false;
     cfg
 }
 
-pub fn start(cfg: ServerConfig) -> Running {
+pub fn start(cfg: TargetConfig) -> Running {
     let mut server = Server::bind(cfg).expect("bind");
     let addr = server.local_addr();
     let stop = server.shutdown_handle();
