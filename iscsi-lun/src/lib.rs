@@ -57,7 +57,7 @@ pub use device::{BlockDevice, DeviceError, FileDisk, RamDisk};
 pub use logical_unit::{execute_no_lun, report_luns, LogicalUnit, LuConfig};
 pub use outcome::{DataDirection, ScsiOutcome, Transfer};
 pub use persistent_reservation::{pr_type, TransportId, MAX_REGISTRATIONS};
-pub use serve::{LunSpec, Target, TargetConfig, TargetError};
+pub use serve::{run_command, LunSpec, Target, TargetConfig, TargetError};
 
 /// Identifies an I_T nexus (initiator port + target port) to the logical
 /// unit: persistent reservations and unit attentions are kept per nexus.

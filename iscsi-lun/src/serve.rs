@@ -31,7 +31,7 @@ use iscsi_proto::target::{
 
 use crate::{
     execute_no_lun, DataDirection, DeviceError, FileDisk, LogicalUnit, LuConfig, RamDisk,
-    TransportId,
+    ScsiOutcome, TransportId,
 };
 
 /// Storage behind one LUN.
@@ -458,31 +458,15 @@ impl Target {
 
     /// Runs one command and completes it.
     fn command(&mut self, h: ConnectionHandle, nexus: NexusId, req: &ScsiRequest) {
-        let lun = Lun::from_u64(req.lun);
-        let lu = lun.number().and_then(|n| self.lus.get_mut(usize::from(n)));
-        let (out, write_len) = match lu {
-            Some(lu) => {
-                let t = lu.expected_transfer(&req.cdb);
-                let write_len = (t.direction == DataDirection::Out)
-                    .then(|| u32::try_from(t.length).unwrap_or(u32::MAX));
-                (
-                    lu.execute_transport(nexus, &req.cdb, &req.data_out),
-                    write_len,
-                )
-            }
-            // SPC-4 4.6.14: a LUN that does not exist still answers
-            // INQUIRY and REPORT LUNS; everything else is LOGICAL UNIT
-            // NOT SUPPORTED.
-            None => (execute_no_lun(&req.cdb, &self.lun_list), None),
-        };
+        let (out, written) = run_command(&mut self.lus, &self.lun_list, nexus, req);
         let sense = out.sense_bytes().map(|s| Bytes::copy_from_slice(&s));
         // The task is live (commands run to completion here); an error
         // means the connection closed meanwhile.
-        let _ = match write_len {
-            Some(n) if req.expected_read_len == 0 => self
+        let _ = match written {
+            Some(n) => self
                 .portal
                 .complete_write(h, req.task, out.status, sense, n),
-            _ => self
+            None => self
                 .portal
                 .complete(h, req.task, out.status, sense, out.data_in),
         };
@@ -538,4 +522,30 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// Runs `req` on its logical unit (LUN n is `lus[n]`) for `nexus`: what a
+/// target does with every [`ScsiRequest`]. A LUN without a unit still
+/// answers INQUIRY and REPORT LUNS (SPC-4 4.6.14) from `lun_list`. Returns
+/// the outcome and, for a command that moves data only to the target, the
+/// length to acknowledge with `complete_write` (no Data-In to send).
+pub fn run_command(
+    lus: &mut [LogicalUnit],
+    lun_list: &[Lun],
+    nexus: NexusId,
+    req: &ScsiRequest,
+) -> (ScsiOutcome, Option<u32>) {
+    let lun = Lun::from_u64(req.lun);
+    match lun.number().and_then(|n| lus.get_mut(usize::from(n))) {
+        Some(lu) => {
+            let t = lu.expected_transfer(&req.cdb);
+            let written = (t.direction == DataDirection::Out && req.expected_read_len == 0)
+                .then(|| u32::try_from(t.length).unwrap_or(u32::MAX));
+            (
+                lu.execute_transport(nexus, &req.cdb, &req.data_out),
+                written,
+            )
+        }
+        None => (execute_no_lun(&req.cdb, lun_list), None),
+    }
 }

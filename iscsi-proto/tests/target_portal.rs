@@ -72,6 +72,25 @@ impl Ini {
         isid: Isid,
         tsih: u16,
     ) -> (Ini, LoginResponse) {
+        let mut ini = Ini::start_login(p, now, name, TARGET, isid, tsih);
+        let mut r = ini.recv(p, now);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let Header::LoginResponse(resp) = r.remove(0).header else {
+            panic!("not a login response")
+        };
+        (ini, resp)
+    }
+
+    /// A new connection whose one Login Request (CSG 1 -> NSG 3, `tsih`)
+    /// names `target`; nothing read back yet.
+    fn start_login(
+        p: &mut Portal,
+        now: Instant,
+        name: &str,
+        target: &str,
+        isid: Isid,
+        tsih: u16,
+    ) -> Ini {
         let h = p.accept(now, None).unwrap();
         let mut ini = Ini {
             h,
@@ -95,16 +114,11 @@ impl Ini {
         };
         let text = kv(&[
             ("InitiatorName", name),
-            ("TargetName", TARGET),
+            ("TargetName", target),
             ("SessionType", "Normal"),
         ]);
         ini.send(p, now, req, text);
-        let mut r = ini.recv(p, now);
-        assert_eq!(r.len(), 1, "{r:?}");
-        let Header::LoginResponse(resp) = r.remove(0).header else {
-            panic!("not a login response")
-        };
-        (ini, resp)
+        ini
     }
 
     /// A READ (10) of one block on `lun`, delivered at once.
@@ -366,29 +380,7 @@ fn a_failed_login_with_a_live_isid_leaves_the_session_alone() {
     let mut p = portal();
     let (a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     events(&mut p);
-    let h = p.accept(now, None).unwrap();
-    let mut b = Ini {
-        h,
-        isid: a.isid,
-        cmd_sn: Serial(1),
-        itt: 1,
-    };
-    let req = LoginRequest {
-        transit: true,
-        cont: false,
-        csg: Stage::Operational,
-        nsg: Stage::FullFeature,
-        version_max: 0,
-        version_min: 0,
-        isid: a.isid,
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmd_sn: Serial(1),
-        exp_stat_sn: Serial(0),
-    };
-    let text = kv(&[("InitiatorName", INITIATOR), ("TargetName", "iqn.x:none")]);
-    b.send(&mut p, now, req, text);
+    let b = Ini::start_login(&mut p, now, INITIATOR, "iqn.x:none", a.isid, 0);
     assert!(p.is_closed(b.h));
     assert!(!p.is_closed(a.h));
     assert!(!events(&mut p)

@@ -25,7 +25,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use iscsi_lun::{execute_no_lun, DataDirection, LogicalUnit, LuConfig, NexusId, RamDisk};
+use iscsi_lun::{run_command, LogicalUnit, LuConfig, NexusId, RamDisk};
 use iscsi_proto::error::TaskError;
 use iscsi_proto::initiator::{
     open_session, Event, Recovery, ScsiCommand, Session as Ini, SessionConfig, TaskId, TaskOutcome,
@@ -1007,20 +1007,7 @@ impl World {
 
     /// Runs one command on its logical unit and completes it.
     fn execute(&mut self, req: &ScsiRequest) {
-        let lun = Lun::from_u64(req.lun);
-        let lu = lun.number().and_then(|n| self.lus.get_mut(usize::from(n)));
-        let (out, write_len) = match lu {
-            Some(lu) => {
-                let t = lu.expected_transfer(&req.cdb);
-                let write_len = (t.direction == DataDirection::Out)
-                    .then(|| u32::try_from(t.length).unwrap_or(u32::MAX));
-                (
-                    lu.execute_transport(NEXUS, &req.cdb, &req.data_out),
-                    write_len,
-                )
-            }
-            None => (execute_no_lun(&req.cdb, &self.lun_list), None),
-        };
+        let (out, written) = run_command(&mut self.lus, &self.lun_list, NEXUS, req);
         let opcode = req.cdb.first().copied().unwrap_or(0);
         let d = &req.data_out;
         let sub = match opcode {
@@ -1049,11 +1036,9 @@ impl World {
             conn: self.conn,
         });
         let sense = out.sense_bytes().map(|s| Bytes::copy_from_slice(&s));
-        let _ = match write_len {
-            Some(n) if req.expected_read_len == 0 => {
-                self.tgt.complete_write(req.task, out.status, sense, n)
-            }
-            _ => self.tgt.complete(req.task, out.status, sense, out.data_in),
+        let _ = match written {
+            Some(n) => self.tgt.complete_write(req.task, out.status, sense, n),
+            None => self.tgt.complete(req.task, out.status, sense, out.data_in),
         };
     }
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use iscsi_lun::{execute_no_lun, DataDirection, LogicalUnit, LuConfig, NexusId, RamDisk};
+use iscsi_lun::{run_command, LogicalUnit, LuConfig, NexusId, RamDisk};
 use iscsi_proto::initiator::{
     Event, ScsiCommand, ScsiResult, Session as Ini, SessionConfig, TaskId, TaskOutcome,
 };
@@ -507,26 +507,11 @@ impl Harness {
     /// Runs one command on its logical unit and completes it at the target
     /// (as the mio server does).
     pub fn execute(&mut self, req: &ScsiRequest) {
-        let lun = Lun::from_u64(req.lun);
-        let lu = lun.number().and_then(|n| self.lus.get_mut(usize::from(n)));
-        let (out, write_len) = match lu {
-            Some(lu) => {
-                let t = lu.expected_transfer(&req.cdb);
-                let write_len = (t.direction == DataDirection::Out)
-                    .then(|| u32::try_from(t.length).unwrap_or(u32::MAX));
-                (
-                    lu.execute_transport(NEXUS, &req.cdb, &req.data_out),
-                    write_len,
-                )
-            }
-            None => (execute_no_lun(&req.cdb, &self.lun_list), None),
-        };
+        let (out, written) = run_command(&mut self.lus, &self.lun_list, NEXUS, req);
         let sense = out.sense_bytes().map(|s| Bytes::copy_from_slice(&s));
-        let r = match write_len {
-            Some(n) if req.expected_read_len == 0 => {
-                self.tgt.complete_write(req.task, out.status, sense, n)
-            }
-            _ => self.tgt.complete(req.task, out.status, sense, out.data_in),
+        let r = match written {
+            Some(n) => self.tgt.complete_write(req.task, out.status, sense, n),
+            None => self.tgt.complete(req.task, out.status, sense, out.data_in),
         };
         r.expect("completing a live target task");
         self.end_tgt(req.task, TgtEnd::Completed);
