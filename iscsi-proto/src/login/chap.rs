@@ -291,14 +291,9 @@ fn parse_bin(key: &'static str, v: &str) -> Result<Vec<u8>, ChapError> {
 /// Compares two byte strings in time independent of where they differ
 /// (the length itself is not secret).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    diff == 0
+    // `subtle` compares equal-length slices without data-dependent branches
+    // and answers false for different lengths.
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 fn check_challenge(c: &[u8], min: usize) -> Result<(), ChapError> {

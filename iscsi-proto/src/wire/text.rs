@@ -438,37 +438,23 @@ fn hex_val(d: u8) -> Option<u8> {
     }
 }
 
-fn b64_val(d: u8) -> Option<u8> {
-    match d {
-        b'A'..=b'Z' => Some(d - b'A'),
-        b'a'..=b'z' => Some(d - b'a' + 26),
-        b'0'..=b'9' => Some(d - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// RFC 2045 base64 as RFC 7143 section 6.1 uses it: the standard alphabet,
+/// `=` padding optional on input, written on output, and the unused low
+/// bits of the last character zero ("Correctly encoded base64 strings
+/// cannot have n values of 1, 5 ... k*4 + 1"; the decoder refuses those).
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 fn decode_base64(text: &[u8], max_len: usize) -> Result<Vec<u8>, TextError> {
-    // Strip at most two trailing pad characters.
-    let mut data = text;
-    let mut pads = 0;
-    while let [head @ .., b'='] = data {
-        data = head;
-        pads += 1;
-        if pads > 2 {
-            return Err(TextError::InvalidBinary);
-        }
-    }
-    let n = data.len();
-    // RFC 7143 section 6.1: "Correctly encoded base64 strings cannot have n
-    // values of 1, 5 ... k*4 + 1."
-    if n == 0 || n % 4 == 1 {
-        return Err(TextError::InvalidBinary);
-    }
-    if pads > 0 && (n + pads) % 4 != 0 {
+    // The decoded length bounds the allocation, so it is checked before
+    // decoding (RFC 7143 section 6.1 binary values are bounded per key).
+    let unpadded = text.iter().rev().take_while(|&&c| c == b'=').count();
+    let n = text.len() - unpadded;
+    if n == 0 || unpadded > 2 {
         return Err(TextError::InvalidBinary);
     }
     let len = n / 4 * 3 + (n % 4).saturating_sub(1);
@@ -478,32 +464,7 @@ fn decode_base64(text: &[u8], max_len: usize) -> Result<Vec<u8>, TextError> {
             limit: max_len,
         });
     }
-    let mut out = Vec::with_capacity(len);
-    for chunk in data.chunks(4) {
-        let mut acc: u32 = 0;
-        for &c in chunk {
-            acc = (acc << 6) | u32::from(b64_val(c).ok_or(TextError::InvalidBinary)?);
-        }
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => {
-                // 18 bits: 16 data + 2 zero bits.
-                if acc & 0x3 != 0 {
-                    return Err(TextError::InvalidBinary);
-                }
-                out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
-            }
-            2 => {
-                // 12 bits: 8 data + 4 zero bits.
-                if acc & 0xf != 0 {
-                    return Err(TextError::InvalidBinary);
-                }
-                out.push((acc >> 4) as u8);
-            }
-            _ => return Err(TextError::InvalidBinary),
-        }
-    }
-    Ok(out)
+    base64::Engine::decode(&BASE64, text).map_err(|_| TextError::InvalidBinary)
 }
 
 /// Encodes bytes as a hex-constant: `0x` followed by two lowercase digits
@@ -527,19 +488,7 @@ pub fn encode_hex(data: &[u8]) -> String {
 pub fn encode_base64(data: &[u8]) -> String {
     let mut s = String::with_capacity(2 + data.len().div_ceil(3).saturating_mul(4));
     s.push_str("0b");
-    for chunk in data.chunks(3) {
-        let b0 = u32::from(chunk.first().copied().unwrap_or(0));
-        let b1 = u32::from(chunk.get(1).copied().unwrap_or(0));
-        let b2 = u32::from(chunk.get(2).copied().unwrap_or(0));
-        let acc = (b0 << 16) | (b1 << 8) | b2;
-        // Masked to 6 bits: below 64, the length of `B64`.
-        #[allow(clippy::indexing_slicing)]
-        let idx = |shift: u32| char::from(B64[((acc >> shift) & 0x3f) as usize]);
-        s.push(idx(18));
-        s.push(idx(12));
-        s.push(if chunk.len() > 1 { idx(6) } else { '=' });
-        s.push(if chunk.len() > 2 { idx(0) } else { '=' });
-    }
+    base64::Engine::encode_string(&BASE64, data, &mut s);
     s
 }
 
