@@ -71,8 +71,38 @@ pub struct Report {
     pub cpu_secs: f64,
     /// Commands completed in each second of the run.
     pub per_second: Vec<u64>,
+    /// Latency percentiles of the commands completed in each second of the
+    /// run (same length as `per_second`).
+    pub latency_per_second: Vec<LatencySecond>,
     /// Process counters over the run (Linux `/proc/self`), when readable.
     pub counters: Option<Counters>,
+}
+
+/// Latency of the commands completed within one second of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySecond {
+    /// Median, microseconds.
+    pub p50_us: u32,
+    /// 99th percentile, microseconds.
+    pub p99_us: u32,
+}
+
+impl LatencySecond {
+    /// The percentiles of `samples` (sorted in place).
+    fn of(samples: &mut [u32]) -> LatencySecond {
+        samples.sort_unstable();
+        LatencySecond {
+            p50_us: percentile_of(samples, 50.0),
+            p99_us: percentile_of(samples, 99.0),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted samples (`p` in 0..=100); 0 if empty.
+fn percentile_of(sorted: &[u32], p: f64) -> u32 {
+    let last = sorted.len().saturating_sub(1);
+    let i = ((p / 100.0) * last as f64).round() as usize;
+    sorted.get(i.min(last)).copied().unwrap_or(0)
 }
 
 /// Process counters from `/proc/self/io` and `/proc/self/status`: system
@@ -136,37 +166,30 @@ impl Report {
     }
     /// Latency percentile in microseconds (`p` in 0..=100).
     pub fn percentile(&self, p: f64) -> u32 {
-        let last = self.lat_us.len().saturating_sub(1);
-        let i = ((p / 100.0) * last as f64).round() as usize;
-        self.lat_us.get(i.min(last)).copied().unwrap_or(0)
+        percentile_of(&self.lat_us, p)
     }
     /// Initiator CPU microseconds per I/O.
     pub fn cpu_us_per_io(&self) -> f64 {
         self.cpu_secs * 1e6 / (self.ios.max(1) as f64)
     }
-    /// The report as one JSON object.
+    /// The report as one JSON object (the keys of [`JsonReport`]).
     pub fn to_json(&self) -> String {
-        let per_io = |n: u64| n as f64 / self.ios.max(1) as f64;
-        let counters = match self.counters {
-            Some(c) => format!(
-                ",\"writes_per_io\":{:.3},\"switches_per_io\":{:.3},\"preemptions_per_io\":{:.3}",
-                per_io(c.write_calls),
-                per_io(c.voluntary_switches),
-                per_io(c.involuntary_switches)
-            ),
-            None => String::new(),
+        let per_io = |n: u64| round_to(n as f64 / self.ios.max(1) as f64, 3);
+        let json = JsonReport {
+            iops: self.iops().round(),
+            mbps: round_to(self.mbps(), 1),
+            lat_p50_us: self.percentile(50.0),
+            lat_p99_us: self.percentile(99.0),
+            lat_p999_us: self.percentile(99.9),
+            cpu_us_per_io: round_to(self.cpu_us_per_io(), 2),
+            ios: self.ios,
+            seconds: round_to(self.elapsed.as_secs_f64(), 3),
+            writes_per_io: self.counters.map(|c| per_io(c.write_calls)),
+            switches_per_io: self.counters.map(|c| per_io(c.voluntary_switches)),
+            preemptions_per_io: self.counters.map(|c| per_io(c.involuntary_switches)),
         };
-        format!(
-            "{{\"iops\":{:.0},\"mbps\":{:.1},\"lat_p50_us\":{},\"lat_p99_us\":{},\"lat_p999_us\":{},\"cpu_us_per_io\":{:.2},\"ios\":{},\"seconds\":{:.3}{counters}}}",
-            self.iops(),
-            self.mbps(),
-            self.percentile(50.0),
-            self.percentile(99.0),
-            self.percentile(99.9),
-            self.cpu_us_per_io(),
-            self.ios,
-            self.elapsed.as_secs_f64()
-        )
+        // Plain numbers and options only: serialization cannot fail.
+        serde_json::to_string(&json).unwrap_or_default()
     }
     /// A human summary.
     pub fn summary(&self) -> String {
@@ -182,6 +205,41 @@ impl Report {
             self.elapsed.as_secs_f64()
         )
     }
+}
+
+/// What `iscsi bench --json` prints: one object per run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JsonReport {
+    /// I/Os per second.
+    pub iops: f64,
+    /// Megabytes (10^6 bytes) per second.
+    pub mbps: f64,
+    /// Median latency, microseconds.
+    pub lat_p50_us: u32,
+    /// 99th percentile latency, microseconds.
+    pub lat_p99_us: u32,
+    /// 99.9th percentile latency, microseconds.
+    pub lat_p999_us: u32,
+    /// Initiator CPU (user + system) microseconds per I/O.
+    pub cpu_us_per_io: f64,
+    /// I/Os completed.
+    pub ios: u64,
+    /// Wall time of the run, seconds.
+    pub seconds: f64,
+    /// `write`-family system calls per I/O (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_per_io: Option<f64>,
+    /// Voluntary context switches per I/O (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switches_per_io: Option<f64>,
+    /// Involuntary context switches per I/O (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemptions_per_io: Option<f64>,
+}
+
+fn round_to(v: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (v * f).round() / f
 }
 
 /// Process CPU time (user + system) in seconds, from /proc/self/stat.
@@ -270,6 +328,8 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
     let mut in_flight: Vec<(Tag, Instant)> = Vec::with_capacity(spec.qd);
     let mut lat_us = Vec::with_capacity(1 << 16);
     let mut per_second = Vec::new();
+    let mut latency_per_second = Vec::new();
+    let mut this_second: Vec<u32> = Vec::with_capacity(1 << 12);
     let counters0 = Counters::now();
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
@@ -301,9 +361,13 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
             other => return Err(format!("I/O failed: {other:?}")),
         }
         ios += 1;
-        lat_us.push(now.duration_since(t0).as_micros().min(u128::from(u32::MAX)) as u32);
+        let lat = now.duration_since(t0).as_micros().min(u128::from(u32::MAX)) as u32;
+        lat_us.push(lat);
+        this_second.push(lat);
         if now >= next_tick {
             per_second.push(ios - ios_at_tick);
+            latency_per_second.push(LatencySecond::of(&mut this_second));
+            this_second.clear();
             ios_at_tick = ios;
             next_tick += Duration::from_secs(1);
             if spec.progress {
@@ -343,102 +407,9 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
         lat_us,
         cpu_secs,
         per_second,
+        latency_per_second,
         counters,
     })
-}
-
-/// Draws IOPS over time and the latency histogram as one SVG document.
-pub fn plot_svg(r: &Report, title: &str) -> String {
-    let (w, h) = (800.0f64, 600.0f64);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"20\" y=\"20\" font-size=\"14\">{}</text>\n",
-        escape(title)
-    );
-    // Panel 1: IOPS per second.
-    let (x0, y0, pw, ph) = (60.0, 50.0, 700.0, 200.0);
-    s += &format!(
-        "<text x=\"{x0}\" y=\"{}\">IOPS per second</text>\n",
-        y0 - 8.0
-    );
-    s += &axes(x0, y0, pw, ph);
-    let max = r.per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
-    if !r.per_second.is_empty() {
-        let step = pw / (r.per_second.len().max(2) - 1) as f64;
-        let pts: Vec<String> = r
-            .per_second
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    x0 + i as f64 * step,
-                    y0 + ph - *v as f64 / max * ph
-                )
-            })
-            .collect();
-        s += &format!(
-            "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"{}\"/>\n",
-            pts.join(" ")
-        );
-    }
-    s += &format!("<text x=\"5\" y=\"{}\">{max:.0}</text>\n", y0 + 10.0);
-    s += &format!(
-        "<text x=\"{}\" y=\"{}\">time (s)</text>\n",
-        x0 + pw - 50.0,
-        y0 + ph + 15.0
-    );
-    // Panel 2: latency histogram (log2 buckets of microseconds).
-    let (y1, ph2) = (330.0, 220.0);
-    s += &format!(
-        "<text x=\"{x0}\" y=\"{}\">latency histogram (us, log2 buckets)</text>\n",
-        y1 - 8.0
-    );
-    s += &axes(x0, y1, pw, ph2);
-    let mut buckets = [0u64; 24];
-    for &l in &r.lat_us {
-        let b = (32 - l.max(1).leading_zeros()) as usize;
-        if let Some(n) = buckets.get_mut(b.min(23)) {
-            *n += 1;
-        }
-    }
-    let bmax = buckets.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let bw = pw / buckets.len() as f64;
-    for (i, c) in buckets.iter().enumerate() {
-        let bh = *c as f64 / bmax * ph2;
-        s += &format!(
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"darkorange\"/>\n",
-            x0 + i as f64 * bw + 1.0,
-            y1 + ph2 - bh,
-            bw - 2.0,
-            bh
-        );
-        if i % 3 == 0 {
-            s += &format!(
-                "<text x=\"{:.1}\" y=\"{}\">{}</text>\n",
-                x0 + i as f64 * bw,
-                y1 + ph2 + 15.0,
-                1u64 << i
-            );
-        }
-    }
-    s += "</svg>\n";
-    s
-}
-
-fn axes(x: f64, y: f64, w: f64, h: f64) -> String {
-    format!(
-        "<line x1=\"{x}\" y1=\"{y}\" x2=\"{x}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{x}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
-        y + h,
-        y + h,
-        x + w,
-        y + h
-    )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -453,6 +424,16 @@ mod tests {
             lat_us: (1..=1000).collect(),
             cpu_secs: 0.005,
             per_second: vec![500, 500],
+            latency_per_second: vec![
+                LatencySecond {
+                    p50_us: 250,
+                    p99_us: 495,
+                },
+                LatencySecond {
+                    p50_us: 750,
+                    p99_us: 995,
+                },
+            ],
             counters: Some(Counters {
                 read_calls: 100,
                 write_calls: 50,
@@ -477,18 +458,35 @@ mod tests {
             "\"lat_p50_us\":",
             "\"lat_p99_us\":",
             "\"cpu_us_per_io\":",
-            "\"writes_per_io\":0.050",
+            "\"writes_per_io\":0.05",
         ] {
             assert!(j.contains(key), "{j}");
         }
     }
 
     #[test]
-    fn svg_has_both_panels() {
-        let svg = plot_svg(&report(), "a <test>");
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("polyline") && svg.contains("<rect x="));
-        assert!(svg.contains("a &lt;test&gt;"));
+    fn json_is_json() {
+        let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(v["iops"], 500.0);
+        assert_eq!(v["lat_p50_us"], 501);
+        assert_eq!(v["writes_per_io"], 0.05);
+        let mut r = report();
+        r.counters = None;
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(v.get("writes_per_io").is_none());
+    }
+
+    #[test]
+    fn per_second_percentiles() {
+        let mut s = vec![5, 1, 4, 2, 3];
+        assert_eq!(
+            LatencySecond::of(&mut s),
+            LatencySecond {
+                p50_us: 3,
+                p99_us: 5
+            }
+        );
+        assert_eq!(LatencySecond::of(&mut []), LatencySecond::default());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod driver;
+pub mod plot;
 pub mod tool;
 
 /// The workspace README: its Rust code blocks (the std, mio and smol

@@ -656,12 +656,27 @@ fn bench_cmd(
         bench::run(c, &spec)
     })?;
     if let Some(p) = plot {
-        let title = format!(
-            "iscsi bench {pattern:?} bs={bs} qd={qd}: {}",
-            report.summary()
-        );
-        std::fs::write(p, bench::plot_svg(&report, &title))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        // The URL without its CHAP user and secret (never written to files).
+        let where_ = url::IscsiUrl::parse(url)
+            .map(|u| format!("{}/{}/{}", u.portal(), u.target, u.lun))
+            .unwrap_or_default();
+        let settings = [
+            format!(
+                "target {where_}, driver {}",
+                format!("{:?}", g.driver).to_lowercase()
+            ),
+            format!(
+                "pattern {}, block size {bs} B, queue depth {qd}, {seconds} s, \
+                 header digest {}, data digest {}, coalesce {}",
+                format!("{pattern:?}").to_lowercase(),
+                format!("{:?}", g.header_digest).to_lowercase(),
+                format!("{:?}", g.data_digest).to_lowercase(),
+                g.coalesce
+            ),
+        ];
+        let title = format!("iscsi bench: {pattern:?} {bs} B, QD {qd}");
+        let svg = iscsi_cli::plot::svg(&report, &title, &settings)?;
+        std::fs::write(p, svg).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     if json {
         println!("{}", report.to_json());
