@@ -8,6 +8,26 @@
 //!   in scheduler ticks (8 ms was measured on this project's machines), too
 //!   coarse to bound a coalescing delay of 1 ms.
 //!
+//! ```
+//! # #[cfg(unix)] fn main() -> std::io::Result<()> {
+//! use std::io::Write;
+//! use std::net::{TcpListener, TcpStream};
+//! use std::time::Duration;
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let mut sender = TcpStream::connect(listener.local_addr()?)?;
+//! let (receiver, _) = listener.accept()?;
+//! // Readable only once 48 bytes (one iSCSI basic header segment) are in.
+//! iscsi_sys::set_recv_low_water(&receiver, 48)?;
+//! sender.write_all(&[0; 16])?;
+//! assert!(!iscsi_sys::wait_readable(&receiver, Duration::from_millis(20))?);
+//! sender.write_all(&[0; 32])?;
+//! assert!(iscsi_sys::wait_readable(&receiver, Duration::from_secs(5))?);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(unix))] fn main() {}
+//! ```
+//!
 //! This is the project's only `unsafe` code: two system calls on a borrowed
 //! descriptor with plain-integer arguments. Elsewhere (not Unix) both
 //! return [`std::io::ErrorKind::Unsupported`] and the drivers do not
