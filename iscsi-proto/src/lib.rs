@@ -92,6 +92,7 @@ pub mod initiator;
 pub mod login;
 mod network_portal;
 pub mod scsi;
+pub mod stats;
 
 // The target role lives in `src/target_role/` but keeps the public path
 // `iscsi_proto::target`: a folder named `target/` is skipped by tools (search,
