@@ -70,6 +70,7 @@ mod config;
 mod connection;
 mod event;
 mod portal;
+mod retention;
 mod session;
 mod window;
 

@@ -14,6 +14,7 @@ pub(super) mod login;
 mod logout;
 pub(super) mod nop;
 mod scsi_command;
+mod snack;
 mod task_management;
 pub(super) mod text;
 
@@ -26,6 +27,7 @@ use super::config::{SessionConfig, TargetAuth};
 pub use super::connection::Phase;
 use super::connection::{Connection, LOGIN_MAX_SEGMENT};
 use super::event::{CloseReason, Event, TaskId};
+use super::retention::ReadRecords;
 use super::window::TargetWindow;
 use crate::error::{ConfigError, ProtocolError, UsageError};
 use crate::login::negotiation::Negotiated;
@@ -39,6 +41,9 @@ use task_management::PendingTmf;
 
 /// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
 pub(super) const NO_TAG: u32 = 0xffff_ffff;
+
+/// The highest ErrorRecoveryLevel implemented (RFC 7143 section 13.20).
+pub(super) const MAX_ERL: u8 = 1;
 
 /// How many Initiator Task Tags of aborted or failed tasks are remembered,
 /// so that Data-Out PDUs still in flight for them are dropped silently.
@@ -156,6 +161,9 @@ pub struct Session {
     /// cover (RFC 7143 section 11.5.1), in arrival order.
     pub(super) pending_tmfs: Vec<PendingTmf>,
     dead_itts: VecDeque<u32>,
+    /// The Data-In of completed reads, kept for Data and R-Data SNACK
+    /// (ErrorRecoveryLevel >= 1, RFC 7143 section 7.2).
+    pub(super) reads: ReadRecords,
     pub(super) next_task_id: u32,
     next_ttt: u32,
 
@@ -179,11 +187,17 @@ impl Session {
         if cfg.chap_challenge_len == 0 || cfg.chap_challenge_len > 1024 {
             return Err(ConfigError::ChallengeLength);
         }
-        // Only ErrorRecoveryLevel 0, in-order data and one connection are
-        // implemented; the key table's Min/Or rules then make these the
-        // negotiated values whatever the initiator offers (RFC 7143
-        // sections 13.20, 13.18, 13.19, 13.2).
-        cfg.params.error_recovery_level = 0;
+        // ErrorRecoveryLevel up to 1, in-order data and one connection are
+        // implemented; the key table's Min/Or rules then keep the
+        // negotiated values within these whatever the initiator offers
+        // (RFC 7143 sections 13.20, 13.18, 13.19, 13.2).
+        cfg.params.error_recovery_level = cfg.params.error_recovery_level.min(MAX_ERL);
+        if cfg.params.error_recovery_level > 0 {
+            // RFC 7143 section 13.19: "if ErrorRecoveryLevel is not 0 and
+            // DataSequenceInOrder is set to Yes then MaxOutstandingR2T
+            // MUST be set to 1" (MaxOutstandingR2T is a Minimum key).
+            cfg.params.max_outstanding_r2t = 1;
+        }
         cfg.params.data_pdu_in_order = true;
         cfg.params.data_sequence_in_order = true;
         cfg.params.max_connections = 1;
@@ -224,6 +238,7 @@ impl Session {
             aborting: BTreeMap::new(),
             pending_tmfs: Vec::new(),
             dead_itts: VecDeque::new(),
+            reads: ReadRecords::new(cfg.retention_budget),
             next_task_id: 1,
             next_ttt,
             conn: Connection::new(stat_sn),
@@ -306,6 +321,22 @@ impl Session {
     /// ([`abort_acknowledged`](Self::abort_acknowledged)) is awaited.
     pub fn unacknowledged_aborts(&self) -> usize {
         self.aborting.len()
+    }
+
+    /// The negotiated ErrorRecoveryLevel (0 before the login ends).
+    pub fn error_recovery_level(&self) -> u8 {
+        self.negotiated
+            .as_ref()
+            .map_or(0, |n| n.error_recovery_level)
+    }
+
+    /// What is kept for retransmission (ErrorRecoveryLevel >= 1): status
+    /// PDUs not yet acknowledged by ExpStatSN, completed reads whose
+    /// records are kept, and the bytes of read data kept (diagnostics and
+    /// tests of the retention budget).
+    pub fn retained(&self) -> (usize, usize, usize) {
+        let statuses = self.conn.status_log.as_ref().map_or(0, |l| l.len());
+        (statuses, self.reads.len(), self.reads.bytes())
     }
 
     /// Number of Reject PDUs sent so far (diagnostics).

@@ -471,6 +471,14 @@ impl Session {
             negotiated.target_max_recv_data_segment_length,
             negotiated.initiator_max_recv_data_segment_length.max(512),
         );
+        if negotiated.error_recovery_level >= 1 {
+            // RFC 7143 section 7.2.1 / 11.16.1: at ErrorRecoveryLevel >= 1
+            // the numbered responses are kept for Status SNACK until
+            // ExpStatSN acknowledges them.
+            self.conn.status_log = Some(crate::target::retention::StatusLog::new(
+                self.cfg.retention_budget,
+            ));
+        }
         let initiator_name = self.initiator_name.clone().unwrap_or_default();
         let target_name = self.target_name().map(str::to_owned);
         self.events.push_back(Event::LoggedIn {
