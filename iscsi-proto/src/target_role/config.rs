@@ -102,12 +102,13 @@ pub struct SessionConfig {
     /// MaxBurstLength, FirstBurstLength, InitialR2T, ImmediateData,
     /// MaxOutstandingR2T, digests accepted). `error_recovery_level` is
     /// the highest ErrorRecoveryLevel offered (RFC 7143 section 13.20: the
-    /// result is the lower of both offers), clamped to 1, the highest
-    /// implemented; when it is above 0, MaxOutstandingR2T is offered as 1
+    /// result is the lower of both offers), up to 2; when it is above 0, MaxOutstandingR2T is offered as 1
     /// (section 13.17 via 13.19: "if ErrorRecoveryLevel is not 0 and
     /// DataSequenceInOrder is set to Yes then MaxOutstandingR2T MUST be
-    /// set to 1"). DataPDUInOrder and DataSequenceInOrder are forced to
-    /// Yes and MaxConnections to 1.
+    /// set to 1"). `max_connections` is the most connections a session
+    /// may have (section 13.2; further connections join through the
+    /// [`Portal`](super::Portal)). DataPDUInOrder and DataSequenceInOrder
+    /// are forced to Yes.
     pub params: OperationalParams,
     /// Command window depth: MaxCmdSN = ExpCmdSN + depth - 1 (at least 1).
     pub cmd_window: u32,

@@ -135,6 +135,11 @@ impl StatusLog {
         }
     }
 
+    /// The PDUs kept, oldest first.
+    pub(super) fn entries(&self) -> impl Iterator<Item = &RetainedStatus> {
+        self.entries.iter()
+    }
+
     /// PDUs kept (diagnostics and tests).
     pub(super) fn len(&self) -> usize {
         self.entries.len()
@@ -215,6 +220,9 @@ impl Layout {
 /// R-Data SNACK).
 #[derive(Debug, Clone)]
 pub(super) struct ReadRecord {
+    /// The connection its Data-In and status went on (StatSN is per
+    /// connection).
+    pub(super) cid: u16,
     pub(super) lun: u64,
     /// The data sent, from offset 0 (None once freed: by DataACK or the
     /// budget).
@@ -240,6 +248,7 @@ impl ReadRecord {
     /// A record of a read whose Data-In went out with `layout`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        cid: u16,
         lun: u64,
         data: Bytes,
         layout: Layout,
@@ -249,6 +258,7 @@ impl ReadRecord {
         r2t_count: u32,
     ) -> ReadRecord {
         ReadRecord {
+            cid,
             lun,
             data: Some(data),
             layout,
@@ -351,13 +361,14 @@ impl ReadRecords {
             .map(|(itt, _)| *itt)
     }
 
-    /// ExpStatSN acknowledged every status before `exp`, within the
-    /// unacknowledged range `[lo, exp)`: those tasks' records go.
-    pub(super) fn acknowledge(&mut self, lo: Serial, exp: Serial) {
+    /// ExpStatSN of connection `cid` acknowledged every status before
+    /// `exp`, within the unacknowledged range `[lo, exp)`: those tasks'
+    /// records go.
+    pub(super) fn acknowledge(&mut self, cid: u16, lo: Serial, exp: Serial) {
         let done: Vec<u32> = self
             .by_itt
             .iter()
-            .filter(|(_, r)| r.stat_sn.in_window(lo, exp) && r.stat_sn != exp)
+            .filter(|(_, r)| r.cid == cid && r.stat_sn.in_window(lo, exp) && r.stat_sn != exp)
             .map(|(itt, _)| *itt)
             .collect();
         for itt in done {

@@ -9,6 +9,8 @@
 // The session's machinery, one file per part of the protocol (the same
 // layout as the initiator's `session/`).
 mod completion;
+mod connections;
+mod recovery;
 mod full_feature;
 pub(super) mod login;
 mod logout;
@@ -38,12 +40,13 @@ use crate::wire::{AsyncEvent, AsyncMessage, Isid, Reject, RejectReason, Serial, 
 use full_feature::Held;
 use scsi_command::Task;
 use task_management::PendingTmf;
+use recovery::Recovery;
 
 /// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
 pub(super) const NO_TAG: u32 = 0xffff_ffff;
 
 /// The highest ErrorRecoveryLevel implemented (RFC 7143 section 13.20).
-pub(super) const MAX_ERL: u8 = 1;
+pub(super) const MAX_ERL: u8 = 2;
 
 /// How many Initiator Task Tags of aborted or failed tasks are remembered,
 /// so that Data-Out PDUs still in flight for them are dropped silently.
@@ -129,8 +132,9 @@ pub struct Session {
     pub(super) cfg: SessionConfig,
     /// Source of the values the RFC wants unpredictable.
     pub(super) rng: SplitMix,
-    /// Events for the application, in order.
-    pub(super) events: VecDeque<Event>,
+    /// Events for the application, in order, each with the CID of the
+    /// connection it concerns (the [`super::Portal`] names its handle).
+    pub(super) events: VecDeque<(u16, Event)>,
     /// The cached earliest deadline of the connection's timers.
     timeout: Option<Instant>,
 
@@ -168,8 +172,18 @@ pub struct Session {
     next_ttt: u32,
 
     // ----- per-connection state (RFC 7143 sections 4 and 13.2) -----
-    /// The session's one connection.
+    /// The connection being served: the one whose input is decoded, or
+    /// whose task is answered (RFC 7143 section 6.4: a task's PDUs flow on
+    /// the connection it came in on). Its siblings wait in `parked`.
     pub(super) conn: Connection,
+    /// The session's other connections (MC/S, RFC 7143 section 13.2),
+    /// each with its own CID, StatSN and transmit queue.
+    pub(super) parked: Vec<Connection>,
+    /// Connection recovery state (ErrorRecoveryLevel 2, RFC 7143 section
+    /// 7.1.5): tasks waiting for TASK REASSIGN and their Time2Retain.
+    pub(super) recovery: Recovery,
+    /// The latest time given by the driver (the core reads no clock).
+    pub(super) now: Option<Instant>,
 }
 
 impl Session {
@@ -187,8 +201,7 @@ impl Session {
         if cfg.chap_challenge_len == 0 || cfg.chap_challenge_len > 1024 {
             return Err(ConfigError::ChallengeLength);
         }
-        // ErrorRecoveryLevel up to 1, in-order data and one connection are
-        // implemented; the key table's Min/Or rules then keep the
+        // ErrorRecoveryLevel up to 2 and in-order data are implemented; the key table's Min/Or rules then keep the
         // negotiated values within these whatever the initiator offers
         // (RFC 7143 sections 13.20, 13.18, 13.19, 13.2).
         cfg.params.error_recovery_level = cfg.params.error_recovery_level.min(MAX_ERL);
@@ -200,7 +213,9 @@ impl Session {
         }
         cfg.params.data_pdu_in_order = true;
         cfg.params.data_sequence_in_order = true;
-        cfg.params.max_connections = 1;
+        // MaxConnections (RFC 7143 section 13.2, Minimum): the session
+        // takes further connections through the Portal (MC/S).
+        cfg.params.max_connections = cfg.params.max_connections.max(1);
         cfg.params.validate()?;
         for auth in [&cfg.auth, &cfg.discovery_auth] {
             if let TargetAuth::Chap {
@@ -242,6 +257,9 @@ impl Session {
             next_task_id: 1,
             next_ttt,
             conn: Connection::new(stat_sn),
+            parked: Vec::new(),
+            recovery: Recovery::default(),
+            now: None,
             cfg,
         })
     }
@@ -351,6 +369,7 @@ impl Session {
     /// while more than [`SessionConfig::max_queued_transmits`] PDUs wait to be
     /// sent: drain [`poll_transmit`](Self::poll_transmit) and call again.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.now = Some(now);
         loop {
             if self.conn.phase == Phase::Closed {
                 buf.clear();
@@ -382,7 +401,7 @@ impl Session {
                         // cannot be buffered, so the connection ends.
                         other => CloseReason::Protocol(ProtocolError::Wire(other)),
                     };
-                    self.close(reason);
+                    self.connection_failed(reason);
                     buf.clear();
                     break;
                 }
@@ -404,14 +423,14 @@ impl Session {
     /// for the configured interval, drops the connection when a ping went
     /// unanswered.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.keepalive(now);
-        self.update_timer();
+        self.handle_timeout_all(now);
     }
 
     /// The peer closed the TCP connection.
-    pub fn handle_closed(&mut self, _now: Instant) {
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.now = Some(now);
         if self.conn.phase != Phase::Closed {
-            self.close(CloseReason::PeerClosed);
+            self.connection_failed(CloseReason::PeerClosed);
         }
         self.update_timer();
     }
@@ -430,7 +449,7 @@ impl Session {
         sense: Option<Bytes>,
         data_in: Bytes,
     ) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, data_in, None)
@@ -449,7 +468,7 @@ impl Session {
         sense: Option<Bytes>,
         scsi_write_len: u32,
     ) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
@@ -469,7 +488,7 @@ impl Session {
     /// acknowledgement. Errors: [`UsageError::UnknownTask`] when the task
     /// is not awaiting one, [`UsageError::Closed`] after the close.
     pub fn abort_acknowledged(&mut self, task: TaskId) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         if self.aborting.remove(&task).is_none() {
@@ -493,7 +512,7 @@ impl Session {
     pub fn drop_connection(&mut self, time2wait: u16, time2retain: u16) -> Result<(), UsageError> {
         let cid = self.conn.cid;
         self.send_async(AsyncEvent::DropConnection, cid, time2wait, time2retain)?;
-        self.close(CloseReason::Application);
+        self.connection_failed(CloseReason::Application);
         Ok(())
     }
 
@@ -519,7 +538,7 @@ impl Session {
     /// acknowledged with [`abort_acknowledged`](Self::abort_acknowledged).
     #[must_use = "an event not handled leaves its task unanswered"]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().map(|(_, e)| e)
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
@@ -534,8 +553,14 @@ impl Session {
 
     /// Recomputes the cached deadline `poll_timeout` returns.
     pub(super) fn update_timer(&mut self) {
-        // One connection: its keepalive is the only timer.
-        self.timeout = self.conn.timeout(self.cfg.nop);
+        // The keepalive of every connection and the session's Time2Retain
+        // (RFC 7143 section 7.1.5) are the timers.
+        let nop = self.cfg.nop;
+        self.timeout = core::iter::once(&self.conn)
+            .chain(self.parked.iter())
+            .filter_map(|c| c.timeout(nop))
+            .chain(self.recovery.deadline())
+            .min();
     }
 
     /// ExpCmdSN and MaxCmdSN to put in the next PDU, the window refreshed
@@ -632,17 +657,49 @@ impl Session {
         self.dead_itts.contains(&itt)
     }
 
-    /// Ends the connection: every live task is aborted (reported if it was
-    /// delivered), then `Closed` is reported.
+    /// Ends the session: every live task is aborted (reported if it was
+    /// delivered), then `Closed` is reported for every connection still
+    /// open (the current one last).
     pub(super) fn close(&mut self, reason: CloseReason) {
-        if self.conn.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed && self.parked.iter().all(|c| c.phase == Phase::Closed)
+        {
+            if !self.recovery.is_empty() {
+                self.recovery.clear();
+                self.abort_all_tasks();
+            }
             return;
         }
+        self.abort_all_tasks();
+        self.recovery.clear();
+        let mut i = 0;
+        while i < self.parked.len() {
+            if let Some(c) = self.parked.get_mut(i) {
+                if c.phase != Phase::Closed {
+                    c.phase = Phase::Closed;
+                    c.nop.ping = None;
+                    let cid = c.cid;
+                    self.events
+                        .push_back((cid, Event::Closed { reason: reason.clone() }));
+                }
+            }
+            i += 1;
+        }
+        if self.conn.phase != Phase::Closed {
+            self.conn.phase = Phase::Closed;
+            self.conn.nop.ping = None;
+            self.emit(Event::Closed { reason });
+        }
+        self.update_timer();
+    }
+
+    /// Aborts every task of the session (reported if it was delivered; no
+    /// acknowledgement is awaited).
+    fn abort_all_tasks(&mut self) {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 if t.delivered {
-                    self.events.push_back(Event::TaskAborted { task: id });
+                    self.events.push_back((t.cid, Event::TaskAborted { task: id }));
                 }
             }
         }
@@ -650,9 +707,10 @@ impl Session {
         self.held.clear();
         self.aborting.clear();
         self.pending_tmfs.clear();
-        self.conn.phase = Phase::Closed;
-        self.conn.nop.ping = None;
-        self.events.push_back(Event::Closed { reason });
-        self.update_timer();
+    }
+
+    /// Queues an event about the current connection.
+    pub(super) fn emit(&mut self, ev: Event) {
+        self.events.push_back((self.conn.cid, ev));
     }
 }

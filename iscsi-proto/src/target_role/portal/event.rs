@@ -211,6 +211,21 @@ pub enum PortalEvent {
         /// Every I_T nexus of the portal, sorted, `by` included.
         nexuses: Vec<NexusId>,
     },
+    /// A connection logged in with the TSIH of a live session and joined
+    /// it (RFC 7143 section 6.3.1: a further connection, MC/S, section
+    /// 13.2; or connection reinstatement, section 6.3.4, when
+    /// `reinstated` names the connection it replaces). Its tasks are
+    /// reported on it from now on.
+    ConnectionJoined {
+        /// The new connection.
+        connection: ConnectionHandle,
+        /// The session's TSIH.
+        tsih: u16,
+        /// Its CID.
+        cid: u16,
+        /// The connection with the same CID it replaces, if any.
+        reinstated: Option<ConnectionHandle>,
+    },
     /// The initiator of `connection` logged out; it closes after the
     /// response.
     LoggedOut {
@@ -236,6 +251,7 @@ pub(super) fn event_connection(e: &PortalEvent) -> Option<ConnectionHandle> {
         | PortalEvent::TaskAborted { connection, .. }
         | PortalEvent::TaskManagement { connection, .. }
         | PortalEvent::LoggedOut { connection }
+        | PortalEvent::ConnectionJoined { connection, .. }
         | PortalEvent::Closed { connection, .. } => Some(*connection),
         _ => None,
     }

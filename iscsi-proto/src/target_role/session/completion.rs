@@ -9,6 +9,7 @@ use crate::error::UsageError;
 use crate::scsi::sense::SenseData;
 use crate::scsi::ScsiStatus;
 use crate::target::event::TaskId;
+use super::recovery::Done;
 use crate::target::retention::{Layout, ReadRecord};
 use crate::wire::{DataIn, DataInStatus, Residual, ScsiResponse, ScsiResponseCode, Serial};
 
@@ -87,6 +88,36 @@ impl Session {
             Some(t) if t.delivered => {}
             _ => return Err(UsageError::UnknownTask(id)),
         }
+        let done = Done {
+            status,
+            sense: sense.clone(),
+            data_in: data_in.clone(),
+            write_len,
+        };
+        if self.keep_if_orphan(id, &done) {
+            // ErrorRecoveryLevel 2: its connection failed; the answer is
+            // sent once the task is reassigned (RFC 7143 section 7.2.2).
+            return Ok(());
+        }
+        // RFC 7143 section 6.4 (connection allegiance): "the target MUST
+        // send the requested data, if any, followed by the status to the
+        // initiator over the same TCP connection that was used to deliver
+        // the SCSI command".
+        let cid = self.tasks.get(&id).map_or(self.conn.cid, |t| t.cid);
+        self.with_conn(cid, |s| {
+            s.complete_on_conn(id, status, sense, data_in, write_len)
+        })
+    }
+
+    /// [`Session::complete_task`] on the task's connection, now current.
+    fn complete_on_conn(
+        &mut self,
+        id: TaskId,
+        status: ScsiStatus,
+        sense: Option<Bytes>,
+        data_in: Bytes,
+        write_len: Option<u32>,
+    ) -> Result<(), UsageError> {
         let sense_seg = match &sense {
             Some(s) => Some(sense_segment(s).ok_or(UsageError::SenseTooLong)?),
             None => None,
@@ -197,6 +228,7 @@ impl Session {
             // RFC 7143 section 7.2.1: the Data-In stays retransmittable
             // (Data SNACK, R-Data SNACK) until the status is acknowledged.
             let record = ReadRecord::new(
+                self.conn.cid,
                 t.lun,
                 send.clone(),
                 layout,

@@ -18,7 +18,7 @@ pub(in crate::target) enum Held {
     /// A SCSI command (its task already exists and takes data).
     Scsi(TaskId),
     /// Any other command PDU.
-    Other(Pdu),
+    Other(u16, Pdu),
     /// A CmdSN to consume without action (an aborted held command, or a
     /// gap plugged by ABORT TASK, RFC 7143 section 11.5.1).
     Hole,
@@ -168,7 +168,7 @@ impl Session {
                             None => return,
                         }
                     }
-                    _ => Held::Other(pdu),
+                    _ => Held::Other(self.conn.cid, pdu),
                 };
                 self.held.push((cmd_sn, item));
             }
@@ -202,7 +202,7 @@ impl Session {
             self.window.advance();
             match item {
                 Held::Scsi(id) => self.accept_task(id),
-                Held::Other(pdu) => self.execute(pdu),
+                Held::Other(cid, pdu) => self.with_conn(cid, |s| s.execute(pdu)),
                 Held::Hole => {}
             }
         }

@@ -110,6 +110,15 @@ fn copy_at(buf: &mut BytesMut, offset: u32, data: &[u8]) {
 #[derive(Debug)]
 pub(in crate::target) struct Task {
     pub(in crate::target) id: TaskId,
+    /// The CID of the connection the task belongs to (RFC 7143 section
+    /// 6.4, connection allegiance): its R2Ts, Data-In and status go there.
+    pub(in crate::target) cid: u16,
+    /// ErrorRecoveryLevel 2: its connection failed and it waits for TASK
+    /// REASSIGN (RFC 7143 section 7.1.5); the application's completion is
+    /// kept in `done` meanwhile.
+    pub(in crate::target) orphan: bool,
+    /// The completion the application gave while the task was orphaned.
+    pub(in crate::target) done: Option<super::recovery::Done>,
     pub(in crate::target) itt: u32,
     pub(in crate::target) lun: u64,
     pub(in crate::target) cmd_sn: Serial,
@@ -201,6 +210,9 @@ impl Session {
         self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
         let mut task = Task {
             id,
+            cid: self.conn.cid,
+            orphan: false,
+            done: None,
             itt: h.itt,
             lun: h.lun,
             cmd_sn: h.cmd_sn,
@@ -247,7 +259,10 @@ impl Session {
             return;
         }
         t.accepted = true;
-        self.progress(id);
+        let cid = t.cid;
+        // Its R2Ts (or failure response) go on its own connection, which
+        // may not be the one whose PDU let it through (MC/S ordering).
+        self.with_conn(cid, |s| s.progress(id));
     }
 
     /// Moves a task forward: R2Ts while data is missing, the failure
@@ -292,7 +307,7 @@ impl Session {
             expected_read_len: if t.read { t.edtl } else { 0 },
             expected_write_len: if t.write { t.edtl } else { 0 },
         };
-        self.events.push_back(Event::Command(req));
+        self.events.push_back((t.cid, Event::Command(req)));
     }
 
     /// Sends R2Ts until MaxOutstandingR2T are outstanding or the whole
@@ -578,6 +593,21 @@ impl Session {
         if reject {
             self.send_reject(RejectReason::InvalidPduField, bhs());
         }
+        self.progress(id);
+    }
+
+    /// A write reassigned to another connection (RFC 7143 section 7.2.2):
+    /// the R2Ts outstanding on the failed connection are void; the
+    /// transfer goes on from the first byte not received (data arrives in
+    /// order: DataPDUInOrder and DataSequenceInOrder are Yes, and at
+    /// ErrorRecoveryLevel >= 1 one R2T is outstanding at a time).
+    pub(in crate::target) fn restart_transfer(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        t.unsolicited = None;
+        t.r2ts.clear();
+        t.next_r2t_offset = t.received;
         self.progress(id);
     }
 

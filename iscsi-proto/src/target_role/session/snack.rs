@@ -78,7 +78,8 @@ impl Session {
             return;
         }
         log.acknowledge(exp, next);
-        self.reads.acknowledge(lo, exp);
+        let cid = self.conn.cid;
+        self.reads.acknowledge(cid, lo, exp);
     }
 
     /// A SNACK Request (RFC 7143 section 11.16).
