@@ -10,11 +10,11 @@
 // layout as the initiator's `session/`).
 mod completion;
 mod connections;
-mod recovery;
 mod full_feature;
 pub(super) mod login;
 mod logout;
 pub(super) mod nop;
+mod recovery;
 mod scsi_command;
 mod snack;
 mod task_management;
@@ -38,9 +38,9 @@ use crate::scsi::ScsiStatus;
 use crate::transmit::Transmit;
 use crate::wire::{AsyncEvent, AsyncMessage, Isid, Reject, RejectReason, Serial, WireError};
 use full_feature::Held;
+use recovery::Recovery;
 use scsi_command::Task;
 use task_management::PendingTmf;
-use recovery::Recovery;
 
 /// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
 pub(super) const NO_TAG: u32 = 0xffff_ffff;
@@ -678,8 +678,12 @@ impl Session {
                     c.phase = Phase::Closed;
                     c.nop.ping = None;
                     let cid = c.cid;
-                    self.events
-                        .push_back((cid, Event::Closed { reason: reason.clone() }));
+                    self.events.push_back((
+                        cid,
+                        Event::Closed {
+                            reason: reason.clone(),
+                        },
+                    ));
                 }
             }
             i += 1;
@@ -699,7 +703,8 @@ impl Session {
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 if t.delivered {
-                    self.events.push_back((t.cid, Event::TaskAborted { task: id }));
+                    self.events
+                        .push_back((t.cid, Event::TaskAborted { task: id }));
                 }
             }
         }

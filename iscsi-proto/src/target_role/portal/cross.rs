@@ -153,7 +153,10 @@ impl Portal {
             let named = handles
                 .iter()
                 .copied()
-                .find(|&o| self.conn(o).is_some_and(|c| c.cid == Some(cid) && !c.removed))
+                .find(|&o| {
+                    self.conn(o)
+                        .is_some_and(|c| c.cid == Some(cid) && !c.removed)
+                })
                 .or_else(|| {
                     handles
                         .iter()

@@ -392,9 +392,8 @@ impl Portal {
         // Closed-connection events of a removed connection are moot.
         self.events.retain(|e| event_connection(e) != Some(h));
         self.drain_session(slot, Some(h));
-        self.events.retain(|e| {
-            !matches!(e, PortalEvent::Closed { connection, .. } if *connection == h)
-        });
+        self.events
+            .retain(|e| !matches!(e, PortalEvent::Closed { connection, .. } if *connection == h));
         self.reap(slot);
         self.trim_ghosts(slot);
     }

@@ -4,12 +4,12 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::recovery::Done;
 use super::{Session, NO_TAG};
 use crate::error::UsageError;
 use crate::scsi::sense::SenseData;
 use crate::scsi::ScsiStatus;
 use crate::target::event::TaskId;
-use super::recovery::Done;
 use crate::target::retention::{Layout, ReadRecord};
 use crate::wire::{DataIn, DataInStatus, Residual, ScsiResponse, ScsiResponseCode, Serial};
 

@@ -38,7 +38,11 @@ impl Session {
 
     /// Runs `f` with connection `cid` current (if the session has it),
     /// then restores the current one.
-    pub(in crate::target) fn with_conn<R>(&mut self, cid: u16, f: impl FnOnce(&mut Self) -> R) -> R {
+    pub(in crate::target) fn with_conn<R>(
+        &mut self,
+        cid: u16,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
         let prev = self.conn.cid;
         self.activate(cid);
         let r = f(self);
@@ -69,7 +73,8 @@ impl Session {
     /// Whether connection `cid` is over (true for a CID the session does
     /// not have).
     pub(in crate::target) fn is_closed_on(&self, cid: u16) -> bool {
-        self.connection(cid).is_none_or(|c| c.phase == Phase::Closed)
+        self.connection(cid)
+            .is_none_or(|c| c.phase == Phase::Closed)
     }
 
     fn connection(&self, cid: u16) -> Option<&Connection> {
@@ -96,7 +101,12 @@ impl Session {
     }
 
     /// [`Session::handle_input`] for connection `cid`.
-    pub(in crate::target) fn handle_input_on(&mut self, cid: u16, now: Instant, buf: &mut BytesMut) {
+    pub(in crate::target) fn handle_input_on(
+        &mut self,
+        cid: u16,
+        now: Instant,
+        buf: &mut BytesMut,
+    ) {
         if self.activate(cid) {
             self.handle_input(now, buf);
         } else {
@@ -152,7 +162,10 @@ impl Session {
         // Section 6.3.4: "the target ... MUST close the old connection"
         // with the same CID; its tasks wait for reassignment at
         // ErrorRecoveryLevel 2 and are terminated below that.
-        if self.connection(cid).is_some_and(|c| c.phase != Phase::Closed) {
+        if self
+            .connection(cid)
+            .is_some_and(|c| c.phase != Phase::Closed)
+        {
             self.with_conn(cid, |s| s.connection_failed(CloseReason::Reinstated));
         }
         // Forget the dead connection with that CID, and a closed current

@@ -195,7 +195,8 @@ impl Session {
                         }
                     }
                     if t.delivered && t.done.is_none() {
-                        self.events.push_back((cid, Event::TaskAborted { task: id }));
+                        self.events
+                            .push_back((cid, Event::TaskAborted { task: id }));
                     }
                 }
             }
@@ -326,7 +327,10 @@ impl Session {
         let mut r2ts = 0;
         if let Some(rec) = self.reads.get(itt).cloned() {
             r2ts = rec.r2t_count;
-            let from = if exp_data_sn.in_window(rec.acked_sn, Serial(rec.layout.base_sn).plus(rec.layout.count())) {
+            let from = if exp_data_sn.in_window(
+                rec.acked_sn,
+                Serial(rec.layout.base_sn).plus(rec.layout.count()),
+            ) {
                 exp_data_sn
             } else {
                 rec.acked_sn
@@ -334,7 +338,11 @@ impl Session {
             next_sn = Serial(rec.layout.base_sn).plus(rec.layout.count());
             if let Some(data) = rec.data.clone() {
                 let (exp, max) = self.window_fields();
-                for p in rec.layout.pieces().filter(|p| p.data_sn.follows_or_eq(from)) {
+                for p in rec
+                    .layout
+                    .pieces()
+                    .filter(|p| p.data_sn.follows_or_eq(from))
+                {
                     let end = (p.offset + p.len) as usize;
                     let Some(seg) = (end <= data.len()).then(|| data.slice(p.offset as usize..end))
                     else {

@@ -68,7 +68,8 @@ impl Session {
             self.events.remove(i);
             return None;
         }
-        self.events.push_back((t.cid, Event::TaskAborted { task: id }));
+        self.events
+            .push_back((t.cid, Event::TaskAborted { task: id }));
         self.aborting.insert(id, (t.lun, t.itt));
         Some(id)
     }
