@@ -37,7 +37,9 @@ pub struct ConnectionHandle(pub(super) usize);
 
 impl ConnectionHandle {
     /// The slot of the connection: below the most connections open at
-    /// once, reused after [`Portal::remove`].
+    /// once plus the removed ones a recovering multi-connection session
+    /// still names (at most 8 per session), reused once free again after
+    /// [`Portal::remove`].
     pub fn index(self) -> usize {
         self.0
     }
