@@ -365,10 +365,18 @@ impl Session {
                     );
                 }
             }
-            self.reads.remove(itt);
         }
         let (exp, max) = self.window_fields();
         let stat_sn = self.conn.take_stat_sn();
+        // The record now belongs to this connection's numbering: its
+        // status is acknowledged by this connection's ExpStatSN, and a
+        // further failure before that finds the data again.
+        if let Some(rec) = self.reads.get_mut(itt) {
+            rec.cid = self.conn.cid;
+            rec.stat_sn = stat_sn;
+            rec.status_in_data = None;
+            rec.ack_ttt = None;
+        }
         self.conn.push_pdu(
             ScsiResponse {
                 response: ScsiResponseCode::CommandCompleted,
