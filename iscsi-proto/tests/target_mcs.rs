@@ -481,3 +481,76 @@ fn a_connection_that_dies_during_its_own_recovery_is_recovered_again() {
     assert!(!p.is_closed(c));
     let _ = NO_TAG;
 }
+
+#[test]
+fn at_erl1_a_failed_connection_costs_its_tasks_not_the_session() {
+    // RFC 7143 section 7.14 (3720 6.12): on a connection failure without
+    // connection recovery, "Logout the connection ..., re-issue missing
+    // commands, and implicitly terminate all active commands"; the session
+    // goes on over its other connections. Section 11.6.1: below level 2,
+    // TASK REASSIGN is answered 4 "Task allegiance reassignment not
+    // supported".
+    let mut p = portal(1, 2);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "1", "2");
+    let (b, _) = ini.connect(&mut p, 2, "1", "2");
+    let on_b = ini.read(&mut p, b, 512);
+    p.handle_closed(b, ini.now);
+    ini.pump(&mut p);
+    let (_, task) = ini.tasks[&on_b];
+    assert!(ini
+        .other
+        .iter()
+        .any(|e| matches!(e, PortalEvent::TaskAborted { task: t, .. } if *t == task)));
+    assert!(p.is_closed(b));
+    assert!(!p.is_closed(a));
+    ini.reassign(&mut p, a, on_b, 0);
+    assert_eq!(
+        tmf_response(&ini.recv(&mut p, a)),
+        TmfResponse::ReassignmentNotSupported
+    );
+    let x = ini.read(&mut p, a, 512);
+    ini.complete(&mut p, x, pattern(512));
+    assert_eq!(read_result(&ini.recv(&mut p, a), x).1, Some(0));
+}
+
+#[test]
+fn immediate_commands_do_not_survive_a_connection_failure() {
+    // RFC 7143 section 7.14 (3720 6.12): "immediate commands are not
+    // recoverable across connection failures", even at level 2.
+    let mut p = portal(2, 1);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "1");
+    ini.itt += 1;
+    let itt = ini.itt;
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x28;
+    let c = ScsiCommand {
+        immediate: true,
+        final_pdu: true,
+        read: true,
+        write: false,
+        attr: TaskAttr::Simple,
+        lun: 0,
+        itt,
+        expected_data_transfer_length: 512,
+        cmd_sn: ini.cmd_sn,
+        exp_stat_sn: Serial(0),
+        cdb,
+    };
+    ini.send(&mut p, a, c, Bytes::new());
+    let (_, task) = ini.tasks[&itt];
+    p.handle_closed(a, ini.now);
+    ini.pump(&mut p);
+    assert!(ini
+        .other
+        .iter()
+        .any(|e| matches!(e, PortalEvent::TaskAborted { task: t, .. } if *t == task)));
+    p.remove(a);
+    let (b, _) = ini.connect(&mut p, 1, "2", "1");
+    ini.reassign(&mut p, b, itt, 0);
+    assert_eq!(
+        tmf_response(&ini.recv(&mut p, b)),
+        TmfResponse::TaskDoesNotExist
+    );
+}

@@ -9,10 +9,10 @@
 //! in each direction (connection-scoped keys, section 13.1 and 13.12), its
 //! queue of PDUs to write and its keepalive.
 //!
-//! Only one connection per session is negotiated (MaxConnections=1), so
-//! the session owns exactly one [`Connection`]; a second one would be a
-//! second value of this type keyed by CID, with its own StatSN and login,
-//! sharing the session's window and tasks.
+//! A session owns one [`Connection`] per CID (MC/S, section 13.2), each
+//! with its own StatSN and login, sharing the session's window and tasks;
+//! at ErrorRecoveryLevel >= 1 each keeps its unacknowledged numbered
+//! responses for Status SNACK.
 
 use std::collections::VecDeque;
 use std::time::Instant;

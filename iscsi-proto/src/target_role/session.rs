@@ -78,7 +78,7 @@ impl SplitMix {
 }
 
 /// A target session (RFC 7143 section 4: the I_T nexus between one
-/// initiator port and this target) with its one connection. Sans-IO: bytes
+/// initiator port and this target) with its connections. Sans-IO: bytes
 /// and time come in as arguments, PDUs and events go out through the
 /// `poll_*` methods.
 ///
@@ -86,9 +86,12 @@ impl SplitMix {
 /// window ([`TargetWindow`]), the tasks and the negotiated session keys.
 /// What belongs to one TCP connection (CID, StatSN, the login state
 /// machine, digests, MaxRecvDataSegmentLength in each direction, the
-/// transmit queue, the NOP-In keepalive) lives in the session's connection
-/// (RFC 7143 sections 4 and 13.2). Only one connection per session is
-/// negotiated (MaxConnections=1), so the getters of both kinds are here.
+/// transmit queue, the NOP-In keepalive) lives in each of the session's
+/// connections (RFC 7143 sections 4 and 13.2). Driven alone, a session has
+/// the one connection it was created for, which the per-connection getters
+/// describe; further connections (MC/S) and connection recovery
+/// (ErrorRecoveryLevel 2) need the [`super::Portal`], which routes their
+/// logins to it.
 ///
 /// # The A-D contract
 ///

@@ -113,9 +113,25 @@ impl Session {
             .collect();
         if !terminate {
             for id in ids {
-                if let Some(t) = self.tasks.get_mut(&id) {
-                    t.orphan = true;
+                let Some(t) = self.tasks.get_mut(&id) else {
+                    continue;
+                };
+                if t.immediate {
+                    // RFC 7143 section 7.14 (3720 6.12): "a target MUST
+                    // terminate and/or discard all of the active immediate
+                    // commands regardless of which of the above options is
+                    // used (i.e., immediate commands are not recoverable
+                    // across connection failures)".
+                    if let Some(t) = self.remove_task(id) {
+                        self.bury_itt(t.itt);
+                        if t.delivered {
+                            self.events
+                                .push_back((cid, Event::TaskAborted { task: id }));
+                        }
+                    }
+                    continue;
                 }
+                t.orphan = true;
             }
             // Statuses the initiator may not have seen (not acknowledged
             // by ExpStatSN) stay available for reassignment.
