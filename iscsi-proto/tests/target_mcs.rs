@@ -554,3 +554,50 @@ fn immediate_commands_do_not_survive_a_connection_failure() {
         TmfResponse::TaskDoesNotExist
     );
 }
+
+#[test]
+fn logout_for_recovery_of_another_connection_keeps_its_tasks_for_reassignment() {
+    // RFC 7143 section 11.14.1: reason 2 "remove the connection for
+    // recovery"; section 11.15.2-3: the response carries Time2Wait and
+    // Time2Retain; the removed connection's tasks are then reassigned
+    // (section 7.2.2) and complete on the connection that asked.
+    let mut p = portal(2, 2);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "2");
+    let (b, _) = ini.connect(&mut p, 2, "2", "2");
+    let on_b = ini.read(&mut p, b, 1024);
+    ini.itt += 1;
+    let lo = LogoutRequest {
+        immediate: true,
+        reason: LogoutReason::RemoveForRecovery,
+        itt: ini.itt,
+        cid: 2,
+        cmd_sn: ini.cmd_sn,
+        exp_stat_sn: Serial(0),
+    };
+    ini.send(&mut p, a, lo, Bytes::new());
+    let r = ini.recv(&mut p, a);
+    let Header::LogoutResponse(l) = r[0].header else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (l.response, l.time2wait, l.time2retain),
+        (LogoutResponseCode::Success, 1, 5)
+    );
+    assert!(p.is_closed(b));
+    assert!(ini
+        .other
+        .iter()
+        .all(|e| !matches!(e, PortalEvent::TaskAborted { .. })));
+    ini.reassign(&mut p, a, on_b, 0);
+    assert_eq!(
+        tmf_response(&ini.recv(&mut p, a)),
+        TmfResponse::FunctionComplete
+    );
+    ini.complete(&mut p, on_b, pattern(1024));
+    assert_eq!(
+        read_result(&ini.recv(&mut p, a), on_b),
+        (pattern(1024), Some(0))
+    );
+    assert_eq!(ini.executed[&on_b], 1);
+}
