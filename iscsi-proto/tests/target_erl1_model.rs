@@ -211,8 +211,8 @@ impl Model {
         }
         // Data SNACK for each missing Data-In (RunLength 1), the status
         // (in the last one) included: its StatSN is the next expected.
-        for i in 0..total {
-            if got[i].is_none() {
+        for (i, slot) in got.iter_mut().enumerate() {
+            if slot.is_none() {
                 let s = SnackRequest {
                     snack_type: SnackType::DataR2t,
                     lun: 0,
@@ -225,7 +225,7 @@ impl Model {
                 self.h.send(s, Bytes::new());
                 let mut r = self.h.recv();
                 assert_eq!(r.len(), 1, "one replica: {r:?}");
-                got[i] = r.pop();
+                *slot = r.pop();
             }
         }
         let mut all = BytesMut::new();
