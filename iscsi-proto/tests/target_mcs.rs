@@ -601,3 +601,39 @@ fn logout_for_recovery_of_another_connection_keeps_its_tasks_for_reassignment() 
     );
     assert_eq!(ini.executed[&on_b], 1);
 }
+
+#[test]
+fn reinstating_a_live_connection_closes_only_the_old_one() {
+    // RFC 7143 section 6.3.4: "Connection reinstatement is the process of
+    // an initiator logging in with an ISID-TSIH-CID combination that is
+    // possibly active from the target's perspective, which causes the
+    // implicit logging out of the connection corresponding to the CID and
+    // reinstating a new Full Feature Phase iSCSI connection in its place
+    // (with the same CID)."
+    let mut p = portal(2, 1);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "1");
+    let itt = ini.read(&mut p, a, 512);
+    // The initiator saw the connection fail; the target did not.
+    let (b, r) = ini.connect(&mut p, 1, "2", "1");
+    assert_eq!(r.status_class, 0);
+    assert!(p.is_closed(a), "the old connection is closed");
+    assert!(!p.is_closed(b));
+    assert!(ini.other.iter().any(|e| matches!(e,
+        PortalEvent::ConnectionJoined { connection, reinstated: Some(old), .. } if *connection == b && *old == a)));
+    // The driver closing the old socket does not touch the session.
+    p.handle_closed(a, ini.now);
+    p.remove(a);
+    ini.pump(&mut p);
+    assert!(!p.is_closed(b));
+    ini.reassign(&mut p, b, itt, 0);
+    assert_eq!(
+        tmf_response(&ini.recv(&mut p, b)),
+        TmfResponse::FunctionComplete
+    );
+    ini.complete(&mut p, itt, pattern(512));
+    assert_eq!(
+        read_result(&ini.recv(&mut p, b), itt),
+        (pattern(512), Some(0))
+    );
+}

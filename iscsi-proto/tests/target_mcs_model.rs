@@ -49,6 +49,9 @@ enum Op {
     StatusSnack { conn: usize },
     /// The initiator reads what connection `conn % n` sent so far.
     Deliver { conn: usize },
+    /// The initiator gives up on live connection `conn % n` and logs in
+    /// again with its CID (connection reinstatement, section 6.3.4).
+    Reinstate { conn: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +71,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
+        (0..4usize).prop_map(|conn| Op::Reinstate { conn }),
     ]
 }
 
@@ -431,6 +435,21 @@ impl World {
             Op::Deliver { conn } => {
                 self.deliver(conn % n);
             }
+            Op::Reinstate { conn } => {
+                let i = conn % n;
+                if !self.conns[i].1 {
+                    return;
+                }
+                let old = self.conns[i].0;
+                let h = self.login(i);
+                // The old socket: what it had not delivered is lost.
+                while self.p.poll_transmit(old, self.now).is_some() {}
+                self.p.handle_closed(old, self.now);
+                self.p.remove(old);
+                self.conns[i] = (h, true, None);
+                self.pump();
+                self.reassign_open(i);
+            }
         }
     }
 
@@ -443,6 +462,14 @@ impl World {
             }
             let h = self.login(i);
             self.conns[i] = (h, true, None);
+            self.reassign_open(i);
+        }
+    }
+
+    /// TASK REASSIGN of the unfinished commands of connection `i` on its
+    /// new instance.
+    fn reassign_open(&mut self, i: usize) {
+        {
             let open: Vec<u32> = self
                 .cmds
                 .iter()

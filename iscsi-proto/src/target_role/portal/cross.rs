@@ -457,9 +457,8 @@ impl Portal {
             // handle no longer names the CID.
             if let Some(c) = self.conn_mut(*o) {
                 c.cid = None;
-                if !c.removed {
-                    c.refusal = None;
-                }
+                c.replaced = true;
+                c.refusal = None;
             }
         }
         if let Some(c) = self.conn_mut(h) {

@@ -127,6 +127,9 @@ struct Conn {
     /// connections, or tasks waiting for reassignment): the handle still
     /// names the session for the application's answers.
     removed: bool,
+    /// A new connection with its CID replaced it (RFC 7143 section 6.3.4):
+    /// it is closed, and names the session only for the application.
+    replaced: bool,
 }
 
 /// Most removed connections a session keeps naming (oldest forgotten
@@ -201,7 +204,7 @@ impl Portal {
         let Some(c) = self.conn(h) else {
             return true;
         };
-        if c.removed {
+        if c.removed || c.replaced {
             return true;
         }
         let closed = match (self.session(h), c.cid) {
@@ -270,6 +273,7 @@ impl Portal {
             login: None,
             touched: false,
             removed: false,
+            replaced: false,
         };
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -292,7 +296,7 @@ impl Portal {
         let Some(c) = self.conn_mut(h) else {
             return;
         };
-        if c.removed {
+        if c.removed || c.replaced {
             buf.clear();
             return;
         }
@@ -349,12 +353,16 @@ impl Portal {
 
     /// The peer closed the connection, or the socket failed.
     pub fn handle_closed(&mut self, h: ConnectionHandle, now: Instant) {
-        let Some((slot, cid)) = self.conn_mut(h).map(|c| {
+        let Some((slot, cid, replaced)) = self.conn_mut(h).map(|c| {
             c.refusal = None;
-            (c.session, c.cid)
+            (c.session, c.cid, c.replaced)
         }) else {
             return;
         };
+        if replaced {
+            // Its connection is gone from the session already.
+            return;
+        }
         if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
             match cid {
                 Some(cid) => s.handle_closed_on(cid, now),
@@ -379,10 +387,15 @@ impl Portal {
         }
         c.removed = true;
         c.refusal = None;
-        let (slot, cid) = (c.session, c.cid);
+        let (slot, cid, replaced) = (c.session, c.cid, c.replaced);
         self.joins.retain(|(j, _)| *j != h);
         self.live = self.live.saturating_sub(1);
-        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+        if let Some(s) = self
+            .sessions
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|_| !replaced)
+        {
             match cid {
                 Some(cid) if !s.is_closed_on(cid) => s.drop_on(cid),
                 None => s.close_now(),
@@ -445,11 +458,15 @@ impl Portal {
     /// ([`Session::close_now`]), e.g. when the server shuts down (every
     /// connection of the session closes).
     pub fn close_now(&mut self, h: ConnectionHandle) {
+        let mut gone = false;
         if let Some(c) = self.conn_mut(h) {
             c.refusal = None;
+            gone = c.removed || c.replaced;
         }
-        if let Ok(s) = self.session_mut(h) {
-            s.close_now();
+        if !gone {
+            if let Ok(s) = self.session_mut(h) {
+                s.close_now();
+            }
         }
         self.after_action(h);
     }
@@ -466,7 +483,7 @@ impl Portal {
     #[must_use]
     pub fn poll_transmit(&mut self, h: ConnectionHandle, now: Instant) -> Option<Transmit> {
         let c = self.conns.get_mut(h.0).and_then(Option::as_mut)?;
-        if c.removed {
+        if c.removed || c.replaced {
             return None;
         }
         if let Some(t) = c.refusal.take() {
