@@ -637,3 +637,37 @@ fn reinstating_a_live_connection_closes_only_the_old_one() {
         (pattern(512), Some(0))
     );
 }
+
+#[test]
+fn session_reinstatement_ends_a_session_waiting_for_connection_recovery() {
+    // RFC 7143 section 6.3.5: "Session reinstatement causes all the tasks
+    // that were active on the old session to be immediately terminated by
+    // the target without further notice to the initiator" - also those
+    // kept for connection recovery at ErrorRecoveryLevel 2.
+    let mut p = portal(2, 1);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "1");
+    let itt = ini.read(&mut p, a, 512);
+    p.handle_closed(a, ini.now);
+    p.remove(a);
+    ini.pump(&mut p);
+    let (_, task) = ini.tasks[&itt];
+    assert!(p.poll_timeout().is_some(), "Time2Retain runs");
+    // A new session with the same ISID (TSIH 0).
+    ini.tsih = 0;
+    let (b, r) = ini.connect(&mut p, 1, "2", "1");
+    assert_eq!(r.status_class, 0);
+    assert!(ini
+        .other
+        .iter()
+        .any(|e| matches!(e, PortalEvent::SessionReinstated { new, .. } if *new == b)));
+    assert!(ini
+        .other
+        .iter()
+        .any(|e| matches!(e, PortalEvent::TaskAborted { task: t, .. } if *t == task)));
+    assert_eq!(p.poll_timeout(), None, "nothing is retained any more");
+    // The completion of the old task is refused: it is gone.
+    assert!(p
+        .complete(a, task, ScsiStatus::Good, None, pattern(512))
+        .is_err());
+}

@@ -519,11 +519,11 @@ impl Session {
         Ok(())
     }
 
-    /// Closes the connection without a word to the initiator.
+    /// Closes the session (every connection) without a word to the
+    /// initiator.
     pub fn close_now(&mut self) {
-        if self.conn.phase != Phase::Closed {
-            self.close(CloseReason::Application);
-        }
+        // Every connection, and tasks kept for connection recovery.
+        self.close(CloseReason::Application);
     }
 
     // ----- (D) outputs, in drain order -----

@@ -304,10 +304,19 @@ impl Portal {
             return;
         }
         let mut seen = Vec::new();
+        // The session's own slot (a joining connection never gets here).
+        if let Some(slot) = self.conn(new).map(|c| c.session) {
+            seen.push(slot);
+        }
+        // Live connections first, so that the event names one of those.
+        let mut others = others;
+        others.sort_by_key(|&o| self.conn(o).is_some_and(|c| c.removed || c.replaced));
         for old in others {
+            let Some(slot) = self.conn(old).map(|c| c.session) else {
+                continue;
+            };
             let live = self.session(old).is_some_and(|s| !s.is_finished());
-            let slot = self.conn(old).map(|c| c.session);
-            if !live || seen.contains(&slot) || self.conn(old).is_some_and(|c| c.removed) {
+            if !live || seen.contains(&slot) {
                 continue;
             }
             seen.push(slot);
@@ -318,7 +327,16 @@ impl Portal {
                 old,
                 new,
             });
-            self.close_now(old);
+            // Every connection of the old session closes, and tasks kept
+            // for connection recovery end with it (section 6.3.5).
+            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+                s.close_now();
+            }
+            self.drain_session(slot, Some(old));
+            for o in self.handles_of(slot) {
+                self.touch(o);
+            }
+            self.reap(slot);
         }
     }
 
