@@ -671,3 +671,25 @@ fn session_reinstatement_ends_a_session_waiting_for_connection_recovery() {
         .complete(a, task, ScsiStatus::Good, None, pattern(512))
         .is_err());
 }
+
+#[test]
+fn a_target_dropped_connection_keeps_its_tasks_for_the_announced_time() {
+    // RFC 7143 section 11.9.1, AsyncEvent 2: "the target will drop the
+    // connection ... Parameter2 ... Time2Wait ... Parameter3 ...
+    // Time2Retain"; at ErrorRecoveryLevel 2 the connection's tasks wait
+    // that long for reassignment.
+    let mut s = SessionConfig::new(TARGET);
+    s.params = OperationalParams::default();
+    s.params.error_recovery_level = 2;
+    let mut h = target_support::Harness::new(s);
+    h.login(&[("ErrorRecoveryLevel", "2")]);
+    h.events();
+    let c = h.cmd(true, false, 512, true);
+    h.send(c, Bytes::new());
+    assert_eq!(h.events().len(), 1);
+    h.s.drop_connection(3, 7).unwrap();
+    let r = h.recv();
+    assert!(matches!(r[0].header, Header::AsyncMessage(m)
+        if m.event == AsyncEvent::DropConnection && (m.parameter2, m.parameter3) == (3, 7)));
+    assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(10)));
+}

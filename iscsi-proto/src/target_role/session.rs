@@ -511,11 +511,18 @@ impl Session {
 
     /// Announces that the target drops the connection (RFC 7143 section
     /// 11.9.1, AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait,
-    /// Parameter3 Time2Retain), then closes it.
+    /// Parameter3 Time2Retain), then closes it. At ErrorRecoveryLevel 2
+    /// its tasks wait Time2Wait + Time2Retain for reassignment.
     pub fn drop_connection(&mut self, time2wait: u16, time2retain: u16) -> Result<(), UsageError> {
         let cid = self.conn.cid;
         self.send_async(AsyncEvent::DropConnection, cid, time2wait, time2retain)?;
         self.connection_failed(CloseReason::Application);
+        // At ErrorRecoveryLevel 2 the connection's tasks are kept for the
+        // Time2Wait + Time2Retain announced (section 11.9.1), not the
+        // negotiated defaults.
+        self.recovery
+            .announce(cid, self.now, time2wait, time2retain);
+        self.update_timer();
         Ok(())
     }
 

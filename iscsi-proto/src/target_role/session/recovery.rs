@@ -63,6 +63,23 @@ impl Recovery {
         self.deadlines.is_empty()
     }
 
+    /// The target announced Time2Wait and Time2Retain for connection `cid`
+    /// (Async Message "drop connection", RFC 7143 section 11.9.1): its
+    /// tasks are kept that long from `now`.
+    pub(in crate::target) fn announce(
+        &mut self,
+        cid: u16,
+        now: Option<Instant>,
+        time2wait: u16,
+        time2retain: u16,
+    ) {
+        let (Some(d), Some(now)) = (self.deadlines.get_mut(&cid), now) else {
+            return;
+        };
+        let keep = Duration::from_secs(u64::from(time2wait) + u64::from(time2retain));
+        *d = now.checked_add(keep).unwrap_or(now);
+    }
+
     /// Forgets everything (the session ends).
     pub(in crate::target) fn clear(&mut self) {
         self.deadlines.clear();
