@@ -397,9 +397,13 @@ impl Portal {
             .filter(|_| !replaced)
         {
             match cid {
-                Some(cid) if !s.is_closed_on(cid) => s.drop_on(cid),
+                Some(cid) => {
+                    if !s.is_closed_on(cid) {
+                        s.drop_on(cid);
+                    }
+                    s.forget_connection(cid);
+                }
                 None => s.close_now(),
-                _ => {}
             }
         }
         // Closed-connection events of a removed connection are moot.
@@ -583,6 +587,15 @@ impl Portal {
         let Some(slot) = self.conn(h).map(|c| c.session) else {
             return;
         };
+        let single = self
+            .sessions
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_none_or(|s| s.connection_count() <= 1);
+        if single {
+            // One connection: nobody else to flush (the common case).
+            return;
+        }
         for o in self.handles_of(slot) {
             if o != h && self.conn(o).is_some_and(|c| !c.removed) {
                 self.touch(o);
@@ -599,11 +612,14 @@ impl Portal {
             .get(slot)
             .and_then(Option::as_ref)
             .is_none_or(Session::is_finished);
+        if !finished {
+            return;
+        }
         let handles = self.handles_of(slot);
         let all_removed = handles
             .iter()
             .all(|&o| self.conn(o).is_none_or(|c| c.removed));
-        if !(finished && all_removed) {
+        if !all_removed {
             return;
         }
         let mut nexus = None;

@@ -62,6 +62,27 @@ impl Session {
         self.connection(cid).is_some()
     }
 
+    /// Forgets connection `cid` once it is closed and its socket gone
+    /// (bounds the closed connections a long session keeps; what its tasks
+    /// need for recovery was moved to the session when it failed).
+    pub(in crate::target) fn forget_connection(&mut self, cid: u16) {
+        if self.conn.cid == cid {
+            if self.conn.phase == Phase::Closed {
+                if let Some(other) = self.parked.pop() {
+                    self.conn = other;
+                }
+            }
+            return;
+        }
+        self.parked
+            .retain(|c| c.cid != cid || c.phase != Phase::Closed);
+    }
+
+    /// Connections the session has (open or closed, not yet forgotten).
+    pub(in crate::target) fn connection_count(&self) -> usize {
+        1 + self.parked.len()
+    }
+
     /// Connections in the Full Feature Phase.
     pub fn live_connections(&self) -> usize {
         core::iter::once(&self.conn)
