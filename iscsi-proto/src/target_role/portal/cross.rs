@@ -213,22 +213,31 @@ impl Portal {
                     .and_then(Session::initiator_name)
                     .map(str::to_owned),
             },
-            Event::Command(request) => PortalEvent::Command {
-                connection: h,
-                nexus,
-                request,
-            },
+            Event::Command(request) => {
+                if let Some(c) = self.conn_mut(h) {
+                    c.held = c.held.saturating_add(1);
+                }
+                PortalEvent::Command {
+                    connection: h,
+                    nexus,
+                    request,
+                }
+            }
             Event::TaskAborted { task } => {
                 // Its Command event may still wait in the portal's queue
                 // (the session handed it over already): withdraw it, so
                 // the application never executes an aborted command, and
                 // acknowledge the abort on its behalf.
+                let slot = self.conn(h).map(|c| c.session);
                 let queued = self.events.iter().position(|e| {
                     matches!(e, PortalEvent::Command { connection, request, .. }
-                        if *connection == h && request.task == task)
+                        if request.task == task
+                            && self.conn(*connection).map(|c| c.session) == slot)
                 });
                 if let Some(i) = queued {
-                    self.events.remove(i);
+                    if let Some(PortalEvent::Command { connection, .. }) = self.events.remove(i) {
+                        self.answered(connection);
+                    }
                     if let Ok(s) = self.session_mut(h) {
                         let _ = s.abort_acknowledged(task);
                     }

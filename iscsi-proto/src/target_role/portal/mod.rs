@@ -130,6 +130,9 @@ struct Conn {
     /// A new connection with its CID replaced it (RFC 7143 section 6.3.4):
     /// it is closed, and names the session only for the application.
     replaced: bool,
+    /// Commands reported on this handle and not yet answered through it:
+    /// a removed connection keeps naming its session while any is left.
+    held: u32,
 }
 
 /// Most removed connections a session keeps naming (oldest forgotten
@@ -274,6 +277,7 @@ impl Portal {
             touched: false,
             removed: false,
             replaced: false,
+            held: 0,
         };
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -428,6 +432,7 @@ impl Portal {
     ) -> Result<(), PortalError> {
         self.session_mut(h)?
             .complete(task, status, sense, data_in)?;
+        self.answered(h);
         self.after_action(h);
         Ok(())
     }
@@ -443,6 +448,7 @@ impl Portal {
     ) -> Result<(), PortalError> {
         self.session_mut(h)?
             .complete_write(task, status, sense, scsi_write_len)?;
+        self.answered(h);
         self.after_action(h);
         Ok(())
     }
@@ -454,6 +460,7 @@ impl Portal {
         task: TaskId,
     ) -> Result<(), PortalError> {
         self.session_mut(h)?.abort_acknowledged(task)?;
+        self.answered(h);
         self.after_action(h);
         Ok(())
     }
@@ -641,18 +648,32 @@ impl Portal {
         }
     }
 
-    /// Bounds the removed connections a live session keeps naming.
+    /// A command reported on `h` was answered (or its abort acknowledged).
+    fn answered(&mut self, h: ConnectionHandle) {
+        if let Some(c) = self.conn_mut(h) {
+            c.held = c.held.saturating_sub(1);
+        }
+    }
+
+    /// Bounds the removed connections a live session keeps naming: the
+    /// oldest beyond [`MAX_GHOSTS`] go, unless a command the application
+    /// may still answer through it was reported on it.
     fn trim_ghosts(&mut self, slot: usize) {
         let ghosts: Vec<ConnectionHandle> = self
             .handles_of(slot)
             .into_iter()
             .filter(|&o| self.conn(o).is_some_and(|c| c.removed))
             .collect();
-        if ghosts.len() > MAX_GHOSTS {
-            for o in ghosts.iter().take(ghosts.len() - MAX_GHOSTS) {
-                if self.conns.get_mut(o.0).and_then(Option::take).is_some() {
-                    self.free.push(o.0);
-                }
+        let mut extra = ghosts.len().saturating_sub(MAX_GHOSTS);
+        for o in ghosts {
+            if extra == 0 {
+                break;
+            }
+            if self.conn(o).is_some_and(|c| c.held == 0)
+                && self.conns.get_mut(o.0).and_then(Option::take).is_some()
+            {
+                self.free.push(o.0);
+                extra -= 1;
             }
         }
     }
