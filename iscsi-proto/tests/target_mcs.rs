@@ -693,3 +693,25 @@ fn a_target_dropped_connection_keeps_its_tasks_for_the_announced_time() {
         if m.event == AsyncEvent::DropConnection && (m.parameter2, m.parameter3) == (3, 7)));
     assert_eq!(h.s.poll_timeout(), Some(h.now + Duration::from_secs(10)));
 }
+
+#[test]
+fn a_joining_login_does_not_widen_the_session_window() {
+    // RFC 7143 section 4.2.2.1: "CmdSN ... is session-wide" and the window
+    // ExpCmdSN..MaxCmdSN is the session's: the Login Response of a further
+    // connection advertises the session's MaxCmdSN, not one that forgets
+    // the commands still outstanding.
+    let mut s = SessionConfig::new(TARGET);
+    s.params = OperationalParams::default();
+    s.params.max_connections = 2;
+    s.cmd_window = 2;
+    let mut p = Portal::new(PortalConfig::new(s), 5).unwrap();
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "0", "2");
+    ini.read(&mut p, a, 512);
+    ini.read(&mut p, a, 512);
+    // Both outstanding: the window is full (MaxCmdSN = ExpCmdSN - 1).
+    let (_, r) = ini.connect(&mut p, 2, "0", "2");
+    assert_eq!(r.status_class, 0);
+    assert_eq!(r.exp_cmd_sn, ini.cmd_sn);
+    assert_eq!(r.max_cmd_sn, ini.cmd_sn.minus(1), "{r:?}");
+}

@@ -576,6 +576,12 @@ impl Session {
     /// ExpCmdSN and MaxCmdSN to put in the next PDU, the window refreshed
     /// for the tasks still outstanding.
     pub(super) fn window_fields(&mut self) -> (Serial, Serial) {
+        if self.recovery.joining.is_some() {
+            // A connection logging in to join a session: the window is a
+            // copy of the session's, whose tasks are not counted here; it
+            // must not grow beyond what the session advertised.
+            return (self.window.exp_cmd_sn(), self.window.max_cmd_sn());
+        }
         let outstanding = self
             .tasks
             .values()
