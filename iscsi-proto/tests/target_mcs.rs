@@ -715,3 +715,43 @@ fn a_joining_login_does_not_widen_the_session_window() {
     assert_eq!(r.exp_cmd_sn, ini.cmd_sn);
     assert_eq!(r.max_cmd_sn, ini.cmd_sn.minus(1), "{r:?}");
 }
+
+#[test]
+fn logout_of_a_failed_and_removed_connection_terminates_its_tasks() {
+    // RFC 7143 section 11.14 (reason 1 for another CID): "the initiator
+    // ... to clean up a failed connection"; the target answers Success
+    // (the CID is known: it failed) and its tasks are terminated, the
+    // connection that asked is untouched.
+    let mut p = portal(2, 2);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "2");
+    let (b, _) = ini.connect(&mut p, 2, "2", "2");
+    let on_b = ini.read(&mut p, b, 512);
+    p.handle_closed(b, ini.now);
+    p.remove(b);
+    ini.pump(&mut p);
+    ini.itt += 1;
+    let lo = LogoutRequest {
+        immediate: true,
+        reason: LogoutReason::CloseConnection,
+        itt: ini.itt,
+        cid: 2,
+        cmd_sn: ini.cmd_sn,
+        exp_stat_sn: Serial(0),
+    };
+    ini.send(&mut p, a, lo, Bytes::new());
+    let r = ini.recv(&mut p, a);
+    assert!(
+        matches!(r[0].header, Header::LogoutResponse(l) if l.response == LogoutResponseCode::Success),
+        "{r:?}"
+    );
+    let (_, task) = ini.tasks[&on_b];
+    assert!(ini
+        .other
+        .iter()
+        .any(|e| matches!(e, PortalEvent::TaskAborted { task: t, .. } if *t == task)));
+    assert!(!p.is_closed(a));
+    let x = ini.read(&mut p, a, 512);
+    ini.complete(&mut p, x, pattern(512));
+    assert_eq!(read_result(&ini.recv(&mut p, a), x).1, Some(0));
+}

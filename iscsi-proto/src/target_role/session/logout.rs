@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Phase, Session};
+use super::Session;
 use crate::target::event::{CloseReason, Event};
 use crate::wire::{LogoutReason, LogoutRequest, LogoutResponse, LogoutResponseCode};
 
@@ -12,7 +12,7 @@ impl Session {
     pub(in crate::target) fn logout(&mut self, h: LogoutRequest) {
         let own = h.cid == self.conn.cid;
         // A CID of this session: its connection, live or failed.
-        let known = own || self.cids().contains(&h.cid);
+        let known = own || self.cids().contains(&h.cid) || self.recovery.has_failed(h.cid);
         let response = match h.reason {
             LogoutReason::CloseSession => LogoutResponseCode::Success,
             // RFC 7143 section 11.15.1: 2 "connection recovery is not
@@ -69,16 +69,17 @@ impl Session {
                     self.end_connection(CloseReason::LoggedOut, terminate);
                 } else {
                     let cid = h.cid;
-                    self.with_conn(cid, |s| {
-                        if s.conn.phase == Phase::Closed {
-                            // Already failed: only its tasks change.
-                            if terminate {
-                                s.terminate_orphans(cid);
-                            }
-                        } else {
-                            s.end_connection(CloseReason::LoggedOutElsewhere, terminate);
+                    if self.is_closed_on(cid) {
+                        // Already failed (maybe forgotten): only its tasks
+                        // change.
+                        if terminate {
+                            self.terminate_orphans(cid);
                         }
-                    });
+                    } else {
+                        self.with_conn(cid, |s| {
+                            s.end_connection(CloseReason::LoggedOutElsewhere, terminate);
+                        });
+                    }
                 }
             }
             LogoutReason::Other(_) => {}

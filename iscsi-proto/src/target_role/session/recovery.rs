@@ -80,6 +80,12 @@ impl Recovery {
         *d = now.checked_add(keep).unwrap_or(now);
     }
 
+    /// Whether connection `cid` failed and its tasks wait for
+    /// reassignment.
+    pub(in crate::target) fn has_failed(&self, cid: u16) -> bool {
+        self.deadlines.contains_key(&cid)
+    }
+
     /// Forgets everything (the session ends).
     pub(in crate::target) fn clear(&mut self) {
         self.deadlines.clear();
