@@ -52,6 +52,10 @@ enum Op {
     /// The initiator gives up on live connection `conn % n` and logs in
     /// again with its CID (connection reinstatement, section 6.3.4).
     Reinstate { conn: usize },
+    /// Logout "remove the connection for recovery" (section 11.14, reason
+    /// 2) of `from % n`, sent on `to % n`, whose tasks are then
+    /// reassigned to `to`.
+    Move { from: usize, to: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -72,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
         (0..4usize).prop_map(|conn| Op::Reinstate { conn }),
+        (0..4usize, 0..4usize).prop_map(|(from, to)| Op::Move { from, to }),
     ]
 }
 
@@ -434,6 +439,62 @@ impl World {
             }
             Op::Deliver { conn } => {
                 self.deliver(conn % n);
+            }
+            Op::Move { from, to } => {
+                let (f, t) = (from % n, to % n);
+                if f == t || !self.conns[f].1 || !self.conns[t].1 {
+                    return;
+                }
+                self.deliver(t);
+                self.itt += 1;
+                let lo = LogoutRequest {
+                    immediate: true,
+                    reason: LogoutReason::RemoveForRecovery,
+                    itt: self.itt,
+                    cid: f as u16 + 1,
+                    cmd_sn: self.cmd_sn,
+                    exp_stat_sn: self.conns[t].2.unwrap_or(Serial(0)),
+                };
+                let ht = self.conns[t].0;
+                self.raw_send(ht, Pdu::new(lo, Bytes::new()));
+                let pdus = self.take(ht);
+                assert!(
+                    matches!(pdus[0].header, Header::LogoutResponse(l) if l.response == LogoutResponseCode::Success),
+                    "{pdus:?}"
+                );
+                // The removed connection: closed by the target, its unsent
+                // PDUs lost; the initiator closes its socket.
+                let old = self.conns[f].0;
+                assert!(self.p.is_closed(old));
+                while self.p.poll_transmit(old, self.now).is_some() {}
+                self.p.remove(old);
+                self.conns[f].1 = false;
+                self.pump();
+                let open: Vec<u32> = self
+                    .cmds
+                    .iter()
+                    .filter(|(_, c)| c.conn == f && c.ended == 0)
+                    .map(|(itt, _)| *itt)
+                    .collect();
+                for itt in open {
+                    if let Some(c) = self.cmds.get_mut(&itt) {
+                        c.conn = t;
+                        c.read_back.clear();
+                    }
+                    self.itt += 1;
+                    let req = TaskMgmtRequest {
+                        immediate: true,
+                        function: TmfFunction::TaskReassign,
+                        lun: 0,
+                        itt: self.itt,
+                        referenced_task_tag: itt,
+                        cmd_sn: self.cmd_sn,
+                        exp_stat_sn: Serial(0),
+                        ref_cmd_sn: Serial(0),
+                        exp_data_sn: Serial(0),
+                    };
+                    self.send(t, req, Bytes::new());
+                }
             }
             Op::Reinstate { conn } => {
                 let i = conn % n;
