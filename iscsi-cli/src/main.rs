@@ -186,6 +186,12 @@ enum Command {
         /// Require CHAP from initiators: USER:SECRET.
         #[arg(long, value_name = "USER:SECRET")]
         chap: Option<String>,
+        /// Highest ErrorRecoveryLevel offered (RFC 7143 section 13.20).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+        erl: u8,
+        /// Most connections per session offered (MaxConnections, RFC 7143 section 13.2).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        max_connections: u16,
     },
     /// Start an embedded target with a 64 MiB RAM disk on loopback and drive it.
     Demo {
@@ -238,12 +244,18 @@ fn run(cli: Cli) -> Result<(), String> {
             target,
             luns,
             chap,
+            erl,
+            max_connections,
         } => serve::serve(
             listen,
             target,
             luns,
             chap.as_deref(),
             cli.global.mutual_chap.as_deref(),
+            serve::Recovery {
+                erl: *erl,
+                max_connections: *max_connections,
+            },
         ),
         Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),
         Command::Bench {

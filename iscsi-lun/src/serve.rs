@@ -77,6 +77,10 @@ pub struct TargetConfig {
     pub cmd_window: u32,
     /// Most connections served at once; more are accepted and closed.
     pub max_connections: usize,
+    /// At ErrorRecoveryLevel >= 1 (`params.error_recovery_level`): bytes
+    /// kept per session for retransmission
+    /// ([`SessionConfig::retention_budget`]).
+    pub retention_budget: usize,
     /// Whether to print one line per login (and failed login) on stderr.
     pub log: bool,
 }
@@ -108,6 +112,7 @@ impl TargetConfig {
             params,
             cmd_window: 128,
             max_connections: 256,
+            retention_budget: 4 << 20,
             log: true,
         }
     }
@@ -135,6 +140,7 @@ impl TargetConfig {
         s.auth = auth;
         s.params = self.params.clone();
         s.cmd_window = self.cmd_window;
+        s.retention_budget = self.retention_budget;
         s.nop = self.nop_interval.map(|interval| NopConfig {
             interval,
             timeout: self.nop_timeout,
@@ -197,6 +203,7 @@ impl std::fmt::Debug for TargetConfig {
             .field("params", &self.params)
             .field("cmd_window", &self.cmd_window)
             .field("max_connections", &self.max_connections)
+            .field("retention_budget", &self.retention_budget)
             .field("log", &self.log)
             .finish()
     }
@@ -386,6 +393,22 @@ impl Target {
                     tsih,
                     digest_name(negotiated.header_digest),
                     digest_name(negotiated.data_digest),
+                );
+            }
+            PortalEvent::ConnectionJoined {
+                connection,
+                tsih,
+                cid,
+                reinstated,
+            } if self.log => {
+                eprintln!(
+                    "iscsi target: {} joined session tsih {tsih} as cid {cid}{}",
+                    self.peer(connection),
+                    if reinstated.is_some() {
+                        " (connection reinstatement)"
+                    } else {
+                        ""
+                    },
                 );
             }
             PortalEvent::LoginFailed {

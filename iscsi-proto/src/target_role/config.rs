@@ -100,9 +100,15 @@ pub struct SessionConfig {
     pub allow_discovery: bool,
     /// The target's operational limits and preferences (MaxRecvDataSegmentLength,
     /// MaxBurstLength, FirstBurstLength, InitialR2T, ImmediateData,
-    /// MaxOutstandingR2T, digests accepted). ErrorRecoveryLevel is forced
-    /// to 0, DataPDUInOrder and DataSequenceInOrder to Yes and
-    /// MaxConnections to 1.
+    /// MaxOutstandingR2T, digests accepted). `error_recovery_level` is
+    /// the highest ErrorRecoveryLevel offered (RFC 7143 section 13.20: the
+    /// result is the lower of both offers), up to 2; when it is above 0, MaxOutstandingR2T is offered as 1
+    /// (section 13.17 via 13.19: "if ErrorRecoveryLevel is not 0 and
+    /// DataSequenceInOrder is set to Yes then MaxOutstandingR2T MUST be
+    /// set to 1"). `max_connections` is the most connections a session
+    /// may have (section 13.2; further connections join through the
+    /// [`Portal`](super::Portal)). DataPDUInOrder and DataSequenceInOrder
+    /// are forced to Yes.
     pub params: OperationalParams,
     /// Command window depth: MaxCmdSN = ExpCmdSN + depth - 1 (at least 1).
     pub cmd_window: u32,
@@ -123,6 +129,17 @@ pub struct SessionConfig {
     /// High-water mark of the transmit queue: while more PDUs wait,
     /// `handle_input` stops decoding (back-pressure on the initiator).
     pub max_queued_transmits: usize,
+    /// At ErrorRecoveryLevel >= 1: bytes of read data, and separately of
+    /// response data segments, kept for retransmission until the
+    /// initiator acknowledges them (RFC 7143 sections 7.2 and 11.16).
+    /// What falls outside it cannot be retransmitted: a SNACK for it is
+    /// answered with Reject "SNACK Reject" (section 11.17.1).
+    pub retention_budget: usize,
+    /// At ErrorRecoveryLevel >= 1: set the A bit on the last Data-In of
+    /// every sequence (RFC 7143 section 11.7.2: at most "once every
+    /// MaxBurstLength bytes"), so that the initiator's DataACK frees the
+    /// retained data before the status is acknowledged.
+    pub request_data_ack: bool,
 }
 
 impl SessionConfig {
@@ -145,6 +162,8 @@ impl SessionConfig {
             seed: 0,
             chap_challenge_len: 16,
             max_queued_transmits: 1024,
+            retention_budget: 4 * 1024 * 1024,
+            request_data_ack: false,
         }
     }
 }

@@ -9,10 +9,10 @@
 //! in each direction (connection-scoped keys, section 13.1 and 13.12), its
 //! queue of PDUs to write and its keepalive.
 //!
-//! Only one connection per session is negotiated (MaxConnections=1), so
-//! the session owns exactly one [`Connection`]; a second one would be a
-//! second value of this type keyed by CID, with its own StatSN and login,
-//! sharing the session's window and tasks.
+//! A session owns one [`Connection`] per CID (MC/S, section 13.2), each
+//! with its own StatSN and login, sharing the session's window and tasks;
+//! at ErrorRecoveryLevel >= 1 each keeps its unacknowledged numbered
+//! responses for Status SNACK.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::config::NopConfig;
+use super::retention::StatusLog;
 use crate::login::chap::TargetChap;
 use crate::login::negotiation::TargetNegotiator;
 use crate::transmit::Transmit;
@@ -139,6 +140,11 @@ pub(super) struct Connection {
     hdr_buf: BytesMut,
     transmits: VecDeque<Transmit>,
     rejects_sent: u64,
+    /// The numbered responses kept for Status SNACK (ErrorRecoveryLevel
+    /// >= 1, RFC 7143 section 11.16.1); None at level 0.
+    pub(super) status_log: Option<StatusLog>,
+    /// The StatSN taken for the PDU about to be pushed.
+    pending_status: Option<Serial>,
 }
 
 impl Connection {
@@ -163,6 +169,8 @@ impl Connection {
             hdr_buf: BytesMut::new(),
             transmits: VecDeque::new(),
             rejects_sent: 0,
+            status_log: None,
+            pending_status: None,
         }
     }
 
@@ -178,6 +186,7 @@ impl Connection {
     pub(super) fn take_stat_sn(&mut self) -> Serial {
         let s = self.stat_sn;
         self.stat_sn = s.next();
+        self.pending_status = Some(s);
         s
     }
 
@@ -216,6 +225,13 @@ impl Connection {
         let Ok(len) = u32::try_from(data.len()) else {
             return;
         };
+        // Every StatSN taken goes out in the next PDU pushed: keep it for
+        // a Status SNACK (RFC 7143 section 11.16.1) when retention is on.
+        if let Some(sn) = self.pending_status.take() {
+            if let Some(log) = &mut self.status_log {
+                log.record(sn, header, data.clone());
+            }
+        }
         if encode_header(&mut self.hdr_buf, &header, &[], len, self.tx_digests).is_err() {
             // Only a data segment above 2^24 - 1 bytes fails, and no caller
             // builds one (segments are cut to MaxRecvDataSegmentLength).

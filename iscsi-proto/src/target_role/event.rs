@@ -128,4 +128,16 @@ pub enum CloseReason {
     /// The peer closed the TCP connection.
     #[error("connection closed by the peer")]
     PeerClosed,
+    /// A new connection logged in with this connection's CID (RFC 7143
+    /// section 6.3.4, connection reinstatement).
+    #[error("connection reinstated (RFC 7143 section 6.3.4)")]
+    Reinstated,
+    /// The initiator logged this connection out from another connection
+    /// (RFC 7143 section 11.14, reasons 1 and 2).
+    #[error("logged out from another connection (RFC 7143 section 11.14)")]
+    LoggedOutElsewhere,
+    /// No connection came back before DefaultTime2Retain expired (RFC
+    /// 7143 section 7.1.5): the session's remaining tasks ended with it.
+    #[error("Time2Retain expired (RFC 7143 section 7.1.5)")]
+    RetentionExpired,
 }

@@ -1,5 +1,7 @@
 //! The target role of the sans-IO core: one iSCSI session and its
-//! connection (one connection per session for now) as a state machine.
+//! connections (MaxConnections up to the configured value, RFC 7143
+//! section 13.2; ErrorRecoveryLevel up to 2, section 7) as a state
+//! machine.
 //!
 //! # Layout (the same as the initiator's)
 //!
@@ -8,14 +10,21 @@
 //!   I_T nexus state, task management across sessions). Drivers of a
 //!   whole target use it; a single session can be driven directly.
 //! - [`Session`] (`session.rs`): the session-wide state and the public A-D
-//!   interface; it owns one connection (`connection.rs`: CID, phase,
-//!   StatSN, login/text/keepalive state, digests, transmit queue).
+//!   interface; it owns its connections (`connection.rs`: CID, phase,
+//!   StatSN, login/text/keepalive state, digests, transmit queue), one
+//!   served at a time (`session/connections.rs`); further connections
+//!   join through the [`Portal`].
+//! - `retention.rs`: what ErrorRecoveryLevel >= 1 keeps to retransmit
+//!   (status PDUs until ExpStatSN, read Data-In until DataACK or status
+//!   acknowledgement), within [`SessionConfig::retention_budget`].
 //! - `session/`: the session's machinery, one file per part of the
 //!   protocol: `login.rs` (RFC 7143 sections 6 and 11.12-11.13),
 //!   `full_feature.rs` (dispatch and CmdSN ordering), `scsi_command.rs`
-//!   (admission, R2T, Data-Out), `completion.rs` (Data-In and status),
-//!   `task_management.rs`, `text.rs` (SendTargets, FFP keys), `nop.rs`,
-//!   `logout.rs`.
+//!   (admission, R2T, Data-Out, recovery R2T), `completion.rs` (Data-In
+//!   and status), `snack.rs` (SNACK, DataACK, ExpStatSN),
+//!   `recovery.rs` (connection failure per ErrorRecoveryLevel, TASK
+//!   REASSIGN, Time2Retain), `task_management.rs`, `text.rs`
+//!   (SendTargets, FFP keys), `nop.rs`, `logout.rs`.
 //! - `window.rs`: [`TargetWindow`], the CmdSN window (section 4.2.2.1).
 //! - `event.rs`, `config.rs`: what the application sees and configures.
 //!   Errors are the crate's ([`crate::error`]), shared with the initiator
@@ -70,6 +79,7 @@ mod config;
 mod connection;
 mod event;
 mod portal;
+mod retention;
 mod session;
 mod window;
 

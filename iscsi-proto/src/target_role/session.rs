@@ -9,11 +9,14 @@
 // The session's machinery, one file per part of the protocol (the same
 // layout as the initiator's `session/`).
 mod completion;
+mod connections;
 mod full_feature;
 pub(super) mod login;
 mod logout;
 pub(super) mod nop;
+mod recovery;
 mod scsi_command;
+mod snack;
 mod task_management;
 pub(super) mod text;
 
@@ -26,6 +29,7 @@ use super::config::{SessionConfig, TargetAuth};
 pub use super::connection::Phase;
 use super::connection::{Connection, LOGIN_MAX_SEGMENT};
 use super::event::{CloseReason, Event, TaskId};
+use super::retention::ReadRecords;
 use super::window::TargetWindow;
 use crate::error::{ConfigError, ProtocolError, UsageError};
 use crate::login::negotiation::Negotiated;
@@ -34,11 +38,15 @@ use crate::scsi::ScsiStatus;
 use crate::transmit::Transmit;
 use crate::wire::{AsyncEvent, AsyncMessage, Isid, Reject, RejectReason, Serial, WireError};
 use full_feature::Held;
+use recovery::Recovery;
 use scsi_command::Task;
 use task_management::PendingTmf;
 
 /// The reserved tag value (RFC 7143 sections 11.18.1, 11.19.2 and 11.7.4).
 pub(super) const NO_TAG: u32 = 0xffff_ffff;
+
+/// The highest ErrorRecoveryLevel implemented (RFC 7143 section 13.20).
+pub(super) const MAX_ERL: u8 = 2;
 
 /// How many Initiator Task Tags of aborted or failed tasks are remembered,
 /// so that Data-Out PDUs still in flight for them are dropped silently.
@@ -70,7 +78,7 @@ impl SplitMix {
 }
 
 /// A target session (RFC 7143 section 4: the I_T nexus between one
-/// initiator port and this target) with its one connection. Sans-IO: bytes
+/// initiator port and this target) with its connections. Sans-IO: bytes
 /// and time come in as arguments, PDUs and events go out through the
 /// `poll_*` methods.
 ///
@@ -78,9 +86,12 @@ impl SplitMix {
 /// window ([`TargetWindow`]), the tasks and the negotiated session keys.
 /// What belongs to one TCP connection (CID, StatSN, the login state
 /// machine, digests, MaxRecvDataSegmentLength in each direction, the
-/// transmit queue, the NOP-In keepalive) lives in the session's connection
-/// (RFC 7143 sections 4 and 13.2). Only one connection per session is
-/// negotiated (MaxConnections=1), so the getters of both kinds are here.
+/// transmit queue, the NOP-In keepalive) lives in each of the session's
+/// connections (RFC 7143 sections 4 and 13.2). Driven alone, a session has
+/// the one connection it was created for, which the per-connection getters
+/// describe; further connections (MC/S) and connection recovery
+/// (ErrorRecoveryLevel 2) need the [`super::Portal`], which routes their
+/// logins to it.
 ///
 /// # The A-D contract
 ///
@@ -124,8 +135,9 @@ pub struct Session {
     pub(super) cfg: SessionConfig,
     /// Source of the values the RFC wants unpredictable.
     pub(super) rng: SplitMix,
-    /// Events for the application, in order.
-    pub(super) events: VecDeque<Event>,
+    /// Events for the application, in order, each with the CID of the
+    /// connection it concerns (the [`super::Portal`] names its handle).
+    pub(super) events: VecDeque<(u16, Event)>,
     /// The cached earliest deadline of the connection's timers.
     timeout: Option<Instant>,
 
@@ -156,12 +168,25 @@ pub struct Session {
     /// cover (RFC 7143 section 11.5.1), in arrival order.
     pub(super) pending_tmfs: Vec<PendingTmf>,
     dead_itts: VecDeque<u32>,
+    /// The Data-In of completed reads, kept for Data and R-Data SNACK
+    /// (ErrorRecoveryLevel >= 1, RFC 7143 section 7.2).
+    pub(super) reads: ReadRecords,
     pub(super) next_task_id: u32,
     next_ttt: u32,
 
     // ----- per-connection state (RFC 7143 sections 4 and 13.2) -----
-    /// The session's one connection.
+    /// The connection being served: the one whose input is decoded, or
+    /// whose task is answered (RFC 7143 section 6.4: a task's PDUs flow on
+    /// the connection it came in on). Its siblings wait in `parked`.
     pub(super) conn: Connection,
+    /// The session's other connections (MC/S, RFC 7143 section 13.2),
+    /// each with its own CID, StatSN and transmit queue.
+    pub(super) parked: Vec<Connection>,
+    /// Connection recovery state (ErrorRecoveryLevel 2, RFC 7143 section
+    /// 7.1.5): tasks waiting for TASK REASSIGN and their Time2Retain.
+    pub(super) recovery: Recovery,
+    /// The latest time given by the driver (the core reads no clock).
+    pub(super) now: Option<Instant>,
 }
 
 impl Session {
@@ -179,14 +204,21 @@ impl Session {
         if cfg.chap_challenge_len == 0 || cfg.chap_challenge_len > 1024 {
             return Err(ConfigError::ChallengeLength);
         }
-        // Only ErrorRecoveryLevel 0, in-order data and one connection are
-        // implemented; the key table's Min/Or rules then make these the
-        // negotiated values whatever the initiator offers (RFC 7143
-        // sections 13.20, 13.18, 13.19, 13.2).
-        cfg.params.error_recovery_level = 0;
+        // ErrorRecoveryLevel up to 2 and in-order data are implemented; the key table's Min/Or rules then keep the
+        // negotiated values within these whatever the initiator offers
+        // (RFC 7143 sections 13.20, 13.18, 13.19, 13.2).
+        cfg.params.error_recovery_level = cfg.params.error_recovery_level.min(MAX_ERL);
+        if cfg.params.error_recovery_level > 0 {
+            // RFC 7143 section 13.19: "if ErrorRecoveryLevel is not 0 and
+            // DataSequenceInOrder is set to Yes then MaxOutstandingR2T
+            // MUST be set to 1" (MaxOutstandingR2T is a Minimum key).
+            cfg.params.max_outstanding_r2t = 1;
+        }
         cfg.params.data_pdu_in_order = true;
         cfg.params.data_sequence_in_order = true;
-        cfg.params.max_connections = 1;
+        // MaxConnections (RFC 7143 section 13.2, Minimum): the session
+        // takes further connections through the Portal (MC/S).
+        cfg.params.max_connections = cfg.params.max_connections.max(1);
         cfg.params.validate()?;
         for auth in [&cfg.auth, &cfg.discovery_auth] {
             if let TargetAuth::Chap {
@@ -224,9 +256,13 @@ impl Session {
             aborting: BTreeMap::new(),
             pending_tmfs: Vec::new(),
             dead_itts: VecDeque::new(),
+            reads: ReadRecords::new(cfg.retention_budget),
             next_task_id: 1,
             next_ttt,
             conn: Connection::new(stat_sn),
+            parked: Vec::new(),
+            recovery: Recovery::default(),
+            now: None,
             cfg,
         })
     }
@@ -308,6 +344,22 @@ impl Session {
         self.aborting.len()
     }
 
+    /// The negotiated ErrorRecoveryLevel (0 before the login ends).
+    pub fn error_recovery_level(&self) -> u8 {
+        self.negotiated
+            .as_ref()
+            .map_or(0, |n| n.error_recovery_level)
+    }
+
+    /// What is kept for retransmission (ErrorRecoveryLevel >= 1): status
+    /// PDUs not yet acknowledged by ExpStatSN, completed reads whose
+    /// records are kept, and the bytes of read data kept (diagnostics and
+    /// tests of the retention budget).
+    pub fn retained(&self) -> (usize, usize, usize) {
+        let statuses = self.conn.status_log.as_ref().map_or(0, |l| l.len());
+        (statuses, self.reads.len(), self.reads.bytes())
+    }
+
     /// Number of Reject PDUs sent so far (diagnostics).
     pub fn rejects_sent(&self) -> u64 {
         self.conn.rejects_sent()
@@ -320,6 +372,7 @@ impl Session {
     /// while more than [`SessionConfig::max_queued_transmits`] PDUs wait to be
     /// sent: drain [`poll_transmit`](Self::poll_transmit) and call again.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.now = Some(now);
         loop {
             if self.conn.phase == Phase::Closed {
                 buf.clear();
@@ -351,7 +404,7 @@ impl Session {
                         // cannot be buffered, so the connection ends.
                         other => CloseReason::Protocol(ProtocolError::Wire(other)),
                     };
-                    self.close(reason);
+                    self.connection_failed(reason);
                     buf.clear();
                     break;
                 }
@@ -373,14 +426,14 @@ impl Session {
     /// for the configured interval, drops the connection when a ping went
     /// unanswered.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.keepalive(now);
-        self.update_timer();
+        self.handle_timeout_all(now);
     }
 
     /// The peer closed the TCP connection.
-    pub fn handle_closed(&mut self, _now: Instant) {
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.now = Some(now);
         if self.conn.phase != Phase::Closed {
-            self.close(CloseReason::PeerClosed);
+            self.connection_failed(CloseReason::PeerClosed);
         }
         self.update_timer();
     }
@@ -399,7 +452,7 @@ impl Session {
         sense: Option<Bytes>,
         data_in: Bytes,
     ) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, data_in, None)
@@ -418,7 +471,7 @@ impl Session {
         sense: Option<Bytes>,
         scsi_write_len: u32,
     ) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         self.complete_task(task, status, sense, Bytes::new(), Some(scsi_write_len))
@@ -438,7 +491,7 @@ impl Session {
     /// acknowledgement. Errors: [`UsageError::UnknownTask`] when the task
     /// is not awaiting one, [`UsageError::Closed`] after the close.
     pub fn abort_acknowledged(&mut self, task: TaskId) -> Result<(), UsageError> {
-        if self.conn.phase == Phase::Closed {
+        if self.is_finished() {
             return Err(UsageError::Closed);
         }
         if self.aborting.remove(&task).is_none() {
@@ -458,19 +511,26 @@ impl Session {
 
     /// Announces that the target drops the connection (RFC 7143 section
     /// 11.9.1, AsyncEvent 2: Parameter1 the CID, Parameter2 Time2Wait,
-    /// Parameter3 Time2Retain), then closes it.
+    /// Parameter3 Time2Retain), then closes it. At ErrorRecoveryLevel 2
+    /// its tasks wait Time2Wait + Time2Retain for reassignment.
     pub fn drop_connection(&mut self, time2wait: u16, time2retain: u16) -> Result<(), UsageError> {
         let cid = self.conn.cid;
         self.send_async(AsyncEvent::DropConnection, cid, time2wait, time2retain)?;
-        self.close(CloseReason::Application);
+        self.connection_failed(CloseReason::Application);
+        // At ErrorRecoveryLevel 2 the connection's tasks are kept for the
+        // Time2Wait + Time2Retain announced (section 11.9.1), not the
+        // negotiated defaults.
+        self.recovery
+            .announce(cid, self.now, time2wait, time2retain);
+        self.update_timer();
         Ok(())
     }
 
-    /// Closes the connection without a word to the initiator.
+    /// Closes the session (every connection) without a word to the
+    /// initiator.
     pub fn close_now(&mut self) {
-        if self.conn.phase != Phase::Closed {
-            self.close(CloseReason::Application);
-        }
+        // Every connection, and tasks kept for connection recovery.
+        self.close(CloseReason::Application);
     }
 
     // ----- (D) outputs, in drain order -----
@@ -488,7 +548,7 @@ impl Session {
     /// acknowledged with [`abort_acknowledged`](Self::abort_acknowledged).
     #[must_use = "an event not handled leaves its task unanswered"]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().map(|(_, e)| e)
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
@@ -503,13 +563,25 @@ impl Session {
 
     /// Recomputes the cached deadline `poll_timeout` returns.
     pub(super) fn update_timer(&mut self) {
-        // One connection: its keepalive is the only timer.
-        self.timeout = self.conn.timeout(self.cfg.nop);
+        // The keepalive of every connection and the session's Time2Retain
+        // (RFC 7143 section 7.1.5) are the timers.
+        let nop = self.cfg.nop;
+        self.timeout = core::iter::once(&self.conn)
+            .chain(self.parked.iter())
+            .filter_map(|c| c.timeout(nop))
+            .chain(self.recovery.deadline())
+            .min();
     }
 
     /// ExpCmdSN and MaxCmdSN to put in the next PDU, the window refreshed
     /// for the tasks still outstanding.
     pub(super) fn window_fields(&mut self) -> (Serial, Serial) {
+        if self.recovery.joining.is_some() {
+            // A connection logging in to join a session: the window is a
+            // copy of the session's, whose tasks are not counted here; it
+            // must not grow beyond what the session advertised.
+            return (self.window.exp_cmd_sn(), self.window.max_cmd_sn());
+        }
         let outstanding = self
             .tasks
             .values()
@@ -601,17 +673,54 @@ impl Session {
         self.dead_itts.contains(&itt)
     }
 
-    /// Ends the connection: every live task is aborted (reported if it was
-    /// delivered), then `Closed` is reported.
+    /// Ends the session: every live task is aborted (reported if it was
+    /// delivered), then `Closed` is reported for every connection still
+    /// open (the current one last).
     pub(super) fn close(&mut self, reason: CloseReason) {
-        if self.conn.phase == Phase::Closed {
+        if self.conn.phase == Phase::Closed && self.parked.iter().all(|c| c.phase == Phase::Closed)
+        {
+            if !self.recovery.is_empty() {
+                self.recovery.clear();
+                self.abort_all_tasks();
+            }
             return;
         }
+        self.abort_all_tasks();
+        self.recovery.clear();
+        let mut i = 0;
+        while i < self.parked.len() {
+            if let Some(c) = self.parked.get_mut(i) {
+                if c.phase != Phase::Closed {
+                    c.phase = Phase::Closed;
+                    c.nop.ping = None;
+                    let cid = c.cid;
+                    self.events.push_back((
+                        cid,
+                        Event::Closed {
+                            reason: reason.clone(),
+                        },
+                    ));
+                }
+            }
+            i += 1;
+        }
+        if self.conn.phase != Phase::Closed {
+            self.conn.phase = Phase::Closed;
+            self.conn.nop.ping = None;
+            self.emit(Event::Closed { reason });
+        }
+        self.update_timer();
+    }
+
+    /// Aborts every task of the session (reported if it was delivered; no
+    /// acknowledgement is awaited).
+    fn abort_all_tasks(&mut self) {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             if let Some(t) = self.tasks.remove(&id) {
                 if t.delivered {
-                    self.events.push_back(Event::TaskAborted { task: id });
+                    self.events
+                        .push_back((t.cid, Event::TaskAborted { task: id }));
                 }
             }
         }
@@ -619,9 +728,10 @@ impl Session {
         self.held.clear();
         self.aborting.clear();
         self.pending_tmfs.clear();
-        self.conn.phase = Phase::Closed;
-        self.conn.nop.ping = None;
-        self.events.push_back(Event::Closed { reason });
-        self.update_timer();
+    }
+
+    /// Queues an event about the current connection.
+    pub(super) fn emit(&mut self, ev: Event) {
+        self.events.push_back((self.conn.cid, ev));
     }
 }

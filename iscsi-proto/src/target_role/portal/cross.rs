@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::event::{ConnectionHandle, NexusId, PortalEvent, ResetScope};
-use super::{Login, Portal};
+use super::{Login, Portal, Route};
 use crate::login::{LoginStatus, SessionType};
 use crate::target::{CloseReason, Event, Session, Transmit};
 use crate::wire::{
@@ -16,11 +16,12 @@ use crate::wire::{
 
 impl Portal {
     /// RFC 7143 section 6.3.1: a first Login Request with a non-zero TSIH
-    /// and the ISID of a live session would add a connection to it, which
-    /// is not negotiated here (MaxConnections=1, section 13.2): "Too many
-    /// connections" (0x0206, section 11.13.5). A TSIH of no live session
-    /// is left to the session ("Session does not exist", 0x020a).
-    pub(super) fn route(&self, buf: &[u8]) -> Option<LoginStatus> {
+    /// and the ISID of a live Normal session joins it when the session can
+    /// take the connection (see [`Portal::join_allowed`]), else is refused
+    /// with "Too many connections" (0x0206, section 11.13.5). A TSIH of
+    /// no live session is left to the session ("Session does not exist",
+    /// 0x020a).
+    pub(super) fn route(&self, buf: &[u8]) -> Option<Route> {
         let bhs = Bhs::new_checked(buf.get(..BHS_LEN)?).ok()?;
         let Ok(Header::LoginRequest(req)) = Header::parse(&bhs) else {
             return None;
@@ -28,14 +29,43 @@ impl Portal {
         if req.tsih == 0 {
             return None;
         }
-        let existing = self.conns.iter().flatten().any(|c| {
-            c.tsih == req.tsih
-                && !c.session.is_closed()
+        let slot = self.conns.iter().flatten().find_map(|c| {
+            let ok = c.tsih == req.tsih
                 && c.login
                     .as_ref()
                     .is_some_and(|l| l.isid == req.isid && l.session_type == SessionType::Normal)
-        });
-        existing.then_some(LoginStatus::TooManyConnections)
+                && self
+                    .sessions
+                    .get(c.session)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| !s.is_finished());
+            ok.then_some(c.session)
+        })?;
+        let s = self.sessions.get(slot).and_then(Option::as_ref)?;
+        Some(if join_allowed(s, req.cid) {
+            Route::Join(slot)
+        } else {
+            Route::Refuse(LoginStatus::TooManyConnections)
+        })
+    }
+
+    /// Prepares the fresh session of `h` to log in into session `target`.
+    pub(super) fn prepare_join(&mut self, h: ConnectionHandle, target: usize) {
+        let Some((tsih, window)) = self
+            .sessions
+            .get(target)
+            .and_then(Option::as_ref)
+            .map(|s| (s.tsih(), s.window()))
+        else {
+            return;
+        };
+        if let Ok(s) = self.session_mut(h) {
+            s.expect_join(tsih, window);
+        }
+        if let Some(c) = self.conn_mut(h) {
+            c.tsih = tsih;
+        }
+        self.joins.push((h, target));
     }
 
     /// Answers the first Login Request with a non-zero Status-Class and
@@ -73,12 +103,14 @@ impl Portal {
         if encode_header(&mut out, &response, &[], 0, Digests::NONE).is_err() {
             return;
         }
+        if let Ok(s) = self.session_mut(h) {
+            s.close_now();
+            // The session never saw a byte: its Closed event is replaced.
+            while s.poll_event().is_some() {}
+        }
         let Some(c) = self.conn_mut(h) else {
             return;
         };
-        c.session.close_now();
-        // The session never saw a byte: its Closed event is replaced.
-        while c.session.poll_event().is_some() {}
         c.refusal = Some(Transmit::new(
             &out,
             Bytes::new(),
@@ -96,10 +128,46 @@ impl Portal {
         });
     }
 
-    /// Moves the session events of `h` to the portal's queue, acting on
-    /// those that span sessions.
+    /// Moves the session events of `h`'s session to the portal's queue,
+    /// acting on those that span sessions.
     pub(super) fn drain(&mut self, h: ConnectionHandle) {
-        while let Some(ev) = self.conn_mut(h).and_then(|c| c.session.poll_event()) {
+        if let Some(slot) = self.conn(h).map(|c| c.session) {
+            self.drain_session(slot, Some(h));
+        }
+    }
+
+    /// Moves the events of session `slot`, each named by the handle of the
+    /// connection it concerns (`fallback`, or any of the session's, when
+    /// that connection has none any more).
+    pub(super) fn drain_session(&mut self, slot: usize, fallback: Option<ConnectionHandle>) {
+        loop {
+            let Some((cid, ev)) = self
+                .sessions
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .and_then(Session::poll_event_on)
+            else {
+                break;
+            };
+            let handles = self.handles_of(slot);
+            let named = handles
+                .iter()
+                .copied()
+                .find(|&o| {
+                    self.conn(o)
+                        .is_some_and(|c| c.cid == Some(cid) && !c.removed)
+                })
+                .or_else(|| {
+                    handles
+                        .iter()
+                        .copied()
+                        .find(|&o| self.conn(o).is_some_and(|c| c.cid == Some(cid)))
+                })
+                .or(fallback)
+                .or_else(|| handles.first().copied());
+            let Some(h) = named else {
+                continue;
+            };
             self.on_event(h, ev);
         }
     }
@@ -115,6 +183,11 @@ impl Portal {
                 tsih,
                 negotiated,
             } => {
+                if let Some(i) = self.joins.iter().position(|(j, _)| *j == h) {
+                    let (_, target) = self.joins.swap_remove(i);
+                    self.join(h, target);
+                    return;
+                }
                 self.logged_in(h, session_type, &initiator_name, isid);
                 let nexus = self.nexus(h);
                 self.events.push_back(PortalEvent::LoggedIn {
@@ -140,24 +213,33 @@ impl Portal {
                     .and_then(Session::initiator_name)
                     .map(str::to_owned),
             },
-            Event::Command(request) => PortalEvent::Command {
-                connection: h,
-                nexus,
-                request,
-            },
+            Event::Command(request) => {
+                if let Some(c) = self.conn_mut(h) {
+                    c.held = c.held.saturating_add(1);
+                }
+                PortalEvent::Command {
+                    connection: h,
+                    nexus,
+                    request,
+                }
+            }
             Event::TaskAborted { task } => {
                 // Its Command event may still wait in the portal's queue
                 // (the session handed it over already): withdraw it, so
                 // the application never executes an aborted command, and
                 // acknowledge the abort on its behalf.
+                let slot = self.conn(h).map(|c| c.session);
                 let queued = self.events.iter().position(|e| {
                     matches!(e, PortalEvent::Command { connection, request, .. }
-                        if *connection == h && request.task == task)
+                        if request.task == task
+                            && self.conn(*connection).map(|c| c.session) == slot)
                 });
                 if let Some(i) = queued {
-                    self.events.remove(i);
-                    if let Some(c) = self.conn_mut(h) {
-                        let _ = c.session.abort_acknowledged(task);
+                    if let Some(PortalEvent::Command { connection, .. }) = self.events.remove(i) {
+                        self.answered(connection);
+                    }
+                    if let Ok(s) = self.session_mut(h) {
+                        let _ = s.abort_acknowledged(task);
                     }
                     self.touch(h);
                     return;
@@ -199,7 +281,9 @@ impl Portal {
         isid: Isid,
     ) {
         let nexus = (session_type == SessionType::Normal).then(|| NexusId::of(name, isid));
+        let cid = self.session(h).map(Session::cid);
         if let Some(c) = self.conn_mut(h) {
+            c.cid = cid;
             c.login = Some(Login {
                 session_type,
                 isid,
@@ -228,11 +312,23 @@ impl Portal {
             });
             return;
         }
+        let mut seen = Vec::new();
+        // The session's own slot (a joining connection never gets here).
+        if let Some(slot) = self.conn(new).map(|c| c.session) {
+            seen.push(slot);
+        }
+        // Live connections first, so that the event names one of those.
+        let mut others = others;
+        others.sort_by_key(|&o| self.conn(o).is_some_and(|c| c.removed || c.replaced));
         for old in others {
-            let live = self.session(old).is_some_and(|s| !s.is_closed());
-            if !live {
+            let Some(slot) = self.conn(old).map(|c| c.session) else {
+                continue;
+            };
+            let live = self.session(old).is_some_and(|s| !s.is_finished());
+            if !live || seen.contains(&slot) {
                 continue;
             }
+            seen.push(slot);
             self.events.push_back(PortalEvent::SessionReinstated {
                 nexus,
                 initiator_name: name.clone(),
@@ -240,7 +336,16 @@ impl Portal {
                 old,
                 new,
             });
-            self.close_now(old);
+            // Every connection of the old session closes, and tasks kept
+            // for connection recovery end with it (section 6.3.5).
+            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+                s.close_now();
+            }
+            self.drain_session(slot, Some(old));
+            for o in self.handles_of(slot) {
+                self.touch(o);
+            }
+            self.reap(slot);
         }
     }
 
@@ -296,18 +401,21 @@ impl Portal {
             ResetScope::LogicalUnit(l) => Some(l),
             ResetScope::Target { .. } => None,
         };
+        let own = self.conn(h).map(|c| c.session);
         let mut affected = Vec::new();
-        for (i, c) in self.conns.iter_mut().enumerate() {
-            if let Some(c) = c {
-                if ConnectionHandle(i) != h && c.session.abort_for_reset(lun_filter) > 0 {
-                    affected.push(ConnectionHandle(i));
+        for (i, s) in self.sessions.iter_mut().enumerate() {
+            if let Some(s) = s {
+                if Some(i) != own && s.abort_for_reset(lun_filter) > 0 {
+                    affected.push(i);
                 }
             }
         }
-        for o in affected {
+        for slot in affected {
             // Their `TaskAborted` events reach the application now.
-            self.drain(o);
-            self.touch(o);
+            self.drain_session(slot, None);
+            for o in self.handles_of(slot) {
+                self.touch(o);
+            }
         }
         self.events
             .push_back(PortalEvent::Reset { scope, by, nexuses });
@@ -323,6 +431,77 @@ impl Portal {
             for o in others {
                 self.close_now(o);
             }
+        }
+    }
+}
+
+/// Whether session `s` takes a further connection with `cid` (RFC 7143
+/// section 6.3.1): a CID it has (connection reinstatement, section 6.3.4)
+/// at ErrorRecoveryLevel 1 or 2, or a new CID while it has fewer live
+/// connections than the MaxConnections it negotiated (section 13.2). The
+/// default configuration (MaxConnections 1, level 0) takes none.
+fn join_allowed(s: &Session, cid: u16) -> bool {
+    let Some(n) = s.negotiated() else {
+        return false;
+    };
+    let has_cid = s.has_cid(cid);
+    if has_cid {
+        return n.error_recovery_level >= 1;
+    }
+    s.live_connections() < usize::from(n.max_connections)
+}
+
+impl Portal {
+    /// A joining connection logged in: its connection moves into the
+    /// session it joined (RFC 7143 section 6.3.1), its own slot is freed.
+    fn join(&mut self, h: ConnectionHandle, target: usize) {
+        let Some(own) = self.conn(h).map(|c| c.session) else {
+            return;
+        };
+        let Some(joining) = self.sessions.get_mut(own).and_then(Option::take) else {
+            return;
+        };
+        self.free_sessions.push(own);
+        let cid = joining.cid();
+        // The connection it reinstates (same CID), if still open.
+        let replaced: Vec<ConnectionHandle> = self
+            .handles_of(target)
+            .into_iter()
+            .filter(|&o| self.conn(o).is_some_and(|c| c.cid == Some(cid)))
+            .collect();
+        let Some(s) = self.sessions.get_mut(target).and_then(Option::as_mut) else {
+            return;
+        };
+        s.add_connection(joining);
+        let tsih = s.tsih();
+        let login = replaced
+            .first()
+            .or(self.handles_of(target).first())
+            .and_then(|&o| self.conn(o))
+            .and_then(|c| c.login.clone());
+        for o in &replaced {
+            // Section 6.3.4: the old connection with that CID is over; its
+            // handle no longer names the CID.
+            if let Some(c) = self.conn_mut(*o) {
+                c.cid = None;
+                c.replaced = true;
+                c.refusal = None;
+            }
+        }
+        if let Some(c) = self.conn_mut(h) {
+            c.session = target;
+            c.cid = Some(cid);
+            c.login = login;
+        }
+        self.events.push_back(PortalEvent::ConnectionJoined {
+            connection: h,
+            tsih,
+            cid,
+            reinstated: replaced.first().copied(),
+        });
+        self.drain_session(target, Some(h));
+        for o in replaced {
+            self.touch(o);
         }
     }
 }

@@ -37,7 +37,9 @@ pub struct ConnectionHandle(pub(super) usize);
 
 impl ConnectionHandle {
     /// The slot of the connection: below the most connections open at
-    /// once, reused after [`Portal::remove`].
+    /// once plus the removed ones a recovering multi-connection session
+    /// still names (at most 8 per session), reused once free again after
+    /// [`Portal::remove`].
     pub fn index(self) -> usize {
         self.0
     }
@@ -211,6 +213,21 @@ pub enum PortalEvent {
         /// Every I_T nexus of the portal, sorted, `by` included.
         nexuses: Vec<NexusId>,
     },
+    /// A connection logged in with the TSIH of a live session and joined
+    /// it (RFC 7143 section 6.3.1: a further connection, MC/S, section
+    /// 13.2; or connection reinstatement, section 6.3.4, when
+    /// `reinstated` names the connection it replaces). Its tasks are
+    /// reported on it from now on.
+    ConnectionJoined {
+        /// The new connection.
+        connection: ConnectionHandle,
+        /// The session's TSIH.
+        tsih: u16,
+        /// Its CID.
+        cid: u16,
+        /// The connection with the same CID it replaces, if any.
+        reinstated: Option<ConnectionHandle>,
+    },
     /// The initiator of `connection` logged out; it closes after the
     /// response.
     LoggedOut {
@@ -236,6 +253,7 @@ pub(super) fn event_connection(e: &PortalEvent) -> Option<ConnectionHandle> {
         | PortalEvent::TaskAborted { connection, .. }
         | PortalEvent::TaskManagement { connection, .. }
         | PortalEvent::LoggedOut { connection }
+        | PortalEvent::ConnectionJoined { connection, .. }
         | PortalEvent::Closed { connection, .. } => Some(*connection),
         _ => None,
     }

@@ -12,11 +12,19 @@
 //!   6.3.1): TSIH 0 and a new ISID instantiate a new session; TSIH 0 and
 //!   the ISID of a live session of the same initiator reinstate it (section
 //!   6.3.5: the old session's connection closes and its tasks end); a
-//!   non-zero TSIH of a live session would add a connection to it, which
-//!   this target does not negotiate (MaxConnections is 1, section 13.2), so
-//!   the login is refused with "Too many connections" (0x0206, section
-//!   11.13.5); a TSIH no live session has is refused with "Session does not
-//!   exist" (0x020a) by the session itself.
+//!   non-zero TSIH of a live session adds a connection to it when the
+//!   session negotiated MaxConnections above its live connections (section
+//!   13.2, MC/S) or ErrorRecoveryLevel 1 or 2 with the CID of one of its
+//!   connections (section 6.3.4, connection reinstatement; at level 2 the
+//!   old connection's tasks wait for TASK REASSIGN), and is otherwise
+//!   refused with "Too many connections" (0x0206, section 11.13.5); a TSIH
+//!   no live session has is refused with "Session does not exist" (0x020a)
+//!   by the session itself.
+//! - **Sessions of several connections**: a connection's login runs in a
+//!   fresh [`Session`]; once a joining login succeeds, its connection
+//!   moves into the session it joined ([`PortalEvent::ConnectionJoined`]),
+//!   which then answers each task on the connection it came in on
+//!   (section 6.4).
 //! - **I_T nexus state**: which I_T nexuses exist (the SCSI initiator port
 //!   is the InitiatorName plus the ISID, section 4.4.1), reported as
 //!   [`PortalEvent::NexusCreated`], [`PortalEvent::SessionReinstated`] and
@@ -102,7 +110,11 @@ pub(super) struct Login {
 /// One accepted connection.
 #[derive(Debug)]
 struct Conn {
-    session: Session,
+    /// The slot of its session in `Portal::sessions`.
+    session: usize,
+    /// Its CID within the session, once logged in (before, the session
+    /// is its own and has only it).
+    cid: Option<u16>,
     /// The TSIH reserved for its session (given at login).
     tsih: u16,
     /// Whether the first Login Request was routed.
@@ -111,7 +123,21 @@ struct Conn {
     refusal: Option<Transmit>,
     login: Option<Login>,
     touched: bool,
+    /// The driver removed it while its session lives on (other
+    /// connections, or tasks waiting for reassignment): the handle still
+    /// names the session for the application's answers.
+    removed: bool,
+    /// A new connection with its CID replaced it (RFC 7143 section 6.3.4):
+    /// it is closed, and names the session only for the application.
+    replaced: bool,
+    /// Commands reported on this handle and not yet answered through it:
+    /// a removed connection keeps naming its session while any is left.
+    held: u32,
 }
+
+/// Most removed connections a session keeps naming (oldest forgotten
+/// first).
+const MAX_GHOSTS: usize = 8;
 
 /// The sans-IO target portal: accepts connections, routes their logins,
 /// owns their [`Session`]s and what spans them. See the module
@@ -122,12 +148,16 @@ pub struct Portal {
     max_connections: usize,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<usize>,
     live: usize,
     next_tsih: u16,
     seed: u64,
     seed_counter: u64,
     events: VecDeque<PortalEvent>,
     touched: VecDeque<ConnectionHandle>,
+    /// Connections logging in to join a session (its slot).
+    joins: Vec<(ConnectionHandle, usize)>,
 }
 
 impl Portal {
@@ -144,12 +174,15 @@ impl Portal {
             max_connections: config.max_connections.max(1),
             conns: Vec::new(),
             free: Vec::new(),
+            sessions: Vec::new(),
+            free_sessions: Vec::new(),
             live: 0,
             next_tsih: 1,
             seed,
             seed_counter: 0,
             events: VecDeque::new(),
             touched: VecDeque::new(),
+            joins: Vec::new(),
         })
     }
 
@@ -160,17 +193,29 @@ impl Portal {
         self.live
     }
 
-    /// The session of a connection.
+    /// The session of a connection (shared by every connection of a
+    /// multi-connection session).
     pub fn session(&self, h: ConnectionHandle) -> Option<&Session> {
-        self.conn(h).map(|c| &c.session)
+        let c = self.conn(h)?;
+        self.sessions.get(c.session).and_then(Option::as_ref)
     }
 
     /// Whether the connection is over: once its transmits are written,
     /// close the socket and [`remove`](Self::remove) it. True for an
     /// unknown handle.
     pub fn is_closed(&self, h: ConnectionHandle) -> bool {
-        self.conn(h)
-            .is_none_or(|c| c.refusal.is_none() && c.session.is_closed())
+        let Some(c) = self.conn(h) else {
+            return true;
+        };
+        if c.removed || c.replaced {
+            return true;
+        }
+        let closed = match (self.session(h), c.cid) {
+            (None, _) => true,
+            (Some(s), None) => s.is_closed(),
+            (Some(s), Some(cid)) => s.is_closed_on(cid),
+        };
+        c.refusal.is_none() && closed
     }
 
     /// The largest PDU a session of this portal accepts: BHS, the longest
@@ -221,13 +266,18 @@ impl Portal {
         // The template was checked by `new`; only the TSIH (non-zero), the
         // seed and the portals changed.
         let session = Session::new(cfg)?;
+        let slot = self.put_session(session);
         let conn = Conn {
-            session,
+            session: slot,
+            cid: None,
             tsih,
             routed: false,
             refusal: None,
             login: None,
             touched: false,
+            removed: false,
+            replaced: false,
+            held: 0,
         };
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -250,67 +300,123 @@ impl Portal {
         let Some(c) = self.conn_mut(h) else {
             return;
         };
+        if c.removed || c.replaced {
+            buf.clear();
+            return;
+        }
         if !c.routed {
             // Route once the whole BHS of the first Login Request is here.
             if buf.len() < BHS_LEN {
                 return;
             }
             c.routed = true;
-            if let Some(status) = self.route(buf) {
-                self.refuse(h, buf, status);
-                return;
+            match self.route(buf) {
+                Some(Route::Refuse(status)) => {
+                    self.refuse(h, buf, status);
+                    return;
+                }
+                Some(Route::Join(target)) => self.prepare_join(h, target),
+                None => {}
             }
         }
-        if let Some(c) = self.conn_mut(h) {
-            c.session.handle_input(now, buf);
+        let Some((slot, cid)) = self.conn(h).map(|c| (c.session, c.cid)) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+            match cid {
+                Some(cid) => s.handle_input_on(cid, now, buf),
+                None => s.handle_input(now, buf),
+            }
         }
         self.drain(h);
+        self.touch_siblings(h);
     }
 
     /// Runs the timers of every session that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for idx in 0..self.conns.len() {
-            let h = ConnectionHandle(idx);
+        for slot in 0..self.sessions.len() {
             let due = self
-                .conn(h)
-                .and_then(|c| c.session.poll_timeout())
+                .sessions
+                .get(slot)
+                .and_then(Option::as_ref)
+                .and_then(Session::poll_timeout)
                 .is_some_and(|t| t <= now);
-            if due {
-                if let Some(c) = self.conn_mut(h) {
-                    c.session.handle_timeout(now);
-                }
-                self.touch(h);
-                self.drain(h);
+            if !due {
+                continue;
             }
+            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+                s.handle_timeout(now);
+            }
+            self.drain_session(slot, None);
+            for h in self.handles_of(slot) {
+                self.touch(h);
+            }
+            self.reap(slot);
         }
     }
 
     /// The peer closed the connection, or the socket failed.
     pub fn handle_closed(&mut self, h: ConnectionHandle, now: Instant) {
-        if let Some(c) = self.conn_mut(h) {
-            c.session.handle_closed(now);
+        let Some((slot, cid, replaced)) = self.conn_mut(h).map(|c| {
             c.refusal = None;
-        }
-        self.drain(h);
-    }
-
-    /// The driver closed the socket: the connection and its session are
-    /// forgotten, its TSIH free again. When it was the last session of its
-    /// I_T nexus, [`PortalEvent::NexusLost`] follows.
-    pub fn remove(&mut self, h: ConnectionHandle) {
-        let Some(mut c) = self.conns.get_mut(h.0).and_then(Option::take) else {
+            (c.session, c.cid, c.replaced)
+        }) else {
             return;
         };
-        c.session.close_now();
-        self.free.push(h.0);
-        self.live = self.live.saturating_sub(1);
-        // Closed-session events of a removed connection are moot.
-        self.events.retain(|e| event_connection(e) != Some(h));
-        if let Some(nexus) = c.login.and_then(|l| l.nexus) {
-            if self.sessions_of(nexus, None).next().is_none() {
-                self.events.push_back(PortalEvent::NexusLost { nexus });
+        if replaced {
+            // Its connection is gone from the session already.
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+            match cid {
+                Some(cid) => s.handle_closed_on(cid, now),
+                None => s.handle_closed(now),
             }
         }
+        self.drain(h);
+        self.touch_siblings(h);
+    }
+
+    /// The driver closed the socket: the connection is forgotten, and its
+    /// session too unless it lives on (other connections, or tasks
+    /// waiting for reassignment at ErrorRecoveryLevel 2: the handle then
+    /// keeps naming it for [`complete`](Self::complete)). When the last
+    /// session of an I_T nexus is gone, [`PortalEvent::NexusLost`] follows.
+    pub fn remove(&mut self, h: ConnectionHandle) {
+        let Some(c) = self.conn_mut(h) else {
+            return;
+        };
+        if c.removed {
+            return;
+        }
+        c.removed = true;
+        c.refusal = None;
+        let (slot, cid, replaced) = (c.session, c.cid, c.replaced);
+        self.joins.retain(|(j, _)| *j != h);
+        self.live = self.live.saturating_sub(1);
+        if let Some(s) = self
+            .sessions
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|_| !replaced)
+        {
+            match cid {
+                Some(cid) => {
+                    if !s.is_closed_on(cid) {
+                        s.drop_on(cid);
+                    }
+                    s.forget_connection(cid);
+                }
+                None => s.close_now(),
+            }
+        }
+        // Closed-connection events of a removed connection are moot.
+        self.events.retain(|e| event_connection(e) != Some(h));
+        self.drain_session(slot, Some(h));
+        self.events
+            .retain(|e| !matches!(e, PortalEvent::Closed { connection, .. } if *connection == h));
+        self.reap(slot);
+        self.trim_ghosts(slot);
     }
 
     // ----- (C) actions -----
@@ -324,10 +430,10 @@ impl Portal {
         sense: Option<Bytes>,
         data_in: Bytes,
     ) -> Result<(), PortalError> {
-        let c = self.conn_mut(h).ok_or(PortalError::UnknownConnection(h))?;
-        c.session.complete(task, status, sense, data_in)?;
-        self.touch(h);
-        self.drain(h);
+        self.session_mut(h)?
+            .complete(task, status, sense, data_in)?;
+        self.answered(h);
+        self.after_action(h);
         Ok(())
     }
 
@@ -340,11 +446,10 @@ impl Portal {
         sense: Option<Bytes>,
         scsi_write_len: u32,
     ) -> Result<(), PortalError> {
-        let c = self.conn_mut(h).ok_or(PortalError::UnknownConnection(h))?;
-        c.session
+        self.session_mut(h)?
             .complete_write(task, status, sense, scsi_write_len)?;
-        self.touch(h);
-        self.drain(h);
+        self.answered(h);
+        self.after_action(h);
         Ok(())
     }
 
@@ -354,22 +459,27 @@ impl Portal {
         h: ConnectionHandle,
         task: TaskId,
     ) -> Result<(), PortalError> {
-        let c = self.conn_mut(h).ok_or(PortalError::UnknownConnection(h))?;
-        c.session.abort_acknowledged(task)?;
-        self.touch(h);
-        self.drain(h);
+        self.session_mut(h)?.abort_acknowledged(task)?;
+        self.answered(h);
+        self.after_action(h);
         Ok(())
     }
 
-    /// Closes a connection without a word to the initiator
-    /// ([`Session::close_now`]), e.g. when the server shuts down.
+    /// Closes a connection's session without a word to the initiator
+    /// ([`Session::close_now`]), e.g. when the server shuts down (every
+    /// connection of the session closes).
     pub fn close_now(&mut self, h: ConnectionHandle) {
+        let mut gone = false;
         if let Some(c) = self.conn_mut(h) {
-            c.session.close_now();
             c.refusal = None;
+            gone = c.removed || c.replaced;
         }
-        self.touch(h);
-        self.drain(h);
+        if !gone {
+            if let Ok(s) = self.session_mut(h) {
+                s.close_now();
+            }
+        }
+        self.after_action(h);
     }
 
     // ----- (D) outputs -----
@@ -383,13 +493,24 @@ impl Portal {
     /// The next PDU to write on connection `h`, in order.
     #[must_use]
     pub fn poll_transmit(&mut self, h: ConnectionHandle, now: Instant) -> Option<Transmit> {
-        let c = self.conn_mut(h)?;
-        c.refusal.take().or_else(|| c.session.poll_transmit(now))
+        let c = self.conns.get_mut(h.0).and_then(Option::as_mut)?;
+        if c.removed || c.replaced {
+            return None;
+        }
+        if let Some(t) = c.refusal.take() {
+            return Some(t);
+        }
+        let (slot, cid) = (c.session, c.cid);
+        let s = self.sessions.get_mut(slot).and_then(Option::as_mut)?;
+        match cid {
+            Some(cid) => s.poll_transmit_on(cid),
+            None => s.poll_transmit(now),
+        }
     }
 
     /// A connection that has new transmits (or closed) because of
     /// something not fed through it: a timer, a completion, another
-    /// session's reinstatement or cold reset. Flush it like the one fed.
+    /// connection or session. Flush it like the one fed.
     #[must_use]
     pub fn poll_touched(&mut self) -> Option<ConnectionHandle> {
         let h = self.touched.pop_front()?;
@@ -403,10 +524,10 @@ impl Portal {
     /// must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
+        self.sessions
             .iter()
             .flatten()
-            .filter_map(|c| c.session.poll_timeout())
+            .filter_map(Session::poll_timeout)
             .min()
     }
 
@@ -420,9 +541,146 @@ impl Portal {
         self.conns.get_mut(h.0).and_then(Option::as_mut)
     }
 
+    fn session_mut(&mut self, h: ConnectionHandle) -> Result<&mut Session, PortalError> {
+        let slot = self
+            .conn(h)
+            .map(|c| c.session)
+            .ok_or(PortalError::UnknownConnection(h))?;
+        self.sessions
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(PortalError::UnknownConnection(h))
+    }
+
+    fn put_session(&mut self, s: Session) -> usize {
+        match self.free_sessions.pop() {
+            Some(i) => {
+                if let Some(slot) = self.sessions.get_mut(i) {
+                    *slot = Some(s);
+                }
+                i
+            }
+            None => {
+                self.sessions.push(Some(s));
+                self.sessions.len() - 1
+            }
+        }
+    }
+
+    /// The connections (removed ones included) of session `slot`.
+    fn handles_of(&self, slot: usize) -> Vec<ConnectionHandle> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.session == slot))
+            .map(|(i, _)| ConnectionHandle(i))
+            .collect()
+    }
+
+    /// After an application action on `h`: its session's events, and
+    /// every connection of the session may have something to send (a
+    /// task answers on its own connection, section 6.4).
+    fn after_action(&mut self, h: ConnectionHandle) {
+        self.touch(h);
+        self.drain(h);
+        self.touch_siblings(h);
+        if let Some(slot) = self.conn(h).map(|c| c.session) {
+            self.reap(slot);
+        }
+    }
+
+    /// Touches the other live connections of `h`'s session.
+    fn touch_siblings(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.conn(h).map(|c| c.session) else {
+            return;
+        };
+        let single = self
+            .sessions
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_none_or(|s| s.connection_count() <= 1);
+        if single {
+            // One connection: nobody else to flush (the common case).
+            return;
+        }
+        for o in self.handles_of(slot) {
+            if o != h && self.conn(o).is_some_and(|c| !c.removed) {
+                self.touch(o);
+            }
+        }
+    }
+
+    /// Frees a session that is over and whose connections are all
+    /// removed, with their slots (RFC 7143 section 11.13.3: its TSIH is
+    /// free again).
+    fn reap(&mut self, slot: usize) {
+        let finished = self
+            .sessions
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_none_or(Session::is_finished);
+        if !finished {
+            return;
+        }
+        let handles = self.handles_of(slot);
+        let all_removed = handles
+            .iter()
+            .all(|&o| self.conn(o).is_none_or(|c| c.removed));
+        if !all_removed {
+            return;
+        }
+        let mut nexus = None;
+        for o in handles {
+            if let Some(c) = self.conns.get_mut(o.0).and_then(Option::take) {
+                nexus = nexus.or(c.login.and_then(|l| l.nexus));
+                self.free.push(o.0);
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(slot) {
+            if s.take().is_some() {
+                self.free_sessions.push(slot);
+            }
+        }
+        if let Some(nexus) = nexus {
+            if self.sessions_of(nexus, None).next().is_none() {
+                self.events.push_back(PortalEvent::NexusLost { nexus });
+            }
+        }
+    }
+
+    /// A command reported on `h` was answered (or its abort acknowledged).
+    fn answered(&mut self, h: ConnectionHandle) {
+        if let Some(c) = self.conn_mut(h) {
+            c.held = c.held.saturating_sub(1);
+        }
+    }
+
+    /// Bounds the removed connections a live session keeps naming: the
+    /// oldest beyond [`MAX_GHOSTS`] go, unless a command the application
+    /// may still answer through it was reported on it.
+    fn trim_ghosts(&mut self, slot: usize) {
+        let ghosts: Vec<ConnectionHandle> = self
+            .handles_of(slot)
+            .into_iter()
+            .filter(|&o| self.conn(o).is_some_and(|c| c.removed))
+            .collect();
+        let mut extra = ghosts.len().saturating_sub(MAX_GHOSTS);
+        for o in ghosts {
+            if extra == 0 {
+                break;
+            }
+            if self.conn(o).is_some_and(|c| c.held == 0)
+                && self.conns.get_mut(o.0).and_then(Option::take).is_some()
+            {
+                self.free.push(o.0);
+                extra -= 1;
+            }
+        }
+    }
+
     fn touch(&mut self, h: ConnectionHandle) {
         if let Some(c) = self.conn_mut(h) {
-            if !c.touched {
+            if !c.touched && !c.removed {
                 c.touched = true;
                 self.touched.push_back(h);
             }
@@ -448,6 +706,15 @@ impl Portal {
         self.seed_counter = self.seed_counter.wrapping_add(1);
         splitmix(self.seed ^ splitmix(self.seed_counter))
     }
+}
+
+/// Where a first Login Request with a non-zero TSIH goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Route {
+    /// Refused by the portal with this status.
+    Refuse(crate::login::LoginStatus),
+    /// Joins the session in this slot.
+    Join(usize),
 }
 
 fn splitmix(x: u64) -> u64 {

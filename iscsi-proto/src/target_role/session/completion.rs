@@ -4,11 +4,13 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::recovery::Done;
 use super::{Session, NO_TAG};
 use crate::error::UsageError;
 use crate::scsi::sense::SenseData;
 use crate::scsi::ScsiStatus;
 use crate::target::event::TaskId;
+use crate::target::retention::{Layout, ReadRecord};
 use crate::wire::{DataIn, DataInStatus, Residual, ScsiResponse, ScsiResponseCode, Serial};
 
 /// The 2-byte SenseLength followed by the sense bytes (RFC 7143 section
@@ -86,6 +88,36 @@ impl Session {
             Some(t) if t.delivered => {}
             _ => return Err(UsageError::UnknownTask(id)),
         }
+        let done = Done {
+            status,
+            sense: sense.clone(),
+            data_in: data_in.clone(),
+            write_len,
+        };
+        if self.keep_if_orphan(id, &done) {
+            // ErrorRecoveryLevel 2: its connection failed; the answer is
+            // sent once the task is reassigned (RFC 7143 section 7.2.2).
+            return Ok(());
+        }
+        // RFC 7143 section 6.4 (connection allegiance): "the target MUST
+        // send the requested data, if any, followed by the status to the
+        // initiator over the same TCP connection that was used to deliver
+        // the SCSI command".
+        let cid = self.tasks.get(&id).map_or(self.conn.cid, |t| t.cid);
+        self.with_conn(cid, |s| {
+            s.complete_on_conn(id, status, sense, data_in, write_len)
+        })
+    }
+
+    /// [`Session::complete_task`] on the task's connection, now current.
+    fn complete_on_conn(
+        &mut self,
+        id: TaskId,
+        status: ScsiStatus,
+        sense: Option<Bytes>,
+        data_in: Bytes,
+        write_len: Option<u32>,
+    ) -> Result<(), UsageError> {
         let sense_seg = match &sense {
             Some(s) => Some(sense_segment(s).ok_or(UsageError::SenseTooLong)?),
             None => None,
@@ -131,51 +163,81 @@ impl Session {
             .negotiated
             .as_ref()
             .map_or(262_144, |n| n.max_burst_length)
-            .max(512) as usize;
-        let seg_max = (self.conn.max_send_segment as usize).min(max_burst).max(1);
-        let total = send.len();
-        let mut off = 0usize;
-        let mut burst = 0usize;
+            .max(512);
+        let seg_max = self.conn.max_send_segment.min(max_burst).max(1);
+        // RFC 7143 section 13.12: a Data-In never exceeds the initiator's
+        // MaxRecvDataSegmentLength; section 13.13: a sequence never
+        // exceeds MaxBurstLength, and its last PDU has F=1 (section
+        // 11.7.1).
+        let layout = Layout {
+            total: u32::try_from(send.len()).unwrap_or(u32::MAX),
+            segment: seg_max,
+            burst: max_burst,
+            base_offset: 0,
+            base_sn: 0,
+        };
+        let retain = self.error_recovery_level() >= 1;
+        // RFC 7143 section 11.7.2: at ErrorRecoveryLevel >= 1 the target
+        // may set the A bit "once every MaxBurstLength bytes, or on the last
+        // Data-In PDU"; section 11.7.4: the Target Transfer Tag and LUN
+        // "MUST be provided by the target if the A bit is set to 1".
+        let ack_ttt =
+            (retain && self.cfg.request_data_ack && !send.is_empty()).then(|| self.new_ttt());
         let mut data_sn = Serial(0);
-        while off < total {
-            // RFC 7143 section 13.12: a Data-In never exceeds the
-            // initiator's MaxRecvDataSegmentLength; section 13.13: a
-            // sequence never exceeds MaxBurstLength, and its last PDU has
-            // F=1 (section 11.7.1).
-            let n = (total - off).min(seg_max).min(max_burst - burst);
-            let last = off + n == total;
-            burst += n;
-            let burst_end = last || burst == max_burst;
-            if burst == max_burst {
-                burst = 0;
-            }
+        let mut status_in_data = None;
+        for piece in layout.pieces() {
             let (exp, max) = self.window_fields();
-            let st = if last && in_data {
-                Some(DataInStatus {
+            let st = if piece.last && in_data {
+                let st = DataInStatus {
                     status: status_u8,
                     stat_sn: self.conn.take_stat_sn(),
                     residual,
-                })
+                };
+                status_in_data = Some(st);
+                Some(st)
             } else {
                 None
             };
+            let ack = ack_ttt.is_some() && piece.final_pdu;
             self.conn.push_pdu(
                 DataIn {
-                    final_pdu: burst_end,
-                    ack: false,
-                    lun: 0,
+                    final_pdu: piece.final_pdu,
+                    ack,
+                    lun: if ack { t.lun } else { 0 },
                     itt: t.itt,
-                    ttt: NO_TAG,
+                    ttt: if ack {
+                        ack_ttt.unwrap_or(NO_TAG)
+                    } else {
+                        NO_TAG
+                    },
                     exp_cmd_sn: exp,
                     max_cmd_sn: max,
-                    data_sn,
-                    buffer_offset: off as u32,
+                    data_sn: piece.data_sn,
+                    buffer_offset: piece.offset,
                     status: st,
                 },
-                send.slice(off..off + n),
+                send.slice(piece.offset as usize..(piece.offset + piece.len) as usize),
             );
-            data_sn = data_sn.next();
-            off += n;
+            data_sn = piece.data_sn.next();
+        }
+        let status_stat_sn = match status_in_data {
+            Some(st) => st.stat_sn,
+            None => self.conn.stat_sn(),
+        };
+        if retain && t.read {
+            // RFC 7143 section 7.2.1: the Data-In stays retransmittable
+            // (Data SNACK, R-Data SNACK) until the status is acknowledged.
+            let record = ReadRecord::new(
+                self.conn.cid,
+                t.lun,
+                send.clone(),
+                layout,
+                ack_ttt,
+                status_in_data,
+                status_stat_sn,
+                t.r2t_sn.0,
+            );
+            self.reads.insert(t.itt, record);
         }
         if !in_data {
             // RFC 7143 section 11.4.8: ExpDataSN is "the number of R2T and

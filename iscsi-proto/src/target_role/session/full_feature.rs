@@ -10,7 +10,7 @@ use super::{Phase, Session, NO_TAG};
 use crate::login::SessionType;
 use crate::target::event::TaskId;
 use crate::target::window::Admit;
-use crate::wire::{Bhs, DataOut, Header, Pdu, RejectReason, WireError};
+use crate::wire::{Bhs, DataOut, Header, Pdu, RejectReason, Serial, WireError};
 
 /// A command held because it arrived before the ones preceding it.
 #[derive(Debug)]
@@ -18,10 +18,25 @@ pub(in crate::target) enum Held {
     /// A SCSI command (its task already exists and takes data).
     Scsi(TaskId),
     /// Any other command PDU.
-    Other(Pdu),
+    Other(u16, Pdu),
     /// A CmdSN to consume without action (an aborted held command, or a
     /// gap plugged by ABORT TASK, RFC 7143 section 11.5.1).
     Hole,
+}
+
+/// The ExpStatSN an initiator PDU of the Full Feature Phase carries (RFC
+/// 7143 sections 11.3-11.18: every one has the field).
+fn exp_stat_sn(h: &Header) -> Option<Serial> {
+    match h {
+        Header::NopOut(x) => Some(x.exp_stat_sn),
+        Header::ScsiCommand(x) => Some(x.exp_stat_sn),
+        Header::TaskMgmtRequest(x) => Some(x.exp_stat_sn),
+        Header::TextRequest(x) => Some(x.exp_stat_sn),
+        Header::DataOut(x) => Some(x.exp_stat_sn),
+        Header::LogoutRequest(x) => Some(x.exp_stat_sn),
+        Header::SnackRequest(x) => Some(x.exp_stat_sn),
+        _ => None,
+    }
 }
 
 impl Session {
@@ -48,14 +63,16 @@ impl Session {
             self.send_reject(RejectReason::CommandNotSupported, b);
             return;
         }
+        // RFC 7143 section 4.2.2.2: ExpStatSN acknowledges the numbered
+        // responses before it; what was kept to retransmit them goes.
+        if let Some(exp) = exp_stat_sn(&pdu.header) {
+            self.acknowledge_stat_sn(exp);
+        }
         match pdu.header {
             Header::DataOut(h) => self.data_out(h, pdu.data, false),
-            Header::SnackRequest(_) => {
-                // RFC 7143 section 11.16: SNACK support is required only at
-                // ErrorRecoveryLevel > 0; at level 0 it is refused with
-                // Reject reason 0x03 "SNACK Reject" (section 11.17.1).
+            Header::SnackRequest(h) => {
                 let b = self.original_bhs(&pdu);
-                self.send_reject(RejectReason::SnackReject, b);
+                self.snack(h, b);
             }
             Header::LoginRequest(_) => {
                 // RFC 7143 section 6.3: a Login Request in the Full Feature
@@ -151,7 +168,7 @@ impl Session {
                             None => return,
                         }
                     }
-                    _ => Held::Other(pdu),
+                    _ => Held::Other(self.conn.cid, pdu),
                 };
                 self.held.push((cmd_sn, item));
             }
@@ -185,7 +202,7 @@ impl Session {
             self.window.advance();
             match item {
                 Held::Scsi(id) => self.accept_task(id),
-                Held::Other(pdu) => self.execute(pdu),
+                Held::Other(cid, pdu) => self.with_conn(cid, |s| s.execute(pdu)),
                 Held::Hole => {}
             }
         }

@@ -74,12 +74,25 @@ impl Session {
                     return;
                 }
                 // RFC 7143 section 11.12.6: a non-zero TSIH names an
-                // existing session (adding a connection or reinstating);
-                // this core serves one connection per session and knows no
-                // other session: 0x020a "Session does not exist".
-                if req.tsih != 0 {
-                    self.login_reject(req.itt, LoginStatus::SessionDoesNotExist);
-                    return;
+                // existing session (adding a connection or reinstating
+                // one); a session alone knows no other session: 0x020a
+                // "Session does not exist", unless the Portal routed the
+                // login to a session it joins.
+                let join = self.recovery.joining.clone();
+                match join {
+                    // A further connection of a live session (RFC 7143
+                    // section 6.3.1 table, row "non-zero TSIH": "new
+                    // connection in an existing session"), routed here by
+                    // the Portal: the session's window applies (section
+                    // 4.2.2.1: CmdSN is session-wide).
+                    Some((tsih, window)) if req.tsih == tsih => {
+                        self.window = window;
+                    }
+                    _ if req.tsih != 0 => {
+                        self.login_reject(req.itt, LoginStatus::SessionDoesNotExist);
+                        return;
+                    }
+                    _ => {}
                 }
                 self.conn.login.first = Some(FirstLogin {
                     isid: req.isid,
@@ -402,7 +415,10 @@ impl Session {
                     return;
                 }
             };
-            self.tsih = self.cfg.tsih;
+            self.tsih = match &self.recovery.joining {
+                Some((tsih, _)) => *tsih,
+                None => self.cfg.tsih,
+            };
             self.send_login_response(req, true, false, stage, Stage::FullFeature, p.text, true);
             self.enter_full_feature(now, negotiated);
             return;
@@ -471,9 +487,17 @@ impl Session {
             negotiated.target_max_recv_data_segment_length,
             negotiated.initiator_max_recv_data_segment_length.max(512),
         );
+        if negotiated.error_recovery_level >= 1 {
+            // RFC 7143 section 7.2.1 / 11.16.1: at ErrorRecoveryLevel >= 1
+            // the numbered responses are kept for Status SNACK until
+            // ExpStatSN acknowledges them.
+            self.conn.status_log = Some(crate::target::retention::StatusLog::new(
+                self.cfg.retention_budget,
+            ));
+        }
         let initiator_name = self.initiator_name.clone().unwrap_or_default();
         let target_name = self.target_name().map(str::to_owned);
-        self.events.push_back(Event::LoggedIn {
+        self.emit(Event::LoggedIn {
             session_type: self.session_type,
             initiator_name,
             target_name,
@@ -511,7 +535,7 @@ impl Session {
             },
             Bytes::new(),
         );
-        self.events.push_back(Event::LoginFailed { status });
+        self.emit(Event::LoginFailed { status });
         self.close(CloseReason::LoginFailed(status));
     }
 }

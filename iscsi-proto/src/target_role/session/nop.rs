@@ -22,7 +22,7 @@ impl Session {
                 // RFC 7143 section 11.19: a NOP-In with a valid TTT asks for
                 // a NOP-Out answer; none came in time, so the connection is
                 // considered failed.
-                self.close(CloseReason::NopTimeout);
+                self.connection_failed(CloseReason::NopTimeout);
             }
         } else if let Some(nop) = self.cfg.nop {
             let since = self.conn.nop.last_rx.unwrap_or(now);

@@ -34,9 +34,18 @@ const INVALID_FIELD_IN_CDB: SenseData = SenseData::new(SenseKey::IllegalRequest,
 #[derive(Debug, Clone)]
 pub(in crate::target) struct Seq {
     ttt: u32,
+    /// The R2TSN of the R2T that opened it (unsolicited: unused).
+    r2t_sn: Serial,
+    /// Where the R2T's burst starts.
+    start: u32,
     end: u32,
     next_offset: u32,
     next_data_sn: Serial,
+    /// A Data-Out of this sequence was lost (digest or sequence error,
+    /// ErrorRecoveryLevel >= 1): what follows the gap is discarded and a
+    /// recovery R2T asks for it once the sequence ends (RFC 7143 sections
+    /// 7.2.2 and 7.3).
+    lost: bool,
 }
 
 /// The write data received so far.
@@ -101,6 +110,15 @@ fn copy_at(buf: &mut BytesMut, offset: u32, data: &[u8]) {
 #[derive(Debug)]
 pub(in crate::target) struct Task {
     pub(in crate::target) id: TaskId,
+    /// The CID of the connection the task belongs to (RFC 7143 section
+    /// 6.4, connection allegiance): its R2Ts, Data-In and status go there.
+    pub(in crate::target) cid: u16,
+    /// ErrorRecoveryLevel 2: its connection failed and it waits for TASK
+    /// REASSIGN (RFC 7143 section 7.1.5); the application's completion is
+    /// kept in `done` meanwhile.
+    pub(in crate::target) orphan: bool,
+    /// The completion the application gave while the task was orphaned.
+    pub(in crate::target) done: Option<super::recovery::Done>,
     pub(in crate::target) itt: u32,
     pub(in crate::target) lun: u64,
     pub(in crate::target) cmd_sn: Serial,
@@ -180,15 +198,21 @@ impl Session {
             }
             Some(Seq {
                 ttt: NO_TAG,
+                r2t_sn: Serial(0),
+                start: imm,
                 end: unsolicited_end,
                 next_offset: imm,
                 next_data_sn: Serial(0),
+                lost: false,
             })
         };
         let id = TaskId::target(self.next_task_id, h.itt);
         self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
         let mut task = Task {
             id,
+            cid: self.conn.cid,
+            orphan: false,
+            done: None,
             itt: h.itt,
             lun: h.lun,
             cmd_sn: h.cmd_sn,
@@ -235,7 +259,10 @@ impl Session {
             return;
         }
         t.accepted = true;
-        self.progress(id);
+        let cid = t.cid;
+        // Its R2Ts (or failure response) go on its own connection, which
+        // may not be the one whose PDU let it through (MC/S ordering).
+        self.with_conn(cid, |s| s.progress(id));
     }
 
     /// Moves a task forward: R2Ts while data is missing, the failure
@@ -280,7 +307,7 @@ impl Session {
             expected_read_len: if t.read { t.edtl } else { 0 },
             expected_write_len: if t.write { t.edtl } else { 0 },
         };
-        self.events.push_back(Event::Command(req));
+        self.events.push_back((t.cid, Event::Command(req)));
     }
 
     /// Sends R2Ts until MaxOutstandingR2T are outstanding or the whole
@@ -306,34 +333,133 @@ impl Session {
             let len = (t.edtl - offset).min(max_burst);
             let (itt, lun, r2t_sn) = (t.itt, t.lun, t.r2t_sn);
             let ttt = self.new_ttt();
-            let (exp, max) = self.window_fields();
             if let Some(t) = self.tasks.get_mut(&id) {
                 t.next_r2t_offset = offset + len;
                 t.r2t_sn = r2t_sn.next();
                 t.r2ts.push(Seq {
                     ttt,
+                    r2t_sn,
+                    start: offset,
                     end: offset + len,
                     next_offset: offset,
                     next_data_sn: Serial(0),
+                    lost: false,
                 });
             }
-            // RFC 7143 section 11.8.3: an R2T carries StatSN but does not
-            // advance it ("StatSN ... the next StatSN").
-            self.conn.push_pdu(
-                R2t {
-                    lun,
-                    itt,
-                    ttt,
-                    stat_sn: self.conn.stat_sn(),
-                    exp_cmd_sn: exp,
-                    max_cmd_sn: max,
-                    r2t_sn,
-                    buffer_offset: offset,
-                    desired_data_transfer_length: len,
-                },
-                Bytes::new(),
-            );
+            self.push_r2t(lun, itt, ttt, r2t_sn, offset, len);
         }
+    }
+
+    /// Queues an R2T. RFC 7143 section 11.8.3: an R2T carries StatSN but
+    /// does not advance it ("StatSN ... the next StatSN").
+    fn push_r2t(&mut self, lun: u64, itt: u32, ttt: u32, r2t_sn: Serial, offset: u32, len: u32) {
+        let (exp, max) = self.window_fields();
+        self.conn.push_pdu(
+            R2t {
+                lun,
+                itt,
+                ttt,
+                stat_sn: self.conn.stat_sn(),
+                exp_cmd_sn: exp,
+                max_cmd_sn: max,
+                r2t_sn,
+                buffer_offset: offset,
+                desired_data_transfer_length: len,
+            },
+            Bytes::new(),
+        );
+    }
+
+    /// A recovery R2T for `[from, end)` of a burst whose Data-Out was
+    /// lost (RFC 7143 section 2.2 definitions: "A recovery R2T carries the
+    /// next unused R2TSN, but requests all or part of the data burst that
+    /// an earlier R2T (with a lower R2TSN) had already requested"). It
+    /// gets a fresh Target Transfer Tag, so that nothing of the lost
+    /// sequence can be taken for its data.
+    fn send_recovery_r2t(&mut self, id: TaskId, from: u32, end: u32) {
+        let ttt = self.new_ttt();
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let r2t_sn = t.r2t_sn;
+        t.r2t_sn = r2t_sn.next();
+        t.r2ts.push(Seq {
+            ttt,
+            r2t_sn,
+            start: from,
+            end,
+            next_offset: from,
+            next_data_sn: Serial(0),
+            lost: false,
+        });
+        let (lun, itt) = (t.lun, t.itt);
+        self.push_r2t(lun, itt, ttt, r2t_sn, from, end - from);
+    }
+
+    /// R2T SNACK (RFC 7143 section 11.16.1): resends the outstanding R2Ts
+    /// of a write whose R2TSN is in the run, "exact replicas ... R2T(s)
+    /// requested by SNACK MUST also carry the current value of StatSN"
+    /// (section 11.16). False when the run names an R2T not sent or one
+    /// whose data already arrived (then: Reject "Protocol error").
+    pub(in crate::target) fn resend_r2ts(&mut self, id: TaskId, beg: Serial, len: u32) -> bool {
+        let Some(t) = self.tasks.get(&id) else {
+            return false;
+        };
+        let next = t.r2t_sn;
+        let lowest = t.r2ts.iter().map(|s| s.r2t_sn).min_by(|a, b| {
+            if a.precedes(*b) {
+                core::cmp::Ordering::Less
+            } else {
+                core::cmp::Ordering::Greater
+            }
+        });
+        let Some(lowest) = lowest else {
+            return false;
+        };
+        // BegRun 0 with RunLength 0: every unacknowledged R2T (section
+        // 11.16.6); RunLength 0: all from BegRun (section 11.16.7).
+        let beg = if beg == Serial(0) && len == 0 {
+            lowest
+        } else {
+            beg
+        };
+        if !beg.in_window(lowest, next) || beg == next {
+            return false;
+        }
+        let len = if len == 0 {
+            next.distance_from(beg)
+        } else {
+            len
+        };
+        if len > next.distance_from(beg) {
+            return false;
+        }
+        let wanted: Vec<(u32, Serial, u32, u32)> = t
+            .r2ts
+            .iter()
+            .filter(|s| s.r2t_sn.distance_from(beg) < len && s.r2t_sn.in_window(beg, next))
+            .map(|s| (s.ttt, s.r2t_sn, s.start, s.end - s.start))
+            .collect();
+        if u32::try_from(wanted.len()).ok() != Some(len) {
+            // Part of the run was answered already: acknowledged.
+            return false;
+        }
+        let (lun, itt) = (t.lun, t.itt);
+        for (ttt, r2t_sn, start, n) in wanted {
+            // The initiator sends the whole burst again: the sequence
+            // restarts.
+            if let Some(s) = self
+                .tasks
+                .get_mut(&id)
+                .and_then(|t| t.r2ts.iter_mut().find(|s| s.ttt == ttt))
+            {
+                s.next_offset = s.start;
+                s.next_data_sn = Serial(0);
+                s.lost = false;
+            }
+            self.push_r2t(lun, itt, ttt, r2t_sn, start, n);
+        }
+        true
     }
 
     /// A Data-Out PDU (RFC 7143 section 11.7). `corrupt`: its data was
@@ -374,6 +500,10 @@ impl Session {
         };
         let edtl = t.edtl;
         let failing = t.failure.is_some();
+        let recover = self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.error_recovery_level >= 1);
         let seq = if seq_index == usize::MAX {
             t.unsolicited.as_mut()
         } else {
@@ -385,8 +515,29 @@ impl Session {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let mut new_failure = None;
         let mut reject = false;
-        if corrupt {
+        if corrupt && recover {
+            // RFC 7143 section 7.8 / 7.2.2: a Data-Out dropped for a data
+            // digest error (the Reject "Data (payload) Digest Error" is
+            // sent) is asked again with a recovery R2T rather than ending
+            // the task.
+            seq.lost = true;
+        } else if corrupt {
             new_failure = Some(CRC_ERROR);
+        } else if !failing && recover && seq.lost {
+            // After a loss the rest of the sequence is discarded; the
+            // recovery R2T asks for all of it (RFC 7143 section 7.3:
+            // recovery R2T "requests all or part of the data burst").
+        } else if !failing
+            && recover
+            && (h.data_sn != seq.next_data_sn || h.buffer_offset != seq.next_offset)
+        {
+            // RFC 7143 section 7.3 (sequence errors): "When a target
+            // receives a data PDU with an out of order DataSN, it means
+            // that the target must have hit a header or payload digest
+            // error on at least one of the earlier data PDUs. The target
+            // MUST address these implied digest errors" (section 7.2.2:
+            // by a recovery R2T) instead of failing the task.
+            seq.lost = true;
         } else if !failing {
             if h.data_sn != seq.next_data_sn {
                 // RFC 7143 section 11.7.5: DataSN counts the Data-Out PDUs
@@ -413,7 +564,8 @@ impl Session {
         }
         let complete = seq.next_offset >= seq.end;
         let ends = h.final_pdu || (complete && !failing && new_failure.is_none());
-        if h.final_pdu && !complete && !failing && new_failure.is_none() {
+        let lost = seq.lost;
+        if h.final_pdu && !complete && !failing && !lost && new_failure.is_none() {
             // RFC 7143 section 11.4.7.2: a sequence that ends short of the
             // R2T (or of FirstBurstLength) is an "Incorrect amount of data".
             new_failure = Some(INCORRECT_AMOUNT);
@@ -421,17 +573,41 @@ impl Session {
         if let Some(f) = new_failure {
             t.failure.get_or_insert(f);
         }
+        let mut recovery = None;
         if ends {
             if seq_index == usize::MAX {
+                // What the unsolicited burst lost is asked by the R2Ts
+                // that follow, which start at the first missing byte.
                 t.unsolicited = None;
                 t.next_r2t_offset = t.received;
             } else if seq_index < t.r2ts.len() {
-                t.r2ts.remove(seq_index);
+                let s = t.r2ts.remove(seq_index);
+                if lost && s.next_offset < s.end && t.failure.is_none() {
+                    recovery = Some((s.next_offset, s.end));
+                }
             }
+        }
+        if let Some((from, end)) = recovery {
+            self.send_recovery_r2t(id, from, end);
         }
         if reject {
             self.send_reject(RejectReason::InvalidPduField, bhs());
         }
+        self.progress(id);
+    }
+
+    /// A write reassigned to another connection (RFC 7143 section 7.2.2):
+    /// the R2Ts outstanding on the failed connection are void; the
+    /// transfer goes on from the first byte not received (data arrives in
+    /// order: DataPDUInOrder and DataSequenceInOrder are Yes, and at
+    /// ErrorRecoveryLevel >= 1 one R2T is outstanding at a time).
+    pub(in crate::target) fn restart_transfer(&mut self, id: TaskId) {
+        let Some(t) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        t.unsolicited = None;
+        t.r2ts.clear();
+        t.next_r2t_offset = t.received;
         self.progress(id);
     }
 

@@ -25,6 +25,8 @@ pub(in crate::target) struct PendingTmf {
     /// (ExpCmdSN reached it) before the response.
     until: Option<Serial>,
     cold: bool,
+    /// The connection it came on: its response goes there too.
+    cid: u16,
 }
 
 impl PendingTmf {
@@ -61,12 +63,13 @@ impl Session {
         if let Some(i) = self
             .events
             .iter()
-            .position(|e| matches!(e, Event::Command(r) if r.task == id))
+            .position(|(_, e)| matches!(e, Event::Command(r) if r.task == id))
         {
             self.events.remove(i);
             return None;
         }
-        self.events.push_back(Event::TaskAborted { task: id });
+        self.events
+            .push_back((t.cid, Event::TaskAborted { task: id }));
         self.aborting.insert(id, (t.lun, t.itt));
         Some(id)
     }
@@ -98,7 +101,8 @@ impl Session {
                 return;
             };
             let p = self.pending_tmfs.remove(i);
-            self.send_tmf_response(p);
+            let cid = p.cid;
+            self.with_conn(cid, |s| s.send_tmf_response(p));
         }
     }
 
@@ -117,7 +121,7 @@ impl Session {
             Bytes::new(),
         );
         if p.response == TmfResponse::FunctionComplete {
-            self.events.push_back(Event::TaskManagement {
+            self.emit(Event::TaskManagement {
                 function: p.req.function,
                 lun: p.req.lun,
                 aborted: p.aborted,
@@ -143,6 +147,7 @@ impl Session {
     pub(in crate::target) fn task_mgmt(&mut self, h: TaskMgmtRequest) {
         let mut aborted = Vec::new();
         let mut cold = false;
+        let mut reassign = None;
         let response = match h.function {
             TmfFunction::AbortTask => {
                 let found = self
@@ -208,9 +213,17 @@ impl Session {
                 cold = h.function == TmfFunction::TargetColdReset;
                 TmfResponse::FunctionComplete
             }
-            // RFC 7143 section 11.6.1: 4 "Task allegiance reassignment not
-            // supported" (ErrorRecoveryLevel 0 has no connection recovery).
-            TmfFunction::TaskReassign => TmfResponse::ReassignmentNotSupported,
+            // RFC 7143 section 11.5.1 TASK REASSIGN: at ErrorRecoveryLevel
+            // 2 the referenced task moves to this connection and goes on
+            // after the response; below it, 4 "Task allegiance
+            // reassignment not supported" (section 11.6.1).
+            TmfFunction::TaskReassign => match self.reassign_check(h.referenced_task_tag) {
+                Ok(r) => {
+                    reassign = Some(r);
+                    TmfResponse::FunctionComplete
+                }
+                Err(resp) => resp,
+            },
             // RFC 7143 section 11.6.1: 5 "Task management function not
             // supported" (CLEAR ACA: ACA is not implemented; unknown codes).
             _ => TmfResponse::NotSupported,
@@ -262,8 +275,14 @@ impl Session {
             waiting,
             until,
             cold,
+            cid: self.conn.cid,
         });
         self.finish_tmfs();
+        if let Some(r) = reassign {
+            // After the "Function Complete" response: the task's data and
+            // status follow on this connection.
+            self.reassign_continue(r, h.exp_data_sn);
+        }
     }
 
     /// Aborts this session's tasks on `lun` (every task when `None`)
