@@ -230,6 +230,9 @@ pub enum TimerKind {
     /// A command's per-task timeout passed and neither ABORT TASK nor
     /// LOGICAL UNIT RESET ended it (`SessionConfig::task_timeout`).
     Task,
+    /// SNACKs went unanswered for `ErrorRecovery::snack_retries` rounds
+    /// (RFC 7143 section 7.1.4, ErrorRecoveryLevel 1).
+    Snack,
 }
 
 /// Why a connection ended.

@@ -22,6 +22,7 @@
 //! | `session/receive.rs` | target PDUs in Full Feature Phase; StatSN and window update |
 //! | `session/send.rs` | CmdSN dispatch and the PDUs we send |
 //! | `session/recovery.rs` | connection loss, logout, session reinstatement |
+//! | `session/erl1.rs` | ErrorRecoveryLevel 1: SNACK, digest and sequence errors (RFC 7143 sections 7.8, 7.9, 11.16) |
 //! | `session/timers.rs` | the deadlines ([`Timer`]) and what each does when it passes |
 //!
 //! # Driving a session
@@ -83,6 +84,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::connection::{ConnState, Connection, OutPdu, LOGIN_MRDSL};
+use super::stat_sn::StatSnAck;
 use super::tasks::{TaskTable, RESERVED_TAG};
 use super::timer::{Timer, TimerTable};
 use super::types::*;
@@ -111,6 +113,7 @@ mod operations;
 mod outputs;
 
 mod config;
+mod erl1;
 pub(super) mod login;
 mod receive;
 mod recovery;
@@ -163,6 +166,9 @@ struct ScsiTask {
     read_bytes: u32,
     next_r2t_sn: Serial,
     outstanding_r2t: u16,
+    /// ErrorRecoveryLevel 1 state (`session/erl1.rs`), boxed: allocated
+    /// only once a PDU of this task is lost.
+    recovery: Option<Box<erl1::TaskRecovery>>,
 }
 
 #[derive(Debug)]
@@ -289,6 +295,11 @@ pub struct Session {
     /// application has not adopted it: with recovery configured, the
     /// session logs in again afterwards and new work waits for that.
     target_logout: bool,
+    /// ErrorRecoveryLevel 1: the end (exclusive) of the StatSNs asked for
+    /// by Status SNACKs (RFC 7143 section 11.16), while ExpStatSN is below.
+    status_snacked: Option<Serial>,
+    /// SNACK rounds in a row without progress (`ErrorRecovery::snack_retries`).
+    snack_rounds: u8,
 }
 
 impl core::fmt::Debug for Session {

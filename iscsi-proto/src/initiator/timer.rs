@@ -35,11 +35,15 @@ pub enum Timer {
     /// The connection has been idle for the keepalive interval since the
     /// last PDU received: time to ping.
     Keepalive,
+    /// ErrorRecoveryLevel 1: the Data/Status SNACKs out must have been
+    /// answered by now (`ErrorRecovery::snack_timeout`); else they are
+    /// sent again, up to `ErrorRecovery::snack_retries` rounds.
+    Snack,
 }
 
 impl Timer {
     /// Every timer, in the order `handle_timeout` looks at them.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Reconnect,
         Timer::Login,
         Timer::Logout,
@@ -47,6 +51,7 @@ impl Timer {
         Timer::Task,
         Timer::Ping,
         Timer::Keepalive,
+        Timer::Snack,
     ];
 
     fn index(self) -> usize {

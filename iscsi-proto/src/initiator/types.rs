@@ -178,6 +178,56 @@ pub struct SessionConfig {
     /// LOGICAL UNIT RESET, then it drops the connection (and recovers if
     /// recovery is configured).
     pub task_timeout: Option<Duration>,
+    /// Error recovery above session recovery (RFC 7143 section 7):
+    /// the ErrorRecoveryLevel offered and how SNACK-based recovery is
+    /// bounded. The default offers level 0 (the session's only recovery
+    /// is reinstatement).
+    pub error_recovery: ErrorRecovery,
+}
+
+/// Within-command and within-connection recovery (RFC 7143 sections
+/// 7.1.4.1, 7.1.4.2, ErrorRecoveryLevel 1): what the session offers and
+/// how long it keeps asking for a lost PDU before falling back to the
+/// ErrorRecoveryLevel 0 path (the connection is dropped and, with
+/// [`Recovery`] configured, the session reinstated).
+///
+/// Build with [`ErrorRecovery::level`] and adjust the public fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorRecovery {
+    /// ErrorRecoveryLevel offered in the login (RFC 7143 section 13.20:
+    /// the result is the lower of both sides' values). 0 or 1; a higher
+    /// value is refused by `Session::new`.
+    pub level: u8,
+    /// How long a Data or Status SNACK waits for the PDUs it asked for
+    /// before it is sent again (RFC 7143 section 7.1.4.1 b: "sequence
+    /// reception timeout ... dealt with ... using the option of a
+    /// SNACK"). R2T SNACKs are never resent on a timeout (same section:
+    /// "an initiator SHOULD NOT originate a SNACK for an R2T based on its
+    /// internal timeouts").
+    pub snack_timeout: Duration,
+    /// SNACK rounds without any progress before the session gives up on
+    /// ErrorRecoveryLevel 1 recovery and drops the connection
+    /// (`TimerKind::Snack`).
+    pub snack_retries: u8,
+}
+
+impl ErrorRecovery {
+    /// Offer ErrorRecoveryLevel `level`, with a 2 s SNACK timeout and 3
+    /// retries.
+    pub fn level(level: u8) -> ErrorRecovery {
+        ErrorRecovery {
+            level,
+            snack_timeout: Duration::from_secs(2),
+            snack_retries: 3,
+        }
+    }
+}
+
+impl Default for ErrorRecovery {
+    fn default() -> Self {
+        ErrorRecovery::level(0)
+    }
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -201,6 +251,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("cid", &self.cid)
             .field("max_text_len", &self.max_text_len)
             .field("task_timeout", &self.task_timeout)
+            .field("error_recovery", &self.error_recovery)
             .finish()
     }
 }
@@ -227,6 +278,7 @@ impl SessionConfig {
             cid: 0,
             max_text_len: crate::wire::text::DEFAULT_MAX_TEXT_LEN,
             task_timeout: None,
+            error_recovery: ErrorRecovery::default(),
         }
     }
 
@@ -276,6 +328,13 @@ impl SessionConfig {
     /// Enables session recovery.
     pub fn with_recovery(mut self, r: Recovery) -> Self {
         self.recovery = Some(r);
+        self
+    }
+
+    /// Offers ErrorRecoveryLevel `level` (RFC 7143 section 13.20), with
+    /// the default SNACK bounds of [`ErrorRecovery::level`].
+    pub fn with_error_recovery_level(mut self, level: u8) -> Self {
+        self.error_recovery = ErrorRecovery::level(level);
         self
     }
 

@@ -37,6 +37,8 @@ impl Session {
             logout_waiting: None,
             logout_sent: false,
             target_logout: false,
+            status_snacked: None,
+            snack_rounds: 0,
             cfg: config,
         };
         s.touch_rx(now);

@@ -47,6 +47,22 @@ impl Session {
                     }
                 }
                 Ok(None) => break,
+                Err(WireError::DataDigest { received, computed })
+                    if self.erl() >= 1 && self.conn.is_full() =>
+                {
+                    // RFC 7143 section 7.8: "When an initiator receives any
+                    // iSCSI PDU with a payload digest error, it MUST
+                    // discard the PDU"; at ErrorRecoveryLevel 1 the header
+                    // (its digest checked) says what to ask for again.
+                    self.touch_rx(now);
+                    let bhs = self.conn.decoder.take_rejected_header();
+                    let err = WireError::DataDigest { received, computed };
+                    if let Err(e) = self.on_data_digest_error(now, bhs, err) {
+                        self.fail_connection(now, e);
+                        buf.clear();
+                        break;
+                    }
+                }
                 Err(e) => {
                     // RFC 7143 section 11.2.1.2: opcodes 0x3c-0x3e are
                     // vendor specific; a target may send them and an
@@ -60,7 +76,13 @@ impl Session {
                     let err = match e {
                         // RFC 7143 section 7.8: header digest errors and
                         // (at ErrorRecoveryLevel 0) data digest errors end
-                        // the connection.
+                        // the connection. A header digest error ends it at
+                        // every level: the receiver "MUST either discard
+                        // the header and all data up to the beginning of a
+                        // later PDU or close the connection", and without
+                        // a sync and steering layer (markers are gone from
+                        // RFC 7143) where a later PDU begins cannot be
+                        // "reliably ascertained".
                         WireError::HeaderDigest { .. } | WireError::DataDigest { .. } => {
                             ConnectionError::DigestFailure(e)
                         }

@@ -71,6 +71,7 @@ impl Session {
                 read_bytes: 0,
                 next_r2t_sn: Serial(0),
                 outstanding_r2t: 0,
+                recovery: None,
             }),
             false,
         )?;

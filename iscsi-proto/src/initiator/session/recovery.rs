@@ -152,6 +152,9 @@ impl Session {
         self.conn = Connection::new(self.conn.cid, now);
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Login);
+        self.timers.stop(Timer::Snack);
+        self.status_snacked = None;
+        self.snack_rounds = 0;
         let mut reissue: Vec<(u64, u32)> = Vec::new();
         let mut unknown: Vec<u32> = Vec::new();
         let mut fail: Vec<u32> = Vec::new();
@@ -168,6 +171,7 @@ impl Session {
                     s.read_bytes = 0;
                     s.next_r2t_sn = Serial(0);
                     s.outstanding_r2t = 0;
+                    s.recovery = None;
                     t.cmd_sn = None;
                     t.allegiance = None;
                     t.sent = false;

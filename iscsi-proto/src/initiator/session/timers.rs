@@ -20,7 +20,7 @@ impl Session {
             Phase::Waiting => timer == Timer::Reconnect,
             Phase::Active if !self.conn.is_full() => timer == Timer::Login,
             Phase::Active => match timer {
-                Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping => true,
+                Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping | Timer::Snack => true,
                 // Idle keepalive only while no ping is out, and (RFC 7143
                 // section 11.14) not after our Logout Request.
                 Timer::Keepalive => !self.timers.is_set(Timer::Ping) && !self.logout_sent,
@@ -100,6 +100,11 @@ impl Session {
                 if self.is_logged_in() && !self.logout_sent {
                     self.timers.stop(Timer::Ping);
                     self.fail_connection(now, ConnectionError::TimedOut(TimerKind::Keepalive));
+                }
+            }
+            Timer::Snack => {
+                if self.is_logged_in() {
+                    self.snack_timeout(now);
                 }
             }
             Timer::Keepalive => {
