@@ -233,6 +233,9 @@ pub enum TimerKind {
     /// SNACKs went unanswered for `ErrorRecovery::snack_retries` rounds
     /// (RFC 7143 section 7.1.4, ErrorRecoveryLevel 1).
     Snack,
+    /// ErrorRecoveryLevel 2: the connection was not replaced within
+    /// Time2Wait + Time2Retain (RFC 7143 section 13.16).
+    Retain,
 }
 
 /// Why a connection ended.

@@ -577,8 +577,8 @@ fn at_level_0_a_data_digest_error_still_ends_the_connection() {
 
 /// The initiator offers only what it implements (RFC 7143 section 13.20).
 #[test]
-fn levels_above_one_are_refused_by_the_configuration() {
-    let c = cfg(2).with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
+fn levels_above_two_are_refused_by_the_configuration() {
+    let c = cfg(3).with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     assert!(matches!(
         Session::new(c, std::time::Instant::now()),
         Err(ConfigError::Invalid(_))

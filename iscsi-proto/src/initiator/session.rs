@@ -22,6 +22,7 @@
 //! | `session/receive.rs` | target PDUs in Full Feature Phase; StatSN and window update |
 //! | `session/send.rs` | CmdSN dispatch and the PDUs we send |
 //! | `session/recovery.rs` | connection loss, logout, session reinstatement |
+//! | `session/erl2.rs` | ErrorRecoveryLevel 2: connection recovery, TASK REASSIGN (RFC 7143 sections 6.3.4, 7.2.2, 11.5.1) |
 //! | `session/erl1.rs` | ErrorRecoveryLevel 1: SNACK, digest and sequence errors (RFC 7143 sections 7.8, 7.9, 11.16) |
 //! | `session/timers.rs` | the deadlines ([`Timer`]) and what each does when it passes |
 //!
@@ -114,6 +115,7 @@ mod outputs;
 
 mod config;
 mod erl1;
+mod erl2;
 pub(super) mod login;
 mod receive;
 mod recovery;
@@ -169,6 +171,10 @@ struct ScsiTask {
     /// ErrorRecoveryLevel 1 state (`session/erl1.rs`), boxed: allocated
     /// only once a PDU of this task is lost.
     recovery: Option<Box<erl1::TaskRecovery>>,
+    /// Reassigned to a new connection (ErrorRecoveryLevel 2): the next
+    /// R2T starts the R2TSN expectation afresh (the target asks again for
+    /// what it still needs, RFC 7143 section 7.2.2).
+    r2t_resync: bool,
 }
 
 #[derive(Debug)]
@@ -225,6 +231,9 @@ struct Task {
     deadline: Option<Instant>,
     /// Escalation steps taken (0 none, 1 ABORT TASK, 2 LOGICAL UNIT RESET).
     escalation: u8,
+    /// ErrorRecoveryLevel 2: what the task needs once its connection is
+    /// replaced (`session/erl2.rs`).
+    reassign: erl2::Reassign,
 }
 
 /// The initiator side of one iSCSI session (one connection, CID from the
@@ -300,6 +309,11 @@ pub struct Session {
     status_snacked: Option<Serial>,
     /// SNACK rounds in a row without progress (`ErrorRecovery::snack_retries`).
     snack_rounds: u8,
+    /// ErrorRecoveryLevel 2 connection recovery in progress.
+    conn_recovery: Option<erl2::ConnRecovery>,
+    /// Time2Retain from an Async Message (RFC 7143 section 11.9.1, events
+    /// 2 and 3, Parameter3), for the next connection recovery.
+    time2retain: Option<u16>,
 }
 
 impl core::fmt::Debug for Session {

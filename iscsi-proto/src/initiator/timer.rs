@@ -39,11 +39,15 @@ pub enum Timer {
     /// answered by now (`ErrorRecovery::snack_timeout`); else they are
     /// sent again, up to `ErrorRecovery::snack_retries` rounds.
     Snack,
+    /// ErrorRecoveryLevel 2: Time2Wait + Time2Retain after a connection
+    /// failed (RFC 7143 section 13.16): the target no longer keeps its
+    /// tasks for reassignment; session reinstatement instead.
+    Retain,
 }
 
 impl Timer {
     /// Every timer, in the order `handle_timeout` looks at them.
-    pub const ALL: [Timer; 8] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Reconnect,
         Timer::Login,
         Timer::Logout,
@@ -52,6 +56,7 @@ impl Timer {
         Timer::Ping,
         Timer::Keepalive,
         Timer::Snack,
+        Timer::Retain,
     ];
 
     fn index(self) -> usize {

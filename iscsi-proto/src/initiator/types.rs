@@ -196,8 +196,8 @@ pub struct SessionConfig {
 #[non_exhaustive]
 pub struct ErrorRecovery {
     /// ErrorRecoveryLevel offered in the login (RFC 7143 section 13.20:
-    /// the result is the lower of both sides' values). 0 or 1; a higher
-    /// value is refused by `Session::new`.
+    /// the result is the lower of both sides' values). 0, 1 or 2 (level 2:
+    /// connection recovery within the session, `session/erl2.rs`).
     pub level: u8,
     /// How long a Data or Status SNACK waits for the PDUs it asked for
     /// before it is sent again (RFC 7143 section 7.1.4.1 b: "sequence
@@ -638,10 +638,27 @@ pub enum Event {
         /// What failed.
         cause: ConnectionError,
     },
-    /// The session was recovered: logged in again, tasks reissued.
+    /// The session was recovered: logged in again, tasks reissued (session
+    /// reinstatement, new TSIH), or, at ErrorRecoveryLevel 2, its
+    /// connection replaced within the session (same TSIH, after
+    /// [`Event::ConnectionRecovered`]).
     Reinstated {
         /// The new TSIH.
         tsih: u16,
+    },
+    /// ErrorRecoveryLevel 2 (RFC 7143 section 7.1.4.3): the connection
+    /// `cid` failed and a new one logged into the same session (same ISID
+    /// and TSIH). Its commands in progress were reassigned to it with TASK
+    /// REASSIGN (`reassigned`) or, when the target never had them, retried
+    /// with their original CmdSN (`retried`); none was sent as a new
+    /// command. [`Event::Reinstated`] follows (for drivers).
+    ConnectionRecovered {
+        /// The connection ID.
+        cid: u16,
+        /// Tasks moved to the new connection with TASK REASSIGN.
+        reassigned: usize,
+        /// Commands retried (RFC 7143 section 7.2.1).
+        retried: usize,
     },
     /// The session is over: `None` after a logout, else the reason. Close
     /// the connection.

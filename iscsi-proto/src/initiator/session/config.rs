@@ -8,6 +8,7 @@ use super::*;
 /// names, authentication), so [`Session::new`] calls it once up front.
 pub(super) fn login_engines(
     cfg: &SessionConfig,
+    leading: bool,
 ) -> Result<(InitiatorNegotiator, Option<InitiatorChap>), ConfigError> {
     let session_type = if cfg.is_discovery() {
         SessionType::Discovery
@@ -18,6 +19,7 @@ pub(super) fn login_engines(
     icfg.initiator_alias = cfg.initiator_alias.clone();
     icfg.target_name = cfg.target_name.clone();
     icfg.params = cfg.operational.clone();
+    icfg.leading = leading;
     // RFC 7143 section 13.20: offer the level this initiator implements
     // and the application asked for (`validate` bounds it).
     icfg.params.error_recovery_level = cfg.error_recovery.level;
@@ -60,7 +62,7 @@ pub(super) fn login_engines(
 }
 
 /// The highest ErrorRecoveryLevel this initiator implements.
-pub(crate) const MAX_ERROR_RECOVERY_LEVEL: u8 = 1;
+pub(crate) const MAX_ERROR_RECOVERY_LEVEL: u8 = 2;
 
 /// Checks what the negotiation engine does not: the ISID and the
 /// session's own timers and limits.
@@ -97,9 +99,7 @@ pub(super) fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
             "TaskReporting=FastAbort is not supported by this initiator",
         ));
     }
-    // RFC 7143 section 13.20: ErrorRecoveryLevel is 0-2; this initiator
-    // implements levels 0 and 1 (section 7.1.4: within-command and
-    // within-connection recovery), so it offers no more.
+    // RFC 7143 section 13.20: ErrorRecoveryLevel is 0-2.
     if cfg.error_recovery.level > MAX_ERROR_RECOVERY_LEVEL {
         return Err(ConfigError::Invalid(
             "error_recovery.level above what this initiator implements",
@@ -113,6 +113,6 @@ pub(super) fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
     if cfg.max_text_len == 0 {
         return Err(ConfigError::Invalid("max_text_len must be above zero"));
     }
-    login_engines(cfg)?;
+    login_engines(cfg, true)?;
     Ok(isid)
 }

@@ -39,6 +39,8 @@ impl Session {
             target_logout: false,
             status_snacked: None,
             snack_rounds: 0,
+            conn_recovery: None,
+            time2retain: None,
             cfg: config,
         };
         s.touch_rx(now);

@@ -67,6 +67,11 @@ impl Session {
                 }) = self.tasks.get_mut(h.itt)
                 {
                     let (function, affected) = (*function, core::mem::take(affected));
+                    if function == w::TmfFunction::TaskReassign {
+                        // ErrorRecoveryLevel 2 (`session/erl2.rs`).
+                        self.on_reassigned(h.itt, &affected, h.response);
+                        return Ok(());
+                    }
                     // RFC 7143 section 11.6.1: "Function complete" means the
                     // affected tasks are gone at the target; any that had
                     // not completed yet end here, exactly once.
@@ -369,6 +374,12 @@ impl Session {
         let Some(s) = self.scsi_task(h.itt) else {
             return Ok(());
         };
+        if s.r2t_resync {
+            // The first R2T after a TASK REASSIGN (RFC 7143 section 7.2.2:
+            // the target asks for what it still needs).
+            s.r2t_resync = false;
+            s.next_r2t_sn = h.r2t_sn;
+        }
         if h.r2t_sn != s.next_r2t_sn {
             return Err(ConnectionError::Protocol(ProtocolError::OutOfOrder {
                 what: "R2TSN",
@@ -545,8 +556,11 @@ impl Session {
             }
             // AsyncEvent 2/3: the target will drop the connection(s);
             // Parameter2 is Time2Wait for the reconnection.
+            // Parameter3 is Time2Retain (ErrorRecoveryLevel 2: how long
+            // the target keeps the tasks for reassignment).
             w::AsyncEvent::DropConnection | w::AsyncEvent::DropAllConnections => {
                 self.time2wait = Some(h.parameter2);
+                self.time2retain = Some(h.parameter3);
             }
             // AsyncEvent 4: renegotiation requested. We have nothing to
             // change: an empty Text Request completes the negotiation.

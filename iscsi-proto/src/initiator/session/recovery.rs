@@ -62,6 +62,11 @@ impl Session {
                 return;
             }
         }
+        // ErrorRecoveryLevel 2: replace the connection within the session
+        // (RFC 7143 section 7.1.4.3) when that is still possible.
+        if self.try_connection_recovery(now, &err) {
+            return;
+        }
         let recovery = self.cfg.recovery;
         let can_recover = self.logged_in_once && !self.logout_sent && self.logout_waiting.is_none();
         let Some(rec) = recovery.filter(|_| can_recover) else {
@@ -150,6 +155,12 @@ impl Session {
         // The connection is gone with everything it held (RFC 7143
         // section 4.2.1); the next one gets the same CID.
         self.conn = Connection::new(self.conn.cid, now);
+        // A new session: nothing is reassigned any more.
+        self.conn_recovery = None;
+        self.timers.stop(Timer::Retain);
+        for (_, t) in self.tasks.iter_mut() {
+            t.reassign = erl2::Reassign::No;
+        }
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Login);
         self.timers.stop(Timer::Snack);
@@ -172,6 +183,7 @@ impl Session {
                     s.next_r2t_sn = Serial(0);
                     s.outstanding_r2t = 0;
                     s.recovery = None;
+                    s.r2t_resync = false;
                     t.cmd_sn = None;
                     t.allegiance = None;
                     t.sent = false;

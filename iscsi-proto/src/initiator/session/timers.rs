@@ -17,14 +17,16 @@ impl Session {
     fn armed(&self, timer: Timer) -> bool {
         match self.phase {
             Phase::Closed => false,
-            Phase::Waiting => timer == Timer::Reconnect,
-            Phase::Active if !self.conn.is_full() => timer == Timer::Login,
+            Phase::Waiting => timer == Timer::Reconnect || timer == Timer::Retain,
+            Phase::Active if !self.conn.is_full() => {
+                timer == Timer::Login || timer == Timer::Retain
+            }
             Phase::Active => match timer {
                 Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping | Timer::Snack => true,
                 // Idle keepalive only while no ping is out, and (RFC 7143
                 // section 11.14) not after our Logout Request.
                 Timer::Keepalive => !self.timers.is_set(Timer::Ping) && !self.logout_sent,
-                Timer::Reconnect | Timer::Login => false,
+                Timer::Reconnect | Timer::Login | Timer::Retain => false,
             },
         }
     }
@@ -102,6 +104,7 @@ impl Session {
                     self.fail_connection(now, ConnectionError::TimedOut(TimerKind::Keepalive));
                 }
             }
+            Timer::Retain => self.retain_expired(now),
             Timer::Snack => {
                 if self.is_logged_in() {
                     self.snack_timeout(now);
