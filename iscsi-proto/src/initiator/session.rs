@@ -23,6 +23,7 @@
 //! | `session/send.rs` | CmdSN dispatch and the PDUs we send |
 //! | `session/recovery.rs` | connection loss, logout, session reinstatement |
 //! | `session/erl2.rs` | ErrorRecoveryLevel 2: connection recovery, TASK REASSIGN (RFC 7143 sections 6.3.4, 7.2.2, 11.5.1) |
+//! | `session/failover.rs` | which portal a recovery reconnects to |
 //! | `session/erl1.rs` | ErrorRecoveryLevel 1: SNACK, digest and sequence errors (RFC 7143 sections 7.8, 7.9, 11.16) |
 //! | `session/timers.rs` | the deadlines ([`Timer`]) and what each does when it passes |
 //!
@@ -116,6 +117,7 @@ mod outputs;
 mod config;
 mod erl1;
 mod erl2;
+mod failover;
 pub(super) mod login;
 mod receive;
 mod recovery;
@@ -311,6 +313,10 @@ pub struct Session {
     snack_rounds: u8,
     /// ErrorRecoveryLevel 2 connection recovery in progress.
     conn_recovery: Option<erl2::ConnRecovery>,
+    /// Where the portal of the current connection is in the failover
+    /// order (0: the configured or permanently redirected one, i: the
+    /// `i`-th of `SessionConfig::failover_portals`).
+    portal_index: usize,
     /// Time2Retain from an Async Message (RFC 7143 section 11.9.1, events
     /// 2 and 3, Parameter3), for the next connection recovery.
     time2retain: Option<u16>,

@@ -183,7 +183,21 @@ pub struct SessionConfig {
     /// bounded. The default offers level 0 (the session's only recovery
     /// is reinstatement).
     pub error_recovery: ErrorRecovery,
+    /// Other portals of the target, tried in this order when a recovery
+    /// (any level) reconnects: the first reconnection retries the portal
+    /// of the connection that failed, each further attempt moves on to the
+    /// next portal in the list (after the configured one), cycling, as long
+    /// as `Recovery::max_attempts` allows. Connection recovery
+    /// (ErrorRecoveryLevel 2) keeps to the session's target portal group
+    /// (RFC 7143 section 4.4.1: a session's connections share one): a
+    /// portal with another known `portal_group_tag` is skipped then. At
+    /// most [`MAX_FAILOVER_PORTALS`]. See
+    /// [`SessionConfig::with_failover_from`] for a SendTargets answer.
+    pub failover_portals: Vec<NetworkPortal>,
 }
+
+/// The most alternate portals a [`SessionConfig`] may list.
+pub const MAX_FAILOVER_PORTALS: usize = 16;
 
 /// Within-command and within-connection recovery (RFC 7143 sections
 /// 7.1.4.1, 7.1.4.2, ErrorRecoveryLevel 1): what the session offers and
@@ -252,6 +266,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("max_text_len", &self.max_text_len)
             .field("task_timeout", &self.task_timeout)
             .field("error_recovery", &self.error_recovery)
+            .field("failover_portals", &self.failover_portals)
             .finish()
     }
 }
@@ -279,6 +294,7 @@ impl SessionConfig {
             max_text_len: crate::wire::text::DEFAULT_MAX_TEXT_LEN,
             task_timeout: None,
             error_recovery: ErrorRecovery::default(),
+            failover_portals: Vec::new(),
         }
     }
 
@@ -335,6 +351,36 @@ impl SessionConfig {
     /// the default SNACK bounds of [`ErrorRecovery::level`].
     pub fn with_error_recovery_level(mut self, level: u8) -> Self {
         self.error_recovery = ErrorRecovery::level(level);
+        self
+    }
+
+    /// Sets the alternate portals (see [`SessionConfig::failover_portals`]).
+    pub fn with_failover_portals(
+        mut self,
+        portals: impl IntoIterator<Item = NetworkPortal>,
+    ) -> Self {
+        self.failover_portals = portals.into_iter().collect();
+        self
+    }
+
+    /// Alternate portals from a SendTargets answer (RFC 7143 section 13.8,
+    /// TargetAddress), in the order the target listed them: those of
+    /// portal group `tpgt` (every one when `None`), at most
+    /// [`MAX_FAILOVER_PORTALS`], duplicates dropped.
+    pub fn with_failover_from(mut self, target: &TargetRecord, tpgt: Option<u16>) -> Self {
+        let mut out: Vec<NetworkPortal> = Vec::new();
+        for a in &target.addresses {
+            let p = NetworkPortal::from(a.clone());
+            if tpgt.is_some_and(|t| p.portal_group_tag.is_some_and(|g| g != t)) || out.contains(&p)
+            {
+                continue;
+            }
+            if out.len() == MAX_FAILOVER_PORTALS {
+                break;
+            }
+            out.push(p);
+        }
+        self.failover_portals = out;
         self
     }
 

@@ -110,6 +110,11 @@ pub(super) fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
             "error_recovery.snack_timeout must be above zero",
         ));
     }
+    if cfg.failover_portals.len() > MAX_FAILOVER_PORTALS {
+        return Err(ConfigError::Invalid(
+            "failover_portals lists more than MAX_FAILOVER_PORTALS portals",
+        ));
+    }
     if cfg.max_text_len == 0 {
         return Err(ConfigError::Invalid("max_text_len must be above zero"));
     }

@@ -40,6 +40,7 @@ impl Session {
             status_snacked: None,
             snack_rounds: 0,
             conn_recovery: None,
+            portal_index: 0,
             time2retain: None,
             cfg: config,
         };

@@ -59,7 +59,7 @@ impl Session {
                 self.conn.state = ConnState::Connecting;
                 self.timers
                     .set(Timer::Login, later(now, self.cfg.login_timeout));
-                self.portal = self.permanent_portal.clone();
+                self.portal = self.recovery_portal();
                 self.events.push_back(Event::Connect {
                     portal: self.portal.clone(),
                 });
