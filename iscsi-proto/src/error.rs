@@ -154,6 +154,10 @@ pub enum UsageError {
     /// The command is malformed: the reason says why.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// A connection operation (MC/S: `Session::add_connection`,
+    /// `Session::logout_connection`) is not possible now.
+    #[error("connection operation refused: {0}")]
+    Connection(&'static str),
     /// A data segment longer than the target accepts (its
     /// MaxRecvDataSegmentLength, RFC 7143 section 13.12).
     #[error("data of {len} bytes exceeds the target's MaxRecvDataSegmentLength {limit} (RFC 7143 section 13.12)")]

@@ -33,7 +33,7 @@ pub use tasks::TaskTable;
 pub use timer::{Timer, TimerTable};
 pub use types::{
     AsyncNotice, Auth, ErrorRecovery, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult,
-    NetworkPortal, Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId,
-    TaskOutcome, DEFAULT_PORT, MAX_FAILOVER_PORTALS,
+    NetworkPortal, Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, Spread, TargetRecord,
+    TaskId, TaskOutcome, DEFAULT_PORT, MAX_FAILOVER_PORTALS,
 };
 pub use window::{CmdWindow, WindowUpdate};

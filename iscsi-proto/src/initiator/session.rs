@@ -80,7 +80,7 @@
 //! On [`Event::Connect`] the driver drops the old connection and its
 //! receive buffer, opens a new one and calls `handle_connected`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -119,6 +119,7 @@ mod erl1;
 mod erl2;
 mod failover;
 pub(super) mod login;
+mod mcs;
 mod receive;
 mod recovery;
 mod send;
@@ -206,6 +207,12 @@ enum Kind {
     },
     Text(Box<TextTask>),
     Logout,
+    /// A Logout Request for one connection (RFC 7143 section 11.14.1,
+    /// reasons 1 and 2; `session/mcs.rs`).
+    ConnLogout {
+        cid: u16,
+        reason: w::LogoutReason,
+    },
 }
 
 #[derive(Debug)]
@@ -313,6 +320,20 @@ pub struct Session {
     snack_rounds: u8,
     /// ErrorRecoveryLevel 2 connection recovery in progress.
     conn_recovery: Option<erl2::ConnRecovery>,
+    /// The session's other connections (MC/S, RFC 7143 section 13.2;
+    /// `session/mcs.rs`), by CID.
+    extra: BTreeMap<u16, mcs::Extra>,
+    /// While an extra connection is swapped into `conn`: its CID.
+    swapped: Option<u16>,
+    /// Non-immediate commands queued on the connections not in `conn`
+    /// while one is swapped in (for the CmdSN of immediate commands).
+    parked_numbered: u32,
+    /// A failure of the swapped-in connection, handled once it is out.
+    deferred_fail: Option<ConnectionError>,
+    /// The swapped-in connection logged out: removed once it is out.
+    deferred_close: bool,
+    /// Round-robin position of `Spread::RoundRobin`.
+    rr: usize,
     /// Where the portal of the current connection is in the failover
     /// order (0: the configured or permanently redirected one, i: the
     /// `i`-th of `SessionConfig::failover_portals`).
@@ -370,6 +391,10 @@ impl Session {
         if self.is_closed() {
             return;
         }
+        if self.swapped.is_some() {
+            self.deferred_fail.get_or_insert(err);
+            return;
+        }
         tracing::info!(target: "iscsi::session", error = %err, "session closed");
         self.fail_user_tasks(TaskError::ConnectionLost, None);
         // Any logout task left (internal or not).
@@ -381,6 +406,7 @@ impl Session {
     }
 
     fn close_quietly(&mut self) {
+        self.drop_extras(None);
         self.phase = Phase::Closed;
         self.pending.clear();
         self.conn.clear_queues();

@@ -194,6 +194,25 @@ pub struct SessionConfig {
     /// most [`MAX_FAILOVER_PORTALS`]. See
     /// [`SessionConfig::with_failover_from`] for a SendTargets answer.
     pub failover_portals: Vec<NetworkPortal>,
+    /// How new commands are spread over the session's connections when it
+    /// has more than one (MC/S, RFC 7143 section 13.2 MaxConnections, set
+    /// in `operational.max_connections`; connections are added with
+    /// `Session::add_connection`).
+    pub spread: Spread,
+}
+
+/// Which connection a new command goes out on (MC/S). RFC 7143 section
+/// 4.2.2.1: CmdSN is session-wide, so any connection may carry any
+/// command; its responses come back on the same one (connection
+/// allegiance, section 4.2.5.1, see `Session::task_connection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Spread {
+    /// Each connection in Full Feature Phase in turn.
+    #[default]
+    RoundRobin,
+    /// The connection with the fewest commands outstanding on it.
+    LeastOutstanding,
 }
 
 /// The most alternate portals a [`SessionConfig`] may list.
@@ -267,6 +286,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("task_timeout", &self.task_timeout)
             .field("error_recovery", &self.error_recovery)
             .field("failover_portals", &self.failover_portals)
+            .field("spread", &self.spread)
             .finish()
     }
 }
@@ -295,6 +315,7 @@ impl SessionConfig {
             task_timeout: None,
             error_recovery: ErrorRecovery::default(),
             failover_portals: Vec::new(),
+            spread: Spread::default(),
         }
     }
 
@@ -351,6 +372,14 @@ impl SessionConfig {
     /// the default SNACK bounds of [`ErrorRecovery::level`].
     pub fn with_error_recovery_level(mut self, level: u8) -> Self {
         self.error_recovery = ErrorRecovery::level(level);
+        self
+    }
+
+    /// Offers MaxConnections `n` (RFC 7143 section 13.2) and spreads
+    /// commands over the connections with `spread`.
+    pub fn with_max_connections(mut self, n: u16, spread: Spread) -> Self {
+        self.operational.max_connections = n;
+        self.spread = spread;
         self
     }
 
@@ -705,6 +734,31 @@ pub enum Event {
         reassigned: usize,
         /// Commands retried (RFC 7143 section 7.2.1).
         retried: usize,
+    },
+    /// MC/S (RFC 7143 section 13.2): open a TCP connection for connection
+    /// `cid` of this session (to `portal`, or the configured portal when
+    /// `None`), then call `Session::handle_connected_on(cid, ..)`. Its
+    /// bytes go through `handle_input_on(cid, ..)` /
+    /// `poll_transmit_on(cid, ..)`, its end through `handle_closed_on`.
+    OpenConnection {
+        /// The connection ID.
+        cid: u16,
+        /// Where to connect; `None` = the configured portal.
+        portal: Option<NetworkPortal>,
+    },
+    /// MC/S: connection `cid` logged into the session and carries
+    /// commands now.
+    ConnectionUp {
+        /// The connection ID.
+        cid: u16,
+    },
+    /// MC/S: connection `cid` is over (logged out when `cause` is `None`);
+    /// close its socket and drop its receive buffer. The session goes on.
+    CloseConnection {
+        /// The connection ID.
+        cid: u16,
+        /// Why, unless it was logged out.
+        cause: Option<ConnectionError>,
     },
     /// The session is over: `None` after a logout, else the reason. Close
     /// the connection.

@@ -139,8 +139,21 @@ impl Session {
         let mut fail = Vec::new();
         let mut again = Vec::new();
         let mut held = 0;
+        let failed = self.conn.cid;
+        // Commands queued on an added connection (MC/S) stay there.
+        let elsewhere: BTreeSet<u32> = self
+            .extra
+            .values()
+            .flat_map(|e| e.conn.tx.iter())
+            .filter_map(|o| match &o.header {
+                Header::ScsiCommand(h) => Some(h.itt),
+                _ => None,
+            })
+            .collect();
         for (itt, t) in self.tasks.iter_mut() {
             match &mut t.kind {
+                Kind::Scsi(_)
+                    if t.allegiance.is_some_and(|c| c != failed) || elsewhere.contains(&itt) => {}
                 Kind::Scsi(s) => {
                     s.outstanding_r2t = 0;
                     s.recovery = None;
@@ -172,6 +185,7 @@ impl Session {
                     again.extend(affected.iter().copied());
                     fail.push(itt);
                 }
+                Kind::ConnLogout { .. } => {}
                 _ => fail.push(itt),
             }
         }
@@ -270,7 +284,7 @@ impl Session {
 
     /// RFC 7143 section 7.2.1: "a command retry ... MUST be issued with the
     /// original Initiator Task Tag and CmdSN"; not a new command.
-    fn retry(&mut self, itt: u32) {
+    pub(super) fn retry(&mut self, itt: u32) {
         let Some(t) = self.tasks.get_mut(itt) else {
             return;
         };
@@ -297,7 +311,7 @@ impl Session {
     /// expected (section 11.5.6: "the target MUST transmit all Data-In
     /// PDUs (if any) starting with the data acknowledgment reference
     /// number"), which the initiator has all before.
-    fn send_reassign(&mut self, itt: u32) {
+    pub(super) fn send_reassign(&mut self, itt: u32) {
         let Some(t) = self.tasks.get(itt) else {
             return;
         };

@@ -41,6 +41,12 @@ impl Session {
             snack_rounds: 0,
             conn_recovery: None,
             portal_index: 0,
+            extra: BTreeMap::new(),
+            swapped: None,
+            parked_numbered: 0,
+            deferred_fail: None,
+            deferred_close: false,
+            rr: 0,
             time2retain: None,
             cfg: config,
         };

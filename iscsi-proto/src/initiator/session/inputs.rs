@@ -32,8 +32,23 @@ impl Session {
     /// left for the next call. After a connection failure the buffer is
     /// cleared (its bytes belong to the dead connection).
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.input_loop(now, buf);
+        self.after_action(now);
+    }
+
+    /// Decodes and handles whole PDUs of the current connection.
+    pub(super) fn input_loop(&mut self, now: Instant, buf: &mut BytesMut) {
         loop {
-            if self.phase != Phase::Active || matches!(self.conn.state, ConnState::Connecting) {
+            // An added connection (MC/S) goes on while the first one
+            // recovers (ErrorRecoveryLevel 2).
+            let phase_ok = match self.swapped {
+                Some(_) => self.phase != Phase::Closed,
+                None => self.phase == Phase::Active,
+            };
+            if !phase_ok
+                || matches!(self.conn.state, ConnState::Connecting)
+                || self.deferred_fail.is_some()
+            {
                 break;
             }
             match self.conn.decoder.decode(buf) {
@@ -94,7 +109,6 @@ impl Session {
                 }
             }
         }
-        self.after_action(now);
     }
 
     /// A deadline passed (call at or after `poll_timeout()`): every

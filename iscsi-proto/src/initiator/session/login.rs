@@ -56,16 +56,16 @@ impl Session {
         // logs a connection into the existing session: not leading, only
         // connection keys (RFC 7143 section 6.3: LO keys "only on the
         // leading connection"), the session's TSIH.
-        let leading = self.conn_recovery.is_none();
+        let leading = self.conn_recovery.is_none() && self.swapped.is_none();
         let (mut neg, chap) =
             login_engines(&self.cfg, leading).map_err(ConnectionError::InvalidConfig)?;
         // Connection-level reset: a new login on a new transport.
         self.conn.reset_for_login();
-        if let Some(cr) = &self.conn_recovery {
+        if let Some(cr) = self.conn_recovery.filter(|_| self.swapped.is_none()) {
             // RFC 7143 section 11.12.9: the ExpStatSN of a Login Request
             // that restarts a connection is that of the old connection.
             self.conn.stat_sn.start(cr.exp_stat_sn.minus(1));
-        } else {
+        } else if leading {
             self.tsih = 0;
         }
         let mut pairs = neg.login_keys();
@@ -231,7 +231,9 @@ impl Session {
                     detail: resp.status_detail,
                     status,
                 };
-                if self.conn_recovery.take().is_some() {
+                if self.swapped.is_some() {
+                    self.fail_connection(now, err);
+                } else if self.conn_recovery.take().is_some() {
                     // The session may be gone at the target (Time2Retain,
                     // a reset): session reinstatement is what is left.
                     self.fail_connection(now, err);
@@ -413,6 +415,14 @@ impl Session {
             .find(|(k, _)| k == "TargetAddress")
             .ok_or_else(|| violation("redirection without TargetAddress", "11.13.5"))?;
         let portal: NetworkPortal = parse_target_address(&addr.1).map_err(io)?.into();
+        if self.swapped.is_some() {
+            // An added connection is not redirected on its own: it fails
+            // (the session goes on on its other connections).
+            return Err(violation(
+                "redirection of an added connection (not followed)",
+                "13.2",
+            ));
+        }
         self.redirects = self.redirects.saturating_add(1);
         if self.redirects > self.cfg.max_redirects {
             let n = self.cfg.max_redirects;
@@ -447,6 +457,9 @@ impl Session {
             }
         }
         let neg = login.neg.finish().map_err(io)?;
+        if self.swapped.is_some() {
+            return self.added_login_complete(now, &neg, resp);
+        }
         if self.conn_recovery.is_some() {
             return self.connection_login_complete(now, neg, resp);
         }

@@ -99,6 +99,15 @@ impl Session {
                 Ok(())
             }
             Header::TextResponse(h) => self.on_text_response(h, data),
+            Header::LogoutResponse(h)
+                if matches!(
+                    self.tasks.get(h.itt).map(|t| &t.kind),
+                    Some(Kind::ConnLogout { .. })
+                ) =>
+            {
+                self.on_conn_logout(now, h.itt, h.response);
+                Ok(())
+            }
             Header::LogoutResponse(h) => {
                 if matches!(
                     self.tasks.get(h.itt),

@@ -31,6 +31,13 @@ impl Session {
         if self.is_closed() {
             return;
         }
+        // An added connection (MC/S) fails on its own (`session/mcs.rs`).
+        if self.swapped.is_some() {
+            self.deferred_fail.get_or_insert(err);
+            return;
+        }
+        // The session's connection: with ErrorRecoveryLevel below 2 the
+        // others go with the session (RFC 7143 section 7.1.5).
         // RFC 7143 section 11.14: our Logout Request asked the target to
         // close the session; a close with nothing outstanding is that
         // close, whether or not the Logout Response made it.
@@ -155,6 +162,7 @@ impl Session {
         // The connection is gone with everything it held (RFC 7143
         // section 4.2.1); the next one gets the same CID.
         self.conn = Connection::new(self.conn.cid, now);
+        self.drop_extras(None);
         // A new session: nothing is reassigned any more.
         self.conn_recovery = None;
         self.timers.stop(Timer::Retain);

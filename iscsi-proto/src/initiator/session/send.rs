@@ -31,6 +31,18 @@ impl Session {
                 }
             }
             match self.tasks.get(itt).map(|t| &t.kind) {
+                Some(Kind::Scsi(_)) if !self.extra.is_empty() && self.swapped.is_none() => {
+                    // MC/S: the application's policy picks the connection
+                    // (`session/mcs.rs`).
+                    let cid = self.pick_connection();
+                    if cid == self.conn.cid
+                        || self
+                            .on_connection(cid, |s| s.send_scsi(itt, cmd_sn, true))
+                            .is_none()
+                    {
+                        self.send_scsi(itt, cmd_sn, true);
+                    }
+                }
                 Some(Kind::Scsi(_)) => self.send_scsi(itt, cmd_sn, true),
                 Some(Kind::Text(_)) => self.send_text(itt, cmd_sn, true),
                 _ => {}

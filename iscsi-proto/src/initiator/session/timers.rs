@@ -33,7 +33,16 @@ impl Session {
 
     /// The earliest deadline that counts now.
     pub(super) fn next_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout(|t| self.armed(t))
+        let session = self.timers.next_timeout(|t| self.armed(t));
+        // MC/S: the login deadlines of added connections.
+        match (
+            session,
+            self.extra_deadline()
+                .filter(|_| self.phase == Phase::Active),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Handles every timer that is due at `now`, in [`Timer::ALL`] order;
@@ -43,6 +52,9 @@ impl Session {
             if self.timers.is_expired(timer, now) {
                 self.on_timer(now, timer);
             }
+        }
+        if self.phase == Phase::Active {
+            self.check_extra_deadlines(now);
         }
     }
 
