@@ -332,6 +332,9 @@ pub struct Session {
     deferred_fail: Option<ConnectionError>,
     /// The swapped-in connection logged out: removed once it is out.
     deferred_close: bool,
+    /// Added connections that failed while the first one was recovering
+    /// (ErrorRecoveryLevel 2): logged out with reason 2 once it is back.
+    orphans: BTreeSet<u16>,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
     /// Where the portal of the current connection is in the failover

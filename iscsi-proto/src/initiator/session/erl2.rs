@@ -185,6 +185,15 @@ impl Session {
                     again.extend(affected.iter().copied());
                     fail.push(itt);
                 }
+                // A reason 2 logout of an added connection went with the
+                // first connection: asked again once it is back.
+                Kind::ConnLogout {
+                    cid,
+                    reason: w::LogoutReason::RemoveForRecovery,
+                } => {
+                    self.orphans.insert(*cid);
+                    fail.push(itt);
+                }
                 Kind::ConnLogout { .. } => {}
                 _ => fail.push(itt),
             }
@@ -270,14 +279,23 @@ impl Session {
         // then the immediate TASK REASSIGNs, each group in submission order.
         todo.sort_unstable_by_key(|&(seq, _, what)| (what != Reassign::Retry, seq));
         let (mut reassigned, mut retried) = (0, 0);
+        // Added connections that failed meanwhile (MC/S) are logged out
+        // first (RFC 7143 section 7.1.4.3); the reassignments wait for
+        // that (`on_conn_logout`).
+        let orphans = core::mem::take(&mut self.orphans);
         for (_, itt, what) in todo {
             if what == Reassign::Retry {
                 retried += 1;
                 self.retry(itt);
             } else {
                 reassigned += 1;
-                self.send_reassign(itt);
+                if orphans.is_empty() {
+                    self.send_reassign(itt);
+                }
             }
+        }
+        for cid in orphans {
+            self.logout_for_recovery(cid);
         }
         (reassigned, retried)
     }

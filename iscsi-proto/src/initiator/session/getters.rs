@@ -47,6 +47,7 @@ impl Session {
             deferred_fail: None,
             deferred_close: false,
             rr: 0,
+            orphans: BTreeSet::new(),
             time2retain: None,
             cfg: config,
         };

@@ -390,6 +390,30 @@ impl Session {
         if hit.is_empty() {
             return;
         }
+        if self.erl() >= 2 && self.conn_recovery.is_some() {
+            // The first connection is being recovered: the tasks wait for
+            // it, and this connection's logout too (`reassign_tasks`).
+            for itt in hit {
+                let Some(t) = self.tasks.get_mut(itt) else {
+                    continue;
+                };
+                if let Kind::Scsi(s) = &mut t.kind {
+                    s.outstanding_r2t = 0;
+                    s.recovery = None;
+                    s.r2t_resync = s.cmd.data_out.is_some();
+                    t.allegiance = None;
+                    t.reassign = if never_left.contains(&itt) {
+                        Reassign::Retry
+                    } else {
+                        Reassign::Pending
+                    };
+                } else {
+                    self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
+                }
+            }
+            self.orphans.insert(cid);
+            return;
+        }
         if self.erl() < 2 || !self.is_logged_in() {
             // RFC 7143 section 7.1.5: below level 2 a task cannot leave its
             // connection: session recovery.
@@ -416,9 +440,13 @@ impl Session {
                 _ => self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost)),
             }
         }
-        // RFC 7143 section 7.1.4.3: "logout the failed connection with the
-        // reason code 'remove the connection for recovery'", here on the
-        // first connection; the tasks move once it is answered.
+        self.logout_for_recovery(cid);
+    }
+
+    /// RFC 7143 section 7.1.4.3: "logout the failed connection with the
+    /// reason code 'remove the connection for recovery'", here on the
+    /// first connection; the tasks move once it is answered.
+    pub(super) fn logout_for_recovery(&mut self, cid: u16) {
         let reason = w::LogoutReason::RemoveForRecovery;
         if let Ok(itt) = self.new_task(Kind::ConnLogout { cid, reason }, true) {
             tracing::info!(target: "iscsi::mcs", cid, "Logout reason 2 (remove the connection for recovery)");
@@ -467,6 +495,19 @@ impl Session {
             response,
             w::LogoutResponseCode::Success | w::LogoutResponseCode::CidNotFound
         );
+        // Every failed connection out first.
+        let more = self.tasks.iter().any(|(_, t)| {
+            matches!(
+                t.kind,
+                Kind::ConnLogout {
+                    reason: w::LogoutReason::RemoveForRecovery,
+                    ..
+                }
+            )
+        });
+        if more && ok {
+            return;
+        }
         let moving: Vec<u32> = self
             .tasks
             .iter()

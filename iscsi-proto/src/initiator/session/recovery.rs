@@ -163,6 +163,7 @@ impl Session {
         // section 4.2.1); the next one gets the same CID.
         self.conn = Connection::new(self.conn.cid, now);
         self.drop_extras(None);
+        self.orphans.clear();
         // A new session: nothing is reassigned any more.
         self.conn_recovery = None;
         self.timers.stop(Timer::Retain);
