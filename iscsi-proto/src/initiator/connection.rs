@@ -11,25 +11,16 @@
 //! The CmdSN window, the tasks and the session-wide keys are the
 //! [`Session`](super::Session)'s.
 //!
-//! A session has one [`Connection`] today, whatever MaxConnections (RFC
-//! 7143 section 13.2) allows. Each task records the CID of the connection
-//! its command went out on (its connection allegiance, section 4.2.5.1;
-//! see [`Session::task_connection`](super::Session::task_connection)), so a
-//! second connection, and moving a task to it (section 7.2.2,
-//! ErrorRecoveryLevel 2), only add code:
-//!
-//! - the session's one `Connection` becomes a table keyed by CID, and the
-//!   driver inputs (`handle_connected`, `handle_input`, `handle_closed`)
-//!   gain twins that name the CID. A received PDU acknowledges StatSN on
-//!   its own connection (section 4.2.2.2); the window update it carries
-//!   stays session-wide (section 4.2.2.1), as it already is;
-//! - `poll_transmit` picks the connection: a task's later PDUs (Data-Out,
-//!   SNACK) go where its allegiance says, new commands anywhere;
-//! - the connection's timers (login, keepalive, ping: see
-//!   [`Timer`](super::timer::Timer)) move into one table per connection;
-//! - connection recovery (section 7.1.5, ErrorRecoveryLevel 2) logs a new
-//!   connection in with the old CID or a new one, and task reassignment
-//!   (TASK REASSIGN, section 11.5.1) moves each task's allegiance to it.
+//! A session has its first [`Connection`] and, with MC/S (RFC 7143
+//! section 13.2), more (`session/mcs.rs`). Each task records the CID of
+//! the connection its command went out on (its connection allegiance,
+//! section 4.2.5.1; see
+//! [`Session::task_connection`](super::Session::task_connection)); a
+//! received PDU acknowledges StatSN on its own connection (section
+//! 4.2.2.2) while the window update it carries is session-wide (section
+//! 4.2.2.1). Connection recovery (ErrorRecoveryLevel 2, section 7.1.4.3)
+//! replaces a connection and moves its tasks with TASK REASSIGN
+//! (`session/erl2.rs`).
 
 use std::collections::VecDeque;
 use std::time::Instant;

@@ -79,6 +79,38 @@
 //!
 //! On [`Event::Connect`] the driver drops the old connection and its
 //! receive buffer, opens a new one and calls `handle_connected`.
+//!
+//! # Several connections (MC/S) and error recovery
+//!
+//! A driver that supports more than one connection per session (RFC 7143
+//! section 13.2) keeps one socket and one receive buffer per CID
+//! ([`Session::connection_ids`]; the first is the configured CID and is
+//! driven by the methods above, unchanged). The application asks for more
+//! with [`Session::add_connection`] (up to the negotiated MaxConnections,
+//! `SessionConfig::with_max_connections`). Then:
+//!
+//! - [`Event::OpenConnection`] `{ cid, portal }`: open a TCP connection
+//!   for `cid` and call [`Session::handle_connected_on`]`(cid, now)`;
+//! - bytes from that socket: [`Session::handle_input_on`]`(cid, now, buf)`;
+//!   its end: [`Session::handle_closed_on`]`(cid, now)`;
+//! - [`Event::CloseConnection`] `{ cid, .. }`: close that socket and drop
+//!   its buffer (the session goes on); [`Event::ConnectionUp`] is
+//!   informational;
+//! - the drain order after every input or action becomes: for each CID of
+//!   `connection_ids()`, [`Session::poll_transmit_on`]`(cid, now)` until
+//!   `None` (the first CID may use `poll_transmit`), then `poll_event`
+//!   until `None`, then one timer at `poll_timeout` (it covers every
+//!   connection's login deadline). An event may add or remove a CID:
+//!   drain the transmits again after handling events until nothing moves.
+//!
+//! With ErrorRecoveryLevel 2 a lost connection is replaced within the
+//! session: for the first connection the driver sees the same
+//! [`Event::Recovering`] / [`Event::Connect`] / [`Event::Reinstated`] as
+//! for session recovery (the TSIH does not change; an informational
+//! [`Event::ConnectionRecovered`] precedes `Reinstated`); an added
+//! connection's loss is only an [`Event::CloseConnection`] with a cause.
+//! A driver that does not support MC/S never calls `add_connection` and
+//! never sees the new events.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -245,8 +277,10 @@ struct Task {
     reassign: erl2::Reassign,
 }
 
-/// The initiator side of one iSCSI session (one connection, CID from the
-/// configuration), as a sans-IO state machine.
+/// The initiator side of one iSCSI session, as a sans-IO state machine:
+/// one connection (CID from the configuration), more with
+/// [`add_connection`](Session::add_connection) (MC/S; see the module
+/// documentation for the driver's part), ErrorRecoveryLevel 0 to 2.
 ///
 /// Its public methods come in four groups, in this order below:
 ///
