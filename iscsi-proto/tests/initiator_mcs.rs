@@ -419,3 +419,41 @@ fn below_level_2_a_failed_added_connection_fails_the_session() {
     assert!(m.s.is_closed(), "no recovery configured: {:?}", m.events);
     assert_eq!(m.completions(b), 1);
 }
+
+/// MC/S at ErrorRecoveryLevel 2: while the first connection is being
+/// replaced, the others carry new commands (RFC 7143 section 4.2.2.1: the
+/// CmdSN is session-wide, any connection may carry any command), and the
+/// first one comes back into the same session.
+#[test]
+fn the_other_connections_carry_on_while_the_first_recovers() {
+    let mut m = Mcs::new(2, Spread::RoundRobin);
+    let extra = m.add();
+    let primary = m.primary();
+    let tsih = m.s.tsih();
+    m.s.handle_closed(m.now);
+    m.flush();
+    assert!(m
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Recovering { .. })));
+    let a = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    m.flush();
+    let got = m.commands();
+    assert_eq!(got[&extra].len(), 1, "sent on the connection that is up");
+    let c = got[&extra][0];
+    m.ack(c.cmd_sn);
+    m.t.get_mut(&extra)
+        .unwrap()
+        .scsi_response(c.itt, 0, Residual::None, None);
+    m.deliver(extra);
+    assert_eq!(m.completions(a), 1);
+    // The first connection comes back after Time2Wait, same TSIH.
+    m.now += std::time::Duration::from_secs(2);
+    m.s.handle_timeout(m.now);
+    m.flush();
+    m.login(0);
+    assert!(m.s.is_connection_up(primary));
+    assert_eq!(m.s.tsih(), tsih);
+    let (l, _) = logins(&m.t[&primary]).into_iter().last().unwrap();
+    assert_eq!(l.tsih, tsih);
+}

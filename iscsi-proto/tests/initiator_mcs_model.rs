@@ -315,6 +315,8 @@ enum Step {
     Progress(usize),
     Deliver(usize),
     Kill(usize),
+    /// A new command (0: TEST UNIT READY, else a read of that many PDUs).
+    Submit(u32),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -322,6 +324,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => (0usize..8).prop_map(Step::Progress),
         4 => (0usize..4).prop_map(Step::Deliver),
         1 => (0usize..4).prop_map(Step::Kill),
+        1 => (0u32..3).prop_map(Step::Submit),
     ]
 }
 
@@ -388,6 +391,18 @@ proptest! {
                     wd.kill(ids[c % ids.len()]);
                 }
                 Step::Kill(_) => {}
+                Step::Submit(pdus) => {
+                    let cmd = if pdus == 0 {
+                        ScsiCommand::new(0, &TUR[..])
+                    } else {
+                        ScsiCommand::read(0, &READ10[..], pdus * SEG)
+                    };
+                    if let Ok(task) = wd.s.submit(wd.now, cmd) {
+                        wd.tasks.insert(task.itt(), Tm { pdus, ..Tm::default() });
+                        tasks.push((task, task.itt()));
+                        wd.flush();
+                    }
+                }
             }
         }
         wd.recover_primary();

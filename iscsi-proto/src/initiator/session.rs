@@ -420,6 +420,15 @@ impl Session {
                 self.dispatch_pending(now);
             }
             self.maybe_send_logout(now);
+        } else if self.conn_recovery.is_some()
+            && self.phase != Phase::Closed
+            && self.extra.values().any(|e| e.conn.is_full())
+        {
+            // MC/S at ErrorRecoveryLevel 2: while the first connection is
+            // being replaced, new SCSI commands go out on the others
+            // (RFC 7143 section 4.2.2.1: any connection of the session
+            // may carry any command).
+            self.dispatch_pending(now);
         }
     }
 

@@ -12,10 +12,16 @@ impl Session {
     /// 7143 section 4.2.2.1: non-immediate commands carry CmdSN "from
     /// ExpCmdSN to MaxCmdSN inclusive").
     pub(super) fn dispatch_pending(&mut self, now: Instant) {
+        let first_up = self.is_logged_in();
         while let Some(&itt) = self.pending.front() {
             if self.tasks.get(itt).is_none() {
                 self.pending.pop_front();
                 continue;
+            }
+            // Only SCSI commands travel on added connections (MC/S); the
+            // rest waits for the first connection to be back.
+            if !first_up && !matches!(self.tasks.get(itt).map(|t| &t.kind), Some(Kind::Scsi(_))) {
+                break;
             }
             let Some(cmd_sn) = self.window.take() else {
                 break;
