@@ -587,3 +587,84 @@ fn levels_above_two_are_refused_by_the_configuration() {
     c.error_recovery.snack_timeout = Duration::ZERO;
     assert!(Session::new(c, std::time::Instant::now()).is_err());
 }
+
+/// RFC 7143 section 7.8: "When a target or an initiator receives any iSCSI
+/// PDU with a header digest error, it MUST either discard the header and
+/// all data up to the beginning of a later PDU or close the connection";
+/// section 7.1.4.1 c: a "Header digest error, which manifests as a
+/// sequence reception timeout or a sequence error", recovered with a
+/// SNACK. The later PDU is found when its own header digest checks.
+#[test]
+fn header_digest_error_discards_the_pdu_and_the_gap_recovers_it() {
+    let mut p = erl1();
+    let data = pattern(1536);
+    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1536));
+    let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
+    p.target.send(h0, Bytes::copy_from_slice(&data[..512]));
+    let h1 = data_in(&mut p.target, c.itt, 1, 512, None);
+    p.target
+        .send_corrupt_header(h1, Bytes::copy_from_slice(&data[512..1024]), false);
+    let h2 = data_in(&mut p.target, c.itt, 2, 1024, Some(0));
+    p.target.send(h2, Bytes::copy_from_slice(&data[1024..]));
+    p.deliver();
+    let s = snack(&p.target.expect());
+    assert_eq!(
+        (s.snack_type, s.beg_run),
+        (w::SnackType::DataR2t, Serial(1))
+    );
+    p.target.serve_snack(&s);
+    p.deliver();
+    assert_eq!(p.completions(task), 1);
+    assert_eq!(p.read_data(task), data);
+    no_connection_loss(&p);
+}
+
+/// The last PDU's header is bad: the initiator waits for the next PDU to
+/// find where it starts (a NOP-In here), then asks for the lost status.
+#[test]
+fn header_digest_error_on_the_last_pdu_waits_for_the_next_one() {
+    let mut p = erl1();
+    let (task, c) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let r = response(&mut p.target, c.itt, 2, 0);
+    let sense = [
+        0u8, 18, 0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
+    ];
+    p.target
+        .send_corrupt_header(r, Bytes::copy_from_slice(&sense), false);
+    p.deliver();
+    assert!(p.outcome(task).is_none());
+    assert_eq!(p.target.pending(), 0);
+    let (exp, max) = (p.target.exp_cmd_sn, p.target.max_cmd_sn);
+    p.target.nop_in_update(exp, max);
+    p.deliver();
+    let s = snack(&p.target.expect());
+    assert_eq!(
+        (s.snack_type, s.beg_run, s.run_length),
+        (w::SnackType::Status, r.stat_sn, 1)
+    );
+    p.target.serve_snack(&s);
+    p.deliver();
+    assert_eq!(status_of(&p, task).status, 2);
+    no_connection_loss(&p);
+}
+
+/// When the header that follows does not check either (here the bad
+/// header's DataSegmentLength itself is wrong), where a later PDU begins
+/// cannot be "reliably ascertained": the connection closes (section 7.8).
+#[test]
+fn header_digest_error_with_a_wrong_length_closes_the_connection() {
+    let mut p = erl1();
+    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
+    p.target
+        .send_corrupt_header(h0, Bytes::from(vec![1u8; 512]), true);
+    let h1 = data_in(&mut p.target, c.itt, 1, 512, Some(0));
+    p.target.send(h1, Bytes::from(vec![2u8; 512]));
+    p.target.nop_in_update(Serial(1), Serial(40));
+    p.deliver();
+    assert!(matches!(
+        closed_with(&p),
+        Some(Some(ConnectionError::DigestFailure(_)))
+    ));
+    assert_eq!(p.completions(task), 1);
+}

@@ -1,7 +1,7 @@
 //! ErrorRecoveryLevel 1 under random loss (RFC 7143 sections 7.8, 7.9,
 //! 11.16): reads whose Data-In and responses are interleaved at random,
-//! with data digest errors and lost PDUs (header digest errors on the way)
-//! at random first transmissions. The scripted target answers every SNACK
+//! with data digest errors, header digest errors and lost PDUs at random
+//! first transmissions. The scripted target answers every SNACK
 //! from what it retained. Oracle: every task ends exactly once, with all
 //! its data, in order; no command is sent twice; the connection is never
 //! dropped (recovery stays within the command and the connection).
@@ -66,18 +66,45 @@ enum Fate {
     Corrupt,
     /// Lost: a header digest error discarded it (RFC 7143 section 7.9).
     Lost,
+    /// Header digest error on the wire (the initiator finds the next PDU).
+    BadHeader,
 }
 
 fn fate() -> impl Strategy<Value = Fate> {
-    prop_oneof![6 => Just(Fate::Sent), 2 => Just(Fate::Corrupt), 2 => Just(Fate::Lost)]
+    prop_oneof![
+        6 => Just(Fate::Sent),
+        2 => Just(Fate::Corrupt),
+        2 => Just(Fate::Lost),
+        2 => Just(Fate::BadHeader)
+    ]
 }
 
-fn emit(t: &mut ScriptedTarget, h: impl Into<Header>, data: Bytes, f: Fate) {
+/// Puts a PDU on the wire (or not) as `f` says; returns whether the PDU
+/// on the wire now ends with a bad header. Two bad headers in a row are
+/// not generated: the second hides where the first one's successor
+/// starts, and the connection must close then (RFC 7143 section 7.8; see
+/// `header_digest_error_with_a_wrong_length_closes_the_connection`).
+fn emit(
+    t: &mut ScriptedTarget,
+    h: impl Into<Header>,
+    data: Bytes,
+    f: Fate,
+    last_bad: bool,
+) -> bool {
     match f {
         Fate::Sent => t.send(h, data),
         Fate::Corrupt if !data.is_empty() => t.send_corrupt(h, data),
-        Fate::Corrupt | Fate::Lost => t.lose(h, data),
+        Fate::Corrupt | Fate::Lost => {
+            t.lose(h, data);
+            return last_bad;
+        }
+        Fate::BadHeader if last_bad => t.send(h, data),
+        Fate::BadHeader => {
+            t.send_corrupt_header(h, data, false);
+            return true;
+        }
     }
+    false
 }
 
 /// Serves every SNACK the initiator sent until nothing moves.
@@ -125,6 +152,7 @@ proptest! {
         let total = |pl: &Plan| pl.pdus + u32::from(pl.separate);
         let mut picks = order.iter().copied().chain((0..plans.len()).cycle().take(64));
         let mut fates = fates.iter().copied().chain(std::iter::repeat(Fate::Sent));
+        let mut last_bad = false;
         while next.iter().zip(&plans).any(|(n, pl)| *n < total(pl)) {
             let Some(i) = picks.next().map(|i| i % plans.len()) else { break };
             let pl = &plans[i];
@@ -145,7 +173,7 @@ proptest! {
                     exp_cmd_sn: p.target.exp_cmd_sn, max_cmd_sn: p.target.max_cmd_sn,
                     data_sn: Serial(k), buffer_offset: k * SEG as u32, status,
                 };
-                emit(&mut p.target, h, seg, f);
+                last_bad = emit(&mut p.target, h, seg, f, last_bad);
             } else {
                 let h = w::ScsiResponse {
                     response: w::ScsiResponseCode::CommandCompleted, status: 0, itt, snack_tag: 0,
@@ -153,7 +181,7 @@ proptest! {
                     max_cmd_sn: p.target.max_cmd_sn, exp_data_sn: Serial(pl.pdus),
                     bidi_read_residual: Residual::None, residual: Residual::None,
                 };
-                emit(&mut p.target, h, Bytes::new(), f);
+                last_bad = emit(&mut p.target, h, Bytes::new(), f, last_bad);
             }
         }
         // A NOP-In with the next StatSN shows any status lost at the end

@@ -31,7 +31,9 @@ use super::session::login::Login;
 use super::stat_sn::StatSnTracker;
 use crate::transmit::Transmit;
 use crate::wire::ahs::Ahs;
-use crate::wire::frame::{data_trailer, encode_header, Digests};
+use crate::wire::bhs::{Bhs, BHS_LEN};
+use crate::wire::digest::{digest_from_bytes, header_digest};
+use crate::wire::frame::{data_trailer, encode_header, pdu_len, Digests};
 use crate::wire::pdu::{self as w, Header};
 use crate::wire::{DecoderConfig, PduDecoder, Serial, WireError};
 
@@ -49,6 +51,17 @@ pub(super) enum ConnState {
     Login(Box<Login>),
     /// Full Feature Phase.
     Full,
+}
+
+/// What [`Connection::skip_bad_header`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resync {
+    /// The PDU with the bad header is gone; the stream goes on.
+    Skipped,
+    /// Not enough bytes yet to check where the next PDU starts.
+    NeedMore,
+    /// Where the next PDU starts cannot be trusted: close the connection.
+    Lost,
 }
 
 /// A PDU queued for one connection, encoded when it leaves.
@@ -220,6 +233,51 @@ impl Connection {
             digests: self.tx_digests,
             max_data_segment_length: initiator,
         });
+    }
+
+    /// After a header digest error at ErrorRecoveryLevel >= 1 (RFC 7143
+    /// section 7.8): the receiver "MUST either discard the header and all
+    /// data up to the beginning of a later PDU or close the connection",
+    /// the beginning of that PDU to be "reliably ascertained by other
+    /// means". Here the PDU is skipped by the length its (unverified)
+    /// header claims only when the header found there passes its own
+    /// digest (CRC32C: a false match has a 2^-32 chance); otherwise the
+    /// connection must close. Waits for at most one PDU plus the next
+    /// header (bounded by MaxRecvDataSegmentLength).
+    pub(super) fn skip_bad_header(&mut self, buf: &mut BytesMut) -> Resync {
+        let cfg = self.decoder.config();
+        if !cfg.digests.header {
+            return Resync::Lost;
+        }
+        let Some(b) = buf.get(..BHS_LEN) else {
+            return Resync::NeedMore;
+        };
+        let bhs = Bhs::new_unchecked(b);
+        if bhs.data_segment_len() > cfg.max_data_segment_length {
+            return Resync::Lost;
+        }
+        let total = pdu_len(&bhs, cfg.digests);
+        let Some(next) = buf.get(total..total + BHS_LEN) else {
+            return Resync::NeedMore;
+        };
+        // A target PDU: a target opcode and no AHS (RFC 7143 section
+        // 11.2.1.2; no target PDU carries one), so at most a BHS and its
+        // digest are waited for.
+        let cand = Bhs::new_unchecked(next);
+        let target_opcode = matches!(cand.opcode_raw(), 0x20..=0x26 | 0x31 | 0x32 | 0x3c..=0x3f);
+        if !target_opcode || cand.ahs_len_bytes() != 0 {
+            return Resync::Lost;
+        }
+        let hdr_end = total + BHS_LEN;
+        let Some(&[a, b, c, d]) = buf.get(hdr_end..hdr_end + 4) else {
+            return Resync::NeedMore;
+        };
+        let header = buf.get(total..hdr_end).unwrap_or(&[]);
+        if digest_from_bytes([a, b, c, d]) != header_digest(header) {
+            return Resync::Lost;
+        }
+        let _ = buf.split_to(total);
+        Resync::Skipped
     }
 
     /// Drops every PDU not yet sent.

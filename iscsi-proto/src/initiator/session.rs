@@ -117,7 +117,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::connection::{ConnState, Connection, OutPdu, LOGIN_MRDSL};
+use super::connection::{ConnState, Connection, OutPdu, Resync, LOGIN_MRDSL};
 use super::stat_sn::StatSnAck;
 use super::tasks::{TaskTable, RESERVED_TAG};
 use super::timer::{Timer, TimerTable};

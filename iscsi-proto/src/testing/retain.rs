@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::ScriptedTarget;
 use crate::wire::frame::Pdu;
 use crate::wire::pdu::{self as w, Header};
-use crate::wire::Serial;
+use crate::wire::{Serial, BHS_LEN};
 
 /// The StatSN of a PDU that carries status (RFC 7143 section 4.2.2.2).
 pub fn status_sn(header: &Header) -> Option<Serial> {
@@ -48,6 +48,37 @@ impl ScriptedTarget {
         // The data digest is the last word of the PDU.
         if let Some(last) = b.last_mut() {
             *last ^= 0x5a;
+        }
+        self.out.extend_from_slice(&b);
+        self.retained.push(pdu);
+    }
+
+    /// Encodes a PDU whose header digest does not match (RFC 7143 section
+    /// 11.2.3; header digests must be on). With `length` the
+    /// DataSegmentLength field is corrupted too (the next PDU cannot be
+    /// found then). Retained as if sent right.
+    pub fn send_corrupt_header(
+        &mut self,
+        header: impl Into<Header>,
+        data: impl Into<Bytes>,
+        length: bool,
+    ) {
+        let pdu = Pdu::new(header, data.into());
+        assert!(
+            self.tx_digests.header,
+            "send_corrupt_header needs header digests"
+        );
+        let mut b = BytesMut::new();
+        pdu.encode(&mut b, self.tx_digests)
+            .expect("scripted PDU encodes");
+        if length {
+            // DataSegmentLength is bytes 5-7 of the BHS.
+            if let Some(x) = b.get_mut(7) {
+                *x ^= 0x10;
+            }
+        } else if let Some(x) = b.get_mut(BHS_LEN) {
+            // The first byte of the header digest (no AHS here).
+            *x ^= 0x5a;
         }
         self.out.extend_from_slice(&b);
         self.retained.push(pdu);

@@ -37,8 +37,11 @@
 //!   resent on a timeout (section 7.1.4.1: "an initiator SHOULD NOT
 //!   originate a SNACK for an R2T based on its internal timeouts").
 //!
-//! A header digest error still closes the connection (see
-//! `Session::handle_input`): nothing tells where the next PDU starts.
+//! A **header digest error** (section 7.8: "discard the header and all
+//! data up to the beginning of a later PDU or close the connection")
+//! skips the PDU by the length its header claims when the header found
+//! there passes its own digest (`Connection::skip_bad_header`), else the
+//! connection closes; the lost PDU then shows as a sequence gap.
 
 use std::time::Instant;
 

@@ -78,6 +78,25 @@ impl Session {
                         break;
                     }
                 }
+                Err(e @ WireError::HeaderDigest { .. })
+                    if self.erl() >= 1 && self.conn.is_full() =>
+                {
+                    // RFC 7143 section 7.8 at ErrorRecoveryLevel 1: the PDU
+                    // is discarded when the next one can be found for sure;
+                    // its loss then shows as a sequence gap (section 7.9).
+                    match self.conn.skip_bad_header(buf) {
+                        Resync::Skipped => {
+                            tracing::warn!(target: "iscsi::erl", "header digest error: PDU discarded (RFC 7143 section 7.8)");
+                            self.touch_rx(now);
+                        }
+                        Resync::NeedMore => break,
+                        Resync::Lost => {
+                            self.fail_connection(now, ConnectionError::DigestFailure(e));
+                            buf.clear();
+                            break;
+                        }
+                    }
+                }
                 Err(e) => {
                     // RFC 7143 section 11.2.1.2: opcodes 0x3c-0x3e are
                     // vendor specific; a target may send them and an
@@ -89,15 +108,9 @@ impl Session {
                         }
                     }
                     let err = match e {
-                        // RFC 7143 section 7.8: header digest errors and
-                        // (at ErrorRecoveryLevel 0) data digest errors end
-                        // the connection. A header digest error ends it at
-                        // every level: the receiver "MUST either discard
-                        // the header and all data up to the beginning of a
-                        // later PDU or close the connection", and without
-                        // a sync and steering layer (markers are gone from
-                        // RFC 7143) where a later PDU begins cannot be
-                        // "reliably ascertained".
+                        // RFC 7143 section 7.8: at ErrorRecoveryLevel 0
+                        // digest errors end the connection (at level 1 and
+                        // above they are handled above).
                         WireError::HeaderDigest { .. } | WireError::DataDigest { .. } => {
                             ConnectionError::DigestFailure(e)
                         }
