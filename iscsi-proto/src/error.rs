@@ -154,6 +154,10 @@ pub enum UsageError {
     /// The command is malformed: the reason says why.
     #[error("invalid command: {0}")]
     InvalidCommand(&'static str),
+    /// A connection operation (MC/S: `Session::add_connection`,
+    /// `Session::logout_connection`) is not possible now.
+    #[error("connection operation refused: {0}")]
+    Connection(&'static str),
     /// A data segment longer than the target accepts (its
     /// MaxRecvDataSegmentLength, RFC 7143 section 13.12).
     #[error("data of {len} bytes exceeds the target's MaxRecvDataSegmentLength {limit} (RFC 7143 section 13.12)")]
@@ -230,6 +234,12 @@ pub enum TimerKind {
     /// A command's per-task timeout passed and neither ABORT TASK nor
     /// LOGICAL UNIT RESET ended it (`SessionConfig::task_timeout`).
     Task,
+    /// SNACKs went unanswered for `ErrorRecovery::snack_retries` rounds
+    /// (RFC 7143 section 7.1.4, ErrorRecoveryLevel 1).
+    Snack,
+    /// ErrorRecoveryLevel 2: the connection was not replaced within
+    /// Time2Wait + Time2Retain (RFC 7143 section 13.16).
+    Retain,
 }
 
 /// Why a connection ended.

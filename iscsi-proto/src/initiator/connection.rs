@@ -11,25 +11,16 @@
 //! The CmdSN window, the tasks and the session-wide keys are the
 //! [`Session`](super::Session)'s.
 //!
-//! A session has one [`Connection`] today, whatever MaxConnections (RFC
-//! 7143 section 13.2) allows. Each task records the CID of the connection
-//! its command went out on (its connection allegiance, section 4.2.5.1;
-//! see [`Session::task_connection`](super::Session::task_connection)), so a
-//! second connection, and moving a task to it (section 7.2.2,
-//! ErrorRecoveryLevel 2), only add code:
-//!
-//! - the session's one `Connection` becomes a table keyed by CID, and the
-//!   driver inputs (`handle_connected`, `handle_input`, `handle_closed`)
-//!   gain twins that name the CID. A received PDU acknowledges StatSN on
-//!   its own connection (section 4.2.2.2); the window update it carries
-//!   stays session-wide (section 4.2.2.1), as it already is;
-//! - `poll_transmit` picks the connection: a task's later PDUs (Data-Out,
-//!   SNACK) go where its allegiance says, new commands anywhere;
-//! - the connection's timers (login, keepalive, ping: see
-//!   [`Timer`](super::timer::Timer)) move into one table per connection;
-//! - connection recovery (section 7.1.5, ErrorRecoveryLevel 2) logs a new
-//!   connection in with the old CID or a new one, and task reassignment
-//!   (TASK REASSIGN, section 11.5.1) moves each task's allegiance to it.
+//! A session has its first [`Connection`] and, with MC/S (RFC 7143
+//! section 13.2), more (`session/mcs.rs`). Each task records the CID of
+//! the connection its command went out on (its connection allegiance,
+//! section 4.2.5.1; see
+//! [`Session::task_connection`](super::Session::task_connection)); a
+//! received PDU acknowledges StatSN on its own connection (section
+//! 4.2.2.2) while the window update it carries is session-wide (section
+//! 4.2.2.1). Connection recovery (ErrorRecoveryLevel 2, section 7.1.4.3)
+//! replaces a connection and moves its tasks with TASK REASSIGN
+//! (`session/erl2.rs`).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -40,7 +31,9 @@ use super::session::login::Login;
 use super::stat_sn::StatSnTracker;
 use crate::transmit::Transmit;
 use crate::wire::ahs::Ahs;
-use crate::wire::frame::{data_trailer, encode_header, Digests};
+use crate::wire::bhs::{Bhs, BHS_LEN};
+use crate::wire::digest::{digest_from_bytes, header_digest};
+use crate::wire::frame::{data_trailer, encode_header, pdu_len, Digests};
 use crate::wire::pdu::{self as w, Header};
 use crate::wire::{DecoderConfig, PduDecoder, Serial, WireError};
 
@@ -58,6 +51,17 @@ pub(super) enum ConnState {
     Login(Box<Login>),
     /// Full Feature Phase.
     Full,
+}
+
+/// What [`Connection::skip_bad_header`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Resync {
+    /// The PDU with the bad header is gone; the stream goes on.
+    Skipped,
+    /// Not enough bytes yet to check where the next PDU starts.
+    NeedMore,
+    /// Where the next PDU starts cannot be trusted: close the connection.
+    Lost,
 }
 
 /// A PDU queued for one connection, encoded when it leaves.
@@ -229,6 +233,51 @@ impl Connection {
             digests: self.tx_digests,
             max_data_segment_length: initiator,
         });
+    }
+
+    /// After a header digest error at ErrorRecoveryLevel >= 1 (RFC 7143
+    /// section 7.8): the receiver "MUST either discard the header and all
+    /// data up to the beginning of a later PDU or close the connection",
+    /// the beginning of that PDU to be "reliably ascertained by other
+    /// means". Here the PDU is skipped by the length its (unverified)
+    /// header claims only when the header found there passes its own
+    /// digest (CRC32C: a false match has a 2^-32 chance); otherwise the
+    /// connection must close. Waits for at most one PDU plus the next
+    /// header (bounded by MaxRecvDataSegmentLength).
+    pub(super) fn skip_bad_header(&mut self, buf: &mut BytesMut) -> Resync {
+        let cfg = self.decoder.config();
+        if !cfg.digests.header {
+            return Resync::Lost;
+        }
+        let Some(b) = buf.get(..BHS_LEN) else {
+            return Resync::NeedMore;
+        };
+        let bhs = Bhs::new_unchecked(b);
+        if bhs.data_segment_len() > cfg.max_data_segment_length {
+            return Resync::Lost;
+        }
+        let total = pdu_len(&bhs, cfg.digests);
+        let Some(next) = buf.get(total..total + BHS_LEN) else {
+            return Resync::NeedMore;
+        };
+        // A target PDU: a target opcode and no AHS (RFC 7143 section
+        // 11.2.1.2; no target PDU carries one), so at most a BHS and its
+        // digest are waited for.
+        let cand = Bhs::new_unchecked(next);
+        let target_opcode = matches!(cand.opcode_raw(), 0x20..=0x26 | 0x31 | 0x32 | 0x3c..=0x3f);
+        if !target_opcode || cand.ahs_len_bytes() != 0 {
+            return Resync::Lost;
+        }
+        let hdr_end = total + BHS_LEN;
+        let Some(&[a, b, c, d]) = buf.get(hdr_end..hdr_end + 4) else {
+            return Resync::NeedMore;
+        };
+        let header = buf.get(total..hdr_end).unwrap_or(&[]);
+        if digest_from_bytes([a, b, c, d]) != header_digest(header) {
+            return Resync::Lost;
+        }
+        let _ = buf.split_to(total);
+        Resync::Skipped
     }
 
     /// Drops every PDU not yet sent.

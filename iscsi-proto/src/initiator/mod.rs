@@ -32,8 +32,8 @@ pub use stat_sn::{StatSnAck, StatSnTracker, STAT_SN_AHEAD};
 pub use tasks::TaskTable;
 pub use timer::{Timer, TimerTable};
 pub use types::{
-    AsyncNotice, Auth, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult, NetworkPortal,
-    Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, TargetRecord, TaskId, TaskOutcome,
-    DEFAULT_PORT,
+    AsyncNotice, Auth, ErrorRecovery, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult,
+    NetworkPortal, Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, Spread, TargetRecord,
+    TaskId, TaskOutcome, DEFAULT_PORT, MAX_FAILOVER_PORTALS,
 };
 pub use window::{CmdWindow, WindowUpdate};

@@ -22,6 +22,9 @@
 //! | `session/receive.rs` | target PDUs in Full Feature Phase; StatSN and window update |
 //! | `session/send.rs` | CmdSN dispatch and the PDUs we send |
 //! | `session/recovery.rs` | connection loss, logout, session reinstatement |
+//! | `session/erl2.rs` | ErrorRecoveryLevel 2: connection recovery, TASK REASSIGN (RFC 7143 sections 6.3.4, 7.2.2, 11.5.1) |
+//! | `session/failover.rs` | which portal a recovery reconnects to |
+//! | `session/erl1.rs` | ErrorRecoveryLevel 1: SNACK, digest and sequence errors (RFC 7143 sections 7.8, 7.9, 11.16) |
 //! | `session/timers.rs` | the deadlines ([`Timer`]) and what each does when it passes |
 //!
 //! # Driving a session
@@ -76,13 +79,46 @@
 //!
 //! On [`Event::Connect`] the driver drops the old connection and its
 //! receive buffer, opens a new one and calls `handle_connected`.
+//!
+//! # Several connections (MC/S) and error recovery
+//!
+//! A driver that supports more than one connection per session (RFC 7143
+//! section 13.2) keeps one socket and one receive buffer per CID
+//! ([`Session::connection_ids`]; the first is the configured CID and is
+//! driven by the methods above, unchanged). The application asks for more
+//! with [`Session::add_connection`] (up to the negotiated MaxConnections,
+//! `SessionConfig::with_max_connections`). Then:
+//!
+//! - [`Event::OpenConnection`] `{ cid, portal }`: open a TCP connection
+//!   for `cid` and call [`Session::handle_connected_on`]`(cid, now)`;
+//! - bytes from that socket: [`Session::handle_input_on`]`(cid, now, buf)`;
+//!   its end: [`Session::handle_closed_on`]`(cid, now)`;
+//! - [`Event::CloseConnection`] `{ cid, .. }`: close that socket and drop
+//!   its buffer (the session goes on); [`Event::ConnectionUp`] is
+//!   informational;
+//! - the drain order after every input or action becomes: for each CID of
+//!   `connection_ids()`, [`Session::poll_transmit_on`]`(cid, now)` until
+//!   `None` (the first CID may use `poll_transmit`), then `poll_event`
+//!   until `None`, then one timer at `poll_timeout` (it covers every
+//!   connection's login deadline). An event may add or remove a CID:
+//!   drain the transmits again after handling events until nothing moves.
+//!
+//! With ErrorRecoveryLevel 2 a lost connection is replaced within the
+//! session: for the first connection the driver sees the same
+//! [`Event::Recovering`] / [`Event::Connect`] / [`Event::Reinstated`] as
+//! for session recovery (the TSIH does not change; an informational
+//! [`Event::ConnectionRecovered`] precedes `Reinstated`); an added
+//! connection's loss is only an [`Event::CloseConnection`] with a cause.
+//! A driver that does not support MC/S never calls `add_connection` and
+//! never sees the new events.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::connection::{ConnState, Connection, OutPdu, LOGIN_MRDSL};
+use super::connection::{ConnState, Connection, OutPdu, Resync, LOGIN_MRDSL};
+use super::stat_sn::StatSnAck;
 use super::tasks::{TaskTable, RESERVED_TAG};
 use super::timer::{Timer, TimerTable};
 use super::types::*;
@@ -111,7 +147,11 @@ mod operations;
 mod outputs;
 
 mod config;
+mod erl1;
+mod erl2;
+mod failover;
 pub(super) mod login;
+mod mcs;
 mod receive;
 mod recovery;
 mod send;
@@ -163,6 +203,13 @@ struct ScsiTask {
     read_bytes: u32,
     next_r2t_sn: Serial,
     outstanding_r2t: u16,
+    /// ErrorRecoveryLevel 1 state (`session/erl1.rs`), boxed: allocated
+    /// only once a PDU of this task is lost.
+    recovery: Option<Box<erl1::TaskRecovery>>,
+    /// Reassigned to a new connection (ErrorRecoveryLevel 2): the next
+    /// R2T starts the R2TSN expectation afresh (the target asks again for
+    /// what it still needs, RFC 7143 section 7.2.2).
+    r2t_resync: bool,
 }
 
 #[derive(Debug)]
@@ -192,6 +239,12 @@ enum Kind {
     },
     Text(Box<TextTask>),
     Logout,
+    /// A Logout Request for one connection (RFC 7143 section 11.14.1,
+    /// reasons 1 and 2; `session/mcs.rs`).
+    ConnLogout {
+        cid: u16,
+        reason: w::LogoutReason,
+    },
 }
 
 #[derive(Debug)]
@@ -219,10 +272,15 @@ struct Task {
     deadline: Option<Instant>,
     /// Escalation steps taken (0 none, 1 ABORT TASK, 2 LOGICAL UNIT RESET).
     escalation: u8,
+    /// ErrorRecoveryLevel 2: what the task needs once its connection is
+    /// replaced (`session/erl2.rs`).
+    reassign: erl2::Reassign,
 }
 
-/// The initiator side of one iSCSI session (one connection, CID from the
-/// configuration), as a sans-IO state machine.
+/// The initiator side of one iSCSI session, as a sans-IO state machine:
+/// one connection (CID from the configuration), more with
+/// [`add_connection`](Session::add_connection) (MC/S; see the module
+/// documentation for the driver's part), ErrorRecoveryLevel 0 to 2.
 ///
 /// Its public methods come in four groups, in this order below:
 ///
@@ -289,6 +347,37 @@ pub struct Session {
     /// application has not adopted it: with recovery configured, the
     /// session logs in again afterwards and new work waits for that.
     target_logout: bool,
+    /// ErrorRecoveryLevel 1: the end (exclusive) of the StatSNs asked for
+    /// by Status SNACKs (RFC 7143 section 11.16), while ExpStatSN is below.
+    status_snacked: Option<Serial>,
+    /// SNACK rounds in a row without progress (`ErrorRecovery::snack_retries`).
+    snack_rounds: u8,
+    /// ErrorRecoveryLevel 2 connection recovery in progress.
+    conn_recovery: Option<erl2::ConnRecovery>,
+    /// The session's other connections (MC/S, RFC 7143 section 13.2;
+    /// `session/mcs.rs`), by CID.
+    extra: BTreeMap<u16, mcs::Extra>,
+    /// While an extra connection is swapped into `conn`: its CID.
+    swapped: Option<u16>,
+    /// Non-immediate commands queued on the connections not in `conn`
+    /// while one is swapped in (for the CmdSN of immediate commands).
+    parked_numbered: u32,
+    /// A failure of the swapped-in connection, handled once it is out.
+    deferred_fail: Option<ConnectionError>,
+    /// The swapped-in connection logged out: removed once it is out.
+    deferred_close: bool,
+    /// Added connections that failed while the first one was recovering
+    /// (ErrorRecoveryLevel 2): logged out with reason 2 once it is back.
+    orphans: BTreeSet<u16>,
+    /// Round-robin position of `Spread::RoundRobin`.
+    rr: usize,
+    /// Where the portal of the current connection is in the failover
+    /// order (0: the configured or permanently redirected one, i: the
+    /// `i`-th of `SessionConfig::failover_portals`).
+    portal_index: usize,
+    /// Time2Retain from an Async Message (RFC 7143 section 11.9.1, events
+    /// 2 and 3, Parameter3), for the next connection recovery.
+    time2retain: Option<u16>,
 }
 
 impl core::fmt::Debug for Session {
@@ -331,12 +420,25 @@ impl Session {
                 self.dispatch_pending(now);
             }
             self.maybe_send_logout(now);
+        } else if self.conn_recovery.is_some()
+            && self.phase != Phase::Closed
+            && self.extra.values().any(|e| e.conn.is_full())
+        {
+            // MC/S at ErrorRecoveryLevel 2: while the first connection is
+            // being replaced, new SCSI commands go out on the others
+            // (RFC 7143 section 4.2.2.1: any connection of the session
+            // may carry any command).
+            self.dispatch_pending(now);
         }
     }
 
     /// The session is over for good.
     fn fail_closed(&mut self, err: ConnectionError) {
         if self.is_closed() {
+            return;
+        }
+        if self.swapped.is_some() {
+            self.deferred_fail.get_or_insert(err);
             return;
         }
         tracing::info!(target: "iscsi::session", error = %err, "session closed");
@@ -350,6 +452,7 @@ impl Session {
     }
 
     fn close_quietly(&mut self) {
+        self.drop_extras(None);
         self.phase = Phase::Closed;
         self.pending.clear();
         self.conn.clear_queues();

@@ -65,6 +65,13 @@ impl StatSnTracker {
         self.ahead = 0;
     }
 
+    /// Whether `stat_sn` arrived ahead of ExpStatSN and is remembered
+    /// (a second copy of it is a duplicate, RFC 7143 section 7.9).
+    pub fn has_received(&self, stat_sn: Serial) -> bool {
+        let ahead = stat_sn.0.wrapping_sub(self.exp_stat_sn.0);
+        (1..=STAT_SN_AHEAD).contains(&ahead) && self.ahead & (1u64 << (ahead - 1)) != 0
+    }
+
     /// Acknowledges a status-bearing StatSN (RFC 7143 section 4.2.2.2): in
     /// order it advances ExpStatSN (past any StatSN that arrived early); an
     /// old one is ignored; one up to [`STAT_SN_AHEAD`] ahead is remembered

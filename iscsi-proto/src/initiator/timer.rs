@@ -35,11 +35,19 @@ pub enum Timer {
     /// The connection has been idle for the keepalive interval since the
     /// last PDU received: time to ping.
     Keepalive,
+    /// ErrorRecoveryLevel 1: the Data/Status SNACKs out must have been
+    /// answered by now (`ErrorRecovery::snack_timeout`); else they are
+    /// sent again, up to `ErrorRecovery::snack_retries` rounds.
+    Snack,
+    /// ErrorRecoveryLevel 2: Time2Wait + Time2Retain after a connection
+    /// failed (RFC 7143 section 13.16): the target no longer keeps its
+    /// tasks for reassignment; session reinstatement instead.
+    Retain,
 }
 
 impl Timer {
     /// Every timer, in the order `handle_timeout` looks at them.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Reconnect,
         Timer::Login,
         Timer::Logout,
@@ -47,6 +55,8 @@ impl Timer {
         Timer::Task,
         Timer::Ping,
         Timer::Keepalive,
+        Timer::Snack,
+        Timer::Retain,
     ];
 
     fn index(self) -> usize {

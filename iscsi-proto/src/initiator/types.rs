@@ -178,6 +178,89 @@ pub struct SessionConfig {
     /// LOGICAL UNIT RESET, then it drops the connection (and recovers if
     /// recovery is configured).
     pub task_timeout: Option<Duration>,
+    /// Error recovery above session recovery (RFC 7143 section 7):
+    /// the ErrorRecoveryLevel offered and how SNACK-based recovery is
+    /// bounded. The default offers level 0 (the session's only recovery
+    /// is reinstatement).
+    pub error_recovery: ErrorRecovery,
+    /// Other portals of the target, tried in this order when a recovery
+    /// (any level) reconnects: the first reconnection retries the portal
+    /// of the connection that failed, each further attempt moves on to the
+    /// next portal in the list (after the configured one), cycling, as long
+    /// as `Recovery::max_attempts` allows. Connection recovery
+    /// (ErrorRecoveryLevel 2) keeps to the session's target portal group
+    /// (RFC 7143 section 4.4.1: a session's connections share one): a
+    /// portal with another known `portal_group_tag` is skipped then. At
+    /// most [`MAX_FAILOVER_PORTALS`]. See
+    /// [`SessionConfig::with_failover_from`] for a SendTargets answer.
+    pub failover_portals: Vec<NetworkPortal>,
+    /// How new commands are spread over the session's connections when it
+    /// has more than one (MC/S, RFC 7143 section 13.2 MaxConnections, set
+    /// in `operational.max_connections`; connections are added with
+    /// `Session::add_connection`).
+    pub spread: Spread,
+}
+
+/// Which connection a new command goes out on (MC/S). RFC 7143 section
+/// 4.2.2.1: CmdSN is session-wide, so any connection may carry any
+/// command; its responses come back on the same one (connection
+/// allegiance, section 4.2.5.1, see `Session::task_connection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Spread {
+    /// Each connection in Full Feature Phase in turn.
+    #[default]
+    RoundRobin,
+    /// The connection with the fewest commands outstanding on it.
+    LeastOutstanding,
+}
+
+/// The most alternate portals a [`SessionConfig`] may list.
+pub const MAX_FAILOVER_PORTALS: usize = 16;
+
+/// Within-command and within-connection recovery (RFC 7143 sections
+/// 7.1.4.1, 7.1.4.2, ErrorRecoveryLevel 1): what the session offers and
+/// how long it keeps asking for a lost PDU before falling back to the
+/// ErrorRecoveryLevel 0 path (the connection is dropped and, with
+/// [`Recovery`] configured, the session reinstated).
+///
+/// Build with [`ErrorRecovery::level`] and adjust the public fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorRecovery {
+    /// ErrorRecoveryLevel offered in the login (RFC 7143 section 13.20:
+    /// the result is the lower of both sides' values). 0, 1 or 2 (level 2:
+    /// connection recovery within the session, `session/erl2.rs`).
+    pub level: u8,
+    /// How long a Data or Status SNACK waits for the PDUs it asked for
+    /// before it is sent again (RFC 7143 section 7.1.4.1 b: "sequence
+    /// reception timeout ... dealt with ... using the option of a
+    /// SNACK"). R2T SNACKs are never resent on a timeout (same section:
+    /// "an initiator SHOULD NOT originate a SNACK for an R2T based on its
+    /// internal timeouts").
+    pub snack_timeout: Duration,
+    /// SNACK rounds without any progress before the session gives up on
+    /// ErrorRecoveryLevel 1 recovery and drops the connection
+    /// (`TimerKind::Snack`).
+    pub snack_retries: u8,
+}
+
+impl ErrorRecovery {
+    /// Offer ErrorRecoveryLevel `level`, with a 2 s SNACK timeout and 3
+    /// retries.
+    pub fn level(level: u8) -> ErrorRecovery {
+        ErrorRecovery {
+            level,
+            snack_timeout: Duration::from_secs(2),
+            snack_retries: 3,
+        }
+    }
+}
+
+impl Default for ErrorRecovery {
+    fn default() -> Self {
+        ErrorRecovery::level(0)
+    }
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -201,6 +284,9 @@ impl std::fmt::Debug for SessionConfig {
             .field("cid", &self.cid)
             .field("max_text_len", &self.max_text_len)
             .field("task_timeout", &self.task_timeout)
+            .field("error_recovery", &self.error_recovery)
+            .field("failover_portals", &self.failover_portals)
+            .field("spread", &self.spread)
             .finish()
     }
 }
@@ -227,6 +313,9 @@ impl SessionConfig {
             cid: 0,
             max_text_len: crate::wire::text::DEFAULT_MAX_TEXT_LEN,
             task_timeout: None,
+            error_recovery: ErrorRecovery::default(),
+            failover_portals: Vec::new(),
+            spread: Spread::default(),
         }
     }
 
@@ -276,6 +365,51 @@ impl SessionConfig {
     /// Enables session recovery.
     pub fn with_recovery(mut self, r: Recovery) -> Self {
         self.recovery = Some(r);
+        self
+    }
+
+    /// Offers ErrorRecoveryLevel `level` (RFC 7143 section 13.20), with
+    /// the default SNACK bounds of [`ErrorRecovery::level`].
+    pub fn with_error_recovery_level(mut self, level: u8) -> Self {
+        self.error_recovery = ErrorRecovery::level(level);
+        self
+    }
+
+    /// Offers MaxConnections `n` (RFC 7143 section 13.2) and spreads
+    /// commands over the connections with `spread`.
+    pub fn with_max_connections(mut self, n: u16, spread: Spread) -> Self {
+        self.operational.max_connections = n;
+        self.spread = spread;
+        self
+    }
+
+    /// Sets the alternate portals (see [`SessionConfig::failover_portals`]).
+    pub fn with_failover_portals(
+        mut self,
+        portals: impl IntoIterator<Item = NetworkPortal>,
+    ) -> Self {
+        self.failover_portals = portals.into_iter().collect();
+        self
+    }
+
+    /// Alternate portals from a SendTargets answer (RFC 7143 section 13.8,
+    /// TargetAddress), in the order the target listed them: those of
+    /// portal group `tpgt` (every one when `None`), at most
+    /// [`MAX_FAILOVER_PORTALS`], duplicates dropped.
+    pub fn with_failover_from(mut self, target: &TargetRecord, tpgt: Option<u16>) -> Self {
+        let mut out: Vec<NetworkPortal> = Vec::new();
+        for a in &target.addresses {
+            let p = NetworkPortal::from(a.clone());
+            if tpgt.is_some_and(|t| p.portal_group_tag.is_some_and(|g| g != t)) || out.contains(&p)
+            {
+                continue;
+            }
+            if out.len() == MAX_FAILOVER_PORTALS {
+                break;
+            }
+            out.push(p);
+        }
+        self.failover_portals = out;
         self
     }
 
@@ -579,10 +713,52 @@ pub enum Event {
         /// What failed.
         cause: ConnectionError,
     },
-    /// The session was recovered: logged in again, tasks reissued.
+    /// The session was recovered: logged in again, tasks reissued (session
+    /// reinstatement, new TSIH), or, at ErrorRecoveryLevel 2, its
+    /// connection replaced within the session (same TSIH, after
+    /// [`Event::ConnectionRecovered`]).
     Reinstated {
         /// The new TSIH.
         tsih: u16,
+    },
+    /// ErrorRecoveryLevel 2 (RFC 7143 section 7.1.4.3): the connection
+    /// `cid` failed and a new one logged into the same session (same ISID
+    /// and TSIH). Its commands in progress were reassigned to it with TASK
+    /// REASSIGN (`reassigned`) or, when the target never had them, retried
+    /// with their original CmdSN (`retried`); none was sent as a new
+    /// command. [`Event::Reinstated`] follows (for drivers).
+    ConnectionRecovered {
+        /// The connection ID.
+        cid: u16,
+        /// Tasks moved to the new connection with TASK REASSIGN.
+        reassigned: usize,
+        /// Commands retried (RFC 7143 section 7.2.1).
+        retried: usize,
+    },
+    /// MC/S (RFC 7143 section 13.2): open a TCP connection for connection
+    /// `cid` of this session (to `portal`, or the configured portal when
+    /// `None`), then call `Session::handle_connected_on(cid, ..)`. Its
+    /// bytes go through `handle_input_on(cid, ..)` /
+    /// `poll_transmit_on(cid, ..)`, its end through `handle_closed_on`.
+    OpenConnection {
+        /// The connection ID.
+        cid: u16,
+        /// Where to connect; `None` = the configured portal.
+        portal: Option<NetworkPortal>,
+    },
+    /// MC/S: connection `cid` logged into the session and carries
+    /// commands now.
+    ConnectionUp {
+        /// The connection ID.
+        cid: u16,
+    },
+    /// MC/S: connection `cid` is over (logged out when `cause` is `None`);
+    /// close its socket and drop its receive buffer. The session goes on.
+    CloseConnection {
+        /// The connection ID.
+        cid: u16,
+        /// Why, unless it was logged out.
+        cause: Option<ConnectionError>,
     },
     /// The session is over: `None` after a logout, else the reason. Close
     /// the connection.

@@ -8,6 +8,7 @@ use super::*;
 /// names, authentication), so [`Session::new`] calls it once up front.
 pub(super) fn login_engines(
     cfg: &SessionConfig,
+    leading: bool,
 ) -> Result<(InitiatorNegotiator, Option<InitiatorChap>), ConfigError> {
     let session_type = if cfg.is_discovery() {
         SessionType::Discovery
@@ -18,9 +19,10 @@ pub(super) fn login_engines(
     icfg.initiator_alias = cfg.initiator_alias.clone();
     icfg.target_name = cfg.target_name.clone();
     icfg.params = cfg.operational.clone();
-    // RFC 7143 section 13.20: at level 0 the initiator only recovers
-    // by session recovery; offer that honestly.
-    icfg.params.error_recovery_level = 0;
+    icfg.leading = leading;
+    // RFC 7143 section 13.20: offer the level this initiator implements
+    // and the application asked for (`validate` bounds it).
+    icfg.params.error_recovery_level = cfg.error_recovery.level;
     let chap = match &cfg.auth {
         Auth::None => {
             icfg.auth_methods = vec![AuthMethod::None];
@@ -59,6 +61,9 @@ pub(super) fn login_engines(
     Ok((InitiatorNegotiator::new(icfg)?, chap))
 }
 
+/// The highest ErrorRecoveryLevel this initiator implements.
+pub(crate) const MAX_ERROR_RECOVERY_LEVEL: u8 = 2;
+
 /// Checks what the negotiation engine does not: the ISID and the
 /// session's own timers and limits.
 pub(super) fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
@@ -94,9 +99,25 @@ pub(super) fn validate(cfg: &SessionConfig) -> Result<w::Isid, ConfigError> {
             "TaskReporting=FastAbort is not supported by this initiator",
         ));
     }
+    // RFC 7143 section 13.20: ErrorRecoveryLevel is 0-2.
+    if cfg.error_recovery.level > MAX_ERROR_RECOVERY_LEVEL {
+        return Err(ConfigError::Invalid(
+            "error_recovery.level above what this initiator implements",
+        ));
+    }
+    if cfg.error_recovery.level > 0 && cfg.error_recovery.snack_timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "error_recovery.snack_timeout must be above zero",
+        ));
+    }
+    if cfg.failover_portals.len() > MAX_FAILOVER_PORTALS {
+        return Err(ConfigError::Invalid(
+            "failover_portals lists more than MAX_FAILOVER_PORTALS portals",
+        ));
+    }
     if cfg.max_text_len == 0 {
         return Err(ConfigError::Invalid("max_text_len must be above zero"));
     }
-    login_engines(cfg)?;
+    login_engines(cfg, true)?;
     Ok(isid)
 }

@@ -37,6 +37,18 @@ impl Session {
             logout_waiting: None,
             logout_sent: false,
             target_logout: false,
+            status_snacked: None,
+            snack_rounds: 0,
+            conn_recovery: None,
+            portal_index: 0,
+            extra: BTreeMap::new(),
+            swapped: None,
+            parked_numbered: 0,
+            deferred_fail: None,
+            deferred_close: false,
+            rr: 0,
+            orphans: BTreeSet::new(),
+            time2retain: None,
             cfg: config,
         };
         s.touch_rx(now);

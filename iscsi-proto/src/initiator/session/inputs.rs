@@ -32,8 +32,23 @@ impl Session {
     /// left for the next call. After a connection failure the buffer is
     /// cleared (its bytes belong to the dead connection).
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.input_loop(now, buf);
+        self.after_action(now);
+    }
+
+    /// Decodes and handles whole PDUs of the current connection.
+    pub(super) fn input_loop(&mut self, now: Instant, buf: &mut BytesMut) {
         loop {
-            if self.phase != Phase::Active || matches!(self.conn.state, ConnState::Connecting) {
+            // An added connection (MC/S) goes on while the first one
+            // recovers (ErrorRecoveryLevel 2).
+            let phase_ok = match self.swapped {
+                Some(_) => self.phase != Phase::Closed,
+                None => self.phase == Phase::Active,
+            };
+            if !phase_ok
+                || matches!(self.conn.state, ConnState::Connecting)
+                || self.deferred_fail.is_some()
+            {
                 break;
             }
             match self.conn.decoder.decode(buf) {
@@ -47,6 +62,41 @@ impl Session {
                     }
                 }
                 Ok(None) => break,
+                Err(WireError::DataDigest { received, computed })
+                    if self.erl() >= 1 && self.conn.is_full() =>
+                {
+                    // RFC 7143 section 7.8: "When an initiator receives any
+                    // iSCSI PDU with a payload digest error, it MUST
+                    // discard the PDU"; at ErrorRecoveryLevel 1 the header
+                    // (its digest checked) says what to ask for again.
+                    self.touch_rx(now);
+                    let bhs = self.conn.decoder.take_rejected_header();
+                    let err = WireError::DataDigest { received, computed };
+                    if let Err(e) = self.on_data_digest_error(now, bhs, err) {
+                        self.fail_connection(now, e);
+                        buf.clear();
+                        break;
+                    }
+                }
+                Err(e @ WireError::HeaderDigest { .. })
+                    if self.erl() >= 1 && self.conn.is_full() =>
+                {
+                    // RFC 7143 section 7.8 at ErrorRecoveryLevel 1: the PDU
+                    // is discarded when the next one can be found for sure;
+                    // its loss then shows as a sequence gap (section 7.9).
+                    match self.conn.skip_bad_header(buf) {
+                        Resync::Skipped => {
+                            tracing::warn!(target: "iscsi::erl", "header digest error: PDU discarded (RFC 7143 section 7.8)");
+                            self.touch_rx(now);
+                        }
+                        Resync::NeedMore => break,
+                        Resync::Lost => {
+                            self.fail_connection(now, ConnectionError::DigestFailure(e));
+                            buf.clear();
+                            break;
+                        }
+                    }
+                }
                 Err(e) => {
                     // RFC 7143 section 11.2.1.2: opcodes 0x3c-0x3e are
                     // vendor specific; a target may send them and an
@@ -58,9 +108,9 @@ impl Session {
                         }
                     }
                     let err = match e {
-                        // RFC 7143 section 7.8: header digest errors and
-                        // (at ErrorRecoveryLevel 0) data digest errors end
-                        // the connection.
+                        // RFC 7143 section 7.8: at ErrorRecoveryLevel 0
+                        // digest errors end the connection (at level 1 and
+                        // above they are handled above).
                         WireError::HeaderDigest { .. } | WireError::DataDigest { .. } => {
                             ConnectionError::DigestFailure(e)
                         }
@@ -72,7 +122,6 @@ impl Session {
                 }
             }
         }
-        self.after_action(now);
     }
 
     /// A deadline passed (call at or after `poll_timeout()`): every

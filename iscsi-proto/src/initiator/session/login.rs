@@ -52,10 +52,22 @@ impl Session {
     pub(super) fn start_login(&mut self) -> Result<Box<Login>, ConnectionError> {
         // Validated by Session::new: a failure here is a configuration
         // changed since (the fields are public), reported as such.
-        let (mut neg, chap) = login_engines(&self.cfg).map_err(ConnectionError::InvalidConfig)?;
+        // ErrorRecoveryLevel 2 connection recovery (`session/erl2.rs`)
+        // logs a connection into the existing session: not leading, only
+        // connection keys (RFC 7143 section 6.3: LO keys "only on the
+        // leading connection"), the session's TSIH.
+        let leading = self.conn_recovery.is_none() && self.swapped.is_none();
+        let (mut neg, chap) =
+            login_engines(&self.cfg, leading).map_err(ConnectionError::InvalidConfig)?;
         // Connection-level reset: a new login on a new transport.
         self.conn.reset_for_login();
-        self.tsih = 0;
+        if let Some(cr) = self.conn_recovery.filter(|_| self.swapped.is_none()) {
+            // RFC 7143 section 11.12.9: the ExpStatSN of a Login Request
+            // that restarts a connection is that of the old connection.
+            self.conn.stat_sn.start(cr.exp_stat_sn.minus(1));
+        } else if leading {
+            self.tsih = 0;
+        }
         let mut pairs = neg.login_keys();
         let stage = if chap.is_some() {
             pairs.extend(neg.security_offer());
@@ -134,8 +146,10 @@ impl Session {
             version_min: 0,
             isid: self.isid,
             // RFC 7143 section 6.3.5: session reinstatement uses the same
-            // ISID with TSIH 0 (a new session replacing the failed one).
-            tsih: 0,
+            // ISID with TSIH 0 (a new session replacing the failed one);
+            // section 6.3.4 (connection reinstatement, ErrorRecoveryLevel
+            // 2): the session's TSIH and the failed connection's CID.
+            tsih: self.tsih,
             itt: login.itt,
             cid: self.conn.cid,
             cmd_sn: login.cmd_sn,
@@ -217,7 +231,13 @@ impl Session {
                     detail: resp.status_detail,
                     status,
                 };
-                if class == StatusClass::TargetError && self.logged_in_once {
+                if self.swapped.is_some() {
+                    self.fail_connection(now, err);
+                } else if self.conn_recovery.take().is_some() {
+                    // The session may be gone at the target (Time2Retain,
+                    // a reset): session reinstatement is what is left.
+                    self.fail_connection(now, err);
+                } else if class == StatusClass::TargetError && self.logged_in_once {
                     self.fail_connection(now, err);
                 } else {
                     self.fail_closed(err);
@@ -395,6 +415,14 @@ impl Session {
             .find(|(k, _)| k == "TargetAddress")
             .ok_or_else(|| violation("redirection without TargetAddress", "11.13.5"))?;
         let portal: NetworkPortal = parse_target_address(&addr.1).map_err(io)?.into();
+        if self.swapped.is_some() {
+            // An added connection is not redirected on its own: it fails
+            // (the session goes on on its other connections).
+            return Err(violation(
+                "redirection of an added connection (not followed)",
+                "13.2",
+            ));
+        }
         self.redirects = self.redirects.saturating_add(1);
         if self.redirects > self.cfg.max_redirects {
             let n = self.cfg.max_redirects;
@@ -429,6 +457,12 @@ impl Session {
             }
         }
         let neg = login.neg.finish().map_err(io)?;
+        if self.swapped.is_some() {
+            return self.added_login_complete(now, &neg, resp);
+        }
+        if self.conn_recovery.is_some() {
+            return self.connection_login_complete(now, neg, resp);
+        }
         // RFC 7143 section 11.13.3: the final response carries the TSIH;
         // a new session "MUST" get a non-zero one.
         if resp.tsih == 0 {

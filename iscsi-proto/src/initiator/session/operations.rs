@@ -43,6 +43,7 @@ impl Session {
                 abort_pending: false,
                 deadline: None,
                 escalation: 0,
+                reassign: erl2::Reassign::No,
             })
             .ok_or(UsageError::TooManyTasks)
     }
@@ -71,6 +72,8 @@ impl Session {
                 read_bytes: 0,
                 next_r2t_sn: Serial(0),
                 outstanding_r2t: 0,
+                recovery: None,
+                r2t_resync: false,
             }),
             false,
         )?;

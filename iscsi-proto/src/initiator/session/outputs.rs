@@ -78,7 +78,11 @@ impl Session {
         // RFC 7143 section 4.2.2.1: an immediate command carries "the
         // current CmdSN", the number of the next non-immediate command
         // not yet sent.
-        let current = self.window.cmd_sn().minus(self.conn.queued_numbered);
+        let queued = self
+            .conn
+            .queued_numbered
+            .saturating_add(self.numbered_elsewhere());
+        let current = self.window.cmd_sn().minus(queued);
         let cid = self.conn.cid;
         let command_itt = match header {
             Header::NopOut(h) => {
@@ -117,7 +121,13 @@ impl Session {
             Header::LogoutRequest(h) => {
                 h.exp_stat_sn = exp;
                 h.cmd_sn = current;
-                Some(h.itt)
+                // A connection logout is not the task's command: no
+                // allegiance to record.
+                (!matches!(
+                    self.tasks.get(h.itt).map(|t| &t.kind),
+                    Some(Kind::ConnLogout { .. })
+                ))
+                .then_some(h.itt)
             }
             Header::SnackRequest(h) => {
                 h.exp_stat_sn = exp;

@@ -16,19 +16,43 @@ impl Session {
         }
         let Pdu { header, data, .. } = pdu;
         tracing::trace!(target: "iscsi::pdu", ?header, len = data.len(), "received");
+        let erl1 = self.erl() >= 1;
+        // ErrorRecoveryLevel 1 (`session/erl1.rs`): Data-In beyond a
+        // DataSN gap, duplicates, and a response whose data is incomplete
+        // are handled there, before their StatSN is acknowledged.
+        if erl1 && self.erl1_intercept(now, &header, &data) {
+            return Ok(());
+        }
         if let Some(n) = numbering(&header) {
+            let mut duplicate = false;
             // RFC 7143 section 4.2.2.2: status acknowledged through
             // ExpStatSN on this connection; section 4.2.2.1: the
             // session's window from ExpCmdSN/MaxCmdSN.
             if let Some(stat_sn) = n.stat_sn {
-                self.conn
-                    .stat_sn
-                    .ack(stat_sn)
-                    .map_err(ConnectionError::Protocol)?;
+                // RFC 7143 section 7.9: duplicates (answers to a SNACK
+                // for status that arrived after all) are discarded.
+                if erl1 && self.conn.stat_sn.has_received(stat_sn) {
+                    duplicate = true;
+                } else {
+                    let ack = self
+                        .conn
+                        .stat_sn
+                        .ack(stat_sn)
+                        .map_err(ConnectionError::Protocol)?;
+                    if erl1 {
+                        duplicate = ack == StatSnAck::Old;
+                        self.after_stat_sn(now, ack, stat_sn);
+                    }
+                }
+            } else if erl1 {
+                if let Some(next) = next_stat_sn(&header) {
+                    self.status_gap(now, next);
+                }
             }
-            let update = self.window.update(n.exp_cmd_sn, n.max_cmd_sn);
-            if matches!(update, WindowUpdate::Invalid | WindowUpdate::AcksUnsent) {
-                tracing::debug!(target: "iscsi::window", ?update, ExpCmdSN = n.exp_cmd_sn.0, MaxCmdSN = n.max_cmd_sn.0, "window update ignored (RFC 7143 section 4.2.2.1)");
+            self.apply_window(n.exp_cmd_sn, n.max_cmd_sn);
+            if duplicate {
+                tracing::debug!(target: "iscsi::erl", ?header, "duplicate status discarded (RFC 7143 section 7.9)");
+                return Ok(());
             }
         }
         match header {
@@ -43,6 +67,11 @@ impl Session {
                 }) = self.tasks.get_mut(h.itt)
                 {
                     let (function, affected) = (*function, core::mem::take(affected));
+                    if function == w::TmfFunction::TaskReassign {
+                        // ErrorRecoveryLevel 2 (`session/erl2.rs`).
+                        self.on_reassigned(h.itt, &affected, h.response);
+                        return Ok(());
+                    }
                     // RFC 7143 section 11.6.1: "Function complete" means the
                     // affected tasks are gone at the target; any that had
                     // not completed yet end here, exactly once.
@@ -70,6 +99,15 @@ impl Session {
                 Ok(())
             }
             Header::TextResponse(h) => self.on_text_response(h, data),
+            Header::LogoutResponse(h)
+                if matches!(
+                    self.tasks.get(h.itt).map(|t| &t.kind),
+                    Some(Kind::ConnLogout { .. })
+                ) =>
+            {
+                self.on_conn_logout(now, h.itt, h.response);
+                Ok(())
+            }
             Header::LogoutResponse(h) => {
                 if matches!(
                     self.tasks.get(h.itt),
@@ -95,6 +133,11 @@ impl Session {
                 }
             }
             Header::AsyncMessage(h) => self.on_async(now, h, data),
+            Header::Reject(h) if data.first().is_some_and(|b| b & 0x3f == 0x10) => {
+                // A Reject of our SNACK (RFC 7143 section 7.8, reason
+                // "SNACK reject"): `session/erl1.rs`.
+                self.on_snack_rejected(now, h.reason, &data)
+            }
             Header::Reject(h) => {
                 // RFC 7143 section 11.17: the data segment holds the
                 // header of the rejected PDU; its ITT names the task.
@@ -230,6 +273,15 @@ impl Session {
         Ok(())
     }
 
+    /// Applies the ExpCmdSN/MaxCmdSN pair of a target PDU to the session's
+    /// window (RFC 7143 section 4.2.2.1).
+    pub(super) fn apply_window(&mut self, exp_cmd_sn: Serial, max_cmd_sn: Serial) {
+        let update = self.window.update(exp_cmd_sn, max_cmd_sn);
+        if matches!(update, WindowUpdate::Invalid | WindowUpdate::AcksUnsent) {
+            tracing::debug!(target: "iscsi::window", ?update, ExpCmdSN = exp_cmd_sn.0, MaxCmdSN = max_cmd_sn.0, "window update ignored (RFC 7143 section 4.2.2.1)");
+        }
+    }
+
     pub(super) fn on_data_in(&mut self, h: w::DataIn, data: Bytes) -> Result<(), ConnectionError> {
         let in_order = self.negotiated.as_ref().is_none_or(|n| n.data_pdu_in_order);
         let Some(s) = self.scsi_task(h.itt) else {
@@ -274,8 +326,23 @@ impl Session {
                 data,
             });
         }
+        if self.erl() >= 1 {
+            // RFC 7143 section 11.7.2 (A bit) and 7.8: acknowledge, and
+            // complete a response held for this data.
+            if h.ack {
+                self.send_data_ack(&h);
+            }
+            if self.data_in_progress(h.itt, h.status.is_some()) {
+                return Ok(());
+            }
+        }
         if let Some(st) = h.status {
             let bytes_read = self.scsi_task(h.itt).map(|s| s.read_bytes).unwrap_or(0);
+            if self.snack_was_rejected(h.itt) {
+                // RFC 7143 section 7.8 (ii): data lost for good.
+                self.complete_crc_error(h.itt);
+                return Ok(());
+            }
             self.complete(
                 h.itt,
                 TaskOutcome::Scsi(ScsiResult {
@@ -307,6 +374,21 @@ impl Session {
             return Err(violation("R2T for a command without write data", "11.8"));
         };
         // RFC 7143 section 11.8.2: R2TSN numbers the task's R2Ts from 0.
+        // At ErrorRecoveryLevel 1 a gap is asked for again and a duplicate
+        // dropped (section 7.9, `session/erl1.rs`).
+        let next = s.next_r2t_sn;
+        if self.erl() >= 1 && self.erl1_r2t_sequence(&h, next) {
+            return Ok(());
+        }
+        let Some(s) = self.scsi_task(h.itt) else {
+            return Ok(());
+        };
+        if s.r2t_resync {
+            // The first R2T after a TASK REASSIGN (RFC 7143 section 7.2.2:
+            // the target asks for what it still needs).
+            s.r2t_resync = false;
+            s.next_r2t_sn = h.r2t_sn;
+        }
         if h.r2t_sn != s.next_r2t_sn {
             return Err(ConnectionError::Protocol(ProtocolError::OutOfOrder {
                 what: "R2TSN",
@@ -483,8 +565,11 @@ impl Session {
             }
             // AsyncEvent 2/3: the target will drop the connection(s);
             // Parameter2 is Time2Wait for the reconnection.
+            // Parameter3 is Time2Retain (ErrorRecoveryLevel 2: how long
+            // the target keeps the tasks for reassignment).
             w::AsyncEvent::DropConnection | w::AsyncEvent::DropAllConnections => {
                 self.time2wait = Some(h.parameter2);
+                self.time2retain = Some(h.parameter3);
             }
             // AsyncEvent 4: renegotiation requested. We have nothing to
             // change: an empty Text Request completes the negotiation.
@@ -506,6 +591,16 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The next StatSN a PDU that does not advance it announces (RFC 7143
+/// section 11.8: R2T; section 11.19.2: a NOP-In with ITT 0xffffffff).
+fn next_stat_sn(header: &Header) -> Option<Serial> {
+    match header {
+        Header::NopIn(h) if h.itt == RESERVED_TAG => Some(h.stat_sn),
+        Header::R2t(h) => Some(h.stat_sn),
+        _ => None,
     }
 }
 

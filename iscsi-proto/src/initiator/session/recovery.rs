@@ -31,6 +31,13 @@ impl Session {
         if self.is_closed() {
             return;
         }
+        // An added connection (MC/S) fails on its own (`session/mcs.rs`).
+        if self.swapped.is_some() {
+            self.deferred_fail.get_or_insert(err);
+            return;
+        }
+        // The session's connection: with ErrorRecoveryLevel below 2 the
+        // others go with the session (RFC 7143 section 7.1.5).
         // RFC 7143 section 11.14: our Logout Request asked the target to
         // close the session; a close with nothing outstanding is that
         // close, whether or not the Logout Response made it.
@@ -61,6 +68,11 @@ impl Session {
                 self.fail_closed(ConnectionError::TakenOver { times });
                 return;
             }
+        }
+        // ErrorRecoveryLevel 2: replace the connection within the session
+        // (RFC 7143 section 7.1.4.3) when that is still possible.
+        if self.try_connection_recovery(now, &err) {
+            return;
         }
         let recovery = self.cfg.recovery;
         let can_recover = self.logged_in_once && !self.logout_sent && self.logout_waiting.is_none();
@@ -150,8 +162,19 @@ impl Session {
         // The connection is gone with everything it held (RFC 7143
         // section 4.2.1); the next one gets the same CID.
         self.conn = Connection::new(self.conn.cid, now);
+        self.drop_extras(None);
+        self.orphans.clear();
+        // A new session: nothing is reassigned any more.
+        self.conn_recovery = None;
+        self.timers.stop(Timer::Retain);
+        for (_, t) in self.tasks.iter_mut() {
+            t.reassign = erl2::Reassign::No;
+        }
         self.timers.stop(Timer::Ping);
         self.timers.stop(Timer::Login);
+        self.timers.stop(Timer::Snack);
+        self.status_snacked = None;
+        self.snack_rounds = 0;
         let mut reissue: Vec<(u64, u32)> = Vec::new();
         let mut unknown: Vec<u32> = Vec::new();
         let mut fail: Vec<u32> = Vec::new();
@@ -168,6 +191,8 @@ impl Session {
                     s.read_bytes = 0;
                     s.next_r2t_sn = Serial(0);
                     s.outstanding_r2t = 0;
+                    s.recovery = None;
+                    s.r2t_resync = false;
                     t.cmd_sn = None;
                     t.allegiance = None;
                     t.sent = false;

@@ -12,10 +12,16 @@ impl Session {
     /// 7143 section 4.2.2.1: non-immediate commands carry CmdSN "from
     /// ExpCmdSN to MaxCmdSN inclusive").
     pub(super) fn dispatch_pending(&mut self, now: Instant) {
+        let first_up = self.is_logged_in();
         while let Some(&itt) = self.pending.front() {
             if self.tasks.get(itt).is_none() {
                 self.pending.pop_front();
                 continue;
+            }
+            // Only SCSI commands travel on added connections (MC/S); the
+            // rest waits for the first connection to be back.
+            if !first_up && !matches!(self.tasks.get(itt).map(|t| &t.kind), Some(Kind::Scsi(_))) {
+                break;
             }
             let Some(cmd_sn) = self.window.take() else {
                 break;
@@ -31,14 +37,30 @@ impl Session {
                 }
             }
             match self.tasks.get(itt).map(|t| &t.kind) {
-                Some(Kind::Scsi(_)) => self.send_scsi(itt, cmd_sn),
-                Some(Kind::Text(_)) => self.send_text(itt, cmd_sn),
+                Some(Kind::Scsi(_)) if !self.extra.is_empty() && self.swapped.is_none() => {
+                    // MC/S: the application's policy picks the connection
+                    // (`session/mcs.rs`).
+                    let cid = self.pick_connection();
+                    if cid == self.conn.cid
+                        || self
+                            .on_connection(cid, |s| s.send_scsi(itt, cmd_sn, true))
+                            .is_none()
+                    {
+                        self.send_scsi(itt, cmd_sn, true);
+                    }
+                }
+                Some(Kind::Scsi(_)) => self.send_scsi(itt, cmd_sn, true),
+                Some(Kind::Text(_)) => self.send_text(itt, cmd_sn, true),
                 _ => {}
             }
         }
     }
 
-    pub(super) fn send_scsi(&mut self, itt: u32, cmd_sn: Serial) {
+    /// Queues the SCSI Command PDU of `itt` (and its unsolicited data).
+    /// `new`: it holds a CmdSN just taken from the window (counted until
+    /// it leaves, for the CmdSN of immediate commands); a retry (RFC 7143
+    /// section 7.2.1) reuses an older one.
+    pub(super) fn send_scsi(&mut self, itt: u32, cmd_sn: Serial, new: bool) {
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
@@ -106,7 +128,7 @@ impl Session {
             cdb,
         };
         self.conn
-            .push(header, ahs, write_buf.slice(..imm as usize), true);
+            .push(header, ahs, write_buf.slice(..imm as usize), new);
         if unsol_end > imm {
             self.conn.queue_data_out(
                 itt,
@@ -120,7 +142,8 @@ impl Session {
         }
     }
 
-    pub(super) fn send_text(&mut self, itt: u32, cmd_sn: Serial) {
+    /// Queues the (next) Text Request of `itt`; `new` as for `send_scsi`.
+    pub(super) fn send_text(&mut self, itt: u32, cmd_sn: Serial, new: bool) {
         let Some(Task {
             kind: Kind::Text(t),
             ..
@@ -146,7 +169,7 @@ impl Session {
             cmd_sn,
             exp_stat_sn: Serial(0),
         };
-        self.conn.push(req, Vec::new(), data, true);
+        self.conn.push(req, Vec::new(), data, new);
     }
 
     pub(super) fn send_tmf(

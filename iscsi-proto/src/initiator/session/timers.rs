@@ -17,21 +17,32 @@ impl Session {
     fn armed(&self, timer: Timer) -> bool {
         match self.phase {
             Phase::Closed => false,
-            Phase::Waiting => timer == Timer::Reconnect,
-            Phase::Active if !self.conn.is_full() => timer == Timer::Login,
+            Phase::Waiting => timer == Timer::Reconnect || timer == Timer::Retain,
+            Phase::Active if !self.conn.is_full() => {
+                timer == Timer::Login || timer == Timer::Retain
+            }
             Phase::Active => match timer {
-                Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping => true,
+                Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping | Timer::Snack => true,
                 // Idle keepalive only while no ping is out, and (RFC 7143
                 // section 11.14) not after our Logout Request.
                 Timer::Keepalive => !self.timers.is_set(Timer::Ping) && !self.logout_sent,
-                Timer::Reconnect | Timer::Login => false,
+                Timer::Reconnect | Timer::Login | Timer::Retain => false,
             },
         }
     }
 
     /// The earliest deadline that counts now.
     pub(super) fn next_timeout(&self) -> Option<Instant> {
-        self.timers.next_timeout(|t| self.armed(t))
+        let session = self.timers.next_timeout(|t| self.armed(t));
+        // MC/S: the login deadlines of added connections.
+        match (
+            session,
+            self.extra_deadline()
+                .filter(|_| self.phase == Phase::Active),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Handles every timer that is due at `now`, in [`Timer::ALL`] order;
@@ -41,6 +52,9 @@ impl Session {
             if self.timers.is_expired(timer, now) {
                 self.on_timer(now, timer);
             }
+        }
+        if self.phase == Phase::Active {
+            self.check_extra_deadlines(now);
         }
     }
 
@@ -57,7 +71,7 @@ impl Session {
                 self.conn.state = ConnState::Connecting;
                 self.timers
                     .set(Timer::Login, later(now, self.cfg.login_timeout));
-                self.portal = self.permanent_portal.clone();
+                self.portal = self.recovery_portal();
                 self.events.push_back(Event::Connect {
                     portal: self.portal.clone(),
                 });
@@ -100,6 +114,12 @@ impl Session {
                 if self.is_logged_in() && !self.logout_sent {
                     self.timers.stop(Timer::Ping);
                     self.fail_connection(now, ConnectionError::TimedOut(TimerKind::Keepalive));
+                }
+            }
+            Timer::Retain => self.retain_expired(now),
+            Timer::Snack => {
+                if self.is_logged_in() {
+                    self.snack_timeout(now);
                 }
             }
             Timer::Keepalive => {

@@ -133,10 +133,13 @@ impl InitiatorNegotiator {
         if let Some(alias) = &self.cfg.initiator_alias {
             out.push(self.engine.declare("InitiatorAlias", alias.clone()));
         }
-        out.push(
-            self.engine
-                .declare("SessionType", self.cfg.session_type.as_str().to_owned()),
-        );
+        // RFC 7143 section 13.21: SessionType is LO (leading only).
+        if self.cfg.leading {
+            out.push(
+                self.engine
+                    .declare("SessionType", self.cfg.session_type.as_str().to_owned()),
+            );
+        }
         if self.cfg.session_type == SessionType::Normal {
             if let Some(t) = &self.cfg.target_name {
                 out.push(self.engine.declare("TargetName", t.clone()));

@@ -17,6 +17,8 @@
     clippy::indexing_slicing
 )]
 
+mod retain;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,10 @@ pub struct ScriptedTarget {
     pub max_cmd_sn: Serial,
     /// Every PDU received since creation (for assertions).
     pub log: Vec<Pdu>,
+    /// Every PDU sent on the current connection, kept for retransmission
+    /// (RFC 7143 section 11.16, ErrorRecoveryLevel >= 1: see
+    /// [`ScriptedTarget::serve_snack`]).
+    pub retained: Vec<Pdu>,
 }
 
 impl Default for ScriptedTarget {
@@ -71,6 +77,7 @@ impl ScriptedTarget {
             exp_cmd_sn: Serial(1),
             max_cmd_sn: Serial(32),
             log: Vec::new(),
+            retained: Vec::new(),
         }
     }
 
@@ -83,6 +90,7 @@ impl ScriptedTarget {
         self.tx_digests = Digests::NONE;
         self.received.clear();
         self.out.clear();
+        self.retained.clear();
     }
 
     /// Switches digests on both directions (after the final Login Response).
@@ -120,10 +128,7 @@ impl ScriptedTarget {
     /// Encodes a PDU into the output stream.
     pub fn send(&mut self, header: impl Into<Header>, data: impl Into<Bytes>) {
         let pdu = Pdu::new(header, data.into());
-        let mut b = BytesMut::new();
-        pdu.encode(&mut b, self.tx_digests)
-            .expect("scripted PDU encodes");
-        self.out.extend_from_slice(&b);
+        self.send_pdu(&pdu);
     }
 
     /// Encodes a PDU with AHS into the output stream.
@@ -132,6 +137,7 @@ impl ScriptedTarget {
         pdu.encode(&mut b, self.tx_digests)
             .expect("scripted PDU encodes");
         self.out.extend_from_slice(&b);
+        self.retained.push(pdu.clone());
     }
 
     /// Appends raw bytes to the output stream.
