@@ -11,7 +11,7 @@
 //! poll_event.
 #![allow(dead_code)]
 
-use std::time::Instant;
+use iscsi_proto::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::initiator::{Event, ScsiCommand, Session, SessionConfig, TaskOutcome};

@@ -801,7 +801,7 @@ fn unh_login_16_3_first_burst_offered_by_the_initiator() {
     let mut bad = cfg().with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     bad.operational.max_burst_length = 16384;
     bad.operational.first_burst_length = 65536;
-    let r = iscsi_proto::initiator::Session::new(bad, std::time::Instant::now());
+    let r = iscsi_proto::initiator::Session::new(bad, iscsi_proto::time::Instant::ZERO);
     assert!(
         matches!(r, Err(iscsi_proto::error::ConfigError::Negotiation(_))),
         "{r:?}"

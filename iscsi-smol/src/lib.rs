@@ -581,7 +581,7 @@ impl Driver {
         let connected = match resolved {
             Ok(sa) => {
                 let connect = async { Some(Async::<TcpStream>::connect(sa).await) };
-                let deadline = self.core.session().poll_timeout();
+                let deadline = self.core.session_timeout();
                 let timer = async {
                     match deadline {
                         Some(d) => {

@@ -720,7 +720,7 @@ impl Inner {
             if self.core.handle_timeout(now) {
                 continue;
             }
-            let core = self.core.session().poll_timeout();
+            let core = self.core.session_timeout();
             let Some(stream) = self.conn.clone() else {
                 return Wait::Timer(core);
             };
@@ -802,7 +802,7 @@ impl Inner {
         if self.core.handle_timeout(now) {
             return Ok(());
         }
-        let core_deadline = self.core.session().poll_timeout();
+        let core_deadline = self.core.session_timeout();
         let deadline = [core_deadline, until].into_iter().flatten().min();
         let Some(stream) = self.conn.clone() else {
             // No connection and nothing scheduled: the core is waiting for

@@ -20,9 +20,10 @@
 //! invariant is a separate, named check.
 #![allow(dead_code)]
 
+use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{run_command, LogicalUnit, LuConfig, NexusId, RamDisk};
@@ -443,7 +444,7 @@ impl World {
     /// A world logged in and in Full Feature Phase (or with a violation
     /// recorded when login fails).
     pub fn new(s: &Setup) -> World {
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let mut tc = TgtConfig::new(TARGET);
         tc.targets[0].luns = (0..LUNS).map(lun_field).collect();
         tc.seed = s.seed;

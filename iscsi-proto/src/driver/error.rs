@@ -25,6 +25,7 @@
 //!   Only when recovery gives up does the session end with
 //!   [`Error::Closed`]`(Some(`[`ConnectionError::RecoveryFailed`]`))`.
 
+use crate::prelude::*;
 use std::io;
 
 use crate::error::{ConfigError, ConnectionError, TaskError, UsageError};

@@ -31,8 +31,9 @@
 //!   connection in with the old CID or a new one, and task reassignment
 //!   (TASK REASSIGN, section 11.5.1) moves each task's allegiance to it.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 

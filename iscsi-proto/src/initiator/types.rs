@@ -1,6 +1,7 @@
 //! Configuration, commands, events and outcomes of the initiator session.
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use bytes::Bytes;
 
@@ -48,8 +49,8 @@ pub enum Auth {
     },
 }
 
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Chap {
@@ -180,8 +181,8 @@ pub struct SessionConfig {
     pub task_timeout: Option<Duration>,
 }
 
-impl std::fmt::Debug for SessionConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SessionConfig")
             .field("initiator_name", &self.initiator_name)
             .field("initiator_alias", &self.initiator_alias)

@@ -6,6 +6,7 @@
 
 use super::lun::Lun;
 use super::ScsiError;
+use crate::prelude::*;
 
 /// Operation codes (SPC-4 annex E, SBC-3 5.1).
 pub mod opcode {

@@ -14,8 +14,8 @@
 //! second value of this type keyed by CID, with its own StatSN and login,
 //! sharing the session's window and tasks.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
@@ -263,7 +263,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::wire::{NopIn, BHS_LEN};
-    use std::time::Duration;
+    use core::time::Duration;
 
     fn nop_in(stat_sn: Serial) -> NopIn {
         NopIn {

@@ -3,7 +3,8 @@
 //! renegotiation, logout), and the task bookkeeping they share with the
 //! receive side.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

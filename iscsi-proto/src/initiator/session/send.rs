@@ -1,7 +1,8 @@
 //! Full Feature Phase, send side: CmdSN dispatch, SCSI commands with
 //! their unsolicited data, text, task management, pings and logout.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

@@ -6,7 +6,8 @@
 //! TASK (RFC 7143 section 11.5.1), then LOGICAL UNIT RESET, then the
 //! connection is dropped (section 7.1.5: session recovery at ERL 0).
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use super::*;
 
