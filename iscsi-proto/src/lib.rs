@@ -143,3 +143,8 @@ pub mod testing;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+
+/// `docs/PORTING.md`'s minimal driver, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/PORTING.md")]
+pub struct PortingDoc;
