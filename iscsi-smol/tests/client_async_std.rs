@@ -6,6 +6,8 @@ mod target;
 
 mod common;
 
+use iscsi_smol as driver;
+
 use iscsi_smol::DriverFuture;
 
 fn spawn(d: DriverFuture) {

@@ -1,4 +1,4 @@
-//! Scenarios shared by the smol and async-std test files: each takes the
+//! Scenarios shared by the smol, async-std and tokio test files: each takes the
 //! executor's spawner, so the same code runs under both.
 #![allow(dead_code)]
 
@@ -6,7 +6,9 @@ use bytes::Bytes;
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TaskOutcome};
 use iscsi_proto::scsi::cdb::{read10, write10, RwFlags};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
-use iscsi_smol::{Client, DriverFuture, Error};
+// The driver under test: `use iscsi_smol as driver;` (or iscsi_tokio) in the
+// test file that includes this module.
+use crate::driver::{Client, DriverFuture, Error};
 
 use crate::target::{Control, LoopbackTarget, Note, BLOCK, TARGET_NAME};
 
