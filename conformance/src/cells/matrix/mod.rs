@@ -259,8 +259,11 @@ fn run_cell(ctx: &mut CellCtx, c: Combo) -> Result<(), String> {
             c.target.name()
         ));
     }
-    if c.kind == Kind::Smol {
-        late.push("negotiated values checked on the wire only (iscsi-smol has no getter)".into());
+    if matches!(c.kind, Kind::Smol | Kind::Tokio) {
+        late.push(format!(
+            "negotiated values checked on the wire only (iscsi-{} has no getter)",
+            c.kind.name()
+        ));
     }
     let cap = lease.world()?.capture();
     let window = cap.begin(ctx.artifact("capture.pcap"))?;
