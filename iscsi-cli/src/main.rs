@@ -556,7 +556,11 @@ fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
     let data = with_session(g, url, |c, lun| {
         Ok(exec(
             c,
-            ScsiCommand::read(lun, cdb::inquiry(96).to_vec(), 96),
+            ScsiCommand::read(
+                iscsi_proto::scsi::Lun::from_u64(lun),
+                cdb::inquiry(96).to_vec(),
+                96,
+            ),
             "INQUIRY",
         )?
         .data)

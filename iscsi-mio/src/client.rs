@@ -60,12 +60,13 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
+use iscsi_proto::driver::{helpers, reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
-use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+pub use iscsi_proto::scsi::{Capacity, Lun};
+pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
@@ -260,6 +261,21 @@ impl Client {
         let task = self.core.start(Instant::now(), action, true)?;
         self.drive()?;
         Ok(task)
+    }
+
+    /// Starts one SCSI command whose data and outcome the client gathers
+    /// (no events): [`Client::take_completed`] gives them once it ended
+    /// (`reply::scsi` turns that into a [`Completed`]).
+    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
+        self.start_collected(Action::Scsi(cmd))
+    }
+
+    /// Starts the logout (after outstanding tasks finish): the session
+    /// then ends, [`Client::is_closed`] turns true and
+    /// [`Client::take_completed`] gives the task's reply
+    /// (`reply::logged_out` turns it into a [`LogoutResult`]).
+    pub fn logout(&mut self) -> Result<TaskId, Error> {
+        self.start_collected(Action::Logout(LogoutMode::WaitForTasks))
     }
 
     /// The reply of a collected task, once it ended.
@@ -528,13 +544,47 @@ impl Blocking {
         reply::scsi(self.wait_action(Action::Scsi(cmd)))
     }
 
-    /// Runs a task management function.
+    /// Runs a task management function on `lun`.
     pub fn task_management(
         &mut self,
-        lun: u64,
+        lun: Lun,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
+        let lun = lun.to_u64();
         reply::task_management(self.wait_action(Action::TaskManagement { lun, function }))
+    }
+
+    /// Runs `cmd` and requires GOOD status, sending it again once after a
+    /// UNIT ATTENTION (the one a target reports on the first command of
+    /// every session: tgtd, LIO; see [`iscsi_proto::scsi::helpers`]).
+    pub fn execute_good(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        helpers::execute_good(|c| self.execute(c), cmd)
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of `lun`
+    /// ([`Blocking::execute_good`]).
+    pub fn read(
+        &mut self,
+        lun: Lun,
+        lba: u64,
+        blocks: u32,
+        block_len: u32,
+    ) -> Result<Bytes, Error> {
+        let cmd = helpers::read_command(lun, lba, blocks, block_len);
+        self.execute_good(cmd).map(|c| c.data)
+    }
+
+    /// WRITE(16) of `data` (whole `block_len` blocks) at `lba` of `lun`
+    /// ([`Blocking::execute_good`]).
+    pub fn write(&mut self, lun: Lun, lba: u64, data: Bytes, block_len: u32) -> Result<(), Error> {
+        let cmd = helpers::write_command(lun, lba, data, block_len)?;
+        self.execute_good(cmd).map(drop)
+    }
+
+    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
+    /// where (16) is not supported.
+    pub fn read_capacity(&mut self, lun: Lun) -> Result<Capacity, Error> {
+        helpers::read_capacity(|c| self.execute(c), lun)
     }
 
     /// Logs out (after outstanding tasks finish) and closes the connection.

@@ -30,12 +30,20 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 
 fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BLOCK) as u16;
-    ScsiCommand::write(0, write10(lba, blocks, RwFlags::default()).to_vec(), data)
+    ScsiCommand::write(
+        iscsi_proto::scsi::Lun::ZERO,
+        write10(lba, blocks, RwFlags::default()).to_vec(),
+        data,
+    )
 }
 
 fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     let len = u32::from(blocks) * BLOCK as u32;
-    ScsiCommand::read(0, read10(lba, blocks, RwFlags::default()).to_vec(), len)
+    ScsiCommand::read(
+        iscsi_proto::scsi::Lun::ZERO,
+        read10(lba, blocks, RwFlags::default()).to_vec(),
+        len,
+    )
 }
 
 #[test]
@@ -74,7 +82,9 @@ fn blocking_login_write_read_nop_logout() {
     }
     assert!(answered, "the target's NOP-In was never answered");
 
-    let tmf = b.task_management(0, TmfFunction::LogicalUnitReset).unwrap();
+    let tmf = b
+        .task_management(iscsi_proto::scsi::Lun::ZERO, TmfFunction::LogicalUnitReset)
+        .unwrap();
     assert_eq!(tmf, TmfResponse::FunctionComplete);
     b.logout().unwrap();
     t.wait_note(|n| *n == Note::LoggedOut);

@@ -424,21 +424,32 @@ pub fn initiator_stream(data: &[u8]) {
                 feed(&mut s, now, &mut buf, chunk, &mut out);
             }
             6 => {
-                let cmd = ScsiCommand::read(0, &[0x28u8; 10][..], (arg as u32 + 1) * 512);
+                let cmd = ScsiCommand::read(
+                    crate::scsi::Lun::ZERO,
+                    &[0x28u8; 10][..],
+                    (arg as u32 + 1) * 512,
+                );
                 if let Ok(t) = s.submit(now, cmd) {
                     tasks.push(t);
                 }
             }
             7 => {
                 let len = (arg + 1) * 4000;
-                let cmd = ScsiCommand::write(0, &[0x2au8; 10][..], write_buf.slice(..len));
+                let cmd = ScsiCommand::write(
+                    crate::scsi::Lun::ZERO,
+                    &[0x2au8; 10][..],
+                    write_buf.slice(..len),
+                );
                 if let Ok(t) = s.submit(now, cmd) {
                     tasks.push(t);
                 }
             }
             8 => {
                 let cdb: Vec<u8> = (0..(16 + arg * 15) as u8).collect();
-                if let Ok(t) = s.submit(now, ScsiCommand::new(arg as u64, cdb)) {
+                if let Ok(t) = s.submit(
+                    now,
+                    ScsiCommand::new(crate::scsi::Lun::from_u64(arg as u64), cdb),
+                ) {
                     tasks.push(t);
                 }
             }

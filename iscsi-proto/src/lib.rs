@@ -137,6 +137,10 @@ pub mod wire;
 
 pub use network_portal::NetworkPortal;
 pub use task_id::{TaskId, TaskMap};
+// The names an application needs next to a session, where it looks first.
+pub use scsi::Lun;
+pub use wire::pdu::{TmfFunction, TmfResponse};
+pub use wire::Isid;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -178,7 +178,10 @@ fn unh_login_1_1_standard_login_reaches_full_feature_phase() {
     logged_in(&p);
     assert!(p.events.contains(&Event::LoggedIn { tsih: 0x0d }));
     p.session
-        .submit(p.now, ScsiCommand::new(0, &TUR[..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
         .unwrap();
     p.flush();
     let c = scsi_command(&p.target.expect());
@@ -729,7 +732,11 @@ fn unh_login_14_1_target_mrdsl_bounds_every_data_segment() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(data.clone())),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(data.clone()),
+            ),
         )
         .unwrap();
     p.flush();

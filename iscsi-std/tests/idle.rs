@@ -37,7 +37,7 @@ fn idle_client_answers_target_nop_in() {
     let data = Bytes::from(vec![0x5a; 4096]);
     let w = c
         .execute(ScsiCommand::write(
-            0,
+            iscsi_proto::scsi::Lun::ZERO,
             write10(3, 8, RwFlags::default()).to_vec(),
             data.clone(),
         ))
@@ -45,7 +45,7 @@ fn idle_client_answers_target_nop_in() {
     assert!(w.result.is_good());
     let r = c
         .execute(ScsiCommand::read(
-            0,
+            iscsi_proto::scsi::Lun::ZERO,
             read10(3, 8, RwFlags::default()).to_vec(),
             4096,
         ))

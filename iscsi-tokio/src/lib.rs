@@ -12,13 +12,12 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), iscsi_tokio::Error> {
 //! use iscsi_proto::initiator::SessionConfig;
-//! use iscsi_proto::scsi::Lun;
-//! use iscsi_tokio::Client;
+//! use iscsi_tokio::{Client, Lun};
 //!
 //! let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
 //! // The driver runs on the application's runtime (I/O and time enabled).
 //! let client = Client::connect("127.0.0.1:3260", cfg, |driver| drop(tokio::spawn(driver))).await?;
-//! let data = client.read(Lun::from_number(1).to_u64(), 0, 8, 512).await?;
+//! let data = client.read(Lun::from_number(1), 0, 8, 512).await?;
 //! client.logout().await?;
 //! # let _ = data; Ok(()) }
 //! ```
@@ -27,6 +26,10 @@
 //! [`iscsi_proto::driver::DriverCore`], shared with the other drivers; the
 //! loop is `iscsi-smol`'s (the core's drain order), with tokio's readiness
 //! (`readable`/`writable`, then `try_read`/`try_write_vectored`) and timer.
+//!
+//! `read`, `write` and `read_capacity` retry once the UNIT ATTENTION a
+//! target reports on the first command of every session (SAM-5 5.14;
+//! see `iscsi_proto::scsi::helpers`); `execute` returns any status.
 //!
 //! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`]
 //! (see its module for the whole contract: [`Error::Connect`],
@@ -61,7 +64,9 @@ use iscsi_proto::initiator::{
 };
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
-use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+use iscsi_proto::scsi::helpers::{is_unit_attention, CapacityProbe, Probe, UA_RETRIES};
+pub use iscsi_proto::scsi::{Capacity, Lun};
+pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use tokio::net::TcpStream;
 
 /// Reads per wakeup before the driver looks at requests again.
@@ -238,28 +243,44 @@ impl Client {
         reply::scsi(self.submit(cmd).await?.wait().await)
     }
 
-    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba`; fails
-    /// unless the status is GOOD.
+    /// Runs `cmd` and requires GOOD status, sending it again once after
+    /// a UNIT ATTENTION (the one a target reports on the first command of
+    /// every session: tgtd, LIO; SAM-5 5.14.1 says the command was not
+    /// performed). See [`iscsi_proto::scsi::helpers`].
+    pub async fn execute_good(&self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        let mut retries = UA_RETRIES;
+        loop {
+            let done = self.execute(cmd.clone()).await?;
+            if retries > 0 && is_unit_attention(&done.result) {
+                retries -= 1;
+                continue;
+            }
+            return reply::good(done);
+        }
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of
+    /// `lun`; fails unless the status is GOOD (a first UNIT ATTENTION is
+    /// retried: [`Client::execute_good`]).
     pub async fn read(
         &self,
-        lun: u64,
+        lun: Lun,
         lba: u64,
         blocks: u32,
         block_len: u32,
     ) -> Result<Bytes, Error> {
         let len = blocks.saturating_mul(block_len);
         let cdb = read16(lba, blocks, RwFlags::default());
-        let done = self
-            .execute(ScsiCommand::read(lun, cdb.to_vec(), len))
-            .await?;
-        reply::good(done).map(|c| c.data)
+        let done = self.execute_good(ScsiCommand::read(lun, cdb, len)).await?;
+        Ok(done.data)
     }
 
     /// WRITE(16) of `data` (a whole number of `block_len` blocks) at
-    /// `lba`; fails unless the status is GOOD.
+    /// `lba` of `lun`; fails unless the status is GOOD (a first UNIT
+    /// ATTENTION is retried: [`Client::execute_good`]).
     pub async fn write(
         &self,
-        lun: u64,
+        lun: Lun,
         lba: u64,
         data: Bytes,
         block_len: u32,
@@ -267,18 +288,32 @@ impl Client {
         let blocks = u32::try_from(data.len() / block_len.max(1) as usize)
             .map_err(|_| Error::Usage(UsageError::InvalidCommand("write too long")))?;
         let cdb = write16(lba, blocks, RwFlags::default());
-        let done = self
-            .execute(ScsiCommand::write(lun, cdb.to_vec(), data))
-            .await?;
-        reply::good(done).map(drop)
+        self.execute_good(ScsiCommand::write(lun, cdb, data))
+            .await
+            .map(drop)
     }
 
-    /// Runs a task management function.
+    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
+    /// where (16) is not supported ([`CapacityProbe`]).
+    pub async fn read_capacity(&self, lun: Lun) -> Result<Capacity, Error> {
+        let (mut probe, mut cmd) = CapacityProbe::start(lun);
+        loop {
+            let done = self.execute(cmd).await?;
+            match probe.next(done.result, &done.data) {
+                Probe::Send(next) => cmd = next,
+                Probe::Done(c) => return Ok(c),
+                Probe::Failed(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs a task management function on `lun`.
     pub async fn task_management(
         &self,
-        lun: u64,
+        lun: Lun,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
+        let lun = lun.to_u64();
         let p = self.start(Action::TaskManagement { lun, function }).await?;
         reply::task_management(p.wait().await)
     }

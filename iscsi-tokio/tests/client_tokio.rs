@@ -58,10 +58,18 @@ async fn many_tasks_share_one_session() {
             let c = c.clone();
             tokio::spawn(async move {
                 let data = common::pattern(4 * target::BLOCK, i as u8);
-                c.write(0, u64::from(i) * 4, data.clone(), 512)
+                c.write(
+                    iscsi_proto::scsi::Lun::ZERO,
+                    u64::from(i) * 4,
+                    data.clone(),
+                    512,
+                )
+                .await
+                .unwrap();
+                let back = c
+                    .read(iscsi_proto::scsi::Lun::ZERO, u64::from(i) * 4, 4, 512)
                     .await
                     .unwrap();
-                let back = c.read(0, u64::from(i) * 4, 4, 512).await.unwrap();
                 assert_eq!(back, data);
             })
         })

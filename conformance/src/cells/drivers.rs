@@ -459,7 +459,11 @@ fn exec(c: &mut dyn Initiator, cmd: ScsiCommand, what: &str) -> Result<Bytes, St
 fn read_capacity(c: &mut dyn Initiator, l: u64) -> Result<Capacity, String> {
     let d = exec(
         c,
-        ScsiCommand::read(l, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10)",
     )?;
     Capacity::parse10(&d).map_err(|e| format!("READ CAPACITY(10) data: {e}"))
@@ -567,7 +571,10 @@ fn tgtd_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         let lba = random_lba(&mut rng, &cap, LEN)?;
         exec(
             c.as_mut(),
-            ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+            ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ),
             "TEST UNIT READY",
         )?;
         let held = write_in_flight(c.as_mut(), l, lba, &data, cap.block_len)?;
@@ -627,7 +634,10 @@ fn istgt_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         let lba = random_lba(&mut rng, &cap, LEN)?;
         exec(
             c.as_mut(),
-            ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+            ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ),
             "TEST UNIT READY",
         )?;
         let held = write_in_flight(c.as_mut(), l, lba, &data, cap.block_len)?;

@@ -679,7 +679,7 @@ impl World {
         let next_id = self.subs.len() as u32 + 1;
         let cmd = match kind {
             SubKind::Read { lun, lba, blocks } => ScsiCommand::read(
-                lun_field(lun),
+                iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                 Bytes::copy_from_slice(&cdb::read10(
                     u32::from(lba),
                     u16::from(blocks),
@@ -693,7 +693,7 @@ impl World {
                     data.extend_from_slice(&stamp(next_id, lun, b));
                 }
                 ScsiCommand::write(
-                    lun_field(lun),
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                     Bytes::copy_from_slice(&cdb::write10(
                         u32::from(lba),
                         u16::from(blocks),
@@ -710,7 +710,7 @@ impl World {
                 c[2..10].copy_from_slice(&u64::from(lba).to_be_bytes());
                 c[13] = 1;
                 ScsiCommand::write(
-                    lun_field(lun),
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                     Bytes::copy_from_slice(&c),
                     Bytes::from(data),
                 )
@@ -721,7 +721,11 @@ impl World {
                 let c = [0x5f, 0x06, 0, 0, 0, 0, 0, 0, 24, 0];
                 let mut p = vec![0u8; 24];
                 p[8..16].copy_from_slice(&(PR_KEY_TAG | u64::from(next_id)).to_be_bytes());
-                ScsiCommand::write(lun_field(lun), Bytes::copy_from_slice(&c), Bytes::from(p))
+                ScsiCommand::write(
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
+                    Bytes::copy_from_slice(&c),
+                    Bytes::from(p),
+                )
             }
             _ => return,
         };

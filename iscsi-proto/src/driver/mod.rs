@@ -49,6 +49,7 @@
 
 mod clock;
 pub mod error;
+pub mod helpers;
 pub mod reply;
 
 use crate::prelude::*;

@@ -25,12 +25,20 @@ pub fn pattern(len: usize, seed: u8) -> Bytes {
 
 pub fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BLOCK) as u16;
-    ScsiCommand::write(0, write10(lba, blocks, RwFlags::default()).to_vec(), data)
+    ScsiCommand::write(
+        iscsi_proto::scsi::Lun::ZERO,
+        write10(lba, blocks, RwFlags::default()).to_vec(),
+        data,
+    )
 }
 
 pub fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     let len = u32::from(blocks) * BLOCK as u32;
-    ScsiCommand::read(0, read10(lba, blocks, RwFlags::default()).to_vec(), len)
+    ScsiCommand::read(
+        iscsi_proto::scsi::Lun::ZERO,
+        read10(lba, blocks, RwFlags::default()).to_vec(),
+        len,
+    )
 }
 
 /// Login, a write (immediate data + R2T) and a read back, a target NOP-In
@@ -53,13 +61,20 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
     );
 
     let data = pattern(96 * 1024, 3);
-    c.write(0, 20, data.clone(), BLOCK as u32).await.unwrap();
+    c.write(iscsi_proto::scsi::Lun::ZERO, 20, data.clone(), BLOCK as u32)
+        .await
+        .unwrap();
     assert_eq!(
         &t.disk.lock().unwrap()[20 * BLOCK..20 * BLOCK + data.len()],
         &data[..]
     );
     let back = c
-        .read(0, 20, (data.len() / BLOCK) as u32, BLOCK as u32)
+        .read(
+            iscsi_proto::scsi::Lun::ZERO,
+            20,
+            (data.len() / BLOCK) as u32,
+            BLOCK as u32,
+        )
         .await
         .unwrap();
     assert_eq!(back, data);
@@ -79,7 +94,7 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
     assert!(answered, "the target's NOP-In was never answered");
 
     let r = c
-        .task_management(0, TmfFunction::LogicalUnitReset)
+        .task_management(iscsi_proto::scsi::Lun::ZERO, TmfFunction::LogicalUnitReset)
         .await
         .unwrap();
     assert_eq!(r, TmfResponse::FunctionComplete);

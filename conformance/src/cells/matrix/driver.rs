@@ -224,7 +224,9 @@ impl Initiator for StdInit {
     }
 
     fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-        self.0.task_management(lun, f).map_err(|e| e.to_string())
+        self.0
+            .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f)
+            .map_err(|e| e.to_string())
     }
 
     fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
@@ -301,7 +303,9 @@ impl Initiator for MioInit {
     }
 
     fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-        self.b.task_management(lun, f).map_err(|e| e.to_string())
+        self.b
+            .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f)
+            .map_err(|e| e.to_string())
     }
 
     fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
@@ -387,8 +391,11 @@ macro_rules! async_init {
             }
 
             fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-                futures_lite::future::block_on(self.client.task_management(lun, f))
-                    .map_err(|e| e.to_string())
+                futures_lite::future::block_on(
+                    self.client
+                        .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f),
+                )
+                .map_err(|e| e.to_string())
             }
 
             fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {

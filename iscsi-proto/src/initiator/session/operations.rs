@@ -92,7 +92,7 @@ impl Session {
                 cmd_sn,
                 internal: false,
                 ..
-            }) => (s.cmd.lun, *cmd_sn, s.next_data_sn),
+            }) => (s.cmd.lun.to_u64(), *cmd_sn, s.next_data_sn),
             Some(_) => return Err(UsageError::NotAbortable(task)),
             None => return Err(UsageError::UnknownTask(task)),
         };
@@ -174,7 +174,7 @@ impl Session {
         if function != F::ClearAca {
             for (itt, t) in self.tasks.iter() {
                 if let Kind::Scsi(s) = &t.kind {
-                    if !t.internal && (scope_all || s.cmd.lun == lun) {
+                    if !t.internal && (scope_all || s.cmd.lun.to_u64() == lun) {
                         if t.cmd_sn.is_some() {
                             affected.push(itt);
                         } else {

@@ -128,9 +128,13 @@ impl Session {
             .tasks
             .iter()
             .filter_map(|(itt, t)| match (&t.kind, t.deadline) {
-                (Kind::Scsi(s), Some(d)) if d <= now => {
-                    Some((itt, t.escalation, s.cmd.lun, t.cmd_sn, s.next_data_sn))
-                }
+                (Kind::Scsi(s), Some(d)) if d <= now => Some((
+                    itt,
+                    t.escalation,
+                    s.cmd.lun.to_u64(),
+                    t.cmd_sn,
+                    s.next_data_sn,
+                )),
                 _ => None,
             })
             .collect();
@@ -162,7 +166,7 @@ impl Session {
                         .filter(|(_, t)| {
                             !t.internal
                                 && t.cmd_sn.is_some()
-                                && matches!(&t.kind, Kind::Scsi(s) if s.cmd.lun == lun)
+                                && matches!(&t.kind, Kind::Scsi(s) if s.cmd.lun.to_u64() == lun)
                         })
                         .map(|(i, _)| i)
                         .collect();
