@@ -3,7 +3,11 @@
 //! [`Registry`] under the caller's [`Token`]. No protocol logic lives here:
 //! sockets, clocks and wakeups only.
 //!
-//! The caller's loop (many clients may share one [`Poll`], one token each):
+//! The caller's loop (many clients may share one [`Poll`], one token each:
+//! the wait then ends no later than the *earliest* `poll_timeout()` of all
+//! of them, and each gets [`Client::handle_timeout`] after every wait, a
+//! no-op before its own deadline; `iscsi-mio/examples/multi.rs` runs
+//! three sessions and a listener on one `Poll`):
 //!
 //! ```no_run
 //! use std::time::Instant;
@@ -189,6 +193,13 @@ impl Client {
     }
 
     /// Handles a readiness event for [`Client::token`] (others are ignored).
+    ///
+    /// `Err` is the driver's own failure (the socket could not be
+    /// registered with the `Registry`): this client cannot go on and
+    /// should be dropped; other clients on the same `Poll` are unaffected.
+    /// The end of the session (a refused login, a connection lost and not
+    /// recovered, a logout) is not an `Err`: it comes as [`Event::Closed`]
+    /// from [`Client::poll_event`], and `is_closed()` turns true.
     pub fn handle_event(&mut self, event: &mio::event::Event) -> Result<(), Error> {
         if event.token() != self.token {
             return Ok(());
