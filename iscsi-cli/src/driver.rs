@@ -565,13 +565,9 @@ mod tests {
                     assert!(n.max_burst_length >= 8192);
                 }
             }
-            let lun = Lun::from_number(0).to_u64();
+            let lun = Lun::from_number(0);
             let cap = s
-                .execute(ScsiCommand::read(
-                    iscsi_proto::scsi::Lun::from_u64(lun),
-                    cdb::read_capacity10().to_vec(),
-                    8,
-                ))
+                .execute(ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8))
                 .unwrap();
             let cap = Capacity::parse10(&cap.data).unwrap();
             assert_eq!(cap.total_bytes(), Some(16 << 20));
@@ -580,10 +576,7 @@ mod tests {
             // A command the core refuses (no CDB) fails at submit, or on
             // smol (whose submit does not wait for the driver) at wait_any;
             // either way nothing stays in flight and the session works on.
-            match s.submit(ScsiCommand::new(
-                iscsi_proto::scsi::Lun::from_u64(lun),
-                Vec::<u8>::new(),
-            )) {
+            match s.submit(ScsiCommand::new(lun, Vec::<u8>::new())) {
                 Err(e) => assert!(!is_async(kind), "{e}"),
                 Ok(_) => {
                     assert!(is_async(kind));
@@ -603,11 +596,7 @@ mod tests {
                 let cdb = cdb::write16(lba(i), blocks, RwFlags::default());
                 let chunk = data.slice(i * PER..(i + 1) * PER);
                 let t = s
-                    .submit(ScsiCommand::write(
-                        iscsi_proto::scsi::Lun::from_u64(lun),
-                        cdb.to_vec(),
-                        chunk,
-                    ))
+                    .submit(ScsiCommand::write(lun, cdb.to_vec(), chunk))
                     .unwrap();
                 assert!(writes.insert(t, i).is_none(), "task id reused");
             }
@@ -629,11 +618,7 @@ mod tests {
             for i in 0..N {
                 let cdb = cdb::read16(lba(i), blocks, RwFlags::default());
                 let t = s
-                    .submit(ScsiCommand::read(
-                        iscsi_proto::scsi::Lun::from_u64(lun),
-                        cdb.to_vec(),
-                        PER as u32,
-                    ))
+                    .submit(ScsiCommand::read(lun, cdb.to_vec(), PER as u32))
                     .unwrap();
                 reads.insert(t, i);
             }
@@ -649,7 +634,7 @@ mod tests {
             // One command through `execute` after the batch.
             let one = s
                 .execute(ScsiCommand::read(
-                    iscsi_proto::scsi::Lun::from_u64(lun),
+                    lun,
                     cdb::read16(lba(5), blocks, RwFlags::default()).to_vec(),
                     PER as u32,
                 ))

@@ -49,7 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: client PORTAL TARGET [LUN] [DUMP_FILE]".into());
     };
     let lun_n: u16 = args.get(2).map_or(Ok(1), |s| s.parse())?;
-    let lun = Lun::from_number(lun_n).to_u64();
+    let lun = Lun::from_number(lun_n);
 
     let found = Blocking::discover(portal, SessionConfig::new(INITIATOR))?;
     for t in &found {
@@ -63,21 +63,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = Blocking::connect(portal, cfg)?;
     // The first command after login may meet a UNIT ATTENTION.
     for _ in 0..4 {
-        if b.execute(ScsiCommand::new(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            test_unit_ready().to_vec(),
-        ))?
-        .result
-        .is_good()
+        if b.execute(ScsiCommand::new(lun, test_unit_ready().to_vec()))?
+            .result
+            .is_good()
         {
             break;
         }
     }
-    let cap = b.execute(ScsiCommand::read(
-        iscsi_proto::scsi::Lun::from_u64(lun),
-        read_capacity10().to_vec(),
-        8,
-    ))?;
+    let cap = b.execute(ScsiCommand::read(lun, read_capacity10().to_vec(), 8))?;
     let cap = Capacity::parse10(&cap.data)?;
     let block = cap.block_len as usize;
     let blocks = cap.num_blocks().ok_or("capacity")?;
@@ -102,11 +95,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..DEPTH {
         let cdb = write16(lba + u64::from(cb) * i as u64, cb, RwFlags::default());
         let part = data.slice(i * chunk..(i + 1) * chunk);
-        writes.push(b.submit(ScsiCommand::write(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            cdb.to_vec(),
-            part,
-        ))?);
+        writes.push(b.submit(ScsiCommand::write(lun, cdb.to_vec(), part))?);
     }
     for w in writes {
         check(b.wait(w)?.0, "write")?;
@@ -115,11 +104,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut reads = Vec::new();
     for i in 0..DEPTH {
         let cdb = read16(lba + u64::from(cb) * i as u64, cb, RwFlags::default());
-        reads.push(b.submit(ScsiCommand::read(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            cdb.to_vec(),
-            chunk as u32,
-        ))?);
+        reads.push(b.submit(ScsiCommand::read(lun, cdb.to_vec(), chunk as u32))?);
     }
     let mut back = Vec::with_capacity(TOTAL);
     for r in reads {

@@ -282,7 +282,7 @@ impl Client {
     }
 
     /// Starts the logout (after outstanding tasks finish): the session
-    /// then ends, [`Client::is_closed`] turns true and
+    /// then ends, `is_closed()` turns true and
     /// [`Client::take_completed`] gives the task's reply
     /// (`reply::logged_out` turns it into a [`LogoutResult`]).
     pub fn logout(&mut self) -> Result<TaskId, Error> {

@@ -52,7 +52,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: smol_client PORTAL TARGET [LUN] [DUMP_FILE]".into());
     };
     let lun_n: u16 = args.get(2).map_or(Ok(1), |s| s.parse())?;
-    let lun = Lun::from_number(lun_n).to_u64();
+    let lun = Lun::from_number(lun_n);
 
     let found = Client::discover(portal, SessionConfig::new(INITIATOR), spawn).await?;
     for t in &found {
@@ -66,20 +66,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::connect(portal, cfg, spawn).await?;
     // The first command after login may meet a UNIT ATTENTION.
     for _ in 0..4 {
-        let tur = ScsiCommand::new(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            test_unit_ready().to_vec(),
-        );
+        let tur = ScsiCommand::new(lun, test_unit_ready().to_vec());
         if client.execute(tur).await?.result.is_good() {
             break;
         }
     }
     let cap = client
-        .execute(ScsiCommand::read(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            read_capacity10().to_vec(),
-            8,
-        ))
+        .execute(ScsiCommand::read(lun, read_capacity10().to_vec(), 8))
         .await?;
     let cap = Capacity::parse10(&cap.data)?;
     let block = cap.block_len as usize;
@@ -107,11 +100,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let part = data.slice(i * chunk..(i + 1) * chunk);
         writes.push(
             client
-                .submit(ScsiCommand::write(
-                    iscsi_proto::scsi::Lun::from_u64(lun),
-                    cdb.to_vec(),
-                    part,
-                ))
+                .submit(ScsiCommand::write(lun, cdb.to_vec(), part))
                 .await?,
         );
     }
@@ -124,11 +113,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let cdb = read16(lba + u64::from(cb) * i as u64, cb, RwFlags::default());
         reads.push(
             client
-                .submit(ScsiCommand::read(
-                    iscsi_proto::scsi::Lun::from_u64(lun),
-                    cdb.to_vec(),
-                    chunk as u32,
-                ))
+                .submit(ScsiCommand::read(lun, cdb.to_vec(), chunk as u32))
                 .await?,
         );
     }

@@ -24,37 +24,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "iqn.2026-01.rs.iscsi:ram".into());
     let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target(target);
     let mut client = Client::connect(&portal, cfg, Options::default())?;
-    let lun = Lun::from_number(0).to_u64();
+    let lun = Lun::from_number(0);
     // A fresh session may first see a UNIT ATTENTION (tgtd sends one):
     // ask twice.
-    let cap = match client.execute(ScsiCommand::read(
-        iscsi_proto::scsi::Lun::from_u64(lun),
-        read_capacity10().to_vec(),
-        8,
-    )) {
+    let cap = match client.execute(ScsiCommand::read(lun, read_capacity10().to_vec(), 8)) {
         Ok(c) if c.result.is_good() => c,
-        _ => client.execute(ScsiCommand::read(
-            iscsi_proto::scsi::Lun::from_u64(lun),
-            read_capacity10().to_vec(),
-            8,
-        ))?,
+        _ => client.execute(ScsiCommand::read(lun, read_capacity10().to_vec(), 8))?,
     };
     let cap = Capacity::parse10(&cap.data)?;
     println!("{} blocks of {} bytes", cap.last_lba + 1, cap.block_len);
     let block = Bytes::from(vec![0xa5; cap.block_len as usize]);
     // submit() queues without waiting: many commands can be in flight.
     let write = client.submit(ScsiCommand::write(
-        iscsi_proto::scsi::Lun::from_u64(lun),
+        lun,
         write16(0, 1, RwFlags::default()).to_vec(),
         block.clone(),
     ))?;
     client.wait(write)?;
     let cdb = read16(0, 1, RwFlags::default());
-    let back = client.execute(ScsiCommand::read(
-        iscsi_proto::scsi::Lun::from_u64(lun),
-        cdb.to_vec(),
-        cap.block_len,
-    ))?;
+    let back = client.execute(ScsiCommand::read(lun, cdb.to_vec(), cap.block_len))?;
     println!(
         "read back {} bytes, same: {}",
         back.data.len(),
