@@ -269,3 +269,28 @@ fn large_writes_and_reads_in_flight() {
     }
     b.logout().unwrap();
 }
+
+/// SAM-5 5.14.1 (the command reporting a UNIT ATTENTION was not
+/// performed): `Blocking::read` and `read_capacity` send it once more;
+/// `execute` returns the status as it came; two in a row fail.
+#[test]
+fn blocking_helpers_retry_one_unit_attention() {
+    use iscsi_mio::client::Lun;
+    use std::sync::atomic::Ordering;
+    let t = LoopbackTarget::start(64, 0);
+    let mut b = Blocking::connect(&t.addr.to_string(), config("mio-ua")).unwrap();
+    let data = pattern(2 * BLOCK, 5);
+    t.disk.lock().unwrap()[BLOCK..3 * BLOCK].copy_from_slice(&data);
+    t.unit_attention.store(1, Ordering::SeqCst);
+    assert!(!b.execute(read_cmd(1, 2)).unwrap().result.is_good());
+    t.unit_attention.store(1, Ordering::SeqCst);
+    assert_eq!(b.read(Lun::ZERO, 1, 2, BLOCK as u32).unwrap(), data);
+    t.unit_attention.store(2, Ordering::SeqCst);
+    assert!(matches!(
+        b.read(Lun::ZERO, 1, 2, BLOCK as u32),
+        Err(Error::Status(_))
+    ));
+    b.write(Lun::ZERO, 4, data.clone(), BLOCK as u32).unwrap();
+    assert_eq!(&t.disk.lock().unwrap()[4 * BLOCK..6 * BLOCK], &data[..]);
+    b.logout().unwrap();
+}

@@ -38,3 +38,8 @@ fn dropped_client_logs_out_under_async_std() {
 fn large_in_flight_under_async_std() {
     async_std::task::block_on(common::large_in_flight(spawn));
 }
+
+#[test]
+fn unit_attention_is_retried_once_under_async_std() {
+    async_std::task::block_on(common::unit_attention_is_retried_once(spawn));
+}

@@ -75,3 +75,8 @@ fn many_tasks_share_one_session() {
 fn large_in_flight_under_smol() {
     smol::block_on(common::large_in_flight(spawn));
 }
+
+#[test]
+fn unit_attention_is_retried_once_under_smol() {
+    smol::block_on(common::unit_attention_is_retried_once(spawn));
+}

@@ -79,3 +79,8 @@ async fn many_tasks_share_one_session() {
     }
     c.logout().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unit_attention_is_retried_once_under_tokio() {
+    common::unit_attention_is_retried_once(spawn).await;
+}

@@ -201,3 +201,38 @@ pub async fn large_in_flight(spawn: impl FnOnce(DriverFuture)) {
     }
     c.logout().await.unwrap();
 }
+
+/// SAM-5 5.14.1: a command that reports a UNIT ATTENTION was not
+/// performed. `execute` hands the status back as it came; `read` and
+/// `read_capacity` send the command again once (the target sees it twice,
+/// the data is right); a second UNIT ATTENTION in a row is an error.
+pub async fn unit_attention_is_retried_once(spawn: impl FnOnce(DriverFuture)) {
+    use std::sync::atomic::Ordering;
+    let t = LoopbackTarget::start(64, 0);
+    let c = Client::connect(&t.addr.to_string(), config("smol-ua"), spawn)
+        .await
+        .unwrap();
+    let lun = iscsi_proto::Lun::ZERO;
+    let data = pattern(4 * BLOCK, 9);
+    t.disk.lock().unwrap()[..data.len()].copy_from_slice(&data);
+
+    t.unit_attention.store(1, Ordering::SeqCst);
+    let done = c.execute(read_cmd(0, 4)).await.unwrap();
+    assert!(!done.result.is_good(), "execute must not hide the status");
+    assert_eq!(t.unit_attention.load(Ordering::SeqCst), 0);
+
+    t.unit_attention.store(1, Ordering::SeqCst);
+    let back = c.read(lun, 0, 4, BLOCK as u32).await.unwrap();
+    assert_eq!(back, data);
+    let reads = std::iter::from_fn(|| t.notes.try_recv().ok())
+        .filter(|n| *n == Note::Command(0x88))
+        .count();
+    assert_eq!(reads, 2, "one READ(16) answered with UA, one performed");
+
+    t.unit_attention.store(2, Ordering::SeqCst);
+    match c.read(lun, 0, 4, BLOCK as u32).await {
+        Err(Error::Status(r)) => assert_eq!(r.status, 0x02),
+        other => panic!("two UNIT ATTENTIONs must fail: {other:?}"),
+    }
+    c.logout().await.unwrap();
+}
