@@ -317,10 +317,18 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
         let lba = slot * blocks_per_io;
         if spec.pattern.is_write() {
             let cdb = cdb::write16(lba, blocks_per_io as u32, RwFlags::default());
-            ScsiCommand::write(spec.lun, cdb.to_vec(), payload.clone())
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::from_u64(spec.lun),
+                cdb.to_vec(),
+                payload.clone(),
+            )
         } else {
             let cdb = cdb::read16(lba, blocks_per_io as u32, RwFlags::default());
-            ScsiCommand::read(spec.lun, cdb.to_vec(), spec.bs)
+            ScsiCommand::read(
+                iscsi_proto::scsi::Lun::from_u64(spec.lun),
+                cdb.to_vec(),
+                spec.bs,
+            )
         }
     };
     // Submit times of the commands in flight: a short list searched from

@@ -1,4 +1,4 @@
-//! `--driver std|mio|smol`: one small interface over the three initiator
+//! `--driver std|mio|smol|tokio`: one small interface over the four initiator
 //! drivers, with exactly what the commands need (connect and log in,
 //! discover, run one command, keep several in flight for the benchmark,
 //! the negotiated values, log out).
@@ -7,7 +7,7 @@
 //! - `mio`: [`iscsi_mio::client::Blocking`], a private `mio::Poll` driven
 //!   on this thread inside each call.
 //!
-//! The three drivers share their core (`iscsi_proto::driver`): one error
+//! The four drivers share their core (`iscsi_proto::driver`): one error
 //! type ([`Describe`] has one implementation), the same replies, and the
 //! byte tap that `--pcap` installs on each.
 //! - `smol`: [`iscsi_smol::Driver`] runs on a dedicated thread under
@@ -17,6 +17,10 @@
 //!   A submitted command is a future (submit, then wait for the outcome)
 //!   polled once to queue the request, so `submit` does not wait for the
 //!   driver thread; `wait_any` polls all of them.
+//! - `tokio`: [`iscsi_tokio::Driver`] runs on a dedicated thread under a
+//!   current-thread tokio runtime (I/O and time enabled); this thread
+//!   blocks on replies exactly as for smol (the clients' channels are
+//!   runtime-agnostic), through the same [`AsyncSession`].
 //!
 //! Commands in flight are named by a [`Tag`], unique among the session's
 //! commands in flight.
@@ -44,6 +48,8 @@ pub enum DriverKind {
     Mio,
     /// Async driver on `async-io` (`iscsi-smol`), on its own thread.
     Smol,
+    /// Async driver on tokio (`iscsi-tokio`), on its own thread.
+    Tokio,
 }
 
 impl DriverKind {
@@ -53,6 +59,7 @@ impl DriverKind {
             DriverKind::Std => "std",
             DriverKind::Mio => "mio",
             DriverKind::Smol => "smol",
+            DriverKind::Tokio => "tokio",
         }
     }
 }
@@ -71,16 +78,52 @@ enum TagKind {
     Local(u64),
 }
 
-type SmolWait = Pin<Box<dyn Future<Output = iscsi_smol::Reply>>>;
+type SmolWait = Pin<Box<dyn Future<Output = iscsi_proto::driver::Reply>>>;
+type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, Error>>>>;
 
-/// The smol driver: the client handle, the driver thread and the tasks in
-/// flight.
-pub struct SmolSession {
-    client: iscsi_smol::Client,
+/// What the tool needs of an async driver's client (`iscsi_smol::Client`
+/// and `iscsi_tokio::Client` have the same methods).
+pub trait AsyncClient: Clone + 'static {
+    /// Waits for the Full Feature Phase.
+    fn logged_in(&self) -> Boxed<()>;
+    /// Starts `action` and waits for its reply.
+    fn run(&self, action: iscsi_proto::driver::Action) -> SmolWait;
+    /// Logs out.
+    fn logout(&self) -> Boxed<()>;
+}
+
+macro_rules! async_client {
+    ($t:ty) => {
+        impl AsyncClient for $t {
+            fn logged_in(&self) -> Boxed<()> {
+                let c = self.clone();
+                Box::pin(async move { c.logged_in().await })
+            }
+            fn run(&self, action: iscsi_proto::driver::Action) -> SmolWait {
+                let c = self.clone();
+                Box::pin(async move { c.start(action).await?.wait().await })
+            }
+            fn logout(&self) -> Boxed<()> {
+                let c = self.clone();
+                Box::pin(async move { c.logout().await.map(drop) })
+            }
+        }
+    };
+}
+async_client!(iscsi_smol::Client);
+async_client!(iscsi_tokio::Client);
+
+/// An async driver (smol or tokio): the client handle, the driver thread
+/// and the tasks in flight.
+pub struct AsyncSession<C> {
+    client: C,
     thread: Option<JoinHandle<Result<(), Error>>>,
     pending: Vec<(Tag, SmolWait)>,
     next_tag: u64,
 }
+
+/// The smol driver's session.
+pub type SmolSession = AsyncSession<iscsi_smol::Client>;
 
 /// A logged-in session on one of the drivers.
 pub struct Session {
@@ -96,6 +139,8 @@ enum Inner {
     Mio(Box<iscsi_mio::client::Blocking>),
     /// `iscsi-smol`.
     Smol(Box<SmolSession>),
+    /// `iscsi-tokio`.
+    Tokio(Box<AsyncSession<iscsi_tokio::Client>>),
 }
 
 impl std::fmt::Debug for Session {
@@ -127,7 +172,68 @@ fn smol_start(
     Ok((client, thread))
 }
 
-/// Why a smol session failed. A request that reaches the driver after it
+/// Starts the tokio driver on its own thread (a current-thread runtime
+/// with I/O and time).
+fn tokio_start(
+    portal: &str,
+    config: SessionConfig,
+    opts: iscsi_std::Options,
+) -> Result<(iscsi_tokio::Client, JoinHandle<Result<(), Error>>), String> {
+    let (client, driver) = iscsi_tokio::Client::new(portal, config).map_err(|e| e.describe())?;
+    let mut driver = driver.with_coalesce(opts.coalesce);
+    if let Some(tap) = opts.tap {
+        driver = driver.with_tap(tap);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let thread = std::thread::Builder::new()
+        .name("iscsi-tokio-driver".into())
+        .spawn(move || runtime.block_on(driver.run()))
+        .map_err(|e| format!("cannot start the tokio driver thread: {e}"))?;
+    Ok((client, thread))
+}
+
+/// Logs in on an async driver started by `start`.
+fn async_connect<C: AsyncClient>(
+    (client, thread): (C, JoinHandle<Result<(), Error>>),
+) -> Result<Box<AsyncSession<C>>, String> {
+    match block_on(client.logged_in()) {
+        Ok(()) => Ok(Box::new(AsyncSession {
+            client,
+            thread: Some(thread),
+            pending: Vec::new(),
+            next_tag: 0,
+        })),
+        Err(e) => {
+            drop(client);
+            Err(smol_failure(e, thread))
+        }
+    }
+}
+
+/// A discovery session on an async driver started by `start`.
+fn async_discover<C: AsyncClient>(
+    (client, thread): (C, JoinHandle<Result<(), Error>>),
+) -> Result<Vec<TargetRecord>, String> {
+    let result = block_on(async {
+        client.logged_in().await?;
+        let targets = reply::targets(client.run(iscsi_proto::driver::Action::SendTargets).await)?;
+        client.logout().await?;
+        Ok(targets)
+    });
+    drop(client);
+    match result {
+        Ok(targets) => {
+            let _ = thread.join();
+            Ok(targets)
+        }
+        Err(e) => Err(smol_failure(e, thread)),
+    }
+}
+
+/// Why an async (smol, tokio) session failed. A request that reaches the driver after it
 /// ended only learns "session closed"; the driver's own result names the
 /// cause (e.g. "connection refused"), so the thread is joined for it. The
 /// driver ends once the session failed or (with the client dropped) logs
@@ -228,20 +334,9 @@ impl Session {
             DriverKind::Mio => mio_start(portal, config, opts)
                 .map(|blocking| Inner::Mio(Box::new(blocking)))
                 .map_err(|e| e.describe()),
-            DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts)?;
-                match block_on(client.logged_in()) {
-                    Ok(()) => Ok(Inner::Smol(Box::new(SmolSession {
-                        client,
-                        thread: Some(thread),
-                        pending: Vec::new(),
-                        next_tag: 0,
-                    }))),
-                    Err(e) => {
-                        drop(client);
-                        Err(smol_failure(e, thread))
-                    }
-                }
+            DriverKind::Smol => async_connect(smol_start(portal, config, opts)?).map(Inner::Smol),
+            DriverKind::Tokio => {
+                async_connect(tokio_start(portal, config, opts)?).map(Inner::Tokio)
             }
         }?;
         Ok(Session {
@@ -265,24 +360,8 @@ impl Session {
             DriverKind::Mio => mio_start(portal, config, opts)
                 .and_then(|b| b.discover_targets())
                 .map_err(|e| e.describe()),
-            DriverKind::Smol => {
-                let (client, thread) = smol_start(portal, config, opts)?;
-                let result = block_on(async {
-                    client.logged_in().await?;
-                    let p = client.start(iscsi_smol::Action::SendTargets).await?;
-                    let targets = reply::targets(p.wait().await)?;
-                    client.logout().await?;
-                    Ok(targets)
-                });
-                drop(client);
-                match result {
-                    Ok(targets) => {
-                        let _ = thread.join();
-                        Ok(targets)
-                    }
-                    Err(e) => Err(smol_failure(e, thread)),
-                }
-            }
+            DriverKind::Smol => async_discover(smol_start(portal, config, opts)?),
+            DriverKind::Tokio => async_discover(tokio_start(portal, config, opts)?),
         }
     }
 
@@ -292,16 +371,17 @@ impl Session {
             Inner::Std(_) => DriverKind::Std,
             Inner::Mio(_) => DriverKind::Mio,
             Inner::Smol(_) => DriverKind::Smol,
+            Inner::Tokio(_) => DriverKind::Tokio,
         }
     }
 
-    /// The operational values agreed at login (`None` on the smol
-    /// driver, whose client does not expose the session's getters).
+    /// The operational values agreed at login (`None` on the async
+    /// drivers, whose clients do not expose the session's getters).
     pub fn negotiated(&mut self) -> Option<Negotiated> {
         match &mut self.inner {
             Inner::Std(c) => c.session().negotiated().cloned(),
             Inner::Mio(m) => m.client().session().negotiated().cloned(),
-            Inner::Smol(_) => None,
+            Inner::Smol(_) | Inner::Tokio(_) => None,
         }
     }
 
@@ -310,7 +390,8 @@ impl Session {
         match &mut self.inner {
             Inner::Std(c) => c.execute(cmd).map_err(|e| e.describe()),
             Inner::Mio(m) => m.execute(cmd).map_err(|e| e.describe()),
-            Inner::Smol(s) => block_on(s.client.execute(cmd)).map_err(|e| e.describe()),
+            Inner::Smol(s) => s.execute(cmd),
+            Inner::Tokio(s) => s.execute(cmd),
         }
     }
 
@@ -321,23 +402,8 @@ impl Session {
         let tag = match &mut self.inner {
             Inner::Std(c) => Tag(TagKind::Task(c.submit(cmd).map_err(|e| e.describe())?)),
             Inner::Mio(m) => Tag(TagKind::Task(m.submit(cmd).map_err(|e| e.describe())?)),
-            Inner::Smol(s) => {
-                let client = s.client.clone();
-                let mut task: SmolWait =
-                    Box::pin(async move { client.submit(cmd).await?.wait().await });
-                // The first poll queues the request (an unbounded channel)
-                // and then waits for the driver's answer. If the driver
-                // thread already answered, the result (even a refusal) is
-                // kept for `wait_any` like any other: whether it was that
-                // fast is a race, so `submit` must not depend on it.
-                if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
-                    task = Box::pin(futures_lite::future::ready(r));
-                }
-                let tag = Tag(TagKind::Local(s.next_tag));
-                s.next_tag = s.next_tag.wrapping_add(1);
-                s.pending.push((tag, task));
-                tag
-            }
+            Inner::Smol(s) => s.submit(cmd),
+            Inner::Tokio(s) => s.submit(cmd),
         };
         self.outstanding += 1;
         Ok(tag)
@@ -367,23 +433,8 @@ impl Session {
                 .wait_any()
                 .map(|(t, o, d)| (Tag(TagKind::Task(t)), o, d))
                 .map_err(|e| e.describe()),
-            Inner::Smol(s) => {
-                if s.pending.is_empty() {
-                    return Err("no command in flight".into());
-                }
-                let pending = &mut s.pending;
-                let (i, reply) = block_on(futures_lite::future::poll_fn(|cx| {
-                    for (i, (_, wait)) in pending.iter_mut().enumerate() {
-                        if let Poll::Ready(r) = wait.as_mut().poll(cx) {
-                            return Poll::Ready((i, r));
-                        }
-                    }
-                    Poll::Pending
-                }));
-                let (task, _) = s.pending.swap_remove(i);
-                let (outcome, data) = reply.map_err(|e| e.describe())?;
-                Ok((task, outcome, data))
-            }
+            Inner::Smol(s) => s.wait_any(),
+            Inner::Tokio(s) => s.wait_any(),
         }
     }
 
@@ -393,19 +444,64 @@ impl Session {
         match self.inner {
             Inner::Std(c) => c.logout().map(drop).map_err(|e| e.describe()),
             Inner::Mio(m) => m.logout().map(drop).map_err(|e| e.describe()),
-            Inner::Smol(mut s) => {
-                let result = block_on(s.client.logout());
-                s.pending.clear();
-                let thread = s.thread.take();
-                drop(s);
-                let ended = match thread.map(JoinHandle::join) {
-                    Some(Err(_)) => Err("the smol driver thread panicked".to_string()),
-                    _ => Ok(()),
-                };
-                result.map(drop).map_err(|e| e.describe())?;
-                ended
-            }
+            Inner::Smol(s) => s.logout(),
+            Inner::Tokio(s) => s.logout(),
         }
+    }
+}
+
+impl<C: AsyncClient> AsyncSession<C> {
+    fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, String> {
+        let r = block_on(self.client.run(iscsi_proto::driver::Action::Scsi(cmd)));
+        reply::scsi(r).map_err(|e| e.describe())
+    }
+
+    fn submit(&mut self, cmd: ScsiCommand) -> Tag {
+        let mut task = self.client.run(iscsi_proto::driver::Action::Scsi(cmd));
+        // The first poll queues the request (an unbounded channel)
+        // and then waits for the driver's answer. If the driver
+        // thread already answered, the result (even a refusal) is
+        // kept for `wait_any` like any other: whether it was that
+        // fast is a race, so `submit` must not depend on it.
+        if let Some(r) = block_on(futures_lite::future::poll_once(task.as_mut())) {
+            task = Box::pin(futures_lite::future::ready(r));
+        }
+        let tag = Tag(TagKind::Local(self.next_tag));
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.pending.push((tag, task));
+        tag
+    }
+
+    fn wait_any(&mut self) -> Result<(Tag, TaskOutcome, Bytes), String> {
+        if self.pending.is_empty() {
+            return Err("no command in flight".into());
+        }
+        let pending = &mut self.pending;
+        let (i, reply) = block_on(futures_lite::future::poll_fn(|cx| {
+            for (i, (_, wait)) in pending.iter_mut().enumerate() {
+                if let Poll::Ready(r) = wait.as_mut().poll(cx) {
+                    return Poll::Ready((i, r));
+                }
+            }
+            Poll::Pending
+        }));
+        let (task, _) = self.pending.swap_remove(i);
+        let (outcome, data) = reply.map_err(|e| e.describe())?;
+        Ok((task, outcome, data))
+    }
+
+    /// Logs out and waits for the driver thread to end.
+    fn logout(mut self: Box<Self>) -> Result<(), String> {
+        let result = block_on(self.client.logout());
+        self.pending.clear();
+        let thread = self.thread.take();
+        drop(self);
+        let ended = match thread.map(JoinHandle::join) {
+            Some(Err(_)) => Err("the async driver thread panicked".to_string()),
+            _ => Ok(()),
+        };
+        result.map_err(|e| e.describe())?;
+        ended
     }
 }
 
@@ -463,13 +559,13 @@ mod tests {
             let mut s = Session::connect(kind, &portal, config(), Default::default()).unwrap();
             assert_eq!(s.kind(), kind);
             match kind {
-                DriverKind::Smol => assert!(s.negotiated().is_none()),
+                DriverKind::Smol | DriverKind::Tokio => assert!(s.negotiated().is_none()),
                 _ => {
                     let n = s.negotiated().expect("negotiated values after login");
                     assert!(n.max_burst_length >= 8192);
                 }
             }
-            let lun = Lun::from_number(0).to_u64();
+            let lun = Lun::from_number(0);
             let cap = s
                 .execute(ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8))
                 .unwrap();
@@ -481,9 +577,9 @@ mod tests {
             // smol (whose submit does not wait for the driver) at wait_any;
             // either way nothing stays in flight and the session works on.
             match s.submit(ScsiCommand::new(lun, Vec::<u8>::new())) {
-                Err(e) => assert_ne!(kind, DriverKind::Smol, "{e}"),
+                Err(e) => assert!(!is_async(kind), "{e}"),
                 Ok(_) => {
-                    assert_eq!(kind, DriverKind::Smol);
+                    assert!(is_async(kind));
                     let e = s.wait_any().unwrap_err();
                     assert!(!e.contains("no command in flight"), "{e}");
                 }
@@ -563,13 +659,22 @@ mod tests {
         exercise(DriverKind::Smol);
     }
 
+    #[test]
+    fn tokio_driver() {
+        exercise(DriverKind::Tokio);
+    }
+
+    fn is_async(kind: DriverKind) -> bool {
+        matches!(kind, DriverKind::Smol | DriverKind::Tokio)
+    }
+
     /// A refused connection is an error on every driver, not a hang.
     #[test]
     fn connection_refused() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let portal = l.local_addr().unwrap().to_string();
         drop(l);
-        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+        for kind in DriverKind::value_variants().iter().copied() {
             let e = Session::connect(kind, &portal, config(), Default::default()).unwrap_err();
             assert!(e.contains("refused"), "{kind:?}: {e}");
         }
@@ -577,7 +682,7 @@ mod tests {
 
     #[test]
     fn names_match_the_command_line() {
-        for kind in [DriverKind::Std, DriverKind::Mio, DriverKind::Smol] {
+        for kind in DriverKind::value_variants().iter().copied() {
             assert_eq!(DriverKind::from_str(kind.name(), false).unwrap(), kind);
         }
         assert_eq!(DriverKind::default(), DriverKind::Std);

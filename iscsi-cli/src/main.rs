@@ -1,6 +1,6 @@
 //! The `iscsi` command-line tool: an iSCSI initiator for storage engineers,
 //! built on the `iscsi-proto` sans-IO core and one of its drivers
-//! (`--driver std|mio|smol`, see [`driver`]).
+//! (`--driver std|mio|smol|tokio`, see [`driver`]).
 //!
 //! Every failure is one line on stderr and a non-zero exit status.
 #![forbid(unsafe_code)]
@@ -101,7 +101,7 @@ struct Global {
     #[arg(long, global = true)]
     no_recovery: bool,
     /// The initiator driver: blocking std sockets, a mio event loop, or the
-    /// async smol driver (on its own thread).
+    /// async smol or tokio driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
     driver: DriverKind,
 }
@@ -568,7 +568,11 @@ fn inquiry(g: &Global, url: &str, json: bool) -> Result<(), String> {
     let data = with_session(g, url, |c, lun| {
         Ok(exec(
             c,
-            ScsiCommand::read(lun, cdb::inquiry(96).to_vec(), 96),
+            ScsiCommand::read(
+                iscsi_proto::scsi::Lun::from_u64(lun),
+                cdb::inquiry(96).to_vec(),
+                96,
+            ),
             "INQUIRY",
         )?
         .data)
@@ -711,14 +715,16 @@ mod tests {
         assert_eq!(cli.global.driver, DriverKind::Smol);
         let cli = Cli::try_parse_from(["iscsi", "--driver", "mio", "discover", "h"]).unwrap();
         assert_eq!(cli.global.driver, DriverKind::Mio);
-        assert!(Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).is_err());
+        let cli = Cli::try_parse_from(["iscsi", "--driver", "tokio", "discover", "h"]).unwrap();
+        assert_eq!(cli.global.driver, DriverKind::Tokio);
+        assert!(Cli::try_parse_from(["iscsi", "--driver", "uring", "discover", "h"]).is_err());
     }
 
     /// Session recovery (ERL 0 reinstatement) is the default of every
     /// command on every driver; `--no-recovery` turns it off.
     #[test]
     fn recovery_is_the_default_and_no_recovery_turns_it_off() {
-        for d in ["std", "mio", "smol"] {
+        for d in ["std", "mio", "smol", "tokio"] {
             for cmd in [
                 &["read", "iscsi://h/t/1", "--lba", "0", "--blocks", "1"][..],
                 &["write", "iscsi://h/t/1", "--lba", "0"][..],
@@ -741,7 +747,7 @@ mod tests {
     fn pcap_works_with_every_driver() {
         let dir = std::env::temp_dir().join(format!("iscsi-cli-pcap-{}", std::process::id()));
         let file = dir.to_string_lossy().into_owned() + ".pcap";
-        for d in ["std", "mio", "smol"] {
+        for d in ["std", "mio", "smol", "tokio"] {
             let cli =
                 Cli::try_parse_from(["iscsi", "--driver", d, "--pcap", &file, "discover", "h"])
                     .unwrap();

@@ -195,7 +195,7 @@ fn demo_client(
     crate::tool::exec(
         &mut c,
         ScsiCommand::write(
-            lun,
+            iscsi_proto::scsi::Lun::from_u64(lun),
             cdb::write16(lba, n, RwFlags::default()).to_vec(),
             data.clone(),
         ),
@@ -203,7 +203,11 @@ fn demo_client(
     )?;
     let back = crate::tool::exec(
         &mut c,
-        ScsiCommand::read(lun, cdb::read16(lba, n, RwFlags::default()).to_vec(), len),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::read16(lba, n, RwFlags::default()).to_vec(),
+            len,
+        ),
         "READ(16)",
     )?;
     if back.data != data {

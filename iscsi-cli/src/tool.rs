@@ -80,7 +80,11 @@ pub fn exec(client: &mut Session, cmd: ScsiCommand, what: &str) -> Result<Comple
 pub fn read_capacity(c: &mut Session, lun: u64) -> Result<Capacity, String> {
     let d = exec(
         c,
-        ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10)",
     )?;
     let cap10 = Capacity::parse10(&d.data).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
@@ -89,7 +93,11 @@ pub fn read_capacity(c: &mut Session, lun: u64) -> Result<Capacity, String> {
     }
     let d = exec(
         c,
-        ScsiCommand::read(lun, cdb::read_capacity16(32).to_vec(), 32),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::read_capacity16(32).to_vec(),
+            32,
+        ),
         "READ CAPACITY(16)",
     )?;
     Capacity::parse16(&d.data).map_err(|e| format!("READ CAPACITY(16) data: {e}"))
@@ -119,7 +127,11 @@ pub fn read_blocks(
         let n = per.min(end - at) as u32;
         let len = u32::try_from(u64::from(n) * bs).map_err(|_| "transfer too large")?;
         let cdb = cdb::read16(at, n, RwFlags::default());
-        let d = exec(c, ScsiCommand::read(lun, cdb.to_vec(), len), "READ(16)")?;
+        let d = exec(
+            c,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::from_u64(lun), cdb.to_vec(), len),
+            "READ(16)",
+        )?;
         out.write_all(&d.data)
             .map_err(|e| format!("write output: {e}"))?;
         at += u64::from(n);
@@ -154,7 +166,11 @@ pub fn write_blocks(c: &mut Session, lun: u64, lba: u64, data: &Bytes) -> Result
         let off = ((at - lba) * bs) as usize;
         let chunk = data.slice(off..off + (n * bs) as usize);
         let cdb = cdb::write16(at, n as u32, RwFlags::default());
-        exec(c, ScsiCommand::write(lun, cdb.to_vec(), chunk), "WRITE(16)")?;
+        exec(
+            c,
+            ScsiCommand::write(iscsi_proto::scsi::Lun::from_u64(lun), cdb.to_vec(), chunk),
+            "WRITE(16)",
+        )?;
         at += n;
     }
     Ok(())

@@ -15,10 +15,11 @@
 //! [`remove`](Target::remove)s a connection once it
 //! [is closed](iscsi_proto::target::Portal::is_closed) and flushed.
 
+use iscsi_proto::time::Instant;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::{ChapCredentials, DigestType, OperationalParams, SessionType};

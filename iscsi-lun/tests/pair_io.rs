@@ -18,7 +18,7 @@ const DISK: u64 = 4 << 20;
 
 fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read10(lba, blocks, Default::default())),
         u32::from(blocks) * BS,
     )
@@ -27,7 +27,7 @@ fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
 fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BS as usize) as u16;
     ScsiCommand::write(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::write10(lba, blocks, Default::default())),
         data,
     )
@@ -50,7 +50,7 @@ fn inquiry_and_read_capacity() {
     );
     h.login();
     let (r, data) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::inquiry(96)),
         96,
     ));
@@ -71,7 +71,7 @@ fn inquiry_and_read_capacity() {
     }
 
     let (r, data) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read_capacity10()),
         8,
     ));
@@ -81,7 +81,7 @@ fn inquiry_and_read_capacity() {
     assert_eq!(cap.last_lba + 1, DISK / u64::from(BS));
 
     let (r, data) = h.run(ScsiCommand::read(
-        lun(1),
+        iscsi_proto::scsi::Lun::from_u64(lun(1)),
         Bytes::copy_from_slice(&cdb::read_capacity16(32)),
         32,
     ));
@@ -91,7 +91,7 @@ fn inquiry_and_read_capacity() {
 
     // A LUN that does not exist: LOGICAL UNIT NOT SUPPORTED.
     let (r, _) = h.run(ScsiCommand::read(
-        lun(9),
+        iscsi_proto::scsi::Lun::from_u64(lun(9)),
         Bytes::copy_from_slice(&cdb::read_capacity10()),
         8,
     ));
@@ -514,7 +514,7 @@ fn lun_reset_aborts_every_task_on_the_lun_once() {
         h.hold = true;
         let on0: Vec<TaskId> = (0..4).map(|i| h.submit(read_cmd(i, 1))).collect();
         let on1 = h.submit(ScsiCommand::read(
-            lun(1),
+            iscsi_proto::scsi::Lun::from_u64(lun(1)),
             Bytes::copy_from_slice(&cdb::read10(0, 1, Default::default())),
             512,
         ));
@@ -611,7 +611,7 @@ fn read_residuals() {
     // target sends EDTL bytes and reports an overflow (RFC 7143 section
     // 11.4.5.1).
     let (r, data) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read10(0, 4, Default::default())),
         1024,
     ));
@@ -622,7 +622,7 @@ fn read_residuals() {
     assert_eq!(data, h.disk(0, 0, 1024));
     // Above: an underflow.
     let (r, data) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read10(0, 2, Default::default())),
         4096,
     ));
@@ -638,14 +638,14 @@ fn write_residuals() {
     h.login();
     // More data than the CDB transfers: underflow of the extra bytes.
     let (r, _) = h.run(ScsiCommand::write(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::write10(0, 1, Default::default())),
         pattern(1, 1024),
     ));
     assert_eq!(r.residual, Residual::Underflow(512), "{r:?}");
     // Less data than the CDB transfers: overflow.
     let (r, _) = h.run(ScsiCommand::write(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::write10(0, 4, Default::default())),
         pattern(2, 1024),
     ));
@@ -659,13 +659,13 @@ fn sixteen_byte_and_extended_cdbs() {
     h.login();
     let data = pattern(16, 8192);
     let (r, _) = h.run(ScsiCommand::write(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::write16(1000, 16, Default::default())),
         data.clone(),
     ));
     assert!(r.is_good());
     let (r, back) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read16(1000, 16, Default::default())),
         8192,
     ));
@@ -677,7 +677,11 @@ fn sixteen_byte_and_extended_cdbs() {
     long[0] = 0x7f;
     long[7] = 24;
     let before = h.ini_pdus.len();
-    let (r, _) = h.run(ScsiCommand::read(lun(0), Bytes::from(long), 512));
+    let (r, _) = h.run(ScsiCommand::read(
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
+        Bytes::from(long),
+        512,
+    ));
     let cmd = h.ini_pdus[before..]
         .iter()
         .find(|s| s.opcode == op::SCSI_CMD)
@@ -727,7 +731,7 @@ fn tmf_aborts_all(function: TmfFunction, tmf_lun: u64, luns_hit: &[u16]) {
     for l in 0..2u16 {
         for i in 0..3 {
             let t = h.submit(ScsiCommand::read(
-                lun(l),
+                iscsi_proto::scsi::Lun::from_u64(lun(l)),
                 Bytes::copy_from_slice(&cdb::read10(i, 1, Default::default())),
                 512,
             ));

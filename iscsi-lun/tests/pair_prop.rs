@@ -194,7 +194,7 @@ fn run(s: &Setup) {
                     let len = usize::from(blocks) * BS as usize;
                     (
                         ScsiCommand::read(
-                            lun(0),
+                            iscsi_proto::scsi::Lun::from_u64(lun(0)),
                             Bytes::copy_from_slice(&cdb::read10(lba, blocks, Default::default())),
                             len as u32,
                         ),
@@ -210,7 +210,7 @@ fn run(s: &Setup) {
                     let data = pattern(s.seed ^ ((bi as u64) << 32) ^ i as u64, len);
                     (
                         ScsiCommand::write(
-                            lun(0),
+                            iscsi_proto::scsi::Lun::from_u64(lun(0)),
                             Bytes::copy_from_slice(&cdb::write10(lba, blocks, Default::default())),
                             data.clone(),
                         ),
@@ -221,20 +221,31 @@ fn run(s: &Setup) {
                     )
                 }
                 Op::TestUnitReady => (
-                    ScsiCommand::new(lun(0), Bytes::copy_from_slice(&cdb::test_unit_ready())),
+                    ScsiCommand::new(
+                        iscsi_proto::scsi::Lun::from_u64(lun(0)),
+                        Bytes::copy_from_slice(&cdb::test_unit_ready()),
+                    ),
                     Expect::Good,
                 ),
                 Op::Inquiry => (
-                    ScsiCommand::read(lun(0), Bytes::copy_from_slice(&cdb::inquiry(255)), 255),
+                    ScsiCommand::read(
+                        iscsi_proto::scsi::Lun::from_u64(lun(0)),
+                        Bytes::copy_from_slice(&cdb::inquiry(255)),
+                        255,
+                    ),
                     Expect::Good,
                 ),
                 Op::ReadCapacity => (
-                    ScsiCommand::read(lun(0), Bytes::copy_from_slice(&cdb::read_capacity10()), 8),
+                    ScsiCommand::read(
+                        iscsi_proto::scsi::Lun::from_u64(lun(0)),
+                        Bytes::copy_from_slice(&cdb::read_capacity10()),
+                        8,
+                    ),
                     Expect::Good,
                 ),
                 Op::NoLun => (
                     ScsiCommand::read(
-                        lun(5),
+                        iscsi_proto::scsi::Lun::from_u64(lun(5)),
                         Bytes::copy_from_slice(&cdb::read10(0, 1, Default::default())),
                         512,
                     ),

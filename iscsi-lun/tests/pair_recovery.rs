@@ -17,7 +17,7 @@ const DISK: u64 = 2 << 20;
 
 fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read10(lba, blocks, Default::default())),
         u32::from(blocks) * BS,
     )
@@ -26,7 +26,7 @@ fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
 fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BS as usize) as u16;
     ScsiCommand::write(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::write10(lba, blocks, Default::default())),
         data,
     )

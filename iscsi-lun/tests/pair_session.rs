@@ -34,7 +34,7 @@ fn tgt_closed(h: &Harness) -> Option<CloseReason> {
 /// A read of the first block works: the session is usable.
 fn smoke_read(h: &mut Harness) {
     let (r, data) = h.run(ScsiCommand::read(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::read10(0, 1, Default::default())),
         BS,
     ));
@@ -256,7 +256,13 @@ fn discovery_send_targets_records_parsed() {
         // SCSI commands are refused locally in a discovery session.
         assert!(h
             .ini
-            .submit(h.now, ScsiCommand::new(lun(0), Bytes::from_static(&[0; 6])))
+            .submit(
+                h.now,
+                ScsiCommand::new(
+                    iscsi_proto::scsi::Lun::from_u64(lun(0)),
+                    Bytes::from_static(&[0; 6])
+                )
+            )
             .is_err());
         let t = h.ini.send_targets(h.now).unwrap();
         h.pump();
@@ -316,14 +322,14 @@ fn crc32c_header_and_data_digests() {
         // Writes and reads spanning several PDUs, all with digests.
         let data = pattern(seed, 20 * 1024);
         let (r, _) = h.run(ScsiCommand::write(
-            lun(0),
+            iscsi_proto::scsi::Lun::from_u64(lun(0)),
             Bytes::copy_from_slice(&cdb::write10(8, 40, Default::default())),
             data.clone(),
         ));
         assert!(r.is_good(), "{r:?}");
         assert_eq!(h.disk(0, 8 * 512, data.len()), data[..]);
         let (r, back) = h.run(ScsiCommand::read(
-            lun(0),
+            iscsi_proto::scsi::Lun::from_u64(lun(0)),
             Bytes::copy_from_slice(&cdb::read10(8, 40, Default::default())),
             20 * 1024,
         ));
@@ -470,7 +476,7 @@ fn target_requested_logout_is_honoured() {
         // A command in flight when the request arrives still completes.
         h.hold = true;
         let t = h.submit(ScsiCommand::read(
-            lun(0),
+            iscsi_proto::scsi::Lun::from_u64(lun(0)),
             Bytes::copy_from_slice(&cdb::read10(0, 4, Default::default())),
             2048,
         ));
@@ -493,7 +499,10 @@ fn target_requested_logout_is_honoured() {
             .ini
             .submit(
                 h.now,
-                ScsiCommand::new(lun(0), Bytes::copy_from_slice(&cdb::test_unit_ready()))
+                ScsiCommand::new(
+                    iscsi_proto::scsi::Lun::from_u64(lun(0)),
+                    Bytes::copy_from_slice(&cdb::test_unit_ready())
+                )
             )
             .is_err());
         // The logout waits for the outstanding task.
@@ -514,7 +523,7 @@ fn target_requested_logout_deadline_abandons_stuck_tasks() {
     h.login();
     h.hold = true;
     let t = h.submit(ScsiCommand::new(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::test_unit_ready()),
     ));
     h.pump();
@@ -541,7 +550,7 @@ fn app_adopts_target_requested_logout() {
     h.login();
     h.hold = true;
     h.submit(ScsiCommand::new(
-        lun(0),
+        iscsi_proto::scsi::Lun::from_u64(lun(0)),
         Bytes::copy_from_slice(&cdb::test_unit_ready()),
     ));
     h.pump();
@@ -563,7 +572,7 @@ fn logout_waits_for_tasks() {
     let tasks: Vec<_> = (0..5)
         .map(|i| {
             h.submit(ScsiCommand::read(
-                lun(0),
+                iscsi_proto::scsi::Lun::from_u64(lun(0)),
                 Bytes::copy_from_slice(&cdb::read10(i, 1, Default::default())),
                 512,
             ))
@@ -592,7 +601,7 @@ fn logout_abort_tasks() {
     let tasks: Vec<_> = (0..3)
         .map(|i| {
             h.submit(ScsiCommand::read(
-                lun(0),
+                iscsi_proto::scsi::Lun::from_u64(lun(0)),
                 Bytes::copy_from_slice(&cdb::read10(i, 1, Default::default())),
                 512,
             ))

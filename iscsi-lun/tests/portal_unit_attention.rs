@@ -10,7 +10,7 @@
 //! a unit attention on its next command to that logical unit (and only
 //! to that one), as well as by the requester.
 
-use std::time::Instant;
+use iscsi_proto::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{LogicalUnit, LuConfig, RamDisk, Target};
@@ -47,7 +47,7 @@ struct Ini {
 
 impl Ini {
     fn login(t: &mut Target, name: &str, isid: Isid) -> Ini {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let h = t.accept(now, None, None).unwrap();
         let mut ini = Ini {
             h,
@@ -83,7 +83,7 @@ impl Ini {
     }
 
     fn exchange(&mut self, t: &mut Target, h: Header, data: Bytes) -> Vec<Pdu> {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let mut buf = BytesMut::new();
         Pdu::new(h, data).encode(&mut buf, Digests::NONE).unwrap();
         t.handle_input(self.h, now, &mut buf);

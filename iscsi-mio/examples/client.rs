@@ -49,7 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: client PORTAL TARGET [LUN] [DUMP_FILE]".into());
     };
     let lun_n: u16 = args.get(2).map_or(Ok(1), |s| s.parse())?;
-    let lun = Lun::from_number(lun_n).to_u64();
+    let lun = Lun::from_number(lun_n);
 
     let found = Blocking::discover(portal, SessionConfig::new(INITIATOR))?;
     for t in &found {

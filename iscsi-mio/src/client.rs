@@ -3,7 +3,11 @@
 //! [`Registry`] under the caller's [`Token`]. No protocol logic lives here:
 //! sockets, clocks and wakeups only.
 //!
-//! The caller's loop (many clients may share one [`Poll`], one token each):
+//! The caller's loop (many clients may share one [`Poll`], one token each:
+//! the wait then ends no later than the *earliest* `poll_timeout()` of all
+//! of them, and each gets [`Client::handle_timeout`] after every wait, a
+//! no-op before its own deadline; `iscsi-mio/examples/multi.rs` runs
+//! three sessions and a listener on one `Poll`):
 //!
 //! ```no_run
 //! use std::time::Instant;
@@ -60,12 +64,13 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
+use iscsi_proto::driver::{helpers, reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
 };
-use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+pub use iscsi_proto::scsi::{Capacity, Lun};
+pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
@@ -188,6 +193,13 @@ impl Client {
     }
 
     /// Handles a readiness event for [`Client::token`] (others are ignored).
+    ///
+    /// `Err` is the driver's own failure (the socket could not be
+    /// registered with the `Registry`): this client cannot go on and
+    /// should be dropped; other clients on the same `Poll` are unaffected.
+    /// The end of the session (a refused login, a connection lost and not
+    /// recovered, a logout) is not an `Err`: it comes as [`Event::Closed`]
+    /// from [`Client::poll_event`], and `is_closed()` turns true.
     pub fn handle_event(&mut self, event: &mio::event::Event) -> Result<(), Error> {
         if event.token() != self.token {
             return Ok(());
@@ -260,6 +272,21 @@ impl Client {
         let task = self.core.start(Instant::now(), action, true)?;
         self.drive()?;
         Ok(task)
+    }
+
+    /// Starts one SCSI command whose data and outcome the client gathers
+    /// (no events): [`Client::take_completed`] gives them once it ended
+    /// (`reply::scsi` turns that into a [`Completed`]).
+    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
+        self.start_collected(Action::Scsi(cmd))
+    }
+
+    /// Starts the logout (after outstanding tasks finish): the session
+    /// then ends, `is_closed()` turns true and
+    /// [`Client::take_completed`] gives the task's reply
+    /// (`reply::logged_out` turns it into a [`LogoutResult`]).
+    pub fn logout(&mut self) -> Result<TaskId, Error> {
+        self.start_collected(Action::Logout(LogoutMode::WaitForTasks))
     }
 
     /// The reply of a collected task, once it ended.
@@ -528,13 +555,47 @@ impl Blocking {
         reply::scsi(self.wait_action(Action::Scsi(cmd)))
     }
 
-    /// Runs a task management function.
+    /// Runs a task management function on `lun`.
     pub fn task_management(
         &mut self,
-        lun: u64,
+        lun: Lun,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
+        let lun = lun.to_u64();
         reply::task_management(self.wait_action(Action::TaskManagement { lun, function }))
+    }
+
+    /// Runs `cmd` and requires GOOD status, sending it again once after a
+    /// UNIT ATTENTION (the one a target reports on the first command of
+    /// every session: tgtd, LIO; see [`iscsi_proto::scsi::helpers`]).
+    pub fn execute_good(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        helpers::execute_good(|c| self.execute(c), cmd)
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of `lun`
+    /// ([`Blocking::execute_good`]).
+    pub fn read(
+        &mut self,
+        lun: Lun,
+        lba: u64,
+        blocks: u32,
+        block_len: u32,
+    ) -> Result<Bytes, Error> {
+        let cmd = helpers::read_command(lun, lba, blocks, block_len);
+        self.execute_good(cmd).map(|c| c.data)
+    }
+
+    /// WRITE(16) of `data` (whole `block_len` blocks) at `lba` of `lun`
+    /// ([`Blocking::execute_good`]).
+    pub fn write(&mut self, lun: Lun, lba: u64, data: Bytes, block_len: u32) -> Result<(), Error> {
+        let cmd = helpers::write_command(lun, lba, data, block_len)?;
+        self.execute_good(cmd).map(drop)
+    }
+
+    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
+    /// where (16) is not supported.
+    pub fn read_capacity(&mut self, lun: Lun) -> Result<Capacity, Error> {
+        helpers::read_capacity(|c| self.execute(c), lun)
     }
 
     /// Logs out (after outstanding tasks finish) and closes the connection.

@@ -36,11 +36,13 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::OnceLock;
 
 use bytes::BytesMut;
 use iscsi_lun::{LogicalUnit, Target};
+use iscsi_proto::driver::Clock;
 use iscsi_proto::target::ConnectionHandle;
+use iscsi_proto::time::Instant;
 use iscsi_proto::transmit::TxQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -165,7 +167,7 @@ impl Server {
         let mut events = Events::with_capacity(256);
         while !self.shutdown.is_shutdown() {
             let deadline = self.target.portal().poll_timeout();
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = deadline.map(|d| d.saturating_duration_since(clock_now()));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -185,7 +187,7 @@ impl Server {
                 }
             }
             // The portal runs the timers that are due (none: a no-op).
-            self.target.handle_timeout(Instant::now());
+            self.target.handle_timeout(clock_now());
             while let Some(h) = self.target.portal_mut().poll_touched() {
                 self.drive(h.index());
             }
@@ -211,7 +213,7 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            let Some(handle) = self.target.accept(Instant::now(), local, Some(peer)) else {
+            let Some(handle) = self.target.accept(clock_now(), local, Some(peer)) else {
                 continue;
             };
             let (idx, registry) = (handle.index(), self.poll.registry());
@@ -249,7 +251,7 @@ impl Server {
         let Some(mut c) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        let (now, h) = (Instant::now(), c.handle);
+        let (now, h) = (clock_now(), c.handle);
         loop {
             let open = !self.target.portal().is_closed(h);
             let mut progress = c.readable && !c.eof && open && c.rx.len() < self.rx_cap && {
@@ -302,6 +304,13 @@ impl Server {
 /// Writes as much pending output as the socket takes, keeping the unsent
 /// remainder. Returns whether anything was written or taken from the
 /// portal.
+/// The current time as the core's instant, against one epoch for the
+/// process (see `iscsi_proto::time`).
+fn clock_now() -> Instant {
+    static CLOCK: OnceLock<Clock> = OnceLock::new();
+    CLOCK.get_or_init(Clock::start).now()
+}
+
 fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
     let (mut progress, h) = (false, c.handle);
     while !c.broken {

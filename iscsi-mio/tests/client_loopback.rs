@@ -30,12 +30,20 @@ fn pattern(len: usize, seed: u8) -> Bytes {
 
 fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BLOCK) as u16;
-    ScsiCommand::write(0, write10(lba, blocks, RwFlags::default()).to_vec(), data)
+    ScsiCommand::write(
+        iscsi_proto::scsi::Lun::ZERO,
+        write10(lba, blocks, RwFlags::default()).to_vec(),
+        data,
+    )
 }
 
 fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     let len = u32::from(blocks) * BLOCK as u32;
-    ScsiCommand::read(0, read10(lba, blocks, RwFlags::default()).to_vec(), len)
+    ScsiCommand::read(
+        iscsi_proto::scsi::Lun::ZERO,
+        read10(lba, blocks, RwFlags::default()).to_vec(),
+        len,
+    )
 }
 
 #[test]
@@ -74,7 +82,9 @@ fn blocking_login_write_read_nop_logout() {
     }
     assert!(answered, "the target's NOP-In was never answered");
 
-    let tmf = b.task_management(0, TmfFunction::LogicalUnitReset).unwrap();
+    let tmf = b
+        .task_management(iscsi_proto::scsi::Lun::ZERO, TmfFunction::LogicalUnitReset)
+        .unwrap();
     assert_eq!(tmf, TmfResponse::FunctionComplete);
     b.logout().unwrap();
     t.wait_note(|n| *n == Note::LoggedOut);
@@ -257,5 +267,30 @@ fn large_writes_and_reads_in_flight() {
         let (_, data) = b.wait(task).unwrap();
         assert!(data == pattern(LEN, i as u8));
     }
+    b.logout().unwrap();
+}
+
+/// SAM-5 5.14.1 (the command reporting a UNIT ATTENTION was not
+/// performed): `Blocking::read` and `read_capacity` send it once more;
+/// `execute` returns the status as it came; two in a row fail.
+#[test]
+fn blocking_helpers_retry_one_unit_attention() {
+    use iscsi_mio::client::Lun;
+    use std::sync::atomic::Ordering;
+    let t = LoopbackTarget::start(64, 0);
+    let mut b = Blocking::connect(&t.addr.to_string(), config("mio-ua")).unwrap();
+    let data = pattern(2 * BLOCK, 5);
+    t.disk.lock().unwrap()[BLOCK..3 * BLOCK].copy_from_slice(&data);
+    t.unit_attention.store(1, Ordering::SeqCst);
+    assert!(!b.execute(read_cmd(1, 2)).unwrap().result.is_good());
+    t.unit_attention.store(1, Ordering::SeqCst);
+    assert_eq!(b.read(Lun::ZERO, 1, 2, BLOCK as u32).unwrap(), data);
+    t.unit_attention.store(2, Ordering::SeqCst);
+    assert!(matches!(
+        b.read(Lun::ZERO, 1, 2, BLOCK as u32),
+        Err(Error::Status(_))
+    ));
+    b.write(Lun::ZERO, 4, data.clone(), BLOCK as u32).unwrap();
+    assert_eq!(&t.disk.lock().unwrap()[4 * BLOCK..6 * BLOCK], &data[..]);
     b.logout().unwrap();
 }

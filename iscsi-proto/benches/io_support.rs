@@ -11,7 +11,7 @@
 //! poll_event.
 #![allow(dead_code)]
 
-use std::time::Instant;
+use iscsi_proto::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::initiator::{Event, ScsiCommand, Session, SessionConfig, TaskOutcome};
@@ -136,10 +136,18 @@ impl IoLoop {
         self.lba = (self.lba + 8) % (1 << 20);
         if write {
             let cdb = write16(self.lba, 8, RwFlags::default());
-            ScsiCommand::write(LUN, cdb.to_vec(), self.payload.clone())
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::from_u64(LUN),
+                cdb.to_vec(),
+                self.payload.clone(),
+            )
         } else {
             let cdb = read16(self.lba, 8, RwFlags::default());
-            ScsiCommand::read(LUN, cdb.to_vec(), IO as u32)
+            ScsiCommand::read(
+                iscsi_proto::scsi::Lun::from_u64(LUN),
+                cdb.to_vec(),
+                IO as u32,
+            )
         }
     }
 

@@ -31,6 +31,7 @@
 use crate::login::chap::ChapError;
 use crate::login::negotiation::NegotiationError;
 use crate::login::status::{LoginStatus, StatusClass};
+use crate::prelude::*;
 use crate::wire::pdu::{RejectReason, TmfFunction};
 use crate::wire::text::TextError;
 use crate::wire::WireError;

@@ -1,6 +1,7 @@
 //! Entry points for the cargo-fuzz targets (feature `fuzzing`). Each
 //! function takes arbitrary bytes and panics only on a bug.
 
+use crate::prelude::*;
 use bytes::BytesMut;
 
 use crate::wire::bhs::{Bhs, BHS_LEN};
@@ -146,10 +147,11 @@ pub fn text_kv(data: &[u8]) {
 pub fn target_stream(data: &[u8]) {
     use crate::scsi::ScsiStatus;
     use crate::target::{Event as TargetEvent, NopConfig, Session, SessionConfig as TargetConfig};
+    use crate::time::Instant;
     use crate::wire::pdu::{LoginRequest, Stage};
     use crate::wire::{Isid, Serial};
     use bytes::Bytes;
-    use std::time::{Duration, Instant};
+    use core::time::Duration;
 
     let (ctrl, input) = data.split_at(data.len().min(3));
     let mode = ctrl.first().copied().unwrap_or(0);
@@ -191,7 +193,7 @@ MaxBurstLength=8192\0FirstBurstLength=4096\0InitialR2T=No\0ImmediateData=Yes\0";
         let _ = Pdu::new(req, Bytes::from_static(text)).encode(&mut stream, Digests::NONE);
     }
     stream.extend_from_slice(input);
-    let mut now = Instant::now();
+    let mut now = Instant::ZERO;
     let mut buf = BytesMut::new();
     let mut rest = &stream[..];
     let mut round = 0u32;
@@ -239,7 +241,8 @@ MaxBurstLength=8192\0FirstBurstLength=4096\0InitialR2T=No\0ImmediateData=Yes\0";
 // Initiator session entry points.
 // ----------------------------------------------------------------------
 
-use std::time::{Duration, Instant};
+use crate::time::Instant;
+use core::time::Duration;
 
 use bytes::Bytes;
 
@@ -307,7 +310,7 @@ pub fn login_initiator(data: &[u8]) {
     let Some((&ctrl, rest)) = data.split_first() else {
         return;
     };
-    let base = Instant::now();
+    let base = Instant::ZERO;
     let Ok(mut s) = crate::initiator::open_session(fuzz_config(ctrl), base, [1, 2, 3]) else {
         return;
     };
@@ -393,7 +396,7 @@ pub fn initiator_stream(data: &[u8]) {
     let Some((&ctrl, mut rest)) = data.split_first() else {
         return;
     };
-    let base = Instant::now();
+    let base = Instant::ZERO;
     let Some(mut s) = logged_in(ctrl, base) else {
         return;
     };
@@ -421,21 +424,32 @@ pub fn initiator_stream(data: &[u8]) {
                 feed(&mut s, now, &mut buf, chunk, &mut out);
             }
             6 => {
-                let cmd = ScsiCommand::read(0, &[0x28u8; 10][..], (arg as u32 + 1) * 512);
+                let cmd = ScsiCommand::read(
+                    crate::scsi::Lun::ZERO,
+                    &[0x28u8; 10][..],
+                    (arg as u32 + 1) * 512,
+                );
                 if let Ok(t) = s.submit(now, cmd) {
                     tasks.push(t);
                 }
             }
             7 => {
                 let len = (arg + 1) * 4000;
-                let cmd = ScsiCommand::write(0, &[0x2au8; 10][..], write_buf.slice(..len));
+                let cmd = ScsiCommand::write(
+                    crate::scsi::Lun::ZERO,
+                    &[0x2au8; 10][..],
+                    write_buf.slice(..len),
+                );
                 if let Ok(t) = s.submit(now, cmd) {
                     tasks.push(t);
                 }
             }
             8 => {
                 let cdb: Vec<u8> = (0..(16 + arg * 15) as u8).collect();
-                if let Ok(t) = s.submit(now, ScsiCommand::new(arg as u64, cdb)) {
+                if let Ok(t) = s.submit(
+                    now,
+                    ScsiCommand::new(crate::scsi::Lun::from_u64(arg as u64), cdb),
+                ) {
                     tasks.push(t);
                 }
             }

@@ -53,6 +53,17 @@
 //!
 //! `docs/ARCHITECTURE.md` in the repository says where to change what.
 //!
+//! # `no_std`
+//!
+//! The crate is `#![no_std]` with `alloc`. The default feature `std` adds
+//! what needs the standard library: the [`driver`] module (it uses
+//! `std::sync::mpsc`, `std::io` and `std::net`), hardware CRC32C (without
+//! `std` the digests use a table-driven software CRC32C) and the `testing`
+//! and `fuzzing` features. Time is a [`time::Instant`], a value the core
+//! only compares and adds durations to, so a port without
+//! `std::time::Instant` can drive it; `docs/PORTING.md` in the repository
+//! walks through a port.
+//!
 //! # Modules
 //!
 //! - [`wire`]: zero-copy views and `Repr`s of every PDU, AHS, digests, the
@@ -64,8 +75,9 @@
 //!   connection.
 //! - [`target`]: the target role ([`target::Portal`], [`target::Session`]
 //!   and its connection; source in `src/target_role/`).
-//! - [`driver`]: what the initiator drivers share ([`driver::DriverCore`],
-//!   [`driver::Error`]): they only move bytes.
+//! - [`time`]: the core's [`time::Instant`].
+//! - `driver` (feature `std`): what the initiator drivers share ([`driver::DriverCore`],
+//!   [`driver::Error`], [`driver::Clock`]): they only move bytes.
 //! - [`error`]: the error taxonomy of both roles (peer, caller,
 //!   configuration, connection, task).
 //! - [`transmit`]: [`transmit::Transmit`], one encoded PDU in three parts,
@@ -74,6 +86,7 @@
 //!   table keyed by it; [`NetworkPortal`]: a TCP address of a node.
 //! - `testing` (feature `testing`): a scripted target and an in-memory pair
 //!   harness for tests of the session and of drivers.
+#![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -86,6 +99,22 @@
 )]
 #![warn(missing_docs)]
 
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// The `alloc` names the standard prelude would bring (the crate is
+/// `no_std`): `use crate::prelude::*;` where a file needs them.
+#[allow(unused_imports)]
+pub(crate) mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+    pub(crate) use alloc::{format, vec};
+}
+
+#[cfg(feature = "std")]
 pub mod driver;
 pub mod error;
 pub mod initiator;
@@ -102,15 +131,25 @@ pub mod stats;
 pub mod target;
 
 mod task_id;
+pub mod time;
 mod trace_format;
 pub mod transmit;
 pub mod wire;
 
 pub use network_portal::NetworkPortal;
 pub use task_id::{TaskId, TaskMap};
+// The names an application needs next to a session, where it looks first.
+pub use scsi::Lun;
+pub use wire::pdu::{TmfFunction, TmfResponse};
+pub use wire::Isid;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+
+/// `docs/PORTING.md`'s minimal driver, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/PORTING.md")]
+pub struct PortingDoc;

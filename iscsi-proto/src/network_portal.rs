@@ -1,6 +1,7 @@
 //! [`NetworkPortal`]: the TCP address of an iSCSI node, in both roles.
 
 use crate::login::discovery::TargetAddress;
+use crate::prelude::*;
 
 /// The default iSCSI TCP port (RFC 7143 section 13.8: "the IANA-assigned
 /// default port for iSCSI").

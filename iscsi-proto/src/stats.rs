@@ -238,6 +238,7 @@ impl SessionStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)

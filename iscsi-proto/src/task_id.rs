@@ -1,5 +1,6 @@
 //! [`TaskId`]: one opaque handle for a task, in both roles.
 
+use crate::prelude::*;
 /// A task's handle, in both roles: what [`initiator::Session`](crate::initiator::Session)
 /// returns for every command, TMF, text and logout request, and what
 /// [`target::Session`](crate::target::Session) reports with each command.
@@ -36,8 +37,8 @@ impl TaskId {
     }
 }
 
-impl std::fmt::Debug for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match (self.0 >> 32) as u32 {
             0 => write!(f, "TaskId(itt {:#x})", self.itt()),
             seq => write!(f, "TaskId({seq}, itt {:#x})", self.itt()),
@@ -45,8 +46,8 @@ impl std::fmt::Debug for TaskId {
     }
 }
 
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:#010x}", self.itt())
     }
 }

@@ -6,6 +6,7 @@
 //! nothing until a subscriber that wants the event asks for its fields, so
 //! a filtered-out event costs a level check and nothing else.
 
+use crate::prelude::*;
 use core::fmt;
 
 /// Text keys whose values are never logged, at any level. RFC 7143 section

@@ -10,7 +10,9 @@
 //!   (Data-Out, immediate data) or of a small owned buffer (text, login);
 //! - `trailer`: padding and data digest, inline.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+use alloc::collections::VecDeque;
+#[cfg(feature = "std")]
 use std::io::IoSlice;
 
 use bytes::{BufMut, Bytes};
@@ -109,6 +111,7 @@ impl Transmit {
 
     /// Fills `slices` with the non-empty parts, in order, and returns how
     /// many were filled (1 to 3), for `write_vectored`.
+    #[cfg(feature = "std")]
     pub fn as_io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 3]) -> usize {
         let mut n = 0;
         for part in [self.header(), &self.data[..], self.trailer()] {
@@ -205,6 +208,7 @@ impl TxQueue {
     /// The unwritten bytes as slices for one vectored write, as many as fit
     /// in `slices` (three per PDU: header, data, trailer). Returns how many
     /// were filled.
+    #[cfg(feature = "std")]
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (i, t) in self.out.iter().enumerate() {

@@ -34,7 +34,10 @@ fn seg(p: &Pair) -> usize {
 
 fn read(p: &mut Pair, len: u32) {
     p.session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], len))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], len),
+        )
         .unwrap();
 }
 
@@ -51,7 +54,10 @@ fn reading(n: usize, len: u32) -> Pair {
 fn write(p: &mut Pair, len: usize) {
     let data = Bytes::from(vec![7u8; len]);
     p.session
-        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], data))
+        .submit(
+            p.now,
+            ScsiCommand::write(iscsi_proto::scsi::Lun::ZERO, &WRITE10[..], data),
+        )
         .unwrap();
 }
 

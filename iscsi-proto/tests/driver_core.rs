@@ -147,7 +147,14 @@ fn rejected_login_is_a_login_error() {
 fn lost_session_ends_tasks_in_flight_with_closed() {
     let (mut core, mut t, now) = logged_in(cfg());
     let task = core
-        .start(now, Action::Scsi(ScsiCommand::new(0, &[0u8; 6][..])), true)
+        .start(
+            now,
+            Action::Scsi(ScsiCommand::new(
+                iscsi_proto::scsi::Lun::ZERO,
+                &[0u8; 6][..],
+            )),
+            true,
+        )
         .unwrap();
     to_target(&mut core, &mut t, now);
     assert!(matches!(t.expect().header, Header::ScsiCommand(_)));
@@ -174,11 +181,21 @@ fn lost_session_ends_tasks_in_flight_with_closed() {
 #[test]
 fn recovery_reissues_what_is_safe_and_reports_the_rest() {
     let (mut core, mut t, now) = logged_in(recovering());
-    let write =
-        ScsiCommand::new(0, &[0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]).with_reissue(Reissue::Never);
+    let write = ScsiCommand::new(
+        iscsi_proto::scsi::Lun::ZERO,
+        &[0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+    )
+    .with_reissue(Reissue::Never);
     let unsafe_task = core.start(now, Action::Scsi(write), true).unwrap();
     let tur = core
-        .start(now, Action::Scsi(ScsiCommand::new(0, &[0u8; 6][..])), true)
+        .start(
+            now,
+            Action::Scsi(ScsiCommand::new(
+                iscsi_proto::scsi::Lun::ZERO,
+                &[0u8; 6][..],
+            )),
+            true,
+        )
         .unwrap();
     to_target(&mut core, &mut t, now);
     core.connection_lost(now);

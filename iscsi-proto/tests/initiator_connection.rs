@@ -71,7 +71,10 @@ fn a_task_remembers_its_connection() {
     p.login();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     assert_eq!(p.session.task_connection(t), None, "not sent yet");
     p.flush();
@@ -100,7 +103,10 @@ fn a_reissued_task_takes_the_new_connection() {
     p.login();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     p.flush();
     assert_eq!(p.session.task_connection(t), Some(5));
@@ -134,7 +140,10 @@ fn any_target_pdu_opens_the_window() {
         assert!(!p.session.window().is_open());
         let t = p
             .session
-            .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+            .submit(
+                p.now,
+                ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+            )
             .unwrap();
         let ping = p.session.nop_ping(p.now, Bytes::new()).unwrap();
         p.flush();

@@ -143,7 +143,10 @@ fn closed_with(p: &Pair) -> Option<Option<ConnectionError>> {
 fn data_digest_error_on_data_in_is_recovered_by_a_data_snack() {
     let mut p = erl1();
     let data = pattern(1536);
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1536));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1536),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send(h0, Bytes::copy_from_slice(&data[..512]));
     let h1 = data_in(&mut p.target, c.itt, 1, 512, None);
@@ -179,7 +182,10 @@ fn data_digest_error_on_data_in_is_recovered_by_a_data_snack() {
 fn data_sn_gap_asks_for_the_missing_data_and_drops_duplicates() {
     let mut p = erl1();
     let data = pattern(2048);
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 2048));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 2048),
+    );
     for sn in 0..4u32 {
         let last = sn == 3;
         let h = data_in(&mut p.target, c.itt, sn, sn * 512, last.then_some(0));
@@ -218,7 +224,10 @@ fn data_sn_gap_asks_for_the_missing_data_and_drops_duplicates() {
 fn response_before_its_data_is_held_unacknowledged() {
     let mut p = erl1();
     let data = pattern(1024);
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send(h0, Bytes::copy_from_slice(&data[..512]));
     let h1 = data_in(&mut p.target, c.itt, 1, 512, None);
@@ -238,7 +247,10 @@ fn response_before_its_data_is_held_unacknowledged() {
     assert_eq!(p.completions(task), 1);
     assert_eq!(p.read_data(task), data);
     // Acknowledged now: the next command carries ExpStatSN past it.
-    let (_, c2) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (_, c2) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     assert_eq!(c2.exp_stat_sn, r.stat_sn.next());
     no_connection_loss(&p);
 }
@@ -250,8 +262,14 @@ fn response_before_its_data_is_held_unacknowledged() {
 #[test]
 fn stat_sn_gap_is_recovered_by_a_status_snack() {
     let mut p = erl1();
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
-    let (b, cb) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
+    let (b, cb) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     let ra = response(&mut p.target, ca.itt, 0, 0);
     p.target.lose(ra, Bytes::new());
     let rb = response(&mut p.target, cb.itt, 0, 0);
@@ -291,7 +309,10 @@ fn stat_sn_gap_is_recovered_by_a_status_snack() {
 #[test]
 fn nop_in_reveals_a_lost_last_response() {
     let mut p = erl1();
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     let ra = response(&mut p.target, ca.itt, 0, 0);
     p.target.lose(ra, Bytes::new());
     let (exp, max) = (p.target.exp_cmd_sn, p.target.max_cmd_sn);
@@ -314,7 +335,10 @@ fn nop_in_reveals_a_lost_last_response() {
 #[test]
 fn data_digest_error_on_a_response_asks_for_its_status() {
     let mut p = erl1();
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     let ra = response(&mut p.target, ca.itt, 2, 0);
     let sense = [
         0u8, 18, 0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
@@ -348,7 +372,10 @@ fn data_digest_error_on_a_response_asks_for_its_status() {
 fn r2t_sn_gap_is_recovered_by_an_r2t_snack() {
     let mut p = erl1();
     let data = Bytes::from(pattern(1024));
-    let (task, c) = submit(&mut p, ScsiCommand::write(0, &WRITE10[..], data.clone()));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::write(iscsi_proto::scsi::Lun::ZERO, &WRITE10[..], data.clone()),
+    );
     let r2t = |t: &mut ScriptedTarget, sn: u32| w::R2t {
         lun: 0,
         itt: c.itt,
@@ -406,7 +433,10 @@ fn r2t_sn_gap_is_recovered_by_an_r2t_snack() {
 #[test]
 fn a_bit_is_answered_with_a_data_ack() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send(h0, Bytes::from(vec![1u8; 512]));
     let mut h1 = data_in(&mut p.target, c.itt, 1, 512, Some(0));
@@ -433,7 +463,10 @@ fn a_bit_is_answered_with_a_data_ack() {
 #[test]
 fn rejected_data_snack_ends_the_command_with_a_crc_error() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send_corrupt(h0, Bytes::from(vec![1u8; 512]));
     let h1 = data_in(&mut p.target, c.itt, 1, 512, None);
@@ -451,7 +484,10 @@ fn rejected_data_snack_ends_the_command_with_a_crc_error() {
     assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x0b, 0x47, 0x05));
     assert_eq!(p.completions(task), 1);
     // The held response is acknowledged: no Status SNACK for it later.
-    let (_, c2) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (_, c2) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     assert!(c2.exp_stat_sn.follows(r.stat_sn));
     no_connection_loss(&p);
 }
@@ -463,7 +499,10 @@ fn rejected_data_snack_ends_the_command_with_a_crc_error() {
 #[test]
 fn rejected_data_snack_then_the_targets_check_condition() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send_corrupt(h0, Bytes::from(vec![1u8; 512]));
     p.deliver();
@@ -491,8 +530,14 @@ fn rejected_data_snack_then_the_targets_check_condition() {
 #[test]
 fn rejected_status_snack_falls_back_to_connection_failure() {
     let mut p = erl1();
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
-    let (_b, cb) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
+    let (_b, cb) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     let ra = response(&mut p.target, ca.itt, 0, 0);
     p.target.lose(ra, Bytes::new());
     let rb = response(&mut p.target, cb.itt, 0, 0);
@@ -517,7 +562,10 @@ fn rejected_status_snack_falls_back_to_connection_failure() {
 #[test]
 fn unanswered_snacks_are_retried_then_the_connection_fails() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send_corrupt(h0, Bytes::from(vec![1u8; 512]));
     p.deliver();
@@ -541,7 +589,10 @@ fn unanswered_snacks_are_retried_then_the_connection_fails() {
 #[test]
 fn a_late_answer_before_the_last_round_recovers() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 512));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, Some(0));
     p.target.send_corrupt(h0, Bytes::from(vec![1u8; 512]));
     p.deliver();
@@ -564,7 +615,10 @@ fn a_late_answer_before_the_last_round_recovers() {
 fn at_level_0_a_data_digest_error_still_ends_the_connection() {
     let mut p = session(1, 0);
     assert_eq!(p.session.negotiated().unwrap().error_recovery_level, 0);
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 512));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, Some(0));
     p.target.send_corrupt(h0, Bytes::from(vec![1u8; 512]));
     p.deliver();
@@ -580,12 +634,12 @@ fn at_level_0_a_data_digest_error_still_ends_the_connection() {
 fn levels_above_two_are_refused_by_the_configuration() {
     let c = cfg(3).with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     assert!(matches!(
-        Session::new(c, std::time::Instant::now()),
+        Session::new(c, iscsi_proto::time::Instant::from_millis(1_000_000)),
         Err(ConfigError::Invalid(_))
     ));
     let mut c = cfg(1).with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     c.error_recovery.snack_timeout = Duration::ZERO;
-    assert!(Session::new(c, std::time::Instant::now()).is_err());
+    assert!(Session::new(c, iscsi_proto::time::Instant::from_millis(1_000_000)).is_err());
 }
 
 /// RFC 7143 section 7.8: "When a target or an initiator receives any iSCSI
@@ -598,7 +652,10 @@ fn levels_above_two_are_refused_by_the_configuration() {
 fn header_digest_error_discards_the_pdu_and_the_gap_recovers_it() {
     let mut p = erl1();
     let data = pattern(1536);
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1536));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1536),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target.send(h0, Bytes::copy_from_slice(&data[..512]));
     let h1 = data_in(&mut p.target, c.itt, 1, 512, None);
@@ -624,7 +681,10 @@ fn header_digest_error_discards_the_pdu_and_the_gap_recovers_it() {
 #[test]
 fn header_digest_error_on_the_last_pdu_waits_for_the_next_one() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::new(0, &TUR[..]));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+    );
     let r = response(&mut p.target, c.itt, 2, 0);
     let sense = [
         0u8, 18, 0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
@@ -654,7 +714,10 @@ fn header_digest_error_on_the_last_pdu_waits_for_the_next_one() {
 #[test]
 fn header_digest_error_with_a_wrong_length_closes_the_connection() {
     let mut p = erl1();
-    let (task, c) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 1024));
+    let (task, c) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 1024),
+    );
     let h0 = data_in(&mut p.target, c.itt, 0, 0, None);
     p.target
         .send_corrupt_header(h0, Bytes::from(vec![1u8; 512]), true);

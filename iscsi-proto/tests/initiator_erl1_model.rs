@@ -141,7 +141,7 @@ proptest! {
         let mut tasks: Vec<(TaskId, u32)> = Vec::new();
         for pl in &plans {
             let len = pl.pdus as usize * SEG;
-            let task = p.session.submit(p.now, ScsiCommand::read(0, &READ10[..], len as u32)).unwrap();
+            let task = p.session.submit(p.now, ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], len as u32)).unwrap();
             p.flush();
             let Header::ScsiCommand(c) = p.target.expect().header else { panic!("command") };
             p.target.ack_cmd(c.cmd_sn);

@@ -142,8 +142,16 @@ fn status_of(p: &Pair, t: TaskId) -> iscsi_proto::initiator::ScsiResult {
 fn a_lost_connection_is_replaced_within_the_session_and_its_tasks_reassigned() {
     let (mut p, _) = erl2(cfg());
     let tsih = p.session.tsih();
-    let (a, ca) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 8), true);
-    let (b, cb) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), true);
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 8),
+        true,
+    );
+    let (b, cb) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        true,
+    );
     p.target.data_in(ca.itt, 0, 0, b"abcd", None);
     p.deliver();
     let exp_stat_sn = p.session.connection().exp_stat_sn();
@@ -208,11 +216,18 @@ fn a_lost_connection_is_replaced_within_the_session_and_its_tasks_reassigned() {
 #[test]
 fn a_command_that_never_left_is_retried_with_its_cmd_sn() {
     let (mut p, _) = erl2(cfg());
-    let (_a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), true);
+    let (_a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        true,
+    );
     // Dispatched (CmdSN taken) but not transmitted before the failure.
     let b = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &TUR[..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
         .unwrap();
     lose_connection_and_relogin(&mut p, &mut responder());
     assert_eq!(recovered(&p), Some((1, 1)));
@@ -247,8 +262,16 @@ fn a_command_that_never_left_is_retried_with_its_cmd_sn() {
 #[test]
 fn task_does_not_exist_retries_only_unacknowledged_commands() {
     let (mut p, _) = erl2(cfg());
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), true);
-    let (b, cb) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), false);
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        true,
+    );
+    let (b, cb) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        false,
+    );
     // The new login's ExpCmdSN is B's CmdSN: A acknowledged, B not.
     let mut r = responder();
     r.window = (u32::MAX, 32);
@@ -286,7 +309,7 @@ fn a_write_continues_after_reassignment() {
     let data = Bytes::from((0..1024u32).map(|i| i as u8).collect::<Vec<_>>());
     let (task, c) = submit(
         &mut p,
-        ScsiCommand::write(0, &WRITE10[..], data.clone()),
+        ScsiCommand::write(iscsi_proto::scsi::Lun::ZERO, &WRITE10[..], data.clone()),
         true,
     );
     p.target.r2t(c.itt, 0x10, 0, 0, 512);
@@ -327,10 +350,14 @@ fn past_time2retain_the_session_is_reinstated_instead() {
     let (mut p, _) = erl2(cfg().with_recovery(Recovery::default()));
     let (a, _ca) = submit(
         &mut p,
-        ScsiCommand::new(0, &TUR[..]).with_reissue(Reissue::Never),
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]).with_reissue(Reissue::Never),
         true,
     );
-    let (b, _cb) = submit(&mut p, ScsiCommand::read(0, &READ10[..], 4), true);
+    let (b, _cb) = submit(
+        &mut p,
+        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        true,
+    );
     p.target
         .async_message(w::AsyncEvent::DropConnection, [0, 1, 1], &[]);
     p.deliver();
@@ -386,7 +413,11 @@ fn past_time2retain_the_session_is_reinstated_instead() {
 fn a_connection_that_dies_during_its_recovery_is_recovered_again() {
     let (mut p, _) = erl2(cfg());
     let tsih = p.session.tsih();
-    let (a, ca) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), true);
+    let (a, ca) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        true,
+    );
     p.session.handle_closed(p.now);
     p.flush();
     p.advance(Duration::from_secs(2));
@@ -439,7 +470,11 @@ fn below_level_2_a_lost_connection_reinstates_the_session() {
     let mut p = Pair::new(c);
     p.login_with(&mut LoginResponder::plain());
     assert_eq!(p.session.negotiated().unwrap().error_recovery_level, 0);
-    let (a, _) = submit(&mut p, ScsiCommand::new(0, &TUR[..]), true);
+    let (a, _) = submit(
+        &mut p,
+        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        true,
+    );
     lose_connection_and_relogin(&mut p, &mut LoginResponder::plain());
     assert_eq!(last_login(&p.target).0.tsih, 0);
     assert!(recovered(&p).is_none());

@@ -192,9 +192,9 @@ proptest! {
         let mut kills = 0;
         for (n, pdus) in reads.iter().enumerate() {
             let cmd = if *pdus == 0 {
-                ScsiCommand::new(0, &TUR[..])
+                ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..])
             } else {
-                ScsiCommand::read(0, &READ10[..], pdus * SEG)
+                ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], pdus * SEG)
             };
             let task = p.session.submit(p.now, cmd).unwrap();
             let itt = task.itt();

@@ -100,7 +100,10 @@ fn nop_in_mid_read_is_answered_and_read_completes() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 8))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 8),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -188,7 +191,10 @@ fn window_closed_at_login_then_opened_by_nop_in() {
     assert!(!p.session.window().is_open());
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     // Immediate commands still flow: a ping goes out.
     let ping = p.session.nop_ping(p.now, Bytes::new()).unwrap();
@@ -229,7 +235,10 @@ fn read_with_multiple_data_in_then_scsi_response_with_sense() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4096))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4096),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -257,7 +266,10 @@ fn overflow_residual_and_data_in_status() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -272,7 +284,10 @@ fn data_sn_gap_fails_the_connection() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 8))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 8),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -297,7 +312,10 @@ fn stat_sn_gap_fails_the_connection() {
     let mut p = plain();
     let _t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -326,11 +344,17 @@ fn stat_sn_out_of_order_is_tolerated() {
     let mut p = plain();
     let a = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     let b = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let ca = scsi_cmd(&p.target.expect());
@@ -348,7 +372,10 @@ fn stat_sn_out_of_order_is_tolerated() {
     // Numbering goes on in order afterwards.
     let c = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let cc = scsi_cmd(&p.target.expect());
@@ -386,7 +413,10 @@ fn writes_in_all_four_initial_r2t_immediate_data_combinations() {
             let data = Bytes::from(buf.clone());
             let t = p
                 .session
-                .submit(p.now, ScsiCommand::write(0, &WRITE10[..], data))
+                .submit(
+                    p.now,
+                    ScsiCommand::write(iscsi_proto::scsi::Lun::ZERO, &WRITE10[..], data),
+                )
                 .unwrap();
             p.flush();
             let mut got = vec![None::<u8>; buf.len()];
@@ -481,7 +511,11 @@ fn too_many_outstanding_r2ts_is_a_protocol_error() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![0u8; 200_000])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![0u8; 200_000]),
+            ),
         )
         .unwrap();
     p.flush();
@@ -505,7 +539,10 @@ fn extended_cdb_travels_in_an_ahs() {
     let cdb: Vec<u8> = (0..32).collect();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, cdb.clone()))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, cdb.clone()),
+        )
         .unwrap();
     p.flush();
     let pdu = p.target.expect();
@@ -527,7 +564,12 @@ fn bidirectional_command_has_read_length_ahs_and_residuals() {
         .session
         .submit(
             p.now,
-            ScsiCommand::bidi(0, &[0x53u8; 10][..], Bytes::from_static(b"wxyz"), 16),
+            ScsiCommand::bidi(
+                iscsi_proto::scsi::Lun::ZERO,
+                &[0x53u8; 10][..],
+                Bytes::from_static(b"wxyz"),
+                16,
+            ),
         )
         .unwrap();
     p.flush();
@@ -563,7 +605,10 @@ fn abort_task_racing_completion() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -598,15 +643,24 @@ fn lun_reset_aborts_affected_tasks_exactly_once() {
     let mut p = plain();
     let a = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     let b = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     let other_lun = p
         .session
-        .submit(p.now, ScsiCommand::read(1 << 48, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::from_number(1), &READ10[..], 4),
+        )
         .unwrap();
     p.flush();
     let ca = scsi_cmd(&p.target.expect());
@@ -653,7 +707,10 @@ fn abort_of_a_queued_command_is_local() {
     let mut p = logged_in(cfg(), r);
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     let tmf = p.session.abort_task(p.now, t).unwrap();
     p.flush();
@@ -679,7 +736,10 @@ fn async_logout_request_logs_out() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -692,7 +752,10 @@ fn async_logout_request_logs_out() {
         .any(|e| matches!(e, Event::AsyncEvent(n) if n.event == w::AsyncEvent::LogoutRequested)));
     // New work is refused while the logout waits for the task.
     assert_eq!(
-        p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])),
+        p.session.submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..])
+        ),
         Err(UsageError::LoggingOut)
     );
     assert_eq!(p.target.pending(), 0, "waits for the outstanding task");
@@ -712,7 +775,10 @@ fn async_logout_request_deadline_aborts_stragglers() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let _ = p.target.expect();
@@ -732,7 +798,10 @@ fn reject_fails_the_rejected_task() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let cmd = p.target.expect();
@@ -768,7 +837,10 @@ fn logout_aborting_tasks() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     let lo = p.session.logout(p.now, LogoutMode::AbortTasks).unwrap();
     assert_eq!(
@@ -796,18 +868,27 @@ fn logout_aborting_tasks() {
 fn usage_errors() {
     let mut p = Pair::new(cfg());
     assert_eq!(
-        p.session.submit(p.now, ScsiCommand::new(0, &[0u8; 6][..])),
+        p.session.submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..])
+        ),
         Err(UsageError::NotLoggedIn)
     );
     let mut p = plain();
     assert!(matches!(
-        p.session.submit(p.now, ScsiCommand::new(0, Bytes::new())),
+        p.session.submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, Bytes::new())
+        ),
         Err(UsageError::InvalidCommand(_))
     ));
     // A task that has ended is unknown.
     let ended = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     p.target.scsi_response(ended.itt(), 0, Residual::None, None);
@@ -820,7 +901,10 @@ fn usage_errors() {
     let mut d = Pair::new(SessionConfig::new("iqn.2024-01.test:init"));
     d.login();
     assert_eq!(
-        d.session.submit(d.now, ScsiCommand::new(0, &[0u8; 6][..])),
+        d.session.submit(
+            d.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..])
+        ),
         Err(UsageError::DiscoverySession)
     );
 }
@@ -839,11 +923,17 @@ fn recovery_reissues_outstanding_tasks() {
     let mut p = logged_in(c, LoginResponder::plain());
     let a = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4),
+        )
         .unwrap();
     let b = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let ca = scsi_cmd(&p.target.expect());
@@ -910,7 +1000,10 @@ fn recovery_gives_up_after_max_attempts() {
     let mut p = logged_in(c, LoginResponder::plain());
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     for _ in 0..3 {
@@ -1071,7 +1164,10 @@ fn internal_text_request_is_not_a_queued_command() {
     assert_eq!(p.session.tasks_in_flight(), 0);
     let t = p
         .session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     assert_eq!(p.session.queued_commands(), 1);
     // Opening the window lets both out, the internal one first (CmdSN order).

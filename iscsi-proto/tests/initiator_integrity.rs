@@ -75,7 +75,10 @@ fn abort_task_set_follows_the_commands_still_in_the_transmit_queue() {
     let data = Bytes::from(vec![7u8; 16384]);
     let wr = p
         .session
-        .submit(p.now, ScsiCommand::write(0, &WRITE10[..], data))
+        .submit(
+            p.now,
+            ScsiCommand::write(iscsi_proto::scsi::Lun::ZERO, &WRITE10[..], data),
+        )
         .unwrap();
     // The socket would block: nothing drained yet.
     let tmf = p
@@ -111,7 +114,10 @@ fn abort_task_follows_its_command() {
     let mut p = logged_in(cfg());
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     let _tmf = p.session.abort_task(p.now, rd).unwrap();
     p.flush();
@@ -135,12 +141,19 @@ fn recovery_does_not_reissue_a_non_idempotent_command() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &CAW[..],
+                Bytes::from(vec![0u8; 1024]),
+            ),
         )
         .unwrap();
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     p.flush();
     let first = commands(&all_pdus(&mut p));
@@ -170,15 +183,20 @@ fn reissue_is_a_per_command_choice() {
         .session
         .submit(
             p.now,
-            ScsiCommand::read(0, &READ10[..], 512).with_reissue(Reissue::Never),
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512)
+                .with_reissue(Reissue::Never),
         )
         .unwrap();
     let caw = p
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024]))
-                .with_reissue(Reissue::Always),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &CAW[..],
+                Bytes::from(vec![0u8; 1024]),
+            )
+            .with_reissue(Reissue::Always),
         )
         .unwrap();
     p.flush();
@@ -201,7 +219,11 @@ fn an_unsent_command_is_sent_after_recovery() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &CAW[..], Bytes::from(vec![0u8; 1024])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &CAW[..],
+                Bytes::from(vec![0u8; 1024]),
+            ),
         )
         .unwrap();
     // Lost before anything was written to the socket.
@@ -221,7 +243,10 @@ fn a_task_with_an_abort_in_flight_is_not_reissued() {
     let mut p = logged_in(recovering());
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     p.flush();
     let _tmf = p.session.abort_task(p.now, rd).unwrap();
@@ -245,7 +270,11 @@ fn a_task_with_an_abort_in_flight_is_not_reissued() {
 #[test]
 fn bidirectional_data_in_and_r2t_share_one_sequence() {
     let mut p = logged_in(cfg());
-    let mut cmd = ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![1u8; 512]));
+    let mut cmd = ScsiCommand::write(
+        iscsi_proto::scsi::Lun::ZERO,
+        &WRITE10[..],
+        Bytes::from(vec![1u8; 512]),
+    );
     cmd.expected_read_len = 512;
     let t = p.session.submit(p.now, cmd).unwrap();
     p.flush();
@@ -335,7 +364,10 @@ fn target_requested_logout_with_recovery_logs_in_again() {
     let mut p = logged_in(recovering());
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     p.flush();
     let itt = commands(&all_pdus(&mut p))[0].2;
@@ -345,7 +377,10 @@ fn target_requested_logout_with_recovery_logs_in_again() {
     // New work while the logout waits for the read.
     let later = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .expect("work queues for the next login");
     p.flush();
     let mid = all_pdus(&mut p);
@@ -389,7 +424,10 @@ fn a_command_the_target_never_answers_escalates() {
     let mut p = logged_in(c);
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     p.flush();
     let itt = commands(&all_pdus(&mut p))[0].2;
@@ -423,7 +461,10 @@ fn a_timed_out_command_ends_once_when_its_abort_completes() {
     let mut p = logged_in(c);
     let rd = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 512))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 512),
+        )
         .unwrap();
     p.flush();
     let _ = all_pdus(&mut p);
@@ -451,7 +492,7 @@ fn a_timed_out_command_ends_once_when_its_abort_completes() {
 fn fast_abort_is_not_offered() {
     let mut c = cfg().with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     c.operational.task_reporting = vec![iscsi_proto::login::negotiation::TaskReporting::FastAbort];
-    let r = iscsi_proto::initiator::Session::new(c, std::time::Instant::now());
+    let r = iscsi_proto::initiator::Session::new(c, iscsi_proto::time::Instant::ZERO);
     assert!(r.is_err(), "{r:?}");
 }
 
@@ -493,7 +534,11 @@ fn a_max_recv_data_segment_length_the_target_redeclares_is_obeyed() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![5u8; 4096])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![5u8; 4096]),
+            ),
         )
         .unwrap();
     p.flush();

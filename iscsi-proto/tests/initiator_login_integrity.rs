@@ -339,7 +339,10 @@ fn login_with_window(exp_off: u32, max_off: u32) -> (Pair, Serial, Option<Serial
         return (p, login_cmd_sn, None);
     }
     p.session
-        .submit(p.now, ScsiCommand::new(0, &[0u8; 6][..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..]),
+        )
         .unwrap();
     p.flush();
     let sent = p.target.recv().map(|pdu| match pdu.header {

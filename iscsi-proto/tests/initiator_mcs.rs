@@ -2,8 +2,8 @@
 //! initiator, against one scripted target per connection sharing the
 //! session's CmdSN window. Each test quotes the sentence it checks.
 
+use iscsi_proto::time::Instant;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use iscsi_proto::error::UsageError;
@@ -40,7 +40,7 @@ impl Mcs {
             .with_target("iqn.2024-01.test:disk")
             .with_error_recovery_level(level)
             .with_max_connections(4, spread);
-        let now = Instant::now();
+        let now = Instant::from_millis(1_000_000);
         let s = open_session(cfg, now, [1, 2, 3]).unwrap();
         let mut m = Mcs {
             s,
@@ -244,7 +244,13 @@ fn commands_spread_round_robin_with_one_cmd_sn_and_a_stat_sn_per_connection() {
         m.add();
     }
     let tasks: Vec<TaskId> = (0..8)
-        .map(|_| m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap())
+        .map(|_| {
+            m.s.submit(
+                m.now,
+                ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+            )
+            .unwrap()
+        })
         .collect();
     m.flush();
     let got = m.commands();
@@ -279,7 +285,13 @@ fn commands_spread_round_robin_with_one_cmd_sn_and_a_stat_sn_per_connection() {
     }
     // Each connection acknowledges its own StatSNs.
     let t2: Vec<TaskId> = (0..4)
-        .map(|_| m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap())
+        .map(|_| {
+            m.s.submit(
+                m.now,
+                ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+            )
+            .unwrap()
+        })
         .collect();
     m.flush();
     for (cid, cmds) in m.commands() {
@@ -297,8 +309,18 @@ fn least_outstanding_prefers_the_idle_connection() {
     let mut m = Mcs::new(0, Spread::LeastOutstanding);
     let extra = m.add();
     let primary = m.primary();
-    let a = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
-    let b = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let a =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    let b =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     let got = m.commands();
     assert_eq!((got[&primary].len(), got[&extra].len()), (1, 1));
@@ -309,7 +331,12 @@ fn least_outstanding_prefers_the_idle_connection() {
     tp.scsi_response(on_primary.itt, 0, Residual::None, None);
     m.deliver(primary);
     // The extra connection still holds one task: the next goes to the first.
-    let _c = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let _c =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     let got = m.commands();
     assert_eq!((got[&primary].len(), got[&extra].len()), (1, 0));
@@ -342,7 +369,12 @@ fn logout_of_one_connection_keeps_the_session() {
         .any(|e| matches!(e, Event::CloseConnection { cid, cause: None } if *cid == extra)));
     assert_eq!(m.s.connection_ids(), [m.primary()]);
     assert!(m.s.is_logged_in());
-    let t2 = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let t2 =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     let p = m.primary();
     let c = m.commands()[&p][0];
@@ -363,8 +395,18 @@ fn a_failed_added_connection_moves_its_tasks_to_another() {
     let mut m = Mcs::new(2, Spread::RoundRobin);
     let extra = m.add();
     let primary = m.primary();
-    let a = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
-    let b = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let a =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    let b =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     let got = m.commands();
     let (ca, cb) = (got[&primary][0], got[&extra][0]);
@@ -411,8 +453,18 @@ fn a_failed_added_connection_moves_its_tasks_to_another() {
 fn below_level_2_a_failed_added_connection_fails_the_session() {
     let mut m = Mcs::new(0, Spread::RoundRobin);
     let extra = m.add();
-    let _a = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
-    let b = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let _a =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    let b =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     m.s.handle_closed_on(extra, m.now);
     m.flush();
@@ -436,7 +488,12 @@ fn the_other_connections_carry_on_while_the_first_recovers() {
         .events
         .iter()
         .any(|e| matches!(e, Event::Recovering { .. })));
-    let a = m.s.submit(m.now, ScsiCommand::new(0, &TUR[..])).unwrap();
+    let a =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
     m.flush();
     let got = m.commands();
     assert_eq!(got[&extra].len(), 1, "sent on the connection that is up");

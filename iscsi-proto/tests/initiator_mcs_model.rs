@@ -10,8 +10,8 @@
 //! target receives each command exactly once; the session is never
 //! reinstated (no login with TSIH 0 after the first) and keeps its TSIH.
 
+use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use bytes::BytesMut;
 use iscsi_proto::initiator::{
@@ -343,7 +343,7 @@ proptest! {
             .with_target("iqn.2024-01.test:disk")
             .with_error_recovery_level(2)
             .with_max_connections(4, spread);
-        let now = Instant::now();
+        let now = Instant::from_millis(1_000_000);
         let s = open_session(cfg, now, [1, 2, 3]).unwrap();
         let mut wd = World {
             s, now, t: BTreeMap::new(), rx: BTreeMap::new(), events: Vec::new(),
@@ -364,9 +364,9 @@ proptest! {
         let mut tasks: Vec<(TaskId, u32)> = Vec::new();
         for pdus in &reads {
             let cmd = if *pdus == 0 {
-                ScsiCommand::new(0, &TUR[..])
+                ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..])
             } else {
-                ScsiCommand::read(0, &READ10[..], pdus * SEG)
+                ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], pdus * SEG)
             };
             let task = wd.s.submit(wd.now, cmd).unwrap();
             wd.tasks.insert(task.itt(), Tm { pdus: *pdus, ..Tm::default() });
@@ -393,9 +393,9 @@ proptest! {
                 Step::Kill(_) => {}
                 Step::Submit(pdus) => {
                     let cmd = if pdus == 0 {
-                        ScsiCommand::new(0, &TUR[..])
+                        ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..])
                     } else {
-                        ScsiCommand::read(0, &READ10[..], pdus * SEG)
+                        ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], pdus * SEG)
                     };
                     if let Ok(task) = wd.s.submit(wd.now, cmd) {
                         wd.tasks.insert(task.itt(), Tm { pdus, ..Tm::default() });

@@ -161,9 +161,9 @@ impl Harness {
         match op {
             Op::Submit(read) => {
                 let cmd = if read {
-                    ScsiCommand::read(0, &[0x28u8; 10][..], 4)
+                    ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &[0x28u8; 10][..], 4)
                 } else {
-                    ScsiCommand::new(0, &[0u8; 6][..])
+                    ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &[0u8; 6][..])
                 };
                 let t = self.p.session.submit(self.p.now, cmd).unwrap();
                 self.submitted.push(t);
@@ -341,13 +341,20 @@ fn scenario(cuts: Vec<usize>) -> Vec<Event> {
     p.login();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &[0x28u8; 10][..], 3000))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &[0x28u8; 10][..], 3000),
+        )
         .unwrap();
     let w = p
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &[0x2au8; 10][..], Bytes::from(vec![9u8; 5000])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &[0x2au8; 10][..],
+                Bytes::from(vec![9u8; 5000]),
+            ),
         )
         .unwrap();
     p.flush();

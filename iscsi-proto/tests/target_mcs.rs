@@ -6,8 +6,9 @@
 
 mod target_support;
 
+use iscsi_proto::time::Instant;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::{LoginStatus, OperationalParams};
@@ -51,7 +52,7 @@ impl Ini {
             tsih: 0,
             cmd_sn: Serial(10),
             itt: 100,
-            now: Instant::now(),
+            now: Instant::from_millis(1_000_000),
             executed: BTreeMap::new(),
             tasks: BTreeMap::new(),
             other: Vec::new(),

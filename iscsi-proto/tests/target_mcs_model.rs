@@ -15,8 +15,8 @@
 
 mod target_support;
 
+use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::OperationalParams;
@@ -118,7 +118,7 @@ impl World {
         s.params.max_connections = 4;
         let mut w = World {
             p: Portal::new(PortalConfig::new(s), 3).unwrap(),
-            now: Instant::now(),
+            now: Instant::from_millis(1_000_000),
             isid: Isid::from_fields(0, 1, 2, 3, 4),
             tsih: 0,
             cmd_sn: Serial(1),

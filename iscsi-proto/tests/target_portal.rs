@@ -4,7 +4,7 @@
 
 mod target_support;
 
-use std::time::Instant;
+use iscsi_proto::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::{LoginStatus, OperationalParams};
@@ -175,7 +175,7 @@ fn status(r: &LoginResponse) -> LoginStatus {
 /// the session", so no two live sessions share one.
 #[test]
 fn tsih_is_non_zero_and_unique_among_live_sessions() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let mut tsihs = Vec::new();
     for d in 0..4 {
@@ -216,7 +216,7 @@ fn tsih_is_non_zero_and_unique_among_live_sessions() {
 /// by the target without further notice to the initiator."
 #[test]
 fn reinstatement_closes_the_old_session_and_ends_its_tasks() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (mut a, r) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     assert_eq!(status(&r), LoginStatus::Success);
@@ -288,7 +288,7 @@ fn reinstatement_closes_the_old_session_and_ends_its_tasks() {
 /// another I_T nexus, section 4.4.1), which coexists.
 #[test]
 fn a_second_session_with_another_isid_coexists() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     let (b, rb) = Ini::login(&mut p, now, INITIATOR, isid(2), 0);
@@ -320,7 +320,7 @@ fn a_second_session_with_another_isid_coexists() {
 /// to add a connection to a non-existent session."
 #[test]
 fn a_login_naming_an_unknown_tsih_is_refused() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (a, ra) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     events(&mut p);
@@ -343,7 +343,7 @@ fn a_login_naming_an_unknown_tsih_is_refused() {
 /// connections on this SSID". The existing session is untouched.
 #[test]
 fn a_second_connection_to_a_live_session_is_too_many_connections() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (a, ra) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     events(&mut p);
@@ -376,7 +376,7 @@ fn a_second_connection_to_a_live_session_is_too_many_connections() {
 /// old session goes only when the new one is established.
 #[test]
 fn a_failed_login_with_a_live_isid_leaves_the_session_alone() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     events(&mut p);
@@ -392,7 +392,7 @@ fn a_failed_login_with_a_live_isid_leaves_the_session_alone() {
 /// for every I_T nexus; the portal names them all in one event.
 #[test]
 fn a_logical_unit_reset_names_every_nexus() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (mut a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     let (b, _) = Ini::login(&mut p, now, OTHER_INITIATOR, isid(1), 0);
@@ -417,7 +417,7 @@ fn a_logical_unit_reset_names_every_nexus() {
 /// withdrawn), and leaves its tasks on other logical units alone.
 #[test]
 fn a_logical_unit_reset_aborts_the_other_sessions_tasks_on_that_unit() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (mut a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     let (mut b, _) = Ini::login(&mut p, now, OTHER_INITIATOR, isid(1), 0);
@@ -470,7 +470,7 @@ fn a_logical_unit_reset_aborts_the_other_sessions_tasks_on_that_unit() {
 /// (terminates all sessions)."
 #[test]
 fn a_target_cold_reset_closes_every_session() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let (mut a, _) = Ini::login(&mut p, now, INITIATOR, isid(1), 0);
     let (b, _) = Ini::login(&mut p, now, OTHER_INITIATOR, isid(1), 0);
@@ -492,7 +492,7 @@ fn a_target_cold_reset_closes_every_session() {
 /// The portal refuses connections beyond its limit.
 #[test]
 fn accept_beyond_the_limit_is_refused() {
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal_with(2);
     let a = p.accept(now, None).unwrap();
     p.accept(now, None).unwrap();
@@ -512,7 +512,7 @@ fn the_nexus_is_the_initiator_port() {
     assert_ne!(a, NexusId::of(OTHER_INITIATOR, isid(1)));
     assert_ne!(a.0, 0);
     // A Discovery session has no I_T nexus.
-    let now = Instant::now();
+    let now = Instant::ZERO;
     let mut p = portal();
     let h = p.accept(now, None).unwrap();
     let mut ini = Ini {

@@ -68,7 +68,10 @@ fn good(p: &Pair, t: TaskId) -> iscsi_proto::initiator::ScsiResult {
 
 fn submit_tur(p: &mut Pair) -> TaskId {
     p.session
-        .submit(p.now, ScsiCommand::new(0, &TUR[..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
         .unwrap()
 }
 
@@ -139,7 +142,10 @@ fn unh_ffp_2_2_task_management_is_delivered_immediately() {
     let mut p = plain();
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4096))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4096),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -280,7 +286,10 @@ fn unh_ffp_10_2_a_bit_ignored_at_error_recovery_level_0() {
     assert_eq!(p.session.negotiated().unwrap().error_recovery_level, 0);
     let t = p
         .session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 8))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 8),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -324,7 +333,10 @@ fn unh_ffp_11_1_2_data_in_above_our_mrdsl_fails_the_connection() {
         8192
     );
     p.session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 16384))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 16384),
+        )
         .unwrap();
     p.flush();
     let c = scsi_cmd(&p.target.expect());
@@ -355,7 +367,11 @@ fn unh_ffp_11_2_1_unsolicited_data_out_f_bit_data_sn_and_offsets() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![7u8; 16384])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![7u8; 16384]),
+            ),
         )
         .unwrap();
     p.flush();
@@ -390,7 +406,11 @@ fn unh_ffp_11_2_2_solicited_data_out_f_bit_per_r2t() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![1u8; 6144])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![1u8; 6144]),
+            ),
         )
         .unwrap();
     p.flush();
@@ -433,7 +453,11 @@ fn unh_ffp_12_3_r2t_buffer_offsets_are_honoured() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(data.clone())),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(data.clone()),
+            ),
         )
         .unwrap();
     p.flush();
@@ -474,14 +498,22 @@ fn unh_ffp_12_4_parallel_writes_with_interleaved_r2ts() {
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![0x11u8; 1024])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![0x11u8; 1024]),
+            ),
         )
         .unwrap();
     let t2 = p
         .session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![0x22u8; 1024])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![0x22u8; 1024]),
+            ),
         )
         .unwrap();
     p.flush();
@@ -549,8 +581,12 @@ fn unh_ffp_16_1_1_scsi_command_fields_with_immediate_data() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![9u8; 512]))
-                .with_attr(TaskAttr::Ordered),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![9u8; 512]),
+            )
+            .with_attr(TaskAttr::Ordered),
         )
         .unwrap();
     p.flush();
@@ -575,7 +611,11 @@ fn unh_ffp_16_1_2_scsi_command_fields_without_immediate_data() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(vec![9u8; 512])),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(vec![9u8; 512]),
+            ),
         )
         .unwrap();
     p.flush();
@@ -586,7 +626,10 @@ fn unh_ffp_16_1_2_scsi_command_fields_without_immediate_data() {
     assert!(pdu.data.is_empty());
     assert_eq!(w.expected_data_transfer_length, 512);
     p.session
-        .submit(p.now, ScsiCommand::read(0, &READ10[..], 4096))
+        .submit(
+            p.now,
+            ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &READ10[..], 4096),
+        )
         .unwrap();
     p.flush();
     let pdu = p.target.expect();

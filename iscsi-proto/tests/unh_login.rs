@@ -178,7 +178,10 @@ fn unh_login_1_1_standard_login_reaches_full_feature_phase() {
     logged_in(&p);
     assert!(p.events.contains(&Event::LoggedIn { tsih: 0x0d }));
     p.session
-        .submit(p.now, ScsiCommand::new(0, &TUR[..]))
+        .submit(
+            p.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
         .unwrap();
     p.flush();
     let c = scsi_command(&p.target.expect());
@@ -729,7 +732,11 @@ fn unh_login_14_1_target_mrdsl_bounds_every_data_segment() {
     p.session
         .submit(
             p.now,
-            ScsiCommand::write(0, &WRITE10[..], Bytes::from(data.clone())),
+            ScsiCommand::write(
+                iscsi_proto::scsi::Lun::ZERO,
+                &WRITE10[..],
+                Bytes::from(data.clone()),
+            ),
         )
         .unwrap();
     p.flush();
@@ -801,7 +808,7 @@ fn unh_login_16_3_first_burst_offered_by_the_initiator() {
     let mut bad = cfg().with_isid(iscsi_proto::wire::Isid::random([1, 2, 3], 0));
     bad.operational.max_burst_length = 16384;
     bad.operational.first_burst_length = 65536;
-    let r = iscsi_proto::initiator::Session::new(bad, std::time::Instant::now());
+    let r = iscsi_proto::initiator::Session::new(bad, iscsi_proto::time::Instant::ZERO);
     assert!(
         matches!(r, Err(iscsi_proto::error::ConfigError::Negotiation(_))),
         "{r:?}"

@@ -11,12 +11,12 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), iscsi_smol::Error> {
 //! use iscsi_proto::initiator::SessionConfig;
-//! use iscsi_smol::Client;
+//! use iscsi_smol::{Client, Lun};
 //!
 //! let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
 //! // The driver runs on the caller's executor: here smol's.
 //! let client = Client::connect("127.0.0.1:3260", cfg, |driver| smol::spawn(driver).detach()).await?;
-//! let data = client.read(1 << 48, 0, 8, 512).await?;
+//! let data = client.read(Lun::from_number(1), 0, 8, 512).await?;
 //! client.logout().await?;
 //! # let _ = data; Ok(()) }
 //! ```
@@ -29,6 +29,11 @@
 //! carry out the core's connection requests, and wait for the next of: a
 //! request, readable input, writability (only while blocked) or the
 //! core's deadline. A byte tap ([`Driver::with_tap`]) sees every byte.
+//!
+//! `read`, `write` and `read_capacity` retry once the UNIT ATTENTION a
+//! target reports on the first command of every session (tgtd, LIO:
+//! SAM-5 5.14; see `iscsi_proto::scsi::helpers`); `execute` and `submit`
+//! return every status as it came.
 //!
 //! Errors: [`Error`] is the drivers' shared [`iscsi_proto::driver::Error`].
 //! A target that refuses us is [`Error::Connect`] (TCP) or
@@ -70,7 +75,9 @@ use iscsi_proto::initiator::{
 };
 pub use iscsi_proto::login::negotiation::Negotiated;
 use iscsi_proto::scsi::cdb::{read16, write16, RwFlags};
-use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+use iscsi_proto::scsi::helpers::{is_unit_attention, CapacityProbe, Probe, UA_RETRIES};
+pub use iscsi_proto::scsi::{Capacity, Lun};
+pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
 /// Reads per wakeup before the driver looks at requests again.
 const READS_PER_WAKE: usize = 16;
@@ -247,28 +254,44 @@ impl Client {
         reply::scsi(self.submit(cmd).await?.wait().await)
     }
 
-    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba`; fails
-    /// unless the status is GOOD.
+    /// Runs `cmd` and requires GOOD status, sending it again once after
+    /// a UNIT ATTENTION (the one a target reports on the first command of
+    /// every session: tgtd, LIO; SAM-5 5.14.1 says the command was not
+    /// performed). See [`iscsi_proto::scsi::helpers`].
+    pub async fn execute_good(&self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        let mut retries = UA_RETRIES;
+        loop {
+            let done = self.execute(cmd.clone()).await?;
+            if retries > 0 && is_unit_attention(&done.result) {
+                retries -= 1;
+                continue;
+            }
+            return reply::good(done);
+        }
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of
+    /// `lun`; fails unless the status is GOOD (a first UNIT ATTENTION is
+    /// retried: [`Client::execute_good`]).
     pub async fn read(
         &self,
-        lun: u64,
+        lun: Lun,
         lba: u64,
         blocks: u32,
         block_len: u32,
     ) -> Result<Bytes, Error> {
         let len = blocks.saturating_mul(block_len);
         let cdb = read16(lba, blocks, RwFlags::default());
-        let done = self
-            .execute(ScsiCommand::read(lun, cdb.to_vec(), len))
-            .await?;
-        reply::good(done).map(|c| c.data)
+        let done = self.execute_good(ScsiCommand::read(lun, cdb, len)).await?;
+        Ok(done.data)
     }
 
     /// WRITE(16) of `data` (a whole number of `block_len` blocks) at
-    /// `lba`; fails unless the status is GOOD.
+    /// `lba` of `lun`; fails unless the status is GOOD (a first UNIT
+    /// ATTENTION is retried: [`Client::execute_good`]).
     pub async fn write(
         &self,
-        lun: u64,
+        lun: Lun,
         lba: u64,
         data: Bytes,
         block_len: u32,
@@ -276,18 +299,32 @@ impl Client {
         let blocks = u32::try_from(data.len() / block_len.max(1) as usize)
             .map_err(|_| Error::Usage(UsageError::InvalidCommand("write too long")))?;
         let cdb = write16(lba, blocks, RwFlags::default());
-        let done = self
-            .execute(ScsiCommand::write(lun, cdb.to_vec(), data))
-            .await?;
-        reply::good(done).map(drop)
+        self.execute_good(ScsiCommand::write(lun, cdb, data))
+            .await
+            .map(drop)
     }
 
-    /// Runs a task management function.
+    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
+    /// where (16) is not supported ([`CapacityProbe`]).
+    pub async fn read_capacity(&self, lun: Lun) -> Result<Capacity, Error> {
+        let (mut probe, mut cmd) = CapacityProbe::start(lun);
+        loop {
+            let done = self.execute(cmd).await?;
+            match probe.next(done.result, &done.data) {
+                Probe::Send(next) => cmd = next,
+                Probe::Done(c) => return Ok(c),
+                Probe::Failed(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs a task management function on `lun`.
     pub async fn task_management(
         &self,
-        lun: u64,
+        lun: Lun,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
+        let lun = lun.to_u64();
         let p = self.start(Action::TaskManagement { lun, function }).await?;
         reply::task_management(p.wait().await)
     }
@@ -581,7 +618,7 @@ impl Driver {
         let connected = match resolved {
             Ok(sa) => {
                 let connect = async { Some(Async::<TcpStream>::connect(sa).await) };
-                let deadline = self.core.session().poll_timeout();
+                let deadline = self.core.session_timeout();
                 let timer = async {
                     match deadline {
                         Some(d) => {

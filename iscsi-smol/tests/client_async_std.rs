@@ -6,6 +6,8 @@ mod target;
 
 mod common;
 
+use iscsi_smol as driver;
+
 use iscsi_smol::DriverFuture;
 
 fn spawn(d: DriverFuture) {
@@ -35,4 +37,9 @@ fn dropped_client_logs_out_under_async_std() {
 #[test]
 fn large_in_flight_under_async_std() {
     async_std::task::block_on(common::large_in_flight(spawn));
+}
+
+#[test]
+fn unit_attention_is_retried_once_under_async_std() {
+    async_std::task::block_on(common::unit_attention_is_retried_once(spawn));
 }

@@ -6,6 +6,8 @@ mod target;
 
 mod common;
 
+use iscsi_smol as driver;
+
 use iscsi_smol::{Client, DriverFuture};
 
 fn spawn(d: DriverFuture) {
@@ -46,10 +48,18 @@ fn many_tasks_share_one_session() {
                 let c = c.clone();
                 smol::spawn(async move {
                     let data = common::pattern(4 * target::BLOCK, i as u8);
-                    c.write(0, u64::from(i) * 4, data.clone(), 512)
+                    c.write(
+                        iscsi_proto::scsi::Lun::ZERO,
+                        u64::from(i) * 4,
+                        data.clone(),
+                        512,
+                    )
+                    .await
+                    .unwrap();
+                    let back = c
+                        .read(iscsi_proto::scsi::Lun::ZERO, u64::from(i) * 4, 4, 512)
                         .await
                         .unwrap();
-                    let back = c.read(0, u64::from(i) * 4, 4, 512).await.unwrap();
                     assert_eq!(back, data);
                 })
             })
@@ -64,4 +74,9 @@ fn many_tasks_share_one_session() {
 #[test]
 fn large_in_flight_under_smol() {
     smol::block_on(common::large_in_flight(spawn));
+}
+
+#[test]
+fn unit_attention_is_retried_once_under_smol() {
+    smol::block_on(common::unit_attention_is_retried_once(spawn));
 }

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "iqn.2026-01.rs.iscsi:ram".into());
     let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target(target);
     let mut client = Client::connect(&portal, cfg, Options::default())?;
-    let lun = Lun::from_number(0).to_u64();
+    let lun = Lun::from_number(0);
     // A fresh session may first see a UNIT ATTENTION (tgtd sends one):
     // ask twice.
     let cap = match client.execute(ScsiCommand::read(lun, read_capacity10().to_vec(), 8)) {

@@ -3,14 +3,20 @@
 //! protocol logic. Everything the protocol decides (what to send, when a
 //! timer fires, where to reconnect) comes from the core's `poll_*` calls.
 //!
+//! `read`, `write` and `read_capacity` retry once the UNIT ATTENTION a
+//! target reports on the first command of every session (tgtd, LIO:
+//! SAM-5 5.14; see `iscsi_proto::scsi::helpers`); `execute` and `submit`
+//! return every status as it came.
+//!
 //! ```no_run
 //! use iscsi_proto::initiator::{ScsiCommand, SessionConfig};
-//! use iscsi_std::{Client, Options};
+//! use iscsi_proto::scsi::cdb::inquiry;
+//! use iscsi_std::{Client, Lun, Options};
 //!
 //! let config = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
 //! let mut client = Client::connect("127.0.0.1:3260", config, Options::default())?;
-//! let inquiry = [0x12, 0, 0, 0, 96, 0];
-//! let done = client.execute(ScsiCommand::read(0, inquiry.to_vec(), 96))?;
+//! // INQUIRY is performed even with a UNIT ATTENTION pending (SAM-5 5.14).
+//! let done = client.execute(ScsiCommand::read(Lun::ZERO, inquiry(96), 96))?;
 //! println!("{} bytes of INQUIRY data", done.data.len());
 //! for event in client.take_events() {
 //!     println!("session event: {event:?}");
@@ -72,13 +78,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Read as Got, Written};
+use iscsi_proto::driver::{helpers, reply, ConnRequest, DriverCore, Read as Got, Written};
 pub use iscsi_proto::driver::{Coalesce, Completed, Direction, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Action, Event, LogoutMode, LogoutResult, ScsiCommand, Session, SessionConfig, SessionState,
     TargetRecord, TaskId, TaskOutcome,
 };
-use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
+pub use iscsi_proto::scsi::{Capacity, Lun};
+pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
 /// Rounds of input, timers and output one background step runs before it
 /// looks again whether the application wants the session.
@@ -417,13 +424,47 @@ impl Client {
         reply::scsi(i.wait(task))
     }
 
-    /// Runs a task management function and waits for its response.
+    /// Runs a task management function on `lun` and waits for its response.
     pub fn task_management(
         &mut self,
-        lun: u64,
+        lun: Lun,
         function: TmfFunction,
     ) -> Result<TmfResponse, Error> {
+        let lun = lun.to_u64();
         reply::task_management(self.run_action(Action::TaskManagement { lun, function }))
+    }
+
+    /// Runs `cmd` and requires GOOD status, sending it again once after a
+    /// UNIT ATTENTION (the one a target reports on the first command of
+    /// every session: tgtd, LIO; see [`iscsi_proto::scsi::helpers`]).
+    pub fn execute_good(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
+        helpers::execute_good(|c| self.execute(c), cmd)
+    }
+
+    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of `lun`
+    /// ([`Client::execute_good`]).
+    pub fn read(
+        &mut self,
+        lun: Lun,
+        lba: u64,
+        blocks: u32,
+        block_len: u32,
+    ) -> Result<Bytes, Error> {
+        let cmd = helpers::read_command(lun, lba, blocks, block_len);
+        self.execute_good(cmd).map(|c| c.data)
+    }
+
+    /// WRITE(16) of `data` (whole `block_len` blocks) at `lba` of `lun`
+    /// ([`Client::execute_good`]).
+    pub fn write(&mut self, lun: Lun, lba: u64, data: Bytes, block_len: u32) -> Result<(), Error> {
+        let cmd = helpers::write_command(lun, lba, data, block_len)?;
+        self.execute_good(cmd).map(drop)
+    }
+
+    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
+    /// where (16) is not supported.
+    pub fn read_capacity(&mut self, lun: Lun) -> Result<Capacity, Error> {
+        helpers::read_capacity(|c| self.execute(c), lun)
     }
 
     /// Aborts a task (ABORT TASK) and waits for the response.
@@ -720,7 +761,7 @@ impl Inner {
             if self.core.handle_timeout(now) {
                 continue;
             }
-            let core = self.core.session().poll_timeout();
+            let core = self.core.session_timeout();
             let Some(stream) = self.conn.clone() else {
                 return Wait::Timer(core);
             };
@@ -802,7 +843,7 @@ impl Inner {
         if self.core.handle_timeout(now) {
             return Ok(());
         }
-        let core_deadline = self.core.session().poll_timeout();
+        let core_deadline = self.core.session_timeout();
         let deadline = [core_deadline, until].into_iter().flatten().min();
         let Some(stream) = self.conn.clone() else {
             // No connection and nothing scheduled: the core is waiting for

@@ -37,7 +37,7 @@ fn idle_client_answers_target_nop_in() {
     let data = Bytes::from(vec![0x5a; 4096]);
     let w = c
         .execute(ScsiCommand::write(
-            0,
+            iscsi_proto::scsi::Lun::ZERO,
             write10(3, 8, RwFlags::default()).to_vec(),
             data.clone(),
         ))
@@ -45,7 +45,7 @@ fn idle_client_answers_target_nop_in() {
     assert!(w.result.is_good());
     let r = c
         .execute(ScsiCommand::read(
-            0,
+            iscsi_proto::scsi::Lun::ZERO,
             read10(3, 8, RwFlags::default()).to_vec(),
             4096,
         ))
@@ -53,4 +53,21 @@ fn idle_client_answers_target_nop_in() {
     assert_eq!(r.data, data);
     c.logout().unwrap();
     t.wait_note(|n| *n == Note::LoggedOut);
+}
+
+/// SAM-5 5.14.1: `Client::read` sends a command that met a UNIT
+/// ATTENTION once more (it was not performed); `write` writes.
+#[test]
+fn read_and_write_helpers_retry_one_unit_attention() {
+    use iscsi_std::Lun;
+    use std::sync::atomic::Ordering;
+    let t = LoopbackTarget::start(64, 0);
+    let mut c = Client::connect(&t.addr.to_string(), config(), Options::default()).unwrap();
+    let data = Bytes::from(vec![0x5a; 2 * target::BLOCK]);
+    c.write(Lun::ZERO, 3, data.clone(), target::BLOCK as u32)
+        .unwrap();
+    t.unit_attention.store(1, Ordering::SeqCst);
+    assert_eq!(c.read(Lun::ZERO, 3, 2, target::BLOCK as u32).unwrap(), data);
+    assert_eq!(t.unit_attention.load(Ordering::SeqCst), 0);
+    c.logout().unwrap();
 }

@@ -59,7 +59,7 @@ impl Drop for Pinging {
 
 fn read_one(c: &mut Client) -> Result<bytes::Bytes, Error> {
     let done = c.execute(ScsiCommand::read(
-        0,
+        iscsi_proto::scsi::Lun::ZERO,
         read10(0, 1, RwFlags::default()).to_vec(),
         512,
     ))?;
@@ -106,7 +106,7 @@ fn recovery_events_reach_the_application() {
         .with_target(TARGET_NAME)
         .with_recovery(recovery());
     let mut c = Client::connect(&target.addr.to_string(), config, Options::default()).unwrap();
-    let tur = || ScsiCommand::new(0, vec![0u8; 6]);
+    let tur = || ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, vec![0u8; 6]);
     assert!(c.execute(tur()).unwrap().result.is_good());
     // The target drops the connection after its answer; the next command
     // runs on the recovered session.
@@ -146,7 +146,7 @@ fn target_requested_logout_is_carried_out_while_idle() {
         .expect("the idle client logged out as the target asked");
     // The next call reports the session's state at once: the logout is
     // under way (the Logout Response may not be read yet) or done.
-    match c.execute(ScsiCommand::new(0, vec![0u8; 6])) {
+    match c.execute(ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, vec![0u8; 6])) {
         Err(Error::Closed(_) | Error::Usage(UsageError::LoggingOut)) => {}
         other => panic!("expected Error::Closed or LoggingOut, got {other:?}"),
     }

@@ -1,6 +1,6 @@
-//! Cells that run the same checks on each of the project's three initiator
-//! drivers (`iscsi-std` blocking, `iscsi-mio` event loop, `iscsi-smol`
-//! async) against real targets: many commands in flight on one session,
+//! Cells that run the same checks on each of the project's four initiator
+//! drivers (`iscsi-std` blocking, `iscsi-mio` event loop, `iscsi-smol` and
+//! `iscsi-tokio` async) against real targets: many commands in flight on one session,
 //! data compared with the target's backing file and read back, and (against
 //! istgt, which pings idle initiators with NOP-In) a session left idle for
 //! 20 s that still works afterwards.
@@ -8,9 +8,9 @@
 //! Each driver is used through its own API, the way an application would:
 //! `iscsi_std::Client` (`submit`/`wait_any`/`idle`), a hand-written loop
 //! over `iscsi_mio::client::Client` on a private `mio::Poll` (with a poll
-//! timeout for idling), and `iscsi_smol::Client` with its `Driver` on a
-//! dedicated thread under `async_io::block_on` (idling is an
-//! `async_io::Timer` while the driver runs).
+//! timeout for idling), and `iscsi_smol::Client` / `iscsi_tokio::Client`
+//! with its `Driver` on a dedicated thread (under `async_io::block_on`, or
+//! a current-thread tokio runtime; idling is a sleep while the driver runs).
 
 use super::initiator_common::{
     check_capacity, compare, config, expect_good, file_region, lun, op_params, pdus, read_cmd,
@@ -34,22 +34,24 @@ const IN_FLIGHT: usize = 32;
 /// How long the istgt session stays idle.
 const IDLE: Duration = Duration::from_secs(20);
 
-/// The three drivers.
+/// The four drivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Std,
     Mio,
     Smol,
+    Tokio,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Std, Kind::Mio, Kind::Smol];
+    const ALL: [Kind; 4] = [Kind::Std, Kind::Mio, Kind::Smol, Kind::Tokio];
 
     fn name(self) -> &'static str {
         match self {
             Kind::Std => "std",
             Kind::Mio => "mio",
             Kind::Smol => "smol",
+            Kind::Tokio => "tokio",
         }
     }
 }
@@ -92,6 +94,7 @@ fn connect(kind: Kind, portal: &str, cfg: SessionConfig) -> Result<Box<dyn Initi
             .map_err(|e| e.to_string()),
         Kind::Mio => MioInit::connect(portal, cfg).map(|c| Box::new(c) as Box<dyn Initiator>),
         Kind::Smol => SmolInit::connect(portal, cfg).map(|c| Box::new(c) as Box<dyn Initiator>),
+        Kind::Tokio => TokioInit::connect(portal, cfg).map(|c| Box::new(c) as Box<dyn Initiator>),
     };
     r.map_err(|e| format!("{} login to {portal}: {e}", kind.name()))
 }
@@ -316,96 +319,118 @@ impl Initiator for MioInit {
     }
 }
 
-// ---------------------------------------------------------------- smol
+// ---------------------------------------------------------------- smol, tokio
 
-/// `iscsi_smol::Client` with its driver on a dedicated thread.
-struct SmolInit {
-    client: iscsi_smol::Client,
-    thread: Option<JoinHandle<Result<(), iscsi_smol::Error>>>,
-}
+/// An async driver's client (`$krate::Client`) with its driver on a
+/// dedicated thread, run there by `$run` (smol: `async_io::block_on`;
+/// tokio: a current-thread runtime). The two crates have the same API.
+macro_rules! async_init {
+    ($name:ident, $krate:ident, $label:literal, $run:expr) => {
+        /// `Client` of an async driver with its driver on a dedicated thread.
+        struct $name {
+            client: $krate::Client,
+            thread: Option<JoinHandle<Result<(), $krate::Error>>>,
+        }
 
-impl SmolInit {
-    fn connect(portal: &str, cfg: SessionConfig) -> Result<SmolInit, String> {
-        let (client, driver) =
-            iscsi_smol::Client::new(portal, cfg).map_err(|e| format!("smol client: {e}"))?;
-        let thread = std::thread::Builder::new()
-            .name("smol-driver".into())
-            .spawn(move || async_io::block_on(driver.run()))
-            .map_err(|e| format!("driver thread: {e}"))?;
-        match async_io::block_on(client.logged_in()) {
-            Ok(()) => Ok(SmolInit {
-                client,
-                thread: Some(thread),
-            }),
-            Err(e) => {
-                drop(client);
-                // The driver's own result names the cause when the
-                // request only learnt "session closed".
-                match thread.join() {
-                    Ok(Err(cause)) => Err(cause.to_string()),
-                    _ => Err(e.to_string()),
+        impl $name {
+            fn connect(portal: &str, cfg: SessionConfig) -> Result<$name, String> {
+                let (client, driver) =
+                    $krate::Client::new(portal, cfg).map_err(|e| format!("smol client: {e}"))?;
+                let thread = std::thread::Builder::new()
+                    .name(format!("{}-driver", $label))
+                    .spawn(move || ($run)(driver))
+                    .map_err(|e| format!("driver thread: {e}"))?;
+                match futures_lite::future::block_on(client.logged_in()) {
+                    Ok(()) => Ok($name {
+                        client,
+                        thread: Some(thread),
+                    }),
+                    Err(e) => {
+                        drop(client);
+                        // The driver's own result names the cause when the
+                        // request only learnt "session closed".
+                        match thread.join() {
+                            Ok(Err(cause)) => Err(cause.to_string()),
+                            _ => Err(e.to_string()),
+                        }
+                    }
                 }
             }
         }
-    }
+
+        impl Initiator for $name {
+            fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
+                let d = futures_lite::future::block_on(self.client.execute(cmd))
+                    .map_err(|e| e.to_string())?;
+                Ok((d.result, d.data))
+            }
+
+            fn batch(&mut self, cmds: Vec<ScsiCommand>) -> Result<Batch, String> {
+                let client = &self.client;
+                let outcomes = futures_lite::future::block_on(async {
+                    let mut pending = Vec::with_capacity(cmds.len());
+                    for (i, c) in cmds.into_iter().enumerate() {
+                        // Returns once the core accepted the command.
+                        let p = client
+                            .submit(c)
+                            .await
+                            .map_err(|e| format!("submit {i}: {e}"))?;
+                        pending.push(p);
+                    }
+                    let mut out = Vec::with_capacity(pending.len());
+                    for (i, p) in pending.into_iter().enumerate() {
+                        out.push(p.wait().await.map_err(|e| format!("task {i}: {e}"))?);
+                    }
+                    Ok::<_, String>(out)
+                })?;
+                Ok(Batch {
+                    outcomes,
+                    held: None,
+                })
+            }
+
+            fn idle(&mut self, d: Duration) -> Result<(), String> {
+                // The driver runs on its own thread: this one just waits.
+                std::thread::sleep(d);
+                Ok(())
+            }
+
+            fn ping(&mut self, data: Bytes) -> Result<Bytes, String> {
+                futures_lite::future::block_on(self.client.ping(data)).map_err(|e| e.to_string())
+            }
+
+            fn logout(mut self: Box<Self>) -> Result<(), LogoutError> {
+                let r = futures_lite::future::block_on(self.client.logout());
+                let thread = self.thread.take();
+                drop(self);
+                // After the logout the driver ends; its thread must finish.
+                if let Some(Err(_)) = thread.map(JoinHandle::join) {
+                    return Err(LogoutError::Other("the driver thread panicked".into()));
+                }
+                match r {
+                    Ok(_) => Ok(()),
+                    Err(e @ ($krate::Error::Task(_) | $krate::Error::Closed(_))) => {
+                        Err(LogoutError::NoResponse(e.to_string()))
+                    }
+                    Err(e) => Err(LogoutError::Other(e.to_string())),
+                }
+            }
+        }
+    };
 }
 
-impl Initiator for SmolInit {
-    fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
-        let d = async_io::block_on(self.client.execute(cmd)).map_err(|e| e.to_string())?;
-        Ok((d.result, d.data))
+async_init!(SmolInit, iscsi_smol, "smol", |d: iscsi_smol::Driver| {
+    async_io::block_on(d.run())
+});
+async_init!(TokioInit, iscsi_tokio, "tokio", |d: iscsi_tokio::Driver| {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(d.run()),
+        Err(e) => Err(iscsi_tokio::Error::Io(e)),
     }
-
-    fn batch(&mut self, cmds: Vec<ScsiCommand>) -> Result<Batch, String> {
-        let client = &self.client;
-        let outcomes = async_io::block_on(async {
-            let mut pending = Vec::with_capacity(cmds.len());
-            for (i, c) in cmds.into_iter().enumerate() {
-                // Returns once the core accepted the command.
-                let p = client
-                    .submit(c)
-                    .await
-                    .map_err(|e| format!("submit {i}: {e}"))?;
-                pending.push(p);
-            }
-            let mut out = Vec::with_capacity(pending.len());
-            for (i, p) in pending.into_iter().enumerate() {
-                out.push(p.wait().await.map_err(|e| format!("task {i}: {e}"))?);
-            }
-            Ok::<_, String>(out)
-        })?;
-        Ok(Batch {
-            outcomes,
-            held: None,
-        })
-    }
-
-    fn idle(&mut self, d: Duration) -> Result<(), String> {
-        async_io::block_on(async_io::Timer::after(d));
-        Ok(())
-    }
-
-    fn ping(&mut self, data: Bytes) -> Result<Bytes, String> {
-        async_io::block_on(self.client.ping(data)).map_err(|e| e.to_string())
-    }
-
-    fn logout(mut self: Box<Self>) -> Result<(), LogoutError> {
-        let r = async_io::block_on(self.client.logout());
-        let thread = self.thread.take();
-        drop(self);
-        // After the logout the driver ends; its thread must finish.
-        if let Some(Err(_)) = thread.map(JoinHandle::join) {
-            return Err(LogoutError::Other("the driver thread panicked".into()));
-        }
-        match r {
-            Ok(_) => Ok(()),
-            Err(e @ (iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed(_))) => {
-                Err(LogoutError::NoResponse(e.to_string()))
-            }
-            Err(e) => Err(LogoutError::Other(e.to_string())),
-        }
-    }
-}
+});
 
 // ---------------------------------------------------------------- checks
 
@@ -434,7 +459,11 @@ fn exec(c: &mut dyn Initiator, cmd: ScsiCommand, what: &str) -> Result<Bytes, St
 fn read_capacity(c: &mut dyn Initiator, l: u64) -> Result<Capacity, String> {
     let d = exec(
         c,
-        ScsiCommand::read(l, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10)",
     )?;
     Capacity::parse10(&d).map_err(|e| format!("READ CAPACITY(10) data: {e}"))
@@ -542,7 +571,10 @@ fn tgtd_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         let lba = random_lba(&mut rng, &cap, LEN)?;
         exec(
             c.as_mut(),
-            ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+            ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ),
             "TEST UNIT READY",
         )?;
         let held = write_in_flight(c.as_mut(), l, lba, &data, cap.block_len)?;
@@ -602,7 +634,10 @@ fn istgt_cell(ctx: &mut CellCtx, kind: Kind) -> Result<(), String> {
         let lba = random_lba(&mut rng, &cap, LEN)?;
         exec(
             c.as_mut(),
-            ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+            ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ),
             "TEST UNIT READY",
         )?;
         let held = write_in_flight(c.as_mut(), l, lba, &data, cap.block_len)?;

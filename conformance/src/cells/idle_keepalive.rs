@@ -30,7 +30,12 @@ pub(super) fn cells() -> Vec<Cell> {
     vec![
         Cell::new(G, "std-tgtd-nop-interval", std_tgtd),
         Cell::new(G, "mio-tgtd-nop-interval", mio_tgtd),
-        Cell::new(G, "smol-tgtd-nop-interval", smol_tgtd),
+        Cell::new(G, "smol-tgtd-nop-interval", |ctx| {
+            async_tgtd(ctx, iscsi_cli::driver::DriverKind::Smol)
+        }),
+        Cell::new(G, "tokio-tgtd-nop-interval", |ctx| {
+            async_tgtd(ctx, iscsi_cli::driver::DriverKind::Tokio)
+        }),
     ]
 }
 
@@ -169,14 +174,14 @@ fn mio_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
     check_pings(ctx, &t, &report.opcodes)
 }
 
-/// `iscsi-smol`: the driver task runs on its own thread; the application
-/// makes no call for 15 s. Without recovery configured, a dropped
-/// connection would fail the second read.
-fn smol_tgtd(ctx: &mut CellCtx) -> Result<(), String> {
+/// `iscsi-smol` and `iscsi-tokio`: the driver task runs on its own
+/// thread; the application makes no call for 15 s. Without recovery
+/// configured, a dropped connection would fail the second read.
+fn async_tgtd(ctx: &mut CellCtx, kind: iscsi_cli::driver::DriverKind) -> Result<(), String> {
     let t = pinging_tgtd()?;
     let report = ctx.captured(t.port(), || {
         let mut s = iscsi_cli::driver::Session::connect(
-            iscsi_cli::driver::DriverKind::Smol,
+            kind,
             &t.portal(),
             config(Some(t.iqn()), op_params()),
             Default::default(),

@@ -180,7 +180,11 @@ pub(super) fn describe_status(done: &Completed) -> String {
 pub(super) fn inquiry(client: &mut Client, lun: u64) -> Result<StandardInquiry, String> {
     let d = exec(
         client,
-        ScsiCommand::read(lun, cdb::inquiry(96).to_vec(), 96),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::inquiry(96).to_vec(),
+            96,
+        ),
         "INQUIRY",
     )?;
     StandardInquiry::parse(&d.data).map_err(|e| format!("INQUIRY data: {e}"))
@@ -190,7 +194,11 @@ pub(super) fn inquiry(client: &mut Client, lun: u64) -> Result<StandardInquiry, 
 pub(super) fn read_capacity(client: &mut Client, lun: u64) -> Result<Capacity, String> {
     let d = exec(
         client,
-        ScsiCommand::read(lun, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10)",
     )?;
     let cap = Capacity::parse10(&d.data).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
@@ -199,7 +207,11 @@ pub(super) fn read_capacity(client: &mut Client, lun: u64) -> Result<Capacity, S
     }
     let d = exec(
         client,
-        ScsiCommand::read(lun, cdb::read_capacity16(32).to_vec(), 32),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::read_capacity16(32).to_vec(),
+            32,
+        ),
         "READ CAPACITY(16)",
     )?;
     Capacity::parse16(&d.data).map_err(|e| format!("READ CAPACITY(16) data: {e}"))
@@ -222,7 +234,7 @@ pub(super) fn check_capacity(cap: &Capacity, backing: &Path) -> Result<(), Strin
 pub(super) fn write_cmd(lun: u64, lba: u64, data: Bytes, block_len: u32) -> ScsiCommand {
     let blocks = (data.len() / block_len as usize) as u32;
     ScsiCommand::write(
-        lun,
+        iscsi_proto::scsi::Lun::from_u64(lun),
         cdb::write16(lba, blocks, RwFlags::default()).to_vec(),
         data,
     )
@@ -231,7 +243,7 @@ pub(super) fn write_cmd(lun: u64, lba: u64, data: Bytes, block_len: u32) -> Scsi
 /// A READ(16) of `blocks` at `lba`.
 pub(super) fn read_cmd(lun: u64, lba: u64, blocks: u32, block_len: u32) -> ScsiCommand {
     ScsiCommand::read(
-        lun,
+        iscsi_proto::scsi::Lun::from_u64(lun),
         cdb::read16(lba, blocks, RwFlags::default()).to_vec(),
         blocks.saturating_mul(block_len),
     )
@@ -254,7 +266,10 @@ pub(super) fn write_all(
     // The first command after login may meet a UNIT ATTENTION: clear it.
     exec(
         client,
-        ScsiCommand::new(lun, cdb::test_unit_ready().to_vec()),
+        ScsiCommand::new(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::test_unit_ready().to_vec(),
+        ),
         "TEST UNIT READY",
     )?;
     let mut tasks = Vec::new();
@@ -293,7 +308,10 @@ pub(super) fn read_all(
     }
     exec(
         client,
-        ScsiCommand::new(lun, cdb::test_unit_ready().to_vec()),
+        ScsiCommand::new(
+            iscsi_proto::scsi::Lun::from_u64(lun),
+            cdb::test_unit_ready().to_vec(),
+        ),
         "TEST UNIT READY",
     )?;
     let mut tasks = Vec::new();

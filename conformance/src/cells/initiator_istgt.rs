@@ -271,6 +271,7 @@ pub(super) fn cells() -> Vec<Cell> {
                 iscsi_cli::driver::DriverKind::Std,
                 iscsi_cli::driver::DriverKind::Mio,
                 iscsi_cli::driver::DriverKind::Smol,
+                iscsi_cli::driver::DriverKind::Tokio,
             ];
             let mut rng = XorShift::from_time();
             let seed = rng.state();
@@ -292,7 +293,7 @@ pub(super) fn cells() -> Vec<Cell> {
                     .map_err(|e| format!("run {i} ({}): logout: {e}", kind.name()))?;
             }
             ctx.note(format!(
-                "{loops} x 1 MiB writes (std/mio/smol), seed {seed:#x}, every logout clean"
+                "{loops} x 1 MiB writes (std/mio/smol/tokio), seed {seed:#x}, every logout clean"
             ));
             Ok(())
         })

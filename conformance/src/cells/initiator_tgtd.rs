@@ -450,7 +450,10 @@ fn tmf_in_flight(ctx: &mut CellCtx) -> Result<(), String> {
             return Err(format!("ABORT TASK answered {abort:?}"));
         }
         let reset = client
-            .task_management(l, TmfFunction::LogicalUnitReset)
+            .task_management(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                TmfFunction::LogicalUnitReset,
+            )
             .map_err(|e| format!("LOGICAL UNIT RESET: {e}"))?;
         if reset != TmfResponse::FunctionComplete {
             return Err(format!("LOGICAL UNIT RESET answered {reset:?}"));
@@ -488,7 +491,10 @@ fn tmf_in_flight(ctx: &mut CellCtx) -> Result<(), String> {
         // The reset raises a UNIT ATTENTION on the LUN (SAM-5 5.14); the
         // session still works.
         let tur = client
-            .execute(ScsiCommand::new(l, cdb::test_unit_ready().to_vec()))
+            .execute(ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ))
             .map_err(|e| format!("TEST UNIT READY: {e}"))?;
         let ua = is_unit_attention(&tur);
         read_capacity(&mut client, l)?;
@@ -529,7 +535,10 @@ fn queue_32(ctx: &mut CellCtx) -> Result<(), String> {
         write_all(&mut client, l, LBA, &data, cap.block_len)?;
         exec(
             &mut client,
-            ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+            ScsiCommand::new(
+                iscsi_proto::scsi::Lun::from_u64(l),
+                cdb::test_unit_ready().to_vec(),
+            ),
             "TEST UNIT READY",
         )?;
         let mut tasks = Vec::new();

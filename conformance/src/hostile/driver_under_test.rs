@@ -1,7 +1,8 @@
-//! The three initiator drivers behind one small interface, used the way
+//! The four initiator drivers behind one small interface, used the way
 //! an application would use each: `iscsi_std::Client`, a hand-written loop
 //! over `iscsi_mio::client::Client` on a private `mio::Poll`, and
-//! `iscsi_smol::Client` with its `Driver` on a dedicated thread.
+//! `iscsi_smol::Client` / `iscsi_tokio::Client` with its `Driver` on a
+//! dedicated thread.
 //!
 //! Errors are kept typed ([`DrvError`]) so that cells can assert the exact
 //! `ConnectionError` / `TaskError` the core reported through each driver.
@@ -23,11 +24,13 @@ pub enum Kind {
     Mio,
     /// `iscsi-smol`, async.
     Smol,
+    /// `iscsi-tokio`, async.
+    Tokio,
 }
 
 impl Kind {
-    /// All three.
-    pub const ALL: [Kind; 3] = [Kind::Std, Kind::Mio, Kind::Smol];
+    /// All four.
+    pub const ALL: [Kind; 4] = [Kind::Std, Kind::Mio, Kind::Smol, Kind::Tokio];
 
     /// Short name.
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Std => "std",
             Kind::Mio => "mio",
             Kind::Smol => "smol",
+            Kind::Tokio => "tokio",
         }
     }
 }
@@ -112,6 +116,7 @@ pub fn connect(kind: Kind, portal: &str, cfg: SessionConfig) -> Result<Box<dyn D
         )?)),
         Kind::Mio => Box::new(MioDrv::connect(portal, cfg)?),
         Kind::Smol => Box::new(SmolDrv::connect(portal, cfg)?),
+        Kind::Tokio => Box::new(TokioDrv::connect(portal, cfg)?),
     })
 }
 
@@ -276,82 +281,114 @@ impl Drv for MioDrv {
     }
 }
 
-// ------------------------------------------------------------------ smol
+// ------------------------------------------------------------------ smol, tokio
 
-/// `iscsi_smol::Client` with its driver on a dedicated thread; the
+/// An async driver's `Client` (`$krate`: iscsi_smol or iscsi_tokio, the
+/// same API) with its driver on a dedicated thread run by `$run`; the
 /// driver's own result (why the session ended) comes over a channel.
-pub struct SmolDrv {
-    client: iscsi_smol::Client,
-    pending: HashMap<TaskId, iscsi_smol::Pending>,
-    result: mpsc::Receiver<Result<(), iscsi_smol::Error>>,
-}
+macro_rules! async_drv {
+    ($name:ident, $krate:ident, $kind:expr, $label:literal, $run:expr) => {
+        /// An async driver's `Client` with its driver on a dedicated thread.
+        pub struct $name {
+            client: $krate::Client,
+            pending: HashMap<TaskId, $krate::Pending>,
+            result: mpsc::Receiver<Result<(), $krate::Error>>,
+        }
 
-impl SmolDrv {
-    fn connect(portal: &str, cfg: SessionConfig) -> Result<SmolDrv, DrvError> {
-        let (client, driver) = iscsi_smol::Client::new(portal, cfg)?;
-        let (tx, result) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("hostile-smol".into())
-            .spawn(move || {
-                let _ = tx.send(async_io::block_on(driver.run()));
-            })
-            .map_err(|e| DrvError::Other(format!("driver thread: {e}")))?;
-        match async_io::block_on(client.logged_in()) {
-            Ok(()) => Ok(SmolDrv {
-                client,
-                pending: HashMap::new(),
-                result,
-            }),
-            Err(e) => {
-                drop(client);
-                // The driver's own result names the cause.
-                match result.recv_timeout(Duration::from_secs(10)) {
-                    Ok(Err(cause)) => Err(cause.into()),
-                    _ => Err(e.into()),
+        impl $name {
+            fn connect(portal: &str, cfg: SessionConfig) -> Result<$name, DrvError> {
+                let (client, driver) = $krate::Client::new(portal, cfg)?;
+                let (tx, result) = mpsc::channel();
+                std::thread::Builder::new()
+                    .name(format!("hostile-{}", $label))
+                    .spawn(move || {
+                        let _ = tx.send(($run)(driver));
+                    })
+                    .map_err(|e| DrvError::Other(format!("driver thread: {e}")))?;
+                match futures_lite::future::block_on(client.logged_in()) {
+                    Ok(()) => Ok($name {
+                        client,
+                        pending: HashMap::new(),
+                        result,
+                    }),
+                    Err(e) => {
+                        drop(client);
+                        // The driver's own result names the cause.
+                        match result.recv_timeout(Duration::from_secs(10)) {
+                            Ok(Err(cause)) => Err(cause.into()),
+                            _ => Err(e.into()),
+                        }
+                    }
                 }
             }
         }
-    }
+
+        impl Drv for $name {
+            fn kind(&self) -> Kind {
+                $kind
+            }
+            fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, DrvError> {
+                let p = futures_lite::future::block_on(self.client.submit(cmd))?;
+                let id = p.id();
+                self.pending.insert(id, p);
+                Ok(id)
+            }
+            fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), DrvError> {
+                let p = self
+                    .pending
+                    .remove(&task)
+                    .ok_or_else(|| DrvError::Other(format!("unknown task {task:?}")))?;
+                Ok(futures_lite::future::block_on(p.wait())?)
+            }
+            fn closed_reason(
+                &mut self,
+                limit: Duration,
+            ) -> Result<Option<ConnectionError>, String> {
+                match self.result.recv_timeout(limit) {
+                    Ok(Ok(())) => Ok(None),
+                    Ok(Err(e)) => match DrvError::from(e) {
+                        DrvError::Connection(c) => Ok(c),
+                        e => Err(e.to_string()),
+                    },
+                    Err(_) => Err(format!("the driver was still running after {limit:?}")),
+                }
+            }
+            fn logout(self: Box<Self>) -> Result<(), DrvError> {
+                futures_lite::future::block_on(self.client.logout())?;
+                match self.result.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(DrvError::Other(
+                        "the driver did not end after logout".into(),
+                    )),
+                }
+            }
+            fn queued(&self) -> Option<usize> {
+                None
+            }
+        }
+    };
 }
 
-impl Drv for SmolDrv {
-    fn kind(&self) -> Kind {
-        Kind::Smol
-    }
-    fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, DrvError> {
-        let p = async_io::block_on(self.client.submit(cmd))?;
-        let id = p.id();
-        self.pending.insert(id, p);
-        Ok(id)
-    }
-    fn wait(&mut self, task: TaskId) -> Result<(TaskOutcome, Bytes), DrvError> {
-        let p = self
-            .pending
-            .remove(&task)
-            .ok_or_else(|| DrvError::Other(format!("unknown task {task:?}")))?;
-        Ok(async_io::block_on(p.wait())?)
-    }
-    fn closed_reason(&mut self, limit: Duration) -> Result<Option<ConnectionError>, String> {
-        match self.result.recv_timeout(limit) {
-            Ok(Ok(())) => Ok(None),
-            Ok(Err(e)) => match DrvError::from(e) {
-                DrvError::Connection(c) => Ok(c),
-                e => Err(e.to_string()),
-            },
-            Err(_) => Err(format!("the driver was still running after {limit:?}")),
+async_drv!(
+    SmolDrv,
+    iscsi_smol,
+    Kind::Smol,
+    "smol",
+    |d: iscsi_smol::Driver| { async_io::block_on(d.run()) }
+);
+async_drv!(
+    TokioDrv,
+    iscsi_tokio,
+    Kind::Tokio,
+    "tokio",
+    |d: iscsi_tokio::Driver| {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(d.run()),
+            Err(e) => Err(iscsi_tokio::Error::Io(e)),
         }
     }
-    fn logout(self: Box<Self>) -> Result<(), DrvError> {
-        async_io::block_on(self.client.logout())?;
-        match self.result.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(DrvError::Other(
-                "the driver did not end after logout".into(),
-            )),
-        }
-    }
-    fn queued(&self) -> Option<usize> {
-        None
-    }
-}
+);

@@ -74,20 +74,24 @@ pub fn cfg() -> SessionConfig {
 
 /// TEST UNIT READY on LUN 0.
 pub fn tur() -> ScsiCommand {
-    ScsiCommand::new(0, [0u8; 6].to_vec())
+    ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, [0u8; 6].to_vec())
 }
 
 /// READ(10) of `len` bytes (512-byte blocks) at LBA 0.
 pub fn read(len: u32) -> ScsiCommand {
     let blocks = u16::try_from(len / 512).unwrap_or(u16::MAX);
-    ScsiCommand::read(0, cdb::read10(0, blocks, RwFlags::default()).to_vec(), len)
+    ScsiCommand::read(
+        iscsi_proto::scsi::Lun::ZERO,
+        cdb::read10(0, blocks, RwFlags::default()).to_vec(),
+        len,
+    )
 }
 
 /// WRITE(10) of `data` (512-byte blocks) at `lba`.
 pub fn write(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = u16::try_from(data.len() / 512).unwrap_or(u16::MAX);
     ScsiCommand::write(
-        0,
+        iscsi_proto::scsi::Lun::ZERO,
         cdb::write10(lba, blocks, RwFlags::default()).to_vec(),
         data,
     )

@@ -77,6 +77,7 @@ fn driver(k: Kind) -> DriverKind {
         Kind::Std => DriverKind::Std,
         Kind::Mio => DriverKind::Mio,
         Kind::Smol => DriverKind::Smol,
+        Kind::Tokio => DriverKind::Tokio,
     }
 }
 

@@ -20,9 +20,10 @@
 //! invariant is a separate, named check.
 #![allow(dead_code)]
 
+use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{run_command, LogicalUnit, LuConfig, NexusId, RamDisk};
@@ -443,7 +444,7 @@ impl World {
     /// A world logged in and in Full Feature Phase (or with a violation
     /// recorded when login fails).
     pub fn new(s: &Setup) -> World {
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let mut tc = TgtConfig::new(TARGET);
         tc.targets[0].luns = (0..LUNS).map(lun_field).collect();
         tc.seed = s.seed;
@@ -678,7 +679,7 @@ impl World {
         let next_id = self.subs.len() as u32 + 1;
         let cmd = match kind {
             SubKind::Read { lun, lba, blocks } => ScsiCommand::read(
-                lun_field(lun),
+                iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                 Bytes::copy_from_slice(&cdb::read10(
                     u32::from(lba),
                     u16::from(blocks),
@@ -692,7 +693,7 @@ impl World {
                     data.extend_from_slice(&stamp(next_id, lun, b));
                 }
                 ScsiCommand::write(
-                    lun_field(lun),
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                     Bytes::copy_from_slice(&cdb::write10(
                         u32::from(lba),
                         u16::from(blocks),
@@ -709,7 +710,7 @@ impl World {
                 c[2..10].copy_from_slice(&u64::from(lba).to_be_bytes());
                 c[13] = 1;
                 ScsiCommand::write(
-                    lun_field(lun),
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
                     Bytes::copy_from_slice(&c),
                     Bytes::from(data),
                 )
@@ -720,7 +721,11 @@ impl World {
                 let c = [0x5f, 0x06, 0, 0, 0, 0, 0, 0, 24, 0];
                 let mut p = vec![0u8; 24];
                 p[8..16].copy_from_slice(&(PR_KEY_TAG | u64::from(next_id)).to_be_bytes());
-                ScsiCommand::write(lun_field(lun), Bytes::copy_from_slice(&c), Bytes::from(p))
+                ScsiCommand::write(
+                    iscsi_proto::scsi::Lun::from_u64(lun_field(lun)),
+                    Bytes::copy_from_slice(&c),
+                    Bytes::from(p),
+                )
             }
             _ => return,
         };

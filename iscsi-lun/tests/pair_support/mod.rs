@@ -17,8 +17,9 @@
 //! - timers re-arm after they fire (no spinning deadline).
 #![allow(dead_code)]
 
+use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_lun::{run_command, LogicalUnit, LuConfig, NexusId, RamDisk};
@@ -262,7 +263,7 @@ impl Harness {
     /// A harness with one RAM LUN of `disk_bytes` per entry of `luns`.
     pub fn new(ini_cfg: SessionConfig, tgt_cfg: TgtConfig, luns: &[u64], cuts: Cuts) -> Harness {
         // A fixed base: real time is never read again.
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let lun_list: Vec<Lun> = (0..luns.len())
             .map(|i| Lun::from_number(i as u16))
             .collect();

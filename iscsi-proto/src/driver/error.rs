@@ -25,10 +25,13 @@
 //!   Only when recovery gives up does the session end with
 //!   [`Error::Closed`]`(Some(`[`ConnectionError::RecoveryFailed`]`))`.
 
+use crate::prelude::*;
 use std::io;
 
 use crate::error::{ConfigError, ConnectionError, TaskError, UsageError};
 use crate::initiator::ScsiResult;
+use crate::scsi::helpers::CapacityError;
+use crate::scsi::ScsiError;
 
 /// Errors of the initiator drivers (see the module documentation for how
 /// a session's end is reported).
@@ -73,6 +76,18 @@ pub enum Error {
     /// A task ended with an outcome the operation did not expect.
     #[error("unexpected outcome: {0}")]
     Unexpected(String),
+    /// A helper's SCSI data (e.g. READ CAPACITY's) was malformed.
+    #[error("malformed SCSI data: {0}")]
+    Scsi(ScsiError),
+}
+
+impl From<CapacityError> for Error {
+    fn from(e: CapacityError) -> Error {
+        match e {
+            CapacityError::Status(r) => Error::Status(Box::new(r)),
+            CapacityError::Parse(e) => Error::Scsi(e),
+        }
+    }
 }
 
 impl Error {
@@ -107,6 +122,7 @@ impl Error {
             Error::Task(e) => Error::Task(e.clone()),
             Error::Status(r) => Error::Status(r.clone()),
             Error::Unexpected(s) => Error::Unexpected(s.clone()),
+            Error::Scsi(e) => Error::Scsi(e.clone()),
         }
     }
 }

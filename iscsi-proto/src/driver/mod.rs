@@ -40,18 +40,26 @@
 //! A byte tap ([`Tap`], e.g. `iscsi --pcap`) sees every byte handed to the
 //! socket (once written) and taken from it, on every driver.
 //!
+//! Time: the driver passes `std::time::Instant`s; a [`Clock`] (its epoch
+//! is the `now` given to [`DriverCore::new`]) converts them to the core's
+//! [`crate::time::Instant`] and deadlines back.
+//!
 //! How the end of a session is reported is documented on [`Error`]'s
 //! module, [`error`].
 
+mod clock;
 pub mod error;
+pub mod helpers;
 pub mod reply;
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+use alloc::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Instant;
 
+pub use self::clock::Clock;
 pub use self::error::Error;
 pub use self::reply::Reply;
 use crate::error::{ConnectionError, TaskError, UsageError};
@@ -137,6 +145,8 @@ pub enum Read {
 /// way of waiting (see the [module documentation](self)).
 pub struct DriverCore {
     session: Session,
+    /// Converts the driver's instants to the core's and back.
+    clock: Clock,
     portal: String,
     rx: RecvBuffer,
     tx: TxQueue,
@@ -190,8 +200,10 @@ impl DriverCore {
         now: Instant,
         random: [u8; 3],
     ) -> Result<DriverCore, Error> {
+        let clock = Clock::with_epoch(now);
         let mut core = DriverCore {
-            session: open_session(config, now, random)?,
+            session: open_session(config, clock.to_core(now), random)?,
+            clock,
             portal: portal.to_string(),
             rx: RecvBuffer::default(),
             tx: TxQueue::default(),
@@ -235,6 +247,12 @@ impl DriverCore {
             self.mark = Some(1);
         }
         self.low_water = LowWater::new(coalesce);
+    }
+
+    /// The clock converting this driver's instants to the session's
+    /// (for the session's getters that return instants).
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// The sans-IO session (for its getters).
@@ -294,7 +312,7 @@ impl DriverCore {
     /// [`DriverCore::take_completed`] instead of coming as events.
     pub fn start(&mut self, now: Instant, action: Action, collect: bool) -> Result<TaskId, Error> {
         self.check()?;
-        let task = match self.session.start(now, action) {
+        let task = match self.session.start(self.clock.to_core(now), action) {
             Ok(t) => t,
             Err(e) => return Err(self.refusal(e)),
         };
@@ -317,7 +335,10 @@ impl DriverCore {
         notify: Notify,
     ) -> Result<TaskId, Error> {
         let started = match self.check() {
-            Ok(()) => self.session.start(now, action).map_err(|e| self.refusal(e)),
+            Ok(()) => self
+                .session
+                .start(self.clock.to_core(now), action)
+                .map_err(|e| self.refusal(e)),
             Err(e) => Err(e),
         };
         let task = match started {
@@ -408,7 +429,7 @@ impl DriverCore {
         self.reset_link();
         self.link = Some((local, peer));
         self.connect_error = None;
-        self.session.handle_connected(now);
+        self.session.handle_connected(self.clock.to_core(now));
         self.drain();
     }
 
@@ -422,7 +443,7 @@ impl DriverCore {
             .unwrap_or_else(|| self.portal.clone());
         self.close_link();
         self.connect_error = Some((addr, error));
-        self.session.handle_closed(now);
+        self.session.handle_closed(self.clock.to_core(now));
         self.drain();
     }
 
@@ -432,7 +453,7 @@ impl DriverCore {
     pub fn connection_lost(&mut self, now: Instant) {
         tracing::debug!(target: "iscsi::driver", "connection lost");
         self.close_link();
-        self.session.handle_closed(now);
+        self.session.handle_closed(self.clock.to_core(now));
         self.drain();
     }
 
@@ -458,12 +479,13 @@ impl DriverCore {
         if n == 0 {
             return self.connection_lost(now);
         }
-        self.low_water.on_input(n, now);
+        self.low_water.on_input(n, self.clock.to_core(now));
         let got = self.rx.commit(n);
         if let (Some(tap), Some((local, peer))) = (self.tap.as_mut(), self.link) {
             tap(Direction::Received, local, peer, got);
         }
-        self.session.handle_input(now, self.rx.filled());
+        self.session
+            .handle_input(self.clock.to_core(now), self.rx.filled());
         self.drain();
     }
 
@@ -480,7 +502,8 @@ impl DriverCore {
         if self.link.is_none() || self.blocked {
             return 0;
         }
-        self.tx.fill(&mut self.session, now, BATCH);
+        self.tx
+            .fill(&mut self.session, self.clock.to_core(now), BATCH);
         self.tx.io_slices(slices)
     }
 
@@ -572,12 +595,21 @@ impl DriverCore {
     /// next deadline or the end of a wait for the receive low-water mark.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.low_water.earliest(self.session.poll_timeout())
+        let at = self.low_water.earliest(self.session.poll_timeout());
+        at.map(|t| self.clock.to_std(t))
+    }
+
+    /// The session's own next deadline (without the low-water wait of
+    /// [`DriverCore::poll_timeout`]).
+    #[must_use]
+    pub fn session_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout().map(|t| self.clock.to_std(t))
     }
 
     /// Fires the session's timer if its deadline has passed (harmless
     /// before); returns whether it fired.
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        let now = self.clock.to_core(now);
         if self.session.poll_timeout().is_none_or(|d| d > now) {
             return false;
         }
@@ -596,6 +628,7 @@ impl DriverCore {
         }
         let pending = self.blocked || self.has_output();
         let buffered = self.rx.filled().len();
+        let now = self.clock.to_core(now);
         if let Some(m) = self.low_water.plan(&self.session, buffered, pending, now) {
             self.mark = Some(m);
         }
@@ -613,13 +646,14 @@ impl DriverCore {
     /// When the wait for the planned mark must end (`None` while the
     /// mark is 1).
     pub fn low_water_deadline(&self) -> Option<Instant> {
-        self.low_water.deadline()
+        self.low_water.deadline().map(|t| self.clock.to_std(t))
     }
 
     /// The wait for the low-water mark has lasted its longest, and the
     /// driver has read what there was: the planner decides the next mark
     /// (see [`LowWater::timeout`]). Returns false before the deadline.
     pub fn low_water_timeout(&mut self, now: Instant) -> bool {
+        let now = self.clock.to_core(now);
         if self.low_water.deadline().is_none_or(|d| d > now) {
             return false;
         }

@@ -3,6 +3,7 @@
 //! ended the session first; and the conversions of a reply to the result
 //! of each kind of task.
 
+use crate::prelude::*;
 use bytes::Bytes;
 
 use super::Error;

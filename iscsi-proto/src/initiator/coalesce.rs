@@ -42,7 +42,8 @@
 //! assert_eq!(lw.timeout(), None);
 //! ```
 
-use std::time::{Duration, Instant};
+use crate::time::Instant;
+use core::time::Duration;
 
 use super::session::Session;
 

@@ -22,8 +22,9 @@
 //! replaces a connection and moves its tasks with TASK REASSIGN
 //! (`session/erl2.rs`).
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 

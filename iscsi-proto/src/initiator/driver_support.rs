@@ -4,7 +4,8 @@
 //! command, [`ReadData`], which gathers a task's `Event::DataIn` slices,
 //! and [`RecvBuffer`], a receive buffer for socket reads.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 

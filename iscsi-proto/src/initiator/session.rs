@@ -39,7 +39,7 @@
 //! 4. re-arms one timer at [`Session::poll_timeout`].
 //!
 //! ```no_run
-//! # use std::time::Instant;
+//! # use iscsi_proto::driver::Clock;
 //! # use bytes::BytesMut;
 //! # use iscsi_proto::initiator::{Event, Session, SessionConfig};
 //! # use iscsi_proto::wire::Isid;
@@ -48,12 +48,15 @@
 //! # fn os_random() -> [u8; 3] { [1, 2, 3] }
 //! // The ISID's random part comes from the caller: the core draws no
 //! // randomness (RFC 7143 section 11.12.5).
+//! // Time: the core's `Instant` is the time since an epoch the driver
+//! // picks; `Clock` converts from `std::time::Instant` (on `std`).
+//! let clock = Clock::start();
 //! let cfg = SessionConfig::new("iqn.2024-01.example:host")
 //!     .with_isid(Isid::random(os_random(), 0));
-//! let mut session = Session::new(cfg, Instant::now()).expect("valid configuration");
+//! let mut session = Session::new(cfg, clock.now()).expect("valid configuration");
 //! let mut rx = BytesMut::new();
 //! loop {
-//!     while let Some(t) = session.poll_transmit(Instant::now()) {
+//!     while let Some(t) = session.poll_transmit(clock.now()) {
 //!         let mut bytes = Vec::new();
 //!         t.write_to(&mut bytes); // or t.as_io_slices(..) + write_vectored
 //!         write_socket(&bytes);
@@ -62,7 +65,7 @@
 //!         match ev {
 //!             Event::Connect { .. } => { /* (re)connect, then: */
 //!                 rx.clear();
-//!                 session.handle_connected(Instant::now());
+//!                 session.handle_connected(clock.now());
 //!             }
 //!             Event::Closed(_) => return,
 //!             _ => {}
@@ -70,9 +73,9 @@
 //!     }
 //!     let _deadline = session.poll_timeout(); // wait for socket or deadline
 //!     if read_socket(&mut rx) {
-//!         session.handle_input(Instant::now(), &mut rx);
+//!         session.handle_input(clock.now(), &mut rx);
 //!     } else {
-//!         session.handle_timeout(Instant::now());
+//!         session.handle_timeout(clock.now());
 //!     }
 //! }
 //! ```
@@ -112,8 +115,10 @@
 //! A driver that does not support MC/S never calls `add_connection` and
 //! never sees the new events.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use core::time::Duration;
 
 use bytes::Bytes;
 

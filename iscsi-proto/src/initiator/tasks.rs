@@ -10,6 +10,7 @@
 //! the generation makes a stale tag (a late PDU for a finished task) miss
 //! instead of hitting the slot's next occupant.
 
+use crate::prelude::*;
 /// The reserved Initiator Task Tag (RFC 7143 sections 11.18, 11.19).
 pub const RESERVED_TAG: u32 = 0xffff_ffff;
 

@@ -5,7 +5,7 @@
 //! count in the current state, and what happens when one passes, is the
 //! session's business (`session/timers.rs`).
 
-use std::time::Instant;
+use crate::time::Instant;
 
 /// One deadline of an initiator session.
 ///
@@ -124,7 +124,7 @@ impl TimerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use core::time::Duration;
 
     #[test]
     fn every_timer_has_its_own_slot() {

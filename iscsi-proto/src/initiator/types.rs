@@ -1,6 +1,7 @@
 //! Configuration, commands, events and outcomes of the initiator session.
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use bytes::Bytes;
 
@@ -8,7 +9,9 @@ use crate::error::{ConnectionError, TaskError};
 use crate::login::chap::ChapAlgorithm;
 use crate::login::discovery::DiscoveredTarget;
 use crate::login::negotiation::OperationalParams;
+use crate::scsi::cdb::Cdb;
 use crate::scsi::sense::SenseData;
+use crate::scsi::Lun;
 use crate::wire::pdu::{
     AsyncEvent, Isid, LogoutResponseCode, RejectReason, Residual, ScsiResponseCode, TaskAttr,
     TmfResponse,
@@ -48,8 +51,8 @@ pub enum Auth {
     },
 }
 
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Chap {
@@ -263,8 +266,8 @@ impl Default for ErrorRecovery {
     }
 }
 
-impl std::fmt::Debug for SessionConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SessionConfig")
             .field("initiator_name", &self.initiator_name)
             .field("initiator_alias", &self.initiator_alias)
@@ -428,11 +431,10 @@ impl SessionConfig {
 /// A SCSI command to submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScsiCommand {
-    /// The 8-byte LUN field as on the wire (RFC 7143 section 11.3, SAM
-    /// encoding): for LUN number `n` use
-    /// `iscsi_proto::scsi::Lun::from_number(n).to_u64()` (LUN 1 is
-    /// `0x0001_0000_0000_0000`).
-    pub lun: u64,
+    /// The logical unit (RFC 7143 section 11.3: the LUN field in SAM
+    /// encoding): [`Lun::from_number`] for LUN number `n`
+    /// (`Lun::from_number(1)` is the wire value `0x0001_0000_0000_0000`).
+    pub lun: Lun,
     /// The CDB, 1 to 260 bytes; beyond 16 bytes it travels in an Extended
     /// CDB AHS (section 11.2.2.3).
     pub cdb: Bytes,
@@ -519,10 +521,10 @@ fn is_repeatable(cdb: &[u8]) -> bool {
 
 impl ScsiCommand {
     /// A command without data.
-    pub fn new(lun: u64, cdb: impl Into<Bytes>) -> Self {
+    pub fn new(lun: Lun, cdb: impl Into<Cdb>) -> Self {
         ScsiCommand {
             lun,
-            cdb: cdb.into(),
+            cdb: cdb.into().into_bytes(),
             data_out: None,
             expected_read_len: 0,
             attr: TaskAttr::Simple,
@@ -531,7 +533,7 @@ impl ScsiCommand {
     }
 
     /// A read of up to `len` bytes.
-    pub fn read(lun: u64, cdb: impl Into<Bytes>, len: u32) -> Self {
+    pub fn read(lun: Lun, cdb: impl Into<Cdb>, len: u32) -> Self {
         ScsiCommand {
             expected_read_len: len,
             ..Self::new(lun, cdb)
@@ -539,7 +541,7 @@ impl ScsiCommand {
     }
 
     /// A write of `data`.
-    pub fn write(lun: u64, cdb: impl Into<Bytes>, data: Bytes) -> Self {
+    pub fn write(lun: Lun, cdb: impl Into<Cdb>, data: Bytes) -> Self {
         ScsiCommand {
             data_out: Some(data),
             ..Self::new(lun, cdb)
@@ -547,7 +549,7 @@ impl ScsiCommand {
     }
 
     /// A bidirectional command.
-    pub fn bidi(lun: u64, cdb: impl Into<Bytes>, data: Bytes, read_len: u32) -> Self {
+    pub fn bidi(lun: Lun, cdb: impl Into<Cdb>, data: Bytes, read_len: u32) -> Self {
         ScsiCommand {
             data_out: Some(data),
             expected_read_len: read_len,

@@ -11,6 +11,7 @@
 //! identifier (RFC 1994 section 4.1). The core draws no randomness: the
 //! caller supplies every identifier and challenge it sends.
 
+use crate::prelude::*;
 use core::fmt;
 
 use md5::Md5;

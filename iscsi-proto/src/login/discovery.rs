@@ -2,6 +2,7 @@
 //! place where `TargetName` and `TargetAddress` legitimately repeat.
 
 use super::negotiation::{NegotiationError, MAX_ISCSI_NAME_LEN};
+use crate::prelude::*;
 use crate::wire::text;
 
 /// One `TargetAddress` value: `domainname[:port][,portal-group-tag]`

@@ -27,6 +27,7 @@
 
 use super::keys::{self, KeyDef, ResultRule, Senders, Usage, MAX_DATA_LEN};
 use super::negotiation::{check_value, short, Negotiated, NegotiationError};
+use crate::prelude::*;
 use crate::wire::text::{self, SpecialValue};
 
 /// What the initiator does with one key a target sent in Full Feature

@@ -6,6 +6,7 @@
 
 use super::lun::Lun;
 use super::ScsiError;
+use crate::prelude::*;
 
 /// Operation codes (SPC-4 annex E, SBC-3 5.1).
 pub mod opcode {
@@ -102,6 +103,61 @@ pub mod opcode {
     pub const SAI_READ_CAPACITY_16: u8 = 0x10;
     /// SERVICE ACTION IN (16) service action: GET LBA STATUS.
     pub const SAI_GET_LBA_STATUS: u8 = 0x12;
+}
+
+/// A CDB on its way into a [`ScsiCommand`](crate::initiator::ScsiCommand):
+/// what its constructors take, so a builder's array goes in as it is
+/// (`ScsiCommand::read(lun, read16(lba, n, flags), len)`), as do a
+/// `Vec<u8>`, a `Bytes` or a `&'static [u8]`.
+///
+/// An array is copied once into the command's `Bytes` (the CDB travels in
+/// the BHS, RFC 7143 section 11.3.5, and the command keeps it for a
+/// reissue after recovery); a `Bytes` is taken without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cdb(bytes::Bytes);
+
+impl Cdb {
+    /// The CDB bytes.
+    pub fn into_bytes(self) -> bytes::Bytes {
+        self.0
+    }
+}
+
+impl core::ops::Deref for Cdb {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Cdb {
+    fn from(a: [u8; N]) -> Cdb {
+        Cdb(bytes::Bytes::copy_from_slice(&a))
+    }
+}
+
+impl From<&[u8]> for Cdb {
+    fn from(a: &[u8]) -> Cdb {
+        Cdb(bytes::Bytes::copy_from_slice(a))
+    }
+}
+
+impl From<Vec<u8>> for Cdb {
+    fn from(v: Vec<u8>) -> Cdb {
+        Cdb(v.into())
+    }
+}
+
+impl From<bytes::Bytes> for Cdb {
+    fn from(b: bytes::Bytes) -> Cdb {
+        Cdb(b)
+    }
+}
+
+impl From<Cdb> for bytes::Bytes {
+    fn from(c: Cdb) -> bytes::Bytes {
+        c.0
+    }
 }
 
 /// DPO/FUA bits of READ and WRITE CDBs (SBC-3 5.8, 5.32).

@@ -146,6 +146,7 @@ impl fmt::Display for Lun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     #[test]
     fn peripheral_encoding() {

@@ -6,6 +6,7 @@
 //! makes these functions panic or allocate more than the input's size.
 
 pub mod cdb;
+pub mod helpers;
 pub mod lun;
 pub mod sense;
 pub mod status;

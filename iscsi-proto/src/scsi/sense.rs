@@ -547,6 +547,7 @@ impl fmt::Display for SenseData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     #[test]
     fn fixed_roundtrip_and_display() {

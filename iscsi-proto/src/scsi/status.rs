@@ -108,6 +108,7 @@ impl fmt::Display for ScsiStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     #[test]
     fn roundtrip_every_byte() {

@@ -1,7 +1,8 @@
 //! Configuration of a target session.
 
 use crate::network_portal::NetworkPortal;
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use crate::login::chap::ChapAlgorithm;
 use crate::login::{ChapCredentials, OperationalParams};

@@ -14,8 +14,8 @@
 //! at ErrorRecoveryLevel >= 1 each keeps its unacknowledged numbered
 //! responses for Status SNACK.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
@@ -279,7 +279,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::wire::{NopIn, BHS_LEN};
-    use std::time::Duration;
+    use core::time::Duration;
 
     fn nop_in(stat_sn: Serial) -> NopIn {
         NopIn {

@@ -1,6 +1,7 @@
 //! What the target session reports to the application ([`Event`],
 //! [`ScsiRequest`]) and why a connection ended ([`CloseReason`]).
 
+use crate::prelude::*;
 use bytes::Bytes;
 
 use crate::error::ProtocolError;

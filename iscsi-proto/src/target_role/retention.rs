@@ -11,7 +11,8 @@
 //! Reject" (section 11.17.1, reason 0x03), as section 7.2.1 allows ("the
 //! target MUST either resend the data PDU or reject the SNACK").
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 

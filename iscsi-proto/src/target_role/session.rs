@@ -6,6 +6,7 @@
 //! `impl Session` blocks over the state here and in
 //! [`super::connection`].
 
+use crate::prelude::*;
 // The session's machinery, one file per part of the protocol (the same
 // layout as the initiator's `session/`).
 mod completion;
@@ -20,8 +21,8 @@ mod snack;
 mod task_management;
 pub(super) mod text;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use crate::time::Instant;
+use alloc::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 

@@ -19,8 +19,10 @@
 
 mod retain;
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
+use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -624,7 +626,7 @@ impl Pair {
     /// from the OS. Panics on a configuration `Session::new` refuses (test
     /// support only: build the session directly to test those).
     pub fn new(cfg: SessionConfig) -> Pair {
-        let now = Instant::now();
+        let now = Instant::ZERO;
         let session = match crate::initiator::open_session(cfg, now, [0x12, 0x34, 0x56]) {
             Ok(s) => s,
             Err(e) => panic!("Pair::new: invalid configuration: {e}"),

@@ -3,6 +3,7 @@
 //! 7143 section 11.16: "the target MUST either resend the data PDU or
 //! reject the SNACK", section 7.8).
 
+use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use super::ScriptedTarget;

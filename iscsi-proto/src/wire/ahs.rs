@@ -4,6 +4,7 @@
 //! bytes of AHS-specific data, padded to a multiple of 4 bytes. The whole
 //! list occupies TotalAHSLength * 4 bytes (at most 1020).
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::WireError;

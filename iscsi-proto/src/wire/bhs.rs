@@ -622,6 +622,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Bhs<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     #[test]
     fn short_buffer_is_rejected_and_unchecked_never_panics() {

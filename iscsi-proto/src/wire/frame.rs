@@ -10,6 +10,7 @@
 //! application's `Bytes` payload goes out as is, and [`data_trailer`]
 //! returns the padding and data digest as a small inline value.
 
+use crate::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::ahs::{Ahs, MAX_AHS_LEN};

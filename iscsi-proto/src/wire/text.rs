@@ -17,6 +17,7 @@
 //! Nothing here panics on any input, and every allocation is bounded by the
 //! input length or by an explicit cap.
 
+use crate::prelude::*;
 use thiserror::Error;
 
 /// RFC 7143 section 6.1: a standard-label (and so a key-name) "must not

@@ -3,7 +3,8 @@
 //! sends back.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use iscsi_proto::time::Instant;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::OperationalParams;
@@ -51,7 +52,7 @@ impl Harness {
     pub fn new(cfg: TargetConfig) -> Harness {
         Harness {
             s: Session::new(cfg).unwrap(),
-            now: Instant::now(),
+            now: Instant::ZERO,
             rx: PduDecoder::new(DecoderConfig {
                 digests: Digests::NONE,
                 max_data_segment_length: 0x00ff_ffff,

@@ -1,4 +1,4 @@
-//! Scenarios shared by the smol and async-std test files: each takes the
+//! Scenarios shared by the smol, async-std and tokio test files: each takes the
 //! executor's spawner, so the same code runs under both.
 #![allow(dead_code)]
 
@@ -6,7 +6,9 @@ use bytes::Bytes;
 use iscsi_proto::initiator::{ScsiCommand, SessionConfig, TaskOutcome};
 use iscsi_proto::scsi::cdb::{read10, write10, RwFlags};
 use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
-use iscsi_smol::{Client, DriverFuture, Error};
+// The driver under test: `use iscsi_smol as driver;` (or iscsi_tokio) in the
+// test file that includes this module.
+use crate::driver::{Client, DriverFuture, Error};
 
 use crate::target::{Control, LoopbackTarget, Note, BLOCK, TARGET_NAME};
 
@@ -23,12 +25,20 @@ pub fn pattern(len: usize, seed: u8) -> Bytes {
 
 pub fn write_cmd(lba: u32, data: Bytes) -> ScsiCommand {
     let blocks = (data.len() / BLOCK) as u16;
-    ScsiCommand::write(0, write10(lba, blocks, RwFlags::default()).to_vec(), data)
+    ScsiCommand::write(
+        iscsi_proto::scsi::Lun::ZERO,
+        write10(lba, blocks, RwFlags::default()).to_vec(),
+        data,
+    )
 }
 
 pub fn read_cmd(lba: u32, blocks: u16) -> ScsiCommand {
     let len = u32::from(blocks) * BLOCK as u32;
-    ScsiCommand::read(0, read10(lba, blocks, RwFlags::default()).to_vec(), len)
+    ScsiCommand::read(
+        iscsi_proto::scsi::Lun::ZERO,
+        read10(lba, blocks, RwFlags::default()).to_vec(),
+        len,
+    )
 }
 
 /// Login, a write (immediate data + R2T) and a read back, a target NOP-In
@@ -51,13 +61,20 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
     );
 
     let data = pattern(96 * 1024, 3);
-    c.write(0, 20, data.clone(), BLOCK as u32).await.unwrap();
+    c.write(iscsi_proto::scsi::Lun::ZERO, 20, data.clone(), BLOCK as u32)
+        .await
+        .unwrap();
     assert_eq!(
         &t.disk.lock().unwrap()[20 * BLOCK..20 * BLOCK + data.len()],
         &data[..]
     );
     let back = c
-        .read(0, 20, (data.len() / BLOCK) as u32, BLOCK as u32)
+        .read(
+            iscsi_proto::scsi::Lun::ZERO,
+            20,
+            (data.len() / BLOCK) as u32,
+            BLOCK as u32,
+        )
         .await
         .unwrap();
     assert_eq!(back, data);
@@ -77,7 +94,7 @@ pub async fn basic(spawn: impl FnOnce(DriverFuture)) {
     assert!(answered, "the target's NOP-In was never answered");
 
     let r = c
-        .task_management(0, TmfFunction::LogicalUnitReset)
+        .task_management(iscsi_proto::scsi::Lun::ZERO, TmfFunction::LogicalUnitReset)
         .await
         .unwrap();
     assert_eq!(r, TmfResponse::FunctionComplete);
@@ -181,6 +198,41 @@ pub async fn large_in_flight(spawn: impl FnOnce(DriverFuture)) {
     for (i, p) in pending.into_iter().enumerate() {
         let (_, data) = p.wait().await.unwrap();
         assert!(data == pattern(LEN, i as u8));
+    }
+    c.logout().await.unwrap();
+}
+
+/// SAM-5 5.14.1: a command that reports a UNIT ATTENTION was not
+/// performed. `execute` hands the status back as it came; `read` and
+/// `read_capacity` send the command again once (the target sees it twice,
+/// the data is right); a second UNIT ATTENTION in a row is an error.
+pub async fn unit_attention_is_retried_once(spawn: impl FnOnce(DriverFuture)) {
+    use std::sync::atomic::Ordering;
+    let t = LoopbackTarget::start(64, 0);
+    let c = Client::connect(&t.addr.to_string(), config("smol-ua"), spawn)
+        .await
+        .unwrap();
+    let lun = iscsi_proto::Lun::ZERO;
+    let data = pattern(4 * BLOCK, 9);
+    t.disk.lock().unwrap()[..data.len()].copy_from_slice(&data);
+
+    t.unit_attention.store(1, Ordering::SeqCst);
+    let done = c.execute(read_cmd(0, 4)).await.unwrap();
+    assert!(!done.result.is_good(), "execute must not hide the status");
+    assert_eq!(t.unit_attention.load(Ordering::SeqCst), 0);
+
+    t.unit_attention.store(1, Ordering::SeqCst);
+    let back = c.read(lun, 0, 4, BLOCK as u32).await.unwrap();
+    assert_eq!(back, data);
+    let reads = std::iter::from_fn(|| t.notes.try_recv().ok())
+        .filter(|n| *n == Note::Command(0x88))
+        .count();
+    assert_eq!(reads, 2, "one READ(16) answered with UA, one performed");
+
+    t.unit_attention.store(2, Ordering::SeqCst);
+    match c.read(lun, 0, 4, BLOCK as u32).await {
+        Err(Error::Status(r)) => assert_eq!(r.status, 0x02),
+        other => panic!("two UNIT ATTENTIONs must fail: {other:?}"),
     }
     c.logout().await.unwrap();
 }

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,6 +63,10 @@ pub struct LoopbackTarget {
     pub control: Sender<Control>,
     /// The RAM disk.
     pub disk: Arc<Mutex<Vec<u8>>>,
+    /// The next this many SCSI commands end with CHECK CONDITION, sense
+    /// key UNIT ATTENTION, "power on, reset" (29h/00h), without being
+    /// performed (SAM-5 5.14.1), as tgtd answers a session's first one.
+    pub unit_attention: Arc<AtomicUsize>,
 }
 
 impl LoopbackTarget {
@@ -77,12 +82,16 @@ impl LoopbackTarget {
         let control_rx = Arc::new(Mutex::new(control_rx));
         let disk = Arc::new(Mutex::new(vec![0u8; blocks * BLOCK]));
         let d = disk.clone();
+        let unit_attention = Arc::new(AtomicUsize::new(0));
+        let ua = unit_attention.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let (d, n, c) = (d.clone(), note_tx.clone(), control_rx.clone());
+                let ua = ua.clone();
                 std::thread::spawn(move || {
                     let mut conn = Conn::new(stream, d, n.clone(), c, hold_responses, addr);
+                    conn.unit_attention = ua;
                     conn.serve();
                     let _ = n.send(Note::Disconnected);
                 });
@@ -93,6 +102,7 @@ impl LoopbackTarget {
             notes,
             control,
             disk,
+            unit_attention,
         }
     }
 
@@ -147,6 +157,7 @@ struct Conn {
     peak: usize,
     addr: SocketAddr,
     closing: bool,
+    unit_attention: Arc<AtomicUsize>,
 }
 
 impl Conn {
@@ -177,6 +188,7 @@ impl Conn {
             peak: 0,
             addr,
             closing: false,
+            unit_attention: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -268,7 +280,24 @@ impl Conn {
                     self.peak = self.open;
                     let _ = self.notes.send(Note::InFlight(self.peak));
                 }
-                self.command(&h, pdu.data);
+                let ua =
+                    self.unit_attention
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if ua.is_ok() {
+                    let itt = h.itt;
+                    self.respond(Box::new(move |t: &mut ScriptedTarget| {
+                        // Fixed-format sense (SPC-4 4.5.3): UNIT ATTENTION,
+                        // ASC/ASCQ 29h/00h.
+                        let mut sense = [0u8; 18];
+                        sense[0] = 0x70;
+                        sense[2] = 0x06;
+                        sense[7] = 10;
+                        sense[12] = 0x29;
+                        t.scsi_response(itt, 0x02, w::Residual::None, Some(&sense));
+                    }));
+                } else {
+                    self.command(&h, pdu.data);
+                }
             }
             Header::DataOut(h) => self.data_out(&h, &pdu.data),
             Header::TextRequest(h) => {

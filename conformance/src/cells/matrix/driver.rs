@@ -1,8 +1,9 @@
-//! The three initiator drivers behind one small trait, so the matrix cell
+//! The four initiator drivers behind one small trait, so the matrix cell
 //! body is written once: `iscsi-std`'s blocking `Client`, `iscsi-mio`'s
 //! ready-made `Blocking` loop (plus `Client::start_collected` for ABORT
-//! TASK), and `iscsi-smol`'s `Client` with its `Driver` on a thread of its
-//! own under `async_io::block_on`.
+//! TASK), and `iscsi-smol`'s and `iscsi-tokio`'s `Client` with its `Driver`
+//! on a thread of its own (under `async_io::block_on`, or a current-thread
+//! tokio runtime).
 
 use bytes::Bytes;
 use iscsi_proto::error::UsageError;
@@ -22,16 +23,19 @@ pub(crate) enum Kind {
     Mio,
     /// `iscsi-smol` (async).
     Smol,
+    /// `iscsi-tokio` (async).
+    Tokio,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 3] = [Kind::Std, Kind::Mio, Kind::Smol];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Std, Kind::Mio, Kind::Smol, Kind::Tokio];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Std => "std",
             Kind::Mio => "mio",
             Kind::Smol => "smol",
+            Kind::Tokio => "tokio",
         }
     }
 }
@@ -94,9 +98,10 @@ fn classify_mio(e: iscsi_mio::client::Error) -> EndError {
     }
 }
 
-fn classify_smol(e: iscsi_smol::Error) -> EndError {
+/// The async drivers' error is the drivers' shared one.
+fn classify_async(e: iscsi_proto::driver::Error) -> EndError {
     match e {
-        iscsi_smol::Error::Task(_) | iscsi_smol::Error::Closed(_) => {
+        iscsi_proto::driver::Error::Task(_) | iscsi_proto::driver::Error::Closed(_) => {
             EndError::NoResponse(e.to_string())
         }
         e => EndError::Other(e.to_string()),
@@ -129,6 +134,7 @@ pub(crate) fn connect(
             })
             .map_err(|e| e.to_string()),
         Kind::Smol => SmolInit::connect(portal, cfg).map(|c| Box::new(c) as Box<dyn Initiator>),
+        Kind::Tokio => TokioInit::connect(portal, cfg).map(|c| Box::new(c) as Box<dyn Initiator>),
     };
     r.map_err(|e| format!("{} login to {portal}: {e}", kind.name()))
 }
@@ -145,20 +151,51 @@ pub(crate) fn discover(
         Kind::Mio => iscsi_mio::client::Blocking::discover(portal, cfg).map_err(classify_mio),
         Kind::Smol => {
             let mut thread = None;
-            let r = async_io::block_on(iscsi_smol::Client::discover(portal, cfg, |f| {
-                thread = Some(spawn_driver(f));
-            }));
-            // The driver ends with the session; its thread must finish.
-            if let Some(Err(_)) = thread.map(JoinHandle::join) {
-                return Err(EndError::Other("the smol driver thread panicked".into()));
-            }
-            r.map_err(classify_smol)
+            let r =
+                futures_lite::future::block_on(iscsi_smol::Client::discover(portal, cfg, |f| {
+                    thread = Some(spawn_driver(f));
+                }));
+            end_discovery(thread, "smol", r)
+        }
+        Kind::Tokio => {
+            let mut thread = None;
+            let r =
+                futures_lite::future::block_on(iscsi_tokio::Client::discover(portal, cfg, |f| {
+                    thread = Some(spawn_tokio_driver(f));
+                }));
+            end_discovery(thread, "tokio", r)
         }
     }
 }
 
+/// The driver ends with the discovery session; its thread must finish.
+fn end_discovery(
+    thread: Option<JoinHandle<()>>,
+    label: &str,
+    r: Result<Vec<TargetRecord>, iscsi_proto::driver::Error>,
+) -> Result<Vec<TargetRecord>, EndError> {
+    if let Some(Err(_)) = thread.map(JoinHandle::join) {
+        return Err(EndError::Other(format!(
+            "the {label} driver thread panicked"
+        )));
+    }
+    r.map_err(classify_async)
+}
+
 fn spawn_driver(f: iscsi_smol::DriverFuture) -> JoinHandle<()> {
     std::thread::spawn(move || async_io::block_on(f))
+}
+
+/// The tokio driver on a thread of its own, under a current-thread runtime.
+fn spawn_tokio_driver(f: iscsi_tokio::DriverFuture) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(f);
+        }
+    })
 }
 
 // ---------------------------------------------------------------- std
@@ -187,7 +224,9 @@ impl Initiator for StdInit {
     }
 
     fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-        self.0.task_management(lun, f).map_err(|e| e.to_string())
+        self.0
+            .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f)
+            .map_err(|e| e.to_string())
     }
 
     fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
@@ -264,7 +303,9 @@ impl Initiator for MioInit {
     }
 
     fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-        self.b.task_management(lun, f).map_err(|e| e.to_string())
+        self.b
+            .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f)
+            .map_err(|e| e.to_string())
     }
 
     fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
@@ -281,89 +322,107 @@ impl Initiator for MioInit {
     }
 }
 
-// ---------------------------------------------------------------- smol
+// ---------------------------------------------------------------- smol, tokio
 
-struct SmolInit {
-    client: iscsi_smol::Client,
-    thread: Option<JoinHandle<()>>,
-    /// Submitted tasks not yet waited for, oldest first.
-    pending: Vec<iscsi_smol::Pending>,
-}
+/// An async driver's `Client` (`$krate`: iscsi_smol or iscsi_tokio, the
+/// same API) with its driver on a thread of its own, started by `$spawn`.
+macro_rules! async_init {
+    ($name:ident, $krate:ident, $spawn:path, $label:literal) => {
+        struct $name {
+            client: $krate::Client,
+            thread: Option<JoinHandle<()>>,
+            /// Submitted tasks not yet waited for, oldest first.
+            pending: Vec<$krate::Pending>,
+        }
 
-impl SmolInit {
-    fn connect(portal: &str, cfg: SessionConfig) -> Result<SmolInit, String> {
-        let mut thread = None;
-        let r = async_io::block_on(iscsi_smol::Client::connect(portal, cfg, |f| {
-            thread = Some(spawn_driver(f));
-        }));
-        match r {
-            Ok(client) => Ok(SmolInit {
-                client,
-                thread,
-                pending: Vec::new(),
-            }),
-            Err(e) => {
-                if let Some(t) = thread {
-                    let _ = t.join();
+        impl $name {
+            fn connect(portal: &str, cfg: SessionConfig) -> Result<$name, String> {
+                let mut thread = None;
+                let r = futures_lite::future::block_on($krate::Client::connect(portal, cfg, |f| {
+                    thread = Some($spawn(f));
+                }));
+                match r {
+                    Ok(client) => Ok($name {
+                        client,
+                        thread,
+                        pending: Vec::new(),
+                    }),
+                    Err(e) => {
+                        if let Some(t) = thread {
+                            let _ = t.join();
+                        }
+                        Err(e.to_string())
+                    }
                 }
-                Err(e.to_string())
             }
         }
-    }
+
+        impl Initiator for $name {
+            fn negotiated(&mut self) -> Option<Negotiated> {
+                // The async driver owns the session; the negotiated values are not
+                // reachable from a `Client` (see the README's matrix section).
+                None
+            }
+
+            fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, String> {
+                let p = futures_lite::future::block_on(self.client.submit(cmd))
+                    .map_err(|e| e.to_string())?;
+                let id = p.id();
+                self.pending.push(p);
+                Ok(id)
+            }
+
+            fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
+                if self.pending.is_empty() {
+                    return Err("wait_any with no task outstanding".into());
+                }
+                let p = self.pending.remove(0);
+                let id = p.id();
+                let (o, d) = futures_lite::future::block_on(p.wait()).map_err(|e| e.to_string())?;
+                Ok((id, o, d))
+            }
+
+            fn abort(&mut self, task: TaskId) -> Result<Option<TmfResponse>, String> {
+                match futures_lite::future::block_on(self.client.abort(task)) {
+                    Ok(r) => Ok(Some(r)),
+                    Err($krate::Error::Usage(UsageError::UnknownTask(_))) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+
+            fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
+                futures_lite::future::block_on(
+                    self.client
+                        .task_management(iscsi_proto::scsi::Lun::from_u64(lun), f),
+                )
+                .map_err(|e| e.to_string())
+            }
+
+            fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
+                let d = futures_lite::future::block_on(self.client.execute(cmd))
+                    .map_err(|e| e.to_string())?;
+                Ok((d.result, d.data))
+            }
+
+            fn in_flight(&mut self) -> Option<usize> {
+                None
+            }
+
+            fn logout(mut self: Box<Self>) -> Result<(), EndError> {
+                let r = futures_lite::future::block_on(self.client.logout());
+                let thread = self.thread.take();
+                drop(self);
+                if let Some(Err(_)) = thread.map(JoinHandle::join) {
+                    return Err(EndError::Other(format!(
+                        "the {} driver thread panicked",
+                        $label
+                    )));
+                }
+                r.map(drop).map_err(classify_async)
+            }
+        }
+    };
 }
 
-impl Initiator for SmolInit {
-    fn negotiated(&mut self) -> Option<Negotiated> {
-        // The async driver owns the session; the negotiated values are not
-        // reachable from a `Client` (see the README's matrix section).
-        None
-    }
-
-    fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, String> {
-        let p = async_io::block_on(self.client.submit(cmd)).map_err(|e| e.to_string())?;
-        let id = p.id();
-        self.pending.push(p);
-        Ok(id)
-    }
-
-    fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), String> {
-        if self.pending.is_empty() {
-            return Err("wait_any with no task outstanding".into());
-        }
-        let p = self.pending.remove(0);
-        let id = p.id();
-        let (o, d) = async_io::block_on(p.wait()).map_err(|e| e.to_string())?;
-        Ok((id, o, d))
-    }
-
-    fn abort(&mut self, task: TaskId) -> Result<Option<TmfResponse>, String> {
-        match async_io::block_on(self.client.abort(task)) {
-            Ok(r) => Ok(Some(r)),
-            Err(iscsi_smol::Error::Usage(UsageError::UnknownTask(_))) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn tmf(&mut self, lun: u64, f: TmfFunction) -> Result<TmfResponse, String> {
-        async_io::block_on(self.client.task_management(lun, f)).map_err(|e| e.to_string())
-    }
-
-    fn execute(&mut self, cmd: ScsiCommand) -> Result<(ScsiResult, Bytes), String> {
-        let d = async_io::block_on(self.client.execute(cmd)).map_err(|e| e.to_string())?;
-        Ok((d.result, d.data))
-    }
-
-    fn in_flight(&mut self) -> Option<usize> {
-        None
-    }
-
-    fn logout(mut self: Box<Self>) -> Result<(), EndError> {
-        let r = async_io::block_on(self.client.logout());
-        let thread = self.thread.take();
-        drop(self);
-        if let Some(Err(_)) = thread.map(JoinHandle::join) {
-            return Err(EndError::Other("the smol driver thread panicked".into()));
-        }
-        r.map(drop).map_err(classify_smol)
-    }
-}
+async_init!(SmolInit, iscsi_smol, spawn_driver, "smol");
+async_init!(TokioInit, iscsi_tokio, spawn_tokio_driver, "tokio");

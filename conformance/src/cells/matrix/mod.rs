@@ -259,8 +259,11 @@ fn run_cell(ctx: &mut CellCtx, c: Combo) -> Result<(), String> {
             c.target.name()
         ));
     }
-    if c.kind == Kind::Smol {
-        late.push("negotiated values checked on the wire only (iscsi-smol has no getter)".into());
+    if matches!(c.kind, Kind::Smol | Kind::Tokio) {
+        late.push(format!(
+            "negotiated values checked on the wire only (iscsi-{} has no getter)",
+            c.kind.name()
+        ));
     }
     let cap = lease.world()?.capture();
     let window = cap.begin(ctx.artifact("capture.pcap"))?;
@@ -472,7 +475,11 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
 
     let (inq, _) = exec(
         cl,
-        ScsiCommand::read(l, cdb::inquiry(96).to_vec(), 96),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::inquiry(96).to_vec(),
+            96,
+        ),
         "INQUIRY",
     )?;
     let inq = StandardInquiry::parse(&inq).map_err(|e| format!("INQUIRY data: {e}"))?;
@@ -481,7 +488,11 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
     }
     let (cap, _) = exec(
         cl,
-        ScsiCommand::read(l, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10)",
     )?;
     let cap = Capacity::parse10(&cap).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
@@ -498,7 +509,10 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
     let blocks = (PER_WRITE / bs as usize) as u32;
     exec(
         cl,
-        ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+        ScsiCommand::new(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::test_unit_ready().to_vec(),
+        ),
         "TEST UNIT READY",
     )?;
 
@@ -522,7 +536,10 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
     // (istgt runs with its write cache on) before the file is compared.
     exec(
         cl,
-        ScsiCommand::new(l, cdb::synchronize_cache10(0, 0).to_vec()),
+        ScsiCommand::new(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::synchronize_cache10(0, 0).to_vec(),
+        ),
         "SYNCHRONIZE CACHE(10)",
     )?;
     let on_disk = file_region(&v.backing, lba * u64::from(bs), LEN)?;
@@ -618,12 +635,19 @@ fn session(c: &Combo, v: &TargetView, exp: &Expected) -> Result<Done, String> {
     // The session still works (the reset raises a UNIT ATTENTION).
     let (_, ua) = exec(
         cl,
-        ScsiCommand::new(l, cdb::test_unit_ready().to_vec()),
+        ScsiCommand::new(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::test_unit_ready().to_vec(),
+        ),
         "TEST UNIT READY after the reset",
     )?;
     let (cap2, _) = exec(
         cl,
-        ScsiCommand::read(l, cdb::read_capacity10().to_vec(), 8),
+        ScsiCommand::read(
+            iscsi_proto::scsi::Lun::from_u64(l),
+            cdb::read_capacity10().to_vec(),
+            8,
+        ),
         "READ CAPACITY(10) after the reset",
     )?;
     let cap2 = Capacity::parse10(&cap2).map_err(|e| format!("READ CAPACITY(10) data: {e}"))?;
@@ -774,15 +798,19 @@ mod tests {
     #[test]
     fn names_are_unique_and_filterable() {
         let all = combos();
-        assert_eq!(all.len(), 144);
+        // 2 targets x 4 drivers x 3 authentications x 8 (digests, R2T,
+        // immediate data).
+        assert_eq!(all.len(), 192);
         let names: std::collections::HashSet<String> = all.iter().map(Combo::name).collect();
-        assert_eq!(names.len(), 144);
+        assert_eq!(names.len(), 192);
         assert!(names.contains("tgtd-std-chap-digests-r2t-imm"));
         assert!(names.contains("istgt-smol-mutual-nodigests-nor2t-noimm"));
-        assert_eq!(names.iter().filter(|n| n.contains("-digests-")).count(), 72);
-        assert_eq!(names.iter().filter(|n| n.contains("-r2t-")).count(), 72);
-        assert_eq!(names.iter().filter(|n| n.ends_with("-imm")).count(), 72);
+        assert!(names.contains("istgt-tokio-mutual-nodigests-nor2t-noimm"));
+        assert_eq!(names.iter().filter(|n| n.contains("-digests-")).count(), 96);
+        assert_eq!(names.iter().filter(|n| n.contains("-r2t-")).count(), 96);
+        assert_eq!(names.iter().filter(|n| n.ends_with("-imm")).count(), 96);
         assert_eq!(names.iter().filter(|n| n.contains("-mio-")).count(), 48);
+        assert_eq!(names.iter().filter(|n| n.contains("-tokio-")).count(), 48);
         // Cells of one target are contiguous (one shared world each).
         let first_istgt = all
             .iter()

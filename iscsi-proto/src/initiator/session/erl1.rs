@@ -43,7 +43,8 @@
 //! there passes its own digest (`Connection::skip_bad_header`), else the
 //! connection closes; the lost PDU then shows as a sequence gap.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 
@@ -145,7 +146,7 @@ impl Session {
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
-        let lun = s.cmd.lun;
+        let lun = s.cmd.lun.to_u64();
         // Section 11.16.3: the ITT of the referenced command; section
         // 11.16.4: TTT 0xffffffff except for DataACK and R-Data.
         self.push_snack(w::SnackRequest {

@@ -31,7 +31,9 @@
 //! against [`Recovery::max_attempts`] (the default [`Recovery`] when none
 //! is configured: negotiating level 2 asks for it).
 
-use std::time::{Duration, Instant};
+use crate::prelude::*;
+use crate::time::Instant;
+use core::time::Duration;
 
 use super::*;
 
@@ -336,7 +338,11 @@ impl Session {
         let Kind::Scsi(s) = &t.kind else {
             return;
         };
-        let (lun, reads, next) = (s.cmd.lun, s.cmd.expected_read_len > 0, s.next_data_sn);
+        let (lun, reads, next) = (
+            s.cmd.lun.to_u64(),
+            s.cmd.expected_read_len > 0,
+            s.next_data_sn,
+        );
         let ref_cmd_sn = t.cmd_sn.unwrap_or(self.window.cmd_sn());
         let exp_data_sn = if reads { next } else { Serial(0) };
         let function = w::TmfFunction::TaskReassign;

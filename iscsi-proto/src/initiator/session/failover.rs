@@ -13,6 +13,7 @@
 //! connection of a session is in one portal group).
 
 use super::*;
+use crate::prelude::*;
 
 impl Session {
     /// The portal a recovery's new connection goes to (`None`: the

@@ -1,7 +1,7 @@
 //! (B) Inputs from the driver: the connection is up, bytes arrived, a
 //! deadline passed, the connection ended.
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use bytes::BytesMut;
 

@@ -2,7 +2,8 @@
 //! security and operational stages, CHAP, redirection, and the switch to
 //! Full Feature Phase.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

@@ -28,7 +28,8 @@
 //! level 2 its tasks cannot move, so the session recovers as at level 0
 //! (section 7.1.5) and every added connection is closed.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::BytesMut;
 

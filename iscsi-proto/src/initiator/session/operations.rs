@@ -3,7 +3,8 @@
 //! renegotiation, logout), and the task bookkeeping they share with the
 //! receive side.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 
@@ -94,7 +95,7 @@ impl Session {
                 cmd_sn,
                 internal: false,
                 ..
-            }) => (s.cmd.lun, *cmd_sn, s.next_data_sn),
+            }) => (s.cmd.lun.to_u64(), *cmd_sn, s.next_data_sn),
             Some(_) => return Err(UsageError::NotAbortable(task)),
             None => return Err(UsageError::UnknownTask(task)),
         };
@@ -176,7 +177,7 @@ impl Session {
         if function != F::ClearAca {
             for (itt, t) in self.tasks.iter() {
                 if let Kind::Scsi(s) = &t.kind {
-                    if !t.internal && (scope_all || s.cmd.lun == lun) {
+                    if !t.internal && (scope_all || s.cmd.lun.to_u64() == lun) {
                         if t.cmd_sn.is_some() {
                             affected.push(itt);
                         } else {

@@ -2,7 +2,7 @@
 //! the next deadline; and the stamping of what is known only when a PDU
 //! leaves.
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use super::*;
 

@@ -3,7 +3,8 @@
 //! `Session::on_pdu`, before the PDU's handler runs), then one handler
 //! per target PDU (RFC 7143 section 11).
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

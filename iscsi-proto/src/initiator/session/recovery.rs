@@ -3,7 +3,9 @@
 //! logout (section 11.14), the new login after a target-requested logout
 //! (section 11.9.1), and what happens to each task then.
 
-use std::time::{Duration, Instant};
+use crate::prelude::*;
+use crate::time::Instant;
+use core::time::Duration;
 
 use super::*;
 

@@ -1,7 +1,8 @@
 //! Full Feature Phase, send side: CmdSN dispatch, SCSI commands with
 //! their unsolicited data, text, task management, pings and logout.
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::Bytes;
 
@@ -67,7 +68,7 @@ impl Session {
         // Only the fields needed, not a clone of the command: cloning its
         // CDB `Bytes` could allocate on every I/O.
         let cmd = &s.cmd;
-        let (lun, attr, expected_read_len) = (cmd.lun, cmd.attr, cmd.expected_read_len);
+        let (lun, attr, expected_read_len) = (cmd.lun.to_u64(), cmd.attr, cmd.expected_read_len);
         let mut cdb = [0u8; 16];
         for (d, s) in cdb.iter_mut().zip(cmd.cdb.iter()) {
             *d = *s;
@@ -233,7 +234,7 @@ impl Session {
             return;
         };
         let lun = match &task.kind {
-            Kind::Scsi(s) => s.cmd.lun,
+            Kind::Scsi(s) => s.cmd.lun.to_u64(),
             _ => 0,
         };
         let function = w::TmfFunction::AbortTask;

@@ -6,7 +6,8 @@
 //! TASK (RFC 7143 section 11.5.1), then LOGICAL UNIT RESET, then the
 //! connection is dropped (section 7.1.5: session recovery at ERL 0).
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use super::*;
 
@@ -147,9 +148,13 @@ impl Session {
             .tasks
             .iter()
             .filter_map(|(itt, t)| match (&t.kind, t.deadline) {
-                (Kind::Scsi(s), Some(d)) if d <= now => {
-                    Some((itt, t.escalation, s.cmd.lun, t.cmd_sn, s.next_data_sn))
-                }
+                (Kind::Scsi(s), Some(d)) if d <= now => Some((
+                    itt,
+                    t.escalation,
+                    s.cmd.lun.to_u64(),
+                    t.cmd_sn,
+                    s.next_data_sn,
+                )),
                 _ => None,
             })
             .collect();
@@ -181,7 +186,7 @@ impl Session {
                         .filter(|(_, t)| {
                             !t.internal
                                 && t.cmd_sn.is_some()
-                                && matches!(&t.kind, Kind::Scsi(s) if s.cmd.lun == lun)
+                                && matches!(&t.kind, Kind::Scsi(s) if s.cmd.lun.to_u64() == lun)
                         })
                         .map(|(i, _)| i)
                         .collect();

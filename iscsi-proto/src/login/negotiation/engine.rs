@@ -2,7 +2,8 @@
 //! proposals with each key's result function, checks the peer's answers to
 //! our proposals, and records declarations (RFC 7143 sections 6.2 and 13).
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet};
 
 use super::error::NegotiationError;
 use super::values::{

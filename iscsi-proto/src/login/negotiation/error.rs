@@ -1,6 +1,7 @@
 //! [`NegotiationError`], the ways a login or text negotiation fails, each
 //! naming its key and RFC 7143 section.
 
+use crate::prelude::*;
 use thiserror::Error;
 
 use crate::wire::text::TextError;

@@ -7,6 +7,7 @@ use super::negotiated::Negotiated;
 use super::values::check_value;
 use super::values::{AuthMethod, OperationalParams, SessionType, TaskReporting};
 use crate::login::keys;
+use crate::prelude::*;
 
 /// Initiator-side configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 //! - `negotiated.rs`: the result, [`Negotiated`], and its integrity check.
 //! - `error.rs`: [`NegotiationError`].
 
+use crate::prelude::*;
 mod engine;
 mod error;
 mod initiator;

@@ -5,6 +5,7 @@ use super::engine::{Engine, Role};
 use super::error::NegotiationError;
 use super::values::{AuthMethod, SessionType, TaskReporting};
 use crate::login::keys;
+use crate::prelude::*;
 use crate::wire::text;
 
 /// The outcome of a login negotiation: every operational value in effect.

@@ -5,6 +5,7 @@ use super::engine::{Engine, Role};
 use super::error::NegotiationError;
 use super::negotiated::Negotiated;
 use super::values::{AuthMethod, LoginStage, OperationalParams, SessionType};
+use crate::prelude::*;
 
 /// Target-side configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 use super::error::NegotiationError;
 use crate::login::keys::{self, ValueType};
+use crate::prelude::*;
 use crate::wire::text;
 
 /// Largest iSCSI name: RFC 7143 section 4.2.7.1 "Initiators and targets

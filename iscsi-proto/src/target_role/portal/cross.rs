@@ -3,6 +3,7 @@
 //! nexus events, and task management that reaches other sessions (section
 //! 11.5.1).
 
+use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use super::event::{ConnectionHandle, NexusId, PortalEvent, ResetScope};
@@ -389,7 +390,7 @@ impl Portal {
             .iter()
             .flatten()
             .filter_map(|c| c.login.as_ref().and_then(|l| l.nexus))
-            .chain(std::iter::once(by).filter(|n| n.0 != 0))
+            .chain(core::iter::once(by).filter(|n| n.0 != 0))
             .collect();
         nexuses.sort_unstable();
         nexuses.dedup();

@@ -4,6 +4,7 @@
 use crate::error::ConfigError;
 use crate::login::negotiation::Negotiated;
 use crate::login::{LoginStatus, SessionType};
+use crate::prelude::*;
 use crate::target::{CloseReason, ScsiRequest, SessionConfig, TaskId, UsageError};
 #[cfg(doc)]
 use crate::target::{Event, Portal, Session};

@@ -80,9 +80,10 @@
 //! arm one timer at portal.poll_timeout()           // (D) 3
 //! ```
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
+use core::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 

@@ -10,7 +10,8 @@
 //! (section 4.2.2.1: "CmdSN ... is session-wide"); StatSN, the login and
 //! the transmit queue are each connection's (section 4.2.2.2).
 
-use std::time::Instant;
+use crate::prelude::*;
+use crate::time::Instant;
 
 use bytes::BytesMut;
 

@@ -1,8 +1,9 @@
 //! The login phase on the target side (RFC 7143 sections 6.3, 11.12,
 //! 11.13, 12 and 13).
 
+use crate::prelude::*;
 use crate::target::connection::{FirstLogin, PendingText};
-use std::time::Instant;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

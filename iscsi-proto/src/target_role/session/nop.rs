@@ -2,7 +2,7 @@
 //! 11.19): the echo of an initiator's ping, and the target's own
 //! keepalive ping.
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use bytes::Bytes;
 

@@ -16,8 +16,10 @@
 //!   failure whose status the initiator had not acknowledged keeps that
 //!   status, resent on reassignment: the command is never executed again.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use crate::prelude::*;
+use crate::time::Instant;
+use alloc::collections::BTreeMap;
+use core::time::Duration;
 
 use bytes::Bytes;
 

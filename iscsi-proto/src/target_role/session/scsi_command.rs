@@ -4,6 +4,7 @@
 //! answering it (section 11.7), until the task is delivered to the
 //! application.
 
+use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use super::{Session, NO_TAG};
@@ -294,7 +295,7 @@ impl Session {
             return;
         };
         t.delivered = true;
-        let data_out = std::mem::take(&mut t.data).finish(t.edtl);
+        let data_out = core::mem::take(&mut t.data).finish(t.edtl);
         let req = ScsiRequest {
             task: id,
             lun: t.lun,

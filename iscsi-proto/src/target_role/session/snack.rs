@@ -8,6 +8,7 @@
 //! support all SNACK types": Data/R2T SNACK, Status SNACK, DataACK and
 //! R-Data SNACK are served from what [`crate::target::retention`] keeps.
 
+use crate::prelude::*;
 use bytes::Bytes;
 
 use super::{Session, NO_TAG};

@@ -2,6 +2,7 @@
 //! ABORT TASK, ABORT TASK SET, CLEAR TASK SET, resets; the response waits
 //! for every task it covers to stop (section 11.5.1).
 
+use crate::prelude::*;
 use bytes::Bytes;
 
 use super::full_feature::Held;

@@ -2,6 +2,7 @@
 //! 11.10 and 11.11): long texts in pieces, SendTargets (section 13.3 and
 //! Appendix C) and the keys declarable in the Full Feature Phase.
 
+use crate::prelude::*;
 use crate::target::connection::TextPhase;
 use bytes::Bytes;
 
@@ -16,7 +17,7 @@ impl Session {
     /// its text is complete.
     pub(in crate::target) fn text_request(&mut self, h: TextRequest, data: Bytes) {
         let bhs = || Bytes::copy_from_slice(&Header::TextRequest(h).to_bytes(0, 0));
-        let phase = std::mem::take(&mut self.conn.text);
+        let phase = core::mem::take(&mut self.conn.text);
         let mut assembler = match phase {
             TextPhase::Sending { itt, ttt, rest } if h.ttt != NO_TAG => {
                 // RFC 7143 section 11.10.4: the initiator fetches the next
