@@ -13,7 +13,6 @@
 //! connection of a session is in one portal group).
 
 use super::*;
-use crate::prelude::*;
 
 impl Session {
     /// The portal a recovery's new connection goes to (`None`: the
