@@ -267,6 +267,8 @@ struct Task {
     internal: bool,
     /// Order of submission, for reissue after recovery.
     seq: u64,
+    /// When the application submitted it (for `SessionStats` latencies).
+    started: Instant,
     /// The command PDU left through `poll_transmit` on the current
     /// connection: the target may have it (and may have run it).
     sent: bool,
@@ -376,6 +378,14 @@ pub struct Session {
     orphans: BTreeSet<u16>,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
+    /// What the session counted about itself ([`Session::stats`]).
+    stats: crate::stats::SessionStats,
+    /// The latest `now` a caller passed in: the completion time of tasks
+    /// ended inside an input (the core reads no clock).
+    clock: Instant,
+    /// Commands are waiting for the CmdSN window (counted once per stall
+    /// in `SessionStats::window_stalls`).
+    window_stalled: bool,
     /// Where the portal of the current connection is in the failover
     /// order (0: the configured or permanently redirected one, i: the
     /// `i`-th of `SessionConfig::failover_portals`).

@@ -123,6 +123,7 @@ impl Session {
         self.snack_rounds = 0;
         self.phase = Phase::Waiting;
         self.timers.set(Timer::Reconnect, later(now, after));
+        self.stats.recoveries = self.stats.recoveries.saturating_add(1);
         tracing::info!(target: "iscsi::recovery", attempt, ?after, cause = %err, reassign, failed, cid = self.conn.cid, tsih = self.tsih, "connection lost; connection recovery (RFC 7143 section 7.1.4.3, ErrorRecoveryLevel 2)");
         self.events.push_back(Event::Recovering {
             attempt,
@@ -256,6 +257,11 @@ impl Session {
         self.conn.logged_in_at = now;
         self.recovery_attempt = 0;
         let (reassigned, retried) = self.reassign_tasks();
+        self.stats.retries = self
+            .stats
+            .retries
+            .saturating_add(reassigned as u64)
+            .saturating_add(retried as u64);
         tracing::info!(target: "iscsi::recovery", tsih = self.tsih, cid = self.conn.cid, reassigned, retried, "connection recovered within the session");
         self.events.push_back(Event::ConnectionRecovered {
             cid: self.conn.cid,

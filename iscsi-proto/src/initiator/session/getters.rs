@@ -47,6 +47,9 @@ impl Session {
             deferred_fail: None,
             deferred_close: false,
             rr: 0,
+            stats: crate::stats::SessionStats::default(),
+            clock: now,
+            window_stalled: false,
             orphans: BTreeSet::new(),
             time2retain: None,
             cfg: config,
@@ -59,6 +62,13 @@ impl Session {
     // ------------------------------------------------------------------
     // (A) getters
     // ------------------------------------------------------------------
+
+    /// What the session counted about itself since it was created
+    /// (commands, bytes, retries, recoveries, window stalls, digest errors,
+    /// NOP round trips, latencies): see [`crate::stats`].
+    pub fn stats(&self) -> &crate::stats::SessionStats {
+        &self.stats
+    }
 
     /// The session's state.
     pub fn state(&self) -> SessionState {

@@ -15,6 +15,7 @@ impl Session {
     /// The TCP connection asked for by `Event::Connect` is up: start the
     /// login.
     pub fn handle_connected(&mut self, now: Instant) {
+        self.tick(now);
         if self.phase != Phase::Active || !matches!(self.conn.state, ConnState::Connecting) {
             return;
         }
@@ -32,6 +33,7 @@ impl Session {
     /// left for the next call. After a connection failure the buffer is
     /// cleared (its bytes belong to the dead connection).
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) {
+        self.tick(now);
         self.input_loop(now, buf);
         self.after_action(now);
     }
@@ -70,6 +72,7 @@ impl Session {
                     // discard the PDU"; at ErrorRecoveryLevel 1 the header
                     // (its digest checked) says what to ask for again.
                     self.touch_rx(now);
+                    self.stats.digest_errors = self.stats.digest_errors.saturating_add(1);
                     let bhs = self.conn.decoder.take_rejected_header();
                     let err = WireError::DataDigest { received, computed };
                     if let Err(e) = self.on_data_digest_error(now, bhs, err) {
@@ -84,6 +87,7 @@ impl Session {
                     // RFC 7143 section 7.8 at ErrorRecoveryLevel 1: the PDU
                     // is discarded when the next one can be found for sure;
                     // its loss then shows as a sequence gap (section 7.9).
+                    self.stats.digest_errors = self.stats.digest_errors.saturating_add(1);
                     match self.conn.skip_bad_header(buf) {
                         Resync::Skipped => {
                             tracing::warn!(target: "iscsi::erl", "header digest error: PDU discarded (RFC 7143 section 7.8)");
@@ -112,6 +116,7 @@ impl Session {
                         // digest errors end the connection (at level 1 and
                         // above they are handled above).
                         WireError::HeaderDigest { .. } | WireError::DataDigest { .. } => {
+                            self.stats.digest_errors = self.stats.digest_errors.saturating_add(1);
                             ConnectionError::DigestFailure(e)
                         }
                         other => io(other),
@@ -127,12 +132,14 @@ impl Session {
     /// A deadline passed (call at or after `poll_timeout()`): every
     /// [`Timer`] due is handled (`session/timers.rs`).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
         self.fire_timers(now);
         self.after_action(now);
     }
 
     /// The TCP connection closed or failed.
     pub fn handle_closed(&mut self, now: Instant) {
+        self.tick(now);
         if self.phase == Phase::Active {
             self.fail_connection(now, ConnectionError::Closed);
         }

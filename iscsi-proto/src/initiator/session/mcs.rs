@@ -53,6 +53,7 @@ impl Session {
     /// Full Feature Phase of a normal session while fewer connections than
     /// the negotiated MaxConnections exist.
     pub fn add_connection(&mut self, now: Instant) -> Result<u16, UsageError> {
+        self.tick(now);
         if self.cfg.is_discovery() {
             return Err(UsageError::DiscoverySession);
         }
@@ -90,6 +91,7 @@ impl Session {
     /// carry no task. [`Event::CloseConnection`] (cause `None`) follows the
     /// Logout Response.
     pub fn logout_connection(&mut self, now: Instant, cid: u16) -> Result<TaskId, UsageError> {
+        self.tick(now);
         if cid == self.conn.cid {
             return Err(UsageError::Connection(
                 "the first connection logs out with the session (Session::logout)",
@@ -134,6 +136,7 @@ impl Session {
     /// [`handle_connected`](Session::handle_connected) for connection
     /// `cid` (after [`Event::OpenConnection`]).
     pub fn handle_connected_on(&mut self, cid: u16, now: Instant) {
+        self.tick(now);
         if cid == self.conn.cid {
             return self.handle_connected(now);
         }
@@ -151,6 +154,7 @@ impl Session {
 
     /// [`handle_input`](Session::handle_input) for connection `cid`.
     pub fn handle_input_on(&mut self, cid: u16, now: Instant, buf: &mut BytesMut) {
+        self.tick(now);
         if cid == self.conn.cid {
             return self.handle_input(now, buf);
         }
@@ -167,6 +171,7 @@ impl Session {
     /// [`poll_transmit`](Session::poll_transmit) for connection `cid`.
     #[must_use = "a PDU taken from the session must be sent"]
     pub fn poll_transmit_on(&mut self, cid: u16, now: Instant) -> Option<Transmit> {
+        self.tick(now);
         if cid == self.conn.cid {
             return self.poll_transmit(now);
         }
@@ -177,6 +182,7 @@ impl Session {
 
     /// [`handle_closed`](Session::handle_closed) for connection `cid`.
     pub fn handle_closed_on(&mut self, cid: u16, now: Instant) {
+        self.tick(now);
         if cid == self.conn.cid {
             return self.handle_closed(now);
         }

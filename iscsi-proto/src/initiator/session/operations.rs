@@ -40,6 +40,7 @@ impl Session {
                 allegiance: None,
                 internal,
                 seq,
+                started: self.clock,
                 sent: false,
                 abort_pending: false,
                 deadline: None,
@@ -52,6 +53,7 @@ impl Session {
     /// Submits a SCSI command. It is sent when the CmdSN window allows
     /// (RFC 7143 section 4.2.2.1); until then it queues.
     pub fn submit(&mut self, now: Instant, cmd: ScsiCommand) -> Result<TaskId, UsageError> {
+        self.tick(now);
         self.check_actionable()?;
         if self.cfg.is_discovery() {
             return Err(UsageError::DiscoverySession);
@@ -79,6 +81,7 @@ impl Session {
             false,
         )?;
         self.pending.push_back(itt);
+        self.stats.commands_submitted = self.stats.commands_submitted.saturating_add(1);
         self.after_action(now);
         Ok(TaskId::from_itt(itt))
     }
@@ -88,6 +91,7 @@ impl Session {
     /// task management task. A command still queued for the window is
     /// aborted locally.
     pub fn abort_task(&mut self, now: Instant, task: TaskId) -> Result<TaskId, UsageError> {
+        self.tick(now);
         self.check_actionable()?;
         let (lun, ref_cmd_sn, exp_data_sn) = match self.tasks.get(task.itt()) {
             Some(Task {
@@ -151,6 +155,7 @@ impl Session {
         lun: u64,
         function: w::TmfFunction,
     ) -> Result<TaskId, UsageError> {
+        self.tick(now);
         self.check_actionable()?;
         if self.cfg.is_discovery() {
             return Err(UsageError::DiscoverySession);
@@ -208,6 +213,7 @@ impl Session {
     /// A NOP-Out ping with a real ITT (immediate). Completes with
     /// [`TaskOutcome::Pong`] carrying the echoed data.
     pub fn nop_ping(&mut self, now: Instant, data: Bytes) -> Result<TaskId, UsageError> {
+        self.tick(now);
         self.check_actionable()?;
         if !self.is_logged_in() {
             return Err(UsageError::NotLoggedIn);
@@ -229,6 +235,7 @@ impl Session {
     /// this session's TargetName otherwise. Completes with
     /// [`TaskOutcome::Targets`].
     pub fn send_targets(&mut self, now: Instant) -> Result<TaskId, UsageError> {
+        self.tick(now);
         self.check_actionable()?;
         // RFC 7143 section 13.3: "The value All can be used only in
         // discovery session."
@@ -305,6 +312,7 @@ impl Session {
     /// task completes with [`TaskOutcome::LoggedOut`], then
     /// `Event::Closed(None)` follows.
     pub fn logout(&mut self, now: Instant, mode: LogoutMode) -> Result<TaskId, UsageError> {
+        self.tick(now);
         if self.is_closed() {
             return Err(UsageError::Closed);
         }
@@ -354,6 +362,7 @@ impl Session {
     }
     pub(super) fn complete(&mut self, itt: u32, outcome: TaskOutcome) {
         if let Some(task) = self.tasks.remove(itt) {
+            self.count_completion(&task, &outcome);
             if self.conn.keepalive_task == Some(itt) {
                 self.conn.keepalive_task = None;
             }
@@ -363,6 +372,41 @@ impl Session {
                     outcome,
                 });
             }
+        }
+    }
+
+    /// Records `now` as the session's latest time (never backwards).
+    pub(super) fn tick(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+    }
+
+    /// `SessionStats` for a recovery that sends `reissued` commands again.
+    pub(super) fn count_recovery(&mut self, reissued: usize) {
+        self.stats.recoveries = self.stats.recoveries.saturating_add(1);
+        self.stats.retries = self.stats.retries.saturating_add(reissued as u64);
+    }
+
+    /// `SessionStats` for a task that ends with `outcome`.
+    fn count_completion(&mut self, task: &Task, outcome: &TaskOutcome) {
+        let latency = self.clock.saturating_duration_since(task.started);
+        let s = &mut self.stats;
+        match (&task.kind, outcome) {
+            (Kind::Scsi(scsi), outcome) => {
+                s.commands_completed = s.commands_completed.saturating_add(1);
+                s.command_latency.record(latency);
+                s.bytes_read = s.bytes_read.saturating_add(u64::from(scsi.read_bytes));
+                if let TaskOutcome::Scsi(_) = outcome {
+                    let out = scsi.cmd.data_out.as_ref().map_or(0, |d| d.len());
+                    s.bytes_written = s.bytes_written.saturating_add(out as u64);
+                } else {
+                    s.commands_failed = s.commands_failed.saturating_add(1);
+                }
+            }
+            (Kind::Nop, TaskOutcome::Pong(_)) => {
+                s.nop_round_trips = s.nop_round_trips.saturating_add(1);
+                s.nop_latency.record(latency);
+            }
+            _ => {}
         }
     }
 

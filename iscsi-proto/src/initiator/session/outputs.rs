@@ -15,6 +15,7 @@ impl Session {
     /// always the latest.
     #[must_use = "a PDU taken from the session must be sent"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.tick(now);
         loop {
             let out = self.conn.pop()?;
             if let Some((itt, ends_seq)) = out.data_out {

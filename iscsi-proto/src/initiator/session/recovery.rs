@@ -106,6 +106,7 @@ impl Session {
         // wait before attempting a new connection after a failure.
         let after = backoff.max(Duration::from_secs(u64::from(t2w)));
         let (reissued, failed) = self.reconnect_after(now, after);
+        self.count_recovery(reissued);
         tracing::info!(target: "iscsi::recovery", attempt, ?after, cause = %err, reissued, failed, "connection lost; reconnecting for session reinstatement (RFC 7143 section 6.3.5)");
         self.events.push_back(Event::Recovering {
             attempt,
@@ -136,6 +137,7 @@ impl Session {
             // before a new login.
             let after = Duration::from_secs(u64::from(result.time2wait));
             let (reissued, failed) = self.reconnect_after(now, after);
+            self.count_recovery(reissued);
             tracing::info!(target: "iscsi::recovery", ?after, reissued, failed, "logged out at the target's request; logging in again");
             // Tasks that were at the target ended with the old session:
             // the application hears of the new login as of a recovery

@@ -25,8 +25,15 @@ impl Session {
                 break;
             }
             let Some(cmd_sn) = self.window.take() else {
+                // RFC 7143 section 4.2.2.1: MaxCmdSN reached; the command
+                // waits (counted once per stall).
+                if !self.window_stalled {
+                    self.window_stalled = true;
+                    self.stats.window_stalls = self.stats.window_stalls.saturating_add(1);
+                }
                 break;
             };
+            self.window_stalled = false;
             self.pending.pop_front();
             if let Some(t) = self.tasks.get_mut(itt) {
                 t.cmd_sn = Some(cmd_sn);
