@@ -189,9 +189,10 @@ enum Command {
         /// Highest ErrorRecoveryLevel offered (RFC 7143 section 13.20).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
         erl: u8,
-        /// Most connections per session offered (MaxConnections, RFC 7143 section 13.2).
+        /// Most connections per session offered (MaxConnections, RFC 7143
+        /// section 13.2; more than 1 is MC/S).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        max_connections: u16,
+        session_connections: u16,
     },
     /// Start an embedded target with a 64 MiB RAM disk on loopback and drive it.
     Demo {
@@ -245,7 +246,7 @@ fn run(cli: Cli) -> Result<(), String> {
             luns,
             chap,
             erl,
-            max_connections,
+            session_connections,
         } => serve::serve(
             listen,
             target,
@@ -254,7 +255,7 @@ fn run(cli: Cli) -> Result<(), String> {
             cli.global.mutual_chap.as_deref(),
             serve::Recovery {
                 erl: *erl,
-                max_connections: *max_connections,
+                session_connections: *session_connections,
             },
         ),
         Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),

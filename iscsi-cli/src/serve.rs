@@ -60,13 +60,13 @@ fn split_creds(s: &str, what: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{what} takes USER:SECRET"))
 }
 
-/// What `iscsi serve --erl N --max-connections N` offers.
+/// What `iscsi serve --erl N --session-connections N` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovery {
     /// The highest ErrorRecoveryLevel offered (RFC 7143 section 13.20).
     pub erl: u8,
     /// MaxConnections offered (RFC 7143 section 13.2).
-    pub max_connections: u16,
+    pub session_connections: u16,
 }
 
 /// `iscsi serve`: runs until Ctrl-C or SIGTERM.
@@ -93,11 +93,11 @@ pub fn serve(
         .map(|c| split_creds(c, "--mutual-chap"))
         .transpose()?;
     cfg.log = true;
-    if recovery.erl > 2 || recovery.max_connections == 0 {
-        return Err("--erl takes 0, 1 or 2 and --max-connections at least 1".into());
+    if recovery.erl > 2 || recovery.session_connections == 0 {
+        return Err("--erl takes 0, 1 or 2 and --session-connections at least 1".into());
     }
     cfg.params.error_recovery_level = recovery.erl;
-    cfg.params.max_connections = recovery.max_connections;
+    cfg.params.max_connections = recovery.session_connections;
     let mut server = Server::bind(cfg).map_err(|e| format!("cannot serve on {listen}: {e}"))?;
     let stop = server.shutdown_handle();
     ctrlc::set_handler(move || stop.shutdown()).map_err(|e| format!("signal handler: {e}"))?;
