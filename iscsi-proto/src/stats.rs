@@ -103,8 +103,11 @@ impl LatencyHistogram {
         } else {
             p.clamp(0.0, 100.0)
         };
-        // Nearest rank, at least 1.
-        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        // Nearest rank (the ceiling, without `f64::ceil`, which needs
+        // std), at least 1.
+        let x = (p / 100.0) * self.count as f64;
+        let floor = x as u64;
+        let rank = if (floor as f64) < x { floor + 1 } else { floor }.max(1);
         let mut seen = 0u64;
         for (b, n) in self.buckets.iter().enumerate() {
             seen = seen.saturating_add(*n);

@@ -34,42 +34,19 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     }
 }
 
-/// The reflected Castagnoli polynomial (0x1EDC6F41 bit-reversed).
-const CASTAGNOLI_REFLECTED: u32 = 0x82F6_3B78;
+/// CRC32C as RFC 7143 (RFC 3720 appendix B.4) defines it: the Castagnoli
+/// polynomial, reflected, initial value and final XOR all ones.
+const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
-/// One byte's step of the table-driven CRC32C (built at compile time: an
-/// index out of range would fail the build, not a run).
-#[allow(clippy::indexing_slicing)]
-const TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ CASTAGNOLI_REFLECTED
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-/// Continues a CRC32C over more bytes, one table step per byte: what the
-/// digests use without `std` (the `crc32c` crate needs `std`). Same
-/// result as [`crc32c_append`].
+/// Continues a CRC32C over more bytes with the `crc` crate's table (what
+/// the digests use without `std`; the `crc32c` crate needs `std` for its
+/// hardware detection). Same result as [`crc32c_append`].
 pub fn crc32c_software(crc: u32, data: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in data {
-        let i = usize::from((c as u8) ^ b);
-        c = TABLE.get(i).copied().unwrap_or(0) ^ (c >> 8);
-    }
-    !c
+    // `crc` starts a reflected digest from the bit-reversed register; the
+    // register after `crc` is its final XOR undone.
+    let mut digest = CASTAGNOLI.digest_with_initial((crc ^ u32::MAX).reverse_bits());
+    digest.update(data);
+    digest.finalize()
 }
 
 /// The wire bytes of a digest value (little-endian, RFC 3720 appendix B.4).
