@@ -110,7 +110,8 @@ pub struct Summary {
 impl Summary {
     /// Crashes + hangs.
     pub fn crashes_and_hangs(&self) -> u64 {
-        self.classes.get("crash").copied().unwrap_or(0) + self.classes.get("hang").copied().unwrap_or(0)
+        self.classes.get("crash").copied().unwrap_or(0)
+            + self.classes.get("hang").copied().unwrap_or(0)
     }
 
     /// The summary as text.
@@ -121,7 +122,10 @@ impl Summary {
         );
         s += "phase                cases  reached  findings\n";
         for (p, c) in &self.phases {
-            s += &format!("{p:<20} {:>5}  {:>7}  {:>8}\n", c.cases, c.reached, c.findings);
+            s += &format!(
+                "{p:<20} {:>5}  {:>7}  {:>8}\n",
+                c.cases, c.reached, c.findings
+            );
         }
         s += "mutations: ";
         s += &self
@@ -152,7 +156,10 @@ impl Summary {
                 f.seed,
                 f.kind,
                 f.detail,
-                f.file.as_ref().map(|p| format!(" -> {p}")).unwrap_or_default()
+                f.file
+                    .as_ref()
+                    .map(|p| format!(" -> {p}"))
+                    .unwrap_or_default()
             );
         }
         if let Some(w) = &self.stopped {
@@ -211,7 +218,8 @@ pub fn run_campaign(cfg: &CampaignConfig) -> Summary {
         let workers: Vec<_> = (0..cfg.jobs.max(1))
             .map(|_| {
                 scope.spawn(|| loop {
-                    if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d)
+                    {
                         break;
                     }
                     let index = next.fetch_add(1, Ordering::Relaxed);

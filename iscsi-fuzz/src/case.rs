@@ -262,8 +262,10 @@ fn text_mutation(r: &mut Rng, keys: &[&str]) -> Mutation {
     let key = |r: &mut Rng| (*r.pick(keys).unwrap_or(&"X")).to_string();
     match r.below(6) {
         0 => Mutation::UnknownKey {
-            key: (*r.pick(&["Foo", "x-fuzz", "AuthMethodd", "A", "TargetName2"]).unwrap_or(&"Foo"))
-                .to_string(),
+            key: (*r
+                .pick(&["Foo", "x-fuzz", "AuthMethodd", "A", "TargetName2"])
+                .unwrap_or(&"Foo"))
+            .to_string(),
         },
         1 => Mutation::RepeatedKey { key: key(r) },
         2 => Mutation::OversizedValue {
@@ -314,11 +316,16 @@ fn header_mutation(r: &mut Rng) -> Mutation {
     match r.weighted(&strategies).copied().unwrap_or(0) {
         0 => Mutation::Opcode {
             value: *r
-                .pick(&[0x00u8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x1c, 0x1e, 0x3f, 0x20, 0x23])
+                .pick(&[
+                    0x00u8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x1c, 0x1e, 0x3f, 0x20,
+                    0x23,
+                ])
                 .unwrap_or(&0x3f),
         },
         1 => Mutation::Flags {
-            xor: *r.pick(&[0x80u8, 0x40, 0x20, 0x07, 0xff, 0x03]).unwrap_or(&0x80),
+            xor: *r
+                .pick(&[0x80u8, 0x40, 0x20, 0x07, 0xff, 0x03])
+                .unwrap_or(&0x80),
         },
         2 => Mutation::TotalAhsLength {
             value: *r.pick(&[1u8, 2, 255]).unwrap_or(&1),
@@ -331,9 +338,19 @@ fn header_mutation(r: &mut Rng) -> Mutation {
             len: *r.pick(&[0u16, 1, 4, 5, 16, 1019]).unwrap_or(&4),
         },
         5 => {
-            let offset = *r.pick(&[8u8, 12, 20, 24, 28, 32, 36, 40, 44]).unwrap_or(&20);
+            let offset = *r
+                .pick(&[8u8, 12, 20, 24, 28, 32, 36, 40, 44])
+                .unwrap_or(&20);
             let value = *r
-                .pick(&[0u32, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff, 0x0001_0000])
+                .pick(&[
+                    0u32,
+                    1,
+                    0x7fff_ffff,
+                    0x8000_0000,
+                    0xffff_fffe,
+                    0xffff_ffff,
+                    0x0001_0000,
+                ])
                 .unwrap_or(&0);
             Mutation::Word { offset, value }
         }
@@ -359,7 +376,17 @@ fn sequence_mutation(r: &mut Rng) -> Mutation {
     match r.below(5) {
         0 => Mutation::CmdSn {
             delta: *r
-                .pick(&[-1i64, -2, -1000, 1, 2, 1 << 20, 1 << 31, (1 << 31) + 1, -(1 << 31)])
+                .pick(&[
+                    -1i64,
+                    -2,
+                    -1000,
+                    1,
+                    2,
+                    1 << 20,
+                    1 << 31,
+                    (1 << 31) + 1,
+                    -(1 << 31),
+                ])
                 .unwrap_or(&1),
         },
         1 => Mutation::ExpStatSn {
@@ -394,7 +421,12 @@ fn data_out_mutation(r: &mut Rng) -> Mutation {
     }
 }
 
-fn maybe<F: FnOnce(&mut Rng) -> Mutation>(r: &mut Rng, num: u64, den: u64, f: F) -> Option<Mutation> {
+fn maybe<F: FnOnce(&mut Rng) -> Mutation>(
+    r: &mut Rng,
+    num: u64,
+    den: u64,
+    f: F,
+) -> Option<Mutation> {
     if r.chance(num, den) {
         Some(f(r))
     } else {
@@ -417,7 +449,8 @@ fn login(r: &mut Rng, discovery: bool) -> [Step; 2] {
 
 /// A TMF function code: mostly valid ones, some reserved.
 fn tmf_function(r: &mut Rng) -> u8 {
-    *r.pick(&[1u8, 1, 1, 2, 3, 4, 5, 6, 8, 0, 9, 15, 127]).unwrap_or(&1)
+    *r.pick(&[1u8, 1, 1, 2, 3, 4, 5, 6, 8, 0, 9, 15, 127])
+        .unwrap_or(&1)
 }
 
 /// One mutated action in the full feature phase, about task `slot`.
@@ -447,7 +480,12 @@ fn ffp_action(r: &mut Rng, slot: u8, next_slot: u8) -> Step {
             mutation: Some(header_mutation(r)),
         },
         3 => {
-            let keys: &[&str] = &["MaxBurstLength", "TargetAlias", "SendTargets", "X-rs.iscsi.fuzz"];
+            let keys: &[&str] = &[
+                "MaxBurstLength",
+                "TargetAlias",
+                "SendTargets",
+                "X-rs.iscsi.fuzz",
+            ];
             Step::Text {
                 keys: vec![("SendTargets".into(), "All".into())],
                 mutation: Some(if r.chance(2, 3) {
@@ -564,7 +602,11 @@ pub fn generate(seed: u64, filter: PhaseFilter) -> Case {
                 steps.push(Step::Command {
                     slot,
                     cmd: *r
-                        .pick(&[CmdKind::Read { blocks: 64 }, CmdKind::Inquiry, CmdKind::TestUnitReady])
+                        .pick(&[
+                            CmdKind::Read { blocks: 64 },
+                            CmdKind::Inquiry,
+                            CmdKind::TestUnitReady,
+                        ])
                         .unwrap_or(&CmdKind::TestUnitReady),
                     wait_r2t: false,
                     mutation: None,
@@ -638,8 +680,9 @@ mod tests {
         for s in 0..200 {
             assert_eq!(generate(s, PhaseFilter::All), generate(s, PhaseFilter::All));
         }
-        let phases: std::collections::BTreeSet<Phase> =
-            (0..400).map(|s| generate(s, PhaseFilter::All).phase).collect();
+        let phases: std::collections::BTreeSet<Phase> = (0..400)
+            .map(|s| generate(s, PhaseFilter::All).phase)
+            .collect();
         assert_eq!(phases.len(), Phase::ALL.len(), "every phase is drawn");
         assert!((0..100).all(|s| generate(s, PhaseFilter::Login).phase.is_login()));
     }

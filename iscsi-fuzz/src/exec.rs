@@ -197,7 +197,9 @@ impl<'a> Exec<'a> {
             }
         }
         let words = u8::try_from(ahs.len() / 4).unwrap_or(u8::MAX);
-        let dlen = u32::try_from(data.len()).unwrap_or(u32::MAX).min(0x00ff_ffff);
+        let dlen = u32::try_from(data.len())
+            .unwrap_or(u32::MAX)
+            .min(0x00ff_ffff);
         let mut bhs = header.to_bytes(words, dlen);
         match m {
             Some(Mutation::Opcode { value }) => bhs[0] = (bhs[0] & 0x40) | (value & 0x3f),
@@ -243,7 +245,9 @@ impl<'a> Exec<'a> {
         if let Some(m) = m {
             if matches!(
                 m,
-                Mutation::CmdSn { .. } | Mutation::Opcode { .. } | Mutation::Word { offset: 24, .. }
+                Mutation::CmdSn { .. }
+                    | Mutation::Opcode { .. }
+                    | Mutation::Word { offset: 24, .. }
             ) {
                 self.cmd_sn_disturbed = true;
             }
@@ -392,7 +396,10 @@ impl<'a> Exec<'a> {
                     // request's Initiator Task Tag.
                     self.flag(
                         Rule::WrongItt,
-                        format!("Login Response ITT {:#x} for request ITT {:#x}", r.itt, self.login_itt),
+                        format!(
+                            "Login Response ITT {:#x} for request ITT {:#x}",
+                            r.itt, self.login_itt
+                        ),
                     );
                 }
                 self.status(r.stat_sn, "Login Response");
@@ -415,7 +422,8 @@ impl<'a> Exec<'a> {
                 self.r2t_seen = true;
                 let mut flag = None;
                 if let Some((slot, t)) = self.task_by_itt(r.itt) {
-                    let end = u64::from(r.buffer_offset) + u64::from(r.desired_data_transfer_length);
+                    let end =
+                        u64::from(r.buffer_offset) + u64::from(r.desired_data_transfer_length);
                     if !t.reused && end > u64::from(t.edtl) {
                         // RFC 7143 section 11.8: an R2T asks for data of the
                         // command's Expected Data Transfer Length.
@@ -510,9 +518,10 @@ impl<'a> Exec<'a> {
     fn check_reject(&mut self, reason: RejectReason, data_len: usize) {
         match reason {
             // RFC 7143 section 11.17.1 reserves the other codes.
-            RejectReason::Other(c) => {
-                self.flag(Rule::RejectReason, format!("Reject with reserved reason {c:#04x}"))
-            }
+            RejectReason::Other(c) => self.flag(
+                Rule::RejectReason,
+                format!("Reject with reserved reason {c:#04x}"),
+            ),
             RejectReason::DataDigestError if !self.bad_data_digest_sent => self.flag(
                 Rule::RejectReason,
                 "Reject 'data digest error' but no data digest was wrong".into(),
@@ -523,7 +532,10 @@ impl<'a> Exec<'a> {
                 // Reject PDU with a reason code of Data-Digest-Error".
                 self.flag(
                     Rule::RejectReason,
-                    format!("a data digest error answered with Reject reason {:#04x}", reason.to_u8()),
+                    format!(
+                        "a data digest error answered with Reject reason {:#04x}",
+                        reason.to_u8()
+                    ),
                 );
             }
             _ => {}

@@ -222,7 +222,9 @@ impl Mutation {
                 set(&mut pairs, key, v);
             }
             Some(Mutation::IllegalValue { key, value }) => set(&mut pairs, key, value.clone()),
-            Some(Mutation::WrongStageKey { key, value }) => pairs.push((key.clone(), value.clone())),
+            Some(Mutation::WrongStageKey { key, value }) => {
+                pairs.push((key.clone(), value.clone()))
+            }
             _ => {}
         }
         // Encoded by hand: the core's encoder refuses what we want to send.

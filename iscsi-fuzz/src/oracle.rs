@@ -117,11 +117,17 @@ pub fn alive(spec: &TargetSpec, limits: Limits) -> Option<Finding> {
             return None;
         }
         let what = if e.conn.closed {
-            (FindingKind::Crash, "closed the connection during a clean login")
+            (
+                FindingKind::Crash,
+                "closed the connection during a clean login",
+            )
         } else {
             (FindingKind::Hang, "did not answer a clean login")
         };
-        return Some(Finding::new(what.0, format!("liveness: the target {}", what.1)));
+        return Some(Finding::new(
+            what.0,
+            format!("liveness: the target {}", what.1),
+        ));
     }
     let tur = Step::Command {
         slot: 0,
@@ -132,13 +138,12 @@ pub fn alive(spec: &TargetSpec, limits: Limits) -> Option<Finding> {
     e.run_step(&tur);
     let itt = e.tasks.get(&0).map_or(0, |t| t.itt);
     let answered = e.tasks.get(&0).is_some_and(|t| t.responses > 0)
-        || e
-            .wait_for(limits.answer, |p| match &p.header {
-                iscsi_proto::wire::Header::ScsiResponse(r) => r.itt == itt,
-                iscsi_proto::wire::Header::DataIn(d) => d.itt == itt && d.status.is_some(),
-                _ => false,
-            })
-            .is_some();
+        || e.wait_for(limits.answer, |p| match &p.header {
+            iscsi_proto::wire::Header::ScsiResponse(r) => r.itt == itt,
+            iscsi_proto::wire::Header::DataIn(d) => d.itt == itt && d.status.is_some(),
+            _ => false,
+        })
+        .is_some();
     let closed = e.conn.closed;
     e.conn.close();
     if answered {
@@ -152,7 +157,10 @@ pub fn alive(spec: &TargetSpec, limits: Limits) -> Option<Finding> {
     } else {
         Some(Finding::new(
             FindingKind::Hang,
-            format!("liveness: TEST UNIT READY not answered within {:?}", limits.answer),
+            format!(
+                "liveness: TEST UNIT READY not answered within {:?}",
+                limits.answer
+            ),
         ))
     }
 }

@@ -110,7 +110,10 @@ fn ensure_alive(spec: &TargetSpec, limits: Limits, restart: Option<Restart>) -> 
     r()?;
     match oracle::alive(spec, limits) {
         None => Ok(()),
-        Some(f) => Err(format!("the target is still not alive after a restart: {}", f.detail)),
+        Some(f) => Err(format!(
+            "the target is still not alive after a restart: {}",
+            f.detail
+        )),
     }
 }
 

@@ -78,8 +78,14 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence() {
-        let a: Vec<u64> = (0..8).map(|_| 0).scan(Rng::new(7), |r, _: u64| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..8).map(|_| 0).scan(Rng::new(7), |r, _: u64| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..8)
+            .map(|_| 0)
+            .scan(Rng::new(7), |r, _: u64| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .map(|_| 0)
+            .scan(Rng::new(7), |r, _: u64| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         // The published first output of SplitMix64 seeded with 0.
         assert_eq!(Rng::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);

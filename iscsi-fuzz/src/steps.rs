@@ -208,7 +208,9 @@ impl Exec<'_> {
 
     /// Waits for the Login Response; its keys, or `None` (no answer,
     /// closed or a failure status).
-    fn login_response(&mut self) -> Option<(iscsi_proto::wire::LoginResponse, Vec<(String, String)>)> {
+    fn login_response(
+        &mut self,
+    ) -> Option<(iscsi_proto::wire::LoginResponse, Vec<(String, String)>)> {
         let wait = self.limits.answer;
         let p = self.wait_for(wait, |p| matches!(p.header, Header::LoginResponse(_)))?;
         let Header::LoginResponse(r) = p.header else {
@@ -252,7 +254,10 @@ impl Exec<'_> {
     fn login_security(&mut self, discovery: bool, m: Option<&Mutation>) {
         self.discovery = discovery;
         let mut keys = vec![
-            ("InitiatorName".to_string(), self.spec.initiator_name.clone()),
+            (
+                "InitiatorName".to_string(),
+                self.spec.initiator_name.clone(),
+            ),
             (
                 "SessionType".to_string(),
                 if discovery { "Discovery" } else { "Normal" }.to_string(),
@@ -269,7 +274,13 @@ impl Exec<'_> {
         let mut transit = !chap;
         let mut mutation = m;
         for _ in 0..6 {
-            if !self.login_request(Stage::Security, Stage::Operational, transit, &keys, mutation) {
+            if !self.login_request(
+                Stage::Security,
+                Stage::Operational,
+                transit,
+                &keys,
+                mutation,
+            ) {
                 return;
             }
             mutation = None;
@@ -331,7 +342,13 @@ impl Exec<'_> {
         }
         let mut mutation = m;
         for _ in 0..4 {
-            if !self.login_request(Stage::Operational, Stage::FullFeature, true, &keys, mutation) {
+            if !self.login_request(
+                Stage::Operational,
+                Stage::FullFeature,
+                true,
+                &keys,
+                mutation,
+            ) {
                 return;
             }
             mutation = None;

@@ -44,6 +44,16 @@ pub struct BrokenTarget {
 impl BrokenTarget {
     /// Starts on 127.0.0.1:`port` (0 picks one).
     pub fn start(port: u16) -> BrokenTarget {
+        BrokenTarget::start_with(port, true)
+    }
+
+    /// The same server without the planted bugs (the real target).
+    #[allow(dead_code)]
+    pub fn start_healthy(port: u16) -> BrokenTarget {
+        BrokenTarget::start_with(port, false)
+    }
+
+    fn start_with(port: u16, planted: bool) -> BrokenTarget {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -65,7 +75,7 @@ impl BrokenTarget {
                         Ok((stream, peer)) => {
                             let (t, d, f) = (target.clone(), dead.clone(), fired.clone());
                             conns.push(std::thread::spawn(move || {
-                                serve_conn(stream, peer, addr, t, d, f)
+                                serve_conn(stream, peer, addr, t, d, f, planted)
                             }));
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -108,6 +118,7 @@ fn serve_conn(
     target: Arc<Mutex<Target>>,
     dead: Arc<AtomicBool>,
     fired: Arc<Fired>,
+    planted: bool,
 ) {
     let Some(h) = target
         .lock()
@@ -159,7 +170,7 @@ fn serve_conn(
                 return;
             }
         };
-        if n > 0 && shim_ok {
+        if n > 0 && shim_ok && planted {
             shim_buf.extend_from_slice(&buf[..n]);
             loop {
                 match shim.decode(&mut shim_buf) {
