@@ -17,6 +17,7 @@
 // rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod fuzz;
 mod logging;
 mod pcap;
 mod serve;
@@ -187,6 +188,9 @@ enum Command {
         #[arg(long, value_name = "USER:SECRET")]
         chap: Option<String>,
     },
+    /// Fuzz a live target: sessions driven to a phase, then typed
+    /// mutations; crashes, hangs and RFC violations as replay files.
+    Fuzz(fuzz::FuzzArgs),
     /// Start an embedded target with a 64 MiB RAM disk on loopback and drive it.
     Demo {
         /// Benchmark seconds.
@@ -245,6 +249,7 @@ fn run(cli: Cli) -> Result<(), String> {
             chap.as_deref(),
             cli.global.mutual_chap.as_deref(),
         ),
+        Command::Fuzz(a) => fuzz::run(&cli.global.initiator_name, a),
         Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),
         Command::Bench {
             url,

@@ -114,6 +114,11 @@ impl Summary {
             + self.classes.get("hang").copied().unwrap_or(0)
     }
 
+    /// The summary as pretty JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
     /// The summary as text.
     pub fn text(&self) -> String {
         let mut s = format!(

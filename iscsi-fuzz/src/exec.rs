@@ -96,6 +96,8 @@ pub struct Exec<'a> {
     pub(crate) logout_clean: bool,
     /// The first rule the target broke.
     pub(crate) violation: Option<(Rule, String)>,
+    /// Every ITT this connection put on the wire (mutated ones too).
+    pub(crate) sent_itts: std::collections::BTreeSet<u32>,
     /// Bytes sent by the current step (for the replay file).
     pub(crate) step_bytes: Vec<u8>,
 }
@@ -143,6 +145,7 @@ impl<'a> Exec<'a> {
             cmd_sn_disturbed: false,
             logout_clean: false,
             violation: None,
+            sent_itts: std::collections::BTreeSet::new(),
             step_bytes: Vec::new(),
         })
     }
@@ -219,6 +222,10 @@ impl<'a> Exec<'a> {
                 }
             }
             _ => {}
+        }
+        if self.sent_itts.len() < 100_000 {
+            self.sent_itts
+                .insert(u32::from_be_bytes([bhs[16], bhs[17], bhs[18], bhs[19]]));
         }
         let mut out = Vec::with_capacity(64 + data.len());
         out.extend_from_slice(&bhs);
@@ -391,13 +398,14 @@ impl<'a> Exec<'a> {
         match &p.header {
             Header::LoginResponse(r) => {
                 self.login_owed = false;
-                if r.itt != self.login_itt {
+                if !self.sent_itts.contains(&r.itt) {
                     // RFC 7143 section 11.13: the response carries the
-                    // request's Initiator Task Tag.
+                    // request's Initiator Task Tag (a non-login PDU during
+                    // login is answered with its own ITT).
                     self.flag(
                         Rule::WrongItt,
                         format!(
-                            "Login Response ITT {:#x} for request ITT {:#x}",
+                            "Login Response ITT {:#x}, a tag we never sent (login ITT {:#x})",
                             r.itt, self.login_itt
                         ),
                     );

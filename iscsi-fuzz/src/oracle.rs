@@ -4,6 +4,7 @@
 //! hang or violation.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,13 @@ impl Finding {
 /// when the target refuses or drops the connection, a hang when it
 /// accepts but does not answer.
 pub fn alive(spec: &TargetSpec, limits: Limits) -> Option<Finding> {
-    let mut e = match Exec::connect(spec, limits, 0x5eed_0000_0000_0001) {
+    // A fresh ISID per probe: parallel jobs' probes must not reinstate
+    // each other's sessions (RFC 7143 section 6.3.5).
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let salt = 0x5eed_0000_0000_0000
+        ^ (u64::from(std::process::id()) << 24)
+        ^ PROBES.fetch_add(1, Ordering::Relaxed);
+    let mut e = match Exec::connect(spec, limits, salt) {
         Ok(e) => e,
         Err(err) => {
             return Some(Finding::new(
