@@ -212,8 +212,7 @@ pub fn run_campaign(cfg: &CampaignConfig) -> Summary {
                             "[{:>6.0}s] {n} cases ({:.1}/s), findings {}, reached: {}",
                             secs,
                             n as f64 / secs,
-                            s.findings.len() as u64 + s.signatures.values().sum::<u64>()
-                                - s.findings.len() as u64,
+                            s.classes.values().sum::<u64>(),
                             reached.join(", ")
                         );
                     }

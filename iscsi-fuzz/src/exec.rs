@@ -642,3 +642,140 @@ fn opcode_name(h: &Header) -> &'static str {
         _ => "target PDU",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_proto::wire::{Bhs, NopOut};
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// Sends one NOP-Out with `m` through `emit` and returns the bytes the
+    /// peer received (until the fuzzer closes).
+    fn emitted(m: Option<Mutation>, data: &[u8], ffp_digests: Option<Digests>) -> Vec<u8> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec = TargetSpec::new(l.local_addr().unwrap().to_string(), "t");
+        let mut e = Exec::connect(&spec, Limits::default(), 7).unwrap();
+        let (mut peer, _) = l.accept().unwrap();
+        if let Some(d) = ffp_digests {
+            e.in_ffp = true;
+            e.conn.set_digests(d);
+        }
+        let nop = NopOut {
+            immediate: true,
+            lun: 0,
+            itt: 0x1234,
+            ttt: 0xffff_ffff,
+            cmd_sn: Serial(5),
+            exp_stat_sn: Serial(9),
+        };
+        assert!(e.emit(nop.into(), data, m.as_ref()));
+        e.conn.close();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn unmutated_pdu_is_the_cores_encoding() {
+        let got = emitted(None, b"abcde", None);
+        let mut want = bytes::BytesMut::new();
+        let nop = NopOut {
+            immediate: true,
+            lun: 0,
+            itt: 0x1234,
+            ttt: 0xffff_ffff,
+            cmd_sn: Serial(5),
+            exp_stat_sn: Serial(9),
+        };
+        Pdu::new(nop, bytes::Bytes::from_static(b"abcde"))
+            .encode(&mut want, Digests::NONE)
+            .unwrap();
+        assert_eq!(got, want.to_vec());
+        // With both digests (RFC 7143 section 11.2.3) too.
+        let got = emitted(None, b"abcde", Some(Digests::BOTH));
+        let mut want = bytes::BytesMut::new();
+        Pdu::new(nop, bytes::Bytes::from_static(b"abcde"))
+            .encode(&mut want, Digests::BOTH)
+            .unwrap();
+        assert_eq!(got, want.to_vec());
+    }
+
+    #[test]
+    fn each_header_mutation_changes_exactly_its_field() {
+        let base = emitted(None, &[], None);
+        let diff = |m: Mutation| -> Vec<usize> {
+            let got = emitted(Some(m), &[], None);
+            (0..base.len().max(got.len()))
+                .filter(|&i| base.get(i) != got.get(i))
+                .collect()
+        };
+        assert_eq!(diff(Mutation::Opcode { value: 0x3f }), vec![0]);
+        assert_eq!(diff(Mutation::Flags { xor: 0x80 }), vec![1]);
+        assert_eq!(diff(Mutation::TotalAhsLength { value: 1 }), vec![4]);
+        assert_eq!(diff(Mutation::DataSegmentLength { value: 1 }), vec![7]);
+        assert_eq!(diff(Mutation::ReservedItt), vec![16, 17, 18, 19]);
+        assert_eq!(
+            diff(Mutation::Word {
+                offset: 24,
+                value: 6
+            }),
+            vec![27]
+        );
+        // Without digests in use, a "bad digest" is 4 stray bytes.
+        assert_eq!(diff(Mutation::BadHeaderDigest), vec![48, 49, 50, 51]);
+        let got = emitted(Some(Mutation::Truncate { at: 20 }), &[], None);
+        assert_eq!(got, base[..20]);
+        let got = emitted(Some(Mutation::Split { at: 7, delay_ms: 1 }), &[], None);
+        assert_eq!(got, base);
+    }
+
+    #[test]
+    fn ahs_and_digest_mutations_keep_the_framing_consistent() {
+        let got = emitted(
+            Some(Mutation::Ahs {
+                ahs_type: 2,
+                len: 5,
+            }),
+            b"xy",
+            None,
+        );
+        let bhs = Bhs::new_checked(&got[..48]).unwrap();
+        // AHSLength 5 -> 4 + 5 bytes padded to 12: TotalAHSLength 3 words.
+        assert_eq!(bhs.total_ahs_len(), 3);
+        assert_eq!(&got[48..52], &[0, 5, 2, 0]);
+        assert_eq!(got.len(), 48 + 12 + 4);
+        // With digests: a wrong header digest differs from the right one
+        // in the digest only; a wrong data digest likewise.
+        let right = emitted(None, b"xy", Some(Digests::BOTH));
+        let bad_h = emitted(Some(Mutation::BadHeaderDigest), b"xy", Some(Digests::BOTH));
+        let bad_d = emitted(Some(Mutation::BadDataDigest), b"xy", Some(Digests::BOTH));
+        assert_eq!(right.len(), bad_h.len());
+        let dh: Vec<usize> = (0..right.len()).filter(|&i| right[i] != bad_h[i]).collect();
+        assert!(dh.iter().all(|i| (48..52).contains(i)) && !dh.is_empty());
+        let dd: Vec<usize> = (0..right.len()).filter(|&i| right[i] != bad_d[i]).collect();
+        assert!(dd.iter().all(|&i| i >= right.len() - 4) && !dd.is_empty());
+    }
+
+    #[test]
+    fn text_mutations() {
+        let pairs = vec![("A".to_string(), "1".to_string())];
+        assert_eq!(Mutation::encode_text(None, &pairs), b"A=1\0");
+        assert_eq!(
+            Mutation::encode_text(Some(&Mutation::MissingNul), &pairs),
+            b"A=1"
+        );
+        assert_eq!(
+            Mutation::encode_text(Some(&Mutation::RepeatedKey { key: "A".into() }), &pairs),
+            b"A=1\0A=1\0A=1\0"
+        );
+        let big = Mutation::encode_text(
+            Some(&Mutation::OversizedValue {
+                key: "A".into(),
+                len: 300,
+            }),
+            &pairs,
+        );
+        assert_eq!(big.len(), 2 + 300 + 1);
+    }
+}
