@@ -198,3 +198,52 @@ pub fn run(initiator_name: &str, a: &FuzzArgs) -> Result<(), String> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn fuzz_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "iscsi",
+            "fuzz",
+            "iscsi://127.0.0.1:3260/iqn.x:t/0",
+            "--seconds",
+            "60",
+            "--seed",
+            "7",
+            "--jobs",
+            "2",
+            "--phase",
+            "ffp",
+        ])
+        .unwrap();
+        let Command::Fuzz(a) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!((a.seconds, a.seed, a.jobs), (Some(60), 7, 2));
+        assert_eq!(a.phase, super::PhaseArg::Ffp);
+        // --minimize only makes sense on a replay file.
+        assert!(Cli::try_parse_from(["iscsi", "fuzz", "iscsi://h/t/0", "--minimize"]).is_err());
+        assert!(Cli::try_parse_from([
+            "iscsi",
+            "fuzz",
+            "iscsi://h/t/0",
+            "--replay",
+            "f.json",
+            "--minimize"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn a_campaign_needs_a_bound() {
+        let cli = Cli::try_parse_from(["iscsi", "fuzz", "iscsi://127.0.0.1:1/t/0"]).unwrap();
+        let Command::Fuzz(a) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert!(super::run("iqn.x", &a).unwrap_err().contains("--seconds"));
+    }
+}

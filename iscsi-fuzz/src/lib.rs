@@ -10,7 +10,7 @@
 //! wrong phase, truncations and splits. The oracle ([`oracle`]) then asks
 //! whether the target hung the connection, broke an RFC 7143 rule, or
 //! died (a fresh login and TEST UNIT READY). Findings are written as
-//! replay files ([`replay`]: the typed steps plus the raw bytes) with a
+//! replay files ([`mod@replay`]: the typed steps plus the raw bytes) with a
 //! pcap, can be replayed and minimized; [`campaign`] runs many cases on
 //! several threads and summarises them.
 //!
