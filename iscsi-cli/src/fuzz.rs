@@ -130,14 +130,14 @@ pub fn run(initiator_name: &str, a: &FuzzArgs) -> Result<(), String> {
             file.case.steps.len()
         );
         if a.minimize {
-            let (small, attempts) = minimize(&file, &spec, limits, restart_ref)?;
+            let (small, run, attempts) = minimize(&file, &spec, limits, restart_ref)?;
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "finding".into());
             let dir = path.parent().map(PathBuf::from).unwrap_or_default();
             let out = small
-                .save(&dir, &format!("{stem}.min"), None)
+                .save(&dir, &format!("{stem}.min"), run.as_ref())
                 .map_err(|e| format!("cannot write the minimized finding: {e}"))?;
             println!(
                 "minimized {} -> {} steps in {attempts} attempts: {}",

@@ -131,16 +131,18 @@ pub fn replay(
 
 /// Shrinks a finding to the fewest steps and mutations that still give a
 /// finding of the same kind: drops steps one at a time (last first), then
-/// mutations. Returns the smaller replay file and how many attempts it
-/// took.
+/// mutations. Returns the smaller replay file, the run that last
+/// reproduced it (for its pcap; `None` if no smaller case reproduced) and
+/// how many attempts it took.
 pub fn minimize(
     file: &ReplayFile,
     spec: &TargetSpec,
     limits: Limits,
     restart: Option<Restart>,
-) -> Result<(ReplayFile, usize), String> {
+) -> Result<(ReplayFile, Option<CaseResult>, usize), String> {
     let want = file.finding.kind;
     let mut best = file.clone();
+    let mut best_run = None;
     let mut attempts = 0usize;
     let mut attempt = |case: &Case| -> Result<Option<CaseResult>, String> {
         attempts += 1;
@@ -162,6 +164,7 @@ pub fn minimize(
         if let Some(r) = attempt(&c)? {
             if let Some(f) = ReplayFile::new(spec, &c, &r) {
                 best = f;
+                best_run = Some(r);
             }
         }
     }
@@ -179,8 +182,9 @@ pub fn minimize(
         if let Some(r) = attempt(&c)? {
             if let Some(f) = ReplayFile::new(spec, &c, &r) {
                 best = f;
+                best_run = Some(r);
             }
         }
     }
-    Ok((best, attempts))
+    Ok((best, best_run, attempts))
 }

@@ -119,7 +119,8 @@ fn finds_replays_and_minimizes_the_planted_crash_and_hang() {
             "{kind} planted bug fired"
         );
 
-        let (small, attempts) = minimize(file, &spec, limits(), Some(&restart)).unwrap();
+        let (small, run, attempts) = minimize(file, &spec, limits(), Some(&restart)).unwrap();
+        assert!(run.is_some_and(|r| r.finding.is_some_and(|f| f.kind == kind)));
         assert!(attempts >= 1);
         assert_eq!(small.finding.kind, kind);
         assert!(small.case.steps.len() <= file.case.steps.len());
