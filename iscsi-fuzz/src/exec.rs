@@ -586,17 +586,22 @@ impl<'a> Exec<'a> {
                     format!("no Login Response and no close within {wait:?}"),
                 ));
             }
-        } else if self.logout_answered {
-            // The connection is going away; nothing more is owed.
-        } else if self.logout_itt.is_some() && self.logout_clean && !self.cmd_sn_disturbed {
-            let got = self.wait_for(wait, |p| {
-                matches!(p.header, Header::LogoutResponse(_) | Header::Reject(_))
-            });
-            if got.is_none() && !self.conn.closed {
-                return Some(Finding::new(
-                    FindingKind::Hang,
-                    format!("no Logout Response and no close within {wait:?}"),
-                ));
+        } else if self.logout_itt.is_some() {
+            // After a Logout Request the initiator sends nothing more on
+            // the connection (RFC 7143 section 11.14), so no ping: only a
+            // clean Logout that surely arrived in order is owed its
+            // Logout Response (RFC 7143 section 11.15) or a close.
+            let owed = !self.logout_answered && self.logout_clean && !self.cmd_sn_disturbed;
+            if owed {
+                let got = self.wait_for(wait, |p| {
+                    matches!(p.header, Header::LogoutResponse(_) | Header::Reject(_))
+                });
+                if got.is_none() && !self.conn.closed {
+                    return Some(Finding::new(
+                        FindingKind::Hang,
+                        format!("no Logout Response and no close within {wait:?}"),
+                    ));
+                }
             }
         } else if self.in_ffp {
             let itt = self.itt();
