@@ -395,6 +395,15 @@ impl<'a> Exec<'a> {
 
     /// What a received PDU updates and what the oracle checks in it.
     pub(crate) fn observe(&mut self, p: &Pdu) {
+        if !self.in_ffp && !matches!(p.header, Header::LoginResponse(_)) {
+            // RFC 7143 section 4.2.4 (RFC 3720 3.2.3): "Before the Full
+            // Feature Phase is established, only Login Request and Login
+            // Response PDUs are allowed."
+            self.flag(
+                Rule::NonLoginPduDuringLogin,
+                format!("the target sent a {} during login", pdu_name(&p.header)),
+            );
+        }
         match &p.header {
             Header::LoginResponse(r) => {
                 self.login_owed = false;
@@ -631,6 +640,22 @@ impl<'a> Exec<'a> {
         self.violation
             .take()
             .map(|(rule, detail)| Finding::new(FindingKind::Violation(rule), detail))
+    }
+}
+
+fn pdu_name(h: &Header) -> &'static str {
+    match h {
+        Header::NopIn(_) => "NOP-In",
+        Header::ScsiResponse(_) => "SCSI Response",
+        Header::TaskMgmtResponse(_) => "TMF Response",
+        Header::LoginResponse(_) => "Login Response",
+        Header::TextResponse(_) => "Text Response",
+        Header::DataIn(_) => "Data-In",
+        Header::LogoutResponse(_) => "Logout Response",
+        Header::R2t(_) => "R2T",
+        Header::AsyncMessage(_) => "Async Message",
+        Header::Reject(_) => "Reject",
+        other => opcode_name(other),
     }
 }
 

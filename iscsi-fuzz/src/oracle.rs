@@ -34,6 +34,9 @@ pub enum Rule {
     WrongItt,
     /// Bytes that are not a valid target PDU (section 11).
     MalformedPdu,
+    /// A PDU other than a Login Response before the full feature phase
+    /// (section 4.2.4: only Login Requests and Responses are allowed).
+    NonLoginPduDuringLogin,
 }
 
 /// What kind of finding.
