@@ -84,6 +84,8 @@ pub struct Exec<'a> {
     pub(crate) tasks: BTreeMap<u8, Task>,
     pub(crate) framing_broken: bool,
     pub(crate) bad_data_digest_sent: bool,
+    /// The BHS of the last PDU sent with a wrong data digest.
+    pub(crate) bad_digest_bhs: Option<[u8; 48]>,
     pub(crate) logout_itt: Option<u32>,
     pub(crate) logout_answered: bool,
     pub(crate) r2t_seen: bool,
@@ -138,6 +140,7 @@ impl<'a> Exec<'a> {
             tasks: BTreeMap::new(),
             framing_broken: false,
             bad_data_digest_sent: false,
+            bad_digest_bhs: None,
             logout_itt: None,
             logout_answered: false,
             r2t_seen: false,
@@ -246,6 +249,9 @@ impl<'a> Exec<'a> {
             let crc = crc32c(padded) ^ u32::from(bad_dd);
             out.extend_from_slice(&digest_bytes(crc));
             self.bad_data_digest_sent |= bad_dd;
+            if bad_dd {
+                self.bad_digest_bhs = Some(bhs);
+            }
         } else if bad_dd {
             out.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
         }
@@ -517,7 +523,7 @@ impl<'a> Exec<'a> {
             Header::Reject(r) => {
                 self.status(r.stat_sn, "Reject");
                 self.window(r.exp_cmd_sn, r.max_cmd_sn);
-                self.check_reject(r.reason, p.data.len());
+                self.check_reject(r.reason, &p.data);
             }
             Header::AsyncMessage(a) => {
                 self.status(a.stat_sn, "Async Message");
@@ -532,18 +538,27 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn check_reject(&mut self, reason: RejectReason, data_len: usize) {
+    fn check_reject(&mut self, reason: RejectReason, data: &[u8]) {
+        let data_len = data.len();
+        // The Reject names the PDU it rejects by carrying its header.
+        let rejects_bad_digest = self
+            .bad_digest_bhs
+            .is_some_and(|b| data.get(..48) == Some(&b[..]));
         match reason {
             // RFC 7143 section 11.17.1 reserves the other codes.
             RejectReason::Other(c) => self.flag(
                 Rule::RejectReason,
                 format!("Reject with reserved reason {c:#04x}"),
             ),
-            RejectReason::DataDigestError if !self.bad_data_digest_sent => self.flag(
-                Rule::RejectReason,
-                "Reject 'data digest error' but no data digest was wrong".into(),
-            ),
-            _ if self.bad_data_digest_sent && reason != RejectReason::DataDigestError => {
+            // After a PDU that broke framing the target may read any bytes
+            // as a data segment, so a digest error is then its right answer.
+            RejectReason::DataDigestError if !self.bad_data_digest_sent && !self.framing_broken => {
+                self.flag(
+                    Rule::RejectReason,
+                    "Reject 'data digest error' but no data digest was wrong".into(),
+                )
+            }
+            _ if rejects_bad_digest && reason != RejectReason::DataDigestError => {
                 // RFC 7143 section 7.8: "When a target receives any iSCSI
                 // PDU with a payload digest error, it MUST answer with a
                 // Reject PDU with a reason code of Data-Digest-Error".
