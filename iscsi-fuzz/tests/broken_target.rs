@@ -29,7 +29,7 @@ fn limits() -> Limits {
         connect: Duration::from_secs(5),
         // A hang is "no answer within this long"; the planted hang never
         // answers, the real target answers in microseconds.
-        answer: Duration::from_millis(500),
+        answer: Duration::from_millis(1500),
         quiet: Duration::from_millis(5),
     }
 }
