@@ -163,6 +163,7 @@ pub fn run(initiator_name: &str, a: &FuzzArgs) -> Result<(), String> {
     if a.seconds.is_none() && a.cases.is_none() {
         return Err("give --seconds N or --cases N".into());
     }
+    oracle::check_login(&spec, limits)?;
     let cfg = CampaignConfig {
         target: spec,
         seed: a.seed,

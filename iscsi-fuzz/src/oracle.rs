@@ -174,3 +174,37 @@ pub fn alive(spec: &TargetSpec, limits: Limits) -> Option<Finding> {
         ))
     }
 }
+
+/// Before a campaign: can we log in at all (right URL, target name,
+/// credentials)? A campaign whose every login fails would reach no phase.
+pub fn check_login(spec: &TargetSpec, limits: Limits) -> Result<(), String> {
+    let mut e = Exec::connect(
+        spec,
+        limits,
+        0x5eed_c4ec_0000_0000 ^ u64::from(std::process::id()),
+    )
+    .map_err(|err| format!("cannot connect to {}: {err}", spec.addr))?;
+    for s in [
+        Step::LoginSecurity {
+            discovery: false,
+            mutation: None,
+        },
+        Step::LoginOperational {
+            digests: false,
+            mutation: None,
+        },
+    ] {
+        e.run_step(&s);
+    }
+    let ok = e.in_ffp;
+    let refused = e.login_failed;
+    e.conn.close();
+    match (ok, refused) {
+        (true, _) => Ok(()),
+        (false, true) => Err(format!(
+            "{} refused a clean login to {} (check the target name, LUN and CHAP credentials)",
+            spec.addr, spec.target_name
+        )),
+        (false, false) => Err(format!("{} did not complete a clean login", spec.addr)),
+    }
+}
