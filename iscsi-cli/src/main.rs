@@ -17,6 +17,7 @@
 // rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod fuzz;
 mod logging;
 mod pcap;
 mod serve;
@@ -194,6 +195,9 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         session_connections: u16,
     },
+    /// Fuzz a live target: sessions driven to a phase, then typed
+    /// mutations; crashes, hangs and RFC violations as replay files.
+    Fuzz(fuzz::FuzzArgs),
     /// Start an embedded target with a 64 MiB RAM disk on loopback and drive it.
     Demo {
         /// Benchmark seconds.
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 session_connections: *session_connections,
             },
         ),
+        Command::Fuzz(a) => fuzz::run(&cli.global.initiator_name, a),
         Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),
         Command::Bench {
             url,
