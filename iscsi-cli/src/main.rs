@@ -20,6 +20,7 @@
 mod fuzz;
 mod logging;
 mod pcap;
+mod scale;
 mod serve;
 mod url;
 
@@ -194,6 +195,31 @@ enum Command {
         /// section 13.2; more than 1 is MC/S).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         session_connections: u16,
+        /// Most TCP connections served at once; one more is closed at
+        /// once and logged (the listen backlog is sized to match).
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        max_connections: u32,
+    },
+    /// Many sessions on one mio Poll (QD 1 each by default): aggregate IOPS,
+    /// p50/p99 latency, initiator memory and file descriptors per session.
+    Scale {
+        /// iscsi://[user[%secret]@]host[:port]/target-iqn/lun
+        url: String,
+        /// Sessions opened at once (raise `ulimit -n` beyond about 1000).
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Reads kept in flight per session.
+        #[arg(long, default_value_t = 1)]
+        qd: usize,
+        /// Bytes per read.
+        #[arg(long, default_value_t = 4096)]
+        bs: u32,
+        /// Seconds of measured I/O, after every session logged in.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Fuzz a live target: sessions driven to a phase, then typed
     /// mutations; crashes, hangs and RFC violations as replay files.
@@ -251,6 +277,7 @@ fn run(cli: Cli) -> Result<(), String> {
             chap,
             erl,
             session_connections,
+            max_connections,
         } => serve::serve(
             listen,
             target,
@@ -261,9 +288,29 @@ fn run(cli: Cli) -> Result<(), String> {
                 erl: *erl,
                 session_connections: *session_connections,
             },
+            *max_connections as usize,
         ),
         Command::Fuzz(a) => fuzz::run(&cli.global.initiator_name, a),
         Command::Demo { seconds } => serve::demo(*seconds, cli.global.driver),
+        Command::Scale {
+            url,
+            sessions,
+            qd,
+            bs,
+            seconds,
+            json,
+        } => scale::run(
+            &cli.global,
+            url,
+            &scale::Spec {
+                sessions: *sessions,
+                qd: *qd,
+                bs: *bs,
+                seconds: *seconds,
+                login_timeout: std::time::Duration::from_secs(cli.global.timeout.max(30)),
+            },
+            *json,
+        ),
         Command::Bench {
             url,
             qd,

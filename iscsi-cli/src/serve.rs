@@ -77,6 +77,7 @@ pub fn serve(
     chap: Option<&str>,
     mutual_chap: Option<&str>,
     recovery: Recovery,
+    max_connections: usize,
 ) -> Result<(), String> {
     let addr: SocketAddr = listen
         .parse()
@@ -98,6 +99,10 @@ pub fn serve(
     }
     cfg.params.error_recovery_level = recovery.erl;
     cfg.params.max_connections = recovery.session_connections;
+    // The accept limit (issue 17 item 6): connection max_connections + 1
+    // is closed at once and logged by the target; the listen backlog
+    // follows it (Server::bind).
+    cfg.max_connections = max_connections.max(1);
     let mut server = Server::bind(cfg).map_err(|e| format!("cannot serve on {listen}: {e}"))?;
     let stop = server.shutdown_handle();
     ctrlc::set_handler(move || stop.shutdown()).map_err(|e| format!("signal handler: {e}"))?;

@@ -56,6 +56,13 @@ const FIRST_CONN: usize = 2;
 
 /// Bytes asked of the socket per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// A connection whose receive buffer is empty at the end of a drive
+/// keeps it only up to this capacity: an idle connection holds little.
+const RX_KEEP: usize = 4 * 1024;
+/// Longest a timer armed by input may wait to be noticed: the portal's
+/// `poll_timeout` walks every session, so the loop asks it at most this
+/// often while connections are busy (iSCSI timers are in seconds).
+const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
 /// Transmits taken from a session ahead of the socket; the rest stay in
 /// the session's queue, whose high-water mark throttles decoding.
 const MAX_PENDING_TRANSMITS: usize = 64;
@@ -110,6 +117,15 @@ pub struct Server {
     conns: Vec<Option<Conn>>,
     target: Target,
     rx_cap: usize,
+    /// Every socket read lands here first (zero-filled once, at bind),
+    /// then only the bytes read are appended to the connection's `rx`.
+    scratch: Vec<u8>,
+    /// The portal's earliest deadline as last asked, and whether input or
+    /// an accept since then may have armed an earlier one.
+    deadline: Option<Instant>,
+    deadline_stale: bool,
+    /// When `deadline` may next be recomputed while stale.
+    deadline_check: Instant,
     log: bool,
 }
 
@@ -123,7 +139,7 @@ impl Server {
         let _ = iscsi_sys::fill_random(&mut seed);
         let target = Target::new(&config, u64::from_le_bytes(seed))?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = listen(config.listen, config.max_connections)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -134,6 +150,10 @@ impl Server {
             listener,
             conns: Vec::new(),
             rx_cap: target.portal().max_pdu_len().saturating_add(READ_CHUNK),
+            scratch: vec![0; READ_CHUNK],
+            deadline: None,
+            deadline_stale: true,
+            deadline_check: clock_now(),
             target,
             log: config.log,
         })
@@ -166,8 +186,15 @@ impl Server {
     pub fn run(&mut self) -> Result<(), TargetError> {
         let mut events = Events::with_capacity(256);
         while !self.shutdown.is_shutdown() {
-            let deadline = self.target.portal().poll_timeout();
-            let timeout = deadline.map(|d| d.saturating_duration_since(clock_now()));
+            let now = clock_now();
+            self.refresh_deadline(now);
+            let wake = match (self.deadline, self.deadline_stale) {
+                (d, false) => d,
+                // Input may have armed an earlier timer: look again soon.
+                (Some(d), true) => Some(d.min(self.deadline_check)),
+                (None, true) => Some(self.deadline_check),
+            };
+            let timeout = wake.map(|d| d.saturating_duration_since(now));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -186,14 +213,31 @@ impl Server {
                     self.drive(idx);
                 }
             }
-            // The portal runs the timers that are due (none: a no-op).
-            self.target.handle_timeout(clock_now());
+            // The portal walks every session for due timers: only when
+            // one is due (O(sessions) per deadline, not per wake-up).
+            let now = clock_now();
+            self.refresh_deadline(now);
+            if self.deadline.is_some_and(|d| d <= now) {
+                self.target.handle_timeout(now);
+                (self.deadline_stale, self.deadline_check) = (true, now);
+                self.refresh_deadline(now);
+            }
             while let Some(h) = self.target.portal_mut().poll_touched() {
                 self.drive(h.index());
             }
         }
         self.close_all();
         Ok(())
+    }
+
+    /// Asks the portal for its earliest deadline when input may have
+    /// moved it and the last look is at least [`TIMER_SLACK`] old.
+    fn refresh_deadline(&mut self, now: Instant) {
+        if self.deadline_stale && now >= self.deadline_check {
+            self.deadline = self.target.portal().poll_timeout();
+            self.deadline_stale = false;
+            self.deadline_check = now + TIMER_SLACK;
+        }
     }
 
     /// Accepts every waiting connection and hands it to the target.
@@ -213,9 +257,12 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
+            // Over `max_connections` the target refuses (and logs) it:
+            // dropping the stream closes it at once.
             let Some(handle) = self.target.accept(clock_now(), local, Some(peer)) else {
                 continue;
             };
+            self.deadline_stale = true;
             let (idx, registry) = (handle.index(), self.poll.registry());
             // Both interests for good: with edge triggering, WRITABLE only
             // fires again after a write met a full socket buffer.
@@ -252,13 +299,17 @@ impl Server {
             return;
         };
         let (now, h) = (clock_now(), c.handle);
+        self.deadline_stale = true;
         loop {
             let open = !self.target.portal().is_closed(h);
             let mut progress = c.readable && !c.eof && open && c.rx.len() < self.rx_cap && {
-                let start = c.rx.len();
-                c.rx.resize(start + READ_CHUNK, 0);
-                let r = c.stream.read(c.rx.get_mut(start..).unwrap_or(&mut []));
-                c.rx.truncate(start + *r.as_ref().unwrap_or(&0));
+                // No zero-fill per read: the scratch area was zeroed once;
+                // only the bytes read are copied into `rx`, which grows
+                // with what is in flight.
+                let r = c.stream.read(&mut self.scratch);
+                if let Ok(n) = r {
+                    c.rx.extend_from_slice(self.scratch.get(..n).unwrap_or(&[]));
+                }
                 match &r {
                     Ok(n) => c.eof = *n == 0,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
@@ -287,6 +338,9 @@ impl Server {
             let _ = c.stream.shutdown(Shutdown::Both);
             self.target.remove(h);
         } else if let Some(slot) = self.conns.get_mut(idx) {
+            if c.rx.is_empty() && c.rx.capacity() > RX_KEEP {
+                c.rx = BytesMut::new();
+            }
             *slot = Some(c);
         }
     }
@@ -301,9 +355,21 @@ impl Server {
     }
 }
 
-/// Writes as much pending output as the socket takes, keeping the unsent
-/// remainder. Returns whether anything was written or taken from the
-/// portal.
+/// A non-blocking listener on `addr` whose accept queue holds
+/// `max_connections` (the kernel caps it at `net.core.somaxconn`): std's
+/// and mio's `bind` listen with 128, so a burst of more connects than
+/// that waited for SYN retransmits. `socket2` sets the backlog without
+/// unsafe code here.
+fn listen(addr: SocketAddr, max_connections: usize) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(max_connections.max(128)).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 /// The current time as the core's instant, against one epoch for the
 /// process (see `iscsi_proto::time`).
 fn clock_now() -> Instant {
@@ -311,6 +377,9 @@ fn clock_now() -> Instant {
     CLOCK.get_or_init(Clock::start).now()
 }
 
+/// Writes as much pending output as the socket takes, keeping the unsent
+/// remainder. Returns whether anything was written or taken from the
+/// portal.
 fn flush(c: &mut Conn, target: &mut Target, now: Instant) -> bool {
     let (mut progress, h) = (false, c.handle);
     while !c.broken {
