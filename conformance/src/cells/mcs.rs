@@ -182,7 +182,11 @@ fn login(portal: &str, cfg: SessionConfig) -> Result<(Blocking, (u8, u16, usize)
     .map_err(|e| format!("connections: {e}"))?;
     let s = b.client().session();
     let n = s.negotiated().ok_or("no negotiated values")?;
-    let got = (n.error_recovery_level, n.max_connections, s.connection_ids().len());
+    let got = (
+        n.error_recovery_level,
+        n.max_connections,
+        s.connection_ids().len(),
+    );
     Ok((b, got))
 }
 
@@ -251,6 +255,12 @@ fn start_target(bytes: u64) -> Result<(SocketAddr, impl FnOnce()), String> {
 }
 
 fn proxy_kill(ctx: &mut CellCtx) -> Result<(), String> {
+    if std::env::var_os("MCS_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let (addr, stop) = start_target((TOTAL as u64) + (1 << 20))?;
     let result = (|| {
         let proxy = Proxy::start(addr)?;
