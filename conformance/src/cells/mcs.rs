@@ -292,7 +292,7 @@ fn proxy_kill(ctx: &mut CellCtx) -> Result<(), String> {
         let at_kill = at_kill.ok_or("the kill never happened")?;
         ctx.note(format!(
             "killed proxied connection {victim} after {} MiB",
-            TOTAL / 4 >> 20
+            (TOTAL / 4) >> 20
         ));
         let now_tsih = b.client().session().tsih();
         if now_tsih != tsih {
