@@ -174,6 +174,11 @@ impl Report {
     }
     /// The report as one JSON object (the keys of [`JsonReport`]).
     pub fn to_json(&self) -> String {
+        self.to_json_with(SessionInfo::default())
+    }
+
+    /// [`Report::to_json`] with what the session ran with.
+    pub fn to_json_with(&self, session: SessionInfo) -> String {
         let per_io = |n: u64| round_to(n as f64 / self.ios.max(1) as f64, 3);
         let json = JsonReport {
             iops: self.iops().round(),
@@ -187,6 +192,8 @@ impl Report {
             writes_per_io: self.counters.map(|c| per_io(c.write_calls)),
             switches_per_io: self.counters.map(|c| per_io(c.voluntary_switches)),
             preemptions_per_io: self.counters.map(|c| per_io(c.involuntary_switches)),
+            erl: session.erl,
+            connections: session.connections,
         };
         // Plain numbers and options only: serialization cannot fail.
         serde_json::to_string(&json).unwrap_or_default()
@@ -235,6 +242,23 @@ pub struct JsonReport {
     /// Involuntary context switches per I/O (Linux only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preemptions_per_io: Option<f64>,
+    /// The negotiated ErrorRecoveryLevel (absent where the driver does not
+    /// expose the session: smol, tokio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erl: Option<u8>,
+    /// Connections of the session in the Full Feature Phase at the end of
+    /// the run (absent where the driver does not expose the session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+}
+
+/// What a session ran with, for [`Report::to_json_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The negotiated ErrorRecoveryLevel.
+    pub erl: Option<u8>,
+    /// Connections in the Full Feature Phase.
+    pub connections: Option<usize>,
 }
 
 fn round_to(v: f64, decimals: i32) -> f64 {
@@ -423,6 +447,18 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_names_the_erl_and_the_connections_when_known() {
+        let r = report();
+        assert!(!r.to_json().contains("\"erl\""));
+        let j = r.to_json_with(SessionInfo {
+            erl: Some(2),
+            connections: Some(4),
+        });
+        assert!(j.contains("\"erl\":2"), "{j}");
+        assert!(j.contains("\"connections\":4"), "{j}");
+    }
 
     fn report() -> Report {
         Report {

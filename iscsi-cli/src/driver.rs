@@ -339,10 +339,61 @@ impl Session {
                 async_connect(tokio_start(portal, config, opts)?).map(Inner::Tokio)
             }
         }?;
-        Ok(Session {
+        let mut session = Session {
             inner,
             outstanding: 0,
-        })
+        };
+        session.await_connections()?;
+        if let Some(n) = session.negotiated() {
+            // `iscsi -v`: what the session runs with (RFC 7143 sections
+            // 13.2 MaxConnections, 13.20 ErrorRecoveryLevel).
+            tracing::info!(
+                target: "iscsi::login",
+                ErrorRecoveryLevel = n.error_recovery_level,
+                MaxConnections = n.max_connections,
+                connections = session.connections().unwrap_or(1),
+                "session ready"
+            );
+        }
+        Ok(session)
+    }
+
+    /// Drives the session until every connection the driver opened
+    /// (up to the negotiated MaxConnections) has logged in or been given
+    /// up (`std` and `mio`; the async drivers bring theirs up on their own
+    /// thread).
+    fn await_connections(&mut self) -> Result<(), String> {
+        let all_up = |s: &iscsi_proto::initiator::Session| {
+            s.connection_ids().iter().all(|c| s.is_connection_up(*c))
+        };
+        match &mut self.inner {
+            Inner::Std(c) => {
+                while !c.with_session(all_up) {
+                    c.poll_idle().map_err(|e| e.describe())?;
+                }
+                Ok(())
+            }
+            Inner::Mio(m) => m
+                .run_until(|c| all_up(c.session()))
+                .map_err(|e| e.describe()),
+            Inner::Smol(_) | Inner::Tokio(_) => Ok(()),
+        }
+    }
+
+    /// The connections of the session in the Full Feature Phase (`None`
+    /// on the async drivers, whose clients do not expose the session).
+    pub fn connections(&mut self) -> Option<usize> {
+        let up = |s: &iscsi_proto::initiator::Session| {
+            s.connection_ids()
+                .iter()
+                .filter(|c| s.is_connection_up(**c))
+                .count()
+        };
+        match &mut self.inner {
+            Inner::Std(c) => Some(c.with_session(up)),
+            Inner::Mio(m) => Some(up(m.client().session())),
+            Inner::Smol(_) | Inner::Tokio(_) => None,
+        }
     }
 
     /// A discovery session (SendTargets=All) on driver `kind`, logged out

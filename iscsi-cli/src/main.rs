@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use iscsi_proto::initiator::{Auth, ScsiCommand, SessionConfig};
+use iscsi_proto::initiator::{Auth, ScsiCommand, SessionConfig, Spread};
 use iscsi_proto::login::negotiation::{DigestType, OperationalParams};
 use iscsi_proto::scsi::cdb::{self, StandardInquiry};
 use iscsi_proto::scsi::lun::Lun;
@@ -106,6 +106,19 @@ struct Global {
     /// async smol or tokio driver (on its own thread).
     #[arg(long, global = true, value_enum, default_value_t = DriverKind::Std)]
     driver: DriverKind,
+    /// ErrorRecoveryLevel to offer (RFC 7143 section 13.20): 0 recovers a
+    /// lost connection by logging in again, 1 also retransmits a PDU lost
+    /// to a digest error (SNACK), 2 also replaces a lost connection within
+    /// the session (TASK REASSIGN). The target may agree to less.
+    #[arg(long, global = true, value_name = "0|1|2", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    erl: u8,
+    /// Connections per session to offer (MaxConnections, RFC 7143 section
+    /// 13.2): the driver opens as many as the target agrees to and spreads
+    /// the commands over them round-robin.
+    #[arg(long, global = true, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    connections: u16,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -369,7 +382,10 @@ fn session_config(
         .with_login_timeout(timeout)
         .with_keepalive(timeout, timeout);
     if let Some(t) = target {
-        config = config.with_target(t);
+        config = config
+            .with_target(t)
+            .with_error_recovery_level(g.erl)
+            .with_max_connections(g.connections, Spread::RoundRobin);
         // Normal sessions only: a discovery session has no block I/O.
         if !g.no_recovery {
             config = config.with_recovery(tool::recovery_policy());
@@ -722,8 +738,14 @@ fn bench_cmd(
             num_blocks: cap.num_blocks().unwrap_or(0),
             progress: !json,
         };
-        bench::run(c, &spec)
+        let report = bench::run(c, &spec)?;
+        let info = bench::SessionInfo {
+            erl: c.negotiated().map(|n| n.error_recovery_level),
+            connections: c.connections(),
+        };
+        Ok((report, info))
     })?;
+    let (report, session_info) = report;
     if let Some(p) = plot {
         // The URL without its CHAP user and secret (never written to files).
         let where_ = url::IscsiUrl::parse(url)
@@ -748,7 +770,7 @@ fn bench_cmd(
         std::fs::write(p, svg).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     if json {
-        println!("{}", report.to_json());
+        println!("{}", report.to_json_with(session_info));
     } else {
         println!("{}", report.summary());
     }
@@ -758,6 +780,28 @@ fn bench_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erl_and_connections_are_global_and_reach_the_session_config() {
+        let cli = Cli::try_parse_from(["iscsi", "readcap", "iscsi://h/t/1"]).unwrap();
+        assert_eq!((cli.global.erl, cli.global.connections), (0, 1));
+        let cli = Cli::try_parse_from([
+            "iscsi",
+            "bench",
+            "iscsi://h/t/1",
+            "--erl",
+            "2",
+            "--connections",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!((cli.global.erl, cli.global.connections), (2, 4));
+        let c = session_config(&cli.global, Some("iqn.t"), None, None).unwrap();
+        assert_eq!(c.error_recovery.level, 2);
+        assert_eq!(c.operational.max_connections, 4);
+        assert!(Cli::try_parse_from(["iscsi", "--erl", "3", "discover", "h"]).is_err());
+        assert!(Cli::try_parse_from(["iscsi", "--connections", "0", "discover", "h"]).is_err());
+    }
 
     #[test]
     fn driver_flag_is_global_and_defaults_to_std() {

@@ -64,7 +64,11 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use iscsi_proto::driver::{helpers, reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
+use std::collections::BTreeMap;
+
+use iscsi_proto::driver::{
+    helpers, reply, ConnRequest, DriverCore, LinkRequest, Queued, Read as Got, Written,
+};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
 use iscsi_proto::initiator::{
     Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
@@ -122,6 +126,11 @@ pub struct Client {
     registry: Registry,
     token: Token,
     conn: Option<Conn>,
+    /// The sockets of added connections (MC/S), by CID.
+    links: BTreeMap<u16, Conn>,
+    /// Added connection `cid` is registered under `Token(base + cid)`;
+    /// `None`: no added connections.
+    link_base: Option<usize>,
 }
 
 impl std::ops::Deref for Client {
@@ -145,11 +154,15 @@ impl Client {
     ) -> Result<Client, Error> {
         let mut random = [0u8; 3];
         iscsi_sys::fill_random(&mut random)?;
+        let mut core = DriverCore::new(portal, config, Instant::now(), random)?;
+        core.set_auto_connections(false);
         let mut c = Client {
-            core: DriverCore::new(portal, config, Instant::now(), random)?,
+            core,
             registry: registry.try_clone()?,
             token,
             conn: None,
+            links: BTreeMap::new(),
+            link_base: None,
         };
         c.drive()?;
         Ok(c)
@@ -173,6 +186,23 @@ impl Client {
     /// The token the socket is registered under.
     pub fn token(&self) -> Token {
         self.token
+    }
+
+    /// Lets the session have several connections (MC/S, RFC 7143 section
+    /// 13.2): the socket of added connection `cid` is registered under
+    /// `Token(base + cid)` (the caller keeps `base..base + 65536` free, or
+    /// as many as MaxConnections needs), and connections are opened up to
+    /// the negotiated MaxConnections. Call before login.
+    pub fn set_link_tokens(&mut self, base: usize) {
+        self.link_base = Some(base);
+        self.core.set_auto_connections(true);
+    }
+
+    /// The CID an event's token names, if it is an added connection's.
+    fn link_cid(&self, token: Token) -> Option<u16> {
+        let base = self.link_base?;
+        let cid = u16::try_from(token.0.checked_sub(base)?).ok()?;
+        self.links.contains_key(&cid).then_some(cid)
     }
 
     /// The next event for the application: everything the core emits
@@ -201,6 +231,9 @@ impl Client {
     /// recovered, a logout) is not an `Err`: it comes as [`Event::Closed`]
     /// from [`Client::poll_event`], and `is_closed()` turns true.
     pub fn handle_event(&mut self, event: &mio::event::Event) -> Result<(), Error> {
+        if let Some(cid) = self.link_cid(event.token()) {
+            return self.handle_link_event(cid, event);
+        }
         if event.token() != self.token {
             return Ok(());
         }
@@ -313,10 +346,15 @@ impl Client {
                 }
             }
             self.write_out();
-            if !self.core.has_conn_request() {
+            while let Some(r) = self.core.poll_link() {
+                self.link_request(r)?;
+            }
+            self.write_links();
+            if !self.core.has_conn_request() && !self.core.has_link_request() {
                 break;
             }
         }
+        self.link_interest()?;
         // Write interest only while a connect or a blocked write is pending.
         if let Some(conn) = self.conn.as_mut() {
             let want = if self.core.wants_writable() {
@@ -404,6 +442,117 @@ impl Client {
         Ok(())
     }
 }
+/// Added connections (MC/S): the same byte moving as for the first one,
+/// per CID (see `iscsi_proto::driver` links).
+impl Client {
+    /// A readiness event on added connection `cid`'s socket.
+    fn handle_link_event(&mut self, cid: u16, event: &mio::event::Event) -> Result<(), Error> {
+        if !self.core.link_is_connected(cid) {
+            self.check_link_connected(cid);
+        }
+        if self.core.link_is_connected(cid) {
+            if event.is_writable() {
+                self.core.link_writable(cid);
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.read_link(cid)?;
+            }
+        }
+        self.drive()
+    }
+
+    fn check_link_connected(&mut self, cid: u16) {
+        let Some(conn) = self.links.get(&cid) else {
+            return;
+        };
+        let s = &conn.stream;
+        let up = s.take_error().and_then(|e| e.map_or(Ok(()), Err));
+        match up.and_then(|()| Ok((s.local_addr()?, s.peer_addr()?))) {
+            Ok((local, peer)) => self.core.link_connected(cid, Instant::now(), local, peer),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+            Err(_) => self.core.link_lost(cid, Instant::now()),
+        }
+    }
+
+    fn read_link(&mut self, cid: u16) -> Result<(), Error> {
+        loop {
+            let Some(conn) = self.links.get_mut(&cid) else {
+                return Ok(());
+            };
+            match self
+                .core
+                .read_on(cid, Instant::now(), |b| conn.stream.read(b))
+            {
+                Got::Bytes(_) => self.drive_io()?,
+                Got::Nothing | Got::Lost => return Ok(()),
+            }
+        }
+    }
+
+    fn link_request(&mut self, r: LinkRequest) -> Result<(), Error> {
+        match r {
+            LinkRequest::Close { cid } => {
+                if let Some(mut c) = self.links.remove(&cid) {
+                    let _ = self.registry.deregister(&mut c.stream);
+                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            LinkRequest::Open { cid, addr } => {
+                let Some(base) = self.link_base else {
+                    self.core.link_lost(cid, Instant::now());
+                    return Ok(());
+                };
+                let token = Token(base.saturating_add(usize::from(cid)));
+                let resolved = addr
+                    .to_socket_addrs()
+                    .and_then(|mut a| a.next().ok_or_else(|| io::ErrorKind::NotFound.into()));
+                match resolved.and_then(TcpStream::connect) {
+                    Ok(mut stream) => {
+                        let _ = stream.set_nodelay(true);
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        self.registry.register(&mut stream, token, interest)?;
+                        self.links.insert(cid, Conn { stream, interest });
+                    }
+                    Err(_) => self.core.link_lost(cid, Instant::now()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_links(&mut self) {
+        for cid in self.core.link_ids() {
+            let Some(conn) = self.links.get_mut(&cid) else {
+                continue;
+            };
+            let _ = self
+                .core
+                .write_on(cid, Instant::now(), |s| conn.stream.write_vectored(s));
+        }
+    }
+
+    /// Write interest on an added connection only while it connects or a
+    /// write is blocked.
+    fn link_interest(&mut self) -> Result<(), Error> {
+        let Some(base) = self.link_base else {
+            return Ok(());
+        };
+        for (cid, conn) in self.links.iter_mut() {
+            let want = if self.core.link_wants_writable(*cid) {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if want != conn.interest {
+                let token = Token(base.saturating_add(usize::from(*cid)));
+                self.registry.reregister(&mut conn.stream, token, want)?;
+                conn.interest = want;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A ready-made loop for one session: its own `Poll`, blocking calls.
 #[derive(Debug)]
 pub struct Blocking {
@@ -415,6 +564,8 @@ pub struct Blocking {
 
 const CLIENT: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Added connection `cid` is registered under `Token(LINKS + cid)`.
+const LINKS: usize = 2;
 
 impl Blocking {
     /// Connects to `portal` and logs in with `config`.
@@ -430,7 +581,8 @@ impl Blocking {
     pub fn new(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let client = Client::new(portal, config, poll.registry(), CLIENT)?;
+        let mut client = Client::new(portal, config, poll.registry(), CLIENT)?;
+        client.set_link_tokens(LINKS);
         let events = Events::with_capacity(64);
         Ok(Blocking {
             poll,

@@ -57,6 +57,8 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
+mod links;
+
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::pin::Pin;
@@ -151,6 +153,7 @@ impl Client {
         let driver = Driver {
             core,
             conn: None,
+            links: links::Links::new(),
             requests: rx,
             orphaned: false,
             login_waiters: Vec::new(),
@@ -352,6 +355,8 @@ impl Client {
 pub struct Driver {
     core: DriverCore,
     conn: Option<Async<TcpStream>>,
+    /// The sockets of added connections (MC/S).
+    links: links::Links,
     requests: Receiver<Request>,
     orphaned: bool,
     login_waiters: Vec<Sender<Result<(), Error>>>,
@@ -364,6 +369,7 @@ enum Wake {
     Readable,
     Writable,
     Timer,
+    Link(links::LinkWake),
 }
 
 impl Driver {
@@ -403,6 +409,8 @@ impl Driver {
                 Wake::Request(None) => self.orphan(),
                 Wake::Readable => self.read_ready(),
                 Wake::Writable => self.core.writable(),
+                Wake::Link(links::LinkWake::Readable(cid)) => self.read_link(cid),
+                Wake::Link(links::LinkWake::Writable(cid)) => self.core.link_writable(cid),
                 Wake::Timer => {
                     let now = Instant::now();
                     if self.core.low_water_deadline().is_some_and(|d| d <= now) {
@@ -420,7 +428,8 @@ impl Driver {
 
     /// The session is over: refuse what is still queued (with why it
     /// ended) and stop.
-    fn finish(self) -> Result<(), Error> {
+    fn finish(mut self) -> Result<(), Error> {
+        self.close_links();
         let err = self.core.close_error().unwrap_or(Error::Closed(None));
         // Recorded before the channel closes: a client whose request finds
         // the channel closed reads it from there.
@@ -455,7 +464,8 @@ impl Driver {
         let deadline = self.core.poll_timeout();
         let (conn, blocked) = (self.conn.as_ref(), self.core.wants_writable());
         let requests = (!self.orphaned).then_some(&self.requests);
-        Self::wait_for(requests, conn, blocked, deadline)
+        let link_blocked = links::blocked(&self.core, &self.links);
+        Self::wait_for(requests, conn, blocked, deadline, &self.links, link_blocked)
     }
 
     async fn wait_for(
@@ -463,7 +473,11 @@ impl Driver {
         conn: Option<&Async<TcpStream>>,
         blocked: bool,
         deadline: Option<Instant>,
+        links: &links::Links,
+        link_blocked: Vec<u16>,
     ) -> Wake {
+        let link =
+            future::poll_fn(|cx| links::poll_links(links, &link_blocked, cx).map(Wake::Link));
         let requests = async {
             match requests {
                 Some(r) => Wake::Request(r.recv().await.ok()),
@@ -497,7 +511,7 @@ impl Driver {
                 None => future::pending().await,
             }
         };
-        requests.or(read).or(write).or(timer).await
+        requests.or(read).or(write).or(link).or(timer).await
     }
 
     /// All clients are gone: log out (or stop if not logged in).
@@ -538,6 +552,10 @@ impl Driver {
     async fn drive(&mut self) {
         loop {
             self.step();
+            if self.core.has_link_request() {
+                self.link_requests().await;
+                continue;
+            }
             match self.core.poll_conn() {
                 Some(ConnRequest::Open(addr)) => {
                     self.close_conn();
@@ -552,6 +570,7 @@ impl Driver {
     /// Writes until nothing is left or the socket would block, then hands
     /// out the events.
     fn step(&mut self) {
+        self.write_links();
         if let Some(conn) = self.conn.as_ref() {
             let mut stream: &TcpStream = conn.get_ref();
             let w = self

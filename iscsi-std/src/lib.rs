@@ -70,6 +70,8 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 #![warn(missing_docs)]
 
+mod links;
+
 use std::cell::OnceCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -150,6 +152,8 @@ struct Inner {
     core: DriverCore,
     /// The connection, shared with the background thread's wait for input.
     conn: Option<Arc<TcpStream>>,
+    /// The sockets of added connections (MC/S).
+    links: links::Links,
     connect_timeout: Duration,
     /// The read timeout set on the socket (`None`: blocking).
     armed: Option<Duration>,
@@ -267,6 +271,7 @@ impl Client {
         let mut inner = Box::new(Inner {
             core,
             conn: None,
+            links: links::Links::default(),
             connect_timeout: opts.connect_timeout,
             armed: None,
             deferred: None,
@@ -499,6 +504,7 @@ impl Client {
         let result = reply::logged_out(self.run_action(Action::Logout(LogoutMode::WaitForTasks)));
         if let Ok(i) = self.lease().get() {
             i.close_conn();
+            i.close_links();
         }
         result
     }
@@ -537,6 +543,7 @@ impl Drop for Client {
             None => self.shared.take(),
         };
         inner.close_conn();
+        inner.close_links();
         drop(inner);
         if let Some(t) = self.background.take() {
             let _ = t.join();
@@ -715,8 +722,10 @@ impl Inner {
                 }
             }
             self.write_pending()?;
+            self.link_requests();
+            self.write_links();
             let stuck = self.conn.is_none() || !self.core.has_output();
-            if stuck && !self.core.has_conn_request() {
+            if stuck && !self.core.has_conn_request() && !self.core.has_link_request() {
                 return Ok(());
             }
         }
@@ -762,6 +771,24 @@ impl Inner {
                 continue;
             }
             let core = self.core.session_timeout();
+            if !self.links.is_empty() {
+                // Several sockets: look at each, then again a slice later.
+                if self.read_ready_links() {
+                    continue;
+                }
+                let soon = now + links::SLICE;
+                let at = core.map_or(soon, |c| c.min(soon));
+                match self.conn.clone() {
+                    Some(stream) => {
+                        if matches!(iscsi_sys::wait_readable(&*stream, Duration::ZERO), Ok(true)) {
+                            self.read_input();
+                            continue;
+                        }
+                        return Wait::Input(stream, Some(at));
+                    }
+                    None => return Wait::Timer(Some(at)),
+                }
+            }
             let Some(stream) = self.conn.clone() else {
                 return Wait::Timer(core);
             };
@@ -839,6 +866,9 @@ impl Inner {
     /// passes.
     fn wait_for_input(&mut self, until: Option<Instant>) -> Result<(), Error> {
         self.drove = true;
+        if !self.links.is_empty() {
+            return self.wait_for_input_links(until);
+        }
         let now = Instant::now();
         if self.core.handle_timeout(now) {
             return Ok(());

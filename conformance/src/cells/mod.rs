@@ -13,6 +13,7 @@ mod initiator_istgt;
 mod initiator_tgtd;
 mod istgt;
 mod matrix;
+mod mcs;
 mod target_compare;
 mod tgtd;
 
@@ -37,6 +38,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(idle_keepalive::cells());
     v.extend(crate::hostile::cells());
     v.extend(matrix::cells());
+    v.extend(mcs::cells());
     v
 }
 

@@ -50,6 +50,7 @@
 mod clock;
 pub mod error;
 pub mod helpers;
+mod links;
 pub mod reply;
 
 use crate::prelude::*;
@@ -61,6 +62,8 @@ use std::time::Instant;
 
 pub use self::clock::Clock;
 pub use self::error::Error;
+use self::links::Link;
+pub use self::links::LinkRequest;
 pub use self::reply::Reply;
 use crate::error::{ConnectionError, TaskError, UsageError};
 use crate::initiator::{
@@ -69,6 +72,7 @@ use crate::initiator::{
 };
 pub use crate::initiator::{Action, Coalesce, Completed};
 use crate::task_id::TaskMap;
+use alloc::collections::BTreeMap;
 
 /// PDUs taken from the session for one vectored write.
 pub const BATCH: usize = 64;
@@ -176,6 +180,12 @@ pub struct DriverCore {
     logged_in_once: bool,
     /// The session ended: `None` after a logout, else why. Sticky.
     ended: Option<Option<ConnectionError>>,
+    /// The added connections (MC/S), by CID (see [`links`]).
+    links: BTreeMap<u16, Link>,
+    /// Sockets of added connections to open or close.
+    link_requests: VecDeque<LinkRequest>,
+    /// Open connections up to the negotiated MaxConnections.
+    auto_connections: bool,
 }
 
 impl std::fmt::Debug for DriverCore {
@@ -224,6 +234,9 @@ impl DriverCore {
             logged_in: false,
             logged_in_once: false,
             ended: None,
+            links: BTreeMap::new(),
+            link_requests: VecDeque::new(),
+            auto_connections: true,
         };
         core.drain();
         Ok(core)
@@ -414,6 +427,7 @@ impl DriverCore {
         if self.ended.is_none() {
             self.ended = Some(None);
             self.close_link();
+            self.close_all_links();
             self.fail_collected();
             self.drain();
         }
@@ -491,7 +505,7 @@ impl DriverCore {
 
     /// Whether bytes wait to be written (taken from the session or not).
     pub fn has_output(&self) -> bool {
-        !self.tx.is_empty() || self.session.has_transmit()
+        !self.tx.is_empty() || self.session.has_transmit() || self.links_have_output()
     }
 
     /// The unwritten bytes as slices for one vectored write (at most
@@ -729,10 +743,21 @@ impl DriverCore {
                     self.logged_in = true;
                     self.logged_in_once = true;
                     self.push_event(Event::LoggedIn { tsih });
+                    self.fill_connections();
                 }
                 Event::Reinstated { .. } => {
                     self.logged_in = true;
                     self.push_event(ev);
+                    self.fill_connections();
+                }
+                Event::OpenConnection { cid, portal } => {
+                    let addr = portal.map_or_else(|| self.portal.clone(), |p| p.address());
+                    tracing::debug!(target: "iscsi::driver", cid, %addr, "connecting");
+                    self.open_link(cid, addr);
+                }
+                Event::CloseConnection { cid, cause } => {
+                    self.close_link_on(cid);
+                    self.push_event(Event::CloseConnection { cid, cause });
                 }
                 Event::Recovering { .. } => {
                     self.logged_in = false;
@@ -743,6 +768,7 @@ impl DriverCore {
                     self.logged_in = false;
                     self.close_link();
                     self.ended = Some(reason.clone());
+                    self.close_all_links();
                     self.fail_collected();
                     self.push_event(Event::Closed(reason));
                 }

@@ -152,6 +152,7 @@ mod operations;
 mod outputs;
 
 mod config;
+mod driver_api;
 mod erl1;
 mod erl2;
 mod failover;
