@@ -496,6 +496,27 @@ impl Pair {
         };
     }
 
+    fn sniff(&mut self, who: &str, cid: u16, v: &[u8]) {
+        let w = |at: usize| u32::from_be_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+        let op = v[0] & 0x3f;
+        if matches!(
+            op,
+            0x01 | 0x02 | 0x05 | 0x06 | 0x10 | 0x21 | 0x22 | 0x31 | 0x3f | 0x26
+        ) {
+            self.trace.push(format!(
+                "{who} cid {cid} PDU op {op:#04x} flags {:#04x} itt {:#x} ttt {:#x} sn24 {} sn28 {} sn36 {} off {} len44 {}",
+                v[1],
+                w(16),
+                w(20),
+                w(24),
+                w(28),
+                w(36),
+                w(40),
+                w(44)
+            ));
+        }
+    }
+
     fn cid_of(&self, h: ConnectionHandle) -> Option<u16> {
         self.links.iter().find(|(_, l)| l.h == h).map(|(&c, _)| c)
     }
@@ -533,6 +554,7 @@ impl Pair {
                 let mut v = Vec::new();
                 t.write_to(&mut v);
                 self.pdus += 1;
+                self.sniff("ini", cid, &v);
                 if v[0] & 0x3f == 0x05 && v.len() > 52 {
                     if self.fault_due(|f| f == Fault::CorruptDataOut).is_some() {
                         self.trace.push(format!("CORRUPT Data-Out on {cid}"));
@@ -579,6 +601,7 @@ impl Pair {
                 let mut v = Vec::new();
                 t.write_to(&mut v);
                 self.pdus += 1;
+                self.sniff("tgt", *cid, &v);
                 if v[0] & 0x3f == 0x25 && v.len() > 52 {
                     if let Some(f) =
                         self.fault_due(|f| f == Fault::CorruptDataIn || f == Fault::DropDataIn)
