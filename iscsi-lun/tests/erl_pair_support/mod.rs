@@ -174,6 +174,7 @@ pub struct Pair {
     pub want_connections: u16,
     /// A log of what happened, for failure messages.
     pub trace: Vec<String>,
+    armed: bool,
 }
 
 impl Pair {
@@ -250,6 +251,7 @@ impl Pair {
             next_write: 1,
             want_connections: s.connections,
             trace: Vec::new(),
+            armed: false,
         };
         p.ini_events();
         p.settle_until(|p| p.ini.is_logged_in());
@@ -273,6 +275,7 @@ impl Pair {
             p.violations.push("login did not complete".into());
         }
         p.pdus = 0;
+        p.armed = true;
         p
     }
 
@@ -341,6 +344,11 @@ impl Pair {
     }
 
     fn fault_due(&mut self, f: impl Fn(Fault) -> bool) -> Option<Fault> {
+        // No fault before the session and its connections are up: a
+        // failed leading login has no session to recover.
+        if !self.armed {
+            return None;
+        }
         let at = self.pdus;
         let i = self
             .faults
