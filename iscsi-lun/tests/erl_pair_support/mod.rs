@@ -673,7 +673,14 @@ impl Pair {
     /// `done` or the time limit.
     pub fn settle_until(&mut self, done: impl Fn(&Pair) -> bool) {
         let mut idle_rounds = 0u32;
+        let mut rounds = 0u32;
         loop {
+            rounds += 1;
+            if rounds > 20_000 {
+                self.violations
+                    .push("livelock: 20000 rounds without settling".into());
+                return;
+            }
             if done(self) || self.closed {
                 return;
             }
