@@ -116,6 +116,9 @@ struct Link {
     tgt_rx: BytesMut,
 }
 
+/// One execution of a read at the LU: LBA, blocks, the data read.
+pub type ReadExec = (u32, u32, Vec<u8>);
+
 /// What the initiator submitted.
 #[derive(Debug, Clone)]
 pub struct Sub {
@@ -152,7 +155,7 @@ pub struct Pair {
     /// Write executions by write id, in order (the execution index).
     pub write_execs: BTreeMap<u32, Vec<u64>>,
     /// Read executions by (ITT, CmdSN): (lba, blocks, data).
-    pub read_execs: BTreeMap<(u32, u32), Vec<(u32, u32, Vec<u8>)>>,
+    pub read_execs: BTreeMap<(u32, u32), Vec<ReadExec>>,
     exec_seq: u64,
     /// Violations found.
     pub violations: Vec<String>,
@@ -563,11 +566,12 @@ impl Pair {
                 t.write_to(&mut v);
                 self.pdus += 1;
                 self.sniff("ini", cid, &v);
-                if v[0] & 0x3f == 0x05 && v.len() > 52 {
-                    if self.fault_due(|f| f == Fault::CorruptDataOut).is_some() {
-                        self.trace.push(format!("CORRUPT Data-Out on {cid}"));
-                        v[48] ^= 0x5a;
-                    }
+                if v[0] & 0x3f == 0x05
+                    && v.len() > 52
+                    && self.fault_due(|f| f == Fault::CorruptDataOut).is_some()
+                {
+                    self.trace.push(format!("CORRUPT Data-Out on {cid}"));
+                    v[48] ^= 0x5a;
                 }
                 if let Some(l) = self.links.get_mut(&cid) {
                     l.i2t.extend_from_slice(&v);
