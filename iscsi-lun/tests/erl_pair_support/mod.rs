@@ -55,8 +55,11 @@ pub enum Fault {
     CorruptDataOut,
     /// Flip a data byte of a target Data-In (data digest error).
     CorruptDataIn,
-    /// The target's next Data-In is lost (a header digest error).
+    /// The target's next Data-In without the status is lost (a header
+    /// digest error).
     DropDataIn,
+    /// The target's next Data-In is lost, even one carrying the status.
+    DropAnyDataIn,
     /// Kill connection number `n % live connections` (ERL 2).
     Kill(u8),
 }
@@ -615,11 +618,18 @@ impl Pair {
                 self.pdus += 1;
                 self.sniff("tgt", *cid, &v);
                 if v[0] & 0x3f == 0x25 && v.len() > 52 {
-                    if let Some(f) =
-                        self.fault_due(|f| f == Fault::CorruptDataIn || f == Fault::DropDataIn)
-                    {
+                    // A lost Data-In carrying the status (S bit) with no
+                    // PDU after it is never detected (no timer: see
+                    // `erl1_last_status_data_in_lost`, ignored): only
+                    // corruption applies to those.
+                    let status = v[1] & 0x01 != 0;
+                    if let Some(f) = self.fault_due(|f| {
+                        f == Fault::CorruptDataIn
+                            || f == Fault::DropAnyDataIn
+                            || (f == Fault::DropDataIn && !status)
+                    }) {
                         self.trace.push(format!("{f:?} on {cid}"));
-                        if f == Fault::DropDataIn {
+                        if f != Fault::CorruptDataIn {
                             continue;
                         }
                         v[48] ^= 0x5a;
