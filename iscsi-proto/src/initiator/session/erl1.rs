@@ -578,7 +578,14 @@ impl Session {
                     recovery: Some(r),
                     next_data_sn,
                     ..
-                }) if r.data_gap && !r.snack_rejected => Some((itt, *next_data_sn)),
+                // RFC 7143 section 11.16 (RunLength 0: every Data-In from
+                // BegRun) and 7.1.4.1: the run asked for ends with the
+                // Data-In carrying the status; while that status has not
+                // come back (`data_status`) the run is unanswered even when
+                // its first PDUs arrived in order, so it is asked for again.
+                }) if (r.data_gap || r.data_status.is_some()) && !r.snack_rejected => {
+                    Some((itt, *next_data_sn))
+                }
                 _ => None,
             })
             .collect();

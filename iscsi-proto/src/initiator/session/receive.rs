@@ -377,6 +377,17 @@ impl Session {
         // RFC 7143 section 11.8.2: R2TSN numbers the task's R2Ts from 0.
         // At ErrorRecoveryLevel 1 a gap is asked for again and a duplicate
         // dropped (section 7.9, `session/erl1.rs`).
+        if s.r2t_resync {
+            // The first R2T after a TASK REASSIGN (RFC 7143 section 7.2.2:
+            // "the target SHOULD continue the command from its current
+            // state"; it asks for what it still needs). Its R2TSN
+            // continues the target's numbering: the R2Ts it skips were
+            // sent on the failed connection and died with it, so they are
+            // no sequence gap to SNACK for (checked before the ERL 1
+            // sequence check).
+            s.r2t_resync = false;
+            s.next_r2t_sn = h.r2t_sn;
+        }
         let next = s.next_r2t_sn;
         if self.erl() >= 1 && self.erl1_r2t_sequence(&h, next) {
             return Ok(());
@@ -384,12 +395,6 @@ impl Session {
         let Some(s) = self.scsi_task(h.itt) else {
             return Ok(());
         };
-        if s.r2t_resync {
-            // The first R2T after a TASK REASSIGN (RFC 7143 section 7.2.2:
-            // the target asks for what it still needs).
-            s.r2t_resync = false;
-            s.next_r2t_sn = h.r2t_sn;
-        }
         if h.r2t_sn != s.next_r2t_sn {
             return Err(ConnectionError::Protocol(ProtocolError::OutOfOrder {
                 what: "R2TSN",

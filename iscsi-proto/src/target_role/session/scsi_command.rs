@@ -328,6 +328,17 @@ impl Session {
             if t.r2ts.len() >= max_r2t || t.next_r2t_offset >= t.edtl {
                 return;
             }
+            // RFC 7143 section 6.4 (allegiance) and 7.2.2: a task whose
+            // connection failed waits for TASK REASSIGN
+            // (`restart_transfer` then asks for the data); an R2T issued
+            // now (a held write released by a CmdSN from another
+            // connection) would reach the connection that replaced the
+            // failed one (same CID) before the reassignment, and the
+            // reassignment's R2T would then exceed MaxOutstandingR2T
+            // (section 13.19).
+            if t.orphan {
+                return;
+            }
             let offset = t.next_r2t_offset;
             // RFC 7143 section 11.8.5: the Desired Data Transfer Length
             // "MUST NOT be 0 and MUST NOT exceed MaxBurstLength".
