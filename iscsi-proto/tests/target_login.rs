@@ -321,6 +321,29 @@ fn non_login_pdu_during_login_is_020b() {
     assert!(h.s.is_closed());
 }
 
+/// `iscsi fuzz` finding (conformance/FUZZING.md): a first PDU with the
+/// target-only Reject opcode (0x3f) and ITT 0x101 in bytes 16-19. RFC 7143
+/// section 6.3: only Login Requests before the Full Feature Phase (0x020b
+/// "Invalid request type during login", 11.13.5); the Login Response
+/// carries the request's Initiator Task Tag (11.13), which every initiator
+/// BHS holds at bytes 16-19 (11.2.1) even when the opcode's own layout
+/// (a Reject) has none.
+#[test]
+fn target_opcode_during_login_echoes_bytes_16_to_19() {
+    let mut h = Harness::new(config());
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x40 | 0x3f;
+    bhs[1] = 0x80;
+    bhs[16..20].copy_from_slice(&0x101u32.to_be_bytes());
+    h.send_raw(&bhs);
+    let r = h.recv();
+    let Header::LoginResponse(r) = r[0].header else {
+        panic!("{:?}", r[0].header)
+    };
+    assert_eq!(status(&r), LoginStatus::InvalidDuringLogin);
+    assert_eq!(r.itt, 0x101);
+}
+
 #[test]
 fn stage_mismatch_and_bad_transition_are_initiator_errors() {
     let mut h = Harness::new(config());

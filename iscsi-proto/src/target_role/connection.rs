@@ -195,6 +195,11 @@ impl Connection {
         self.decoder.decode(buf)
     }
 
+    /// Bytes 16-19 of the PDU `decode` just returned (its ITT field).
+    pub(super) fn last_itt(&self) -> u32 {
+        self.decoder.last_itt()
+    }
+
     /// The header of the PDU the decoder just refused (for a Reject).
     pub(super) fn take_rejected_header(&mut self) -> Bytes {
         self.decoder.take_rejected_header().unwrap_or_default()

@@ -51,6 +51,8 @@ impl Default for DecoderConfig {
 pub struct PduDecoder {
     config: DecoderConfig,
     rejected: Option<Bytes>,
+    /// Bytes 16-19 of the last PDU `decode` returned.
+    last_itt: u32,
 }
 
 impl PduDecoder {
@@ -59,6 +61,7 @@ impl PduDecoder {
         PduDecoder {
             config,
             rejected: None,
+            last_itt: 0xffff_ffff,
         }
     }
 
@@ -114,6 +117,14 @@ impl PduDecoder {
     /// 11.17.4). Cleared by the next decode call.
     pub fn take_rejected_header(&mut self) -> Option<Bytes> {
         self.rejected.take()
+    }
+
+    /// Bytes 16-19 (the Initiator Task Tag field, RFC 7143 section 11.2.1)
+    /// of the last PDU [`decode`](Self::decode) returned, whatever its
+    /// opcode: a Reject or Asynchronous Message header parses without
+    /// one, but the peer's bytes are there to echo.
+    pub fn last_itt(&self) -> u32 {
+        self.last_itt
     }
 
     /// Delimits and digest-checks the next PDU without parsing its header.
@@ -188,6 +199,7 @@ impl PduDecoder {
         let Some(raw) = self.decode_raw(buf)? else {
             return Ok(None);
         };
+        self.last_itt = raw.bhs().itt();
         match raw.parse() {
             Ok(pdu) => Ok(Some(pdu)),
             Err(e) => {

@@ -38,8 +38,10 @@ impl Session {
         let Header::LoginRequest(req) = pdu.header else {
             // RFC 7143 section 11.13.5: 0x020b "Invalid request type during
             // login"; section 6.3: only Login Requests flow before the
-            // Full Feature Phase.
-            self.login_reject(pdu.header.itt(), LoginStatus::InvalidDuringLogin);
+            // Full Feature Phase. The response carries the PDU's own ITT
+            // field (bytes 16-19, section 11.2.1), also for opcodes whose
+            // header has no ITT of its own (a Reject sent by an initiator).
+            self.login_reject(self.conn.last_itt(), LoginStatus::InvalidDuringLogin);
             return;
         };
         self.login_request(now, req, pdu.data);
