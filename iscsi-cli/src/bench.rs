@@ -194,6 +194,7 @@ impl Report {
             preemptions_per_io: self.counters.map(|c| per_io(c.involuntary_switches)),
             erl: session.erl,
             connections: session.connections,
+            stats: session.stats.as_ref().map(stats_json),
         };
         // Plain numbers and options only: serialization cannot fail.
         serde_json::to_string(&json).unwrap_or_default()
@@ -250,6 +251,11 @@ pub struct JsonReport {
     /// the run (absent where the driver does not expose the session).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<usize>,
+    /// The session's own counters and latency summaries
+    /// ([`iscsi_proto::stats`]; absent where the driver does not expose
+    /// the session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<serde_json::Value>,
 }
 
 /// What a session ran with, for [`Report::to_json_with`].
@@ -259,6 +265,29 @@ pub struct SessionInfo {
     pub erl: Option<u8>,
     /// Connections in the Full Feature Phase.
     pub connections: Option<usize>,
+    /// What the session counted (`Session::stats`; absent where the
+    /// driver does not expose the session).
+    pub stats: Option<iscsi_proto::stats::SessionStats>,
+}
+
+/// The session's counters as one JSON object: every counter under its
+/// metrics name, and the command and NOP latency summaries.
+fn stats_json(s: &iscsi_proto::stats::SessionStats) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (name, _help, value) in s.counters() {
+        m.insert(name.to_string(), value.into());
+    }
+    for (prefix, h) in [
+        ("command_latency", &s.command_latency),
+        ("nop_latency", &s.nop_latency),
+    ] {
+        let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        m.insert(format!("{prefix}_count"), h.count().into());
+        m.insert(format!("{prefix}_mean_us"), us(h.mean()).into());
+        m.insert(format!("{prefix}_p99_us"), us(h.percentile(99.0)).into());
+        m.insert(format!("{prefix}_max_us"), us(h.max()).into());
+    }
+    serde_json::Value::Object(m)
 }
 
 fn round_to(v: f64, decimals: i32) -> f64 {
@@ -455,9 +484,28 @@ mod tests {
         let j = r.to_json_with(SessionInfo {
             erl: Some(2),
             connections: Some(4),
+            stats: None,
         });
         assert!(j.contains("\"erl\":2"), "{j}");
         assert!(j.contains("\"connections\":4"), "{j}");
+        assert!(!j.contains("\"stats\""), "{j}");
+    }
+
+    #[test]
+    fn json_carries_the_session_counters_when_known() {
+        let mut stats = iscsi_proto::stats::SessionStats::default();
+        stats.retries = 3;
+        stats
+            .command_latency
+            .record(std::time::Duration::from_micros(100));
+        let j = report().to_json_with(SessionInfo {
+            stats: Some(stats),
+            ..SessionInfo::default()
+        });
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["stats"]["iscsi_retries_total"], 3);
+        assert_eq!(v["stats"]["command_latency_count"], 1);
+        assert_eq!(v["stats"]["command_latency_max_us"], 100);
     }
 
     fn report() -> Report {

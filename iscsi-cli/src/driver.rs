@@ -396,6 +396,16 @@ impl Session {
         }
     }
 
+    /// What the session counted (`None` on the async drivers, whose
+    /// clients do not expose the session).
+    pub fn stats(&mut self) -> Option<iscsi_proto::stats::SessionStats> {
+        match &mut self.inner {
+            Inner::Std(c) => Some(c.with_session(|s| *s.stats())),
+            Inner::Mio(m) => Some(*m.client().session().stats()),
+            Inner::Smol(_) | Inner::Tokio(_) => None,
+        }
+    }
+
     /// A discovery session (SendTargets=All) on driver `kind`, logged out
     /// before returning.
     pub fn discover(

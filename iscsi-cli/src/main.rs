@@ -742,7 +742,17 @@ fn bench_cmd(
         let info = bench::SessionInfo {
             erl: c.negotiated().map(|n| n.error_recovery_level),
             connections: c.connections(),
+            stats: c.stats(),
         };
+        if let Some(s) = &info.stats {
+            // `-v`: the session's counters (RFC-level events are logged on
+            // the way; these are the totals).
+            for (name, _help, value) in s.counters() {
+                tracing::info!(target: "iscsi::stats", name, value);
+            }
+            tracing::info!(target: "iscsi::stats", mean_us = s.command_latency.mean().as_micros() as u64,
+                p99_us = s.command_latency.percentile(99.0).as_micros() as u64, "command latency");
+        }
         Ok((report, info))
     })?;
     let (report, session_info) = report;
