@@ -9,11 +9,9 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::bench::Report;
+use iscsi_proto::stats::LatencyHistogram;
 
-/// Log2 buckets of the histogram: bucket `b` holds latencies in
-/// `[2^(b-1), 2^b)` microseconds; the last one holds everything above.
-const BUCKETS: usize = 24;
+use crate::bench::Report;
 
 /// Draws `report` as an SVG document. `settings` is printed above the
 /// panels, one line per entry (target, driver, pattern, block size, queue
@@ -142,23 +140,22 @@ fn latency_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Counts per log2 bucket of microseconds.
-fn histogram(lat_us: &[u32]) -> [u64; BUCKETS] {
-    let mut buckets = [0u64; BUCKETS];
+/// The run's latencies in the core's log2 buckets of microseconds
+/// ([`LatencyHistogram`]: bucket `b` holds `[2^(b-1), 2^b)` us).
+fn histogram(lat_us: &[u32]) -> LatencyHistogram {
+    let mut h = LatencyHistogram::default();
     for &l in lat_us {
-        let b = (32 - l.max(1).leading_zeros()) as usize;
-        if let Some(n) = buckets.get_mut(b.min(BUCKETS - 1)) {
-            *n += 1;
-        }
+        h.record(std::time::Duration::from_micros(u64::from(l)));
     }
-    buckets
+    h
 }
 
 fn histogram_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     r: &Report,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let buckets = histogram(&r.lat_us);
+    let hist = histogram(&r.lat_us);
+    let buckets = hist.buckets();
     let first = buckets.iter().position(|&n| n > 0).unwrap_or(0);
     let last = buckets.iter().rposition(|&n| n > 0).unwrap_or(first);
     let max = buckets.iter().copied().max().unwrap_or(0).max(1) as f64;
@@ -250,12 +247,14 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_log2() {
-        let h = histogram(&[1, 2, 3, 4, 1000, u32::MAX]);
+        let hist = histogram(&[1, 2, 3, 4, 1000, u32::MAX]);
+        let h = hist.buckets();
         assert_eq!(h[1], 1); // 1 us
         assert_eq!(h[2], 2); // 2..3 us
         assert_eq!(h[3], 1); // 4 us
         assert_eq!(h[10], 1); // 512..1023 us
-        assert_eq!(h[BUCKETS - 1], 1);
+        assert_eq!(h[iscsi_proto::stats::LATENCY_BUCKETS - 1], 1); // the last bucket: 2^30 us and up
+        assert_eq!(h.iter().sum::<u64>(), 6);
     }
 
     #[test]

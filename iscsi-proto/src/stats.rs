@@ -71,6 +71,12 @@ impl LatencyHistogram {
         self.max_us = self.max_us.max(other.max_us);
     }
 
+    /// Samples per bucket: bucket `b` holds latencies in
+    /// `[2^(b-1), 2^b)` microseconds (see [`LATENCY_BUCKETS`]).
+    pub fn buckets(&self) -> &[u64; LATENCY_BUCKETS] {
+        &self.buckets
+    }
+
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count
