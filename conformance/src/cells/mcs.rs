@@ -242,7 +242,7 @@ fn start_target(bytes: u64) -> Result<(SocketAddr, impl FnOnce()), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut cfg = TargetConfig::new(addr, OUR_IQN);
     cfg.luns.push(LunSpec::Ram(bytes));
-    cfg.log = false;
+    cfg.log = std::env::var_os("MCS_TRACE").is_some();
     cfg.params.error_recovery_level = 2;
     cfg.params.max_connections = 4;
     let mut server = Server::bind(cfg).map_err(|e| format!("embedded target: {e}"))?;
@@ -255,9 +255,14 @@ fn start_target(bytes: u64) -> Result<(SocketAddr, impl FnOnce()), String> {
 }
 
 fn proxy_kill(ctx: &mut CellCtx) -> Result<(), String> {
-    if std::env::var_os("MCS_TRACE").is_some() {
+    if let Some(v) = std::env::var_os("MCS_TRACE") {
+        let level = if v == "trace" {
+            tracing_subscriber::filter::LevelFilter::TRACE
+        } else {
+            tracing_subscriber::filter::LevelFilter::DEBUG
+        };
         let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with_max_level(level)
             .with_writer(std::io::stderr)
             .try_init();
     }
@@ -386,20 +391,14 @@ fn istgt_four(ctx: &mut CellCtx) -> Result<(), String> {
 }
 
 pub(super) fn cells() -> Vec<Cell> {
-    let mut cells = vec![
+    // Both our-target cells hung under load in session 6: a livelock in the
+    // target Portal (two paused connections of one session touching each
+    // other for ever), fixed in session 7 and pinned by
+    // iscsi-proto/tests/target_mcs_paused.rs.
+    vec![
         Cell::new(G, "proxy-kill-one-of-4-erl2-write-64mib", proxy_kill)
             .with_timeout(Duration::from_secs(300)),
         Cell::new(G, "istgt-max-connections-4", istgt_four).with_timeout(Duration::from_secs(120)),
-    ];
-    // KNOWN BUG (docs/STATUS.md, "Open / not met"): this cell hung once in
-    // a session-6 CI run (release build, 2 loaded cores: the watchdog fired
-    // after 120 s) although it passes in 2 s on its own. It runs only with
-    // MCS_ALL=1 until the hang is found, so it cannot sink every run.
-    if std::env::var_os("MCS_ALL").is_some() {
-        cells.push(
-            Cell::new(G, "ours-erl2-4-connections", ours_four)
-                .with_timeout(Duration::from_secs(120)),
-        );
-    }
-    cells
+        Cell::new(G, "ours-erl2-4-connections", ours_four).with_timeout(Duration::from_secs(120)),
+    ]
 }

@@ -323,6 +323,7 @@ impl Portal {
         let Some((slot, cid)) = self.conn(h).map(|c| (c.session, c.cid)) else {
             return;
         };
+        let before = buf.len();
         if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
             match cid {
                 Some(cid) => s.handle_input_on(cid, now, buf),
@@ -330,7 +331,16 @@ impl Portal {
             }
         }
         self.drain(h);
-        self.touch_siblings(h);
+        // Siblings only need another look when this input changed the
+        // session (a PDU was consumed). A connection whose decoding is
+        // paused (its transmit queue is full) consumes nothing; touching
+        // its siblings then would make two paused connections touch each
+        // other for ever, and the driver would never get back to its
+        // socket events (the MC/S livelock of session 6: no writable
+        // event, so the queue that paused decoding never drained).
+        if buf.len() != before {
+            self.touch_siblings(h);
+        }
     }
 
     /// Runs the timers of every session that is due.
