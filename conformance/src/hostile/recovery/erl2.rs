@@ -1,0 +1,433 @@
+//! ErrorRecoveryLevel 2 cells: connection recovery with TASK REASSIGN
+//! (RFC 7143 sections 7.1.4.3, 7.2, 11.5.1), Time2Retain expiry (13.16)
+//! and a connection that dies during its own recovery.
+
+use super::{data_in, expect_tmf, ini_cfg, login_at, responder, GR, TSIH};
+use crate::hostile::flow::std_connect;
+use crate::hostile::{check_eq, expect_good, pattern, read, scenario, tur, Listener, Peer, STEP};
+use crate::runner::{Cell, CellCtx};
+use bytes::Bytes;
+use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
+use iscsi_proto::initiator::{Event, Recovery, Reissue, SessionConfig, TaskOutcome};
+use iscsi_proto::wire::pdu::{self as w, Header};
+use iscsi_proto::wire::Serial;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// ErrorRecoveryLevel 2, no digests, reconnection after 50 ms (DefaultTime2Wait
+/// 0 negotiated), at most 3 attempts per failure.
+fn erl2_cfg() -> SessionConfig {
+    ini_cfg(2, false, true).with_recovery(Recovery {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+    })
+}
+
+/// A new connection of the same session: the scripted target carries its
+/// session-wide state (CmdSN window) and the connection's StatSN over.
+fn next_peer(l: &Listener, old: &Peer) -> Result<Peer, String> {
+    let mut q = l.accept()?;
+    q.t.stat_sn = old.t.stat_sn;
+    q.t.exp_cmd_sn = old.t.exp_cmd_sn;
+    q.t.max_cmd_sn = old.t.max_cmd_sn;
+    Ok(q)
+}
+
+/// RFC 7143 section 6.3.4 / 7.1.4.3: the login replacing a failed
+/// connection of the session carries the session's ISID and TSIH and the
+/// failed connection's CID (connection reinstatement, the implicit logout
+/// with reason "remove the connection for recovery"), and (11.12.9 /
+/// 11.12.10) the old connection's ExpStatSN.
+fn check_reinstating_login(
+    first: &w::LoginRequest,
+    again: &w::LoginRequest,
+    exp_stat_sn: Serial,
+) -> Result<(), String> {
+    check_eq("ISID of the new connection", again.isid, first.isid)?;
+    check_eq("TSIH of the new connection (not 0)", again.tsih, TSIH)?;
+    check_eq("CID of the new connection", again.cid, first.cid)?;
+    check_eq(
+        "ExpStatSN of the new connection (the old one's)",
+        again.exp_stat_sn,
+        exp_stat_sn,
+    )
+}
+
+/// The next Login Request on `q` (a recovery login the script will not
+/// answer).
+fn expect_login(q: &mut Peer) -> Result<w::LoginRequest, String> {
+    let pdu = q.recv()?;
+    match pdu.header {
+        Header::LoginRequest(l) => Ok(l),
+        other => Err(format!("expected a Login Request, got {other:?}")),
+    }
+}
+
+/// Two TASK REASSIGN requests (section 11.5.1: function 14, immediate,
+/// Referenced Task Tag and RefCmdSN of the task, ExpDataSN "the data
+/// acknowledgment reference number", section 11.5.6), one for each of
+/// `want` (ITT, CmdSN, ExpDataSN), in either order; their ITTs.
+fn expect_reassigns(q: &mut Peer, want: &[(u32, Serial, Serial)]) -> Result<Vec<u32>, String> {
+    let mut itts = Vec::new();
+    let mut seen = Vec::new();
+    for _ in want {
+        let t = expect_tmf(q)?;
+        check_eq("TMF function", t.function, w::TmfFunction::TaskReassign)?;
+        check_eq("TMF I bit", t.immediate, true)?;
+        let Some(&(itt, cmd_sn, exp_data_sn)) =
+            want.iter().find(|(i, _, _)| *i == t.referenced_task_tag)
+        else {
+            return Err(format!(
+                "TASK REASSIGN for an unknown task {:#x}",
+                t.referenced_task_tag
+            ));
+        };
+        if seen.contains(&itt) {
+            return Err(format!("two TASK REASSIGNs for task {itt:#x}"));
+        }
+        seen.push(itt);
+        check_eq("TASK REASSIGN RefCmdSN", t.ref_cmd_sn, cmd_sn)?;
+        check_eq("TASK REASSIGN ExpDataSN", t.exp_data_sn, exp_data_sn)?;
+        itts.push(t.itt);
+    }
+    Ok(itts)
+}
+
+/// The `ConnectionRecovered` events of a session: (reassigned, retried).
+fn recovered(evs: &[Event]) -> Vec<(usize, usize)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::ConnectionRecovered {
+                reassigned,
+                retried,
+                ..
+            } => Some((*reassigned, *retried)),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- TASK REASSIGN
+
+/// RFC 7143 section 7.1.4.3: after a TCP connection failure at
+/// ErrorRecoveryLevel 2 the initiator "MUST either implicitly or
+/// explicitly logout the failed connection with the reason code 'remove
+/// the connection for recovery' and reassign connection allegiance for
+/// all commands still in progress ... using the 'Task reassign' task
+/// management function"; section 11.5.1 TASK REASSIGN; section 7.2.2: the
+/// target answers "from retained status", the command is not executed
+/// again (and so not sent again).
+fn task_reassign(ctx: &mut CellCtx) -> Result<(), String> {
+    const LEN: usize = 1024;
+    scenario(
+        ctx,
+        true,
+        |l| {
+            let data = pattern(LEN, 17);
+            let mut p = l.accept()?;
+            let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
+            let ca = p.expect_cmd()?;
+            let cb = p.expect_cmd()?;
+            p.t.ack_cmd(cb.cmd_sn);
+            let h0 = data_in(&mut p, ca.itt, 0, 0, false);
+            p.t.send(h0, Bytes::copy_from_slice(&data[..512]));
+            p.flush()?;
+            // The initiator has taken DataSN 0 once it answers this ping.
+            p.ping_sync(0x51)?;
+            let exp_stat_sn = p.next_stat_sn();
+            p.drop_connection();
+            let mut q = next_peer(&l, &p)?;
+            let again = q.login(&mut responder(2, 20, true))?;
+            check_reinstating_login(&first, &again, exp_stat_sn)?;
+            let itts = expect_reassigns(
+                &mut q,
+                &[(ca.itt, ca.cmd_sn, Serial(1)), (cb.itt, cb.cmd_sn, Serial(0))],
+            )?;
+            for itt in itts {
+                q.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+            }
+            // Section 11.5.6: the target resends Data-In from ExpDataSN;
+            // the TUR's status comes from what the target retained.
+            let h1 = data_in(&mut q, ca.itt, 1, 512, true);
+            q.t.send(h1, Bytes::copy_from_slice(&data[512..]));
+            q.t.scsi_response(cb.itt, 0, w::Residual::None, None);
+            q.flush()?;
+            // No command sent again, nothing else before the logout.
+            q.serve_logout().map(drop)
+        },
+        |portal| {
+            let mut c = std_connect(portal, erl2_cfg())?;
+            check_eq(
+                "ErrorRecoveryLevel negotiated",
+                c.session().negotiated().map(|n| n.error_recovery_level),
+                Some(2),
+            )?;
+            let tsih = c.session().tsih();
+            let a = c.submit(read(LEN as u32)).map_err(|e| e.to_string())?;
+            let b = c.submit(tur()).map_err(|e| e.to_string())?;
+            let (oa, got) = c.wait(a).map_err(|e| e.to_string())?;
+            let (ob, _) = c.wait(b).map_err(|e| e.to_string())?;
+            expect_good("reassigned read", &oa)?;
+            expect_good("reassigned TUR", &ob)?;
+            check_eq("read data", got.as_ref(), pattern(LEN, 17).as_slice())?;
+            check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
+            let evs = c.take_events();
+            check_eq("ConnectionRecovered (reassigned, retried)", recovered(&evs), vec![(2, 0)])?;
+            c.logout().map_err(|e| e.to_string())?;
+            Ok("drop with a read (DataSN 0 in) and a TUR outstanding -> login with the same ISID/TSIH/CID and old ExpStatSN, TASK REASSIGN (I, RefCmdSN, ExpDataSN 1 and 0) for each, no command resent; both GOOD once, data intact".into())
+        },
+    )
+}
+
+// ---------------------------------------------------------------- Time2Retain
+
+/// RFC 7143 section 13.16, DefaultTime2Retain: "the maximum time, after an
+/// initial wait (Time2Wait), before which an active task reassignment is
+/// still possible after an unexpected connection termination or a
+/// connection reset"; past it the target has discarded the tasks and
+/// answers TASK REASSIGN "Task does not exist" (11.6.1) or refuses it.
+/// The tasks were acknowledged (ExpCmdSN past them): they may have run,
+/// so they must not be sent again (7.2.1 allows a retry only for a
+/// command the target never received) and end once with a typed error.
+/// Part 2: the recovery login does not finish before Time2Wait +
+/// Time2Retain (0 + 1 s): the initiator gives up connection recovery
+/// (`TimedOut(Retain)`) and reinstates the session (TSIH 0, 6.3.5); the
+/// TUR that may have run (`Reissue::Never`) fails `OutcomeUnknown`, the
+/// read is reissued and completes.
+fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
+    scenario(
+        ctx,
+        true,
+        |l| {
+            // Part 1: the target answers the reassignment from nothing.
+            let mut p = l.accept()?;
+            let first = login_at(&mut p, &mut responder(2, 1, true), 2)?;
+            let ca = p.expect_cmd()?;
+            let cb = p.expect_cmd()?;
+            p.t.ack_cmd(cb.cmd_sn);
+            p.ping_sync(0x52)?;
+            let exp_stat_sn = p.next_stat_sn();
+            p.drop_connection();
+            let mut q = next_peer(&l, &p)?;
+            let again = q.login(&mut responder(2, 1, true))?;
+            check_reinstating_login(&first, &again, exp_stat_sn)?;
+            let t1 = expect_tmf(&mut q)?;
+            let t2 = expect_tmf(&mut q)?;
+            for t in [t1, t2] {
+                check_eq("TMF function", t.function, w::TmfFunction::TaskReassign)?;
+                let answer = if t.referenced_task_tag == ca.itt {
+                    w::TmfResponse::TaskDoesNotExist
+                } else {
+                    w::TmfResponse::Rejected
+                };
+                q.t.tmf_response(t.itt, answer);
+            }
+            q.flush()?;
+            let c3 = q.expect_cmd()?;
+            if c3.itt == ca.itt || c3.itt == cb.itt {
+                return Err(format!("a lost task was sent again: {c3:?}"));
+            }
+            q.good(&c3)?;
+            q.serve_logout()?;
+            // Part 2: the recovery login is never answered.
+            let mut p = l.accept()?;
+            let first = login_at(&mut p, &mut responder(2, 1, true), 2)?;
+            let ca = p.expect_cmd()?;
+            let cb = p.expect_cmd()?;
+            p.t.ack_cmd(cb.cmd_sn);
+            p.ping_sync(0x53)?;
+            p.drop_connection();
+            let mut q = next_peer(&l, &p)?;
+            let stuck = expect_login(&mut q)?;
+            check_eq("TSIH of the recovery login", stuck.tsih, TSIH)?;
+            // Bounded by Time2Wait + Time2Retain (1 s) at the initiator.
+            q.expect_closed_within(STEP)?;
+            let mut r = l.accept()?;
+            let mut fresh = responder(2, 1, true);
+            fresh.tsih = TSIH + 1;
+            let re = login_at(&mut r, &mut fresh, 2)?;
+            check_eq("ISID of the reinstatement", re.isid, first.isid)?;
+            check_eq("TSIH of the reinstatement", re.tsih, 0)?;
+            let again = r.expect_cmd()?;
+            check_eq("reissued command (the read)", again.itt, cb.itt)?;
+            let _ = ca;
+            r.t.ack_cmd(again.cmd_sn);
+            let h = data_in(&mut r, again.itt, 0, 0, true);
+            r.t.send(h, Bytes::from(pattern(512, 19)));
+            r.flush()?;
+            r.serve_logout().map(drop)
+        },
+        |portal| {
+            let mut c = std_connect(portal, erl2_cfg())?;
+            check_eq(
+                "DefaultTime2Retain negotiated (the lower, 13.16)",
+                c.session().negotiated().map(|n| n.default_time2retain),
+                Some(1),
+            )?;
+            let tsih = c.session().tsih();
+            let a = c.submit(read(512)).map_err(|e| e.to_string())?;
+            let b = c.submit(tur()).map_err(|e| e.to_string())?;
+            for (what, t) in [("read", a), ("TUR", b)] {
+                match c.wait(t) {
+                    Ok((TaskOutcome::Failed(TaskError::OutcomeUnknown), _))
+                    | Err(iscsi_std::Error::Task(TaskError::OutcomeUnknown)) => {}
+                    other => return Err(format!("{what} after a refused TASK REASSIGN: {other:?}")),
+                }
+            }
+            check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
+            check_eq(
+                "ConnectionRecovered (reassigned, retried)",
+                recovered(&c.take_events()),
+                vec![(2, 0)],
+            )?;
+            let t = c.submit(tur()).map_err(|e| e.to_string())?;
+            let (o, _) = c.wait(t).map_err(|e| e.to_string())?;
+            expect_good("new command on the recovered connection", &o)?;
+            c.logout().map_err(|e| e.to_string())?;
+            // Part 2.
+            let mut c = std_connect(portal, erl2_cfg())?;
+            let a = c
+                .submit(tur().with_reissue(Reissue::Never))
+                .map_err(|e| e.to_string())?;
+            let b = c.submit(read(512)).map_err(|e| e.to_string())?;
+            match c.wait(a) {
+                Ok((TaskOutcome::Failed(TaskError::OutcomeUnknown), _))
+                | Err(iscsi_std::Error::Task(TaskError::OutcomeUnknown)) => {}
+                other => return Err(format!("TUR past Time2Retain: {other:?}")),
+            }
+            let (ob, got) = c.wait(b).map_err(|e| e.to_string())?;
+            expect_good("read reissued after reinstatement", &ob)?;
+            check_eq("read data", got.as_ref(), pattern(512, 19).as_slice())?;
+            check_eq("new TSIH", c.session().tsih(), TSIH + 1)?;
+            let evs = c.take_events();
+            if !evs.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::Recovering {
+                        cause: ConnectionError::TimedOut(TimerKind::Retain),
+                        ..
+                    }
+                )
+            }) {
+                return Err(format!("no Recovering(TimedOut(Retain)) event: {evs:?}"));
+            }
+            c.logout().map_err(|e| e.to_string())?;
+            Ok("TASK REASSIGN answered 'task does not exist' / 'function rejected' -> both tasks OutcomeUnknown once, not resent, session (same TSIH) goes on; recovery login unanswered past Time2Retain (1 s) -> TimedOut(Retain), reinstatement (TSIH 0), TUR OutcomeUnknown, read reissued GOOD".into())
+        },
+    )
+}
+
+// ---------------------------------------------------------------- dies during recovery
+
+/// A connection that dies during its own recovery (after its Login
+/// Request, before the answer) is recovered again within the session
+/// (RFC 7143 section 7.1.4.3 applies to the replacement as to any
+/// connection), and the task still completes once. With every
+/// replacement dying, recovery is bounded (`Recovery::max_attempts`) and
+/// the task and the session end with a typed error.
+fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
+    let count = Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    scenario(
+        ctx,
+        true,
+        move |l| {
+            let mut p = l.accept()?;
+            let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
+            let ca = p.expect_cmd()?;
+            p.t.ack_cmd(ca.cmd_sn);
+            p.ping_sync(0x54)?;
+            let exp_stat_sn = p.next_stat_sn();
+            p.drop_connection();
+            let mut q = next_peer(&l, &p)?;
+            let stuck = expect_login(&mut q)?;
+            check_eq("TSIH of the first recovery login", stuck.tsih, TSIH)?;
+            q.drop_connection();
+            let mut r = next_peer(&l, &p)?;
+            let again = r.login(&mut responder(2, 20, true))?;
+            check_reinstating_login(&first, &again, exp_stat_sn)?;
+            let itts = expect_reassigns(&mut r, &[(ca.itt, ca.cmd_sn, Serial(0))])?;
+            for itt in itts {
+                r.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+            }
+            r.t.scsi_response(ca.itt, 0, w::Residual::None, None);
+            r.flush()?;
+            r.serve_logout()?;
+            // Part 2: every replacement dies.
+            let mut p = l.accept()?;
+            login_at(&mut p, &mut responder(2, 20, true), 2)?;
+            let ca = p.expect_cmd()?;
+            p.t.ack_cmd(ca.cmd_sn);
+            p.ping_sync(0x55)?;
+            p.drop_connection();
+            let mut logins = 0u32;
+            while let Some(mut q) = l.accept_within(Duration::from_secs(3))? {
+                logins += 1;
+                if logins > 16 {
+                    return Err("more than 16 reconnections: recovery is not bounded".into());
+                }
+                let _ = q.recv_within(STEP)?;
+                q.drop_connection();
+            }
+            // At most `Recovery::max_attempts` (3) connection recovery
+            // logins plus as many session reinstatement logins.
+            if logins == 0 || logins > 6 {
+                return Err(format!(
+                    "{logins} reconnections with every replacement dying (1..=6 expected)"
+                ));
+            }
+            seen.store(logins, Ordering::SeqCst);
+            Ok(())
+        },
+        |portal| {
+            let mut c = std_connect(portal, erl2_cfg())?;
+            let tsih = c.session().tsih();
+            let a = c.submit(tur()).map_err(|e| e.to_string())?;
+            let (o, _) = c.wait(a).map_err(|e| e.to_string())?;
+            expect_good("TUR reassigned after the second drop", &o)?;
+            check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
+            let evs = c.take_events();
+            let attempts: Vec<u32> = evs
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Recovering { attempt, .. } => Some(*attempt),
+                    _ => None,
+                })
+                .collect();
+            check_eq("recovery attempts", attempts, vec![1, 2])?;
+            check_eq("ConnectionRecovered (reassigned, retried)", recovered(&evs), vec![(1, 0)])?;
+            c.logout().map_err(|e| e.to_string())?;
+            // Part 2.
+            let mut c = std_connect(portal, erl2_cfg())?;
+            let a = c.submit(tur()).map_err(|e| e.to_string())?;
+            let ended = match c.wait(a) {
+                Ok((TaskOutcome::Failed(e), _)) | Err(iscsi_std::Error::Task(e)) => {
+                    format!("task Failed({e:?})")
+                }
+                Err(iscsi_std::Error::Closed(Some(e))) => format!("task Closed({e:?})"),
+                other => return Err(format!("TUR with every replacement dying: {other:?}")),
+            };
+            let reason = crate::hostile::driver_under_test::std_closed_reason(&mut c, STEP * 4)?;
+            let Some(reason) = reason else {
+                return Err("the session ended without a reason".into());
+            };
+            Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> {ended}, session closed {reason:?}"))
+        },
+    )?;
+    ctx.note(format!(
+        "reconnections with every replacement dying: {}",
+        count.load(Ordering::SeqCst)
+    ));
+    Ok(())
+}
+
+/// The ErrorRecoveryLevel 2 cells.
+pub(super) fn cells() -> Vec<Cell> {
+    vec![
+        Cell::new(GR, "task-reassign", task_reassign),
+        Cell::new(GR, "time2retain-expiry", time2retain),
+        Cell::new(GR, "dies-during-recovery", dies_during_recovery),
+    ]
+}
