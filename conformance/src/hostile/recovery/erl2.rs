@@ -2,13 +2,13 @@
 //! (RFC 7143 sections 7.1.4.3, 7.2, 11.5.1), Time2Retain expiry (13.16)
 //! and a connection that dies during its own recovery.
 
-use super::{data_in, expect_tmf, ini_cfg, login_at, responder, GR, TSIH};
+use super::{data_in, expect_tmf, ini_cfg, login_at, responder, responder_mcs, GR, TSIH};
 use crate::hostile::flow::std_connect;
 use crate::hostile::{check_eq, expect_good, pattern, read, scenario, tur, Listener, Peer, STEP};
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
-use iscsi_proto::initiator::{Event, Recovery, Reissue, SessionConfig, TaskOutcome};
+use iscsi_proto::initiator::{Event, Recovery, Reissue, SessionConfig, Spread, TaskOutcome};
 use iscsi_proto::wire::pdu::{self as w, Header};
 use iscsi_proto::wire::Serial;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -368,16 +368,13 @@ fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
                 if logins > 16 {
                     return Err("more than 16 reconnections: recovery is not bounded".into());
                 }
-                let _ = q.recv_within(STEP)?;
+                // Each is a connection recovery login (the session's TSIH).
+                let login = expect_login(&mut q)?;
+                check_eq("TSIH of a recovery login", login.tsih, TSIH)?;
                 q.drop_connection();
             }
-            // At most `Recovery::max_attempts` (3) connection recovery
-            // logins plus as many session reinstatement logins.
-            if logins == 0 || logins > 6 {
-                return Err(format!(
-                    "{logins} reconnections with every replacement dying (1..=6 expected)"
-                ));
-            }
+            // `Recovery::max_attempts` (3) per failure, then the end.
+            check_eq("reconnections with every replacement dying", logins, 3)?;
             seen.store(logins, Ordering::SeqCst);
             Ok(())
         },
@@ -402,18 +399,17 @@ fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
             // Part 2.
             let mut c = std_connect(portal, erl2_cfg())?;
             let a = c.submit(tur()).map_err(|e| e.to_string())?;
+            let gave_up =
+                |e: &ConnectionError| matches!(e, ConnectionError::RecoveryFailed { attempts: 3, .. });
             let ended = match c.wait(a) {
-                Ok((TaskOutcome::Failed(e), _)) | Err(iscsi_std::Error::Task(e)) => {
-                    format!("task Failed({e:?})")
-                }
-                Err(iscsi_std::Error::Closed(Some(e))) => format!("task Closed({e:?})"),
+                Err(iscsi_std::Error::Closed(Some(e))) if gave_up(&e) => format!("{e:?}"),
                 other => return Err(format!("TUR with every replacement dying: {other:?}")),
             };
             let reason = crate::hostile::driver_under_test::std_closed_reason(&mut c, STEP * 4)?;
-            let Some(reason) = reason else {
-                return Err("the session ended without a reason".into());
-            };
-            Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> {ended}, session closed {reason:?}"))
+            if !reason.as_ref().is_some_and(gave_up) {
+                return Err(format!("close reason with every replacement dying: {reason:?}"));
+            }
+            Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> 3 recovery logins (TSIH kept), then the task and the session end {ended}"))
         },
     )?;
     ctx.note(format!(
@@ -423,10 +419,107 @@ fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- MC/S
+
+/// RFC 7143 section 7.1.4.3 with two connections (13.2 MaxConnections 2,
+/// ErrorRecoveryLevel 2): when the added connection fails with a command
+/// outstanding, the initiator "MUST ... explicitly logout the failed
+/// connection with the reason code 'remove the connection for recovery'"
+/// (section 11.14.1: reason 2, the failed connection's CID, sent on
+/// another connection of the session) and "reassign connection allegiance
+/// for all commands still in progress ... using the 'Task reassign' task
+/// management function" (11.5.1) on a surviving connection; the command
+/// is not sent again and completes once; the first connection's own task
+/// is untouched.
+fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
+    scenario(
+        ctx,
+        true,
+        |l| {
+            let mut p = l.accept()?;
+            let mut r = responder_mcs(2, 20, true, 2);
+            let first = login_at(&mut p, &mut r, 2)?;
+            check_eq(
+                "MaxConnections negotiated",
+                r.negotiated.as_ref().map(|n| n.max_connections),
+                Some(2),
+            )?;
+            let mut q = l.accept()?;
+            let second = q.login(&mut responder_mcs(2, 20, true, 2))?;
+            check_eq("TSIH of the added connection (13.2)", second.tsih, TSIH)?;
+            check_eq("ISID of the added connection", second.isid, first.isid)?;
+            if second.cid == first.cid {
+                return Err(format!("the added connection reuses CID {}", first.cid));
+            }
+            // One command on each connection (round-robin).
+            let ca = p.expect_cmd()?;
+            let cb = q.expect_cmd()?;
+            // One CmdSN window for the session.
+            let last = if cb.cmd_sn.follows(ca.cmd_sn) { cb.cmd_sn } else { ca.cmd_sn };
+            p.t.ack_cmd(last);
+            q.t.ack_cmd(last);
+            // The initiator has seen the window move on both connections.
+            p.ping_sync(0x61)?;
+            q.ping_sync(0x62)?;
+            q.drop_connection();
+            let pdu = p.recv()?;
+            let Header::LogoutRequest(lo) = pdu.header else {
+                return Err(format!(
+                    "expected Logout reason 2 on the first connection, got {:?}",
+                    pdu.header
+                ));
+            };
+            check_eq("Logout reason (11.14.1)", lo.reason, w::LogoutReason::RemoveForRecovery)?;
+            check_eq("Logout CID (the failed connection)", lo.cid, second.cid)?;
+            p.t.logout_response(lo.itt, 0, 20);
+            p.flush()?;
+            let itts = expect_reassigns(&mut p, &[(cb.itt, cb.cmd_sn, Serial(0))])?;
+            for itt in itts {
+                p.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+            }
+            p.t.scsi_response(cb.itt, 0, w::Residual::None, None);
+            p.t.scsi_response(ca.itt, 0, w::Residual::None, None);
+            p.flush()?;
+            p.serve_logout().map(drop)
+        },
+        |portal| {
+            let cfg = erl2_cfg().with_max_connections(2, Spread::RoundRobin);
+            let mut c = std_connect(portal, cfg)?;
+            // The driver opens the second connection by itself.
+            let mut rounds = 0;
+            while c
+                .session()
+                .connection_ids()
+                .iter()
+                .filter(|&&cid| c.session().is_connection_up(cid))
+                .count()
+                < 2
+            {
+                rounds += 1;
+                if rounds > 250 {
+                    return Err("the second connection never came up".into());
+                }
+                c.idle(Duration::from_millis(20)).map_err(|e| e.to_string())?;
+            }
+            let tsih = c.session().tsih();
+            let a = c.submit(tur()).map_err(|e| e.to_string())?;
+            let b = c.submit(tur()).map_err(|e| e.to_string())?;
+            let (oa, _) = c.wait(a).map_err(|e| e.to_string())?;
+            let (ob, _) = c.wait(b).map_err(|e| e.to_string())?;
+            expect_good("TUR on the first connection", &oa)?;
+            expect_good("TUR reassigned from the failed connection", &ob)?;
+            check_eq("TSIH", c.session().tsih(), tsih)?;
+            c.logout().map_err(|e| e.to_string())?;
+            Ok("2 connections at ERL 2, the added one dropped with a TUR outstanding -> Logout reason 2 with its CID on the first connection, then TASK REASSIGN (I, RefCmdSN, ExpDataSN 0) there; no command resent, both GOOD once, TSIH kept".into())
+        },
+    )
+}
+
 /// The ErrorRecoveryLevel 2 cells.
 pub(super) fn cells() -> Vec<Cell> {
     vec![
         Cell::new(GR, "task-reassign", task_reassign),
+        Cell::new(GR, "task-reassign-mcs", task_reassign_mcs),
         Cell::new(GR, "time2retain-expiry", time2retain),
         Cell::new(GR, "dies-during-recovery", dies_during_recovery),
     ]

@@ -83,6 +83,16 @@ fn ini_cfg(level: u8, digests: bool, immediate_data: bool) -> SessionConfig {
 /// The scripted target's login: ErrorRecoveryLevel `level` accepted,
 /// digests accepted, DefaultTime2Wait 0, DefaultTime2Retain `retain`.
 fn responder(level: u8, retain: u16, immediate_data: bool) -> LoginResponder {
+    responder_mcs(level, retain, immediate_data, 1)
+}
+
+/// [`responder`] accepting up to `max_connections` (section 13.2).
+fn responder_mcs(
+    level: u8,
+    retain: u16,
+    immediate_data: bool,
+    max_connections: u16,
+) -> LoginResponder {
     let tc = TargetConfig {
         params: OperationalParams {
             error_recovery_level: level,
@@ -92,6 +102,7 @@ fn responder(level: u8, retain: u16, immediate_data: bool) -> LoginResponder {
             default_time2retain: retain,
             max_outstanding_r2t: 4,
             immediate_data,
+            max_connections,
             ..OperationalParams::default()
         },
         ..TargetConfig::default()
