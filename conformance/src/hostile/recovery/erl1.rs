@@ -180,7 +180,11 @@ fn r2t_snack(ctx: &mut CellCtx) -> Result<(), String> {
                 check_eq(&format!("{at}: DataSN"), d.data_sn, Serial(0))?;
                 check_eq(&format!("{at}: F bit"), d.final_pdu, true)?;
                 let from = sn as usize * 512;
-                check_eq(&format!("{at}: data"), seg.as_ref(), &data[from..from + 512])?;
+                check_eq(
+                    &format!("{at}: data"),
+                    seg.as_ref(),
+                    &data[from..from + 512],
+                )?;
             }
             p.t.scsi_response(c.itt, 0, w::Residual::None, None);
             p.flush()?;
@@ -227,7 +231,10 @@ fn status_snack(ctx: &mut CellCtx) -> Result<(), String> {
             // 1 asks for exactly the missing one; 0 ("all from BegRun",
             // 11.16.7) would be allowed too.
             if s.run_length > 1 {
-                return Err(format!("SNACK RunLength {} (1 or 0 expected)", s.run_length));
+                return Err(format!(
+                    "SNACK RunLength {} (1 or 0 expected)",
+                    s.run_length
+                ));
             }
             check_eq(
                 "SNACK ExpStatSN (nothing acknowledged past the gap)",
@@ -259,7 +266,7 @@ fn status_snack(ctx: &mut CellCtx) -> Result<(), String> {
 /// RFC 7143 section 11.7.2 (A bit): "the target sets this bit to 1 to
 /// indicate that it requests a positive acknowledgement from the
 /// initiator for the data received ... it MAY only set the A bit to 1
-/// once every MaxBurstLength bytes"; section 7.? / 11.16: "If an
+/// once every MaxBurstLength bytes"; section 11.16: "If an
 /// initiator operates at ErrorRecoveryLevel 1 or higher, it MUST issue a
 /// SNACK of type DataACK after receiving a Data-In PDU with the A bit set
 /// to 1"; 11.16.3 ITT 0xffffffff; 11.16.4: "For DataACK, the Target
@@ -424,7 +431,9 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
             let eb = d.wait(b);
             let reason = d.closed_reason(crate::hostile::STEP)?;
             if !matches!(reason, Some(ConnectionError::Protocol(_))) {
-                return Err(format!("close reason after a rejected Status SNACK: {reason:?}"));
+                return Err(format!(
+                    "close reason after a rejected Status SNACK: {reason:?}"
+                ));
             }
             // The first task's response is gone: it ends with the
             // connection's failure; the second completed before.

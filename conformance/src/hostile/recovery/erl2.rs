@@ -143,7 +143,10 @@ fn task_reassign(ctx: &mut CellCtx) -> Result<(), String> {
             check_reinstating_login(&first, &again, exp_stat_sn)?;
             let itts = expect_reassigns(
                 &mut q,
-                &[(ca.itt, ca.cmd_sn, Serial(1)), (cb.itt, cb.cmd_sn, Serial(0))],
+                &[
+                    (ca.itt, ca.cmd_sn, Serial(1)),
+                    (cb.itt, cb.cmd_sn, Serial(0)),
+                ],
             )?;
             for itt in itts {
                 q.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
@@ -174,7 +177,11 @@ fn task_reassign(ctx: &mut CellCtx) -> Result<(), String> {
             check_eq("read data", got.as_ref(), pattern(LEN, 17).as_slice())?;
             check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
             let evs = c.take_events();
-            check_eq("ConnectionRecovered (reassigned, retried)", recovered(&evs), vec![(2, 0)])?;
+            check_eq(
+                "ConnectionRecovered (reassigned, retried)",
+                recovered(&evs),
+                vec![(2, 0)],
+            )?;
             c.logout().map_err(|e| e.to_string())?;
             Ok("drop with a read (DataSN 0 in) and a TUR outstanding -> login with the same ISID/TSIH/CID and old ExpStatSN, TASK REASSIGN (I, RefCmdSN, ExpDataSN 1 and 0) for each, no command resent; both GOOD once, data intact".into())
         },
@@ -273,7 +280,9 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
                 match c.wait(t) {
                     Ok((TaskOutcome::Failed(TaskError::OutcomeUnknown), _))
                     | Err(iscsi_std::Error::Task(TaskError::OutcomeUnknown)) => {}
-                    other => return Err(format!("{what} after a refused TASK REASSIGN: {other:?}")),
+                    other => {
+                        return Err(format!("{what} after a refused TASK REASSIGN: {other:?}"))
+                    }
                 }
             }
             check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
@@ -394,20 +403,27 @@ fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
                 })
                 .collect();
             check_eq("recovery attempts", attempts, vec![1, 2])?;
-            check_eq("ConnectionRecovered (reassigned, retried)", recovered(&evs), vec![(1, 0)])?;
+            check_eq(
+                "ConnectionRecovered (reassigned, retried)",
+                recovered(&evs),
+                vec![(1, 0)],
+            )?;
             c.logout().map_err(|e| e.to_string())?;
             // Part 2.
             let mut c = std_connect(portal, erl2_cfg())?;
             let a = c.submit(tur()).map_err(|e| e.to_string())?;
-            let gave_up =
-                |e: &ConnectionError| matches!(e, ConnectionError::RecoveryFailed { attempts: 3, .. });
+            let gave_up = |e: &ConnectionError| {
+                matches!(e, ConnectionError::RecoveryFailed { attempts: 3, .. })
+            };
             let ended = match c.wait(a) {
                 Err(iscsi_std::Error::Closed(Some(e))) if gave_up(&e) => format!("{e:?}"),
                 other => return Err(format!("TUR with every replacement dying: {other:?}")),
             };
             let reason = crate::hostile::driver_under_test::std_closed_reason(&mut c, STEP * 4)?;
             if !reason.as_ref().is_some_and(gave_up) {
-                return Err(format!("close reason with every replacement dying: {reason:?}"));
+                return Err(format!(
+                    "close reason with every replacement dying: {reason:?}"
+                ));
             }
             Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> 3 recovery logins (TSIH kept), then the task and the session end {ended}"))
         },
@@ -455,7 +471,11 @@ fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
             let ca = p.expect_cmd()?;
             let cb = q.expect_cmd()?;
             // One CmdSN window for the session.
-            let last = if cb.cmd_sn.follows(ca.cmd_sn) { cb.cmd_sn } else { ca.cmd_sn };
+            let last = if cb.cmd_sn.follows(ca.cmd_sn) {
+                cb.cmd_sn
+            } else {
+                ca.cmd_sn
+            };
             p.t.ack_cmd(last);
             q.t.ack_cmd(last);
             // The initiator has seen the window move on both connections.
@@ -469,7 +489,11 @@ fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
                     pdu.header
                 ));
             };
-            check_eq("Logout reason (11.14.1)", lo.reason, w::LogoutReason::RemoveForRecovery)?;
+            check_eq(
+                "Logout reason (11.14.1)",
+                lo.reason,
+                w::LogoutReason::RemoveForRecovery,
+            )?;
             check_eq("Logout CID (the failed connection)", lo.cid, second.cid)?;
             p.t.logout_response(lo.itt, 0, 20);
             p.flush()?;
@@ -499,7 +523,8 @@ fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
                 if rounds > 250 {
                     return Err("the second connection never came up".into());
                 }
-                c.idle(Duration::from_millis(20)).map_err(|e| e.to_string())?;
+                c.idle(Duration::from_millis(20))
+                    .map_err(|e| e.to_string())?;
             }
             let tsih = c.session().tsih();
             let a = c.submit(tur()).map_err(|e| e.to_string())?;
