@@ -86,6 +86,55 @@ fn data_snack_digest(ctx: &mut CellCtx) -> Result<(), String> {
     )
 }
 
+/// RFC 7143 section 7.8: "When a target or an initiator receives any
+/// iSCSI PDU, with a header digest error, it MUST either discard the
+/// header and all data up to the beginning of a later PDU or close the
+/// connection." The initiator discards it (its documented choice at
+/// ErrorRecoveryLevel >= 1 when the length it announces leads to an
+/// intact header, `Connection::skip_bad_header`), and the recovery follows
+/// from the gap it leaves (section 7.9: an out of order DataSN MUST be
+/// addressed with a SNACK), with no reconnection.
+fn data_snack_header_digest(ctx: &mut CellCtx) -> Result<(), String> {
+    const LEN: usize = 1536;
+    per_driver(
+        ctx,
+        STD,
+        false,
+        |_, p, _| {
+            let mut r = super::responder(1, 20, true);
+            login_at(p, &mut r, 1)?;
+            check_eq(
+                "HeaderDigest negotiated",
+                r.negotiated.as_ref().map(|n| n.header_digest),
+                Some(true),
+            )?;
+            let data = pattern(LEN, 23);
+            let c = p.expect_cmd()?;
+            p.t.ack_cmd(c.cmd_sn);
+            let h0 = data_in(p, c.itt, 0, 0, false);
+            p.t.send(h0, Bytes::copy_from_slice(&data[..512]));
+            let h1 = data_in(p, c.itt, 1, 512, false);
+            p.t.send_corrupt_header(h1, Bytes::copy_from_slice(&data[512..1024]), false);
+            let h2 = data_in(p, c.itt, 2, 1024, true);
+            p.t.send(h2, Bytes::copy_from_slice(&data[1024..]));
+            p.flush()?;
+            let (s, _) = expect_snack(p)?;
+            check_data_snack(&s, c.itt, 1)?;
+            check_eq("Data-In resent", p.t.serve_snack(&s), 2)?;
+            p.flush()?;
+            p.serve_logout().map(drop)
+        },
+        |k, portal, _| {
+            let mut d = connect(k, portal, ini_cfg(1, true, true))?;
+            let (o, got) = crate::hostile::run(d.as_mut(), read(LEN as u32))?;
+            expect_good("read", &o)?;
+            check_eq("read data", got.as_ref(), pattern(LEN, 23).as_slice())?;
+            d.logout()?;
+            Ok("bad header digest on DataSN 1 -> PDU skipped by its length, SNACK Type 0 BegRun 1 RunLength 0; read GOOD with its data, no reconnection; no capture (corrupt on purpose)".into())
+        },
+    )
+}
+
 /// RFC 7143 section 7.9: "When an initiator receives an iSCSI R2T/data
 /// PDU with an out of order R2TSN/DataSN ... The initiator MUST address
 /// these implied digest errors as described in Section 7.8"; "Upon
@@ -452,6 +501,7 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
 pub(super) fn cells() -> Vec<Cell> {
     vec![
         Cell::new(GR, "data-snack-digest", data_snack_digest),
+        Cell::new(GR, "data-snack-header-digest", data_snack_header_digest),
         Cell::new(GR, "data-snack-datasn-gap", data_snack_gap),
         Cell::new(GR, "r2t-snack", r2t_snack),
         Cell::new(GR, "status-snack", status_snack),

@@ -4,7 +4,9 @@
 
 use super::{data_in, expect_tmf, ini_cfg, login_at, responder, responder_mcs, GR, TSIH};
 use crate::hostile::flow::std_connect;
-use crate::hostile::{check_eq, expect_good, pattern, read, scenario, tur, Listener, Peer, STEP};
+use crate::hostile::{
+    check_eq, connect, expect_good, pattern, read, scenario, tur, Kind, Listener, Peer, STEP,
+};
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
 use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
@@ -120,72 +122,108 @@ fn recovered(evs: &[Event]) -> Vec<(usize, usize)> {
 /// target answers "from retained status", the command is not executed
 /// again (and so not sent again).
 fn task_reassign(ctx: &mut CellCtx) -> Result<(), String> {
-    const LEN: usize = 1024;
     scenario(
         ctx,
         true,
         |l| {
-            let data = pattern(LEN, 17);
-            let mut p = l.accept()?;
-            let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
-            let ca = p.expect_cmd()?;
-            let cb = p.expect_cmd()?;
-            p.t.ack_cmd(cb.cmd_sn);
-            let h0 = data_in(&mut p, ca.itt, 0, 0, false);
-            p.t.send(h0, Bytes::copy_from_slice(&data[..512]));
-            p.flush()?;
-            // The initiator has taken DataSN 0 once it answers this ping.
-            p.ping_sync(0x51)?;
-            let exp_stat_sn = p.next_stat_sn();
-            p.drop_connection();
-            let mut q = next_peer(&l, &p)?;
-            let again = q.login(&mut responder(2, 20, true))?;
-            check_reinstating_login(&first, &again, exp_stat_sn)?;
-            let itts = expect_reassigns(
-                &mut q,
-                &[
-                    (ca.itt, ca.cmd_sn, Serial(1)),
-                    (cb.itt, cb.cmd_sn, Serial(0)),
-                ],
-            )?;
-            for itt in itts {
-                q.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+            for k in Kind::ALL {
+                reassign_target(&l).map_err(|e| format!("{}: {e}", k.name()))?;
             }
-            // Section 11.5.6: the target resends Data-In from ExpDataSN;
-            // the TUR's status comes from what the target retained.
-            let h1 = data_in(&mut q, ca.itt, 1, 512, true);
-            q.t.send(h1, Bytes::copy_from_slice(&data[512..]));
-            q.t.scsi_response(cb.itt, 0, w::Residual::None, None);
-            q.flush()?;
-            // No command sent again, nothing else before the logout.
-            q.serve_logout().map(drop)
+            Ok(())
         },
         |portal| {
-            let mut c = std_connect(portal, erl2_cfg())?;
-            check_eq(
-                "ErrorRecoveryLevel negotiated",
-                c.session().negotiated().map(|n| n.error_recovery_level),
-                Some(2),
-            )?;
-            let tsih = c.session().tsih();
-            let a = c.submit(read(LEN as u32)).map_err(|e| e.to_string())?;
-            let b = c.submit(tur()).map_err(|e| e.to_string())?;
-            let (oa, got) = c.wait(a).map_err(|e| e.to_string())?;
-            let (ob, _) = c.wait(b).map_err(|e| e.to_string())?;
-            expect_good("reassigned read", &oa)?;
-            expect_good("reassigned TUR", &ob)?;
-            check_eq("read data", got.as_ref(), pattern(LEN, 17).as_slice())?;
-            check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
-            let evs = c.take_events();
-            check_eq(
-                "ConnectionRecovered (reassigned, retried)",
-                recovered(&evs),
-                vec![(2, 0)],
-            )?;
-            c.logout().map_err(|e| e.to_string())?;
-            Ok("drop with a read (DataSN 0 in) and a TUR outstanding -> login with the same ISID/TSIH/CID and old ExpStatSN, TASK REASSIGN (I, RefCmdSN, ExpDataSN 1 and 0) for each, no command resent; both GOOD once, data intact".into())
+            let mut notes = Vec::new();
+            for k in Kind::ALL {
+                let n = reassign_initiator(k, portal).map_err(|e| format!("{}: {e}", k.name()))?;
+                notes.push(format!("{}: {n}", k.name()));
+            }
+            Ok(notes.join("; "))
         },
     )
+}
+
+/// Length of the reassigned read.
+const REASSIGN_LEN: usize = 1024;
+
+/// The target's side of [`task_reassign`], for one driver.
+fn reassign_target(l: &Listener) -> Result<(), String> {
+    let data = pattern(REASSIGN_LEN, 17);
+    let mut p = l.accept()?;
+    let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
+    let ca = p.expect_cmd()?;
+    let cb = p.expect_cmd()?;
+    p.t.ack_cmd(cb.cmd_sn);
+    let h0 = data_in(&mut p, ca.itt, 0, 0, false);
+    p.t.send(h0, Bytes::copy_from_slice(&data[..512]));
+    p.flush()?;
+    // The initiator has taken DataSN 0 once it answers this ping.
+    p.ping_sync(0x51)?;
+    let exp_stat_sn = p.next_stat_sn();
+    p.drop_connection();
+    let mut q = next_peer(l, &p)?;
+    let again = q.login(&mut responder(2, 20, true))?;
+    check_reinstating_login(&first, &again, exp_stat_sn)?;
+    let itts = expect_reassigns(
+        &mut q,
+        &[
+            (ca.itt, ca.cmd_sn, Serial(1)),
+            (cb.itt, cb.cmd_sn, Serial(0)),
+        ],
+    )?;
+    for itt in itts {
+        q.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+    }
+    // Section 11.5.6: the target resends Data-In from ExpDataSN; the
+    // TUR's status comes from what the target retained.
+    let h1 = data_in(&mut q, ca.itt, 1, 512, true);
+    q.t.send(h1, Bytes::copy_from_slice(&data[512..]));
+    q.t.scsi_response(cb.itt, 0, w::Residual::None, None);
+    q.flush()?;
+    // No command sent again, nothing else before the logout.
+    q.serve_logout().map(drop)
+}
+
+/// The initiator's side of [`task_reassign`] with driver `k` (with
+/// `iscsi-std` the session's events and TSIH are checked too).
+fn reassign_initiator(k: Kind, portal: &str) -> Result<String, String> {
+    let want = pattern(REASSIGN_LEN, 17);
+    if k != Kind::Std {
+        let mut d = connect(k, portal, erl2_cfg())?;
+        let a = d.submit(read(REASSIGN_LEN as u32))?;
+        let b = d.submit(tur())?;
+        let (oa, got) = d.wait(a)?;
+        let (ob, _) = d.wait(b)?;
+        expect_good("reassigned read", &oa)?;
+        expect_good("reassigned TUR", &ob)?;
+        check_eq("read data", got.as_ref(), want.as_slice())?;
+        d.logout()?;
+        return Ok("both GOOD once, data intact".into());
+    }
+    let mut c = std_connect(portal, erl2_cfg())?;
+    check_eq(
+        "ErrorRecoveryLevel negotiated",
+        c.session().negotiated().map(|n| n.error_recovery_level),
+        Some(2),
+    )?;
+    let tsih = c.session().tsih();
+    let a = c
+        .submit(read(REASSIGN_LEN as u32))
+        .map_err(|e| e.to_string())?;
+    let b = c.submit(tur()).map_err(|e| e.to_string())?;
+    let (oa, got) = c.wait(a).map_err(|e| e.to_string())?;
+    let (ob, _) = c.wait(b).map_err(|e| e.to_string())?;
+    expect_good("reassigned read", &oa)?;
+    expect_good("reassigned TUR", &ob)?;
+    check_eq("read data", got.as_ref(), want.as_slice())?;
+    check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
+    let evs = c.take_events();
+    check_eq(
+        "ConnectionRecovered (reassigned, retried)",
+        recovered(&evs),
+        vec![(2, 0)],
+    )?;
+    c.logout().map_err(|e| e.to_string())?;
+    Ok("drop with a read (DataSN 0 in) and a TUR outstanding -> login with the same ISID/TSIH/CID and old ExpStatSN, TASK REASSIGN (I, RefCmdSN, ExpDataSN 1 and 0) for each, no command resent; both GOOD once, data intact, ConnectionRecovered(2, 0)".into())
 }
 
 // ---------------------------------------------------------------- Time2Retain
