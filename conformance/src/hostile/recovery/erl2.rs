@@ -5,7 +5,8 @@
 use super::{data_in, expect_tmf, ini_cfg, login_at, responder, responder_mcs, GR, TSIH};
 use crate::hostile::flow::std_connect;
 use crate::hostile::{
-    check_eq, connect, expect_good, pattern, read, scenario, tur, Kind, Listener, Peer, STEP,
+    check_eq, connect, expect_good, pattern, read, scenario, tur, DrvError, Kind, Listener, Peer,
+    STEP,
 };
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
@@ -13,8 +14,7 @@ use iscsi_proto::error::{ConnectionError, TaskError, TimerKind};
 use iscsi_proto::initiator::{Event, Recovery, Reissue, SessionConfig, Spread, TaskOutcome};
 use iscsi_proto::wire::pdu::{self as w, Header};
 use iscsi_proto::wire::Serial;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// ErrorRecoveryLevel 2, no digests, reconnection after 50 ms (DefaultTime2Wait
@@ -375,102 +375,149 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
 /// replacement dying, recovery is bounded (`Recovery::max_attempts`) and
 /// the task and the session end with a typed error.
 fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
-    let count = Arc::new(AtomicU32::new(0));
-    let seen = count.clone();
+    // The target tells when it has stopped waiting for the reconnections
+    // of one driver's session (and how many came) before the next driver
+    // connects.
+    let (done_tx, done_rx) = mpsc::channel::<u32>();
     scenario(
         ctx,
         true,
         move |l| {
-            let mut p = l.accept()?;
-            let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
-            let ca = p.expect_cmd()?;
-            p.t.ack_cmd(ca.cmd_sn);
-            p.ping_sync(0x54)?;
-            let exp_stat_sn = p.next_stat_sn();
-            p.drop_connection();
-            let mut q = next_peer(&l, &p)?;
-            let stuck = expect_login(&mut q)?;
-            check_eq("TSIH of the first recovery login", stuck.tsih, TSIH)?;
-            q.drop_connection();
-            let mut r = next_peer(&l, &p)?;
-            let again = r.login(&mut responder(2, 20, true))?;
-            check_reinstating_login(&first, &again, exp_stat_sn)?;
-            let itts = expect_reassigns(&mut r, &[(ca.itt, ca.cmd_sn, Serial(0))])?;
-            for itt in itts {
-                r.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+            for k in Kind::ALL {
+                let n = dies_target(&l).map_err(|e| format!("{}: {e}", k.name()))?;
+                let _ = done_tx.send(n);
             }
-            r.t.scsi_response(ca.itt, 0, w::Residual::None, None);
-            r.flush()?;
-            r.serve_logout()?;
-            // Part 2: every replacement dies.
-            let mut p = l.accept()?;
-            login_at(&mut p, &mut responder(2, 20, true), 2)?;
-            let ca = p.expect_cmd()?;
-            p.t.ack_cmd(ca.cmd_sn);
-            p.ping_sync(0x55)?;
-            p.drop_connection();
-            let mut logins = 0u32;
-            while let Some(mut q) = l.accept_within(Duration::from_secs(3))? {
-                logins += 1;
-                if logins > 16 {
-                    return Err("more than 16 reconnections: recovery is not bounded".into());
-                }
-                // Each is a connection recovery login (the session's TSIH).
-                let login = expect_login(&mut q)?;
-                check_eq("TSIH of a recovery login", login.tsih, TSIH)?;
-                q.drop_connection();
-            }
-            // `Recovery::max_attempts` (3) per failure, then the end.
-            check_eq("reconnections with every replacement dying", logins, 3)?;
-            seen.store(logins, Ordering::SeqCst);
             Ok(())
         },
         |portal| {
-            let mut c = std_connect(portal, erl2_cfg())?;
-            let tsih = c.session().tsih();
-            let a = c.submit(tur()).map_err(|e| e.to_string())?;
-            let (o, _) = c.wait(a).map_err(|e| e.to_string())?;
-            expect_good("TUR reassigned after the second drop", &o)?;
-            check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
-            let evs = c.take_events();
-            let attempts: Vec<u32> = evs
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Recovering { attempt, .. } => Some(*attempt),
-                    _ => None,
-                })
-                .collect();
-            check_eq("recovery attempts", attempts, vec![1, 2])?;
-            check_eq(
-                "ConnectionRecovered (reassigned, retried)",
-                recovered(&evs),
-                vec![(1, 0)],
-            )?;
-            c.logout().map_err(|e| e.to_string())?;
-            // Part 2.
-            let mut c = std_connect(portal, erl2_cfg())?;
-            let a = c.submit(tur()).map_err(|e| e.to_string())?;
-            let gave_up = |e: &ConnectionError| {
-                matches!(e, ConnectionError::RecoveryFailed { attempts: 3, .. })
-            };
-            let ended = match c.wait(a) {
-                Err(iscsi_std::Error::Closed(Some(e))) if gave_up(&e) => format!("{e:?}"),
-                other => return Err(format!("TUR with every replacement dying: {other:?}")),
-            };
-            let reason = crate::hostile::driver_under_test::std_closed_reason(&mut c, STEP * 4)?;
-            if !reason.as_ref().is_some_and(gave_up) {
-                return Err(format!(
-                    "close reason with every replacement dying: {reason:?}"
+            let mut notes = Vec::new();
+            for k in Kind::ALL {
+                let n = dies_initiator(k, portal).map_err(|e| format!("{}: {e}", k.name()))?;
+                let logins = done_rx
+                    .recv_timeout(STEP * 4)
+                    .map_err(|_| format!("{}: the target did not finish", k.name()))?;
+                notes.push(format!(
+                    "{}: {n}; {logins} recovery logins with every replacement dying",
+                    k.name()
                 ));
             }
-            Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> 3 recovery logins (TSIH kept), then the task and the session end {ended}"))
+            Ok(notes.join("; "))
         },
+    )
+}
+
+/// The target's side of [`dies_during_recovery`] for one driver: the
+/// number of recovery logins of part 2.
+fn dies_target(l: &Listener) -> Result<u32, String> {
+    let mut p = l.accept()?;
+    let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
+    let ca = p.expect_cmd()?;
+    p.t.ack_cmd(ca.cmd_sn);
+    p.ping_sync(0x54)?;
+    let exp_stat_sn = p.next_stat_sn();
+    p.drop_connection();
+    let mut q = next_peer(l, &p)?;
+    let stuck = expect_login(&mut q)?;
+    check_eq("TSIH of the first recovery login", stuck.tsih, TSIH)?;
+    q.drop_connection();
+    let mut r = next_peer(l, &p)?;
+    let again = r.login(&mut responder(2, 20, true))?;
+    check_reinstating_login(&first, &again, exp_stat_sn)?;
+    let itts = expect_reassigns(&mut r, &[(ca.itt, ca.cmd_sn, Serial(0))])?;
+    for itt in itts {
+        r.t.tmf_response(itt, w::TmfResponse::FunctionComplete);
+    }
+    r.t.scsi_response(ca.itt, 0, w::Residual::None, None);
+    r.flush()?;
+    r.serve_logout()?;
+    // Part 2: every replacement dies.
+    let mut p = l.accept()?;
+    login_at(&mut p, &mut responder(2, 20, true), 2)?;
+    let ca = p.expect_cmd()?;
+    p.t.ack_cmd(ca.cmd_sn);
+    p.ping_sync(0x55)?;
+    p.drop_connection();
+    let mut logins = 0u32;
+    while let Some(mut q) = l.accept_within(Duration::from_secs(3))? {
+        logins += 1;
+        if logins > 16 {
+            return Err("more than 16 reconnections: recovery is not bounded".into());
+        }
+        // Each is a connection recovery login (the session's TSIH).
+        let login = expect_login(&mut q)?;
+        check_eq("TSIH of a recovery login", login.tsih, TSIH)?;
+        q.drop_connection();
+    }
+    // `Recovery::max_attempts` (3) per failure, then the end.
+    check_eq("reconnections with every replacement dying", logins, 3)?;
+    Ok(logins)
+}
+
+/// Whether the session gave up after `Recovery::max_attempts` (3).
+fn gave_up(e: &ConnectionError) -> bool {
+    matches!(e, ConnectionError::RecoveryFailed { attempts: 3, .. })
+}
+
+/// The initiator's side of [`dies_during_recovery`] with driver `k` (with
+/// `iscsi-std` the session's events and TSIH are checked too).
+fn dies_initiator(k: Kind, portal: &str) -> Result<String, String> {
+    if k != Kind::Std {
+        let mut d = connect(k, portal, erl2_cfg())?;
+        let a = d.submit(tur())?;
+        let (o, _) = d.wait(a)?;
+        expect_good("TUR reassigned after the second drop", &o)?;
+        d.logout()?;
+        let mut d = connect(k, portal, erl2_cfg())?;
+        let a = d.submit(tur())?;
+        let ended = match d.wait(a) {
+            Err(DrvError::Connection(Some(e))) if gave_up(&e) => format!("{e:?}"),
+            other => return Err(format!("TUR with every replacement dying: {other:?}")),
+        };
+        let reason = d.closed_reason(STEP * 4)?;
+        if !reason.as_ref().is_some_and(gave_up) {
+            return Err(format!(
+                "close reason with every replacement dying: {reason:?}"
+            ));
+        }
+        return Ok(format!(
+            "TUR GOOD after the second drop; then task and session {ended}"
+        ));
+    }
+    let mut c = std_connect(portal, erl2_cfg())?;
+    let tsih = c.session().tsih();
+    let a = c.submit(tur()).map_err(|e| e.to_string())?;
+    let (o, _) = c.wait(a).map_err(|e| e.to_string())?;
+    expect_good("TUR reassigned after the second drop", &o)?;
+    check_eq("TSIH after recovery", c.session().tsih(), tsih)?;
+    let evs = c.take_events();
+    let attempts: Vec<u32> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Recovering { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    check_eq("recovery attempts", attempts, vec![1, 2])?;
+    check_eq(
+        "ConnectionRecovered (reassigned, retried)",
+        recovered(&evs),
+        vec![(1, 0)],
     )?;
-    ctx.note(format!(
-        "reconnections with every replacement dying: {}",
-        count.load(Ordering::SeqCst)
-    ));
-    Ok(())
+    c.logout().map_err(|e| e.to_string())?;
+    // Part 2.
+    let mut c = std_connect(portal, erl2_cfg())?;
+    let a = c.submit(tur()).map_err(|e| e.to_string())?;
+    let ended = match c.wait(a) {
+        Err(iscsi_std::Error::Closed(Some(e))) if gave_up(&e) => format!("{e:?}"),
+        other => return Err(format!("TUR with every replacement dying: {other:?}")),
+    };
+    let reason = crate::hostile::driver_under_test::std_closed_reason(&mut c, STEP * 4)?;
+    if !reason.as_ref().is_some_and(gave_up) {
+        return Err(format!(
+            "close reason with every replacement dying: {reason:?}"
+        ));
+    }
+    Ok(format!("second drop during the recovery login -> a third connection, same TSIH, TUR reassigned, GOOD once (attempts 1, 2); every replacement dropped -> task and session {ended}"))
 }
 
 // ---------------------------------------------------------------- MC/S
