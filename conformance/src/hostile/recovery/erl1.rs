@@ -411,31 +411,34 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
         ctx,
         true,
         |l| {
-            // Session 1: a Data SNACK rejected after the status.
-            let mut p = l.accept()?;
-            login_at(&mut p, &mut super::responder(1, 20, true), 1)?;
-            let c = p.expect_cmd()?;
-            p.t.ack_cmd(c.cmd_sn);
-            let h0 = data_in(&mut p, c.itt, 0, 0, false);
-            p.t.lose(h0, Bytes::from(vec![1u8; 512]));
-            let h1 = data_in(&mut p, c.itt, 1, 512, false);
-            p.t.send(h1, Bytes::from(vec![2u8; 512]));
-            let r = response(&mut p, c.itt, 0, 2);
-            p.t.send(r, Bytes::new());
-            p.flush()?;
-            let (s, spdu) = expect_snack(&mut p)?;
-            check_data_snack(&s, c.itt, 0)?;
-            p.t.reject_snack(&spdu);
-            p.flush()?;
-            let c2 = p.expect_cmd()?;
-            check_eq(
-                "next command's ExpStatSN (response and Reject acknowledged)",
-                c2.exp_stat_sn,
-                p.next_stat_sn(),
-            )?;
-            p.good(&c2)?;
-            p.serve_logout()?;
-            // Session 2: a Status SNACK rejected.
+            // Sessions 1 and 2: a Data SNACK rejected after the status,
+            // with "SNACK Reject" and with "Protocol Error".
+            for reason in REJECT_REASONS {
+                let mut p = l.accept()?;
+                login_at(&mut p, &mut super::responder(1, 20, true), 1)?;
+                let c = p.expect_cmd()?;
+                p.t.ack_cmd(c.cmd_sn);
+                let h0 = data_in(&mut p, c.itt, 0, 0, false);
+                p.t.lose(h0, Bytes::from(vec![1u8; 512]));
+                let h1 = data_in(&mut p, c.itt, 1, 512, false);
+                p.t.send(h1, Bytes::from(vec![2u8; 512]));
+                let r = response(&mut p, c.itt, 0, 2);
+                p.t.send(r, Bytes::new());
+                p.flush()?;
+                let (s, spdu) = expect_snack(&mut p)?;
+                check_data_snack(&s, c.itt, 0)?;
+                p.t.reject(reason, &spdu);
+                p.flush()?;
+                let c2 = p.expect_cmd()?;
+                check_eq(
+                    "next command's ExpStatSN (response and Reject acknowledged)",
+                    c2.exp_stat_sn,
+                    p.next_stat_sn(),
+                )?;
+                p.good(&c2)?;
+                p.serve_logout()?;
+            }
+            // Session 3: a Status SNACK rejected.
             let mut p = l.accept()?;
             login_at(&mut p, &mut super::responder(1, 20, true), 1)?;
             let ca = p.expect_cmd()?;
@@ -453,26 +456,29 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
             p.expect_closed()
         },
         |portal| {
-            let mut d = connect(Kind::Std, portal, ini_cfg(1, false, true))?;
-            let (o, _) = crate::hostile::run(d.as_mut(), read(1024))?;
-            let TaskOutcome::Scsi(res) = &o else {
-                return Err(format!("read after a rejected Data SNACK: {o:?}"));
-            };
-            check_eq("status (CHECK CONDITION)", res.status, 2)?;
-            let sense = res.sense.as_deref().unwrap_or_default();
-            let got = (
-                sense.get(2).map(|k| k & 0x0f),
-                sense.get(12).copied(),
-                sense.get(13).copied(),
-            );
-            check_eq(
-                "sense key, ASC, ASCQ (protocol service CRC error)",
-                got,
-                (Some(0x0b), Some(0x47), Some(0x05)),
-            )?;
-            let (o2, _) = crate::hostile::run(d.as_mut(), tur())?;
-            expect_good("next command", &o2)?;
-            d.logout()?;
+            for reason in REJECT_REASONS {
+                let at = format!("Data SNACK rejected {reason:?}");
+                let mut d = connect(Kind::Std, portal, ini_cfg(1, false, true))?;
+                let (o, _) = crate::hostile::run(d.as_mut(), read(1024))?;
+                let TaskOutcome::Scsi(res) = &o else {
+                    return Err(format!("{at}: read {o:?}"));
+                };
+                check_eq(&format!("{at}: status (CHECK CONDITION)"), res.status, 2)?;
+                let sense = res.sense.as_deref().unwrap_or_default();
+                let got = (
+                    sense.get(2).map(|k| k & 0x0f),
+                    sense.get(12).copied(),
+                    sense.get(13).copied(),
+                );
+                check_eq(
+                    &format!("{at}: sense key, ASC, ASCQ (protocol service CRC error)"),
+                    got,
+                    (Some(0x0b), Some(0x47), Some(0x05)),
+                )?;
+                let (o2, _) = crate::hostile::run(d.as_mut(), tur())?;
+                expect_good(&format!("{at}: next command"), &o2)?;
+                d.logout()?;
+            }
             let mut d = connect(Kind::Std, portal, ini_cfg(1, false, true))?;
             let a = d.submit(tur())?;
             let b = d.submit(tur())?;
@@ -492,10 +498,18 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
             }
             let (ob, _) = eb?;
             expect_good("second TUR", &ob)?;
-            Ok("Data SNACK rejected (0x03) after the status -> CHECK CONDITION 0x0b/0x47/0x05, no connection loss; Status SNACK rejected -> connection fails Protocol, its task ends with it".into())
+            Ok("Data SNACK rejected (0x03, and 0x04) after the status -> CHECK CONDITION 0x0b/0x47/0x05, no connection loss; Status SNACK rejected -> connection fails Protocol, its task ends with it".into())
         },
     )
 }
+
+/// The Reject reasons a Data SNACK is refused with: "SNACK Reject" (0x03,
+/// the one section 7.8 names) and "Protocol Error" (0x04, what a target
+/// may say of a SNACK it finds wrong, section 11.17.1): either way the
+/// target will not resend, the data is lost, and (ii) of section 7.8
+/// applies.
+const REJECT_REASONS: [w::RejectReason; 2] =
+    [w::RejectReason::SnackReject, w::RejectReason::ProtocolError];
 
 /// The ErrorRecoveryLevel 1 cells.
 pub(super) fn cells() -> Vec<Cell> {
