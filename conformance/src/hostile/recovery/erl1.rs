@@ -11,7 +11,7 @@ use crate::hostile::{
 };
 use crate::runner::{Cell, CellCtx};
 use bytes::Bytes;
-use iscsi_proto::error::ConnectionError;
+use iscsi_proto::error::{ConnectionError, TimerKind};
 use iscsi_proto::initiator::TaskOutcome;
 use iscsi_proto::testing::RESERVED;
 use iscsi_proto::wire::pdu as w;
@@ -374,6 +374,58 @@ fn data_ack_snack(ctx: &mut CellCtx) -> Result<(), String> {
     )
 }
 
+// ---------------------------------------------------------------- bound
+
+/// SNACK retries, through each driver's timer: RFC 7143 section 7.1.4.1
+/// (b) "Sequence reception timeout ... using the option of a SNACK"; an
+/// unanswered Data SNACK is sent again after `ErrorRecovery::snack_timeout`
+/// (100 ms here), identical, for `snack_retries` (2) rounds; after the
+/// last the connection is dropped with `TimedOut(Snack)` (the
+/// ErrorRecoveryLevel 0 path; no session recovery configured, so the
+/// task and the session end with it). Counts, not times, are asserted.
+fn snack_unanswered(ctx: &mut CellCtx) -> Result<(), String> {
+    per_driver(
+        ctx,
+        &Kind::ALL,
+        true,
+        |_, p, _| {
+            login_at(p, &mut super::responder(1, 20, true), 1)?;
+            let c = p.expect_cmd()?;
+            p.t.ack_cmd(c.cmd_sn);
+            let h0 = data_in(p, c.itt, 0, 0, false);
+            p.t.lose(h0, Bytes::from(vec![1u8; 512]));
+            let h1 = data_in(p, c.itt, 1, 512, false);
+            p.t.send(h1, Bytes::from(vec![2u8; 512]));
+            p.flush()?;
+            let (first, _) = expect_snack(p)?;
+            check_data_snack(&first, c.itt, 0)?;
+            for round in 1..=2 {
+                let (again, _) = expect_snack(p)?;
+                check_eq(&format!("SNACK resent (round {round})"), again, first)?;
+            }
+            p.expect_closed()
+        },
+        |k, portal, _| {
+            let mut cfg = ini_cfg(1, false, true);
+            cfg.error_recovery.snack_timeout = std::time::Duration::from_millis(100);
+            cfg.error_recovery.snack_retries = 2;
+            let mut d = connect(k, portal, cfg)?;
+            let t = d.submit(read(1024))?;
+            let want = ConnectionError::TimedOut(TimerKind::Snack);
+            match d.wait(t) {
+                Err(DrvError::Connection(Some(e))) if e == want => {}
+                other => return Err(format!("read with its SNACKs unanswered: {other:?}")),
+            }
+            check_eq(
+                "close reason",
+                d.closed_reason(crate::hostile::STEP)?,
+                Some(want),
+            )?;
+            Ok("SNACK unanswered -> sent 3 times in all (2 retries), then TimedOut(Snack), task and session closed".into())
+        },
+    )
+}
+
 // ---------------------------------------------------------------- R-Data SNACK
 
 /// RFC 7143 section 11.16 (RFC 3720 10.16): "If the initiator
@@ -521,6 +573,7 @@ pub(super) fn cells() -> Vec<Cell> {
         Cell::new(GR, "status-snack", status_snack),
         Cell::new(GR, "data-ack-snack", data_ack_snack),
         Cell::new(GR, "r-data-snack", r_data_snack),
+        Cell::new(GR, "snack-unanswered", snack_unanswered),
         Cell::new(GR, "snack-reject", snack_reject),
     ]
 }
