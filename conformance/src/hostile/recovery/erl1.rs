@@ -466,7 +466,7 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
             // Sessions 1 and 2: a Data SNACK rejected after the status,
             // with "SNACK Reject" and with "Protocol Error".
             for reason in REJECT_REASONS {
-                let mut p = l.accept()?;
+                let mut p = super::accept(&l)?;
                 login_at(&mut p, &mut super::responder(1, 20, true), 1)?;
                 let c = p.expect_cmd()?;
                 p.t.ack_cmd(c.cmd_sn);
@@ -491,7 +491,7 @@ fn snack_reject(ctx: &mut CellCtx) -> Result<(), String> {
                 p.serve_logout()?;
             }
             // Session 3: a Status SNACK rejected.
-            let mut p = l.accept()?;
+            let mut p = super::accept(&l)?;
             login_at(&mut p, &mut super::responder(1, 20, true), 1)?;
             let ca = p.expect_cmd()?;
             let cb = p.expect_cmd()?;

@@ -30,7 +30,7 @@ fn erl2_cfg() -> SessionConfig {
 /// A new connection of the same session: the scripted target carries its
 /// session-wide state (CmdSN window) and the connection's StatSN over.
 fn next_peer(l: &Listener, old: &Peer) -> Result<Peer, String> {
-    let mut q = l.accept()?;
+    let mut q = super::accept(l)?;
     q.t.stat_sn = old.t.stat_sn;
     q.t.exp_cmd_sn = old.t.exp_cmd_sn;
     q.t.max_cmd_sn = old.t.max_cmd_sn;
@@ -148,7 +148,7 @@ const REASSIGN_LEN: usize = 1024;
 /// The target's side of [`task_reassign`], for one driver.
 fn reassign_target(l: &Listener) -> Result<(), String> {
     let data = pattern(REASSIGN_LEN, 17);
-    let mut p = l.accept()?;
+    let mut p = super::accept(l)?;
     let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
     let ca = p.expect_cmd()?;
     let cb = p.expect_cmd()?;
@@ -247,7 +247,7 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
         true,
         |l| {
             // Part 1: the target answers the reassignment from nothing.
-            let mut p = l.accept()?;
+            let mut p = super::accept(&l)?;
             let first = login_at(&mut p, &mut responder(2, 1, true), 2)?;
             let ca = p.expect_cmd()?;
             let cb = p.expect_cmd()?;
@@ -277,7 +277,7 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
             q.good(&c3)?;
             q.serve_logout()?;
             // Part 2: the recovery login is never answered.
-            let mut p = l.accept()?;
+            let mut p = super::accept(&l)?;
             let first = login_at(&mut p, &mut responder(2, 1, true), 2)?;
             let ca = p.expect_cmd()?;
             let cb = p.expect_cmd()?;
@@ -289,7 +289,7 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
             check_eq("TSIH of the recovery login", stuck.tsih, TSIH)?;
             // Bounded by Time2Wait + Time2Retain (1 s) at the initiator.
             q.expect_closed_within(STEP)?;
-            let mut r = l.accept()?;
+            let mut r = super::accept(&l)?;
             let mut fresh = responder(2, 1, true);
             fresh.tsih = TSIH + 1;
             let re = login_at(&mut r, &mut fresh, 2)?;
@@ -409,7 +409,7 @@ fn dies_during_recovery(ctx: &mut CellCtx) -> Result<(), String> {
 /// The target's side of [`dies_during_recovery`] for one driver: the
 /// number of recovery logins of part 2.
 fn dies_target(l: &Listener) -> Result<u32, String> {
-    let mut p = l.accept()?;
+    let mut p = super::accept(l)?;
     let first = login_at(&mut p, &mut responder(2, 20, true), 2)?;
     let ca = p.expect_cmd()?;
     p.t.ack_cmd(ca.cmd_sn);
@@ -431,14 +431,14 @@ fn dies_target(l: &Listener) -> Result<u32, String> {
     r.flush()?;
     r.serve_logout()?;
     // Part 2: every replacement dies.
-    let mut p = l.accept()?;
+    let mut p = super::accept(l)?;
     login_at(&mut p, &mut responder(2, 20, true), 2)?;
     let ca = p.expect_cmd()?;
     p.t.ack_cmd(ca.cmd_sn);
     p.ping_sync(0x55)?;
     p.drop_connection();
     let mut logins = 0u32;
-    while let Some(mut q) = l.accept_within(Duration::from_secs(3))? {
+    while let Some(mut q) = l.accept_within(Duration::from_secs(5))? {
         logins += 1;
         if logins > 16 {
             return Err("more than 16 reconnections: recovery is not bounded".into());
@@ -537,7 +537,7 @@ fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
         ctx,
         true,
         |l| {
-            let mut p = l.accept()?;
+            let mut p = super::accept(&l)?;
             let mut r = responder_mcs(2, 20, true, 2);
             let first = login_at(&mut p, &mut r, 2)?;
             check_eq(
@@ -545,7 +545,7 @@ fn task_reassign_mcs(ctx: &mut CellCtx) -> Result<(), String> {
                 r.negotiated.as_ref().map(|n| n.max_connections),
                 Some(2),
             )?;
-            let mut q = l.accept()?;
+            let mut q = super::accept(&l)?;
             let second = q.login(&mut responder_mcs(2, 20, true, 2))?;
             check_eq("TSIH of the added connection (13.2)", second.tsih, TSIH)?;
             check_eq("ISID of the added connection", second.isid, first.isid)?;

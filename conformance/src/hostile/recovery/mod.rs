@@ -32,7 +32,7 @@
 mod erl1;
 mod erl2;
 
-use super::{cfg, Peer};
+use super::{cfg, Listener, Peer};
 use crate::runner::Cell;
 use iscsi_proto::initiator::SessionConfig;
 use iscsi_proto::login::negotiation::{DigestType, OperationalParams, TargetConfig};
@@ -190,11 +190,22 @@ fn response(p: &mut Peer, itt: u32, status: u8, exp_data_sn: u32) -> w::ScsiResp
     }
 }
 
+/// How long a script waits for the initiator's next connection: the
+/// initiator connects only once the tshark capture has started, which on
+/// a loaded machine takes longer than [`super::STEP`].
+const ACCEPT: Duration = Duration::from_secs(30);
+
+/// The initiator's next connection, within [`ACCEPT`].
+fn accept(l: &Listener) -> Result<Peer, String> {
+    l.accept_within(ACCEPT)?
+        .ok_or_else(|| format!("no connection on port {} within {ACCEPT:?}", l.port()))
+}
+
 /// The cells of the `recovery` group.
 pub fn cells() -> Vec<Cell> {
     let mut v = erl1::cells();
     v.extend(erl2::cells());
     v.into_iter()
-        .map(|c| c.with_timeout(Duration::from_secs(60)))
+        .map(|c| c.with_timeout(Duration::from_secs(120)))
         .collect()
 }
