@@ -240,7 +240,10 @@ fn reassign_initiator(k: Kind, portal: &str) -> Result<String, String> {
 /// Time2Retain (0 + 1 s): the initiator gives up connection recovery
 /// (`TimedOut(Retain)`) and reinstates the session (TSIH 0, 6.3.5); the
 /// TUR that may have run (`Reissue::Never`) fails `OutcomeUnknown`, the
-/// read is reissued and completes.
+/// read is reissued and completes. Part 3: DefaultTime2Retain 0 ("the
+/// connection/task state is immediately discarded by the target", 13.16):
+/// no reassignment is possible, the initiator goes straight to session
+/// reinstatement with the same outcomes.
 fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
     scenario(
         ctx,
@@ -302,6 +305,31 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
             let h = data_in(&mut r, again.itt, 0, 0, true);
             r.t.send(h, Bytes::from(pattern(512, 19)));
             r.flush()?;
+            r.serve_logout()?;
+            // Part 3: DefaultTime2Retain 0, the tasks are gone at once.
+            let mut p = super::accept(&l)?;
+            let first = login_at(&mut p, &mut responder(2, 0, true), 2)?;
+            p.expect_cmd()?;
+            let cb = p.expect_cmd()?;
+            p.t.ack_cmd(cb.cmd_sn);
+            p.ping_sync(0x56)?;
+            p.drop_connection();
+            let mut r = super::accept(&l)?;
+            let mut fresh = responder(2, 0, true);
+            fresh.tsih = TSIH + 2;
+            let re = login_at(&mut r, &mut fresh, 2)?;
+            check_eq("ISID after a drop at Time2Retain 0", re.isid, first.isid)?;
+            check_eq(
+                "TSIH after a drop at Time2Retain 0 (reinstatement, no reassignment)",
+                re.tsih,
+                0,
+            )?;
+            let again = r.expect_cmd()?;
+            check_eq("reissued command (the read)", again.itt, cb.itt)?;
+            r.t.ack_cmd(again.cmd_sn);
+            let h = data_in(&mut r, again.itt, 0, 0, true);
+            r.t.send(h, Bytes::from(pattern(512, 29)));
+            r.flush()?;
             r.serve_logout().map(drop)
         },
         |portal| {
@@ -361,7 +389,28 @@ fn time2retain(ctx: &mut CellCtx) -> Result<(), String> {
                 return Err(format!("no Recovering(TimedOut(Retain)) event: {evs:?}"));
             }
             c.logout().map_err(|e| e.to_string())?;
-            Ok("TASK REASSIGN answered 'task does not exist' / 'function rejected' -> both tasks OutcomeUnknown once, not resent, session (same TSIH) goes on; recovery login unanswered past Time2Retain (1 s) -> TimedOut(Retain), reinstatement (TSIH 0), TUR OutcomeUnknown, read reissued GOOD".into())
+            // Part 3.
+            let mut c = std_connect(portal, erl2_cfg())?;
+            check_eq(
+                "DefaultTime2Retain negotiated",
+                c.session().negotiated().map(|n| n.default_time2retain),
+                Some(0),
+            )?;
+            let a = c
+                .submit(tur().with_reissue(Reissue::Never))
+                .map_err(|e| e.to_string())?;
+            let b = c.submit(read(512)).map_err(|e| e.to_string())?;
+            match c.wait(a) {
+                Ok((TaskOutcome::Failed(TaskError::OutcomeUnknown), _))
+                | Err(iscsi_std::Error::Task(TaskError::OutcomeUnknown)) => {}
+                other => return Err(format!("TUR at Time2Retain 0: {other:?}")),
+            }
+            let (ob, got) = c.wait(b).map_err(|e| e.to_string())?;
+            expect_good("read reissued at Time2Retain 0", &ob)?;
+            check_eq("read data", got.as_ref(), pattern(512, 29).as_slice())?;
+            check_eq("new TSIH", c.session().tsih(), TSIH + 2)?;
+            c.logout().map_err(|e| e.to_string())?;
+            Ok("TASK REASSIGN answered 'task does not exist' / 'function rejected' -> both tasks OutcomeUnknown once, not resent, session (same TSIH) goes on; recovery login unanswered past Time2Retain (1 s) -> TimedOut(Retain), reinstatement (TSIH 0), TUR OutcomeUnknown, read reissued GOOD; DefaultTime2Retain 0 -> straight to reinstatement, same outcomes".into())
         },
     )
 }
