@@ -9,7 +9,7 @@ use conformance::runner::{run, RunOptions};
 fn every_recovery_scenario_passes_without_capture() {
     hostile::set_capture(false);
     let cells = hostile::recovery::cells();
-    assert_eq!(cells.len(), 13, "one cell per scenario");
+    assert_eq!(cells.len(), 14, "one cell per scenario");
     let opts = RunOptions {
         filter: None,
         out_dir: std::env::temp_dir().join(format!("recovery-test-{}", std::process::id())),
@@ -22,6 +22,6 @@ fn every_recovery_scenario_passes_without_capture() {
         .filter(|r| !r.passed)
         .map(|r| format!("{}: {}", r.name, r.message))
         .collect();
-    assert_eq!(results.len(), 13);
+    assert_eq!(results.len(), 14);
     assert!(failed.is_empty(), "failed cells:\n{}", failed.join("\n"));
 }

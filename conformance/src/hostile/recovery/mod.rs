@@ -19,15 +19,18 @@
 //! | `data-ack-snack` | std | A bit on a Data-In without status (TTT 0x4242, the command's LUN) -> SNACK Type 2, ITT 0xffffffff, TTT 0x4242, LUN copied, BegRun = next DataSN (1), RunLength 0 (11.16.3-11.16.7) |
 //! | `r-data-snack` | - | SNACK Type 3 after a MaxRecvDataSegmentLength change: the initiator cannot renegotiate it in full feature phase, so it never sends one. Passes with a note saying so; fails with `RECOVERY_STRICT=1` |
 //! | `snack-unanswered` | std, mio, smol, tokio | a Data SNACK never answered (`snack_timeout` 100 ms, `snack_retries` 2): the same SNACK twice more, then the connection dropped, task and session `TimedOut(Snack)` (7.1.4.1 b); through each driver's timer |
+//! | `last-data-in-lost` | std | the last Data-In (status in it) lost, nothing after it: within 3 s (`snack_timeout` 100 ms) a Data SNACK BegRun 1 or a Status SNACK for its StatSN is expected (7.1.4.1 b). The initiator sends none (known bug 4, docs/STATUS.md): a pass noted "KNOWN BUG" unless `RECOVERY_STRICT=1`; then a NOP-In reveals the StatSN gap and the read must end GOOD with its data (7.9) |
 //! | `snack-reject` | std | a Data SNACK answered with Reject reason 0x03 "SNACK Reject" (11.17.1), and in a second session with 0x04 "Protocol Error", after the status was sent -> the read ends once with CHECK CONDITION, sense key 0x0b, ASC/ASCQ 0x47/0x05 "protocol service CRC error" (7.8 ii); no connection loss, the held status is acknowledged by the next command's ExpStatSN. A rejected Status SNACK -> the connection fails (`Protocol`), the task ends once |
 //! | `task-reassign` | std, mio, smol, tokio | ERL 2, a read (one Data-In received) and a TUR outstanding, the connection dropped -> a new connection logs in with the same ISID, TSIH and CID and the old connection's ExpStatSN, then TASK REASSIGN (immediate) for each task with its RefCmdSN, ExpDataSN 1 for the read, 0 for the TUR; no command sent again; both complete once, read data intact (with `iscsi-std` also `ConnectionRecovered { reassigned: 2, retried: 0 }` and the TSIH) |
 //! | `task-reassign-mcs` | std | ERL 2, MaxConnections 2 (the driver opens the second connection), a TUR on each; the added connection dropped -> Logout Request reason 2 "remove the connection for recovery" with the failed CID on the first connection (11.14.1), then TASK REASSIGN there (I, RefCmdSN, ExpDataSN 0); no command sent again, both GOOD once, TSIH kept |
 //! | `time2retain-expiry` | std | ERL 2, DefaultTime2Retain 1; after the drop the target no longer has the tasks: TASK REASSIGN answered "Task does not exist" (read) and "Function rejected" (TUR) -> both fail `OutcomeUnknown` exactly once (they were acknowledged: may have run), neither is sent again, the session (same TSIH) carries a new command. Part 2: the recovery login left unanswered past Time2Wait + Time2Retain (0 + 1 s) -> `TimedOut(Retain)`, session reinstatement (TSIH 0), the TUR (`Reissue::Never`) `OutcomeUnknown`, the read reissued and GOOD. Part 3: DefaultTime2Retain 0 negotiated -> straight to reinstatement (TSIH 0), same outcomes |
 //! | `dies-during-recovery` | std, mio, smol, tokio | ERL 2; the connection is dropped, then the replacement is dropped after its Login Request -> a third connection logs in with the same TSIH and reassigns the TUR, which completes once. With every replacement dropped: exactly `Recovery::max_attempts` (3) recovery logins (each with the session's TSIH), then the task and the session end `RecoveryFailed { attempts: 3 }` |
 //!
-//! What the initiator does not implement yet is reported, not failed:
-//! such a cell passes with a note beginning "SKIPPED" unless
-//! `RECOVERY_STRICT=1` is set, in which case it fails with the reason.
+//! What the initiator does not implement yet, or gets wrong in a way
+//! already known, is reported, not failed: such a cell passes with a note
+//! beginning "SKIPPED" or "KNOWN BUG" unless `RECOVERY_STRICT=1` is set,
+//! in which case it fails with the reason. The rest of such a cell (what
+//! is implemented) is asserted either way.
 
 mod erl1;
 mod erl2;
