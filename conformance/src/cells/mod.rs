@@ -37,6 +37,7 @@ pub fn default_cells() -> Vec<Cell> {
     v.extend(drivers::cells());
     v.extend(idle_keepalive::cells());
     v.extend(crate::hostile::cells());
+    v.extend(crate::hostile::recovery::cells());
     v.extend(matrix::cells());
     v.extend(mcs::cells());
     v

@@ -20,6 +20,7 @@ mod coalesce;
 mod driver_under_test;
 mod faults;
 mod flow;
+pub mod recovery;
 mod session;
 mod target;
 mod tool;
