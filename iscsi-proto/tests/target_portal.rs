@@ -647,7 +647,7 @@ proptest::proptest! {
                     p.remove(h);
                 }
                 Step::Advance(ms) => {
-                    now = now + std::time::Duration::from_millis(ms);
+                    now += std::time::Duration::from_millis(ms);
                     p.handle_timeout(now);
                 }
                 _ => {}
