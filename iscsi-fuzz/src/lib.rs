@@ -17,6 +17,50 @@
 //! This is a driver-level tool, not the sans-IO core: it uses blocking
 //! std sockets with deadlines, reads the clock and draws seeded
 //! pseudo-random numbers ([`rng`]).
+//!
+//! # Example
+//!
+//! Cases are a pure function of their seed ([`generate`]), so a finding
+//! replays from its seed alone:
+//!
+//! ```
+//! use iscsi_fuzz::{generate, Phase, PhaseFilter};
+//!
+//! let case = generate(7, PhaseFilter::Login);
+//! assert!(case.phase.is_login());
+//! assert_eq!(case, generate(7, PhaseFilter::Login));
+//! let mutated = case.steps.iter().filter(|s| s.mutation().is_some()).count();
+//! println!("seed 7 aims at {:?} with {} steps, {mutated} mutated", case.phase, case.steps.len());
+//! # let _ = Phase::ALL;
+//! ```
+//!
+//! Against a live target (here one on 127.0.0.1:3260): one case and its
+//! oracle, then a short campaign on two threads:
+//!
+//! ```no_run
+//! use iscsi_fuzz::{generate, run_case, run_campaign, CampaignConfig, Limits, PhaseFilter, TargetSpec};
+//!
+//! let spec = TargetSpec::new("127.0.0.1:3260", "iqn.2026-01.example:disk");
+//! let result = run_case(&spec, &generate(1, PhaseFilter::Ffp), Limits::default());
+//! if let Some(f) = &result.finding {
+//!     println!("finding: {f:?}");
+//! }
+//! let summary = run_campaign(&CampaignConfig {
+//!     target: spec,
+//!     seed: 1,
+//!     cases: Some(100),
+//!     duration: None,
+//!     phases: PhaseFilter::All,
+//!     jobs: 2,
+//!     limits: Limits::default(),
+//!     out: None,
+//!     restart: None,
+//!     progress: false,
+//!     max_per_signature: 3,
+//! });
+//! println!("{}", summary.text());
+//! assert_eq!(summary.crashes_and_hangs(), 0);
+//! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),

@@ -16,6 +16,14 @@ use crate::NexusId;
 const MAX_UA_PER_NEXUS: usize = 8;
 
 /// Identity and limits of a [`LogicalUnit`].
+///
+/// Build it from [`LuConfig::default`] with the `with_*` methods:
+///
+/// ```
+/// use iscsi_lun::LuConfig;
+/// let cfg = LuConfig::default().with_serial("42".into()).with_read_only(true);
+/// assert!(cfg.read_only);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuConfig {
     /// T10 VENDOR IDENTIFICATION (8 ASCII characters, space padded).
@@ -53,6 +61,41 @@ pub struct LuConfig {
     pub write_cache: bool,
     /// RELATIVE TARGET PORT IDENTIFIER reported in VPD page 0x83.
     pub relative_port: u16,
+}
+
+impl LuConfig {
+    crate::util::with_fields! {
+        /// Sets [`vendor`](Self::vendor).
+        with_vendor: vendor: String,
+        /// Sets [`product`](Self::product).
+        with_product: product: String,
+        /// Sets [`revision`](Self::revision).
+        with_revision: revision: String,
+        /// Sets [`serial`](Self::serial).
+        with_serial: serial: String,
+        /// Sets [`naa`](Self::naa).
+        with_naa: naa: Option<u64>,
+        /// Sets [`read_only`](Self::read_only).
+        with_read_only: read_only: bool,
+        /// Sets [`luns`](Self::luns).
+        with_luns: luns: Vec<Lun>,
+        /// Sets [`max_transfer_blocks`](Self::max_transfer_blocks).
+        with_max_transfer_blocks: max_transfer_blocks: u32,
+        /// Sets [`max_write_same_blocks`](Self::max_write_same_blocks).
+        with_max_write_same_blocks: max_write_same_blocks: u32,
+        /// Sets [`max_unmap_blocks`](Self::max_unmap_blocks).
+        with_max_unmap_blocks: max_unmap_blocks: u32,
+        /// Sets [`max_unmap_descriptors`](Self::max_unmap_descriptors).
+        with_max_unmap_descriptors: max_unmap_descriptors: u32,
+        /// Sets [`max_compare_and_write_blocks`](Self::max_compare_and_write_blocks).
+        with_max_compare_and_write_blocks: max_compare_and_write_blocks: u8,
+        /// Sets [`thin_provisioning`](Self::thin_provisioning).
+        with_thin_provisioning: thin_provisioning: bool,
+        /// Sets [`write_cache`](Self::write_cache).
+        with_write_cache: write_cache: bool,
+        /// Sets [`relative_port`](Self::relative_port).
+        with_relative_port: relative_port: u16,
+    }
 }
 
 impl Default for LuConfig {

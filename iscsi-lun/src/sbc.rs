@@ -101,6 +101,20 @@ impl LogicalUnit {
         Ok(())
     }
 
+    /// `len` bytes of the medium at byte offset `at`, in a vector the
+    /// device fills without a zero-fill first (`BlockDevice::read_append`;
+    /// allocated with exactly `len` capacity so `Bytes::from` keeps it).
+    fn read_vec(&self, at: u64, len: usize) -> Result<Vec<u8>, Fail> {
+        let mut v = Vec::new();
+        if len == 0 {
+            return Ok(v);
+        }
+        v.try_reserve_exact(len)
+            .map_err(|_| read_err(std::io::ErrorKind::OutOfMemory.into()))?;
+        self.dev.read_append(at, len, &mut v).map_err(read_err)?;
+        Ok(v)
+    }
+
     /// READ (6/10/12/16), SBC-3 5.10-5.13.
     pub(crate) fn read(&mut self, c: &[u8]) -> Result<Vec<u8>, Fail> {
         let (lba, n) = rw_fields(c);
@@ -111,13 +125,7 @@ impl LogicalUnit {
         }
         self.check_transfer(c, n)?;
         self.check_range(lba, n)?;
-        let mut v = vec![0u8; self.bytes(n)?];
-        if !v.is_empty() {
-            self.dev
-                .read_at(self.offset(lba), &mut v)
-                .map_err(read_err)?;
-        }
-        Ok(v)
+        self.read_vec(self.offset(lba), self.bytes(n)?)
     }
 
     /// WRITE (6/10/12/16) and WRITE AND VERIFY (10/12/16), SBC-3 5.31-5.37.
@@ -161,8 +169,7 @@ impl LogicalUnit {
         if verify {
             // WRITE AND VERIFY: read back and compare (BYTCHK or medium
             // verification; both reduce to this here).
-            let mut back = vec![0u8; data.len()];
-            self.dev.read_at(at, &mut back).map_err(read_err)?;
+            let back = self.read_vec(at, data.len())?;
             if let Some(off) = first_diff(&back, data) {
                 return Err(miscompare(off as u64));
             }
@@ -198,10 +205,7 @@ impl LogicalUnit {
         } else {
             self.take(data_out, bs, c)?
         };
-        let mut cur = vec![0u8; self.bytes(n)?];
-        self.dev
-            .read_at(self.offset(lba), &mut cur)
-            .map_err(read_err)?;
+        let cur = self.read_vec(self.offset(lba), self.bytes(n)?)?;
         // SBC-3 5.27: on a miscompare "the sense key set to MISCOMPARE and
         // the additional sense code set to MISCOMPARE DURING VERIFY
         // OPERATION"; INFORMATION is the offset of the first differing byte.
@@ -371,8 +375,7 @@ impl LogicalUnit {
         }
         let (verify, write) = data_out.split_at(half);
         let at = self.offset(lba);
-        let mut cur = vec![0u8; half];
-        self.dev.read_at(at, &mut cur).map_err(read_err)?;
+        let cur = self.read_vec(at, half)?;
         // SBC-3 5.2: on a mismatch "the device server shall not write" and
         // reports MISCOMPARE with INFORMATION = offset of the first byte
         // that differs in the verify data.
@@ -448,10 +451,7 @@ impl LogicalUnit {
             let scan = (self.num_blocks - lba)
                 .min((1 << 20) / bs.max(1) as u64)
                 .max(1);
-            let mut buf = vec![0u8; self.bytes(scan)?];
-            self.dev
-                .read_at(self.offset(lba), &mut buf)
-                .map_err(read_err)?;
+            let buf = self.read_vec(self.offset(lba), self.bytes(scan)?)?;
             for (i, blk) in buf.chunks(bs.max(1)).enumerate() {
                 let status = u8::from(blk.iter().all(|&b| b == 0));
                 match runs.last_mut() {

@@ -47,7 +47,20 @@ pub enum LunSpec {
 
 /// Everything a [`Target`] (and a driver serving it) needs. Its `Debug`
 /// output shows the CHAP user names but never the secrets.
+///
+/// `#[non_exhaustive]`: build it with [`TargetConfig::new`] and the
+/// `with_*` methods (or assign fields of a value you have):
+///
+/// ```
+/// use iscsi_lun::{LunSpec, TargetConfig};
+/// let cfg = TargetConfig::new("127.0.0.1:3260".parse().unwrap(), "iqn.2026-01.example:disk")
+///     .with_luns(vec![LunSpec::Ram(64 << 20)])
+///     .with_block_size(4096)
+///     .with_log(false);
+/// assert_eq!(cfg.block_size, 4096);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct TargetConfig {
     /// The portal to listen on (for the driver; port 0 picks a free port).
     pub listen: SocketAddr,
@@ -116,6 +129,37 @@ impl TargetConfig {
             retention_budget: 4 << 20,
             log: true,
         }
+    }
+
+    crate::util::with_fields! {
+        /// Sets [`listen`](Self::listen).
+        with_listen: listen: SocketAddr,
+        /// Sets [`target_name`](Self::target_name).
+        with_target_name: target_name: String,
+        /// Sets [`target_alias`](Self::target_alias).
+        with_target_alias: target_alias: Option<String>,
+        /// Sets [`luns`](Self::luns).
+        with_luns: luns: Vec<LunSpec>,
+        /// Sets [`block_size`](Self::block_size).
+        with_block_size: block_size: u32,
+        /// Sets [`chap`](Self::chap).
+        with_chap: chap: Option<(String, String)>,
+        /// Sets [`mutual_chap`](Self::mutual_chap).
+        with_mutual_chap: mutual_chap: Option<(String, String)>,
+        /// Sets [`nop_interval`](Self::nop_interval).
+        with_nop_interval: nop_interval: Option<Duration>,
+        /// Sets [`nop_timeout`](Self::nop_timeout).
+        with_nop_timeout: nop_timeout: Duration,
+        /// Sets [`params`](Self::params).
+        with_params: params: OperationalParams,
+        /// Sets [`cmd_window`](Self::cmd_window).
+        with_cmd_window: cmd_window: u32,
+        /// Sets [`max_connections`](Self::max_connections).
+        with_max_connections: max_connections: usize,
+        /// Sets [`retention_budget`](Self::retention_budget).
+        with_retention_budget: retention_budget: usize,
+        /// Sets [`log`](Self::log).
+        with_log: log: bool,
     }
 
     /// The session configuration every connection starts from.

@@ -90,3 +90,19 @@ pub(crate) fn rw_fields(c: &[u8]) -> (u64, u64) {
         _ => (be(c, 2, 8), be(c, 10, 4)),
     }
 }
+
+/// `with_*` builder methods of the public config structs: each sets one
+/// field and returns the value.
+macro_rules! with_fields {
+    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use with_fields;

@@ -59,10 +59,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A connection whose receive buffer is empty at the end of a drive
 /// keeps it only up to this capacity: an idle connection holds little.
 const RX_KEEP: usize = 4 * 1024;
-/// Longest a timer armed by input may wait to be noticed: the portal's
-/// `poll_timeout` walks every session, so the loop asks it at most this
-/// often while connections are busy (iSCSI timers are in seconds).
-const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
 /// Transmits taken from a session ahead of the socket; the rest stay in
 /// the session's queue, whose high-water mark throttles decoding.
 const MAX_PENDING_TRANSMITS: usize = 64;
@@ -120,12 +116,6 @@ pub struct Server {
     /// Every socket read lands here first (zero-filled once, at bind),
     /// then only the bytes read are appended to the connection's `rx`.
     scratch: Vec<u8>,
-    /// The portal's earliest deadline as last asked, and whether input or
-    /// an accept since then may have armed an earlier one.
-    deadline: Option<Instant>,
-    deadline_stale: bool,
-    /// When `deadline` may next be recomputed while stale.
-    deadline_check: Instant,
     log: bool,
 }
 
@@ -151,9 +141,6 @@ impl Server {
             conns: Vec::new(),
             rx_cap: target.portal().max_pdu_len().saturating_add(READ_CHUNK),
             scratch: vec![0; READ_CHUNK],
-            deadline: None,
-            deadline_stale: true,
-            deadline_check: clock_now(),
             target,
             log: config.log,
         })
@@ -186,14 +173,10 @@ impl Server {
     pub fn run(&mut self) -> Result<(), TargetError> {
         let mut events = Events::with_capacity(256);
         while !self.shutdown.is_shutdown() {
+            // The portal keeps its sessions' deadlines ordered: asking
+            // it on every wake-up costs O(log sessions).
             let now = clock_now();
-            self.refresh_deadline(now);
-            let wake = match (self.deadline, self.deadline_stale) {
-                (d, false) => d,
-                // Input may have armed an earlier timer: look again soon.
-                (Some(d), true) => Some(d.min(self.deadline_check)),
-                (None, true) => Some(self.deadline_check),
-            };
+            let wake = self.target.portal().poll_timeout();
             let timeout = wake.map(|d| d.saturating_duration_since(now));
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -213,14 +196,15 @@ impl Server {
                     self.drive(idx);
                 }
             }
-            // The portal walks every session for due timers: only when
-            // one is due (O(sessions) per deadline, not per wake-up).
+            // Only the due sessions are visited (the portal's index).
             let now = clock_now();
-            self.refresh_deadline(now);
-            if self.deadline.is_some_and(|d| d <= now) {
+            if self
+                .target
+                .portal()
+                .poll_timeout()
+                .is_some_and(|d| d <= now)
+            {
                 self.target.handle_timeout(now);
-                (self.deadline_stale, self.deadline_check) = (true, now);
-                self.refresh_deadline(now);
             }
             while let Some(h) = self.target.portal_mut().poll_touched() {
                 self.drive(h.index());
@@ -228,16 +212,6 @@ impl Server {
         }
         self.close_all();
         Ok(())
-    }
-
-    /// Asks the portal for its earliest deadline when input may have
-    /// moved it and the last look is at least [`TIMER_SLACK`] old.
-    fn refresh_deadline(&mut self, now: Instant) {
-        if self.deadline_stale && now >= self.deadline_check {
-            self.deadline = self.target.portal().poll_timeout();
-            self.deadline_stale = false;
-            self.deadline_check = now + TIMER_SLACK;
-        }
     }
 
     /// Accepts every waiting connection and hands it to the target.
@@ -262,7 +236,6 @@ impl Server {
             let Some(handle) = self.target.accept(clock_now(), local, Some(peer)) else {
                 continue;
             };
-            self.deadline_stale = true;
             let (idx, registry) = (handle.index(), self.poll.registry());
             // Both interests for good: with edge triggering, WRITABLE only
             // fires again after a write met a full socket buffer.
@@ -299,7 +272,6 @@ impl Server {
             return;
         };
         let (now, h) = (clock_now(), c.handle);
-        self.deadline_stale = true;
         loop {
             let open = !self.target.portal().is_closed(h);
             let mut progress = c.readable && !c.eof && open && c.rx.len() < self.rx_cap && {

@@ -554,3 +554,127 @@ fn max_pdu_len_covers_the_largest_pdu() {
     let mrdsl = OperationalParams::default().max_recv_data_segment_length as usize;
     assert_eq!(p.max_pdu_len(), mrdsl.max(8192) + 48 + 1020 + 4 + 3 + 4);
 }
+
+/// One step of the deadline model below.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Accept a connection and log in (ISID from the number).
+    Login(u16),
+    /// A READ on connection i (modulo the handles).
+    Read(usize),
+    /// The application answers every command reported so far.
+    CompleteAll,
+    /// A task management LOGICAL UNIT RESET on connection i.
+    Reset(usize),
+    /// The peer closed connection i.
+    Closed(usize),
+    /// The driver removed connection i.
+    Remove(usize),
+    /// Time passes (milliseconds), then `handle_timeout`.
+    Advance(u64),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u16..6).prop_map(Step::Login),
+        (0usize..8).prop_map(Step::Read),
+        Just(Step::CompleteAll),
+        (0usize..8).prop_map(Step::Reset),
+        (0usize..8).prop_map(Step::Closed),
+        (0usize..8).prop_map(Step::Remove),
+        (0u64..4000).prop_map(Step::Advance),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// The portal's `poll_timeout` (an ordered deadline index, issue 17)
+    /// is exactly the minimum of its sessions' `Session::poll_timeout`
+    /// after every input, action and timeout, for random sequences; a
+    /// model: the sessions are reached through every handle ever accepted.
+    /// The sessions ping (RFC 7143 section 11.19, NOP-In) so their
+    /// deadlines move with every PDU received and every timeout.
+    #[test]
+    fn poll_timeout_is_the_minimum_over_the_sessions(
+        steps in proptest::collection::vec(step(), 1..60)
+    ) {
+        let mut s = SessionConfig::new(TARGET);
+        s.params = OperationalParams::default();
+        s.targets[0].luns = vec![0, 1 << 48];
+        s.nop = Some(iscsi_proto::target::NopConfig {
+            interval: std::time::Duration::from_millis(1500),
+            timeout: std::time::Duration::from_millis(1000),
+        });
+        let mut cfg = PortalConfig::new(s);
+        cfg.max_connections = 64;
+        let mut p = Portal::new(cfg, 11).unwrap();
+        let mut now = Instant::ZERO;
+        let mut inis: Vec<Ini> = Vec::new();
+        let mut pending: Vec<(ConnectionHandle, TaskId)> = Vec::new();
+        for st in steps {
+            match st {
+                Step::Login(d) => {
+                    let (ini, _) = Ini::login(&mut p, now, INITIATOR, isid(d), 0);
+                    inis.push(ini);
+                }
+                Step::Read(i) if !inis.is_empty() => {
+                    let n = inis.len();
+                    let ini = &mut inis[i % n];
+                    if !p.is_closed(ini.h) {
+                        ini.read(&mut p, now, 0);
+                    }
+                }
+                Step::Reset(i) if !inis.is_empty() => {
+                    let n = inis.len();
+                    let ini = &mut inis[i % n];
+                    if !p.is_closed(ini.h) {
+                        ini.tmf(&mut p, now, TmfFunction::LogicalUnitReset, 0);
+                    }
+                }
+                Step::CompleteAll => {
+                    for (h, task) in pending.drain(..) {
+                        let _ = p.complete(h, task, ScsiStatus::Good, None, Bytes::from_static(&[0; 512]));
+                    }
+                }
+                Step::Closed(i) if !inis.is_empty() => {
+                    let h = inis[i % inis.len()].h;
+                    p.handle_closed(h, now);
+                }
+                Step::Remove(i) if !inis.is_empty() => {
+                    let h = inis[i % inis.len()].h;
+                    p.remove(h);
+                }
+                Step::Advance(ms) => {
+                    now += std::time::Duration::from_millis(ms);
+                    p.handle_timeout(now);
+                }
+                _ => {}
+            }
+            for e in events(&mut p) {
+                match e {
+                    PortalEvent::Command { connection, request, .. } => {
+                        pending.push((connection, request.task));
+                    }
+                    PortalEvent::TaskAborted { connection, task } => {
+                        pending.retain(|&(h, t)| (h, t) != (connection, task));
+                        let _ = p.abort_acknowledged(connection, task);
+                    }
+                    _ => {}
+                }
+            }
+            // Drain what every connection has to send (the driver's job);
+            // transmits may arm or move timers too.
+            for ini in inis.iter_mut() {
+                let _ = ini.recv(&mut p, now);
+            }
+            while p.poll_touched().is_some() {}
+            let model = inis
+                .iter()
+                .filter_map(|ini| p.session(ini.h).and_then(|s| s.poll_timeout()))
+                .min();
+            proptest::prop_assert_eq!(p.poll_timeout(), model);
+        }
+    }
+}

@@ -7,6 +7,21 @@ use core::time::Duration;
 use crate::login::chap::ChapAlgorithm;
 use crate::login::{ChapCredentials, OperationalParams};
 
+/// `with_*` builder methods: each sets one field and returns the value.
+macro_rules! with_fields {
+    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use with_fields;
+
 /// One target node served on this portal (RFC 7143 section 4.2.7: an iSCSI
 /// name identifies the target).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +99,19 @@ pub struct NopConfig {
 /// Everything a target session needs. The core draws no randomness: the
 /// CHAP identifiers and challenges, the initial StatSN and the Target
 /// Transfer Tags are derived from [`SessionConfig::seed`], and the TSIH is given.
+///
+/// `#[non_exhaustive]`: build it with [`SessionConfig::new`] and the
+/// `with_*` methods (or assign fields of a value you have):
+///
+/// ```
+/// use iscsi_proto::target::SessionConfig;
+/// let cfg = SessionConfig::new("iqn.2026-01.example:disk")
+///     .with_cmd_window(64)
+///     .with_allow_discovery(false);
+/// assert_eq!(cfg.cmd_window, 64);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Target nodes served (at least one).
     pub targets: Vec<TargetNode>,
@@ -166,5 +193,42 @@ impl SessionConfig {
             retention_budget: 4 * 1024 * 1024,
             request_data_ack: false,
         }
+    }
+
+    with_fields! {
+        /// Sets [`targets`](Self::targets).
+        with_targets: targets: Vec<TargetNode>,
+        /// Sets [`portals`](Self::portals).
+        with_portals: portals: Vec<NetworkPortal>,
+        /// Sets [`portal_group_tag`](Self::portal_group_tag).
+        with_portal_group_tag: portal_group_tag: u16,
+        /// Sets [`auth`](Self::auth).
+        with_auth: auth: TargetAuth,
+        /// Sets [`discovery_auth`](Self::discovery_auth).
+        with_discovery_auth: discovery_auth: TargetAuth,
+        /// Sets [`allow_discovery`](Self::allow_discovery).
+        with_allow_discovery: allow_discovery: bool,
+        /// Sets [`params`](Self::params).
+        with_params: params: OperationalParams,
+        /// Sets [`cmd_window`](Self::cmd_window).
+        with_cmd_window: cmd_window: u32,
+        /// Sets [`max_immediate_tasks`](Self::max_immediate_tasks).
+        with_max_immediate_tasks: max_immediate_tasks: u32,
+        /// Sets [`max_transfer_length`](Self::max_transfer_length).
+        with_max_transfer_length: max_transfer_length: u32,
+        /// Sets [`nop`](Self::nop).
+        with_nop: nop: Option<NopConfig>,
+        /// Sets [`tsih`](Self::tsih).
+        with_tsih: tsih: u16,
+        /// Sets [`seed`](Self::seed).
+        with_seed: seed: u64,
+        /// Sets [`chap_challenge_len`](Self::chap_challenge_len).
+        with_chap_challenge_len: chap_challenge_len: usize,
+        /// Sets [`max_queued_transmits`](Self::max_queued_transmits).
+        with_max_queued_transmits: max_queued_transmits: usize,
+        /// Sets [`retention_budget`](Self::retention_budget).
+        with_retention_budget: retention_budget: usize,
+        /// Sets [`request_data_ack`](Self::request_data_ack).
+        with_request_data_ack: request_data_ack: bool,
     }
 }

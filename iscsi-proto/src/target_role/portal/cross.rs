@@ -141,6 +141,8 @@ impl Portal {
     /// connection it concerns (`fallback`, or any of the session's, when
     /// that connection has none any more).
     pub(super) fn drain_session(&mut self, slot: usize, fallback: Option<ConnectionHandle>) {
+        // `poll_event_on` changes the session: keep its deadline indexed.
+        self.deadlines.mark(slot);
         loop {
             let Some((cid, ev)) = self
                 .sessions
@@ -339,7 +341,7 @@ impl Portal {
             });
             // Every connection of the old session closes, and tasks kept
             // for connection recovery end with it (section 6.3.5).
-            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+            if let Some(s) = self.sess_mut(slot) {
                 s.close_now();
             }
             self.drain_session(slot, Some(old));
@@ -406,8 +408,12 @@ impl Portal {
         let mut affected = Vec::new();
         for (i, s) in self.sessions.iter_mut().enumerate() {
             if let Some(s) = s {
-                if Some(i) != own && s.abort_for_reset(lun_filter) > 0 {
-                    affected.push(i);
+                if Some(i) != own {
+                    // Its deadline may move (rare: a reset).
+                    self.deadlines.mark(i);
+                    if s.abort_for_reset(lun_filter) > 0 {
+                        affected.push(i);
+                    }
                 }
             }
         }
@@ -459,6 +465,7 @@ impl Portal {
         let Some(own) = self.conn(h).map(|c| c.session) else {
             return;
         };
+        self.deadlines.mark(own);
         let Some(joining) = self.sessions.get_mut(own).and_then(Option::take) else {
             return;
         };
@@ -470,7 +477,7 @@ impl Portal {
             .into_iter()
             .filter(|&o| self.conn(o).is_some_and(|c| c.cid == Some(cid)))
             .collect();
-        let Some(s) = self.sessions.get_mut(target).and_then(Option::as_mut) else {
+        let Some(s) = self.sess_mut(target) else {
             return;
         };
         s.add_connection(joining);

@@ -60,8 +60,17 @@ pub enum ResetScope {
     },
 }
 
-/// Everything a [`Portal`] needs.
+/// Everything a [`Portal`] needs. `#[non_exhaustive]`: build it with
+/// [`PortalConfig::new`] and the `with_*` methods:
+///
+/// ```
+/// use iscsi_proto::target::{PortalConfig, SessionConfig};
+/// let cfg = PortalConfig::new(SessionConfig::new("iqn.2026-01.example:disk"))
+///     .with_max_connections(1024);
+/// assert_eq!(cfg.max_connections, 1024);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PortalConfig {
     /// The configuration every connection's [`Session`] starts from. Its
     /// `tsih` and `seed` are replaced per connection; its `portals` too
@@ -79,6 +88,13 @@ impl PortalConfig {
             session,
             max_connections: 256,
         }
+    }
+
+    crate::target::config::with_fields! {
+        /// Sets [`session`](Self::session).
+        with_session: session: SessionConfig,
+        /// Sets [`max_connections`](Self::max_connections).
+        with_max_connections: max_connections: usize,
     }
 }
 

@@ -95,6 +95,7 @@ use crate::target::{Session, SessionConfig, TaskId, Transmit};
 use crate::wire::{Isid, BHS_LEN};
 
 mod cross;
+mod deadlines;
 mod event;
 
 use event::event_connection;
@@ -159,6 +160,8 @@ pub struct Portal {
     touched: VecDeque<ConnectionHandle>,
     /// Connections logging in to join a session (its slot).
     joins: Vec<(ConnectionHandle, usize)>,
+    /// The sessions' deadlines, ordered (`poll_timeout` in O(log n)).
+    deadlines: deadlines::Deadlines,
 }
 
 impl Portal {
@@ -184,6 +187,7 @@ impl Portal {
             events: VecDeque::new(),
             touched: VecDeque::new(),
             joins: Vec::new(),
+            deadlines: deadlines::Deadlines::default(),
         })
     }
 
@@ -250,6 +254,7 @@ impl Portal {
         _now: Instant,
         local: Option<SocketAddr>,
     ) -> Result<ConnectionHandle, PortalError> {
+        self.settle();
         if self.live >= self.max_connections {
             return Err(PortalError::TooManyConnections(self.live));
         }
@@ -298,6 +303,7 @@ impl Portal {
     /// ([`Session::handle_input`]); the first Login Request is routed
     /// first (RFC 7143 section 6.3.1).
     pub fn handle_input(&mut self, h: ConnectionHandle, now: Instant, buf: &mut BytesMut) {
+        self.settle();
         let Some(c) = self.conn_mut(h) else {
             return;
         };
@@ -324,7 +330,7 @@ impl Portal {
             return;
         };
         let before = buf.len();
-        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+        if let Some(s) = self.sess_mut(slot) {
             match cid {
                 Some(cid) => s.handle_input_on(cid, now, buf),
                 None => s.handle_input(now, buf),
@@ -343,9 +349,11 @@ impl Portal {
         }
     }
 
-    /// Runs the timers of every session that is due.
+    /// Runs the timers of every session that is due. Only those are
+    /// visited (the deadline index): O(due * log n).
     pub fn handle_timeout(&mut self, now: Instant) {
-        for slot in 0..self.sessions.len() {
+        self.settle();
+        for slot in self.deadlines.due(now) {
             let due = self
                 .sessions
                 .get(slot)
@@ -355,7 +363,7 @@ impl Portal {
             if !due {
                 continue;
             }
-            if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+            if let Some(s) = self.sess_mut(slot) {
                 s.handle_timeout(now);
             }
             self.drain_session(slot, None);
@@ -368,6 +376,7 @@ impl Portal {
 
     /// The peer closed the connection, or the socket failed.
     pub fn handle_closed(&mut self, h: ConnectionHandle, now: Instant) {
+        self.settle();
         let Some((slot, cid, replaced)) = self.conn_mut(h).map(|c| {
             c.refusal = None;
             (c.session, c.cid, c.replaced)
@@ -378,7 +387,7 @@ impl Portal {
             // Its connection is gone from the session already.
             return;
         }
-        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) {
+        if let Some(s) = self.sess_mut(slot) {
             match cid {
                 Some(cid) => s.handle_closed_on(cid, now),
                 None => s.handle_closed(now),
@@ -394,6 +403,7 @@ impl Portal {
     /// keeps naming it for [`complete`](Self::complete)). When the last
     /// session of an I_T nexus is gone, [`PortalEvent::NexusLost`] follows.
     pub fn remove(&mut self, h: ConnectionHandle) {
+        self.settle();
         let Some(c) = self.conn_mut(h) else {
             return;
         };
@@ -405,12 +415,7 @@ impl Portal {
         let (slot, cid, replaced) = (c.session, c.cid, c.replaced);
         self.joins.retain(|(j, _)| *j != h);
         self.live = self.live.saturating_sub(1);
-        if let Some(s) = self
-            .sessions
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .filter(|_| !replaced)
-        {
+        if let Some(s) = self.sess_mut(slot).filter(|_| !replaced) {
             match cid {
                 Some(cid) => {
                     if !s.is_closed_on(cid) {
@@ -441,6 +446,7 @@ impl Portal {
         sense: Option<Bytes>,
         data_in: Bytes,
     ) -> Result<(), PortalError> {
+        self.settle();
         self.session_mut(h)?
             .complete(task, status, sense, data_in)?;
         self.answered(h);
@@ -457,6 +463,7 @@ impl Portal {
         sense: Option<Bytes>,
         scsi_write_len: u32,
     ) -> Result<(), PortalError> {
+        self.settle();
         self.session_mut(h)?
             .complete_write(task, status, sense, scsi_write_len)?;
         self.answered(h);
@@ -470,6 +477,7 @@ impl Portal {
         h: ConnectionHandle,
         task: TaskId,
     ) -> Result<(), PortalError> {
+        self.settle();
         self.session_mut(h)?.abort_acknowledged(task)?;
         self.answered(h);
         self.after_action(h);
@@ -480,6 +488,7 @@ impl Portal {
     /// ([`Session::close_now`]), e.g. when the server shuts down (every
     /// connection of the session closes).
     pub fn close_now(&mut self, h: ConnectionHandle) {
+        self.settle();
         let mut gone = false;
         if let Some(c) = self.conn_mut(h) {
             c.refusal = None;
@@ -512,7 +521,7 @@ impl Portal {
             return Some(t);
         }
         let (slot, cid) = (c.session, c.cid);
-        let s = self.sessions.get_mut(slot).and_then(Option::as_mut)?;
+        let s = self.sess_mut(slot)?;
         match cid {
             Some(cid) => s.poll_transmit_on(cid),
             None => s.poll_transmit(now),
@@ -532,14 +541,13 @@ impl Portal {
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout)
-    /// must be called.
+    /// must be called: the minimum of every session's
+    /// [`Session::poll_timeout`], from an ordered index (O(log n) plus the
+    /// sessions changed since the last input), so a driver may ask it
+    /// after every wake-up.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions
-            .iter()
-            .flatten()
-            .filter_map(Session::poll_timeout)
-            .min()
+        self.deadlines.earliest(&self.sessions)
     }
 
     // ----- internals -----
@@ -557,10 +565,21 @@ impl Portal {
             .conn(h)
             .map(|c| c.session)
             .ok_or(PortalError::UnknownConnection(h))?;
-        self.sessions
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(PortalError::UnknownConnection(h))
+        self.sess_mut(slot).ok_or(PortalError::UnknownConnection(h))
+    }
+
+    /// The session in `slot`, for a change: its deadline is re-indexed
+    /// (every mutable access to a session goes through here or marks the
+    /// slot itself).
+    fn sess_mut(&mut self, slot: usize) -> Option<&mut Session> {
+        self.deadlines.mark(slot);
+        self.sessions.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    /// Re-indexes the deadlines of the sessions changed since the last
+    /// call (start of every input and action).
+    fn settle(&mut self) {
+        self.deadlines.settle(&self.sessions);
     }
 
     fn put_session(&mut self, s: Session) -> usize {
@@ -569,10 +588,12 @@ impl Portal {
                 if let Some(slot) = self.sessions.get_mut(i) {
                     *slot = Some(s);
                 }
+                self.deadlines.mark(i);
                 i
             }
             None => {
                 self.sessions.push(Some(s));
+                self.deadlines.mark(self.sessions.len() - 1);
                 self.sessions.len() - 1
             }
         }
@@ -652,6 +673,7 @@ impl Portal {
                 self.free_sessions.push(slot);
             }
         }
+        self.deadlines.mark(slot);
         if let Some(nexus) = nexus {
             if self.sessions_of(nexus, None).next().is_none() {
                 self.events.push_back(PortalEvent::NexusLost { nexus });
