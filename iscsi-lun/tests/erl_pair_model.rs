@@ -68,6 +68,7 @@ fn erl1_fault() -> impl Strategy<Value = (u32, Fault)> {
             Just(Fault::CorruptDataOut),
             Just(Fault::CorruptDataIn),
             Just(Fault::DropDataIn),
+            Just(Fault::DropDataOut),
         ],
     )
 }
@@ -170,7 +171,10 @@ fn erl2_kill_both_connections_during_writes() {
 }
 
 /// The faults really happen and are recovered at ERL 1: a corrupted
-/// Data-In, a corrupted Data-Out and a lost Data-In, one connection.
+/// Data-In, a corrupted Data-Out, a lost Data-In and a lost Data-Out, one
+/// connection. (A lost Data-Out with F=1 is found only by the target's
+/// sequence reception timeout: `erl1_digest_errors_recovered` fails with
+/// "stuck" when the harness sets `data_out_timeout: None`.)
 #[test]
 fn erl1_each_fault_applied_and_recovered() {
     let cmds = [
@@ -183,6 +187,7 @@ fn erl1_each_fault_applied_and_recovered() {
         Fault::CorruptDataIn,
         Fault::CorruptDataOut,
         Fault::DropDataIn,
+        Fault::DropDataOut,
     ] {
         let setup = Setup {
             erl: 1,
