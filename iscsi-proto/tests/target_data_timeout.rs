@@ -73,7 +73,10 @@ fn a_lost_last_data_out_is_asked_again_by_a_recovery_r2t() {
     h.advance(Duration::from_secs(3));
     // The first half arrives (pushing the deadline back), the second
     // (F=1) is lost.
-    h.send(h.data_out(c.itt, first.ttt, 0, 0, false), data.slice(..4096));
+    h.send(
+        h.data_out(c.itt, first.ttt, 0, 0, false),
+        data.slice(..4096),
+    );
     let due = h.now + TIMEOUT;
     h.s.handle_timeout(due - Duration::from_millis(1));
     assert!(h.recv().is_empty(), "nothing before the timeout");
@@ -132,7 +135,10 @@ fn a_lost_unsolicited_burst_is_asked_for_by_r2t() {
         data.slice(4096..8192),
     );
     assert!(h.recv().is_empty());
-    h.send(h.data_out(c.itt, a.ttt, 0, 4096, false), data.slice(4096..8192));
+    h.send(
+        h.data_out(c.itt, a.ttt, 0, 4096, false),
+        data.slice(4096..8192),
+    );
     h.send(h.data_out(c.itt, a.ttt, 1, 8192, true), data.slice(8192..));
     assert_eq!(h.command_event().data_out, data);
     assert_eq!(h.s.rejects_sent(), 0);
@@ -164,7 +170,13 @@ fn data_that_never_comes_costs_the_connection_not_a_hang() {
         assert_eq!(recovery_r2ts, if erl == 0 { 0 } else { 3 }, "erl {erl}");
         let ev = h.events();
         assert!(
-            ev.iter().any(|e| matches!(e, TargetEvent::Closed { reason: CloseReason::DataOutTimeout, .. })),
+            ev.iter().any(|e| matches!(
+                e,
+                TargetEvent::Closed {
+                    reason: CloseReason::DataOutTimeout,
+                    ..
+                }
+            )),
             "{ev:?}"
         );
         assert!(ev.iter().all(|e| !matches!(e, TargetEvent::Command(_))));
@@ -192,7 +204,10 @@ fn a_failing_write_waiting_for_its_f_bit_ends_at_the_timeout() {
             matches!(r.as_slice(), [p] if matches!(p.header, Header::ScsiResponse(s) if s.itt == c.itt && s.status == 2)),
             "{r:?}"
         );
-        assert!(h.events().iter().all(|e| !matches!(e, TargetEvent::Command(_))));
+        assert!(h
+            .events()
+            .iter()
+            .all(|e| !matches!(e, TargetEvent::Command(_))));
         assert!(!h.s.is_closed());
     }
 }

@@ -772,7 +772,10 @@ fn a_data_snack_on_another_connection_is_rejected_not_answered_there() {
     let (b, _) = ini.connect(&mut p, 2, "2", "2");
     let itt = ini.read(&mut p, a, 512);
     ini.complete(&mut p, itt, pattern(512));
-    assert_eq!(read_result(&ini.recv(&mut p, a), itt), (pattern(512), Some(0)));
+    assert_eq!(
+        read_result(&ini.recv(&mut p, a), itt),
+        (pattern(512), Some(0))
+    );
     let snack = SnackRequest {
         snack_type: SnackType::DataR2t,
         lun: 0,
@@ -791,6 +794,9 @@ fn a_data_snack_on_another_connection_is_rejected_not_answered_there() {
     assert!(ini.recv(&mut p, a).is_empty());
     // On its own connection the same SNACK is served.
     ini.send(&mut p, a, snack, Bytes::new());
-    assert_eq!(read_result(&ini.recv(&mut p, a), itt), (pattern(512), Some(0)));
+    assert_eq!(
+        read_result(&ini.recv(&mut p, a), itt),
+        (pattern(512), Some(0))
+    );
     assert_eq!(ini.executed.get(&itt), Some(&1));
 }

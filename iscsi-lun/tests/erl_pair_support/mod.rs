@@ -68,6 +68,10 @@ pub enum Fault {
     /// last of its sequence (F=1) included: only the target's sequence
     /// reception timeout finds it (RFC 7143 section 7.1.4.1 b).
     DropDataOut,
+    /// The connection carrying the initiator's next TASK REASSIGN dies as
+    /// it is sent (the request lost with it): a connection that dies
+    /// during its own recovery (RFC 7143 section 7.1.5; issue 15).
+    KillReassign,
 }
 
 /// A command of the workload.
@@ -578,6 +582,23 @@ impl Pair {
                 t.write_to(&mut v);
                 self.pdus += 1;
                 self.sniff("ini", cid, &v);
+                // Task Management Request (0x02), function 8 TASK
+                // REASSIGN (RFC 7143 section 11.5.1).
+                if v[0] & 0x3f == 0x02
+                    && v[1] & 0x7f == 8
+                    && self.fault_due(|f| f == Fault::KillReassign).is_some()
+                {
+                    self.trace
+                        .push(format!("KILL cid {cid} sending TASK REASSIGN"));
+                    if let Some(l) = self.links.remove(&cid) {
+                        self.portal.handle_closed(l.h, self.now);
+                        self.portal.remove(l.h);
+                    }
+                    self.tgt_events();
+                    self.ini.handle_closed_on(cid, self.now);
+                    self.ini_events();
+                    break;
+                }
                 if v[0] & 0x3f == 0x05 && v.len() > 52 {
                     match self.fault_due(|f| f == Fault::CorruptDataOut || f == Fault::DropDataOut)
                     {

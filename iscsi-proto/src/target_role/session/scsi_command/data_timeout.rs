@@ -46,10 +46,8 @@ impl Session {
         let Some(t) = self.tasks.get_mut(&id) else {
             return;
         };
-        let waiting = t.write
-            && !t.delivered
-            && !t.orphan
-            && (t.unsolicited.is_some() || !t.r2ts.is_empty());
+        let waiting =
+            t.write && !t.delivered && !t.orphan && (t.unsolicited.is_some() || !t.r2ts.is_empty());
         t.data_deadline = match (waiting, timeout, now) {
             (true, Some(d), Some(now)) => Some(now.checked_add(d).unwrap_or(now)),
             _ => None,
