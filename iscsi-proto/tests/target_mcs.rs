@@ -756,3 +756,47 @@ fn logout_of_a_failed_and_removed_connection_terminates_its_tasks() {
     ini.complete(&mut p, x, pattern(512));
     assert_eq!(read_result(&ini.recv(&mut p, a), x).1, Some(0));
 }
+
+#[test]
+fn a_data_snack_on_another_connection_is_rejected_not_answered_there() {
+    // RFC 7143 section 4.2.5.1: "Retransmission requests (SNACK PDUs) and
+    // the data and status that they generate MUST also use the same
+    // connection"; section 11.16: "Any SNACK that requests a
+    // numbered-response, Data, or R2T that was not sent by the target ...
+    // MUST be rejected with a reason code of 'Protocol error'". (Found by
+    // the pair oracle: the Data-In resent on the wrong connection carried
+    // the other connection's StatSN, a StatSN gap for the initiator.)
+    let mut p = portal(2, 2);
+    let mut ini = Ini::new();
+    let (a, _) = ini.connect(&mut p, 1, "2", "2");
+    let (b, _) = ini.connect(&mut p, 2, "2", "2");
+    let itt = ini.read(&mut p, a, 512);
+    ini.complete(&mut p, itt, pattern(512));
+    assert_eq!(
+        read_result(&ini.recv(&mut p, a), itt),
+        (pattern(512), Some(0))
+    );
+    let snack = SnackRequest {
+        snack_type: SnackType::DataR2t,
+        lun: 0,
+        itt,
+        ttt_or_snack_tag: NO_TAG,
+        exp_stat_sn: Serial(0),
+        beg_run: Serial(0),
+        run_length: 0,
+    };
+    ini.send(&mut p, b, snack, Bytes::new());
+    let on_b = ini.recv(&mut p, b);
+    assert!(
+        matches!(on_b.as_slice(), [x] if matches!(x.header, Header::Reject(r) if r.reason == RejectReason::ProtocolError)),
+        "{on_b:?}"
+    );
+    assert!(ini.recv(&mut p, a).is_empty());
+    // On its own connection the same SNACK is served.
+    ini.send(&mut p, a, snack, Bytes::new());
+    assert_eq!(
+        read_result(&ini.recv(&mut p, a), itt),
+        (pattern(512), Some(0))
+    );
+    assert_eq!(ini.executed.get(&itt), Some(&1));
+}

@@ -7,8 +7,14 @@
 //! application that runs commands late (some while their connection is
 //! down).
 //!
+//! Time also jumps past DefaultTime2Wait + DefaultTime2Retain (section
+//! 13.16: "the maximum time ... before all active tasks are terminated")
+//! while connections are dead: their tasks and retained statuses go, the
+//! application's pending ones are aborted (never executed after), and the
+//! session ends with its last connection.
+//!
 //! Oracles (the issue's): every command ends exactly once at the
-//! initiator, no command executes twice at the logical unit, write data
+//! initiator (those of an expired connection at most once), no command executes twice at the logical unit, write data
 //! reaches the medium as sent, read data is what the medium held when the
 //! read executed, and the medium equals the model (the writes applied in
 //! execution order).
@@ -17,6 +23,7 @@ mod target_support;
 
 use iscsi_proto::time::Instant;
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use iscsi_proto::login::OperationalParams;
@@ -56,6 +63,9 @@ enum Op {
     /// 2) of `from % n`, sent on `to % n`, whose tasks are then
     /// reassigned to `to`.
     Move { from: usize, to: usize },
+    /// Time passes beyond DefaultTime2Wait + DefaultTime2Retain (RFC 7143
+    /// section 13.16) with the dead connections not recovered.
+    Expire,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..4usize).prop_map(|conn| Op::Deliver { conn }),
         (0..4usize).prop_map(|conn| Op::Reinstate { conn }),
         (0..4usize, 0..4usize).prop_map(|(from, to)| Op::Move { from, to }),
+        Just(Op::Expire),
     ]
 }
 
@@ -90,6 +101,11 @@ struct Cmd {
     conn: usize,
     read_back: BytesMut,
     ended: u32,
+    /// Its connection died and Time2Retain expired before it ended: the
+    /// target dropped it (it may have executed once, or not at all).
+    expired: bool,
+    /// Its executions when it expired: none may follow.
+    executed_at_expiry: u32,
 }
 
 struct World {
@@ -108,6 +124,8 @@ struct World {
     medium: Vec<u8>,
     model: Vec<u8>,
     read_at_execution: BTreeMap<u32, Bytes>,
+    /// The session ended (Time2Retain expired with no live connection).
+    gone: bool,
 }
 
 impl World {
@@ -130,6 +148,7 @@ impl World {
             medium: vec![0; BLOCK * BLOCKS],
             model: vec![0; BLOCK * BLOCKS],
             read_at_execution: BTreeMap::new(),
+            gone: false,
         };
         for i in 0..n {
             let h = w.login(i);
@@ -208,13 +227,18 @@ impl World {
     /// dies loses it).
     fn pump(&mut self) {
         while let Some(e) = self.p.poll_event() {
-            if let PortalEvent::Command {
-                connection,
-                request,
-                ..
-            } = e
-            {
-                self.pending.push_back((connection, request));
+            match e {
+                PortalEvent::Command {
+                    connection,
+                    request,
+                    ..
+                } => self.pending.push_back((connection, request)),
+                PortalEvent::TaskAborted { connection, task } => {
+                    // The application stops the task: never executed.
+                    self.pending.retain(|(_, r)| r.task != task);
+                    let _ = self.p.abort_acknowledged(connection, task);
+                }
+                _ => {}
             }
         }
         while self.p.poll_touched().is_some() {}
@@ -324,6 +348,8 @@ impl World {
                 conn: i,
                 read_back: BytesMut::new(),
                 ended: 0,
+                expired: false,
+                executed_at_expiry: 0,
             },
         );
         let c = ScsiCommand {
@@ -375,8 +401,29 @@ impl World {
     }
 
     fn run(&mut self, op: &Op) {
+        if self.gone {
+            return;
+        }
         let n = self.conns.len();
         match *op {
+            Op::Expire => {
+                let dead: Vec<usize> = (0..n).filter(|&i| !self.conns[i].1).collect();
+                if dead.is_empty() {
+                    return;
+                }
+                // Defaults: Time2Wait 2 s + Time2Retain 20 s (section
+                // 13.15, 13.16).
+                self.now += Duration::from_secs(23);
+                self.p.handle_timeout(self.now);
+                self.pump();
+                for (itt, c) in self.cmds.iter_mut() {
+                    if dead.contains(&c.conn) && c.ended == 0 && !c.expired {
+                        c.expired = true;
+                        c.executed_at_expiry = self.executed.get(itt).copied().unwrap_or(0);
+                    }
+                }
+                self.gone = dead.len() == n;
+            }
             Op::Write { conn, block, fill } => {
                 let Some(i) = self.live(conn % n) else { return };
                 let sn = self.cmd_sn;
@@ -473,7 +520,7 @@ impl World {
                 let open: Vec<u32> = self
                     .cmds
                     .iter()
-                    .filter(|(_, c)| c.conn == f && c.ended == 0)
+                    .filter(|(_, c)| c.conn == f && c.ended == 0 && !c.expired)
                     .map(|(itt, _)| *itt)
                     .collect();
                 for itt in open {
@@ -517,6 +564,9 @@ impl World {
     /// Every dead connection logs in again with its CID (connection
     /// reinstatement) and reassigns its unfinished commands.
     fn recover(&mut self) {
+        if self.gone {
+            return;
+        }
         for i in 0..self.conns.len() {
             if self.conns[i].1 {
                 continue;
@@ -534,7 +584,7 @@ impl World {
             let open: Vec<u32> = self
                 .cmds
                 .iter()
-                .filter(|(_, c)| c.conn == i && c.ended == 0)
+                .filter(|(_, c)| c.conn == i && c.ended == 0 && !c.expired)
                 .map(|(itt, _)| *itt)
                 .collect();
             for itt in open {
@@ -584,6 +634,16 @@ proptest! {
             }
         }
         for (itt, c) in &w.cmds {
+            if c.expired {
+                // Dropped at Time2Retain expiry: never executed after it
+                // (nothing reaches the medium after its abort), at most
+                // once, and ended at most once.
+                let n = w.executed.get(itt).copied().unwrap_or(0);
+                prop_assert_eq!(n, c.executed_at_expiry, "itt {} ran after expiry {:?}", itt, c);
+                prop_assert!(n <= 1, "itt {} {:?}", itt, c);
+                prop_assert!(c.ended <= 1, "itt {} {:?}", itt, c);
+                continue;
+            }
             // No command executes twice; every one executed once.
             prop_assert_eq!(w.executed.get(itt).copied(), Some(1), "itt {} {:?}", itt, c);
             // Every command ended at the initiator.

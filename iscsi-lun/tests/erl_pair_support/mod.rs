@@ -45,6 +45,8 @@ pub const INITIATOR: &str = "iqn.2026-01.test.erlpair:host";
 pub const BS: usize = 512;
 /// Blocks on the one LUN (small, so that commands collide).
 pub const BLOCKS: u32 = 16;
+/// The target's Data-Out sequence reception timeout.
+pub const DATA_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Virtual time bound for one run.
 pub const LIMIT: Duration = Duration::from_secs(600);
 
@@ -62,6 +64,14 @@ pub enum Fault {
     DropAnyDataIn,
     /// Kill connection number `n % live connections` (ERL 2).
     Kill(u8),
+    /// The initiator's next Data-Out is lost (a header digest error), the
+    /// last of its sequence (F=1) included: only the target's sequence
+    /// reception timeout finds it (RFC 7143 section 7.1.4.1 b).
+    DropDataOut,
+    /// The connection carrying the initiator's next TASK REASSIGN dies as
+    /// it is sent (the request lost with it): a connection that dies
+    /// during its own recovery (RFC 7143 section 7.1.5; issue 15).
+    KillReassign,
 }
 
 /// A command of the workload.
@@ -191,6 +201,9 @@ impl Pair {
         tc.targets[0].luns = vec![0];
         tc.seed = s.seed;
         tc.cmd_window = 8;
+        // The sequence reception timeout that recovers a lost Data-Out
+        // (RFC 7143 section 7.1.4.1 b).
+        tc.data_out_timeout = Some(DATA_OUT_TIMEOUT);
         tc.params = OperationalParams {
             immediate_data: s.immediate_data,
             max_recv_data_segment_length: 1024,
@@ -569,12 +582,36 @@ impl Pair {
                 t.write_to(&mut v);
                 self.pdus += 1;
                 self.sniff("ini", cid, &v);
-                if v[0] & 0x3f == 0x05
-                    && v.len() > 52
-                    && self.fault_due(|f| f == Fault::CorruptDataOut).is_some()
+                // Task Management Request (0x02), function 8 TASK
+                // REASSIGN (RFC 7143 section 11.5.1).
+                if v[0] & 0x3f == 0x02
+                    && v[1] & 0x7f == 8
+                    && self.fault_due(|f| f == Fault::KillReassign).is_some()
                 {
-                    self.trace.push(format!("CORRUPT Data-Out on {cid}"));
-                    v[48] ^= 0x5a;
+                    self.trace
+                        .push(format!("KILL cid {cid} sending TASK REASSIGN"));
+                    if let Some(l) = self.links.remove(&cid) {
+                        self.portal.handle_closed(l.h, self.now);
+                        self.portal.remove(l.h);
+                    }
+                    self.tgt_events();
+                    self.ini.handle_closed_on(cid, self.now);
+                    self.ini_events();
+                    break;
+                }
+                if v[0] & 0x3f == 0x05 && v.len() > 52 {
+                    match self.fault_due(|f| f == Fault::CorruptDataOut || f == Fault::DropDataOut)
+                    {
+                        Some(Fault::CorruptDataOut) => {
+                            self.trace.push(format!("CORRUPT Data-Out on {cid}"));
+                            v[48] ^= 0x5a;
+                        }
+                        Some(_) => {
+                            self.trace.push(format!("DROP Data-Out on {cid}"));
+                            continue;
+                        }
+                        None => {}
+                    }
                 }
                 if let Some(l) = self.links.get_mut(&cid) {
                     l.i2t.extend_from_slice(&v);

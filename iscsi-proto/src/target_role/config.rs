@@ -168,6 +168,14 @@ pub struct SessionConfig {
     /// MaxBurstLength bytes"), so that the initiator's DataACK frees the
     /// retained data before the status is acknowledged.
     pub request_data_ack: bool,
+    /// Sequence reception timeout for solicited and unsolicited Data-Out
+    /// (RFC 7143 section 7.1.4.1 b: "Sequence reception timeout (no data
+    /// or partial-data-and-no-F-bit)"): a write whose awaited Data-Out
+    /// stops arriving for this long gets a recovery R2T for the missing
+    /// part at ErrorRecoveryLevel >= 1 (after three in a row without data,
+    /// or at level 0, its connection fails: section 7.1.5); a task already
+    /// failing ends with its CHECK CONDITION. `None`: wait forever.
+    pub data_out_timeout: Option<Duration>,
 }
 
 impl SessionConfig {
@@ -192,6 +200,7 @@ impl SessionConfig {
             max_queued_transmits: 1024,
             retention_budget: 4 * 1024 * 1024,
             request_data_ack: false,
+            data_out_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -230,5 +239,7 @@ impl SessionConfig {
         with_retention_budget: retention_budget: usize,
         /// Sets [`request_data_ack`](Self::request_data_ack).
         with_request_data_ack: request_data_ack: bool,
+        /// Sets [`data_out_timeout`](Self::data_out_timeout).
+        with_data_out_timeout: data_out_timeout: Option<Duration>,
     }
 }

@@ -141,4 +141,10 @@ pub enum CloseReason {
     /// 7143 section 7.1.5): the session's remaining tasks ended with it.
     #[error("Time2Retain expired (RFC 7143 section 7.1.5)")]
     RetentionExpired,
+    /// Awaited Data-Out did not come within
+    /// [`SessionConfig::data_out_timeout`](crate::target::SessionConfig::data_out_timeout)
+    /// and could not be recovered by a recovery R2T (ErrorRecoveryLevel 0,
+    /// or several timeouts in a row: RFC 7143 sections 7.1.4.1, 7.1.5).
+    #[error("Data-Out sequence reception timeout (RFC 7143 section 7.1.4.1)")]
+    DataOutTimeout,
 }

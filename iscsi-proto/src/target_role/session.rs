@@ -571,6 +571,7 @@ impl Session {
             .chain(self.parked.iter())
             .filter_map(|c| c.timeout(nop))
             .chain(self.recovery.deadline())
+            .chain(self.data_deadline())
             .min();
     }
 

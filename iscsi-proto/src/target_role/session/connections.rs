@@ -170,6 +170,7 @@ impl Session {
             }
         }
         self.retention_timeout(now);
+        self.data_out_timeout(now);
         self.update_timer();
     }
 

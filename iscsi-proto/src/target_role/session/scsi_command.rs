@@ -7,6 +7,8 @@
 use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 
+mod data_timeout;
+
 use super::{Session, NO_TAG};
 use crate::scsi::sense::SenseData;
 use crate::scsi::SenseKey;
@@ -141,6 +143,14 @@ pub(in crate::target) struct Task {
     pub(in crate::target) r2t_sn: Serial,
     received: u32,
     data: Assembly,
+    /// When the awaited Data-Out is overdue (sequence reception timeout,
+    /// `SessionConfig::data_out_timeout`); None when no data is awaited.
+    pub(in crate::target) data_deadline: Option<crate::time::Instant>,
+    /// Sequence reception timeouts in a row without data.
+    pub(in crate::target) data_stalls: u8,
+    /// Target Transfer Tags of sequences given up after a timeout: their
+    /// late Data-Out is discarded silently (at most `VOID_TTTS`).
+    pub(in crate::target) void_ttts: Vec<u32>,
 }
 
 impl Session {
@@ -232,6 +242,9 @@ impl Session {
             r2t_sn: Serial(0),
             received: 0,
             data: Assembly::Empty,
+            data_deadline: None,
+            data_stalls: 0,
+            void_ttts: Vec::new(),
         };
         if task.failure.is_none() && task.write {
             task.received = imm;
@@ -239,6 +252,7 @@ impl Session {
         }
         self.tasks.insert(id, task);
         self.by_itt.insert(h.itt, id);
+        self.arm_data_timer(id);
         Some(id)
     }
 
@@ -268,7 +282,12 @@ impl Session {
 
     /// Moves a task forward: R2Ts while data is missing, the failure
     /// response once data stopped, or delivery to the application.
-    fn progress(&mut self, id: TaskId) {
+    pub(in crate::target) fn progress(&mut self, id: TaskId) {
+        self.progress_task(id);
+        self.arm_data_timer(id);
+    }
+
+    fn progress_task(&mut self, id: TaskId) {
         let Some(t) = self.tasks.get(&id) else {
             return;
         };
@@ -388,7 +407,7 @@ impl Session {
     /// an earlier R2T (with a lower R2TSN) had already requested"). It
     /// gets a fresh Target Transfer Tag, so that nothing of the lost
     /// sequence can be taken for its data.
-    fn send_recovery_r2t(&mut self, id: TaskId, from: u32, end: u32) {
+    pub(in crate::target) fn send_recovery_r2t(&mut self, id: TaskId, from: u32, end: u32) {
         let ttt = self.new_ttt();
         let Some(t) = self.tasks.get_mut(&id) else {
             return;
@@ -495,7 +514,10 @@ impl Session {
             t.r2ts.iter().position(|s| s.ttt == h.ttt)
         };
         let Some(seq_index) = seq_index else {
-            if corrupt {
+            if corrupt || t.void_ttts.contains(&h.ttt) {
+                // RFC 7143 section 13.19: an R2T stops being outstanding at
+                // "a sequence reception timeout"; the late Data-Out of a
+                // sequence given up is dropped, not an error.
                 return;
             }
             if !t.write || t.delivered {
@@ -571,6 +593,7 @@ impl Session {
                 seq.next_offset += len;
                 seq.next_data_sn = seq.next_data_sn.next();
                 t.received = t.received.saturating_add(len);
+                t.data_stalls = 0;
                 t.data.add(h.buffer_offset, data, edtl);
             }
         }

@@ -66,6 +66,22 @@ fn refresh(h: &mut Header, exp: Serial, max: Serial) {
 }
 
 impl Session {
+    /// Whether the task `itt` (live, or a completed read kept for SNACK)
+    /// is allegiant to the connection being served, or unknown. RFC 7143
+    /// section 4.2.5.1: "Retransmission requests (SNACK PDUs) and the data
+    /// and status that they generate MUST also use the same connection":
+    /// a Data/R2T or R-Data SNACK arriving on another connection asks for
+    /// PDUs that were not sent there (section 11.16: "MUST be rejected
+    /// with a reason code of 'Protocol error'"); answering it there would
+    /// put another connection's StatSN on this one.
+    fn allegiant_here(&self, itt: u32) -> bool {
+        let here = self.conn.cid;
+        if let Some(t) = self.by_itt.get(&itt).and_then(|id| self.tasks.get(id)) {
+            return t.cid == here;
+        }
+        self.reads.get(itt).is_none_or(|r| r.cid == here)
+    }
+
     /// ExpStatSN of an initiator PDU: the numbered responses before it
     /// are acknowledged (RFC 7143 section 4.2.2.2), so their retained
     /// copies and the read data of their tasks are freed.
@@ -144,6 +160,10 @@ impl Session {
     /// Data/R2T SNACK: Data-In of a read, or R2Ts of a write (RFC 7143
     /// section 11.16.1).
     fn data_r2t_snack(&mut self, h: SnackRequest, bhs: Bytes) {
+        if !self.allegiant_here(h.itt) {
+            self.send_reject(RejectReason::ProtocolError, bhs);
+            return;
+        }
         if let Some(&id) = self.by_itt.get(&h.itt) {
             // A live task: only a write has sent something numbered (its
             // R2Ts); a read sends its Data-In when it completes.
@@ -240,6 +260,10 @@ impl Session {
         // 0xffffffff"; section 11.16.6/7: BegRun and RunLength are 0.
         let tag = h.ttt_or_snack_tag;
         if tag == 0 || tag == NO_TAG || h.beg_run != Serial(0) || h.run_length != 0 {
+            self.send_reject(RejectReason::ProtocolError, bhs);
+            return;
+        }
+        if !self.allegiant_here(h.itt) {
             self.send_reject(RejectReason::ProtocolError, bhs);
             return;
         }
