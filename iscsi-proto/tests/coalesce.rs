@@ -202,10 +202,7 @@ fn planner_waits_for_half_the_tasks_then_falls_back() {
 fn planner_caps_the_mark_by_rate_tasks_and_size() {
     let mut p = reading(40, 4096);
     // max_tasks caps k below half of 40.
-    let mut lw = LowWater::new(Coalesce {
-        max_tasks: 5,
-        ..Coalesce::default()
-    });
+    let mut lw = LowWater::new(Coalesce::default().with_max_tasks(5));
     warm_up(&mut lw, &mut p, 1 << 20);
     assert_eq!(lw.plan(&p.session, 0, false, p.now), Some(5 * (4096 + BHS)));
     // A slow target: 8 KiB per ms is 4 KiB per half max delay.

@@ -96,12 +96,28 @@ const BACKGROUND_ROUNDS: usize = 64;
 const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Driver options (socket-level only; protocol settings live in
-/// [`SessionConfig`]).
+/// [`SessionConfig`]). Built from [`Options::default`] (or
+/// [`Options::new`]) with the `with_*` methods; new fields may be added.
+///
+/// ```
+/// use std::time::Duration;
+/// use iscsi_std::{Coalesce, Options};
+///
+/// let opts = Options::new()
+///     .with_connect_timeout(Duration::from_secs(2))
+///     .with_coalesce(Coalesce::OFF)
+///     .with_background(None);
+/// assert_eq!(opts.connect_timeout, Duration::from_secs(2));
+/// ```
+#[non_exhaustive]
 pub struct Options {
     /// Timeout for each TCP connect.
     pub connect_timeout: Duration,
-    /// Size of each socket read.
-    pub read_chunk: usize,
+    /// The largest socket read: reads are sized by what is in flight (a
+    /// few KiB while idle) up to this (default
+    /// [`iscsi_proto::driver::MAX_READ`]), which bounds the receive memory
+    /// of a busy session.
+    pub max_read: usize,
     /// Optional byte tap (see [`Tap`]). With [`Options::background`] on it
     /// may also be called from the background thread (never from two
     /// threads at once).
@@ -126,7 +142,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             connect_timeout: Duration::from_secs(5),
-            read_chunk: 256 * 1024,
+            max_read: iscsi_proto::driver::MAX_READ,
             tap: None,
             coalesce: Coalesce::default(),
             background: Some(Duration::from_millis(50)),
@@ -134,11 +150,49 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults (the same as [`Options::default`]).
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Sets [`Options::connect_timeout`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Options {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Options::max_read`] (at least 1).
+    pub fn with_max_read(mut self, bytes: usize) -> Options {
+        self.max_read = bytes.max(1);
+        self
+    }
+
+    /// Installs a byte tap ([`Options::tap`]).
+    pub fn with_tap(mut self, tap: Tap) -> Options {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// Sets receive coalescing ([`Options::coalesce`]).
+    pub fn with_coalesce(mut self, coalesce: Coalesce) -> Options {
+        self.coalesce = coalesce;
+        self
+    }
+
+    /// Sets background driving ([`Options::background`]; `None` turns it
+    /// off).
+    pub fn with_background(mut self, quiet: Option<Duration>) -> Options {
+        self.background = quiet;
+        self
+    }
+}
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("connect_timeout", &self.connect_timeout)
-            .field("read_chunk", &self.read_chunk)
+            .field("max_read", &self.max_read)
             .field("tap", &self.tap.is_some())
             .field("coalesce", &self.coalesce)
             .field("background", &self.background)
@@ -266,7 +320,7 @@ impl Client {
         iscsi_sys::fill_random(&mut random)?;
         let mut core = DriverCore::new(portal, config, Instant::now(), random)?;
         core.set_tap(opts.tap);
-        core.set_read_chunk(opts.read_chunk);
+        core.set_max_read(opts.max_read);
         core.set_coalesce(opts.coalesce);
         let mut inner = Box::new(Inner {
             core,
