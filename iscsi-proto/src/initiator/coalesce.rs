@@ -217,7 +217,7 @@ impl LowWater {
             return; // nothing read (a plan after a submit): no sample
         }
         let ratio = (self.since_plan as u128 * u128::from(ONE) / goal as u128)
-            .min(u128::from(4 * ONE)) as u32;
+            .min(u128::from(2 * ONE)) as u32;
         self.batch_ratio = (self.batch_ratio * 3 + ratio) / 4;
         let share = |(n, d): (u32, u32)| ONE * n / d;
         if !self.batching && self.batch_ratio >= share(BATCHING_ENTER) {
