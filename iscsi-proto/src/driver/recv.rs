@@ -1,12 +1,15 @@
 //! Receive memory that follows what is in flight.
 //!
-//! Each socket read gets room for about twice what the target owes now
+//! A receive region holds about twice what the target owes now
 //! ([`Session::expected_input`](crate::initiator::Session::expected_input):
 //! the data and headers of every task handed to it), at least [`MIN_READ`]
 //! and at most the driver's maximum ([`MAX_READ`] unless set with
 //! [`DriverCore::set_max_read`]), plus whatever the PDU under way still
-//! needs. A session with 32 reads of 4 KiB in flight reads into regions of
-//! up to 256 KiB; an idle one into a few KiB.
+//! needs; each read is offered at least half of that, so everything owed
+//! fits in one read (a target that answers all its commands at once costs
+//! one read), and a region serves two such reads before a new one is
+//! zero-filled. A session with 32 reads of 4 KiB in flight reads into
+//! regions of about 260 KiB; an idle one into a few KiB.
 //!
 //! Memory a busy spell left behind is given back: once nothing is owed
 //! and no partial PDU is held, a receive region larger than [`IDLE_KEEP`]
@@ -27,8 +30,9 @@ use crate::initiator::RecvBuffer;
 /// The smallest socket read: a login or text response, a NOP-In, a few
 /// SCSI Responses.
 pub const MIN_READ: usize = 4 * 1024;
-/// The default largest socket read (see [`DriverCore::set_max_read`]).
-pub const MAX_READ: usize = 256 * 1024;
+/// The default largest receive region (see [`DriverCore::set_max_read`]);
+/// a read is offered at least half of it.
+pub const MAX_READ: usize = 1024 * 1024;
 /// A receive region up to this size is kept while the session is idle.
 pub const IDLE_KEEP: usize = 16 * 1024;
 /// How long a session stays idle (nothing owed) before a larger receive
@@ -51,8 +55,9 @@ impl DriverCore {
         self.max_read
     }
 
-    /// How much the next read asks for: twice what the target owes, at
-    /// least [`MIN_READ`], at most the maximum.
+    /// The receive region the next read needs: twice what the target
+    /// owes, at least [`MIN_READ`], at most the maximum (a read is offered
+    /// at least half of it).
     pub(super) fn read_size(&self) -> usize {
         let owed = self.session.expected_input(OWED_TASKS).bytes;
         owed.saturating_mul(2)

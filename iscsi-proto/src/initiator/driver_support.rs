@@ -185,7 +185,7 @@ impl RecvBuffer {
 
     /// Space for the next read: room for the rest of the PDU under way (up
     /// to `max_pdu` bytes, e.g. [`Session::max_recv_pdu_len`]) and at least
-    /// a quarter of `chunk` bytes. A new region holds `chunk` bytes, or
+    /// half of `chunk` bytes. A new region holds `chunk` bytes, or
     /// what the PDU under way needs if that is more: the caller sizes
     /// `chunk` by what it expects (the driver core: by what is in flight).
     pub fn spare(&mut self, max_pdu: usize, chunk: usize) -> &mut [u8] {
@@ -207,7 +207,7 @@ impl RecvBuffer {
         // A PDU longer than `max_pdu` is refused by the decoder: no room is
         // made for it.
         let need = pdu.min(max_pdu.max(BHS_LEN)).saturating_sub(have);
-        if self.spare.len() < need.max(chunk / 4).max(1) {
+        if self.spare.len() < need.max(chunk / 2).max(1) {
             let size = chunk.max(have.saturating_add(need)).max(BHS_LEN);
             // Rejoin the spare space, then make room: once every PDU handed
             // out from this region has been dropped, `reserve` reuses the
