@@ -81,9 +81,9 @@ pub const BATCHING_ENTER: (u32, u32) = (1, 2);
 pub const BATCHING_LEAVE: (u32, u32) = (1, 4);
 /// While coalescing, a probe at mark 1 starts after this many planned
 /// marks above 1...
-pub const PROBE_EVERY: u32 = 64;
+pub const PROBE_EVERY: u32 = 128;
 /// ...and lasts this many plans.
-pub const PROBE_LEN: u32 = 8;
+pub const PROBE_LEN: u32 = 4;
 
 /// Receive coalescing settings for a driver: [`Coalesce::default`] or
 /// [`Coalesce::OFF`], changed with the `with_*` methods (new fields may be
