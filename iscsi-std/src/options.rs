@@ -37,12 +37,12 @@ pub struct Options {
     /// [`Coalesce::OFF`] turns it off.
     pub coalesce: Coalesce,
     /// Background driving: once the application has made no call that
-    /// waits for input ([`Client::wait`], [`Client::execute`], ...) for
+    /// waits for input ([`Client::wait`](crate::Client::wait), [`Client::execute`](crate::Client::execute), ...) for
     /// this long, a thread of the client answers the target's NOP-In pings
     /// (RFC 7143 section 11.18), runs the core's timers and writes what the
     /// core queues, until the application calls again. `None` turns it off:
     /// the session then moves only inside calls, and a long-idle
-    /// application must call [`Client::idle`] regularly or a target that
+    /// application must call [`Client::idle`](crate::Client::idle) regularly or a target that
     /// pings will drop it. Default: 50 ms.
     pub background: Option<Duration>,
 }

@@ -3,7 +3,7 @@
 //! [`Registry`] under the caller's [`Token`]. No protocol logic lives here:
 //! sockets, clocks and wakeups only.
 //!
-//! The caller's loop (many clients may share one [`Poll`], one token each:
+//! The caller's loop (many clients may share one [`Poll`](mio::Poll), one token each:
 //! the wait then ends no later than the *earliest* `poll_timeout()` of all
 //! of them, and each gets [`Client::handle_timeout`] after every wait, a
 //! no-op before its own deadline; `iscsi-mio/examples/multi.rs` runs
@@ -344,7 +344,7 @@ impl Client {
     /// Starts the logout (after outstanding tasks finish): the session
     /// then ends, `is_closed()` turns true and
     /// [`Client::take_completed`] gives the task's reply
-    /// (`reply::logged_out` turns it into a [`LogoutResult`]).
+    /// (`reply::logged_out` turns it into a [`LogoutResult`](iscsi_proto::initiator::LogoutResult)).
     pub fn logout(&mut self) -> Result<TaskId, Error> {
         self.start_collected(Action::Logout(LogoutMode::WaitForTasks))
     }
