@@ -449,17 +449,12 @@ fn challenge_bytes() -> Vec<u8> {
 /// Driver options, with a pcap tap when `--pcap` is given (every driver
 /// installs it in its driver core).
 fn options(g: &Global) -> Result<(Options, Option<PcapHandle>), String> {
-    let mut opts = Options {
-        connect_timeout: std::time::Duration::from_secs(g.timeout),
-        coalesce: match g.coalesce {
+    let mut opts = Options::new()
+        .with_connect_timeout(std::time::Duration::from_secs(g.timeout))
+        .with_coalesce(match g.coalesce {
             0 => iscsi_std::Coalesce::OFF,
-            n => iscsi_std::Coalesce {
-                max_tasks: usize::from(n),
-                ..iscsi_std::Coalesce::default()
-            },
-        },
-        ..Options::default()
-    };
+            n => iscsi_std::Coalesce::default().with_max_tasks(usize::from(n)),
+        });
     let handle = match &g.pcap {
         None => None,
         Some(path) => {

@@ -153,18 +153,17 @@ pub fn run(g: &Global, url: &str, spec: &Spec, json: bool) -> Result<(), String>
     }
     let coalesce = match g.coalesce {
         0 => Coalesce::OFF,
-        n => Coalesce {
-            max_tasks: usize::from(n),
-            ..Coalesce::default()
-        },
+        n => Coalesce::default().with_max_tasks(usize::from(n)),
     };
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    // One registry clone for every client: a session costs its socket only.
+    let registry = std::sync::Arc::new(poll.registry().try_clone().map_err(|e| e.to_string())?);
     let (rss0, fd0) = (rss_kib(), fd_count());
     let t0 = Instant::now();
     let mut slots = Vec::with_capacity(spec.sessions);
     for i in 0..spec.sessions {
-        let mut c = Client::new(&portal, cfg(g)?, poll.registry(), Token(i))
+        let mut c = Client::new(&portal, cfg(g)?, &registry, Token(i))
             .map_err(|e| format!("session {i}: {e}"))?;
         c.set_coalesce(coalesce);
         slots.push(Slot {

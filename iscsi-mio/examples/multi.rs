@@ -72,12 +72,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register(&mut status, STATUS, Interest::READABLE)?;
     let mut probe = std::net::TcpStream::connect(status.local_addr()?)?;
 
+    // One registry clone shared by every session: each costs one socket.
+    let registry = std::sync::Arc::new(poll.registry().try_clone()?);
     // One token per session.
     let mut slots: Vec<Slot> = (0..SESSIONS)
         .map(|i| {
             let cfg = SessionConfig::new(format!("iqn.2026-12.example:multi-{i}"))
                 .with_target(target.clone());
-            Client::new(&portal, cfg, poll.registry(), Token(i)).map(|c| Slot {
+            Client::new(&portal, cfg, &registry, Token(i)).map(|c| Slot {
                 client: Some(c),
                 read: None,
                 bytes: 0,

@@ -121,17 +121,12 @@ fn two_sessions_one_poll_and_32_in_flight_from_another_thread() {
     let plain = LoopbackTarget::start(64, 0);
     let mut poll = Poll::new().unwrap();
     let waker = Arc::new(Waker::new(poll.registry(), Token(99)).unwrap());
-    let mut a = Client::new(
-        &busy.addr.to_string(),
-        config("mio-a"),
-        poll.registry(),
-        Token(1),
-    )
-    .unwrap();
+    let registry = Arc::new(poll.registry().try_clone().unwrap());
+    let mut a = Client::new(&busy.addr.to_string(), config("mio-a"), &registry, Token(1)).unwrap();
     let mut c = Client::new(
         &plain.addr.to_string(),
         config("mio-c"),
-        poll.registry(),
+        &registry,
         Token(2),
     )
     .unwrap();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use iscsi_proto::initiator::coalesce::{MAX_MARK, MIN_TASKS};
+use iscsi_proto::initiator::coalesce::{MAX_MARK, MIN_TASKS, PROBE_EVERY, PROBE_LEN};
 use iscsi_proto::initiator::{Coalesce, ExpectedInput, LowWater, ScsiCommand, SessionConfig};
 use iscsi_proto::testing::{LoginResponder, Pair};
 use iscsi_proto::wire::pdu::{Header, Residual};
@@ -202,10 +202,7 @@ fn planner_waits_for_half_the_tasks_then_falls_back() {
 fn planner_caps_the_mark_by_rate_tasks_and_size() {
     let mut p = reading(40, 4096);
     // max_tasks caps k below half of 40.
-    let mut lw = LowWater::new(Coalesce {
-        max_tasks: 5,
-        ..Coalesce::default()
-    });
+    let mut lw = LowWater::new(Coalesce::default().with_max_tasks(5));
     warm_up(&mut lw, &mut p, 1 << 20);
     assert_eq!(lw.plan(&p.session, 0, false, p.now), Some(5 * (4096 + BHS)));
     // A slow target: 8 KiB per ms is 4 KiB per half max delay.
@@ -255,4 +252,198 @@ fn a_failed_socket_call_turns_coalescing_off_and_deadlines_merge() {
         (lw.mark(), lw.deadline(), lw.earliest(None)),
         (1, None, None)
     );
+}
+
+// A target that batches its responses by itself (one write for every
+// command it has read) must not be coalesced; one that answers one command
+// at a time must be (module documentation of `initiator::coalesce`).
+
+/// What one wakeup brings, as a share of the goal (the mark the planner
+/// would set: the `k = min(open / 2, max_tasks)` least-owing tasks).
+fn goal(p: &Pair) -> usize {
+    let open = p.session.expected_input(0).tasks;
+    let k = (open / 2).min(Coalesce::default().max_tasks);
+    p.session.expected_input(k).bytes.min(MAX_MARK)
+}
+
+/// One wait: plan, then the target brings `bytes` (100 us later). Returns
+/// the mark in force during the wait.
+fn wakeup(lw: &mut LowWater, p: &mut Pair, bytes: usize) -> usize {
+    wakeup_with(lw, p, |_| bytes)
+}
+
+/// One wait: plan, then the target brings `bytes(mark)` for the mark in
+/// force during the wait (at a mark above 1 the kernel wakes us once that
+/// much is in). Returns the mark.
+fn wakeup_with(lw: &mut LowWater, p: &mut Pair, bytes: impl FnOnce(usize) -> usize) -> usize {
+    let _ = lw.plan(&p.session, 0, false, p.now);
+    let mark = lw.mark();
+    p.advance(Duration::from_micros(100));
+    lw.on_input(bytes(mark), p.now);
+    mark
+}
+
+/// At a mark above 1 a wakeup brings the mark; at 1, `bytes`.
+fn at_mark_or(bytes: usize) -> impl FnOnce(usize) -> usize {
+    move |mark| if mark > 1 { mark } else { bytes }
+}
+
+/// A target that answers everything in one write: each wakeup at mark 1
+/// already brings what a mark would wait for. It is recognised within
+/// three wakeups and never coalesced after, so the socket's mark is never
+/// set (`plan` returns nothing to set).
+#[test]
+fn a_self_batching_target_is_not_coalesced() {
+    let mut p = reading(32, 4096);
+    let g = goal(&p);
+    assert_eq!(g, 16 * (4096 + BHS));
+    let mut lw = LowWater::new(Coalesce::default());
+    for _ in 0..3 {
+        assert_eq!(wakeup(&mut lw, &mut p, 2 * g), 1);
+    }
+    assert!(lw.is_batching());
+    for _ in 0..1000 {
+        assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+        assert_eq!((lw.mark(), lw.deadline()), (1, None));
+        p.advance(Duration::from_micros(100));
+        lw.on_input(2 * g, p.now);
+    }
+}
+
+/// A target that answers one command at a time (tgtd): a wakeup at mark 1
+/// brings one response. It is coalesced (mark = the goal, within the rate
+/// budget), except for the probes at mark 1: `PROBE_LEN` plans every
+/// `PROBE_EVERY` marks.
+#[test]
+fn a_one_at_a_time_target_is_coalesced_between_probes() {
+    let mut p = reading(32, 4096);
+    let one = 4096 + BHS;
+    let mut lw = LowWater::new(Coalesce::default());
+    warm_up(&mut lw, &mut p, 1 << 20);
+    let (mut coalesced, mut probes) = (0u32, 0u32);
+    for _ in 0..(PROBE_EVERY + PROBE_LEN) * 10 {
+        let m = wakeup_with(&mut lw, &mut p, at_mark_or(one));
+        if m > 1 {
+            coalesced += 1;
+        } else {
+            probes += 1;
+        }
+        assert!(!lw.is_batching());
+    }
+    assert_eq!((coalesced, probes), (PROBE_EVERY * 10, PROBE_LEN * 10));
+}
+
+/// A target that starts batching while coalesced is found by the next
+/// probe, and coalescing stops.
+#[test]
+fn a_probe_finds_a_target_that_began_to_batch() {
+    let mut p = reading(32, 4096);
+    let g = goal(&p);
+    let mut lw = LowWater::new(Coalesce::default());
+    warm_up(&mut lw, &mut p, 1 << 20);
+    assert!(wakeup(&mut lw, &mut p, g) > 1);
+    let mut n = 0;
+    while !lw.is_batching() {
+        wakeup(&mut lw, &mut p, 2 * g);
+        n += 1;
+        assert!(n <= PROBE_EVERY + PROBE_LEN, "never noticed");
+    }
+    assert_eq!(lw.plan(&p.session, 0, false, p.now), None);
+    assert_eq!(lw.mark(), 1);
+}
+
+/// A target that stops batching is coalesced again once its wakeups bring
+/// less than a quarter of the goal.
+#[test]
+fn a_target_that_stops_batching_is_coalesced_again() {
+    let mut p = reading(32, 4096);
+    let g = goal(&p);
+    let mut lw = LowWater::new(Coalesce::default());
+    for _ in 0..20 {
+        wakeup(&mut lw, &mut p, 2 * g);
+    }
+    assert!(lw.is_batching());
+    let mut n = 0;
+    while lw.is_batching() {
+        wakeup(&mut lw, &mut p, 4096 + BHS);
+        n += 1;
+        assert!(n <= 16, "still taken as batching");
+    }
+    assert!(wakeup(&mut lw, &mut p, 4096 + BHS) > 1, "coalesced again");
+}
+
+/// A plan with nothing read since the last one (e.g. after a submit) is no
+/// sample: it neither counts as a small batch nor as a large one.
+#[test]
+fn a_plan_with_nothing_read_is_no_sample() {
+    let mut p = reading(32, 4096);
+    let g = goal(&p);
+    let mut lw = LowWater::new(Coalesce::default());
+    for _ in 0..20 {
+        wakeup(&mut lw, &mut p, 2 * g);
+    }
+    // The first plan takes the last wakeup's sample.
+    let _ = lw.plan(&p.session, 0, false, p.now);
+    let ratio = lw.batch_ratio();
+    for _ in 0..100 {
+        let _ = lw.plan(&p.session, 0, false, p.now);
+    }
+    assert_eq!(lw.batch_ratio(), ratio);
+    assert!(lw.is_batching());
+}
+
+proptest::proptest! {
+    /// Hysteresis: wakeups that bring between a quarter and a half of the
+    /// goal never change the label, whichever it is; wakeups that always
+    /// bring at least three quarters make a target self-batching within
+    /// four watched wakeups, and ones that always bring less than an
+    /// eighth leave it one-at-a-time forever.
+    #[test]
+    fn labels_follow_what_wakeups_bring(
+        start_batching in proptest::bool::ANY,
+        shares in proptest::collection::vec(0.0f64..1.0, 1..200),
+    ) {
+        let mut p = reading(32, 4096);
+        let g = goal(&p) as f64;
+        let mut lw = LowWater::new(Coalesce::default());
+        if start_batching {
+            for _ in 0..20 {
+                wakeup(&mut lw, &mut p, (2.0 * g) as usize);
+            }
+        } else {
+            warm_up(&mut lw, &mut p, 1 << 20);
+        }
+        proptest::prop_assert_eq!(lw.is_batching(), start_batching);
+        // Between a quarter and a half: the label stays.
+        for s in &shares {
+            let bytes = (g * (0.26 + 0.23 * s)) as usize;
+            wakeup_with(&mut lw, &mut p, at_mark_or(bytes));
+            proptest::prop_assert_eq!(lw.is_batching(), start_batching);
+        }
+        // At least three quarters at every watched wakeup: batching within
+        // four of them.
+        let mut watched = 0;
+        for s in shares.iter().cycle() {
+            if lw.is_batching() {
+                break;
+            }
+            let bytes = (g * (0.75 + s)) as usize;
+            if wakeup_with(&mut lw, &mut p, at_mark_or(bytes)) == 1 {
+                watched += 1;
+            }
+            // The sample is taken by the next plan.
+            proptest::prop_assert!(watched <= 5);
+        }
+        // Below an eighth: one-at-a-time within ten watched wakeups, and
+        // then for good.
+        let mut watched = 0;
+        for s in shares.iter().cycle().take(400) {
+            let bytes = ((g * 0.125 * s) as usize).max(1);
+            if wakeup_with(&mut lw, &mut p, at_mark_or(bytes)) == 1 {
+                watched += 1;
+            }
+            proptest::prop_assert!(watched <= 11 || !lw.is_batching());
+        }
+        proptest::prop_assert!(!lw.is_batching());
+    }
 }

@@ -1,14 +1,17 @@
 //! `iscsi_proto::driver::DriverCore` against a scripted target, bytes moved
 //! by hand as a driver would: connection requests, the one error shape for
 //! a refused target and for a lost session (with and without recovery),
-//! replies collected by task, and the byte tap.
+//! replies collected by task, the byte tap, and receive memory that
+//! follows what is in flight.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iscsi_proto::driver::{reply, ConnRequest, Direction, DriverCore, Error, Read, Written};
+use iscsi_proto::driver::{
+    reply, ConnRequest, Direction, DriverCore, Error, Read, Written, MIN_READ, RELEASE_AFTER,
+};
 use iscsi_proto::error::{ConnectionError, TaskError};
 use iscsi_proto::initiator::{Action, Recovery, Reissue, ScsiCommand, SessionConfig, TaskOutcome};
 use iscsi_proto::login::status::StatusClass;
@@ -288,4 +291,110 @@ fn tap_sees_every_byte() {
         .map(|x| x.2.len())
         .sum();
     assert!(got >= 48, "the Login Response was tapped");
+}
+
+/// Hands everything the target sent to the core in reads as large as the
+/// core offers; returns the largest space offered.
+fn deliver_all(core: &mut DriverCore, t: &mut ScriptedTarget, now: Instant) -> usize {
+    let out = t.take_output();
+    let mut rest = &out[..];
+    let mut offered = 0;
+    while !rest.is_empty() {
+        let r = core.read_with(now, |buf| {
+            offered = offered.max(buf.len());
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        });
+        assert!(matches!(r, Read::Bytes(_)), "{r:?}");
+    }
+    offered
+}
+
+/// The space the next read is offered (nothing is read).
+fn space(core: &mut DriverCore, now: Instant) -> usize {
+    let mut len = 0;
+    let r = core.read_with(now, |buf| {
+        len = buf.len();
+        Err(io::ErrorKind::WouldBlock.into())
+    });
+    assert_eq!(r, Read::Nothing);
+    len
+}
+
+/// Receive memory follows what is in flight: an idle session reads into a
+/// few KiB; with 32 reads of 4 KiB owed, a read has room for all of them
+/// (at most the maximum set); once the session has been idle for
+/// `RELEASE_AFTER`, the large region is dropped (the deadline is in
+/// `poll_timeout`), while the data already handed out stays intact.
+#[test]
+fn receive_memory_follows_what_is_in_flight() {
+    const DEPTH: usize = 32;
+    const LEN: usize = 4096;
+    let (mut core, mut t, now) = logged_in(cfg());
+    assert!(space(&mut core, now) <= 2 * MIN_READ, "idle");
+    let mut tasks = Vec::new();
+    for i in 0..DEPTH {
+        let cdb = [0x28, 0, 0, 0, 0, i as u8, 0, 0, 8, 0];
+        let cmd = ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &cdb[..], LEN as u32);
+        tasks.push(core.start(now, Action::Scsi(cmd), true).unwrap());
+    }
+    to_target(&mut core, &mut t, now);
+    let owed = DEPTH * (LEN + 48);
+    let busy = space(&mut core, now);
+    assert!(busy >= owed, "room for everything owed: {busy} < {owed}");
+    // Every read answered with its own byte pattern, in one burst.
+    while let Some(pdu) = t.recv() {
+        let Header::ScsiCommand(c) = pdu.header else {
+            continue;
+        };
+        t.ack_cmd(c.cmd_sn);
+        let data = vec![c.cdb[5]; LEN];
+        t.data_in(c.itt, 0, 0, &data, Some((0, Residual::None)));
+    }
+    deliver_all(&mut core, &mut t, now);
+    let replies: Vec<_> = tasks
+        .iter()
+        .map(|&task| reply::scsi(core.take_completed(task).expect("ended")).unwrap())
+        .collect();
+    // Idle: the release is due RELEASE_AFTER from the wait's plan.
+    core.plan_low_water(now);
+    let due = core.poll_timeout().expect("a release deadline");
+    assert!(due <= now + RELEASE_AFTER, "{due:?}");
+    core.handle_timeout(now + RELEASE_AFTER);
+    assert!(space(&mut core, now) <= 2 * MIN_READ, "released");
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r.data, vec![i as u8; LEN], "read {i} intact");
+    }
+    // A maximum bounds a busy session's reads.
+    core.set_max_read(16 * 1024);
+    for i in 0..DEPTH {
+        let cdb = [0x28, 0, 0, 0, 0, i as u8, 0, 0, 8, 0];
+        let cmd = ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &cdb[..], LEN as u32);
+        core.start(now, Action::Scsi(cmd), true).unwrap();
+    }
+    to_target(&mut core, &mut t, now);
+    assert!(space(&mut core, now) <= 16 * 1024);
+}
+
+/// Work in flight keeps the receive region: no release deadline while
+/// anything is owed.
+#[test]
+fn no_release_while_something_is_owed() {
+    let (mut core, mut t, now) = logged_in(cfg());
+    core.plan_low_water(now);
+    let idle = core.poll_timeout();
+    for i in 0..8u8 {
+        let cdb = [0x28, 0, 0, 0, 0, i, 0, 0, 8, 0];
+        let cmd = ScsiCommand::read(iscsi_proto::scsi::Lun::ZERO, &cdb[..], 4096);
+        core.start(now, Action::Scsi(cmd), true).unwrap();
+    }
+    to_target(&mut core, &mut t, now);
+    let busy = space(&mut core, now);
+    core.plan_low_water(now);
+    // No new deadline for the release (the session's own, if any, stays).
+    assert_eq!(core.poll_timeout(), idle);
+    core.handle_timeout(now + 10 * RELEASE_AFTER);
+    assert_eq!(space(&mut core, now), busy, "the region is kept");
 }

@@ -70,12 +70,14 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 #![warn(missing_docs)]
 
+mod background;
 mod links;
+mod options;
 
 use std::cell::OnceCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,62 +91,8 @@ use iscsi_proto::initiator::{
 pub use iscsi_proto::scsi::{Capacity, Lun};
 pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 
-/// Rounds of input, timers and output one background step runs before it
-/// looks again whether the application wants the session.
-const BACKGROUND_ROUNDS: usize = 64;
-/// The longest the background thread waits without looking again.
-const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
-
-/// Driver options (socket-level only; protocol settings live in
-/// [`SessionConfig`]).
-pub struct Options {
-    /// Timeout for each TCP connect.
-    pub connect_timeout: Duration,
-    /// Size of each socket read.
-    pub read_chunk: usize,
-    /// Optional byte tap (see [`Tap`]). With [`Options::background`] on it
-    /// may also be called from the background thread (never from two
-    /// threads at once).
-    pub tap: Option<Tap>,
-    /// Receive coalescing (`SO_RCVLOWAT`): with many tasks in flight, wake
-    /// once several responses are in rather than for each
-    /// (`iscsi_proto::initiator::coalesce`). On by default;
-    /// [`Coalesce::OFF`] turns it off.
-    pub coalesce: Coalesce,
-    /// Background driving: once the application has made no call that
-    /// waits for input ([`Client::wait`], [`Client::execute`], ...) for
-    /// this long, a thread of the client answers the target's NOP-In pings
-    /// (RFC 7143 section 11.18), runs the core's timers and writes what the
-    /// core queues, until the application calls again. `None` turns it off:
-    /// the session then moves only inside calls, and a long-idle
-    /// application must call [`Client::idle`] regularly or a target that
-    /// pings will drop it. Default: 50 ms.
-    pub background: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            connect_timeout: Duration::from_secs(5),
-            read_chunk: 256 * 1024,
-            tap: None,
-            coalesce: Coalesce::default(),
-            background: Some(Duration::from_millis(50)),
-        }
-    }
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_chunk", &self.read_chunk)
-            .field("tap", &self.tap.is_some())
-            .field("coalesce", &self.coalesce)
-            .field("background", &self.background)
-            .finish()
-    }
-}
+use background::{background_loop, Lease, Shared, Slot};
+pub use options::Options;
 
 /// The session and the driver state: owned by whichever thread drives.
 #[derive(Debug)]
@@ -161,85 +109,6 @@ struct Inner {
     deferred: Option<Error>,
     /// The application's current call waited for input (drove the session).
     drove: bool,
-}
-
-/// Where the state lives between calls, and the background thread's flags.
-#[derive(Debug)]
-struct Slot {
-    /// `None` while a call (or a background step) holds it.
-    inner: Option<Box<Inner>>,
-    /// Application calls made so far that drove the session (waited for
-    /// input); calls that did not (a refused action, `take_events`...) do
-    /// not hold the background thread back.
-    calls: u64,
-    /// The client is being dropped: the background thread ends.
-    stop: bool,
-}
-
-#[derive(Debug)]
-struct Shared {
-    slot: Mutex<Slot>,
-    /// Signalled when the background thread puts the state back, and on
-    /// stop.
-    cv: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Slot> {
-        // Nothing panics while the lock is held: a poisoned lock still
-        // holds a consistent slot.
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Takes the state out of the slot, waiting while the background
-    /// thread holds it (one step: no blocking wait for input).
-    fn take(&self) -> Box<Inner> {
-        let mut g = self.lock();
-        loop {
-            if let Some(inner) = g.inner.take() {
-                return inner;
-            }
-            g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-/// The state out of the slot; put back on drop (also when unwinding, so a
-/// panicking [`Tap`] cannot lose it).
-struct Lease<'a> {
-    shared: &'a Shared,
-    inner: Option<Box<Inner>>,
-    /// Held by the application (counts as a call) rather than the
-    /// background thread (wakes waiting calls).
-    app: bool,
-}
-
-impl Lease<'_> {
-    /// The state (always there until the lease is dropped).
-    fn get(&mut self) -> Result<&mut Inner, Error> {
-        self.inner
-            .as_deref_mut()
-            .ok_or_else(|| Error::Unexpected("driver state lost".into()))
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let mut inner = self.inner.take();
-        let drove = inner
-            .as_deref_mut()
-            .is_some_and(|i| std::mem::take(&mut i.drove));
-        let mut g = self.shared.lock();
-        g.inner = inner;
-        if self.app {
-            if drove {
-                g.calls = g.calls.wrapping_add(1);
-            }
-        } else {
-            drop(g);
-            self.shared.cv.notify_all();
-        }
-    }
 }
 
 /// A logged-in (or discovery) session over a blocking TCP socket.
@@ -266,7 +135,7 @@ impl Client {
         iscsi_sys::fill_random(&mut random)?;
         let mut core = DriverCore::new(portal, config, Instant::now(), random)?;
         core.set_tap(opts.tap);
-        core.set_read_chunk(opts.read_chunk);
+        core.set_max_read(opts.max_read);
         core.set_coalesce(opts.coalesce);
         let mut inner = Box::new(Inner {
             core,
@@ -551,83 +420,6 @@ impl Drop for Client {
     }
 }
 
-/// What the background thread waits for after a step.
-enum Wait {
-    /// Input on this socket, or the deadline.
-    Input(Arc<TcpStream>, Option<Instant>),
-    /// A deadline (no connection, or no way to wait on the socket).
-    Timer(Option<Instant>),
-    /// The session is over: nothing more to drive.
-    Ended,
-}
-
-/// How long the background thread waits for `until`.
-fn background_wait(until: Option<Instant>) -> Duration {
-    until.map_or(BACKGROUND_MAX_WAIT, |u| {
-        u.saturating_duration_since(Instant::now())
-            .min(BACKGROUND_MAX_WAIT)
-    })
-}
-
-/// The background thread: drives the session while the application makes
-/// no call (see [`Options::background`]).
-fn background_loop(shared: &Shared, quiet: Duration) {
-    let mut seen: Option<u64> = None;
-    let mut g = shared.lock();
-    loop {
-        if g.stop {
-            return;
-        }
-        // Drive only once a whole quiet period passed with no call that
-        // waited for input, and none in progress.
-        let idle = g.inner.is_some() && seen == Some(g.calls);
-        if !idle {
-            seen = Some(g.calls);
-            g = shared
-                .cv
-                .wait_timeout(g, quiet)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            continue;
-        }
-        let inner = g.inner.take();
-        drop(g);
-        let mut lease = Lease {
-            shared,
-            inner,
-            app: false,
-        };
-        let wait = match lease.get() {
-            Ok(i) => i.background_step(),
-            Err(_) => Wait::Ended,
-        };
-        drop(lease);
-        match wait {
-            Wait::Ended => return,
-            Wait::Input(stream, until) => {
-                let t = background_wait(until);
-                if !t.is_zero() && iscsi_sys::wait_readable(&*stream, t).is_err() {
-                    // No way to wait on the socket here: look again after
-                    // a quiet period.
-                    std::thread::sleep(quiet.min(t));
-                }
-                g = shared.lock();
-            }
-            Wait::Timer(until) => {
-                let t = background_wait(until);
-                g = shared.lock();
-                if !t.is_zero() && !g.stop {
-                    g = shared
-                        .cv
-                        .wait_timeout(g, t)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-    }
-}
-
 impl Inner {
     /// The session's end or an error of the background thread, before an
     /// action.
@@ -750,68 +542,6 @@ impl Inner {
     fn apply_low_water(&mut self, stream: &TcpStream) {
         self.core
             .apply_low_water(|m| iscsi_sys::set_recv_low_water(stream, m).is_ok());
-    }
-
-    /// One step of the background thread: everything that can be done
-    /// without waiting (timers due, input already in, output, events);
-    /// then what to wait for.
-    fn background_step(&mut self) -> Wait {
-        for _ in 0..BACKGROUND_ROUNDS {
-            if let Err(e) = self.pump() {
-                tracing::debug!(target: "iscsi::driver", driver = "std", error = %e, "background step failed");
-                if self.deferred.is_none() {
-                    self.deferred = Some(e);
-                }
-            }
-            if self.core.is_closed() {
-                return Wait::Ended;
-            }
-            let now = Instant::now();
-            if self.core.handle_timeout(now) {
-                continue;
-            }
-            let core = self.core.session_timeout();
-            if !self.links.is_empty() {
-                // Several sockets: look at each, then again a slice later.
-                if self.read_ready_links() {
-                    continue;
-                }
-                let soon = now + links::SLICE;
-                let at = core.map_or(soon, |c| c.min(soon));
-                match self.conn.clone() {
-                    Some(stream) => {
-                        if matches!(iscsi_sys::wait_readable(&*stream, Duration::ZERO), Ok(true)) {
-                            self.read_input();
-                            continue;
-                        }
-                        return Wait::Input(stream, Some(at));
-                    }
-                    None => return Wait::Timer(Some(at)),
-                }
-            }
-            let Some(stream) = self.conn.clone() else {
-                return Wait::Timer(core);
-            };
-            match iscsi_sys::wait_readable(&*stream, Duration::ZERO) {
-                Ok(true) => {
-                    self.read_input();
-                    continue;
-                }
-                Ok(false) => {}
-                Err(_) => return Wait::Timer(core),
-            }
-            if self.core.low_water_timeout(now) {
-                // The wait for the mark ended with too little in: the
-                // planner decided the next mark.
-                self.apply_low_water(&stream);
-                continue;
-            }
-            self.core.plan_low_water(now);
-            self.apply_low_water(&stream);
-            return Wait::Input(stream, self.core.poll_timeout());
-        }
-        // Busy: look again at once (after checking for an application call).
-        Wait::Timer(Some(Instant::now()))
     }
 
     /// Writes every pending PDU, batched into vectored writes.

@@ -46,15 +46,13 @@ fn run(connections: u16) {
         .with_max_connections(connections, Spread::RoundRobin);
     let sent_on: Arc<Mutex<BTreeMap<SocketAddr, usize>>> = Arc::default();
     let seen = sent_on.clone();
-    let opts = Options {
-        tap: Some(Box::new(move |dir, local, _peer, bytes| {
+    let opts = Options::new()
+        .with_tap(Box::new(move |dir, local, _peer, bytes| {
             if dir == Direction::Sent {
                 *seen.lock().unwrap().entry(local).or_default() += bytes.len();
             }
-        })),
-        background: None,
-        ..Options::default()
-    };
+        }))
+        .with_background(None);
     let mut c = Client::connect(&addr.to_string(), config, opts).unwrap();
     let n = usize::from(connections);
     let all_up = |c: &Client| {

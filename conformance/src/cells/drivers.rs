@@ -177,7 +177,8 @@ struct MioInit {
 impl MioInit {
     fn connect(portal: &str, cfg: SessionConfig) -> Result<MioInit, String> {
         let poll = mio::Poll::new().map_err(|e| e.to_string())?;
-        let client = MioClient::new(portal, cfg, poll.registry(), mio::Token(0))
+        let registry = poll.registry().try_clone().map_err(|e| e.to_string())?;
+        let client = MioClient::new(portal, cfg, &std::sync::Arc::new(registry), mio::Token(0))
             .map_err(|e| e.to_string())?;
         let mut m = MioInit {
             poll,

@@ -187,7 +187,11 @@ pub struct MioDrv {
 impl MioDrv {
     fn connect(portal: &str, cfg: SessionConfig) -> Result<MioDrv, DrvError> {
         let poll = mio::Poll::new().map_err(|e| DrvError::Other(e.to_string()))?;
-        let client = MioClient::new(portal, cfg, poll.registry(), mio::Token(0))?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .map_err(iscsi_std::Error::from)?;
+        let client = MioClient::new(portal, cfg, &std::sync::Arc::new(registry), mio::Token(0))?;
         let mut m = MioDrv {
             poll,
             events: mio::Events::with_capacity(64),

@@ -67,6 +67,13 @@ pub(super) struct Link {
     blocked: bool,
 }
 
+impl Link {
+    /// The receive buffer (released by the driver core when idle).
+    pub(super) fn rx_mut(&mut self) -> &mut RecvBuffer {
+        &mut self.rx
+    }
+}
+
 impl DriverCore {
     /// Whether the driver core opens connections up to the negotiated
     /// MaxConnections by itself (default: yes).
@@ -182,7 +189,7 @@ impl DriverCore {
         mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
     ) -> Read {
         let max_pdu = self.session.max_recv_pdu_len();
-        let chunk = self.read_chunk;
+        let chunk = self.read_size();
         loop {
             let Some(l) = self.links.get_mut(&cid).filter(|l| l.addrs.is_some()) else {
                 return Read::Lost;

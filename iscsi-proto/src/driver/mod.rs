@@ -51,6 +51,7 @@ mod clock;
 pub mod error;
 pub mod helpers;
 mod links;
+mod recv;
 pub mod reply;
 
 use crate::prelude::*;
@@ -64,6 +65,7 @@ pub use self::clock::Clock;
 pub use self::error::Error;
 use self::links::Link;
 pub use self::links::LinkRequest;
+pub use self::recv::{IDLE_KEEP, MAX_READ, MIN_READ, RELEASE_AFTER};
 pub use self::reply::Reply;
 use crate::error::{ConnectionError, TaskError, UsageError};
 use crate::initiator::{
@@ -83,8 +85,6 @@ pub const IO_SLICES: usize = 3 * BATCH;
 /// close) kept for the application before newer ones are dropped; task
 /// events (`DataIn`, `Complete`) are always kept.
 pub const EVENT_BACKLOG: usize = 1024;
-/// The default size of each socket read.
-pub const READ_CHUNK: usize = 256 * 1024;
 
 /// Which way bytes crossed the connection (for a [`Tap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,13 @@ pub struct DriverCore {
     low_water: LowWater,
     /// A receive low-water mark for the driver to set on its socket.
     mark: Option<usize>,
-    read_chunk: usize,
+    /// The largest socket read (see `recv`).
+    max_read: usize,
+    /// The largest read asked for since the receive region was last
+    /// released.
+    rx_peak: usize,
+    /// When an idle session's receive region is dropped (see `recv`).
+    release_at: Option<crate::time::Instant>,
     tap: Option<Tap>,
     /// The connection's (local, peer) addresses; `None` while there is none.
     link: Option<(SocketAddr, SocketAddr)>,
@@ -219,7 +225,9 @@ impl DriverCore {
             tx: TxQueue::default(),
             low_water: LowWater::new(Coalesce::default()),
             mark: None,
-            read_chunk: READ_CHUNK,
+            max_read: MAX_READ,
+            rx_peak: 0,
+            release_at: None,
             tap: None,
             link: None,
             connecting: None,
@@ -245,11 +253,6 @@ impl DriverCore {
     /// Installs (or removes) the byte tap.
     pub fn set_tap(&mut self, tap: Option<Tap>) {
         self.tap = tap;
-    }
-
-    /// Sets the size of each socket read (default [`READ_CHUNK`]).
-    pub fn set_read_chunk(&mut self, bytes: usize) {
-        self.read_chunk = bytes.max(1);
     }
 
     /// Sets receive coalescing (see [`crate::initiator::coalesce`]); the
@@ -475,32 +478,13 @@ impl DriverCore {
         self.link = None;
         self.connecting = None;
         self.blocked = false;
-        self.rx.clear();
+        // A new connection starts with no receive memory (see `recv`).
+        self.rx = RecvBuffer::default();
+        self.rx_peak = 0;
+        self.release_at = None;
         self.tx.clear();
         self.low_water.reset();
         self.mark = None;
-    }
-
-    /// Space for the next socket read.
-    pub fn recv_space(&mut self) -> &mut [u8] {
-        let max_pdu = self.session.max_recv_pdu_len();
-        self.rx.spare(max_pdu, self.read_chunk)
-    }
-
-    /// `n` bytes were read into [`DriverCore::recv_space`] (0: the peer
-    /// closed the connection; the driver is asked to close its socket).
-    pub fn received(&mut self, now: Instant, n: usize) {
-        if n == 0 {
-            return self.connection_lost(now);
-        }
-        self.low_water.on_input(n, self.clock.to_core(now));
-        let got = self.rx.commit(n);
-        if let (Some(tap), Some((local, peer))) = (self.tap.as_mut(), self.link) {
-            tap(Direction::Received, local, peer, got);
-        }
-        self.session
-            .handle_input(self.clock.to_core(now), self.rx.filled());
-        self.drain();
     }
 
     /// Whether bytes wait to be written (taken from the session or not).
@@ -569,47 +553,16 @@ impl DriverCore {
         }
     }
 
-    /// Reads once with `read`, the driver's socket read, into
-    /// [`DriverCore::recv_space`] and hands what came to the session
-    /// ([`DriverCore::received`]); an end of stream or a read error is a
-    /// [`DriverCore::connection_lost`].
-    pub fn read_with(
-        &mut self,
-        now: Instant,
-        mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
-    ) -> Read {
-        loop {
-            match read(self.recv_space()) {
-                Ok(0) => {
-                    self.connection_lost(now);
-                    return Read::Lost;
-                }
-                Ok(n) => {
-                    self.received(now, n);
-                    return Read::Bytes(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Read::Nothing;
-                }
-                Err(_) => {
-                    self.connection_lost(now);
-                    return Read::Lost;
-                }
-            }
-        }
-    }
-
     /// When [`DriverCore::handle_timeout`] must be called: the session's
-    /// next deadline or the end of a wait for the receive low-water mark.
+    /// next deadline, the end of a wait for the receive low-water mark, or
+    /// when an idle session's receive memory is released.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let at = self.low_water.earliest(self.session.poll_timeout());
+        let at = match (at, self.release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         at.map(|t| self.clock.to_std(t))
     }
 
@@ -621,9 +574,11 @@ impl DriverCore {
     }
 
     /// Fires the session's timer if its deadline has passed (harmless
-    /// before); returns whether it fired.
+    /// before); returns whether it fired. Also releases an idle session's
+    /// receive memory when that is due (see [`DriverCore::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         let now = self.clock.to_core(now);
+        self.release_if_due(now);
         if self.session.poll_timeout().is_none_or(|d| d > now) {
             return false;
         }
@@ -643,6 +598,7 @@ impl DriverCore {
         let pending = self.blocked || self.has_output();
         let buffered = self.rx.filled().len();
         let now = self.clock.to_core(now);
+        self.plan_release(now);
         if let Some(m) = self.low_water.plan(&self.session, buffered, pending, now) {
             self.mark = Some(m);
         }

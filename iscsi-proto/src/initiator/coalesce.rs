@@ -26,6 +26,22 @@
 //!   nothing came, the mark drops to 1 until input arrives; if too little
 //!   came, the rate estimate is halved.
 //!
+//! A target that batches its responses by itself (it answers every command
+//! it has read in one write, as the embedded target, LIO or SPDK do)
+//! already wakes us once per batch: a mark then only adds socket calls and
+//! holds the first responses of a batch until the rest arrive. The planner
+//! notices such a target from what each wakeup brings while the mark is 1:
+//! it compares the bytes read between two plans with the mark it would
+//! plan (the `goal`, before the rate cap). While those wakeups bring at
+//! least [`BATCHING_ENTER`] of the goal on average (a moving average over
+//! about four wakeups), the target counts as self-batching and the mark
+//! stays 1; it counts as one-at-a-time again once they bring less than
+//! [`BATCHING_LEAVE`] of it (hysteresis: a target in between keeps its
+//! label). While coalescing, every [`PROBE_EVERY`] planned marks the
+//! planner spends [`PROBE_LEN`] plans at mark 1 to look again. A target
+//! that answers one command at a time (tgtd) brings one or two responses
+//! per wakeup and is coalesced as before.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use iscsi_proto::initiator::{Coalesce, LowWater};
@@ -56,8 +72,33 @@ pub const MAX_MARK: usize = 1 << 20;
 /// Input-rate samples span at least this long.
 const RATE_WINDOW: Duration = Duration::from_millis(2);
 
-/// Receive coalescing settings for a driver.
+/// Fixed-point scale of the per-wakeup ratio (bytes read / goal).
+const ONE: u32 = 256;
+/// A target counts as self-batching once its wakeups at mark 1 bring, on
+/// average, at least this share of the goal (1/2)...
+pub const BATCHING_ENTER: (u32, u32) = (1, 2);
+/// ...and as answering one command at a time again below this share (1/4).
+pub const BATCHING_LEAVE: (u32, u32) = (1, 4);
+/// While coalescing, a probe at mark 1 starts after this many planned
+/// marks above 1...
+pub const PROBE_EVERY: u32 = 128;
+/// ...and lasts this many plans.
+pub const PROBE_LEN: u32 = 4;
+
+/// Receive coalescing settings for a driver: [`Coalesce::default`] or
+/// [`Coalesce::OFF`], changed with the `with_*` methods (new fields may be
+/// added).
+///
+/// ```
+/// use core::time::Duration;
+/// use iscsi_proto::initiator::Coalesce;
+///
+/// let c = Coalesce::default().with_max_tasks(8).with_max_delay(Duration::from_micros(500));
+/// assert!(c.is_on());
+/// assert!(!Coalesce::default().with_max_tasks(1).is_on());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Coalesce {
     /// The most task endings one wakeup waits for (it is also never more
     /// than half of the tasks the target holds). 0 or 1 turns coalescing
@@ -74,6 +115,20 @@ impl Coalesce {
         max_tasks: 0,
         max_delay: Duration::ZERO,
     };
+
+    /// Sets [`Coalesce::max_tasks`] (0 or 1: off).
+    #[must_use]
+    pub const fn with_max_tasks(mut self, max_tasks: usize) -> Coalesce {
+        self.max_tasks = max_tasks;
+        self
+    }
+
+    /// Sets [`Coalesce::max_delay`] (zero: off).
+    #[must_use]
+    pub const fn with_max_delay(mut self, max_delay: Duration) -> Coalesce {
+        self.max_delay = max_delay;
+        self
+    }
 
     /// Whether coalescing is on.
     pub fn is_on(&self) -> bool {
@@ -104,6 +159,20 @@ pub struct LowWater {
     /// Estimated input rate, bytes per second (0: unknown).
     rate: u64,
     window: Option<(Instant, u64)>,
+    /// Bytes read since the last plan.
+    since_plan: usize,
+    /// The last plan left the mark at 1 to watch the target: the goal it
+    /// would have planned, to compare what the wakeup brings with.
+    watching: Option<usize>,
+    /// Moving average of (bytes per watched wakeup / goal), scaled by
+    /// [`ONE`].
+    batch_ratio: u32,
+    /// The target batches its responses by itself: no mark.
+    batching: bool,
+    /// Marks above 1 planned since the last probe.
+    since_probe: u32,
+    /// Plans left in the current probe at mark 1.
+    probe_left: u32,
 }
 
 impl LowWater {
@@ -117,6 +186,44 @@ impl LowWater {
             input_since_plan: false,
             rate: 0,
             window: None,
+            since_plan: 0,
+            watching: None,
+            batch_ratio: 0,
+            batching: false,
+            since_probe: 0,
+            probe_left: 0,
+        }
+    }
+
+    /// Whether the target is taken to batch its responses by itself (the
+    /// mark then stays 1; see the module documentation).
+    pub fn is_batching(&self) -> bool {
+        self.batching
+    }
+
+    /// The moving average of what a wakeup at mark 1 brought, as a share
+    /// of the mark the planner would have set (`(numerator, 256)`).
+    pub fn batch_ratio(&self) -> (u32, u32) {
+        (self.batch_ratio, ONE)
+    }
+
+    /// The wakeup since the last plan was watched: fold what it brought
+    /// into the average and update the label, with hysteresis.
+    fn observe(&mut self) {
+        let Some(goal) = self.watching.take() else {
+            return;
+        };
+        if self.since_plan == 0 || goal == 0 {
+            return; // nothing read (a plan after a submit): no sample
+        }
+        let ratio = (self.since_plan as u128 * u128::from(ONE) / goal as u128)
+            .min(u128::from(2 * ONE)) as u32;
+        self.batch_ratio = (self.batch_ratio * 3 + ratio) / 4;
+        let share = |(n, d): (u32, u32)| ONE * n / d;
+        if !self.batching && self.batch_ratio >= share(BATCHING_ENTER) {
+            self.batching = true;
+        } else if self.batching && self.batch_ratio < share(BATCHING_LEAVE) {
+            self.batching = false;
         }
     }
 
@@ -186,7 +293,9 @@ impl LowWater {
         output_pending: bool,
         now: Instant,
     ) -> Option<usize> {
-        let want = if !self.cfg.is_on() || self.starved || output_pending || self.rate == 0 {
+        self.observe();
+        self.since_plan = 0;
+        let want = if !self.cfg.is_on() || output_pending {
             1
         } else {
             let open = session.expected_input(0).tasks;
@@ -194,16 +303,25 @@ impl LowWater {
                 1
             } else {
                 let k = (open / 2).min(self.cfg.max_tasks);
-                let owed = session.expected_input(k).bytes;
-                let budget = self
-                    .rate
-                    .saturating_mul(self.cfg.max_delay.as_nanos() as u64)
-                    / 2_000_000_000;
-                let budget = usize::try_from(budget).unwrap_or(usize::MAX);
-                owed.min(budget)
-                    .min(MAX_MARK)
-                    .saturating_sub(buffered)
-                    .max(1)
+                let goal = session.expected_input(k).bytes.min(MAX_MARK);
+                if self.batching || self.probe_left > 0 || self.starved || self.rate == 0 {
+                    // Mark 1, and watch what the wakeup brings.
+                    self.probe_left = self.probe_left.saturating_sub(1);
+                    self.watching = Some(goal);
+                    1
+                } else {
+                    self.since_probe += 1;
+                    if self.since_probe >= PROBE_EVERY {
+                        self.since_probe = 0;
+                        self.probe_left = PROBE_LEN;
+                    }
+                    let budget = self
+                        .rate
+                        .saturating_mul(self.cfg.max_delay.as_nanos() as u64)
+                        / 2_000_000_000;
+                    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+                    goal.min(budget).saturating_sub(buffered).max(1)
+                }
             }
         };
         self.input_since_plan = false;
@@ -222,6 +340,7 @@ impl LowWater {
             return;
         }
         self.input_since_plan = true;
+        self.since_plan = self.since_plan.saturating_add(n);
         self.starved = false;
         match &mut self.window {
             None => self.window = Some((now, 0)),

@@ -185,8 +185,9 @@ impl RecvBuffer {
 
     /// Space for the next read: room for the rest of the PDU under way (up
     /// to `max_pdu` bytes, e.g. [`Session::max_recv_pdu_len`]) and at least
-    /// a quarter of `chunk` bytes. A new region holds
-    /// `max(chunk, 2 * max_pdu)` bytes.
+    /// half of `chunk` bytes. A new region holds `chunk` bytes, or
+    /// what the PDU under way needs if that is more: the caller sizes
+    /// `chunk` by what it expects (the driver core: by what is in flight).
     pub fn spare(&mut self, max_pdu: usize, chunk: usize) -> &mut [u8] {
         let have = self.filled.len();
         // The PDU under way, once its BHS is in: BHS, AHS, two digests and
@@ -206,11 +207,8 @@ impl RecvBuffer {
         // A PDU longer than `max_pdu` is refused by the decoder: no room is
         // made for it.
         let need = pdu.min(max_pdu.max(BHS_LEN)).saturating_sub(have);
-        if self.spare.len() < need.max(chunk / 4).max(1) {
-            let size = chunk
-                .max(max_pdu.saturating_mul(2))
-                .max(have.saturating_add(need))
-                .max(BHS_LEN);
+        if self.spare.len() < need.max(chunk / 2).max(1) {
+            let size = chunk.max(have.saturating_add(need)).max(BHS_LEN);
             // Rejoin the spare space, then make room: once every PDU handed
             // out from this region has been dropped, `reserve` reuses the
             // region in place (moving the partial PDU to its start), so a
@@ -274,7 +272,9 @@ mod tests {
     fn recv_buffer_reads_in_place_and_keeps_a_partial_pdu() {
         let mut rx = RecvBuffer::default();
         let max_pdu = 48 + 4096 + 8;
-        let space = rx.spare(max_pdu, 1024);
+        // Room for two of the longest PDUs per region.
+        let chunk = 2 * max_pdu;
+        let space = rx.spare(max_pdu, chunk);
         assert!(space.len() >= 2 * max_pdu);
         let base = space.as_ptr();
         // A BHS announcing a 4096-byte data segment, then 100 data bytes.
@@ -283,7 +283,7 @@ mod tests {
         space[48..148].fill(7);
         assert_eq!(rx.commit(148).len(), 148);
         // Consumed up to here by no one: the next read continues in place.
-        let space = rx.spare(max_pdu, 1024);
+        let space = rx.spare(max_pdu, chunk);
         assert_eq!(space.as_ptr(), base.wrapping_add(148));
         space[..10].fill(9);
         assert_eq!(rx.commit(10), &[9u8; 10][..]);
@@ -294,13 +294,34 @@ mod tests {
         assert_eq!(head.len(), 48);
         // Shrink the spare space below the PDU's remaining length: a new
         // region starts with the partial PDU copied over.
-        let len = rx.spare(max_pdu, 1024).len();
+        let len = rx.spare(max_pdu, chunk).len();
         let _ = rx.commit(len - 10);
         let moved = rx.filled().len();
-        let _ = rx.spare(max_pdu, 1024);
+        let _ = rx.spare(max_pdu, chunk);
         assert_eq!(rx.filled().len(), moved);
         assert_eq!(&rx.filled()[..100], &[7u8; 100][..]);
         rx.clear();
         assert!(rx.filled().is_empty());
+    }
+
+    #[test]
+    fn recv_buffer_region_follows_the_chunk_asked_for() {
+        let max_pdu = 48 + 65536 + 8;
+        // A small chunk: a small region, though the longest PDU is larger.
+        let mut rx = RecvBuffer::default();
+        assert_eq!(rx.spare(max_pdu, 4096).len(), 4096);
+        // A PDU announcing a longer data segment gets room for all of it.
+        let space = rx.spare(max_pdu, 4096);
+        space[..48].fill(0);
+        space[5..8].copy_from_slice(&[0, 0x80, 0]); // 32 KiB of data
+        let _ = rx.commit(48);
+        assert!(rx.spare(max_pdu, 4096).len() >= 32 * 1024 + 8);
+        // Room is never made beyond `max_pdu` (the decoder refuses more).
+        let mut rx = RecvBuffer::default();
+        let space = rx.spare(100, 64);
+        space[..48].fill(0);
+        space[5..8].copy_from_slice(&[0, 0x80, 0]);
+        let _ = rx.commit(48);
+        assert!(rx.spare(100, 64).len() < 1024);
     }
 }

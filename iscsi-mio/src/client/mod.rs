@@ -3,21 +3,24 @@
 //! [`Registry`] under the caller's [`Token`]. No protocol logic lives here:
 //! sockets, clocks and wakeups only.
 //!
-//! The caller's loop (many clients may share one [`Poll`], one token each:
+//! The caller's loop (many clients may share one [`Poll`](mio::Poll), one token each:
 //! the wait then ends no later than the *earliest* `poll_timeout()` of all
 //! of them, and each gets [`Client::handle_timeout`] after every wait, a
 //! no-op before its own deadline; `iscsi-mio/examples/multi.rs` runs
 //! three sessions and a listener on one `Poll`):
 //!
 //! ```no_run
+//! use std::sync::Arc;
 //! use std::time::Instant;
 //! use mio::{Events, Poll, Token};
 //! use iscsi_proto::initiator::{Event, SessionConfig};
 //! use iscsi_mio::client::Client;
 //!
 //! let mut poll = Poll::new()?;
+//! // One clone of the registry, shared by every client of this `Poll`.
+//! let registry = Arc::new(poll.registry().try_clone()?);
 //! let cfg = SessionConfig::new("iqn.2026-11.example:host").with_target("iqn.2026-11.test:disk1");
-//! let mut client = Client::new("127.0.0.1:3260", cfg, poll.registry(), Token(7))?;
+//! let mut client = Client::new("127.0.0.1:3260", cfg, &registry, Token(7))?;
 //! let mut events = Events::with_capacity(64);
 //! while !client.is_closed() {
 //!     let timeout = client.poll_timeout().map(|d| d.saturating_duration_since(Instant::now()));
@@ -44,6 +47,12 @@
 //! connection under the same token), and leave the next deadline in
 //! `Client::poll_timeout` ([`DriverCore::poll_timeout`]).
 //!
+//! What a client costs: one file descriptor (its socket; the registry is
+//! the caller's, shared by every client on the `Poll`) and receive memory
+//! that follows what is in flight (a few KiB while idle, up to
+//! [`Client::set_max_read`] while busy; see `iscsi_proto::driver`'s
+//! receive sizing).
+//!
 //! Errors: [`Error`] is the drivers' shared
 //! [`iscsi_proto::driver::Error`]; its module documents how a refused
 //! connection or login ([`Error::Connect`], [`Error::Login`]) differs from
@@ -58,25 +67,25 @@
 //! [`Client::handle_wakeup`]. [`Blocking`] is a ready-made loop for one
 //! session.
 
+mod blocking;
+mod links;
+
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use bytes::Bytes;
 use std::collections::BTreeMap;
 
-use iscsi_proto::driver::{
-    helpers, reply, ConnRequest, DriverCore, LinkRequest, Queued, Read as Got, Written,
-};
+use iscsi_proto::driver::{reply, ConnRequest, DriverCore, Queued, Read as Got, Written};
 pub use iscsi_proto::driver::{Action, Coalesce, Completed, Error, Reply, Tap};
-use iscsi_proto::initiator::{
-    Event, LogoutMode, LogoutResult, ScsiCommand, SessionConfig, TargetRecord, TaskId, TaskOutcome,
-};
+use iscsi_proto::initiator::{Event, LogoutMode, ScsiCommand, SessionConfig, TaskId};
 pub use iscsi_proto::scsi::{Capacity, Lun};
 pub use iscsi_proto::wire::pdu::{TmfFunction, TmfResponse};
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Interest, Registry, Token, Waker};
+
+pub use self::blocking::Blocking;
 
 /// The driver is gone: its channel closed.
 fn gone<T>(_: T) -> Error {
@@ -123,7 +132,8 @@ struct Conn {
 #[derive(Debug)]
 pub struct Client {
     core: DriverCore,
-    registry: Registry,
+    /// The caller's registry (a clone shared by every client of a `Poll`).
+    registry: Arc<Registry>,
     token: Token,
     conn: Option<Conn>,
     /// The sockets of added connections (MC/S), by CID.
@@ -143,13 +153,18 @@ impl std::ops::Deref for Client {
 
 impl Client {
     /// Creates a session for `portal` (`host:port`) and starts connecting
-    /// (non-blocking; the socket is registered under `token`). Login
-    /// proceeds as the caller's loop feeds events; [`Event::LoggedIn`]
-    /// tells when it is done.
+    /// (non-blocking; the socket is registered with `registry` under
+    /// `token`). Login proceeds as the caller's loop feeds events;
+    /// [`Event::LoggedIn`] tells when it is done.
+    ///
+    /// `registry` is a clone of the `Poll`'s registry
+    /// (`Arc::new(poll.registry().try_clone()?)`), made once and shared by
+    /// every client of that `Poll`: a client then costs one file
+    /// descriptor, its socket.
     pub fn new(
         portal: &str,
         config: SessionConfig,
-        registry: &Registry,
+        registry: &Arc<Registry>,
         token: Token,
     ) -> Result<Client, Error> {
         let mut random = [0u8; 3];
@@ -158,7 +173,7 @@ impl Client {
         core.set_auto_connections(false);
         let mut c = Client {
             core,
-            registry: registry.try_clone()?,
+            registry: Arc::clone(registry),
             token,
             conn: None,
             links: BTreeMap::new(),
@@ -175,6 +190,14 @@ impl Client {
     pub fn set_coalesce(&mut self, coalesce: Coalesce) {
         self.core.set_coalesce(coalesce);
         self.apply_low_water();
+    }
+
+    /// Sets the largest socket read (default
+    /// [`iscsi_proto::driver::MAX_READ`]): reads are sized by what is in
+    /// flight, up to this, so this bounds the receive memory of a busy
+    /// session.
+    pub fn set_max_read(&mut self, bytes: usize) {
+        self.core.set_max_read(bytes);
     }
 
     /// Installs a byte tap: it sees every byte written to and read from
@@ -244,8 +267,12 @@ impl Client {
             if event.is_writable() {
                 self.core.writable();
             }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_ready()?;
+            // After a short read the socket is empty (epoll(7), edge
+            // triggered: new bytes bring a new event), unless the event
+            // also reports the end of the stream, which must be read.
+            let closing = event.is_read_closed() || event.is_error();
+            if event.is_readable() || closing {
+                self.read_ready(!closing)?;
             }
         }
         self.drive()
@@ -258,7 +285,7 @@ impl Client {
         let now = Instant::now();
         if self.core.low_water_deadline().is_some_and(|d| d <= now) {
             // Whatever is there, below the mark: take it.
-            self.read_ready()?;
+            self.read_ready(false)?;
             let _ = self.core.low_water_timeout(now);
             self.drive()?;
         }
@@ -317,7 +344,7 @@ impl Client {
     /// Starts the logout (after outstanding tasks finish): the session
     /// then ends, `is_closed()` turns true and
     /// [`Client::take_completed`] gives the task's reply
-    /// (`reply::logged_out` turns it into a [`LogoutResult`]).
+    /// (`reply::logged_out` turns it into a [`LogoutResult`](iscsi_proto::initiator::LogoutResult)).
     pub fn logout(&mut self) -> Result<TaskId, Error> {
         self.start_collected(Action::Logout(LogoutMode::WaitForTasks))
     }
@@ -384,12 +411,26 @@ impl Client {
         }
     }
 
-    /// Reads until the socket would block, feeding the core after each read.
-    fn read_ready(&mut self) -> Result<(), Error> {
+    /// Reads until the socket would block (or, with `stop_short`, until a
+    /// read returns less than it asked for: the socket is then empty),
+    /// feeding the core after each read.
+    fn read_ready(&mut self, stop_short: bool) -> Result<(), Error> {
         while let Some(conn) = self.conn.as_mut().filter(|_| self.core.is_connected()) {
-            match self.core.read_with(Instant::now(), |b| conn.stream.read(b)) {
+            let mut short = false;
+            let got = self.core.read_with(Instant::now(), |b| {
+                let asked = b.len();
+                let r = conn.stream.read(b);
+                short = matches!(r, Ok(n) if n < asked);
+                r
+            });
+            match got {
                 // Answers (R2T data, NOP-Outs) go out before more input.
-                Got::Bytes(_) => self.drive_io()?,
+                Got::Bytes(_) => {
+                    self.drive_io()?;
+                    if short && stop_short {
+                        return Ok(());
+                    }
+                }
                 Got::Nothing => return Ok(()),
                 Got::Lost => self.close_conn(),
             }
@@ -440,318 +481,5 @@ impl Client {
             Err(e) => self.core.connect_failed(Instant::now(), e),
         }
         Ok(())
-    }
-}
-/// Added connections (MC/S): the same byte moving as for the first one,
-/// per CID (see `iscsi_proto::driver` links).
-impl Client {
-    /// A readiness event on added connection `cid`'s socket.
-    fn handle_link_event(&mut self, cid: u16, event: &mio::event::Event) -> Result<(), Error> {
-        if !self.core.link_is_connected(cid) {
-            self.check_link_connected(cid);
-        }
-        if self.core.link_is_connected(cid) {
-            if event.is_writable() {
-                self.core.link_writable(cid);
-            }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_link(cid)?;
-            }
-        }
-        self.drive()
-    }
-
-    fn check_link_connected(&mut self, cid: u16) {
-        let Some(conn) = self.links.get(&cid) else {
-            return;
-        };
-        let s = &conn.stream;
-        let up = s.take_error().and_then(|e| e.map_or(Ok(()), Err));
-        match up.and_then(|()| Ok((s.local_addr()?, s.peer_addr()?))) {
-            Ok((local, peer)) => self.core.link_connected(cid, Instant::now(), local, peer),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
-            Err(_) => self.core.link_lost(cid, Instant::now()),
-        }
-    }
-
-    fn read_link(&mut self, cid: u16) -> Result<(), Error> {
-        loop {
-            let Some(conn) = self.links.get_mut(&cid) else {
-                return Ok(());
-            };
-            match self
-                .core
-                .read_on(cid, Instant::now(), |b| conn.stream.read(b))
-            {
-                Got::Bytes(_) => self.drive_io()?,
-                Got::Nothing | Got::Lost => return Ok(()),
-            }
-        }
-    }
-
-    fn link_request(&mut self, r: LinkRequest) -> Result<(), Error> {
-        match r {
-            LinkRequest::Close { cid } => {
-                if let Some(mut c) = self.links.remove(&cid) {
-                    let _ = self.registry.deregister(&mut c.stream);
-                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
-                }
-            }
-            LinkRequest::Open { cid, addr } => {
-                let Some(base) = self.link_base else {
-                    self.core.link_lost(cid, Instant::now());
-                    return Ok(());
-                };
-                let token = Token(base.saturating_add(usize::from(cid)));
-                let resolved = addr
-                    .to_socket_addrs()
-                    .and_then(|mut a| a.next().ok_or_else(|| io::ErrorKind::NotFound.into()));
-                match resolved.and_then(TcpStream::connect) {
-                    Ok(mut stream) => {
-                        let _ = stream.set_nodelay(true);
-                        let interest = Interest::READABLE | Interest::WRITABLE;
-                        self.registry.register(&mut stream, token, interest)?;
-                        self.links.insert(cid, Conn { stream, interest });
-                    }
-                    Err(_) => self.core.link_lost(cid, Instant::now()),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn write_links(&mut self) {
-        for cid in self.core.link_ids() {
-            let Some(conn) = self.links.get_mut(&cid) else {
-                continue;
-            };
-            let _ = self
-                .core
-                .write_on(cid, Instant::now(), |s| conn.stream.write_vectored(s));
-        }
-    }
-
-    /// Write interest on an added connection only while it connects or a
-    /// write is blocked.
-    fn link_interest(&mut self) -> Result<(), Error> {
-        let Some(base) = self.link_base else {
-            return Ok(());
-        };
-        for (cid, conn) in self.links.iter_mut() {
-            let want = if self.core.link_wants_writable(*cid) {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if want != conn.interest {
-                let token = Token(base.saturating_add(usize::from(*cid)));
-                self.registry.reregister(&mut conn.stream, token, want)?;
-                conn.interest = want;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A ready-made loop for one session: its own `Poll`, blocking calls.
-#[derive(Debug)]
-pub struct Blocking {
-    poll: Poll,
-    events: Events,
-    client: Client,
-    waker: Arc<Waker>,
-}
-
-const CLIENT: Token = Token(0);
-const WAKER: Token = Token(1);
-/// Added connection `cid` is registered under `Token(LINKS + cid)`.
-const LINKS: usize = 2;
-
-impl Blocking {
-    /// Connects to `portal` and logs in with `config`.
-    pub fn connect(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
-        let mut b = Blocking::new(portal, config)?;
-        b.login()?;
-        Ok(b)
-    }
-
-    /// A session for `portal` that has not logged in yet: set its client
-    /// up ([`Blocking::client`]: a tap, the coalescing), then
-    /// [`Blocking::login`].
-    pub fn new(portal: &str, config: SessionConfig) -> Result<Blocking, Error> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut client = Client::new(portal, config, poll.registry(), CLIENT)?;
-        client.set_link_tokens(LINKS);
-        let events = Events::with_capacity(64);
-        Ok(Blocking {
-            poll,
-            events,
-            client,
-            waker,
-        })
-    }
-
-    /// Drives the session until it is in the Full Feature Phase.
-    pub fn login(&mut self) -> Result<(), Error> {
-        self.run_until(|c| c.session().is_logged_in())
-    }
-
-    /// Runs a discovery session (SendTargets=All) and logs out. `config`
-    /// must have no target name.
-    pub fn discover(portal: &str, config: SessionConfig) -> Result<Vec<TargetRecord>, Error> {
-        Blocking::connect(portal, config)?.discover_targets()
-    }
-
-    /// SendTargets=All on this (discovery) session, then a logout.
-    pub fn discover_targets(mut self) -> Result<Vec<TargetRecord>, Error> {
-        let targets = reply::targets(self.wait_action(Action::SendTargets))?;
-        self.logout()?;
-        Ok(targets)
-    }
-
-    /// The client (for its getters, or to start work by hand).
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
-    /// A handle for other threads; their work runs while this thread is
-    /// inside a call of this `Blocking` (e.g. [`Blocking::run_until`]).
-    pub fn submitter(&self) -> Submitter {
-        self.client.submitter(self.waker.clone())
-    }
-
-    /// Drives the session until `done(client)` holds; fails if the
-    /// session closes first. Events of other tokens than the client's and
-    /// the waker's are ignored.
-    pub fn run_until(&mut self, mut done: impl FnMut(&mut Client) -> bool) -> Result<(), Error> {
-        let c = &mut self.client;
-        loop {
-            if done(c) {
-                return Ok(());
-            }
-            c.core.check()?;
-            // Work queued without a write (a deferred submit) goes out
-            // before blocking.
-            if c.core.has_output() {
-                c.drive()?;
-                if done(c) {
-                    return Ok(());
-                }
-            }
-            let timeout = c
-                .poll_timeout()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut self.events, timeout) {
-                Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e.into()),
-                _ => {}
-            }
-            for ev in self.events.iter() {
-                c.handle_event(ev)?;
-            }
-            c.handle_timeout()?;
-            c.handle_wakeup()?;
-        }
-    }
-
-    /// Events that reached the application so far (async messages,
-    /// rejects, recovery notices; at most 1024 are kept).
-    pub fn take_async_events(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.client.core.poll_event()).collect()
-    }
-
-    /// Submits a SCSI command without waiting; see [`Blocking::wait`].
-    ///
-    /// The command is written at once, unless completions wait to be
-    /// collected: then it is written, with every command submitted
-    /// meanwhile, in one vectored write by the next `submit` made with no
-    /// completion waiting, or by the next call that waits for input.
-    pub fn submit(&mut self, cmd: ScsiCommand) -> Result<TaskId, Error> {
-        let c = &mut self.client;
-        let task = c.core.start(Instant::now(), Action::Scsi(cmd), true)?;
-        if !c.core.has_completed() {
-            c.drive()?;
-        }
-        Ok(task)
-    }
-
-    /// Waits for whichever task started with [`Blocking::submit`] ends
-    /// first (in completion order).
-    pub fn wait_any(&mut self) -> Result<(TaskId, TaskOutcome, Bytes), Error> {
-        let (task, r) = self.take(DriverCore::take_any_completed)?;
-        r.map(|(o, d)| (task, o, d))
-    }
-
-    /// Waits for a task started with [`Blocking::submit`].
-    pub fn wait(&mut self, task: TaskId) -> Reply {
-        self.take(|c| c.take_completed(task))?
-    }
-
-    /// Drives the session until `take` yields something.
-    fn take<T>(&mut self, mut take: impl FnMut(&mut DriverCore) -> Option<T>) -> Result<T, Error> {
-        let mut got = None;
-        self.run_until(|c| {
-            got = take(&mut c.core);
-            got.is_some()
-        })?;
-        got.ok_or(Error::Closed(None))
-    }
-
-    fn wait_action(&mut self, action: Action) -> Reply {
-        let task = self.client.start_collected(action)?;
-        self.wait(task)
-    }
-
-    /// Runs one SCSI command to completion.
-    pub fn execute(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
-        reply::scsi(self.wait_action(Action::Scsi(cmd)))
-    }
-
-    /// Runs a task management function on `lun`.
-    pub fn task_management(
-        &mut self,
-        lun: Lun,
-        function: TmfFunction,
-    ) -> Result<TmfResponse, Error> {
-        let lun = lun.to_u64();
-        reply::task_management(self.wait_action(Action::TaskManagement { lun, function }))
-    }
-
-    /// Runs `cmd` and requires GOOD status, sending it again once after a
-    /// UNIT ATTENTION (the one a target reports on the first command of
-    /// every session: tgtd, LIO; see [`iscsi_proto::scsi::helpers`]).
-    pub fn execute_good(&mut self, cmd: ScsiCommand) -> Result<Completed, Error> {
-        helpers::execute_good(|c| self.execute(c), cmd)
-    }
-
-    /// READ(16) of `blocks` blocks of `block_len` bytes at `lba` of `lun`
-    /// ([`Blocking::execute_good`]).
-    pub fn read(
-        &mut self,
-        lun: Lun,
-        lba: u64,
-        blocks: u32,
-        block_len: u32,
-    ) -> Result<Bytes, Error> {
-        let cmd = helpers::read_command(lun, lba, blocks, block_len);
-        self.execute_good(cmd).map(|c| c.data)
-    }
-
-    /// WRITE(16) of `data` (whole `block_len` blocks) at `lba` of `lun`
-    /// ([`Blocking::execute_good`]).
-    pub fn write(&mut self, lun: Lun, lba: u64, data: Bytes, block_len: u32) -> Result<(), Error> {
-        let cmd = helpers::write_command(lun, lba, data, block_len)?;
-        self.execute_good(cmd).map(drop)
-    }
-
-    /// The capacity and block size of `lun`: READ CAPACITY (16), or (10)
-    /// where (16) is not supported.
-    pub fn read_capacity(&mut self, lun: Lun) -> Result<Capacity, Error> {
-        helpers::read_capacity(|c| self.execute(c), lun)
-    }
-
-    /// Logs out (after outstanding tasks finish) and closes the connection.
-    pub fn logout(mut self) -> Result<LogoutResult, Error> {
-        reply::logged_out(self.wait_action(Action::Logout(LogoutMode::WaitForTasks)))
     }
 }
