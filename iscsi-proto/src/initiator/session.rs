@@ -158,6 +158,7 @@ mod erl2;
 mod failover;
 pub(super) mod login;
 mod mcs;
+mod quiet;
 mod receive;
 mod recovery;
 mod send;
@@ -425,6 +426,7 @@ impl Session {
         if let Some(ka) = self.cfg.keepalive {
             self.timers.set(Timer::Keepalive, later(now, ka.interval));
         }
+        self.quiet_restart(now);
     }
 
     /// Run after every input and action: in Full Feature Phase, send the

@@ -35,6 +35,7 @@ impl Session {
             };
             self.window_stalled = false;
             self.pending.pop_front();
+            self.quiet_arm(now);
             if let Some(t) = self.tasks.get_mut(itt) {
                 t.cmd_sn = Some(cmd_sn);
                 if let (Kind::Scsi(_), Some(limit)) = (&t.kind, self.cfg.task_timeout) {
