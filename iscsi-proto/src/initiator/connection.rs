@@ -107,6 +107,9 @@ pub struct Connection {
     pub(super) logged_in_at: Instant,
     /// The internal NOP-Out ping in flight, if any.
     pub(super) keepalive_task: Option<u32>,
+    /// An added connection (MC/S): when its keepalive ping must have been
+    /// answered (the first connection uses the session's `Timer::Ping`).
+    pub(super) ping_deadline: Option<Instant>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -144,6 +147,7 @@ impl Connection {
             last_rx: now,
             logged_in_at: now,
             keepalive_task: None,
+            ping_deadline: None,
         }
     }
 

@@ -378,6 +378,10 @@ pub struct Session {
     /// Added connections that failed while the first one was recovering
     /// (ErrorRecoveryLevel 2): logged out with reason 2 once it is back.
     orphans: BTreeSet<u16>,
+    /// MC/S: added connections an Async Message said the target drops
+    /// (AsyncEvent 2, RFC 7143 section 11.9.1), handled as failed once the
+    /// call that received it is over (`session/mcs.rs`).
+    async_drops: BTreeSet<u16>,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
     /// What the session counted about itself ([`Session::stats`]).
@@ -423,6 +427,14 @@ impl Session {
     /// keepalive interval counts from now.
     fn touch_rx(&mut self, now: Instant) {
         self.conn.last_rx = now;
+        if self.swapped.is_some() {
+            // An added connection (MC/S) keeps its own idle time and ping
+            // (`session/mcs.rs`): its traffic says nothing about the first
+            // connection's.
+            self.conn.ping_deadline = None;
+            return;
+        }
+        self.timers.stop(Timer::Ping);
         if let Some(ka) = self.cfg.keepalive {
             self.timers.set(Timer::Keepalive, later(now, ka.interval));
         }
@@ -433,6 +445,9 @@ impl Session {
     /// queued commands the CmdSN window now allows (RFC 7143 section
     /// 4.2.2.1) and a logout whose wait for tasks is over.
     fn after_action(&mut self, now: Instant) {
+        if self.swapped.is_none() && !self.async_drops.is_empty() {
+            self.apply_async_drops(now);
+        }
         if self.is_logged_in() {
             if !self.holds_new_work() {
                 self.dispatch_pending(now);

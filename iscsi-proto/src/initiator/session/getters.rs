@@ -51,6 +51,7 @@ impl Session {
             clock: now,
             window_stalled: false,
             orphans: BTreeSet::new(),
+            async_drops: BTreeSet::new(),
             time2retain: None,
             cfg: config,
         };

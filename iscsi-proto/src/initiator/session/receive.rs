@@ -576,6 +576,16 @@ impl Session {
             w::AsyncEvent::DropConnection | w::AsyncEvent::DropAllConnections => {
                 self.time2wait = Some(h.parameter2);
                 self.time2retain = Some(h.parameter3);
+                // AsyncEvent 2: "The Parameter1 field indicates the CID of
+                // the connection that is going to be dropped"; section
+                // 7.1.4.3: "The initiator MUST handle it as a TCP
+                // connection failure for the connection(s) referred to in
+                // the Message." An added connection (MC/S) fails alone
+                // (`session/mcs.rs`); the first one fails when the target
+                // closes it.
+                if h.event == w::AsyncEvent::DropConnection {
+                    self.async_drop(h.parameter1);
+                }
             }
             // AsyncEvent 4: renegotiation requested. We have nothing to
             // change: an empty Text Request completes the negotiation.
