@@ -221,6 +221,14 @@ pub enum Spread {
 /// The most alternate portals a [`SessionConfig`] may list.
 pub const MAX_FAILOVER_PORTALS: usize = 16;
 
+/// MaxOutstandingR2T a [`SessionConfig`] offers unless told otherwise (RFC
+/// 7143 section 13.17, result function Minimum: the target's offer bounds
+/// it). Several R2Ts per write let the target ask for the next burst
+/// before the previous one has arrived; the Data-Out of each goes out in
+/// R2T order. Offered as 1 when ErrorRecoveryLevel >= 1 is offered with
+/// DataSequenceInOrder=Yes (section 13.19).
+pub const DEFAULT_MAX_OUTSTANDING_R2T: u16 = 8;
+
 /// Within-command and within-connection recovery (RFC 7143 sections
 /// 7.1.4.1, 7.1.4.2, ErrorRecoveryLevel 1): what the session offers and
 /// how long it keeps asking for a lost PDU before falling back to the
@@ -307,7 +315,10 @@ impl SessionConfig {
             isid: None,
             auth: Auth::None,
             chap_challenge: Vec::new(),
-            operational: OperationalParams::default(),
+            operational: OperationalParams {
+                max_outstanding_r2t: DEFAULT_MAX_OUTSTANDING_R2T,
+                ..OperationalParams::default()
+            },
             login_timeout: Duration::from_secs(30),
             keepalive: None,
             recovery: None,
@@ -375,6 +386,15 @@ impl SessionConfig {
     /// the default SNACK bounds of [`ErrorRecovery::level`].
     pub fn with_error_recovery_level(mut self, level: u8) -> Self {
         self.error_recovery = ErrorRecovery::level(level);
+        self
+    }
+
+    /// Offers MaxOutstandingR2T `n` (RFC 7143 section 13.17; 1..=65535,
+    /// default [`DEFAULT_MAX_OUTSTANDING_R2T`]). With ErrorRecoveryLevel
+    /// >= 1 and DataSequenceInOrder=Yes the offer is 1 whatever `n` is
+    /// (section 13.19).
+    pub fn with_max_outstanding_r2t(mut self, n: u16) -> Self {
+        self.operational.max_outstanding_r2t = n;
         self
     }
 

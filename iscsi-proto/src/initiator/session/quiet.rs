@@ -69,6 +69,10 @@ impl Session {
         let er = self.cfg.error_recovery;
         let at = later(now, er.snack_timeout);
         self.timers.set(Timer::Quiet, at);
+        if self.timers.is_set(Timer::Snack) || self.timers.is_set(Timer::Ping) {
+            // SNACKs out are resent on their own timer; a ping is out.
+            return;
+        }
         // `armed` keeps this timer off while a ping is out.
         let timeout = match self.cfg.keepalive {
             Some(ka) => ka.timeout,

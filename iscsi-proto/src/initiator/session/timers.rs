@@ -26,8 +26,12 @@ impl Session {
                 Timer::Task | Timer::Logout | Timer::LogoutDue | Timer::Ping | Timer::Snack => true,
                 // Idle keepalive only while no ping is out, and (RFC 7143
                 // section 11.14) not after our Logout Request.
-                Timer::Keepalive | Timer::Quiet => {
-                    !self.timers.is_set(Timer::Ping) && !self.logout_sent
+                Timer::Keepalive => !self.timers.is_set(Timer::Ping) && !self.logout_sent,
+                // While SNACKs are out their own timer resends them.
+                Timer::Quiet => {
+                    !self.timers.is_set(Timer::Ping)
+                        && !self.timers.is_set(Timer::Snack)
+                        && !self.logout_sent
                 }
                 Timer::Reconnect | Timer::Login | Timer::Retain => false,
             },
