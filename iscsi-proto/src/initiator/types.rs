@@ -456,8 +456,10 @@ pub struct ScsiCommand {
     /// (`Lun::from_number(1)` is the wire value `0x0001_0000_0000_0000`).
     pub lun: Lun,
     /// The CDB, 1 to 260 bytes; beyond 16 bytes it travels in an Extended
-    /// CDB AHS (section 11.2.2.3).
-    pub cdb: Bytes,
+    /// CDB AHS (section 11.2.2.3). Stored inline up to 16 bytes (no
+    /// allocation per command, see [`Cdb`]); reads as a `&[u8]` through
+    /// `Deref`.
+    pub cdb: Cdb,
     /// Data to write, if any (sent as immediate data, unsolicited and
     /// solicited Data-Out as `Bytes::slice`s: never copied).
     pub data_out: Option<Bytes>,
@@ -544,7 +546,7 @@ impl ScsiCommand {
     pub fn new(lun: Lun, cdb: impl Into<Cdb>) -> Self {
         ScsiCommand {
             lun,
-            cdb: cdb.into().into_bytes(),
+            cdb: cdb.into(),
             data_out: None,
             expected_read_len: 0,
             attr: TaskAttr::Simple,

@@ -77,11 +77,10 @@ impl Session {
         // CDB `Bytes` could allocate on every I/O.
         let cmd = &s.cmd;
         let (lun, attr, expected_read_len) = (cmd.lun.to_u64(), cmd.attr, cmd.expected_read_len);
-        let mut cdb = [0u8; 16];
-        for (d, s) in cdb.iter_mut().zip(cmd.cdb.iter()) {
-            *d = *s;
-        }
-        let ext_cdb = (cmd.cdb.len() > 16).then(|| cmd.cdb.slice(16..));
+        // RFC 7143 section 11.3.5: the first 16 bytes in the BHS; section
+        // 11.2.2.3: the rest in an Extended CDB AHS.
+        let cdb = cmd.cdb.bhs_field();
+        let ext_cdb = cmd.cdb.extended();
         let write_buf = cmd.data_out.clone().unwrap_or_default();
         let (imm_ok, initial_r2t, first_burst) = self
             .negotiated
