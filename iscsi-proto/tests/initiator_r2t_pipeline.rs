@@ -285,7 +285,7 @@ fn max_outstanding_r2t_offer_is_configurable() {
                 .as_str()
         )
     );
-    assert!(iscsi_proto::initiator::DEFAULT_MAX_OUTSTANDING_R2T > 1);
+    const { assert!(iscsi_proto::initiator::DEFAULT_MAX_OUTSTANDING_R2T > 1) };
     let p = login_offer(base().with_max_outstanding_r2t(16));
     assert_eq!(offered(&p, "MaxOutstandingR2T").as_deref(), Some("16"));
 }

@@ -390,9 +390,9 @@ impl SessionConfig {
     }
 
     /// Offers MaxOutstandingR2T `n` (RFC 7143 section 13.17; 1..=65535,
-    /// default [`DEFAULT_MAX_OUTSTANDING_R2T`]). With ErrorRecoveryLevel
-    /// >= 1 and DataSequenceInOrder=Yes the offer is 1 whatever `n` is
-    /// (section 13.19).
+    /// default [`DEFAULT_MAX_OUTSTANDING_R2T`]). With an
+    /// ErrorRecoveryLevel of 1 or more and DataSequenceInOrder=Yes the
+    /// offer is 1 whatever `n` is (section 13.19).
     pub fn with_max_outstanding_r2t(mut self, n: u16) -> Self {
         self.operational.max_outstanding_r2t = n;
         self
