@@ -757,3 +757,88 @@ fn async_drop_of_an_idle_added_connection_at_level_0() {
         1
     );
 }
+
+/// RFC 7143 section 11.9.1, AsyncEvent 1: "This Async Message MUST be sent
+/// on the same connection as the one requesting to be logged out ... The
+/// initiator MUST send a Logout with a reason code of 'close the
+/// connection' OR 'close the session'." Received on an added connection:
+/// that connection is logged out alone (reason 1, section 11.14.1) once
+/// its task is done, no new command goes to it meanwhile, and the session
+/// and its first connection go on (UNH-IOL #14.2).
+#[test]
+fn async_logout_request_on_an_added_connection_logs_out_only_it() {
+    let mut m = Mcs::new(0, Spread::RoundRobin);
+    let extra = m.add();
+    let primary = m.primary();
+    let lun = iscsi_proto::scsi::Lun::ZERO;
+    let a = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    let b = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    m.flush();
+    let got = m.commands();
+    let on_extra = got[&extra][0];
+    let on_primary = got[&primary][0];
+    m.ack(on_extra.cmd_sn);
+    m.ack(on_primary.cmd_sn);
+    m.t.get_mut(&extra)
+        .unwrap()
+        .async_message(w::AsyncEvent::LogoutRequested, [0, 0, 10], &[]);
+    m.deliver(extra);
+    // Its task is still out: no Logout yet, and new commands avoid it.
+    let got = m.received();
+    assert!(got[&extra].is_empty(), "{:?}", got[&extra]);
+    assert!(
+        got[&primary].is_empty(),
+        "no session logout: {:?}",
+        got[&primary]
+    );
+    let c = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    let d = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    m.flush();
+    let got = m.commands();
+    assert!(
+        got[&extra].is_empty(),
+        "a new command went to the leaving connection"
+    );
+    assert_eq!(got[&primary].len(), 2);
+    for cmd in &got[&primary] {
+        m.ack(cmd.cmd_sn);
+        m.t.get_mut(&primary)
+            .unwrap()
+            .scsi_response(cmd.itt, 0, Residual::None, None);
+    }
+    m.t.get_mut(&primary)
+        .unwrap()
+        .scsi_response(on_primary.itt, 0, Residual::None, None);
+    m.deliver(primary);
+    // The task on it ends: the Logout Request (reason 1) goes out on it.
+    m.t.get_mut(&extra)
+        .unwrap()
+        .scsi_response(on_extra.itt, 0, Residual::None, None);
+    m.deliver(extra);
+    let t = m.t.get_mut(&extra).unwrap();
+    let Header::LogoutRequest(lo) = t.recv().unwrap().header else {
+        panic!("Logout Request on the connection itself")
+    };
+    assert_eq!(
+        (lo.reason, lo.cid),
+        (w::LogoutReason::CloseConnection, extra)
+    );
+    t.logout_response(lo.itt, 0, 0);
+    m.deliver(extra);
+    assert!(m
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CloseConnection { cid, cause: None } if *cid == extra)));
+    assert_eq!(m.s.connection_ids(), [primary]);
+    assert!(m.s.is_logged_in());
+    for t in [a, b, c, d] {
+        assert_eq!(m.completions(t), 1);
+    }
+    assert_eq!(
+        m.events
+            .iter()
+            .filter(|e| matches!(e, Event::Connect { .. }))
+            .count(),
+        1
+    );
+}

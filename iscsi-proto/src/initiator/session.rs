@@ -382,6 +382,11 @@ pub struct Session {
     /// (AsyncEvent 2, RFC 7143 section 11.9.1), handled as failed once the
     /// call that received it is over (`session/mcs.rs`).
     async_drops: BTreeSet<u16>,
+    /// MC/S: added connections the target asked to log out (AsyncEvent 1
+    /// received on them, RFC 7143 section 11.9.1): no new commands go
+    /// there, and the Logout Request (reason 1) leaves once their tasks
+    /// are done (`session/mcs.rs`).
+    async_logouts: BTreeSet<u16>,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
     /// What the session counted about itself ([`Session::stats`]).
@@ -447,6 +452,9 @@ impl Session {
     fn after_action(&mut self, now: Instant) {
         if self.swapped.is_none() && !self.async_drops.is_empty() {
             self.apply_async_drops(now);
+        }
+        if self.swapped.is_none() && !self.async_logouts.is_empty() {
+            self.apply_async_logouts(now);
         }
         if self.is_logged_in() {
             if !self.holds_new_work() {

@@ -52,6 +52,7 @@ impl Session {
             window_stalled: false,
             orphans: BTreeSet::new(),
             async_drops: BTreeSet::new(),
+            async_logouts: BTreeSet::new(),
             time2retain: None,
             cfg: config,
         };

@@ -253,10 +253,22 @@ impl Session {
         if self.conn.is_full() {
             up.push(self.conn.cid);
         }
+        // Not a connection the target asked to log out (AsyncEvent 1),
+        // nor one whose Logout Request is out.
+        let leaving: Vec<u16> = self
+            .tasks
+            .iter()
+            .filter_map(|(_, t)| match t.kind {
+                Kind::ConnLogout { cid, .. } => Some(cid),
+                _ => None,
+            })
+            .collect();
         up.extend(
             self.extra
                 .iter()
-                .filter(|(_, e)| e.conn.is_full())
+                .filter(|(c, e)| {
+                    e.conn.is_full() && !self.async_logouts.contains(*c) && !leaving.contains(*c)
+                })
                 .map(|(c, _)| *c),
         );
         let Some(&first) = up.first() else {
@@ -334,6 +346,36 @@ impl Session {
             if self.extra.contains_key(&cid) {
                 tracing::info!(target: "iscsi::mcs", cid, "the target drops the connection (AsyncEvent 2)");
                 self.extra_failed(now, cid, ConnectionError::Closed);
+            }
+        }
+    }
+
+    /// Added connections the target asked to log out (AsyncEvent 1): once
+    /// no task is allegiant to one, its Logout Request (reason 1 "close
+    /// the connection", RFC 7143 section 11.14.1) goes out on it; the
+    /// other connections go on.
+    pub(super) fn apply_async_logouts(&mut self, now: Instant) {
+        for cid in core::mem::take(&mut self.async_logouts) {
+            if !self.extra.get(&cid).is_some_and(|e| e.conn.is_full()) {
+                continue;
+            }
+            if self.extra_logging_out(cid) {
+                continue;
+            }
+            let busy = self
+                .tasks
+                .iter()
+                .any(|(_, t)| t.allegiance == Some(cid) && !matches!(t.kind, Kind::Nop));
+            if busy {
+                self.async_logouts.insert(cid);
+                continue;
+            }
+            let reason = w::LogoutReason::CloseConnection;
+            if let Ok(itt) = self.new_task(Kind::ConnLogout { cid, reason }, true) {
+                tracing::info!(target: "iscsi::mcs", cid, "the target asked to log out this connection (AsyncEvent 1): Logout reason 1");
+                self.on_connection(cid, |s| s.push_logout(itt, reason, cid));
+                self.timers
+                    .set(Timer::Logout, later(now, self.cfg.login_timeout));
             }
         }
     }

@@ -556,6 +556,17 @@ impl Session {
             event_data,
         }));
         match h.event {
+            // RFC 7143 section 11.9.1, AsyncEvent 1: "This Async Message
+            // MUST be sent on the same connection as the one requesting to
+            // be logged out ... The initiator MUST send a Logout with a
+            // reason code of 'close the connection' OR 'close the
+            // session'". On an added connection (MC/S): that connection
+            // alone (`session/mcs.rs`).
+            w::AsyncEvent::LogoutRequested if self.swapped.is_some() => {
+                if let Some(cid) = self.swapped {
+                    self.async_logouts.insert(cid);
+                }
+            }
             // RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST
             // honor this request by issuing a Logout as early as possible
             // but no later than Parameter3 seconds".
