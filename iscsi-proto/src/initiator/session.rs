@@ -159,6 +159,7 @@ mod failover;
 pub(super) mod login;
 mod mcs;
 mod quiet;
+mod rdata;
 mod receive;
 mod recovery;
 mod send;
@@ -217,6 +218,9 @@ struct ScsiTask {
     /// R2T starts the R2TSN expectation afresh (the target asks again for
     /// what it still needs, RFC 7143 section 7.2.2).
     r2t_resync: bool,
+    /// The connection's MaxRecvDataSegmentLength epoch when the command
+    /// went out (`session/rdata.rs`).
+    mrdsl_epoch: u16,
 }
 
 #[derive(Debug)]
@@ -387,6 +391,8 @@ pub struct Session {
     /// there, and the Logout Request (reason 1) leaves once their tasks
     /// are done (`session/mcs.rs`).
     async_logouts: BTreeSet<u16>,
+    /// The last R-Data SNACK Tag used (RFC 7143 section 11.16.5).
+    snack_tag: u32,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
     /// What the session counted about itself ([`Session::stats`]).

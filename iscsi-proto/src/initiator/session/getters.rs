@@ -53,6 +53,7 @@ impl Session {
             orphans: BTreeSet::new(),
             async_drops: BTreeSet::new(),
             async_logouts: BTreeSet::new(),
+            snack_tag: 0,
             time2retain: None,
             cfg: config,
         };

@@ -321,11 +321,22 @@ impl Session {
                 ));
             }
             s.read_bytes = s.read_bytes.saturating_add(data.len() as u32);
-            self.events.push_back(Event::DataIn {
-                task: TaskId::from_itt(h.itt),
-                offset: h.buffer_offset,
-                data,
-            });
+            // After an R-Data SNACK (`session/rdata.rs`) the target resends
+            // from the last DataACK: what the application already has is
+            // not delivered twice.
+            let skip = s
+                .recovery
+                .as_deref()
+                .map_or(0, |r| r.delivered.saturating_sub(h.buffer_offset))
+                as usize;
+            if skip < data.len() {
+                let data = if skip == 0 { data } else { data.slice(skip..) };
+                self.events.push_back(Event::DataIn {
+                    task: TaskId::from_itt(h.itt),
+                    offset: h.buffer_offset.saturating_add(skip as u32),
+                    data,
+                });
+            }
         }
         if self.erl() >= 1 {
             // RFC 7143 section 11.7.2 (A bit) and 7.8: acknowledge, and

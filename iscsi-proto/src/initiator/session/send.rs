@@ -70,9 +70,11 @@ impl Session {
     /// it leaves, for the CmdSN of immediate commands); a retry (RFC 7143
     /// section 7.2.1) reuses an older one.
     pub(super) fn send_scsi(&mut self, itt: u32, cmd_sn: Serial, new: bool) {
+        let epoch = self.conn.mrdsl_epoch;
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
+        s.mrdsl_epoch = epoch;
         // Only the fields needed, not a clone of the command: cloning its
         // CDB `Bytes` could allocate on every I/O.
         let cmd = &s.cmd;
