@@ -324,7 +324,6 @@ fn erl1_data_snack_answer_lost() {
 /// (RFC 7143 section 7.1.4.1 leaves detection to the initiator, e.g. a
 /// NOP-Out or a Status SNACK after a timeout). The harness's DropDataIn
 /// therefore skips status-bearing Data-In in the proptests.
-#[ignore]
 #[test]
 fn erl1_last_status_data_in_lost() {
     let setup = Setup {

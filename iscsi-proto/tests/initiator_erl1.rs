@@ -24,6 +24,9 @@ fn cfg(level: u8) -> SessionConfig {
     c.operational.header_digest = vec![DigestType::Crc32c];
     c.operational.data_digest = vec![DigestType::Crc32c];
     c.operational.max_outstanding_r2t = 4;
+    // RFC 7143 section 13.19: at ErrorRecoveryLevel >= 1 more than one
+    // outstanding R2T needs DataSequenceInOrder=No.
+    c.operational.data_sequence_in_order = false;
     c
 }
 
@@ -33,6 +36,7 @@ fn responder(level: u8) -> LoginResponder {
     t.params.header_digest = vec![DigestType::Crc32c, DigestType::None];
     t.params.data_digest = vec![DigestType::Crc32c, DigestType::None];
     t.params.max_outstanding_r2t = 4;
+    t.params.data_sequence_in_order = false;
     LoginResponder::new(t, None)
 }
 

@@ -36,10 +36,14 @@ fn responder(level: u8) -> LoginResponder {
 
 impl Mcs {
     fn new(level: u8, spread: Spread) -> Mcs {
-        let cfg = SessionConfig::new("iqn.2024-01.test:init")
+        Mcs::with(level, spread, |c| c)
+    }
+
+    fn with(level: u8, spread: Spread, f: impl FnOnce(SessionConfig) -> SessionConfig) -> Mcs {
+        let cfg = f(SessionConfig::new("iqn.2024-01.test:init")
             .with_target("iqn.2024-01.test:disk")
             .with_error_recovery_level(level)
-            .with_max_connections(4, spread);
+            .with_max_connections(4, spread));
         let now = Instant::from_millis(1_000_000);
         let s = open_session(cfg, now, [1, 2, 3]).unwrap();
         let mut m = Mcs {
@@ -118,6 +122,28 @@ impl Mcs {
             *rx = buf;
         }
         self.flush();
+    }
+
+    /// Advances virtual time, firing the session's timers when due.
+    fn advance(&mut self, d: std::time::Duration) {
+        self.now += d;
+        if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.s.handle_timeout(self.now);
+        }
+        self.flush();
+    }
+
+    /// The PDUs each connection's target received since last asked.
+    fn received(&mut self) -> BTreeMap<u16, Vec<Pdu>> {
+        let mut out = BTreeMap::new();
+        for (cid, t) in self.t.iter_mut() {
+            let mut v = Vec::new();
+            while let Some(pdu) = t.recv() {
+                v.push(pdu);
+            }
+            out.insert(*cid, v);
+        }
+        out
     }
 
     fn login(&mut self, index: usize) {
@@ -513,4 +539,306 @@ fn the_other_connections_carry_on_while_the_first_recovers() {
     assert_eq!(m.s.tsih(), tsih);
     let (l, _) = logins(&m.t[&primary]).into_iter().last().unwrap();
     assert_eq!(l.tsih, tsih);
+}
+
+fn pings(pdus: &[Pdu]) -> Vec<w::NopOut> {
+    pdus.iter()
+        .filter_map(|p| match p.header {
+            Header::NopOut(n) if n.itt != u32::MAX => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each connection is watched on its own: RFC 7143 section 4.2.1 ("a
+/// session is a group of TCP connections"), section 11.18 (NOP-Out "ping"
+/// to verify that a connection is still active) and section 4.2.5.1 (the
+/// answer comes on the connection the request went out on). Traffic on
+/// the first connection does not keep an idle added one from being
+/// pinged, and the other way round.
+#[test]
+fn every_connection_has_its_own_keepalive() {
+    use std::time::Duration;
+    let ka = Duration::from_secs(10);
+    let mut m = Mcs::with(0, Spread::RoundRobin, |c| {
+        c.with_keepalive(ka, Duration::from_secs(5))
+    });
+    let extra = m.add();
+    let primary = m.primary();
+    m.received();
+    // Only the first connection's target talks (window updates) for a
+    // while: the added connection idles.
+    for _ in 0..4 {
+        m.advance(Duration::from_secs(3));
+        let t = m.t.get_mut(&primary).unwrap();
+        let (e, x) = (t.exp_cmd_sn, t.max_cmd_sn);
+        t.nop_in_update(e, x);
+        m.deliver(primary);
+    }
+    let got = m.received();
+    assert!(
+        pings(&got[&primary]).is_empty(),
+        "the busy connection is not pinged"
+    );
+    let p = pings(&got[&extra]);
+    assert_eq!(p.len(), 1, "the idle added connection is pinged on itself");
+    // It answers: still in the session.
+    let t = m.t.get_mut(&extra).unwrap();
+    t.nop_in_reply(&p[0], bytes::Bytes::new());
+    m.deliver(extra);
+    assert!(m.s.is_connection_up(extra));
+    // Now only the added connection talks: the first one gets its ping.
+    for _ in 0..4 {
+        m.advance(Duration::from_secs(3));
+        let t = m.t.get_mut(&extra).unwrap();
+        let (e, x) = (t.exp_cmd_sn, t.max_cmd_sn);
+        t.nop_in_update(e, x);
+        m.deliver(extra);
+    }
+    let got = m.received();
+    assert_eq!(
+        pings(&got[&primary]).len(),
+        1,
+        "the idle first connection is pinged"
+    );
+    assert!(pings(&got[&extra]).is_empty());
+    assert!(m.s.is_logged_in());
+}
+
+/// An added connection that does not answer its ping fails alone; with no
+/// task on it the session and the first connection go on untouched (no
+/// session recovery, no reconnect).
+#[test]
+fn an_unanswered_ping_fails_only_its_connection() {
+    use std::time::Duration;
+    let mut m = Mcs::with(0, Spread::RoundRobin, |c| {
+        c.with_keepalive(Duration::from_secs(10), Duration::from_secs(5))
+    });
+    let extra = m.add();
+    let primary = m.primary();
+    let connects = |m: &Mcs| {
+        m.events
+            .iter()
+            .filter(|e| matches!(e, Event::Connect { .. }))
+            .count()
+    };
+    let before = connects(&m);
+    for _ in 0..8 {
+        m.advance(Duration::from_secs(2));
+        // The first connection answers its pings; the added one is silent.
+        let got = m.received();
+        for n in pings(&got[&primary]) {
+            m.t.get_mut(&primary)
+                .unwrap()
+                .nop_in_reply(&n, bytes::Bytes::new());
+        }
+        m.deliver(primary);
+    }
+    assert!(
+        m.events.iter().any(|e| matches!(
+            e,
+            Event::CloseConnection { cid, cause: Some(iscsi_proto::error::ConnectionError::TimedOut(_)) } if *cid == extra
+        )),
+        "{:?}",
+        m.events
+    );
+    assert!(m.s.is_logged_in());
+    assert_eq!(m.s.connection_ids(), [primary]);
+    assert_eq!(connects(&m), before, "no session recovery");
+}
+
+/// RFC 7143 section 11.9.1, AsyncEvent 2: "The Parameter1 field indicates
+/// the CID of the connection that is going to be dropped"; section
+/// 7.1.4.3: "The initiator MUST handle it as a TCP connection failure for
+/// the connection(s) referred to in the Message." At ErrorRecoveryLevel 2
+/// the dropped connection's task is reassigned; the other connections are
+/// not touched.
+#[test]
+fn async_drop_connection_fails_only_the_named_connection() {
+    let mut m = Mcs::new(2, Spread::RoundRobin);
+    let extra = m.add();
+    let third = m.add();
+    let primary = m.primary();
+    let a =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    let b =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    let c =
+        m.s.submit(
+            m.now,
+            ScsiCommand::new(iscsi_proto::scsi::Lun::ZERO, &TUR[..]),
+        )
+        .unwrap();
+    m.flush();
+    let got = m.commands();
+    let on_extra = got[&extra][0];
+    for v in got.values() {
+        for cmd in v {
+            m.ack(cmd.cmd_sn);
+        }
+    }
+    // The Async Message arrives on the first connection, naming `extra`.
+    m.t.get_mut(&primary).unwrap().async_message(
+        w::AsyncEvent::DropConnection,
+        [extra, 0, 20],
+        &[],
+    );
+    m.deliver(primary);
+    assert!(m
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CloseConnection { cid, cause: Some(_) } if *cid == extra)));
+    assert!(m.s.is_connection_up(third), "the others are not touched");
+    assert!(m.s.is_logged_in());
+    let t = m.t.get_mut(&primary).unwrap();
+    let Header::LogoutRequest(lo) = t.recv().unwrap().header else {
+        panic!("Logout reason 2 for the dropped connection")
+    };
+    assert_eq!(
+        (lo.reason, lo.cid),
+        (w::LogoutReason::RemoveForRecovery, extra)
+    );
+    t.logout_response(lo.itt, 0, 20);
+    m.deliver(primary);
+    let t = m.t.get_mut(&primary).unwrap();
+    let Header::TaskMgmtRequest(r) = t.recv().unwrap().header else {
+        panic!("TASK REASSIGN")
+    };
+    assert_eq!(r.referenced_task_tag, on_extra.itt);
+    t.tmf_response(r.itt, w::TmfResponse::FunctionComplete);
+    t.scsi_response(on_extra.itt, 0, Residual::None, None);
+    m.deliver(primary);
+    // The tasks on the other connections end there.
+    for (cid, v) in got.iter().filter(|(c, _)| **c != extra) {
+        for cmd in v {
+            m.t.get_mut(cid)
+                .unwrap()
+                .scsi_response(cmd.itt, 0, Residual::None, None);
+        }
+        m.deliver(*cid);
+    }
+    assert_eq!(
+        (m.completions(a), m.completions(b), m.completions(c)),
+        (1, 1, 1)
+    );
+    assert_eq!(m.s.connection_ids(), [primary, third]);
+}
+
+/// The same at ErrorRecoveryLevel 0 with nothing on the dropped
+/// connection: it closes alone, the session goes on (no reconnect).
+#[test]
+fn async_drop_of_an_idle_added_connection_at_level_0() {
+    let mut m = Mcs::new(0, Spread::RoundRobin);
+    let extra = m.add();
+    let primary = m.primary();
+    m.t.get_mut(&extra)
+        .unwrap()
+        .async_message(w::AsyncEvent::DropConnection, [extra, 2, 0], &[]);
+    m.deliver(extra);
+    assert!(m
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CloseConnection { cid, .. } if *cid == extra)));
+    assert_eq!(m.s.connection_ids(), [primary]);
+    assert!(m.s.is_logged_in());
+    assert_eq!(
+        m.events
+            .iter()
+            .filter(|e| matches!(e, Event::Connect { .. }))
+            .count(),
+        1
+    );
+}
+
+/// RFC 7143 section 11.9.1, AsyncEvent 1: "This Async Message MUST be sent
+/// on the same connection as the one requesting to be logged out ... The
+/// initiator MUST send a Logout with a reason code of 'close the
+/// connection' OR 'close the session'." Received on an added connection:
+/// that connection is logged out alone (reason 1, section 11.14.1) once
+/// its task is done, no new command goes to it meanwhile, and the session
+/// and its first connection go on (UNH-IOL #14.2).
+#[test]
+fn async_logout_request_on_an_added_connection_logs_out_only_it() {
+    let mut m = Mcs::new(0, Spread::RoundRobin);
+    let extra = m.add();
+    let primary = m.primary();
+    let lun = iscsi_proto::scsi::Lun::ZERO;
+    let a = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    let b = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    m.flush();
+    let got = m.commands();
+    let on_extra = got[&extra][0];
+    let on_primary = got[&primary][0];
+    m.ack(on_extra.cmd_sn);
+    m.ack(on_primary.cmd_sn);
+    m.t.get_mut(&extra)
+        .unwrap()
+        .async_message(w::AsyncEvent::LogoutRequested, [0, 0, 10], &[]);
+    m.deliver(extra);
+    // Its task is still out: no Logout yet, and new commands avoid it.
+    let got = m.received();
+    assert!(got[&extra].is_empty(), "{:?}", got[&extra]);
+    assert!(
+        got[&primary].is_empty(),
+        "no session logout: {:?}",
+        got[&primary]
+    );
+    let c = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    let d = m.s.submit(m.now, ScsiCommand::new(lun, &TUR[..])).unwrap();
+    m.flush();
+    let got = m.commands();
+    assert!(
+        got[&extra].is_empty(),
+        "a new command went to the leaving connection"
+    );
+    assert_eq!(got[&primary].len(), 2);
+    for cmd in &got[&primary] {
+        m.ack(cmd.cmd_sn);
+        m.t.get_mut(&primary)
+            .unwrap()
+            .scsi_response(cmd.itt, 0, Residual::None, None);
+    }
+    m.t.get_mut(&primary)
+        .unwrap()
+        .scsi_response(on_primary.itt, 0, Residual::None, None);
+    m.deliver(primary);
+    // The task on it ends: the Logout Request (reason 1) goes out on it.
+    m.t.get_mut(&extra)
+        .unwrap()
+        .scsi_response(on_extra.itt, 0, Residual::None, None);
+    m.deliver(extra);
+    let t = m.t.get_mut(&extra).unwrap();
+    let Header::LogoutRequest(lo) = t.recv().unwrap().header else {
+        panic!("Logout Request on the connection itself")
+    };
+    assert_eq!(
+        (lo.reason, lo.cid),
+        (w::LogoutReason::CloseConnection, extra)
+    );
+    t.logout_response(lo.itt, 0, 0);
+    m.deliver(extra);
+    assert!(m
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CloseConnection { cid, cause: None } if *cid == extra)));
+    assert_eq!(m.s.connection_ids(), [primary]);
+    assert!(m.s.is_logged_in());
+    for t in [a, b, c, d] {
+        assert_eq!(m.completions(t), 1);
+    }
+    assert_eq!(
+        m.events
+            .iter()
+            .filter(|e| matches!(e, Event::Connect { .. }))
+            .count(),
+        1
+    );
 }

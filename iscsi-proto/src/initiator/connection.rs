@@ -107,6 +107,12 @@ pub struct Connection {
     pub(super) logged_in_at: Instant,
     /// The internal NOP-Out ping in flight, if any.
     pub(super) keepalive_task: Option<u32>,
+    /// An added connection (MC/S): when its keepalive ping must have been
+    /// answered (the first connection uses the session's `Timer::Ping`).
+    pub(super) ping_deadline: Option<Instant>,
+    /// Bumped whenever our MaxRecvDataSegmentLength changes in Full
+    /// Feature Phase (RFC 7143 section 11.16.3: R-Data SNACK).
+    pub(super) mrdsl_epoch: u16,
 }
 
 impl core::fmt::Debug for Connection {
@@ -144,6 +150,8 @@ impl Connection {
             last_rx: now,
             logged_in_at: now,
             keepalive_task: None,
+            ping_deadline: None,
+            mrdsl_epoch: 0,
         }
     }
 
@@ -228,6 +236,9 @@ impl Connection {
     /// New MaxRecvDataSegmentLengths (after the login, or a Full Feature
     /// Phase renegotiation, RFC 7143 section 13.12).
     pub(super) fn set_max_recv_data_segment_lengths(&mut self, initiator: u32, target: u32) {
+        if self.is_full() && initiator != self.initiator_mrdsl {
+            self.mrdsl_epoch = self.mrdsl_epoch.wrapping_add(1);
+        }
         self.initiator_mrdsl = initiator;
         self.target_mrdsl = target;
         self.decoder.set_config(DecoderConfig {

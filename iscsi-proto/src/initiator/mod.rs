@@ -34,6 +34,6 @@ pub use timer::{Timer, TimerTable};
 pub use types::{
     AsyncNotice, Auth, ErrorRecovery, Event, ExpectedInput, Keepalive, LogoutMode, LogoutResult,
     NetworkPortal, Recovery, Reissue, ScsiCommand, ScsiResult, SessionConfig, Spread, TargetRecord,
-    TaskId, TaskOutcome, DEFAULT_PORT, MAX_FAILOVER_PORTALS,
+    TaskId, TaskOutcome, DEFAULT_MAX_OUTSTANDING_R2T, DEFAULT_PORT, MAX_FAILOVER_PORTALS,
 };
 pub use window::{CmdWindow, WindowUpdate};

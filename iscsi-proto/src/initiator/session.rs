@@ -158,6 +158,8 @@ mod erl2;
 mod failover;
 pub(super) mod login;
 mod mcs;
+mod quiet;
+mod rdata;
 mod receive;
 mod recovery;
 mod send;
@@ -216,6 +218,9 @@ struct ScsiTask {
     /// R2T starts the R2TSN expectation afresh (the target asks again for
     /// what it still needs, RFC 7143 section 7.2.2).
     r2t_resync: bool,
+    /// The connection's MaxRecvDataSegmentLength epoch when the command
+    /// went out (`session/rdata.rs`).
+    mrdsl_epoch: u16,
 }
 
 #[derive(Debug)]
@@ -377,6 +382,17 @@ pub struct Session {
     /// Added connections that failed while the first one was recovering
     /// (ErrorRecoveryLevel 2): logged out with reason 2 once it is back.
     orphans: BTreeSet<u16>,
+    /// MC/S: added connections an Async Message said the target drops
+    /// (AsyncEvent 2, RFC 7143 section 11.9.1), handled as failed once the
+    /// call that received it is over (`session/mcs.rs`).
+    async_drops: BTreeSet<u16>,
+    /// MC/S: added connections the target asked to log out (AsyncEvent 1
+    /// received on them, RFC 7143 section 11.9.1): no new commands go
+    /// there, and the Logout Request (reason 1) leaves once their tasks
+    /// are done (`session/mcs.rs`).
+    async_logouts: BTreeSet<u16>,
+    /// The last R-Data SNACK Tag used (RFC 7143 section 11.16.5).
+    snack_tag: u32,
     /// Round-robin position of `Spread::RoundRobin`.
     rr: usize,
     /// What the session counted about itself ([`Session::stats`]).
@@ -422,15 +438,30 @@ impl Session {
     /// keepalive interval counts from now.
     fn touch_rx(&mut self, now: Instant) {
         self.conn.last_rx = now;
+        if self.swapped.is_some() {
+            // An added connection (MC/S) keeps its own idle time and ping
+            // (`session/mcs.rs`): its traffic says nothing about the first
+            // connection's.
+            self.conn.ping_deadline = None;
+            return;
+        }
+        self.timers.stop(Timer::Ping);
         if let Some(ka) = self.cfg.keepalive {
             self.timers.set(Timer::Keepalive, later(now, ka.interval));
         }
+        self.quiet_restart(now);
     }
 
     /// Run after every input and action: in Full Feature Phase, send the
     /// queued commands the CmdSN window now allows (RFC 7143 section
     /// 4.2.2.1) and a logout whose wait for tasks is over.
     fn after_action(&mut self, now: Instant) {
+        if self.swapped.is_none() && !self.async_drops.is_empty() {
+            self.apply_async_drops(now);
+        }
+        if self.swapped.is_none() && !self.async_logouts.is_empty() {
+            self.apply_async_logouts(now);
+        }
         if self.is_logged_in() {
             if !self.holds_new_work() {
                 self.dispatch_pending(now);

@@ -43,11 +43,16 @@ pub enum Timer {
     /// failed (RFC 7143 section 13.16): the target no longer keeps its
     /// tasks for reassignment; session reinstatement instead.
     Retain,
+    /// ErrorRecoveryLevel >= 1: nothing has arrived for
+    /// `ErrorRecovery::snack_timeout` while a response is owed: ping the
+    /// target, whose answer's StatSN shows a lost last response (RFC 7143
+    /// sections 7.1.4.1 b, 7.1.4.2, 11.19.2; `session/quiet.rs`).
+    Quiet,
 }
 
 impl Timer {
     /// Every timer, in the order `handle_timeout` looks at them.
-    pub const ALL: [Timer; 9] = [
+    pub const ALL: [Timer; 10] = [
         Timer::Reconnect,
         Timer::Login,
         Timer::Logout,
@@ -57,6 +62,7 @@ impl Timer {
         Timer::Keepalive,
         Timer::Snack,
         Timer::Retain,
+        Timer::Quiet,
     ];
 
     fn index(self) -> usize {

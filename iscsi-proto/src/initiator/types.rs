@@ -221,6 +221,14 @@ pub enum Spread {
 /// The most alternate portals a [`SessionConfig`] may list.
 pub const MAX_FAILOVER_PORTALS: usize = 16;
 
+/// MaxOutstandingR2T a [`SessionConfig`] offers unless told otherwise (RFC
+/// 7143 section 13.17, result function Minimum: the target's offer bounds
+/// it). Several R2Ts per write let the target ask for the next burst
+/// before the previous one has arrived; the Data-Out of each goes out in
+/// R2T order. Offered as 1 when ErrorRecoveryLevel >= 1 is offered with
+/// DataSequenceInOrder=Yes (section 13.19).
+pub const DEFAULT_MAX_OUTSTANDING_R2T: u16 = 8;
+
 /// Within-command and within-connection recovery (RFC 7143 sections
 /// 7.1.4.1, 7.1.4.2, ErrorRecoveryLevel 1): what the session offers and
 /// how long it keeps asking for a lost PDU before falling back to the
@@ -307,7 +315,10 @@ impl SessionConfig {
             isid: None,
             auth: Auth::None,
             chap_challenge: Vec::new(),
-            operational: OperationalParams::default(),
+            operational: OperationalParams {
+                max_outstanding_r2t: DEFAULT_MAX_OUTSTANDING_R2T,
+                ..OperationalParams::default()
+            },
             login_timeout: Duration::from_secs(30),
             keepalive: None,
             recovery: None,
@@ -378,6 +389,15 @@ impl SessionConfig {
         self
     }
 
+    /// Offers MaxOutstandingR2T `n` (RFC 7143 section 13.17; 1..=65535,
+    /// default [`DEFAULT_MAX_OUTSTANDING_R2T`]). With an
+    /// ErrorRecoveryLevel of 1 or more and DataSequenceInOrder=Yes the
+    /// offer is 1 whatever `n` is (section 13.19).
+    pub fn with_max_outstanding_r2t(mut self, n: u16) -> Self {
+        self.operational.max_outstanding_r2t = n;
+        self
+    }
+
     /// Offers MaxConnections `n` (RFC 7143 section 13.2) and spreads
     /// commands over the connections with `spread`.
     pub fn with_max_connections(mut self, n: u16, spread: Spread) -> Self {
@@ -436,8 +456,10 @@ pub struct ScsiCommand {
     /// (`Lun::from_number(1)` is the wire value `0x0001_0000_0000_0000`).
     pub lun: Lun,
     /// The CDB, 1 to 260 bytes; beyond 16 bytes it travels in an Extended
-    /// CDB AHS (section 11.2.2.3).
-    pub cdb: Bytes,
+    /// CDB AHS (section 11.2.2.3). Stored inline up to 16 bytes (no
+    /// allocation per command, see [`Cdb`]); reads as a `&[u8]` through
+    /// `Deref`.
+    pub cdb: Cdb,
     /// Data to write, if any (sent as immediate data, unsolicited and
     /// solicited Data-Out as `Bytes::slice`s: never copied).
     pub data_out: Option<Bytes>,
@@ -524,7 +546,7 @@ impl ScsiCommand {
     pub fn new(lun: Lun, cdb: impl Into<Cdb>) -> Self {
         ScsiCommand {
             lun,
-            cdb: cdb.into().into_bytes(),
+            cdb: cdb.into(),
             data_out: None,
             expected_read_len: 0,
             attr: TaskAttr::Simple,

@@ -105,58 +105,178 @@ pub mod opcode {
     pub const SAI_GET_LBA_STATUS: u8 = 0x12;
 }
 
-/// A CDB on its way into a [`ScsiCommand`](crate::initiator::ScsiCommand):
-/// what its constructors take, so a builder's array goes in as it is
+/// The longest CDB kept inline in a [`Cdb`]: the BHS's CDB field (RFC 7143
+/// section 11.3.5, 16 bytes). Longer ones travel partly in an Extended CDB
+/// AHS (section 11.2.2.3) and are kept in a `Bytes`.
+pub const INLINE_CDB_LEN: usize = 16;
+
+/// A CDB, as a [`ScsiCommand`](crate::initiator::ScsiCommand) holds it and
+/// its constructors take it, so a builder's array goes in as it is
 /// (`ScsiCommand::read(lun, read16(lba, n, flags), len)`), as do a
-/// `Vec<u8>`, a `Bytes` or a `&'static [u8]`.
+/// `Vec<u8>`, a `Bytes` or a `&[u8]`.
 ///
-/// An array is copied once into the command's `Bytes` (the CDB travels in
-/// the BHS, RFC 7143 section 11.3.5, and the command keeps it for a
-/// reissue after recovery); a `Bytes` is taken without a copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cdb(bytes::Bytes);
+/// Up to 16 bytes (every CDB that fits the BHS, RFC 7143 section 11.3.5:
+/// READ/WRITE(6/10/12/16) and the rest of SBC/SPC's usual commands) are
+/// stored inline: building and submitting a command allocates nothing for
+/// its CDB, and the one copy is the one into the command (the session
+/// keeps it there for a reissue after recovery, section 7.2.1). Longer
+/// CDBs (up to 260 bytes, the rest in an Extended CDB AHS, section
+/// 11.2.2.3) are kept in a `Bytes` (a `Bytes` or `Vec<u8>` given is taken
+/// without a copy).
+#[derive(Clone)]
+pub struct Cdb(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `len` bytes of `bytes` (the rest zero).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_CDB_LEN],
+    },
+    /// More than [`INLINE_CDB_LEN`] bytes.
+    Long(bytes::Bytes),
+}
 
 impl Cdb {
+    /// A CDB from `a`: inline when it is at most [`INLINE_CDB_LEN`] bytes
+    /// long, else copied into a `Bytes`.
+    pub fn from_slice(a: &[u8]) -> Cdb {
+        match Cdb::inline(a) {
+            Some(c) => c,
+            None => Cdb(Repr::Long(bytes::Bytes::copy_from_slice(a))),
+        }
+    }
+
+    fn inline(a: &[u8]) -> Option<Cdb> {
+        let mut bytes = [0u8; INLINE_CDB_LEN];
+        bytes.get_mut(..a.len())?.copy_from_slice(a);
+        let len = u8::try_from(a.len()).ok()?;
+        Some(Cdb(Repr::Inline { len, bytes }))
+    }
+
     /// The CDB bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
+            Repr::Long(b) => b,
+        }
+    }
+
+    /// The CDB's first 16 bytes as the BHS carries them (zero-padded, RFC
+    /// 7143 section 11.3.5).
+    pub fn bhs_field(&self) -> [u8; INLINE_CDB_LEN] {
+        match &self.0 {
+            Repr::Inline { bytes, .. } => *bytes,
+            Repr::Long(b) => {
+                let mut out = [0u8; INLINE_CDB_LEN];
+                for (d, s) in out.iter_mut().zip(b.iter()) {
+                    *d = *s;
+                }
+                out
+            }
+        }
+    }
+
+    /// The bytes beyond the first 16, for the Extended CDB AHS (RFC 7143
+    /// section 11.2.2.3); `None` for a CDB that fits the BHS. Never
+    /// copies.
+    pub fn extended(&self) -> Option<bytes::Bytes> {
+        match &self.0 {
+            Repr::Long(b) if b.len() > INLINE_CDB_LEN => Some(b.slice(INLINE_CDB_LEN..)),
+            _ => None,
+        }
+    }
+
+    /// The CDB bytes as a `Bytes` (a copy for an inline CDB).
     pub fn into_bytes(self) -> bytes::Bytes {
-        self.0
+        match self.0 {
+            Repr::Inline { .. } => bytes::Bytes::copy_from_slice(self.as_slice()),
+            Repr::Long(b) => b,
+        }
+    }
+
+    /// Whether the CDB is stored inline (no heap allocation).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline { .. })
+    }
+}
+
+impl core::fmt::Debug for Cdb {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Cdb").field(&self.as_slice()).finish()
+    }
+}
+
+impl PartialEq for Cdb {
+    fn eq(&self, other: &Cdb) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Cdb {}
+
+impl Default for Cdb {
+    /// An empty CDB (which `Session::submit` refuses).
+    fn default() -> Cdb {
+        Cdb(Repr::Inline {
+            len: 0,
+            bytes: [0; INLINE_CDB_LEN],
+        })
     }
 }
 
 impl core::ops::Deref for Cdb {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Cdb {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
     }
 }
 
 impl<const N: usize> From<[u8; N]> for Cdb {
     fn from(a: [u8; N]) -> Cdb {
-        Cdb(bytes::Bytes::copy_from_slice(&a))
+        Cdb::from_slice(&a)
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Cdb {
+    fn from(a: &[u8; N]) -> Cdb {
+        Cdb::from_slice(a)
     }
 }
 
 impl From<&[u8]> for Cdb {
     fn from(a: &[u8]) -> Cdb {
-        Cdb(bytes::Bytes::copy_from_slice(a))
+        Cdb::from_slice(a)
     }
 }
 
 impl From<Vec<u8>> for Cdb {
     fn from(v: Vec<u8>) -> Cdb {
-        Cdb(v.into())
+        match Cdb::inline(&v) {
+            Some(c) => c,
+            None => Cdb(Repr::Long(v.into())),
+        }
     }
 }
 
 impl From<bytes::Bytes> for Cdb {
     fn from(b: bytes::Bytes) -> Cdb {
-        Cdb(b)
+        match Cdb::inline(&b) {
+            Some(c) => c,
+            None => Cdb(Repr::Long(b)),
+        }
     }
 }
 
 impl From<Cdb> for bytes::Bytes {
     fn from(c: Cdb) -> bytes::Bytes {
-        c.0
+        c.into_bytes()
     }
 }
 

@@ -23,6 +23,13 @@ pub(super) fn login_engines(
     // RFC 7143 section 13.20: offer the level this initiator implements
     // and the application asked for (`validate` bounds it).
     icfg.params.error_recovery_level = cfg.error_recovery.level;
+    // RFC 7143 section 13.19: "if ErrorRecoveryLevel is not 0 and
+    // DataSequenceInOrder is set to Yes then MaxOutstandingR2T MUST be set
+    // to 1" (DataSequenceInOrder's result function is OR: our Yes makes
+    // the result Yes).
+    if icfg.params.error_recovery_level >= 1 && icfg.params.data_sequence_in_order {
+        icfg.params.max_outstanding_r2t = 1;
+    }
     let chap = match &cfg.auth {
         Auth::None => {
             icfg.auth_methods = vec![AuthMethod::None];

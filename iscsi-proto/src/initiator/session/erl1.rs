@@ -60,18 +60,24 @@ const CHECK_CONDITION: u8 = 0x02;
 pub(super) struct TaskRecovery {
     /// A Data SNACK for every Data-In from the task's next DataSN is out:
     /// Data-In beyond that DataSN are discarded until it arrives.
-    data_gap: bool,
+    pub(super) data_gap: bool,
     /// An R2T SNACK for every R2T from the task's next R2TSN is out.
     r2t_gap: bool,
     /// A SCSI Response that came before all the Data-In it counts
     /// (ExpDataSN): neither acknowledged nor delivered until they are in.
-    held: Option<(w::ScsiResponse, Bytes)>,
+    pub(super) held: Option<(w::ScsiResponse, Bytes)>,
     /// The StatSN of a discarded Data-In that carried the status: it comes
     /// back with the data, so no Status SNACK asks for it.
-    data_status: Option<Serial>,
+    pub(super) data_status: Option<Serial>,
     /// The target rejected our Data SNACK (RFC 7143 section 7.8): the read
     /// data cannot be complete.
     snack_rejected: bool,
+    /// The last DataACK sent: its BegRun and the read offset then
+    /// (`session/rdata.rs`: an R-Data SNACK resumes there).
+    pub(super) acked: Option<(Serial, u32)>,
+    /// Bytes already delivered to the application: resent data below this
+    /// offset (after an R-Data SNACK) is not delivered again.
+    pub(super) delivered: u32,
 }
 
 /// The sense data of "protocol service CRC error" (RFC 7143 section
@@ -94,7 +100,7 @@ impl Session {
             .map_or(0, |n| n.error_recovery_level)
     }
 
-    fn recovery_mut(&mut self, itt: u32) -> Option<&mut TaskRecovery> {
+    pub(super) fn recovery_mut(&mut self, itt: u32) -> Option<&mut TaskRecovery> {
         let s = self.scsi_task(itt)?;
         Some(s.recovery.get_or_insert_with(Box::default))
     }
@@ -134,7 +140,7 @@ impl Session {
         self.snack_rounds = 0;
     }
 
-    fn push_snack(&mut self, snack: w::SnackRequest) {
+    pub(super) fn push_snack(&mut self, snack: w::SnackRequest) {
         tracing::info!(target: "iscsi::erl", ?snack, "SNACK (RFC 7143 section 11.16)");
         self.conn.push_urgent(snack, Bytes::new());
     }
@@ -143,6 +149,9 @@ impl Session {
     /// (RFC 7143 section 11.16: RunLength 0 "all ... PDUs with numbers
     /// equal to or greater than BegRun").
     fn send_data_snack(&mut self, itt: u32, beg_run: Serial) {
+        if self.needs_rdata(itt) {
+            return self.send_rdata_snack(itt);
+        }
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
@@ -182,7 +191,10 @@ impl Session {
         let Some(s) = self.scsi_task(h.itt) else {
             return;
         };
-        let beg_run = s.next_data_sn;
+        let (beg_run, offset) = (s.next_data_sn, s.read_bytes);
+        if let Some(r) = self.recovery_mut(h.itt) {
+            r.acked = Some((beg_run, offset));
+        }
         self.push_snack(w::SnackRequest {
             snack_type: w::SnackType::DataAck,
             lun: h.lun,

@@ -51,6 +51,9 @@ impl Session {
             clock: now,
             window_stalled: false,
             orphans: BTreeSet::new(),
+            async_drops: BTreeSet::new(),
+            async_logouts: BTreeSet::new(),
+            snack_tag: 0,
             time2retain: None,
             cfg: config,
         };

@@ -56,7 +56,6 @@ impl Session {
             match self.conn.decoder.decode(buf) {
                 Ok(Some(pdu)) => {
                     self.touch_rx(now);
-                    self.timers.stop(Timer::Ping);
                     if let Err(e) = self.on_pdu(now, pdu) {
                         self.fail_connection(now, e);
                         buf.clear();

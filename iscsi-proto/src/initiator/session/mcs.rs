@@ -102,7 +102,11 @@ impl Session {
                 "no such connection in Full Feature Phase",
             ));
         }
-        if self.tasks.iter().any(|(_, t)| t.allegiance == Some(cid)) {
+        if self
+            .tasks
+            .iter()
+            .any(|(_, t)| t.allegiance == Some(cid) && !matches!(t.kind, Kind::Nop))
+        {
             return Err(UsageError::Connection("tasks are still allegiant to it"));
         }
         let reason = w::LogoutReason::CloseConnection;
@@ -225,6 +229,7 @@ impl Session {
             self.extra_failed(now, cid, err);
         } else if core::mem::take(&mut self.deferred_close) {
             self.extra.remove(&cid);
+            self.drop_pings(cid);
             tracing::info!(target: "iscsi::mcs", cid, "connection logged out");
             self.events
                 .push_back(Event::CloseConnection { cid, cause: None });
@@ -248,10 +253,22 @@ impl Session {
         if self.conn.is_full() {
             up.push(self.conn.cid);
         }
+        // Not a connection the target asked to log out (AsyncEvent 1),
+        // nor one whose Logout Request is out.
+        let leaving: Vec<u16> = self
+            .tasks
+            .iter()
+            .filter_map(|(_, t)| match t.kind {
+                Kind::ConnLogout { cid, .. } => Some(cid),
+                _ => None,
+            })
+            .collect();
         up.extend(
             self.extra
                 .iter()
-                .filter(|(_, e)| e.conn.is_full())
+                .filter(|(c, e)| {
+                    e.conn.is_full() && !self.async_logouts.contains(*c) && !leaving.contains(*c)
+                })
                 .map(|(c, _)| *c),
         );
         let Some(&first) = up.first() else {
@@ -294,25 +311,138 @@ impl Session {
         self.conn.push(req, Vec::new(), Bytes::new(), false);
     }
 
-    /// The earliest login deadline of an added connection.
-    pub(super) fn extra_deadline(&self) -> Option<Instant> {
-        self.extra
-            .values()
-            .filter(|e| !e.conn.is_full())
-            .map(|e| e.login_deadline)
-            .min()
+    /// The deadline of an added connection: its login's while it logs in;
+    /// in Full Feature Phase its keepalive's (the ping's answer is due, or
+    /// it has been idle for the keepalive interval).
+    fn extra_due(&self, e: &Extra) -> Option<Instant> {
+        if !e.conn.is_full() {
+            return Some(e.login_deadline);
+        }
+        if let Some(d) = e.conn.ping_deadline {
+            return Some(d);
+        }
+        // RFC 7143 section 11.14: no new request after our Logout Request.
+        if self.logout_sent || self.extra_logging_out(e.conn.cid) {
+            return None;
+        }
+        self.cfg
+            .keepalive
+            .map(|ka| later(e.conn.last_rx, ka.interval))
     }
 
-    /// Added connections whose login did not end in time fail.
+    /// AsyncEvent 2 named connection `cid`: an added one is failed once
+    /// the current call is over (it may be the one swapped in now).
+    pub(super) fn async_drop(&mut self, cid: u16) {
+        let added = self.swapped == Some(cid) || self.extra.contains_key(&cid);
+        if added && self.async_drops.len() < usize::from(self.cfg.operational.max_connections) {
+            self.async_drops.insert(cid);
+        }
+    }
+
+    /// The added connections an Async Message said the target drops fail
+    /// as if their TCP connection had (RFC 7143 section 7.1.4.3).
+    pub(super) fn apply_async_drops(&mut self, now: Instant) {
+        for cid in core::mem::take(&mut self.async_drops) {
+            if self.extra.contains_key(&cid) {
+                tracing::info!(target: "iscsi::mcs", cid, "the target drops the connection (AsyncEvent 2)");
+                self.extra_failed(now, cid, ConnectionError::Closed);
+            }
+        }
+    }
+
+    /// Added connections the target asked to log out (AsyncEvent 1): once
+    /// no task is allegiant to one, its Logout Request (reason 1 "close
+    /// the connection", RFC 7143 section 11.14.1) goes out on it; the
+    /// other connections go on.
+    pub(super) fn apply_async_logouts(&mut self, now: Instant) {
+        for cid in core::mem::take(&mut self.async_logouts) {
+            if !self.extra.get(&cid).is_some_and(|e| e.conn.is_full()) {
+                continue;
+            }
+            if self.extra_logging_out(cid) {
+                continue;
+            }
+            let busy = self
+                .tasks
+                .iter()
+                .any(|(_, t)| t.allegiance == Some(cid) && !matches!(t.kind, Kind::Nop));
+            if busy {
+                self.async_logouts.insert(cid);
+                continue;
+            }
+            let reason = w::LogoutReason::CloseConnection;
+            if let Ok(itt) = self.new_task(Kind::ConnLogout { cid, reason }, true) {
+                tracing::info!(target: "iscsi::mcs", cid, "the target asked to log out this connection (AsyncEvent 1): Logout reason 1");
+                self.on_connection(cid, |s| s.push_logout(itt, reason, cid));
+                self.timers
+                    .set(Timer::Logout, later(now, self.cfg.login_timeout));
+            }
+        }
+    }
+
+    /// The keepalive pings out on connection `cid`, which is gone, end
+    /// (internal tasks: no event).
+    fn drop_pings(&mut self, cid: u16) {
+        let pings: Vec<u32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.allegiance == Some(cid) && matches!(t.kind, Kind::Nop))
+            .map(|(i, _)| i)
+            .collect();
+        for itt in pings {
+            self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
+        }
+    }
+
+    /// Whether a Logout Request for connection `cid` is out.
+    fn extra_logging_out(&self, cid: u16) -> bool {
+        self.tasks
+            .iter()
+            .any(|(_, t)| matches!(t.kind, Kind::ConnLogout { cid: c, .. } if c == cid))
+    }
+
+    /// The earliest deadline of an added connection.
+    pub(super) fn extra_deadline(&self) -> Option<Instant> {
+        self.extra.values().filter_map(|e| self.extra_due(e)).min()
+    }
+
+    /// Added connections whose login did not end in time, or whose
+    /// keepalive ping was not answered, fail; idle ones are pinged.
+    ///
+    /// Each connection is watched on its own (RFC 7143 section 4.2.1: a
+    /// session is a group of TCP connections, each of which can fail;
+    /// section 11.18: the NOP-Out "ping" tests a connection, and its
+    /// answer comes on the connection it was sent on, section 4.2.5.1).
     pub(super) fn check_extra_deadlines(&mut self, now: Instant) {
-        let late: Vec<u16> = self
+        let due: Vec<(u16, bool)> = self
             .extra
             .iter()
-            .filter(|(_, e)| !e.conn.is_full() && e.login_deadline <= now)
-            .map(|(c, _)| *c)
+            .filter(|(_, e)| self.extra_due(e).is_some_and(|d| d <= now))
+            .map(|(c, e)| (*c, e.conn.is_full() && e.conn.ping_deadline.is_none()))
             .collect();
-        for cid in late {
-            self.extra_failed(now, cid, ConnectionError::TimedOut(TimerKind::Login));
+        for (cid, idle) in due {
+            if idle {
+                let Some(ka) = self.cfg.keepalive else {
+                    continue;
+                };
+                tracing::debug!(target: "iscsi::mcs", cid, "idle connection: NOP-Out ping (RFC 7143 section 11.18)");
+                self.on_connection(cid, |s| {
+                    if s.conn.keepalive_task.is_none() {
+                        if let Ok(itt) = s.new_task(Kind::Nop, true) {
+                            s.conn.keepalive_task = Some(itt);
+                            s.send_ping(itt, Bytes::new());
+                        }
+                    }
+                    s.conn.ping_deadline = Some(later(now, ka.timeout));
+                });
+                continue;
+            }
+            let kind = if self.extra.get(&cid).is_some_and(|e| e.conn.is_full()) {
+                TimerKind::Keepalive
+            } else {
+                TimerKind::Login
+            };
+            self.extra_failed(now, cid, ConnectionError::TimedOut(kind));
         }
     }
 
@@ -379,6 +509,7 @@ impl Session {
         for itt in logouts {
             self.complete(itt, TaskOutcome::Failed(TaskError::ConnectionLost));
         }
+        self.drop_pings(cid);
         let never_left: BTreeSet<u32> = e
             .conn
             .tx
@@ -490,6 +621,7 @@ impl Session {
             if self.swapped == Some(cid) {
                 self.deferred_close = true;
             } else if self.extra.remove(&cid).is_some() {
+                self.drop_pings(cid);
                 self.events
                     .push_back(Event::CloseConnection { cid, cause: None });
             }

@@ -75,6 +75,7 @@ impl Session {
                 read_bytes: 0,
                 next_r2t_sn: Serial(0),
                 outstanding_r2t: 0,
+                mrdsl_epoch: 0,
                 recovery: None,
                 r2t_resync: false,
             }),

@@ -321,11 +321,22 @@ impl Session {
                 ));
             }
             s.read_bytes = s.read_bytes.saturating_add(data.len() as u32);
-            self.events.push_back(Event::DataIn {
-                task: TaskId::from_itt(h.itt),
-                offset: h.buffer_offset,
-                data,
-            });
+            // After an R-Data SNACK (`session/rdata.rs`) the target resends
+            // from the last DataACK: what the application already has is
+            // not delivered twice.
+            let skip = s
+                .recovery
+                .as_deref()
+                .map_or(0, |r| r.delivered.saturating_sub(h.buffer_offset))
+                as usize;
+            if skip < data.len() {
+                let data = if skip == 0 { data } else { data.slice(skip..) };
+                self.events.push_back(Event::DataIn {
+                    task: TaskId::from_itt(h.itt),
+                    offset: h.buffer_offset.saturating_add(skip as u32),
+                    data,
+                });
+            }
         }
         if self.erl() >= 1 {
             // RFC 7143 section 11.7.2 (A bit) and 7.8: acknowledge, and
@@ -556,6 +567,17 @@ impl Session {
             event_data,
         }));
         match h.event {
+            // RFC 7143 section 11.9.1, AsyncEvent 1: "This Async Message
+            // MUST be sent on the same connection as the one requesting to
+            // be logged out ... The initiator MUST send a Logout with a
+            // reason code of 'close the connection' OR 'close the
+            // session'". On an added connection (MC/S): that connection
+            // alone (`session/mcs.rs`).
+            w::AsyncEvent::LogoutRequested if self.swapped.is_some() => {
+                if let Some(cid) = self.swapped {
+                    self.async_logouts.insert(cid);
+                }
+            }
             // RFC 7143 section 11.9.1, AsyncEvent 1: "the initiator MUST
             // honor this request by issuing a Logout as early as possible
             // but no later than Parameter3 seconds".
@@ -576,6 +598,16 @@ impl Session {
             w::AsyncEvent::DropConnection | w::AsyncEvent::DropAllConnections => {
                 self.time2wait = Some(h.parameter2);
                 self.time2retain = Some(h.parameter3);
+                // AsyncEvent 2: "The Parameter1 field indicates the CID of
+                // the connection that is going to be dropped"; section
+                // 7.1.4.3: "The initiator MUST handle it as a TCP
+                // connection failure for the connection(s) referred to in
+                // the Message." An added connection (MC/S) fails alone
+                // (`session/mcs.rs`); the first one fails when the target
+                // closes it.
+                if h.event == w::AsyncEvent::DropConnection {
+                    self.async_drop(h.parameter1);
+                }
             }
             // AsyncEvent 4: renegotiation requested. We have nothing to
             // change: an empty Text Request completes the negotiation.

@@ -35,6 +35,7 @@ impl Session {
             };
             self.window_stalled = false;
             self.pending.pop_front();
+            self.quiet_arm(now);
             if let Some(t) = self.tasks.get_mut(itt) {
                 t.cmd_sn = Some(cmd_sn);
                 if let (Kind::Scsi(_), Some(limit)) = (&t.kind, self.cfg.task_timeout) {
@@ -69,18 +70,19 @@ impl Session {
     /// it leaves, for the CmdSN of immediate commands); a retry (RFC 7143
     /// section 7.2.1) reuses an older one.
     pub(super) fn send_scsi(&mut self, itt: u32, cmd_sn: Serial, new: bool) {
+        let epoch = self.conn.mrdsl_epoch;
         let Some(s) = self.scsi_task(itt) else {
             return;
         };
+        s.mrdsl_epoch = epoch;
         // Only the fields needed, not a clone of the command: cloning its
         // CDB `Bytes` could allocate on every I/O.
         let cmd = &s.cmd;
         let (lun, attr, expected_read_len) = (cmd.lun.to_u64(), cmd.attr, cmd.expected_read_len);
-        let mut cdb = [0u8; 16];
-        for (d, s) in cdb.iter_mut().zip(cmd.cdb.iter()) {
-            *d = *s;
-        }
-        let ext_cdb = (cmd.cdb.len() > 16).then(|| cmd.cdb.slice(16..));
+        // RFC 7143 section 11.3.5: the first 16 bytes in the BHS; section
+        // 11.2.2.3: the rest in an Extended CDB AHS.
+        let cdb = cmd.cdb.bhs_field();
+        let ext_cdb = cmd.cdb.extended();
         let write_buf = cmd.data_out.clone().unwrap_or_default();
         let (imm_ok, initial_r2t, first_burst) = self
             .negotiated

@@ -27,6 +27,12 @@ impl Session {
                 // Idle keepalive only while no ping is out, and (RFC 7143
                 // section 11.14) not after our Logout Request.
                 Timer::Keepalive => !self.timers.is_set(Timer::Ping) && !self.logout_sent,
+                // While SNACKs are out their own timer resends them.
+                Timer::Quiet => {
+                    !self.timers.is_set(Timer::Ping)
+                        && !self.timers.is_set(Timer::Snack)
+                        && !self.logout_sent
+                }
                 Timer::Reconnect | Timer::Login | Timer::Retain => false,
             },
         }
@@ -123,6 +129,7 @@ impl Session {
                     self.snack_timeout(now);
                 }
             }
+            Timer::Quiet => self.quiet_timeout(now),
             Timer::Keepalive => {
                 if let Some(ka) = self.cfg.keepalive {
                     if self.is_logged_in() && !self.logout_sent && !self.timers.is_set(Timer::Ping)
