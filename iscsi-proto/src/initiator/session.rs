@@ -363,6 +363,11 @@ pub struct Session {
     /// ErrorRecoveryLevel 1: the end (exclusive) of the StatSNs asked for
     /// by Status SNACKs (RFC 7143 section 11.16), while ExpStatSN is below.
     status_snacked: Option<Serial>,
+    /// The connection whose StatSNs `status_snacked` counts: `None` the
+    /// first, `Some(cid)` an added one (as `swapped`). StatSN is per
+    /// connection (RFC 7143 section 4.2.2.2) and SNACKs go on the
+    /// connection of what they ask for (section 4.2.5.1).
+    status_snacked_on: Option<u16>,
     /// SNACK rounds in a row without progress (`ErrorRecovery::snack_retries`).
     snack_rounds: u8,
     /// ErrorRecoveryLevel 2 connection recovery in progress.

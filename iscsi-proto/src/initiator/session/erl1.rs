@@ -209,6 +209,12 @@ impl Session {
     /// Asks for the StatSNs missing in `[start, upto)` (not received ahead,
     /// not accounted for by a task), one Status SNACK per run.
     fn snack_missing_status(&mut self, start: Serial, upto: Serial) {
+        // StatSNs of two connections never meet here (`status_snacked_on`);
+        // should they, a run longer than any gap we accept is refused
+        // rather than walked (it would be up to 2^31 serial numbers).
+        if upto.0.wrapping_sub(start.0) > STAT_SN_AHEAD {
+            return;
+        }
         let mut sn = start;
         let mut run: Option<(Serial, u32)> = None;
         // Bounded: `upto` is at most STAT_SN_AHEAD past ExpStatSN.
@@ -230,6 +236,20 @@ impl Session {
         }
     }
 
+    /// `status_snacked` when it counts the StatSNs of the connection in
+    /// `conn` (RFC 7143 section 4.2.2.2: StatSN is per connection).
+    fn snacked_here(&self) -> Option<Serial> {
+        self.status_snacked
+            .filter(|_| self.status_snacked_on == self.swapped)
+    }
+
+    /// Status SNACKs asked up to `end` (exclusive) on the connection in
+    /// `conn`.
+    fn set_snacked(&mut self, end: Serial) {
+        self.status_snacked = Some(end);
+        self.status_snacked_on = self.swapped;
+    }
+
     /// A PDU showed that StatSNs before `upto` were sent (RFC 7143 section
     /// 7.9: "an out of order StatSN that implies missing responses"): ask
     /// for those not yet asked for.
@@ -239,7 +259,7 @@ impl Session {
         if ahead == 0 || ahead > STAT_SN_AHEAD {
             return;
         }
-        let start = match self.status_snacked {
+        let start = match self.snacked_here() {
             Some(end) if exp.precedes(end) => end,
             _ => exp,
         };
@@ -247,7 +267,7 @@ impl Session {
             return;
         }
         self.snack_missing_status(start, upto);
-        self.status_snacked = Some(upto);
+        self.set_snacked(upto);
         self.arm_snack_timer(now);
     }
 
@@ -256,7 +276,7 @@ impl Session {
         match ack {
             StatSnAck::Early => self.status_gap(now, stat_sn),
             StatSnAck::Advanced => {
-                if let Some(end) = self.status_snacked {
+                if let Some(end) = self.snacked_here() {
                     self.snack_progress();
                     if !self.conn.exp_stat_sn().precedes(end) {
                         self.status_snacked = None;
@@ -397,7 +417,7 @@ impl Session {
         // STAT_SN_AHEAD when it arrived.
         if let Ok(StatSnAck::Advanced) = self.conn.stat_sn.ack(h.stat_sn) {
             if self
-                .status_snacked
+                .snacked_here()
                 .is_some_and(|end| !self.conn.exp_stat_sn().precedes(end))
             {
                 self.status_snacked = None;
@@ -527,11 +547,11 @@ impl Session {
         }
         self.status_gap(now, stat_sn);
         if self
-            .status_snacked
+            .snacked_here()
             .is_none_or(|end| end.precedes_or_eq(stat_sn))
         {
             self.send_status_snack(stat_sn, 1);
-            self.status_snacked = Some(stat_sn.next());
+            self.set_snacked(stat_sn.next());
         }
         self.arm_snack_timer(now);
     }
@@ -582,7 +602,8 @@ impl Session {
     /// `snack_retries` rounds without progress the connection is dropped.
     pub(super) fn snack_timeout(&mut self, now: Instant) {
         self.timers.stop(Timer::Snack);
-        let data: Vec<(u32, Serial)> = self
+        let first = self.conn.cid;
+        let data: Vec<(u32, Serial, Option<u16>)> = self
             .tasks
             .iter()
             .filter_map(|(itt, t)| match &t.kind {
@@ -596,13 +617,20 @@ impl Session {
                 // come back (`data_status`) the run is unanswered even when
                 // its first PDUs arrived in order, so it is asked for again.
                 }) if (r.data_gap || r.data_status.is_some()) && !r.snack_rejected => {
-                    Some((itt, *next_data_sn))
+                    Some((itt, *next_data_sn, t.allegiance.filter(|c| *c != first)))
                 }
                 _ => None,
             })
             .collect();
-        let exp = self.conn.exp_stat_sn();
-        let status = self.status_snacked.filter(|end| exp.precedes(*end));
+        // The Status SNACK run counts the StatSNs of the connection it was
+        // asked on (section 4.2.2.2: StatSN is per connection).
+        let on = self.status_snacked_on;
+        let pending = |s: &Self| s.status_snacked.map(|end| (s.conn.exp_stat_sn(), end));
+        let status = match on {
+            None => pending(self),
+            Some(cid) => self.on_connection(cid, |s| pending(s)).flatten(),
+        }
+        .filter(|(exp, end)| exp.precedes(*end));
         if data.is_empty() && status.is_none() {
             self.status_snacked = None;
             self.snack_rounds = 0;
@@ -614,11 +642,24 @@ impl Session {
             return;
         }
         self.snack_rounds = self.snack_rounds.saturating_add(1);
-        for (itt, next) in data {
-            self.send_data_snack(itt, next);
+        // Section 4.2.5.1: "Retransmission requests (SNACK PDUs) and the
+        // data and status that they generate MUST also use the same
+        // connection" as the command.
+        for (itt, next, cid) in data {
+            match cid {
+                None => self.send_data_snack(itt, next),
+                Some(cid) => {
+                    let _ = self.on_connection(cid, |s| s.send_data_snack(itt, next));
+                }
+            }
         }
-        if let Some(end) = status {
-            self.snack_missing_status(exp, end);
+        if let Some((exp, end)) = status {
+            match on {
+                None => self.snack_missing_status(exp, end),
+                Some(cid) => {
+                    let _ = self.on_connection(cid, |s| s.snack_missing_status(exp, end));
+                }
+            }
         }
         self.arm_snack_timer(now);
     }

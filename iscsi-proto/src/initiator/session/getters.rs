@@ -38,6 +38,7 @@ impl Session {
             logout_sent: false,
             target_logout: false,
             status_snacked: None,
+            status_snacked_on: None,
             snack_rounds: 0,
             conn_recovery: None,
             portal_index: 0,
