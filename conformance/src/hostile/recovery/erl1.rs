@@ -201,7 +201,9 @@ fn r2t_snack(ctx: &mut CellCtx) -> Result<(), String> {
         STD,
         true,
         |_, p, _| {
-            login_at(p, &mut super::responder(1, 20, false), 1)?;
+            // Two R2Ts outstanding at ErrorRecoveryLevel 1 need
+            // DataSequenceInOrder=No on both sides (section 13.19).
+            login_at(p, &mut super::responder_with(1, 20, false, 1, false), 1)?;
             let data = pattern(LEN, 11);
             let c = p.expect_cmd()?;
             p.t.ack_cmd(c.cmd_sn);
@@ -244,7 +246,9 @@ fn r2t_snack(ctx: &mut CellCtx) -> Result<(), String> {
             p.serve_logout().map(drop)
         },
         |k, portal, _| {
-            let mut d = connect(k, portal, ini_cfg(1, false, false))?;
+            let mut cfg = ini_cfg(1, false, false);
+            cfg.operational.data_sequence_in_order = false;
+            let mut d = connect(k, portal, cfg)?;
             let cmd = write(0, Bytes::from(pattern(LEN, 11)));
             let (o, _) = crate::hostile::run(d.as_mut(), cmd)?;
             expect_good("write", &o)?;
@@ -462,25 +466,42 @@ fn last_data_in_lost(ctx: &mut CellCtx) -> Result<(), String> {
             let lost_sn = h1.status.map(|st| st.stat_sn).unwrap_or_default();
             p.t.lose(h1, Bytes::copy_from_slice(&data[512..]));
             p.flush()?;
-            match p.recv_within(Duration::from_secs(3))? {
-                Rx::Pdu(pdu) => {
-                    let Header::SnackRequest(s) = pdu.header else {
-                        return Err(format!("expected a SNACK, got {:?}", pdu.header));
-                    };
-                    let data_snack = s.snack_type == w::SnackType::DataR2t
-                        && s.itt == c.itt
-                        && s.beg_run == Serial(1);
-                    let status_snack = s.snack_type == w::SnackType::Status && s.beg_run == lost_sn;
-                    if !(data_snack || status_snack) {
-                        return Err(format!("SNACK for the lost last Data-In: {s:?}"));
+            // The initiator finds the loss by itself: a SNACK after its
+            // timeout, or first a NOP-Out ping on the quiet connection
+            // whose NOP-In answer carries "the next StatSN" (RFC 7143
+            // 11.19.2) and so shows the gap (7.1.4.1 b, 7.1.4.2).
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match p.recv_within(left)? {
+                    Rx::Pdu(pdu) => match pdu.header {
+                        Header::NopOut(n) if n.itt != 0xffff_ffff => {
+                            p.t.nop_in_reply(&n, pdu.data.clone());
+                            p.flush()?;
+                        }
+                        Header::SnackRequest(s) => {
+                            let data_snack = s.snack_type == w::SnackType::DataR2t
+                                && s.itt == c.itt
+                                && s.beg_run == Serial(1);
+                            let status_snack =
+                                s.snack_type == w::SnackType::Status && s.beg_run == lost_sn;
+                            if !(data_snack || status_snack) {
+                                return Err(format!("SNACK for the lost last Data-In: {s:?}"));
+                            }
+                            flag.store(true, Ordering::SeqCst);
+                            p.t.serve_snack(&s);
+                            break;
+                        }
+                        other => {
+                            return Err(format!("expected a SNACK or a NOP-Out, got {other:?}"))
+                        }
+                    },
+                    Rx::Closed => return Err("the initiator closed the connection".into()),
+                    Rx::Timeout => {
+                        // The NOP-In's StatSN is past the lost status.
+                        p.t.nop_in_ping(0x71, 0, &[]);
+                        break;
                     }
-                    flag.store(true, Ordering::SeqCst);
-                    p.t.serve_snack(&s);
-                }
-                Rx::Closed => return Err("the initiator closed the connection".into()),
-                Rx::Timeout => {
-                    // The NOP-In's StatSN is past the lost status.
-                    p.t.nop_in_ping(0x71, 0, &[]);
                 }
             }
             p.flush()?;
@@ -515,19 +536,11 @@ fn last_data_in_lost(ctx: &mut CellCtx) -> Result<(), String> {
     )?;
     if by_itself.load(Ordering::SeqCst) {
         ctx.note(
-            "the initiator asked for the lost last Data-In by itself (SNACK after its timeout)",
+            "the initiator asked for the lost last Data-In by itself (quiet-connection ping, then a SNACK)",
         );
         Ok(())
     } else {
-        let what = "the last Data-In (with status) lost and nothing after it: no SNACK within 3 s (snack_timeout 100 ms), RFC 7143 7.1.4.1 b; recovered only after a NOP-In revealed the StatSN gap (docs/STATUS.md pair-oracle bug 4)";
-        if super::strict() {
-            Err(format!("KNOWN BUG: {what}"))
-        } else {
-            ctx.note(format!(
-                "KNOWN BUG (RECOVERY_STRICT=1 fails this cell): {what}"
-            ));
-            Ok(())
-        }
+        Err("the last Data-In (with status) lost and nothing after it: no SNACK within 3 s (snack_timeout 100 ms), RFC 7143 7.1.4.1 b".into())
     }
 }
 

@@ -19,7 +19,7 @@
 //! | `data-ack-snack` | std | A bit on a Data-In without status (TTT 0x4242, the command's LUN) -> SNACK Type 2, ITT 0xffffffff, TTT 0x4242, LUN copied, BegRun = next DataSN (1), RunLength 0 (11.16.3-11.16.7) |
 //! | `r-data-snack` | - | SNACK Type 3 after a MaxRecvDataSegmentLength change: the initiator cannot renegotiate it in full feature phase, so it never sends one. Passes with a note saying so; fails with `RECOVERY_STRICT=1` |
 //! | `snack-unanswered` | std, mio, smol, tokio | a Data SNACK never answered (`snack_timeout` 100 ms, `snack_retries` 2): the same SNACK twice more, then the connection dropped, task and session `TimedOut(Snack)` (7.1.4.1 b); through each driver's timer |
-//! | `last-data-in-lost` | std | the last Data-In (status in it) lost, nothing after it: within 3 s (`snack_timeout` 100 ms) a Data SNACK BegRun 1 or a Status SNACK for its StatSN is expected (7.1.4.1 b). The initiator sends none (known bug 4, docs/STATUS.md): a pass noted "KNOWN BUG" unless `RECOVERY_STRICT=1`; then a NOP-In reveals the StatSN gap and the read must end GOOD with its data (7.9) |
+//! | `last-data-in-lost` | std | the last Data-In (status in it) lost, nothing after it: within 3 s (`snack_timeout` 100 ms) the initiator must find the loss by itself (7.1.4.1 b): a NOP-Out ping on the quiet connection, answered with the next StatSN (11.19.2), then a Status SNACK for the lost StatSN (or a Data SNACK BegRun 1); the read ends GOOD with its data (7.9) |
 //! | `snack-reject` | std | a Data SNACK answered with Reject reason 0x03 "SNACK Reject" (11.17.1), and in a second session with 0x04 "Protocol Error", after the status was sent -> the read ends once with CHECK CONDITION, sense key 0x0b, ASC/ASCQ 0x47/0x05 "protocol service CRC error" (7.8 ii); no connection loss, the held status is acknowledged by the next command's ExpStatSN. A rejected Status SNACK -> the connection fails (`Protocol`), the task ends once |
 //! | `task-reassign` | std, mio, smol, tokio | ERL 2, a read (one Data-In received) and a TUR outstanding, the connection dropped -> a new connection logs in with the same ISID, TSIH and CID and the old connection's ExpStatSN, then TASK REASSIGN (immediate) for each task with its RefCmdSN, ExpDataSN 1 for the read, 0 for the TUR; no command sent again; both complete once, read data intact (with `iscsi-std` also `ConnectionRecovered { reassigned: 2, retried: 0 }` and the TSIH) |
 //! | `task-reassign-mcs` | std | ERL 2, MaxConnections 2 (the driver opens the second connection), a TUR on each; the added connection dropped -> Logout Request reason 2 "remove the connection for recovery" with the failed CID on the first connection (11.14.1), then TASK REASSIGN there (I, RefCmdSN, ExpDataSN 0); no command sent again, both GOOD once, TSIH kept |
@@ -99,6 +99,19 @@ fn responder_mcs(
     immediate_data: bool,
     max_connections: u16,
 ) -> LoginResponder {
+    responder_with(level, retain, immediate_data, max_connections, true)
+}
+
+/// [`responder_mcs`] with the target's DataSequenceInOrder offer (section
+/// 13.19: at ErrorRecoveryLevel >= 1 with DataSequenceInOrder=Yes,
+/// MaxOutstandingR2T "MUST be set to 1").
+fn responder_with(
+    level: u8,
+    retain: u16,
+    immediate_data: bool,
+    max_connections: u16,
+    data_sequence_in_order: bool,
+) -> LoginResponder {
     let tc = TargetConfig {
         params: OperationalParams {
             error_recovery_level: level,
@@ -109,6 +122,7 @@ fn responder_mcs(
             max_outstanding_r2t: 4,
             immediate_data,
             max_connections,
+            data_sequence_in_order,
             ..OperationalParams::default()
         },
         ..TargetConfig::default()
