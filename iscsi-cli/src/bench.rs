@@ -372,16 +372,12 @@ pub fn run(client: &mut Session, spec: &Spec) -> Result<Report, String> {
             let cdb = cdb::write16(lba, blocks_per_io as u32, RwFlags::default());
             ScsiCommand::write(
                 iscsi_proto::scsi::Lun::from_u64(spec.lun),
-                cdb.to_vec(),
+                cdb,
                 payload.clone(),
             )
         } else {
             let cdb = cdb::read16(lba, blocks_per_io as u32, RwFlags::default());
-            ScsiCommand::read(
-                iscsi_proto::scsi::Lun::from_u64(spec.lun),
-                cdb.to_vec(),
-                spec.bs,
-            )
+            ScsiCommand::read(iscsi_proto::scsi::Lun::from_u64(spec.lun), cdb, spec.bs)
         }
     };
     // Submit times of the commands in flight: a short list searched from

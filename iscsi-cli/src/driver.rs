@@ -656,9 +656,7 @@ mod tests {
             for i in 0..N {
                 let cdb = cdb::write16(lba(i), blocks, RwFlags::default());
                 let chunk = data.slice(i * PER..(i + 1) * PER);
-                let t = s
-                    .submit(ScsiCommand::write(lun, cdb.to_vec(), chunk))
-                    .unwrap();
+                let t = s.submit(ScsiCommand::write(lun, cdb, chunk)).unwrap();
                 assert!(writes.insert(t, i).is_none(), "task id reused");
             }
             for _ in 0..N {
@@ -678,9 +676,7 @@ mod tests {
             let mut reads = HashMap::new();
             for i in 0..N {
                 let cdb = cdb::read16(lba(i), blocks, RwFlags::default());
-                let t = s
-                    .submit(ScsiCommand::read(lun, cdb.to_vec(), PER as u32))
-                    .unwrap();
+                let t = s.submit(ScsiCommand::read(lun, cdb, PER as u32)).unwrap();
                 reads.insert(t, i);
             }
             for _ in 0..N {

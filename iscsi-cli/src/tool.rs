@@ -129,7 +129,7 @@ pub fn read_blocks(
         let cdb = cdb::read16(at, n, RwFlags::default());
         let d = exec(
             c,
-            ScsiCommand::read(iscsi_proto::scsi::Lun::from_u64(lun), cdb.to_vec(), len),
+            ScsiCommand::read(iscsi_proto::scsi::Lun::from_u64(lun), cdb, len),
             "READ(16)",
         )?;
         out.write_all(&d.data)
@@ -168,7 +168,7 @@ pub fn write_blocks(c: &mut Session, lun: u64, lba: u64, data: &Bytes) -> Result
         let cdb = cdb::write16(at, n as u32, RwFlags::default());
         exec(
             c,
-            ScsiCommand::write(iscsi_proto::scsi::Lun::from_u64(lun), cdb.to_vec(), chunk),
+            ScsiCommand::write(iscsi_proto::scsi::Lun::from_u64(lun), cdb, chunk),
             "WRITE(16)",
         )?;
         at += n;

@@ -138,16 +138,12 @@ impl IoLoop {
             let cdb = write16(self.lba, 8, RwFlags::default());
             ScsiCommand::write(
                 iscsi_proto::scsi::Lun::from_u64(LUN),
-                cdb.to_vec(),
+                cdb,
                 self.payload.clone(),
             )
         } else {
             let cdb = read16(self.lba, 8, RwFlags::default());
-            ScsiCommand::read(
-                iscsi_proto::scsi::Lun::from_u64(LUN),
-                cdb.to_vec(),
-                IO as u32,
-            )
+            ScsiCommand::read(iscsi_proto::scsi::Lun::from_u64(LUN), cdb, IO as u32)
         }
     }
 
